@@ -1,0 +1,170 @@
+"""Run the whole system on one machine: the stack (embedded unless addresses are given) and three services."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from errands import admin
+from errands.migrate import upgrade
+from errands.stack import EmbeddedStack, free_port
+from shared.kafka import create_topics
+from shared.settings import Settings
+
+SERVICES = ("intake", "dispatcher", "notifier")
+
+
+@dataclass
+class ServiceProcesses:
+    """The three services as separate OS processes, sharing one environment."""
+
+    env: dict[str, str]
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def start(
+        self, service: str, *, port: int | None = None, extra_env: dict[str, str] | None = None
+    ) -> None:
+        port = port or self.ports.get(service) or free_port()
+        self.ports[service] = port
+        env = {**self.env, f"{service.upper()}_PORT": str(port), **(extra_env or {})}
+        output: IO[bytes] | int = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"{service}.log").open("ab")
+        elif os.environ.get("ERRANDS_SERVICE_OUTPUT") == "inherit":
+            output = sys.stderr.fileno()
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", "errands", "serve", service],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start_all(self) -> None:
+        for service in SERVICES:
+            self.start(service)
+
+    def wait_ready(self, *, timeout_s: float = 60.0, services: tuple[str, ...] = SERVICES) -> None:
+        deadline = time.monotonic() + timeout_s
+        for service in services:
+            while True:
+                process = self.processes[service]
+                if process.poll() is not None:
+                    raise RuntimeError(f"{service} exited with {process.returncode}")
+                try:
+                    with urllib.request.urlopen(f"{self.url(service)}/readyz", timeout=2) as response:  # noqa: S310
+                        if response.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} not ready after {timeout_s}s")
+                time.sleep(0.1)
+
+    def stop(self, service: str, *, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:
+        process = self.processes.pop(service, None)
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        process.send_signal(sig)
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for service in list(self.processes):
+            self.stop(service)
+
+
+def service_env(settings_env: dict[str, str]) -> dict[str, str]:
+    """The environment services inherit: ours, plus the stack's addresses."""
+    return {**os.environ, **settings_env, "PYTHONUNBUFFERED": "1"}
+
+
+def prepare(settings: Settings) -> None:
+    """Migrate the database and create the topics (both safe to repeat)."""
+    upgrade(settings)
+    asyncio.run(create_topics(settings))
+
+
+def run(repo_root: Path) -> int:
+    """`make run`: everything up, `.errands/local.json` written, until Ctrl-C or SIGTERM."""
+    stop_requested = False
+
+    def request_stop(_signum: int, _frame: Any) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    state_dir = repo_root / ".errands"
+    state_dir.mkdir(exist_ok=True)
+    stack: EmbeddedStack | None = None
+    env: dict[str, str] = {}
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("KAFKA_BOOTSTRAP_SERVERS")):
+        print("Starting embedded PostgreSQL and Kafka-protocol broker (Tansu)...", flush=True)
+        stack = EmbeddedStack()
+        stack.start()
+        env = {"DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap}
+    services = ServiceProcesses(env=service_env(env), log_dir=state_dir / "logs")
+    try:
+        settings = Settings(**{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+        prepare(settings)
+        for service in SERVICES:
+            services.start(service, port=int(os.environ.get(f"{service.upper()}_PORT", "0")) or None)
+        services.wait_ready()
+        tokens = asyncio.run(admin.bootstrap_demo(settings))
+        local = {
+            "intake_url": services.url("intake"),
+            "dispatcher_url": services.url("dispatcher"),
+            "notifier_url": services.url("notifier"),
+            "kafka_bootstrap": settings.kafka_bootstrap_servers,
+            "database_url": settings.database_url,
+            **tokens,
+        }
+        (state_dir / "local.json").write_text(json.dumps(local, indent=2))
+        print(
+            "\nErrands is running.\n"
+            f"  intake      {local['intake_url']}\n"
+            f"  dispatcher  {local['dispatcher_url']}\n"
+            f"  notifier    {local['notifier_url']}\n"
+            f"  kafka       {local['kafka_bootstrap']}\n"
+            f"  database    {local['database_url']}\n"
+            f"  tokens and addresses: {state_dir / 'local.json'}\n"
+            f"  logs: {state_dir / 'logs'}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        while not stop_requested:
+            for service, process in services.processes.items():
+                if process.poll() is not None:
+                    print(f"{service} exited with {process.returncode}; stopping.", flush=True)
+                    stop_requested = True
+            time.sleep(0.2)
+        return 0
+    finally:
+        print("Stopping...", flush=True)
+        services.stop_all()
+        if stack is not None:
+            stack.stop()
+        (state_dir / "local.json").unlink(missing_ok=True)
+        print("Stopped.", flush=True)

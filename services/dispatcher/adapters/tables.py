@@ -1,0 +1,134 @@
+"""Dispatcher's schema: volunteers, legs as dispatched, offers, declined pairs, outbox, inbox.
+
+The rules that must never break are constraints here, not checks in Python: one live offer per
+leg, and a volunteer's active legs never above their limit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.consumer import inbox_table
+from shared.db import schema_base
+from shared.outbox import outbox_table
+
+DispatchBase = schema_base("dispatch")
+
+
+class VolunteerRow(DispatchBase):
+    __tablename__ = "volunteers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text)
+    languages: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    skills: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    vehicle: Mapped[str] = mapped_column(Text)
+    capacity_kg: Mapped[float] = mapped_column(Float)
+    insured: Mapped[bool] = mapped_column(Boolean)
+    max_active_legs: Mapped[int] = mapped_column(Integer)
+    home_lat: Mapped[float | None] = mapped_column(Float)
+    home_lon: Mapped[float | None] = mapped_column(Float)
+    on_duty: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    duty_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rest_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    active_legs: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    legs_done_today: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(
+            "active_legs >= 0 AND active_legs <= max_active_legs", name="active_legs_within_limit"
+        ),
+        CheckConstraint("max_active_legs >= 1", name="max_active_legs_positive"),
+    )
+
+
+class LegRow(DispatchBase):
+    __tablename__ = "legs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(Text)
+    pickup_lat: Mapped[float] = mapped_column(Float)
+    pickup_lon: Mapped[float] = mapped_column(Float)
+    dropoff_lat: Mapped[float] = mapped_column(Float)
+    dropoff_lon: Mapped[float] = mapped_column(Float)
+    vehicle: Mapped[str | None] = mapped_column(Text)
+    weight_kg: Mapped[float] = mapped_column(Float)
+    skills: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    languages: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    vulnerable: Mapped[bool] = mapped_column(Boolean)
+    ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deliver_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Pickup, drop-off (personal data sealed) and items, as the volunteer's app shows them.
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    volunteer_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("dispatch.volunteers.id")
+    )
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
+        Index("ix_legs_volunteer", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
+    )
+
+
+class OfferRow(DispatchBase):
+    __tablename__ = "offers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    leg_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("dispatch.legs.id"))
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("dispatch.volunteers.id"))
+    status: Mapped[str] = mapped_column(Text)
+    distance_m: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("uq_offers_one_live_per_leg", "leg_id", unique=True, postgresql_where=text("status = 'live'")),
+        Index("ix_offers_live_volunteer", "volunteer_id", postgresql_where=text("status = 'live'")),
+        Index("ix_offers_live_expiry", "expires_at", postgresql_where=text("status = 'live'")),
+    )
+
+
+class RejectionRow(DispatchBase):
+    """A volunteer declined this leg or let its offer expire: never offer it to them again."""
+
+    __tablename__ = "rejections"
+
+    leg_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+outbox = outbox_table(DispatchBase.metadata)
+inbox = inbox_table(DispatchBase.metadata)

@@ -1,0 +1,53 @@
+"""Dispatcher's composition root."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.dispatcher.adapters.tables import inbox, outbox
+from services.dispatcher.adapters.wakeups import VolunteerWakeups
+from services.dispatcher.entrypoints.http import RUNTIME, WAKEUPS, api
+from services.dispatcher.service_layer.dispatch import VOLUNTEER_CHANNEL, confirm_leg, take_in_task
+from services.dispatcher.service_layer.matcher import run_matcher
+from shared.consumer import EventConsumer
+from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
+from shared.http import create_base_app
+from shared.outbox import OutboxRelay
+from shared.runtime import Runtime, background_task, runtime_context
+from shared.settings import Settings
+
+
+def create_app(settings: Settings) -> web.Application:
+    runtime = Runtime.build(settings, client_id="dispatcher")
+    app = create_base_app(api=api, readiness=runtime.readiness_checks())
+    app[RUNTIME] = runtime
+    wakeups = VolunteerWakeups(runtime.listener, VOLUNTEER_CHANNEL)
+    app[WAKEUPS] = wakeups
+    relay = OutboxRelay(
+        outbox=outbox,
+        sessionmaker=runtime.sessionmaker,
+        producer=runtime.producer,
+        listener=runtime.listener,
+        batch_size=settings.relay_batch_size,
+        idle_poll_s=settings.relay_idle_poll_s,
+    )
+    consumer = EventConsumer(
+        settings=settings,
+        group_id="dispatcher",
+        topics=(TASKS_TOPIC, CONFIRMATIONS_TOPIC),
+        handlers={"task.submitted": take_in_task, "leg.confirmed": confirm_leg},
+        sessionmaker=runtime.sessionmaker,
+        inbox=inbox,
+        producer=runtime.producer,
+    )
+
+    async def release_polls(_: web.Application) -> None:
+        # Waiting long polls answer now instead of holding the shutdown for up to a minute.
+        wakeups.wake_all()
+
+    app.cleanup_ctx.append(runtime_context(runtime))
+    app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
+    app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
+    app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))
+    app.on_shutdown.append(release_polls)
+    return app

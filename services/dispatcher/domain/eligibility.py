@@ -1,0 +1,132 @@
+"""Who may be offered which leg: each rule of the dispatch policy is one pure function."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from services.dispatcher.domain.geo import SEARCH_RADIUS_M, haversine_m, vehicle_satisfies
+
+
+@dataclass(frozen=True)
+class Volunteer:
+    id: uuid.UUID
+    on_duty: bool
+    insured: bool
+    vehicle: str
+    capacity_kg: float
+    skills: frozenset[str]
+    languages: frozenset[str]
+    max_active_legs: int
+    active_legs: int
+    live_offers: int
+    lat: float | None
+    lon: float | None
+    location_at: datetime | None
+    duty_started_at: datetime | None
+    rest_until: datetime | None
+    legs_done_today: int = 0
+
+
+@dataclass(frozen=True)
+class Leg:
+    id: uuid.UUID
+    task_id: uuid.UUID
+    priority: str
+    pickup_lat: float
+    pickup_lon: float
+    vehicle: str | None
+    weight_kg: float
+    skills: frozenset[str]
+    languages: frozenset[str]
+    vulnerable: bool
+    waiting_s: float = 0.0
+    rejected_by: frozenset[uuid.UUID] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Policy:
+    location_max_age: timedelta = timedelta(minutes=15)
+    shift_max_on_duty: timedelta = timedelta(hours=4)
+    radius_widening: float = 1.0
+
+
+def on_duty(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """Only volunteers who said they are working get offers."""
+    return v.on_duty
+
+
+def insured(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """Only insured volunteers are sent out."""
+    return v.insured
+
+
+def has_free_slot(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """Active legs plus open offers stay below the volunteer's own limit."""
+    return v.active_legs + v.live_offers < v.max_active_legs
+
+
+def rested(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """Inside the shift cap, and not inside the rest period that follows it."""
+    if v.rest_until is not None and now < v.rest_until:
+        return False
+    return v.duty_started_at is None or now - v.duty_started_at < policy.shift_max_on_duty
+
+
+def fresh_location(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """We only dispatch someone whose whereabouts we know recently enough."""
+    return v.location_at is not None and v.lat is not None and now - v.location_at <= policy.location_max_age
+
+
+def equipped(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """The right vehicle, enough carrying capacity, and every skill the leg needs."""
+    return (
+        vehicle_satisfies(v.vehicle, leg.vehicle)
+        and v.capacity_kg >= leg.weight_kg
+        and leg.skills <= v.skills
+    )
+
+
+def speaks_the_language(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """Every language the leg needs (the drop-off's language counts)."""
+    return leg.languages <= v.languages
+
+
+def not_rejected(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """A volunteer who declined this leg or let its offer expire is not asked again."""
+    return v.id not in leg.rejected_by
+
+
+def within_radius(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """Close enough to the pickup for their vehicle (the radius widens while a leg waits)."""
+    if v.lat is None or v.lon is None:
+        return False
+    limit = SEARCH_RADIUS_M[v.vehicle] * policy.radius_widening
+    return haversine_m(v.lat, v.lon, leg.pickup_lat, leg.pickup_lon) <= limit
+
+
+Rule = Callable[[Volunteer, Leg, datetime, Policy], bool]
+
+RULES: tuple[Rule, ...] = (
+    on_duty,
+    insured,
+    has_free_slot,
+    rested,
+    fresh_location,
+    equipped,
+    speaks_the_language,
+    not_rejected,
+    within_radius,
+)
+
+
+def broken_rules(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> list[str]:
+    """Names of the rules a pairing breaks; empty when the volunteer is eligible."""
+    return [rule.__name__ for rule in RULES if not rule(v, leg, now, policy)]
+
+
+def is_eligible(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """All rules hold for this volunteer and this leg."""
+    return all(rule(v, leg, now, policy) for rule in RULES)

@@ -1,0 +1,232 @@
+"""Dispatcher's HTTP API: the volunteer registry for operators and the `/v1/me` app API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import uuid
+from datetime import timedelta
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.dispatcher.adapters.wakeups import VolunteerWakeups
+from services.dispatcher.service_layer import dispatch, volunteers
+from shared.auth import Principal, Role, require_role
+from shared.http import Api, ProblemError, json_response, parse_body, parse_query
+from shared.runtime import Runtime
+
+RUNTIME = web.AppKey("runtime", Runtime)
+WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
+
+api = Api(title="Errands dispatcher")
+
+
+class WaitQuery(BaseModel):
+    wait: float = Field(default=0, ge=0, le=60)
+
+
+class DeclineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class DeliveredIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    confirmation_code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
+    photo_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    note: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _code_or_photo(self) -> DeliveredIn:
+        if self.confirmation_code is None and self.photo_sha256 is None:
+            raise ValueError("send confirmation_code, or photo_sha256 for a no-contact drop-off")
+        return self
+
+
+def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError as exc:
+        raise ProblemError(404, "Not found", f"No such {what}.") from exc
+
+
+async def _principal(request: web.Request, *roles: Role) -> Principal:
+    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
+    require_role(principal, *roles)
+    return principal
+
+
+async def _volunteer(request: web.Request) -> uuid.UUID:
+    principal = await _principal(request, Role.VOLUNTEER)
+    assert principal.volunteer_id is not None
+    return principal.volunteer_id
+
+
+@api.route(
+    "POST",
+    "/v1/volunteers",
+    summary="Register a volunteer",
+    body=volunteers.VolunteerIn,
+    status=201,
+    roles=("operator",),
+)
+async def post_volunteer(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR)
+    body = await parse_body(request, volunteers.VolunteerIn)
+    assert principal.organisation_id is not None
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await volunteers.register_volunteer(
+            session=session, organisation_id=principal.organisation_id, body=body
+        )
+    return json_response(created, status=201, headers={"Location": f"/v1/volunteers/{created['id']}"})
+
+
+@api.route("GET", "/v1/volunteers/{volunteer_id}", summary="A volunteer", roles=("operator", "ops", "admin"))
+async def get_volunteer(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    volunteer_id = _uuid(request, "volunteer_id", "volunteer")
+    scope = principal.organisation_id if principal.role is Role.OPERATOR else None
+    async with request.app[RUNTIME].sessionmaker() as session:
+        row = await volunteers.get_volunteer(
+            session=session, volunteer_id=volunteer_id, organisation_id=scope
+        )
+    return json_response(volunteers.volunteer_view(row))
+
+
+@api.route("PUT", "/v1/me/duty", summary="Go on or off duty", body=volunteers.DutyIn, roles=("volunteer",))
+async def put_duty(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    body = await parse_body(request, volunteers.DutyIn)
+    settings = request.app[RUNTIME].settings
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        view = await volunteers.set_duty(
+            session=session,
+            volunteer_id=volunteer_id,
+            on_duty=body.on_duty,
+            shift_cap=timedelta(seconds=settings.shift_max_on_duty_s),
+            rest=timedelta(seconds=settings.shift_rest_s),
+        )
+    return json_response(view)
+
+
+@api.route(
+    "POST",
+    "/v1/me/location",
+    summary="Report where I am",
+    body=volunteers.LocationIn,
+    status=202,
+    roles=("volunteer",),
+)
+async def post_location(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    body = await parse_body(request, volunteers.LocationIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await volunteers.report_location(session=session, volunteer_id=volunteer_id, body=body)
+    return web.Response(status=202)
+
+
+@api.route(
+    "GET",
+    "/v1/me/assignments",
+    summary="My offers and legs (long poll)",
+    roles=("volunteer",),
+    query=WaitQuery,
+)
+async def get_assignments(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    wait = parse_query(request, WaitQuery).wait
+    runtime = request.app[RUNTIME]
+    known = request.headers.get("If-None-Match")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait, runtime.settings.long_poll_max_wait_s)
+    with request.app[WAKEUPS].waiter(volunteer_id) as changed:
+        while True:
+            changed.clear()
+            async with runtime.sessionmaker() as session:
+                body = await dispatch.assignments(
+                    session=session, volunteer_id=volunteer_id, data_key=runtime.settings.data_key
+                )
+            text = json.dumps(body)
+            etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+            if etag != known:
+                return web.Response(
+                    text=text,
+                    content_type="application/json",
+                    headers={"ETag": etag, "Cache-Control": "no-store"},
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return web.Response(status=304, headers={"ETag": etag})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=remaining)
+
+
+@api.route("POST", "/v1/me/offers/{offer_id}/accept", summary="Accept an offer", roles=("volunteer",))
+async def post_accept(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    offer_id = _uuid(request, "offer_id", "offer")
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        leg_id = await dispatch.accept_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
+        leg = await dispatch.own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+        view = dispatch.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+    return json_response(view)
+
+
+@api.route(
+    "POST",
+    "/v1/me/offers/{offer_id}/decline",
+    summary="Decline an offer",
+    body=DeclineIn,
+    roles=("volunteer",),
+)
+async def post_decline(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    offer_id = _uuid(request, "offer_id", "offer")
+    body = await parse_body(request, DeclineIn) if request.body_exists else DeclineIn()
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await dispatch.decline_offer(
+            session, offer_id=offer_id, volunteer_id=volunteer_id, reason=body.reason
+        )
+    return json_response({"id": str(offer_id), "status": "declined"})
+
+
+@api.route("POST", "/v1/me/legs/{leg_id}/picked-up", summary="I have picked it up", roles=("volunteer",))
+async def post_picked_up(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    leg_id = _uuid(request, "leg_id", "leg")
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        leg = await dispatch.report_picked_up(session, leg_id=leg_id, volunteer_id=volunteer_id)
+        view = dispatch.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+    return json_response(view)
+
+
+@api.route(
+    "POST",
+    "/v1/me/legs/{leg_id}/delivered",
+    summary="I have delivered it",
+    body=DeliveredIn,
+    status=202,
+    roles=("volunteer",),
+)
+async def post_delivered(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    leg_id = _uuid(request, "leg_id", "leg")
+    body = await parse_body(request, DeliveredIn)
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        leg = await dispatch.report_delivered(
+            session,
+            leg_id=leg_id,
+            volunteer_id=volunteer_id,
+            code_key=runtime.settings.code_key,
+            confirmation_code=body.confirmation_code,
+            photo_sha256=body.photo_sha256,
+            note=body.note,
+        )
+        view = dispatch.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+    return json_response(view, status=202)

@@ -1,0 +1,496 @@
+"""Dispatcher use cases: take in legs, match them in batches, and carry offers through to delivery.
+
+Every state change happens in the caller's transaction together with its outbox events and a
+NOTIFY for each volunteer whose assignments changed (so their long poll wakes at once).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatcher.adapters.tables import LegRow, OfferRow, RejectionRow, VolunteerRow, outbox
+from services.dispatcher.domain import eligibility
+from services.dispatcher.domain.matching import match_batch
+from shared import crypto
+from shared.consumer import PermanentError
+from shared.events import (
+    CloudEvent,
+    EventData,
+    LegAssigned,
+    LegDelivered,
+    LegOfferDeclined,
+    LegOffered,
+    LegOfferExpired,
+    LegPickedUp,
+    TaskSubmitted,
+    build_event,
+    parse_data,
+)
+from shared.http import ProblemError
+from shared.outbox import add_events
+
+VOLUNTEER_CHANNEL = "dispatch_volunteer"
+
+
+@dataclass
+class Changes:
+    """Events to publish and volunteers to wake, collected while a transaction runs."""
+
+    events: list[tuple[str, CloudEvent]] = field(default_factory=list)
+    volunteers: set[uuid.UUID] = field(default_factory=set)
+
+    def add(self, data: EventData, *, task_id: uuid.UUID, volunteer_id: uuid.UUID | None = None) -> None:
+        self.events.append(build_event(data, source="/dispatcher", subject=task_id))
+        if volunteer_id is not None:
+            self.volunteers.add(volunteer_id)
+
+    async def flush(self, session: AsyncSession) -> None:
+        await add_events(session, outbox, self.events)
+        for volunteer_id in sorted(self.volunteers):
+            await session.execute(select(func.pg_notify(VOLUNTEER_CHANNEL, str(volunteer_id))))
+        self.events, self.volunteers = [], set()
+
+
+async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
+    """`task.submitted`: each drop-off becomes a pending leg."""
+    data = parse_data(event)
+    assert isinstance(data, TaskSubmitted)
+    weight = sum((item.weight_kg or 0.0) * 1 for item in data.items)
+    rows = [
+        {
+            "id": leg.leg_id,
+            "task_id": data.task_id,
+            "organisation_id": data.organisation_id,
+            "index": leg.index,
+            "status": "pending",
+            "kind": data.kind,
+            "priority": data.priority,
+            "pickup_lat": data.pickup.lat,
+            "pickup_lon": data.pickup.lon,
+            "dropoff_lat": leg.dropoff.lat,
+            "dropoff_lon": leg.dropoff.lon,
+            "vehicle": data.requirements.vehicle,
+            # A supply run's items travel on every leg only in part; without a split, be conservative.
+            "weight_kg": weight,
+            "skills": sorted(set(data.requirements.skills)),
+            "languages": sorted(set(data.requirements.languages) | {leg.dropoff.language}),
+            "vulnerable": leg.dropoff.vulnerable,
+            "ready_at": data.pickup.ready_at,
+            "deliver_by": data.deliver_by,
+            "details": {
+                "pickup": data.pickup.model_dump(mode="json", exclude={"contact_sealed"}),
+                "dropoff": leg.dropoff.model_dump(mode="json"),
+                "items": [item.model_dump(mode="json") for item in data.items],
+                "kind": data.kind,
+                "priority": data.priority,
+                "deliver_by": data.deliver_by.isoformat() if data.deliver_by else None,
+                "code_hash": leg.code_hash,
+            },
+            "submitted_at": event.time,
+        }
+        for leg in data.legs
+    ]
+    await session.execute(insert(LegRow).on_conflict_do_nothing(), rows)
+
+
+def _volunteer_view(row: VolunteerRow, live_offers: int) -> eligibility.Volunteer:
+    return eligibility.Volunteer(
+        id=row.id,
+        on_duty=row.on_duty,
+        insured=row.insured,
+        vehicle=row.vehicle,
+        capacity_kg=row.capacity_kg,
+        skills=frozenset(row.skills),
+        languages=frozenset(row.languages),
+        max_active_legs=row.max_active_legs,
+        active_legs=row.active_legs,
+        live_offers=live_offers,
+        lat=row.lat,
+        lon=row.lon,
+        location_at=row.location_at,
+        duty_started_at=row.duty_started_at,
+        rest_until=row.rest_until,
+        legs_done_today=row.legs_done_today,
+    )
+
+
+async def expire_offers(session: AsyncSession, *, now: datetime) -> Changes:
+    """Offers past their time go back: the leg is pending again, without that volunteer."""
+    changes = Changes()
+    expired = (
+        await session.execute(
+            select(OfferRow, LegRow.task_id)
+            .join(LegRow, LegRow.id == OfferRow.leg_id)
+            .where(OfferRow.status == "live", OfferRow.expires_at <= now)
+            .limit(1000)
+            .with_for_update(of=OfferRow, skip_locked=True)
+        )
+    ).all()
+    for offer, task_id in expired:
+        await _hand_back(session, offer, status="expired", now=now)
+        changes.add(
+            LegOfferExpired(
+                task_id=task_id, leg_id=offer.leg_id, offer_id=offer.id, volunteer_id=offer.volunteer_id
+            ),
+            task_id=task_id,
+            volunteer_id=offer.volunteer_id,
+        )
+    return changes
+
+
+async def _hand_back(session: AsyncSession, offer: OfferRow, *, status: str, now: datetime) -> None:
+    await session.execute(
+        update(OfferRow).where(OfferRow.id == offer.id).values(status=status, decided_at=now)
+    )
+    await session.execute(
+        insert(RejectionRow)
+        .values(leg_id=offer.leg_id, volunteer_id=offer.volunteer_id)
+        .on_conflict_do_nothing()
+    )
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id == offer.leg_id, LegRow.status == "offered")
+        .values(status="pending", updated_at=now)
+    )
+
+
+async def offer_batch(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    policy: eligibility.Policy,
+    offer_ttl: timedelta,
+    limit: int = 500,
+) -> Changes:
+    """One matching round: lock what is free, solve the assignment, write the offers."""
+    changes = Changes()
+    legs = list(
+        (
+            await session.execute(
+                select(LegRow)
+                .where(LegRow.status == "pending", (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
+                .order_by(LegRow.submitted_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+    )
+    if not legs:
+        return changes
+    live = (
+        select(func.count())
+        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
+        .correlate(VolunteerRow)
+        .scalar_subquery()
+    )
+    volunteer_rows = (
+        await session.execute(
+            select(VolunteerRow, live)
+            .where(
+                VolunteerRow.on_duty.is_(True),
+                VolunteerRow.insured.is_(True),
+                VolunteerRow.location_at >= now - policy.location_max_age,
+            )
+            .with_for_update(of=VolunteerRow, skip_locked=True)
+        )
+    ).all()
+    volunteers = [_volunteer_view(row, live_offers) for row, live_offers in volunteer_rows]
+    if not volunteers:
+        return changes
+    rejected: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for leg_id, volunteer_id in (
+        await session.execute(
+            select(RejectionRow.leg_id, RejectionRow.volunteer_id).where(
+                RejectionRow.leg_id.in_([leg.id for leg in legs])
+            )
+        )
+    ).all():
+        rejected.setdefault(leg_id, set()).add(volunteer_id)
+    views = [
+        eligibility.Leg(
+            id=leg.id,
+            task_id=leg.task_id,
+            priority=leg.priority,
+            pickup_lat=leg.pickup_lat,
+            pickup_lon=leg.pickup_lon,
+            vehicle=leg.vehicle,
+            weight_kg=leg.weight_kg,
+            skills=frozenset(leg.skills),
+            languages=frozenset(leg.languages),
+            vulnerable=leg.vulnerable,
+            waiting_s=(now - leg.submitted_at).total_seconds(),
+            rejected_by=frozenset(rejected.get(leg.id, ())),
+        )
+        for leg in legs
+    ]
+    task_of = {leg.id: leg.task_id for leg in legs}
+    matches = match_batch(views, volunteers, now, policy)
+    if not matches:
+        return changes
+    expires_at = now + offer_ttl
+    offers = [
+        {
+            "id": uuid.uuid4(),
+            "leg_id": m.leg_id,
+            "volunteer_id": m.volunteer_id,
+            "status": "live",
+            "distance_m": m.distance_m,
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        for m in matches
+    ]
+    await session.execute(insert(OfferRow), offers)
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id.in_([m.leg_id for m in matches]))
+        .values(status="offered", updated_at=now)
+    )
+    for offer in offers:
+        changes.add(
+            LegOffered(
+                task_id=task_of[offer["leg_id"]],
+                leg_id=offer["leg_id"],
+                offer_id=offer["id"],
+                volunteer_id=offer["volunteer_id"],
+                expires_at=expires_at,
+                distance_m=round(offer["distance_m"], 1),
+            ),
+            task_id=task_of[offer["leg_id"]],
+            volunteer_id=offer["volunteer_id"],
+        )
+    return changes
+
+
+async def _live_offer(
+    session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID
+) -> tuple[OfferRow, LegRow]:
+    row = (
+        await session.execute(
+            select(OfferRow, LegRow)
+            .join(LegRow, LegRow.id == OfferRow.leg_id)
+            .where(OfferRow.id == offer_id, OfferRow.volunteer_id == volunteer_id)
+            .with_for_update(of=OfferRow)
+        )
+    ).one_or_none()
+    if row is None:
+        raise ProblemError(404, "Not found", "No such offer.")
+    offer, leg = row
+    if offer.status != "live" or offer.expires_at <= datetime.now(UTC):
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"This offer is no longer open ({'expired' if offer.status == 'live' else offer.status}).",
+        )
+    return offer, leg
+
+
+async def accept_offer(session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID) -> uuid.UUID:
+    """The volunteer takes the leg; returns its id. 409 when the offer expired or was withdrawn."""
+    now = datetime.now(UTC)
+    offer, leg = await _live_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
+    volunteer = (
+        await session.execute(select(VolunteerRow).where(VolunteerRow.id == volunteer_id).with_for_update())
+    ).scalar_one()
+    if volunteer.active_legs >= volunteer.max_active_legs:
+        raise ProblemError(409, "Conflict", "You already carry as many legs as your limit allows.")
+    await session.execute(
+        update(OfferRow).where(OfferRow.id == offer.id).values(status="accepted", decided_at=now)
+    )
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id == leg.id)
+        .values(status="assigned", volunteer_id=volunteer_id, updated_at=now)
+    )
+    # The CHECK constraint on active_legs is the last word even if two accepts race.
+    await session.execute(
+        update(VolunteerRow)
+        .where(VolunteerRow.id == volunteer_id)
+        .values(active_legs=VolunteerRow.active_legs + 1)
+    )
+    changes = Changes()
+    changes.add(
+        LegAssigned(
+            task_id=leg.task_id,
+            leg_id=leg.id,
+            volunteer_id=volunteer_id,
+            offer_id=offer.id,
+            volunteer_name_masked=crypto.mask_name(volunteer.name),
+        ),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+    return leg.id
+
+
+async def decline_offer(
+    session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, reason: str | None
+) -> None:
+    """The volunteer says no: the leg goes to the next batch without them."""
+    offer, leg = await _live_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
+    await _hand_back(session, offer, status="declined", now=datetime.now(UTC))
+    changes = Changes()
+    changes.add(
+        LegOfferDeclined(
+            task_id=leg.task_id, leg_id=leg.id, offer_id=offer.id, volunteer_id=volunteer_id, reason=reason
+        ),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+
+
+async def own_leg(session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID) -> LegRow:
+    leg = (
+        await session.execute(
+            select(LegRow).where(LegRow.id == leg_id, LegRow.volunteer_id == volunteer_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if leg is None:
+        raise ProblemError(404, "Not found", "No such leg.")
+    return leg
+
+
+async def report_picked_up(session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID) -> LegRow:
+    leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    if leg.status == "picked_up":
+        return leg
+    if leg.status != "assigned":
+        raise ProblemError(409, "Conflict", f"The leg is {leg.status}, not assigned.")
+    await session.execute(
+        update(LegRow).where(LegRow.id == leg.id).values(status="picked_up", updated_at=func.now())
+    )
+    leg.status = "picked_up"
+    changes = Changes()
+    changes.add(
+        LegPickedUp(task_id=leg.task_id, leg_id=leg.id, volunteer_id=volunteer_id),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+    return leg
+
+
+async def report_delivered(
+    session: AsyncSession,
+    *,
+    leg_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    code_key: bytes,
+    confirmation_code: str | None,
+    photo_sha256: str | None,
+    note: str | None,
+) -> LegRow:
+    """The volunteer handed the goods over; the code travels on only as its keyed hash.
+
+    A leg already reported delivered may be reported again (the recipient read out the wrong code).
+    """
+    leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    if leg.status not in ("picked_up", "delivered"):
+        raise ProblemError(409, "Conflict", f"The leg is {leg.status}; report the pickup first.")
+    if leg.status == "picked_up":
+        await session.execute(
+            update(LegRow).where(LegRow.id == leg.id).values(status="delivered", updated_at=func.now())
+        )
+        await session.execute(
+            update(VolunteerRow)
+            .where(VolunteerRow.id == volunteer_id)
+            .values(
+                active_legs=VolunteerRow.active_legs - 1, legs_done_today=VolunteerRow.legs_done_today + 1
+            )
+        )
+        leg.status = "delivered"
+    changes = Changes()
+    changes.add(
+        LegDelivered(
+            task_id=leg.task_id,
+            leg_id=leg.id,
+            volunteer_id=volunteer_id,
+            code_hash=crypto.code_hash(code_key, leg.id, confirmation_code) if confirmation_code else None,
+            photo_sha256=photo_sha256,
+            note=note,
+        ),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+    return leg
+
+
+def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
+    """A leg as the volunteer's app shows it; the recipient's name and phone only once it is theirs."""
+    details = leg.details
+    dropoff = {k: v for k, v in details["dropoff"].items() if k != "recipient_sealed"}
+    if assigned and details["dropoff"].get("recipient_sealed"):
+        recipient = crypto.unseal(data_key, details["dropoff"]["recipient_sealed"])
+        dropoff["recipient_name"] = recipient.get("name")
+        dropoff["recipient_phone"] = recipient.get("phone")
+    return {
+        "id": str(leg.id),
+        "task_id": str(leg.task_id),
+        "status": leg.status,
+        "kind": details.get("kind"),
+        "priority": leg.priority,
+        "deliver_by": details.get("deliver_by"),
+        "pickup": details["pickup"],
+        "dropoff": dropoff,
+        "items": details["items"],
+    }
+
+
+async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_key: bytes) -> dict[str, Any]:
+    """What a volunteer's app shows: open offers, and legs in hand until confirmed."""
+    offers = (
+        await session.execute(
+            select(OfferRow, LegRow)
+            .join(LegRow, LegRow.id == OfferRow.leg_id)
+            .where(OfferRow.volunteer_id == volunteer_id, OfferRow.status == "live")
+            .order_by(OfferRow.created_at)
+        )
+    ).all()
+    legs = (
+        await session.execute(
+            select(LegRow)
+            .where(
+                LegRow.volunteer_id == volunteer_id, LegRow.status.in_(("assigned", "picked_up", "delivered"))
+            )
+            .order_by(LegRow.updated_at)
+        )
+    ).scalars()
+    return {
+        "offers": [
+            {
+                "id": str(offer.id),
+                "expires_at": offer.expires_at.isoformat(),
+                "distance_m": round(offer.distance_m, 1),
+                "leg": leg_view(leg, assigned=False, data_key=data_key),
+            }
+            for offer, leg in offers
+        ],
+        "legs": [leg_view(leg, assigned=True, data_key=data_key) for leg in legs],
+    }
+
+
+async def confirm_leg(session: AsyncSession, event: CloudEvent) -> None:
+    """`leg.confirmed`: the leg leaves the volunteer's list."""
+    leg_id = uuid.UUID(str(event.data.get("leg_id")))
+    leg = (
+        await session.execute(select(LegRow).where(LegRow.id == leg_id).with_for_update())
+    ).scalar_one_or_none()
+    if leg is None:
+        raise PermanentError(f"unknown leg {leg_id}")
+    if leg.status == "confirmed":
+        return
+    await session.execute(
+        update(LegRow).where(LegRow.id == leg_id).values(status="confirmed", updated_at=func.now())
+    )
+    if leg.volunteer_id is not None:
+        await session.execute(select(func.pg_notify(VOLUNTEER_CHANNEL, str(leg.volunteer_id))))

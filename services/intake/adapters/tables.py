@@ -1,0 +1,82 @@
+"""Intake's schema: tasks as operators submitted them, legs, the read model, idempotency, outbox, inbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.consumer import inbox_table
+from shared.db import schema_base
+from shared.outbox import outbox_table
+
+IntakeBase = schema_base("intake")
+
+
+class TaskRow(IntakeBase):
+    __tablename__ = "tasks"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    kind: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    # The request as submitted (personal data included: operators of the organisation may read it).
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # Time of each task status, e.g. {"submitted": "...", "dispatching": "..."}.
+    transitions: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Monotonic sequence for cursor paging that never skips or repeats while tasks arrive.
+    seq: Mapped[int] = mapped_column(Integer, server_default=func.nextval("intake.task_seq"), unique=True)
+
+    __table_args__ = (Index("ix_tasks_org_seq", "organisation_id", "seq"),)
+
+
+class LegRow(IntakeBase):
+    __tablename__ = "legs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("intake.tasks.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(Text)
+    code_hash: Mapped[str] = mapped_column(Text)
+    volunteer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    volunteer_name: Mapped[str | None] = mapped_column(Text)
+    transitions: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("task_id", "index"),)
+
+
+class TimelineRow(IntakeBase):
+    __tablename__ = "timeline"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    type: Mapped[str] = mapped_column(Text)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    leg_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class IdempotencyRow(IntakeBase):
+    __tablename__ = "idempotency_keys"
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # The first answer without its confirmation codes, which are derived again on a replay.
+    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+outbox = outbox_table(IntakeBase.metadata)
+inbox = inbox_table(IntakeBase.metadata)

@@ -1,0 +1,57 @@
+"""Intake's composition root: everything the process holds is built here from one settings object."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.intake.adapters.tables import inbox, outbox
+from services.intake.entrypoints.http import KEYS, RUNTIME, api
+from services.intake.service_layer.tasks import Keys, apply_progress
+from shared.consumer import EventConsumer
+from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC
+from shared.http import create_base_app
+from shared.outbox import OutboxRelay
+from shared.runtime import Runtime, background_task, runtime_context
+from shared.settings import Settings
+
+PROGRESS_EVENTS = (
+    "leg.offered",
+    "leg.offer_declined",
+    "leg.offer_expired",
+    "leg.assigned",
+    "leg.picked_up",
+    "leg.delivered",
+    "leg.problem_reported",
+    "task.escalated",
+    "leg.confirmed",
+    "leg.confirmation_failed",
+    "task.completed",
+)
+
+
+def create_app(settings: Settings) -> web.Application:
+    runtime = Runtime.build(settings, client_id="intake")
+    app = create_base_app(api=api, readiness=runtime.readiness_checks())
+    app[RUNTIME] = runtime
+    app[KEYS] = Keys(code_key=settings.code_key, data_key=settings.data_key)
+    relay = OutboxRelay(
+        outbox=outbox,
+        sessionmaker=runtime.sessionmaker,
+        producer=runtime.producer,
+        listener=runtime.listener,
+        batch_size=settings.relay_batch_size,
+        idle_poll_s=settings.relay_idle_poll_s,
+    )
+    progress = EventConsumer(
+        settings=settings,
+        group_id="intake-read-model",
+        topics=(DISPATCH_TOPIC, CONFIRMATIONS_TOPIC),
+        handlers=dict.fromkeys(PROGRESS_EVENTS, apply_progress),
+        sessionmaker=runtime.sessionmaker,
+        inbox=inbox,
+        producer=runtime.producer,
+    )
+    app.cleanup_ctx.append(runtime_context(runtime))
+    app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
+    app.cleanup_ctx.append(background_task("read-model", progress.run, on_stop=progress.stop))
+    return app

@@ -1,0 +1,142 @@
+"""Intake's HTTP API for operators and administrators: parse, call the service layer, serialise."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from services.intake.domain.model import TaskIn
+from services.intake.service_layer import tasks
+from services.intake.service_layer.admin import (
+    create_organisation,
+    create_organisation_token,
+    create_role_token,
+)
+from shared.auth import Principal, Role, require_role, revoke_token
+from shared.http import Api, ProblemError, json_response, parse_body
+from shared.runtime import Runtime
+
+RUNTIME = web.AppKey("runtime", Runtime)
+KEYS = web.AppKey("keys", tasks.Keys)
+
+api = Api(title="Errands intake")
+
+
+class OrganisationIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RoleTokenIn(BaseModel):
+    role: Role
+
+
+def _uuid(request: web.Request, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError as exc:
+        raise ProblemError(404, "Not found", f"No such {name.removesuffix('_id')}.") from exc
+
+
+async def _principal(request: web.Request, *roles: Role) -> Principal:
+    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
+    require_role(principal, *roles)
+    return principal
+
+
+@api.route("POST", "/v1/tasks", summary="Submit a task", body=TaskIn, status=201, roles=("operator",))
+async def post_task(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR)
+    key = request.headers.get("Idempotency-Key", "")
+    if not 1 <= len(key) <= 255:
+        raise ProblemError(
+            400,
+            "Bad request",
+            "The Idempotency-Key header is required (1 to 255 characters).",
+            errors=[{"field": "header:Idempotency-Key", "message": "required, 1 to 255 characters"}],
+        )
+    body = await parse_body(request, TaskIn)
+    assert principal.organisation_id is not None
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        task = await tasks.submit_task(
+            session=session,
+            organisation_id=principal.organisation_id,
+            idempotency_key=key,
+            body=body,
+            keys=request.app[KEYS],
+        )
+    return json_response(task, status=201, headers={"Location": f"/v1/tasks/{task['id']}"})
+
+
+@api.route(
+    "GET",
+    "/v1/tasks/{task_id}",
+    summary="A task with its legs and timeline",
+    roles=("operator", "ops", "admin"),
+)
+async def get_task(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    task_id = _uuid(request, "task_id")
+    scope = principal.organisation_id if principal.role is Role.OPERATOR else None
+    async with request.app[RUNTIME].sessionmaker() as session:
+        task = await tasks.get_task(session=session, task_id=task_id, organisation_id=scope)
+    return json_response(task)
+
+
+@api.route(
+    "POST",
+    "/v1/organisations",
+    summary="Create an organisation",
+    body=OrganisationIn,
+    status=201,
+    roles=("admin",),
+)
+async def post_organisation(request: web.Request) -> web.Response:
+    await _principal(request, Role.ADMIN)
+    body = await parse_body(request, OrganisationIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await create_organisation(session=session, name=body.name)
+    return json_response(created, status=201)
+
+
+@api.route(
+    "POST",
+    "/v1/organisations/{organisation_id}/tokens",
+    summary="Another operator token",
+    status=201,
+    roles=("admin",),
+)
+async def post_organisation_token(request: web.Request) -> web.Response:
+    await _principal(request, Role.ADMIN)
+    organisation_id = _uuid(request, "organisation_id")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await create_organisation_token(session=session, organisation_id=organisation_id)
+    return json_response(created, status=201)
+
+
+@api.route(
+    "POST",
+    "/v1/tokens",
+    summary="A token for the ops or admin role",
+    body=RoleTokenIn,
+    status=201,
+    roles=("admin",),
+)
+async def post_token(request: web.Request) -> web.Response:
+    await _principal(request, Role.ADMIN)
+    body = await parse_body(request, RoleTokenIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await create_role_token(session=session, role=body.role)
+    return json_response(created, status=201)
+
+
+@api.route("DELETE", "/v1/tokens/{token_id}", summary="Revoke a token", status=204, roles=("admin",))
+async def delete_token(request: web.Request) -> web.Response:
+    await _principal(request, Role.ADMIN)
+    token_id = _uuid(request, "token_id")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        if not await revoke_token(session, token_id=token_id):
+            raise ProblemError(404, "Not found", "No such token.")
+    return web.Response(status=204)

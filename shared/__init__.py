@@ -1,0 +1,1 @@
+"""What the three Errands services share: settings, events, Kafka and database plumbing, auth, HTTP."""

@@ -1,0 +1,220 @@
+"""The one consumer loop: inbox de-duplication, manual commits after the database, dead-lettering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events import DEADLETTER_TOPIC, CloudEvent
+from shared.metrics import DEADLETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    """Event ids a consumer group has applied, written in the same transaction as the effect."""
+    return Table(
+        "inbox",
+        metadata,
+        Column("consumer", Text, primary_key=True),
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+class PermanentError(Exception):
+    """A record that can never be handled (malformed, contradicts what we know): dead-letter at once."""
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: EventConsumer) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._loop.commit_processed()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("consumer.assigned", group=self._loop.group_id, partitions=len(assigned))
+
+
+class EventConsumer:
+    """Consume topics as one consumer group, applying each event exactly once to the database.
+
+    For every record: in one transaction, record its event id in the inbox (skipping it if already
+    there) and run the handler for its type; only after that commit is the offset committed. A
+    failing record is retried a bounded number of times, then sent to the dead-letter topic with
+    its origin in headers, and its partition moves on.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        group_id: str,
+        topics: tuple[str, ...],
+        handlers: Mapping[str, Handler],
+        sessionmaker: async_sessionmaker[AsyncSession],
+        inbox: Table,
+        producer: AIOKafkaProducer,
+    ) -> None:
+        self.group_id = group_id
+        self._settings = settings
+        self._topics = topics
+        self._handlers = handlers
+        self._sessionmaker = sessionmaker
+        self._inbox = inbox
+        self._producer = producer
+        self._consumer: AIOKafkaConsumer | None = None
+        self._processed: dict[TopicPartition, int] = {}
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the record in hand, commit, and leave the group."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                group_id=self.group_id,
+                client_id=self.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=200,
+                session_timeout_ms=30_000,
+                heartbeat_interval_ms=3_000,
+                max_poll_interval_ms=300_000,
+            )
+            consumer.subscribe(list(self._topics), listener=_CommitOnRevoke(self))
+            self._consumer = consumer
+            try:
+                await consumer.start()
+                backoff = 0.5
+                await self._poll(consumer)
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("consumer.broker_error", group=self.group_id, error=str(exc), retry_in_s=backoff)
+            finally:
+                with contextlib.suppress(Exception):
+                    await self.commit_processed()
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                self._consumer = None
+                self._processed.clear()
+            if not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=500, max_records=200)
+            for tp, records in batches.items():
+                for record in records:
+                    if self._stopping.is_set():
+                        break
+                    await self._handle_record(record)
+                    self._processed[tp] = record.offset + 1
+            if batches:
+                await self.commit_processed()
+
+    async def commit_processed(self) -> None:
+        """Commit the offsets of records whose effects are durable (also called on revoke)."""
+        consumer = self._consumer
+        if consumer is None or not self._processed:
+            return
+        offsets, self._processed = dict(self._processed), {}
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The partitions moved to another member: it re-reads them and the inbox skips repeats.
+            log.warning("consumer.commit_failed", group=self.group_id, error=str(exc))
+
+    async def _handle_record(self, record: Any) -> None:
+        try:
+            event = CloudEvent.from_bytes(record.value)
+        except (ValidationError, ValueError, TypeError) as exc:
+            await self._deadletter(record, error=f"malformed CloudEvent: {exc}", attempts=1, event_type="?")
+            return
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            EVENTS_CONSUMED.labels(self.group_id, event.type, "ignored").inc()
+            return
+        bound = {"event_id": str(event.id), "event_type": event.type, "task_id": event.subject}
+        if event.traceparent:
+            bound["trace_id"] = event.traceparent.split("-")[1] if event.traceparent.count("-") >= 3 else ""
+        with structlog.contextvars.bound_contextvars(**bound):
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    outcome = await self._apply(event, handler)
+                    EVENTS_CONSUMED.labels(self.group_id, event.type, outcome).inc()
+                    log.info(
+                        "event.handled", outcome=outcome, partition=record.partition, offset=record.offset
+                    )
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    HANDLER_FAILURES.labels(self.group_id, event.type).inc()
+                    permanent = isinstance(exc, PermanentError | ValidationError)
+                    if permanent or attempts >= self._settings.consumer_max_attempts:
+                        log.error("event.failed", error=repr(exc), attempts=attempts)
+                        await self._deadletter(
+                            record, error=repr(exc), attempts=attempts, event_type=event.type
+                        )
+                        return
+                    log.warning("event.retry", error=repr(exc), attempts=attempts)
+                    await asyncio.sleep(self._settings.consumer_retry_backoff_s * 2 ** (attempts - 1))
+
+    async def _apply(self, event: CloudEvent, handler: Handler) -> str:
+        async with self._sessionmaker() as session, session.begin():
+            inserted = await session.scalar(
+                insert(self._inbox)
+                .values(consumer=self.group_id, event_id=event.id)
+                .on_conflict_do_nothing()
+                .returning(self._inbox.c.event_id)
+            )
+            if inserted is None:
+                return "duplicate"
+            await handler(session, event)
+        return "applied"
+
+    async def _deadletter(self, record: Any, *, error: str, attempts: int, event_type: str) -> None:
+        headers = [
+            ("errands-origin-topic", record.topic.encode()),
+            ("errands-origin-partition", str(record.partition).encode()),
+            ("errands-origin-offset", str(record.offset).encode()),
+            ("errands-consumer-group", self.group_id.encode()),
+            ("errands-event-type", event_type.encode()),
+            ("errands-error", error[:2000].encode()),
+            ("errands-attempts", str(attempts).encode()),
+        ]
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    DEADLETTER_TOPIC, value=record.value, key=record.key, headers=headers
+                )
+                break
+            except KafkaError as exc:
+                # Never move past a record that is neither handled nor dead-lettered.
+                log.warning("deadletter.publish_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+        DEADLETTERED.labels(self.group_id, record.topic).inc()
+        EVENTS_CONSUMED.labels(self.group_id, event_type, "deadlettered").inc()

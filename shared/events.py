@@ -1,0 +1,303 @@
+"""The CloudEvents 1.0 envelope, the topics, and a pydantic model for the data of every event type."""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TASKS_TOPIC = "errands.tasks.v1"
+DISPATCH_TOPIC = "errands.dispatch.v1"
+CONFIRMATIONS_TOPIC = "errands.confirmations.v1"
+VOLUNTEERS_TOPIC = "errands.volunteers.v1"
+NOTIFICATIONS_TOPIC = "errands.notifications.v1"
+DEADLETTER_TOPIC = "errands.deadletter.v1"
+
+ALL_TOPICS = (
+    TASKS_TOPIC,
+    DISPATCH_TOPIC,
+    CONFIRMATIONS_TOPIC,
+    VOLUNTEERS_TOPIC,
+    NOTIFICATIONS_TOPIC,
+    DEADLETTER_TOPIC,
+)
+
+Source = Literal["/intake", "/dispatcher", "/notifier"]
+
+# The W3C trace context of the request or event being handled; events built meanwhile carry it on.
+current_traceparent: ContextVar[str | None] = ContextVar("current_traceparent", default=None)
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 document in structured JSON mode, as it travels in a Kafka record value."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    source: str
+    type: str
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    subject: str
+    datacontenttype: Literal["application/json"] = "application/json"
+    traceparent: str | None = None
+    data: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CloudEvent:
+        return cls.model_validate_json(raw)
+
+
+class EventData(BaseModel):
+    """Base of every event's `data`: unknown fields are kept so newer producers don't break older consumers."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- errands.tasks.v1 -----------------------------------------------------------------------------
+
+
+class Place(EventData):
+    lat: float
+    lon: float
+    address: str | None = None
+
+
+class PickupData(Place):
+    contact_name_masked: str | None = None
+    contact_phone_masked: str | None = None
+    contact_sealed: str | None = None
+    ready_at: datetime | None = None
+
+
+class DropoffData(Place):
+    recipient_name_masked: str | None = None
+    recipient_phone_masked: str | None = None
+    recipient_email_masked: str | None = None
+    # name, phone and e-mail in clear, sealed with the shared data key (see shared.crypto.seal).
+    recipient_sealed: str | None = None
+    language: str = "zh"
+    no_contact: bool = False
+    vulnerable: bool = False
+    notes: str | None = None
+
+
+class ItemData(EventData):
+    name: str
+    quantity: int
+    weight_kg: float | None = None
+
+
+class RequirementsData(EventData):
+    vehicle: str | None = None
+    skills: list[str] = []
+    languages: list[str] = []
+
+
+class SubmittedLeg(EventData):
+    leg_id: uuid.UUID
+    index: int
+    dropoff: DropoffData
+    code_hash: str
+
+
+class TaskSubmitted(EventData):
+    task_id: uuid.UUID
+    organisation_id: uuid.UUID
+    kind: str
+    priority: str
+    pickup: PickupData
+    legs: list[SubmittedLeg]
+    items: list[ItemData] = []
+    requirements: RequirementsData = RequirementsData()
+    deliver_by: datetime | None = None
+    callback_url: str | None = None
+    external_ref: str | None = None
+
+
+class TaskCancelled(EventData):
+    task_id: uuid.UUID
+    organisation_id: uuid.UUID
+    reason: str | None = None
+
+
+# --- errands.dispatch.v1 --------------------------------------------------------------------------
+
+
+class LegOffered(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    expires_at: datetime
+    distance_m: float | None = None
+
+
+class LegOfferDeclined(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    reason: str | None = None
+
+
+class LegOfferExpired(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    offer_id: uuid.UUID
+    volunteer_id: uuid.UUID
+
+
+class LegAssigned(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    volunteer_name_masked: str | None = None
+    volunteer_name: str | None = None
+    offer_id: uuid.UUID | None = None
+    manual: bool = False
+
+
+class LegPickedUp(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID
+
+
+class LegDelivered(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    code_hash: str | None = None
+    photo_sha256: str | None = None
+    note: str | None = None
+
+
+class LegProblemReported(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    reason: str | None = None
+
+
+class TaskEscalated(EventData):
+    task_id: uuid.UUID
+    leg_ids: list[uuid.UUID]
+    reason: str
+
+
+# --- errands.confirmations.v1 ---------------------------------------------------------------------
+
+
+class LegConfirmed(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    method: Literal["code", "photo"]
+    photo_sha256: str | None = None
+
+
+class LegConfirmationFailed(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    attempts: int
+    flagged: bool = False
+
+
+class TaskCompleted(EventData):
+    task_id: uuid.UUID
+    leg_ids: list[uuid.UUID]
+
+
+# --- errands.volunteers.v1 ------------------------------------------------------------------------
+
+
+class VolunteerRegistered(EventData):
+    volunteer_id: uuid.UUID
+    organisation_id: uuid.UUID
+    name_masked: str | None = None
+    vehicle: str
+    languages: list[str] = []
+    skills: list[str] = []
+
+
+class VolunteerDutyChanged(EventData):
+    volunteer_id: uuid.UUID
+    on_duty: bool
+
+
+class VolunteerLocationReported(EventData):
+    volunteer_id: uuid.UUID
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    at: datetime
+
+
+# --- errands.notifications.v1 ---------------------------------------------------------------------
+
+
+class NotificationSent(EventData):
+    task_id: uuid.UUID
+    leg_id: uuid.UUID | None = None
+    channel: str
+    recipient_masked: str | None = None
+    template: str
+    language: str
+
+
+class NotificationFailed(NotificationSent):
+    error: str
+
+
+EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
+    "task.submitted": (TASKS_TOPIC, TaskSubmitted),
+    "task.cancelled": (TASKS_TOPIC, TaskCancelled),
+    "leg.offered": (DISPATCH_TOPIC, LegOffered),
+    "leg.offer_declined": (DISPATCH_TOPIC, LegOfferDeclined),
+    "leg.offer_expired": (DISPATCH_TOPIC, LegOfferExpired),
+    "leg.assigned": (DISPATCH_TOPIC, LegAssigned),
+    "leg.picked_up": (DISPATCH_TOPIC, LegPickedUp),
+    "leg.delivered": (DISPATCH_TOPIC, LegDelivered),
+    "leg.problem_reported": (DISPATCH_TOPIC, LegProblemReported),
+    "task.escalated": (DISPATCH_TOPIC, TaskEscalated),
+    "leg.confirmed": (CONFIRMATIONS_TOPIC, LegConfirmed),
+    "leg.confirmation_failed": (CONFIRMATIONS_TOPIC, LegConfirmationFailed),
+    "task.completed": (CONFIRMATIONS_TOPIC, TaskCompleted),
+    "volunteer.registered": (VOLUNTEERS_TOPIC, VolunteerRegistered),
+    "volunteer.duty_changed": (VOLUNTEERS_TOPIC, VolunteerDutyChanged),
+    "volunteer.location_reported": (VOLUNTEERS_TOPIC, VolunteerLocationReported),
+    "notification.sent": (NOTIFICATIONS_TOPIC, NotificationSent),
+    "notification.failed": (NOTIFICATIONS_TOPIC, NotificationFailed),
+}
+
+_TYPE_OF_MODEL = {model: type_ for type_, (_, model) in EVENT_TYPES.items()}
+
+
+def build_event(
+    data: EventData, *, source: Source, subject: uuid.UUID | str, traceparent: str | None = None
+) -> tuple[str, CloudEvent]:
+    """Wrap event data in its envelope; returns the topic it belongs on with the event."""
+    type_ = _TYPE_OF_MODEL[type(data)]
+    topic, _ = EVENT_TYPES[type_]
+    event = CloudEvent(
+        source=source,
+        type=type_,
+        subject=str(subject),
+        traceparent=traceparent or current_traceparent.get(),
+        data=data.model_dump(mode="json", exclude_none=True),
+    )
+    return topic, event
+
+
+def parse_data(event: CloudEvent) -> EventData:
+    """The typed data of a known event; raises KeyError for an unknown type, ValidationError for bad data."""
+    _, model = EVENT_TYPES[event.type]
+    return model.model_validate(event.data)

@@ -1,0 +1,342 @@
+"""HTTP plumbing every service uses: problem+json errors, request logging, parsing, health, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from shared.events import current_traceparent
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+MAX_BODY_BYTES = 256 * 1024
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+M = TypeVar("M", bound=BaseModel)
+View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ProblemError(Exception):
+    """An error a client caused or must hear about, answered as RFC 9457 problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": f"https://errands.example/problems/{title.lower().replace(' ', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)
+
+
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """Serialise pydantic models (and lists of them) or plain JSON values."""
+    if isinstance(body, BaseModel):
+        text = body.model_dump_json()
+    else:
+        text = json.dumps(body, default=_json_default)
+    return web.Response(status=status, text=text, content_type="application/json", headers=headers)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _json_path(loc: Iterable[int | str]) -> str:
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def validation_problem(exc: ValidationError, *, prefix: tuple[str, ...] = ()) -> ProblemError:
+    errors = [
+        {"field": _json_path((*prefix, *err["loc"])), "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    fields = ", ".join(e["field"] for e in errors[:5])
+    return ProblemError(422, "Validation failed", f"Invalid fields: {fields}", errors=errors)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body validated by `model`, or a problem naming what is wrong."""
+    raw = await request.read()
+    if not raw:
+        raise ProblemError(400, "Bad request", "A JSON body is required.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProblemError(400, "Bad request", f"The body is not UTF-8 (byte {exc.start}).") from exc
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProblemError(400, "Bad request", f"The body is not valid JSON: {exc}.") from exc
+    except ValueError as exc:  # e.g. an integer literal too long to convert
+        raise ProblemError(400, "Bad request", f"The body is not acceptable JSON: {exc}.") from exc
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise validation_problem(exc) from exc
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    """Query parameters validated by `model`; repeated parameters keep their last value."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise ProblemError(400, "Bad request", "Invalid query parameters.", errors=errors) from exc
+
+
+def _trace_from(request: web.Request) -> tuple[str, str]:
+    """The caller's W3C traceparent if it sent a valid one, else a new one; with its trace id."""
+    incoming = request.headers.get("traceparent", "").strip().lower()
+    match = _TRACEPARENT.match(incoming)
+    if match and match.group(1) != "0" * 32:
+        return incoming, match.group(1)
+    trace_id = secrets.token_hex(16)
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01", trace_id
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: View) -> web.StreamResponse:
+    """One log line and metrics per request; problems for every error; no stack trace ever leaks."""
+    started = time.perf_counter()
+    traceparent, trace_id = _trace_from(request)
+    request_id = request.headers.get("X-Request-Id", "")[:200] or trace_id
+    token = current_traceparent.set(traceparent)
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    status = 500
+    try:
+        with structlog.contextvars.bound_contextvars(trace_id=trace_id, request_id=request_id):
+            try:
+                response = await handler(request)
+            except ProblemError as exc:
+                response = problem_response(
+                    exc.status, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
+                )
+            except web.HTTPRequestEntityTooLarge:
+                response = problem_response(
+                    413, "Payload too large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes."
+                )
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = problem_response(exc.status, exc.reason, exc.text or exc.reason)
+            except (asyncio.CancelledError, ConnectionResetError):
+                status = 499
+                raise
+            except Exception:
+                log.exception("request.failed", method=request.method, route=route)
+                response = problem_response(500, "Internal error", "Something went wrong on our side.")
+            status = response.status
+            response.headers["X-Request-Id"] = request_id
+            return response
+    finally:
+        elapsed = time.perf_counter() - started
+        HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+        HTTP_LATENCY.labels(route, request.method).observe(elapsed)
+        if route not in ("/metrics", "/healthz", "/readyz"):
+            log.info(
+                "request",
+                method=request.method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                trace_id=trace_id,
+                request_id=request_id,
+            )
+        current_traceparent.reset(token)
+
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    summary: str
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    roles: tuple[str, ...]
+    query: type[BaseModel] | None
+
+
+@dataclass
+class Api:
+    """Routes registered with their models, so `/openapi.json` is generated from what validates requests."""
+
+    title: str
+    operations: list[Operation] = field(default_factory=list)
+    routes: web.RouteTableDef = field(default_factory=web.RouteTableDef)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        roles: tuple[str, ...] = (),
+        query: type[BaseModel] | None = None,
+    ) -> Callable[[View], View]:
+        def register(view: View) -> View:
+            self.operations.append(Operation(method, path, summary, body, response, status, roles, query))
+            self.routes.route(method, path)(view)
+            return view
+
+        return register
+
+    def document(self) -> dict[str, Any]:
+        models = {m for op in self.operations for m in (op.body, op.response) if m is not None}
+        _, schema = models_json_schema(
+            [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+            ref_template="#/components/schemas/{model}",
+        )
+        paths: dict[str, dict[str, Any]] = {}
+        for op in self.operations:
+            entry: dict[str, Any] = {
+                "summary": op.summary,
+                "responses": {
+                    str(op.status): {"description": "Success"}
+                    if op.response is None
+                    else {
+                        "description": "Success",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}
+                            }
+                        },
+                    },
+                    "default": {
+                        "description": "Problem",
+                        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    },
+                },
+            }
+            if op.roles:
+                entry["security"] = [{"bearer": []}]
+                entry["x-roles"] = list(op.roles)
+            if op.body is not None:
+                entry["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}
+                    },
+                }
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"{(\w+)}", op.path)
+            ]
+            if op.query is not None:
+                for name, info in op.query.model_fields.items():
+                    params.append({"name": info.alias or name, "in": "query", "required": info.is_required()})
+            if params:
+                entry["parameters"] = params
+            paths.setdefault(op.path, {})[op.method.lower()] = entry
+        components = dict(schema.get("$defs", {}))
+        components["Problem"] = {
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": "1.0.0"},
+            "paths": paths,
+            "components": {
+                "schemas": components,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+def create_base_app(*, api: Api, readiness: list[ReadinessCheck]) -> web.Application:
+    """An application with the common middleware, body limit, and the four common endpoints."""
+    app = web.Application(middlewares=[request_middleware], client_max_size=MAX_BODY_BYTES)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        failures: dict[str, str] = {}
+        for check in readiness:
+            try:
+                await asyncio.wait_for(check(), timeout=3)
+            except Exception as exc:
+                failures[getattr(check, "__name__", "check")] = repr(exc)[:300]
+        if failures:
+            return problem_response(503, "Not ready", "; ".join(f"{k}: {v}" for k, v in failures.items()))
+        return json_response({"status": "ready"})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    document = api.document()
+
+    async def openapi(_: web.Request) -> web.Response:
+        return json_response(document)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_routes(api.routes)
+    return app

@@ -1,0 +1,29 @@
+"""Prometheus metrics every service exposes at /metrics (the default registry, one per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter("errands_http_requests_total", "HTTP requests served.", ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "errands_http_request_duration_seconds",
+    "HTTP request latency.",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+EVENTS_CONSUMED = Counter(
+    "errands_events_consumed_total", "Events handled by a consumer.", ["group", "event_type", "outcome"]
+)
+HANDLER_FAILURES = Counter(
+    "errands_handler_failures_total", "Failed attempts to handle an event.", ["group", "event_type"]
+)
+DEADLETTERED = Counter(
+    "errands_deadlettered_total", "Records sent to the dead-letter topic.", ["group", "topic"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "errands_events_produced_total", "Events published from an outbox.", ["event_type", "topic"]
+)
+OUTBOX_BACKLOG = Gauge("errands_outbox_backlog", "Unsent outbox rows.", ["schema"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "errands_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row.", ["schema"]
+)

@@ -1,0 +1,144 @@
+"""The transactional outbox: events are written with the state change, and one relay publishes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Sequence
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events import CloudEvent
+from shared.listen import PgListener
+from shared.metrics import OUTBOX_PUBLISHED
+
+log = structlog.get_logger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox of the schema `metadata` belongs to; an insert trigger NOTIFYs `<schema>_outbox`."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False),
+        Column("event_type", Text, nullable=False),
+        Column("topic", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def notify_channel(outbox: Table) -> str:
+    return f"{outbox.schema}_outbox"
+
+
+async def add_events(session: AsyncSession, outbox: Table, events: Sequence[tuple[str, CloudEvent]]) -> None:
+    """Queue events for publishing in the caller's transaction; they are sent only if it commits."""
+    if not events:
+        return
+    await session.execute(
+        insert(outbox),
+        [
+            {
+                "event_id": event.id,
+                "event_type": event.type,
+                "topic": topic,
+                "key": event.subject,
+                "payload": event.to_bytes(),
+            }
+            for topic, event in events
+        ],
+    )
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox rows with acks=all, then deletes them.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED inside a transaction that also holds an advisory
+    lock per outbox, so replicas never publish the same row concurrently and one task's events
+    leave in the order they were written. A crash between publish and delete re-publishes the
+    rows; consumers de-duplicate by event id.
+    """
+
+    def __init__(
+        self,
+        *,
+        outbox: Table,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        listener: PgListener,
+        batch_size: int = 500,
+        idle_poll_s: float = 1.0,
+    ) -> None:
+        self._outbox = outbox
+        self._sessionmaker = sessionmaker
+        self._producer = producer
+        self._batch_size = batch_size
+        self._idle_poll_s = idle_poll_s
+        self._wake = asyncio.Event()
+        self._lock_key = zlib.crc32(f"errands-outbox:{outbox.schema}".encode())
+        listener.subscribe(notify_channel(outbox), lambda _payload: self._wake.set())
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            self._wake.clear()
+            try:
+                while await self.publish_batch() == self._batch_size:
+                    pass
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox.publish_failed", schema=self._outbox.schema, error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            # The poll is a safety net for notifications lost while the listener reconnects.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._idle_poll_s)
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of unsent rows; returns how many were sent."""
+        outbox = self._outbox
+        async with self._sessionmaker() as session, session.begin():
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
+                return 0
+            rows = (
+                await session.execute(
+                    select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.event_type)
+                    .order_by(outbox.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            deliveries = [
+                await self._producer.send(row.topic, value=row.payload, key=row.key.encode()) for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await session.execute(delete(outbox).where(outbox.c.id.in_([row.id for row in rows])))
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(event_type=row.event_type, topic=row.topic).inc()
+        return len(rows)

@@ -1,0 +1,144 @@
+"""The resources every service process holds, opened and closed as aiohttp cleanup contexts, and serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.auth import TokenVerifier
+from shared.db import create_engine, create_sessionmaker
+from shared.http import ReadinessCheck
+from shared.kafka import create_producer, start_with_retry
+from shared.listen import PgListener
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    """A service process's connections: built once in its composition root and handed down."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    listener: PgListener
+    tokens: TokenVerifier
+
+    @classmethod
+    def build(cls, settings: Settings, *, client_id: str) -> Runtime:
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            producer=create_producer(settings, client_id=client_id),
+            listener=PgListener(settings.asyncpg_dsn),
+            tokens=TokenVerifier(sessionmaker),
+        )
+
+    async def open(self) -> None:
+        await start_with_retry(self.producer, what="producer")
+        await self.listener.start()
+
+    async def close(self) -> None:
+        await self.listener.stop()
+        with contextlib.suppress(Exception):
+            await self.producer.stop()
+        await self.engine.dispose()
+
+    def readiness_checks(self) -> list[ReadinessCheck]:
+        async def database() -> None:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+        async def kafka() -> None:
+            # A metadata round trip proves the broker answers, not just that a socket once opened.
+            await self.producer.client.fetch_all_metadata()
+
+        return [database, kafka]
+
+
+def runtime_context(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        await runtime.open()
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    return context
+
+
+def background_task(
+    name: str, factory: Callable[[], Coroutine[Any, Any, None]], *, on_stop: Callable[[], None] | None = None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A task held for the life of the app: started after its resources, cancelled before they close.
+
+    With `on_stop`, the task is first asked to stop and given a few seconds to finish cleanly.
+    """
+
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_supervised(name, factory), name=name)
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                on_stop()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), timeout=10)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return context
+
+
+async def _supervised(name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Restart a background loop that died of an unexpected error instead of leaving the service half-dead."""
+    while True:
+        try:
+            await factory()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background.crashed", task=name)
+            await asyncio.sleep(1.0)
+
+
+def serve(create_app: Callable[[], web.Application], *, host: str, port: int, grace_s: float = 20.0) -> None:
+    """Run until SIGTERM or SIGINT; then stop accepting, finish in-flight requests, close resources.
+
+    The app is built inside the event loop, because Kafka clients bind to the loop they are made in.
+    """
+
+    async def main() -> None:
+        app = create_app()
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace_s, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        log.info("service.started", host=host, port=port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("service.stopping")
+        await runner.cleanup()
+        log.info("service.stopped")
+
+    asyncio.run(main())

@@ -1,0 +1,100 @@
+"""One typed settings object, read once from the environment by each process's composition root."""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Keys used when nothing is configured: good enough for a laptop demo, refused in production mode.
+_DEV_CODE_KEY = "errands-dev-code-key-change-me"
+_DEV_DATA_KEY = base64.b64encode(b"errands-dev-data-key-change-me!!").decode()
+
+
+class Settings(BaseSettings):
+    """Every knob of every Errands process; environment names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/errands",
+        description="PostgreSQL URL (postgresql:// or postgresql+asyncpg://).",
+    )
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated brokers.")
+    kafka_topic_partitions: int = Field(default=6, ge=1, le=1024)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=7)
+
+    intake_host: str = "127.0.0.1"
+    intake_port: int = Field(default=8080, ge=0, le=65535)
+    dispatcher_host: str = "127.0.0.1"
+    dispatcher_port: int = Field(default=8081, ge=0, le=65535)
+    notifier_host: str = "127.0.0.1"
+    notifier_port: int = Field(default=8082, ge=0, le=65535)
+
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    # Secrets shared by the services: confirmation codes are stored and published only as
+    # HMAC(code_key, ...); personal data on Kafka is sealed with AES-GCM under data_key.
+    errands_code_key: str = _DEV_CODE_KEY
+    errands_data_key: str = _DEV_DATA_KEY
+    errands_production: bool = False
+
+    # Consumer and relay behaviour.
+    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
+    relay_batch_size: int = Field(default=500, ge=1, le=10_000)
+    relay_idle_poll_s: float = Field(default=1.0, gt=0)
+
+    # Dispatch.
+    dispatch_batch_window_ms: int = Field(default=500, ge=10, le=60_000)
+    offer_ttl_s: float = Field(default=60.0, gt=0)
+    location_max_age_s: float = Field(default=900.0, gt=0)
+    shift_max_on_duty_s: float = Field(default=4 * 3600.0, gt=0)
+    shift_rest_s: float = Field(default=30 * 60.0, ge=0)
+    long_poll_max_wait_s: float = Field(default=60.0, gt=0, le=300)
+
+    # Notifier.
+    confirmation_max_failures: int = Field(default=3, ge=1, le=100)
+    webhook_allow_private_urls: bool = False
+
+    # Local run.
+    errands_demo: bool = True
+    errands_state_dir: str = ".errands"
+
+    @field_validator("errands_data_key")
+    @classmethod
+    def _data_key_is_32_bytes(cls, value: str) -> str:
+        if len(base64.b64decode(value, validate=True)) != 32:
+            raise ValueError("ERRANDS_DATA_KEY must be 32 bytes, base64-encoded")
+        return value
+
+    def model_post_init(self, __context: object) -> None:
+        if self.errands_production and _DEV_CODE_KEY in (self.errands_code_key,):
+            raise ValueError("ERRANDS_CODE_KEY must be set in production")
+        if self.errands_production and self.errands_data_key == _DEV_DATA_KEY:
+            raise ValueError("ERRANDS_DATA_KEY must be set in production")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the asyncpg driver, whichever form was configured."""
+        url = self.database_url
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The database URL as asyncpg itself accepts it (for LISTEN connections)."""
+        return self.sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    @property
+    def data_key(self) -> bytes:
+        return base64.b64decode(self.errands_data_key)
+
+    @property
+    def code_key(self) -> bytes:
+        return self.errands_code_key.encode()

@@ -1,0 +1,117 @@
+"""One session-scoped stack for the whole suite.
+
+Explicit `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` win; otherwise testcontainers (Kafka in KRaft
+mode and PostgreSQL) when a Docker engine answers; otherwise the embedded stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from errands.launcher import ServiceProcesses, prepare, service_env
+from errands.stack import EmbeddedStack
+from shared.settings import Settings
+
+
+@dataclass
+class Stack:
+    database_url: str
+    kafka_bootstrap: str
+    embedded: EmbeddedStack | None = None
+
+    def settings(self, **overrides: object) -> Settings:
+        return Settings(
+            database_url=self.database_url, kafka_bootstrap_servers=self.kafka_bootstrap, **overrides
+        )  # type: ignore[arg-type]
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:
+        return False
+    return True
+
+
+def _fresh_database(server_url: str) -> str:
+    """A database of our own on a given server, so a shared server's other data is never touched."""
+    name = f"errands_test_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(server_url)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    base, _, _ = server_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    database_url = os.environ.get("DATABASE_URL")
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if database_url and bootstrap:
+        result = Stack(_fresh_database(database_url.replace("+asyncpg", "")), bootstrap)
+        prepare(result.settings())
+        yield result
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with (
+            PostgresContainer("postgres:16-alpine", driver=None) as pg,
+            KafkaContainer().with_kraft() as kafka,
+        ):
+            result = Stack(pg.get_connection_url(), kafka.get_bootstrap_server())
+            prepare(result.settings())
+            yield result
+        return
+    embedded = EmbeddedStack(tmp_path_factory.mktemp("stack"))
+    embedded.start()
+    try:
+        result = Stack(embedded.database_url, embedded.kafka_bootstrap, embedded)
+        prepare(result.settings())
+        yield result
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def system(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcesses]:
+    """The three services as separate processes against the session's stack."""
+    log_dir = Path(tmp_path_factory.mktemp("service-logs"))
+    services = ServiceProcesses(
+        env=service_env(
+            {
+                "DATABASE_URL": stack.database_url,
+                "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+                "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
+                "LOG_FORMAT": "json",
+                "DISPATCH_BATCH_WINDOW_MS": "200",
+            }
+        ),
+        log_dir=log_dir,
+    )
+    services.start_all()
+    try:
+        services.wait_ready(timeout_s=90)
+        yield services
+    finally:
+        services.stop_all()
+        if os.environ.get("ERRANDS_SHOW_SERVICE_LOGS"):
+            for log_file in sorted(log_dir.glob("*.log")):
+                print(f"===== {log_file.name}\n{log_file.read_text()[-20000:]}")
