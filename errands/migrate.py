@@ -20,4 +20,4 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade(settings: Settings) -> None:
     """Bring the database to the newest revision; safe to run again and from several places at once."""
-    command.upgrade(alembic_config(settings), "head")
+    command.upgrade(alembic_config(settings), "heads")

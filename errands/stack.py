@@ -75,6 +75,7 @@ class EmbeddedPostgres:
         )
 
         entry = ensure_user_exists(_PG_SYSTEM_USER)
+        assert entry is not None
         ensure_prefix_permissions(self.data_dir)
         ensure_prefix_permissions(POSTGRES_BIN_PATH)
         ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)

@@ -13,12 +13,14 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Text, func, select, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import schema_base
+from shared.db import schema_metadata
 from shared.http import ProblemError
 
-AuthBase = schema_base("auth")
+
+class AuthBase(DeclarativeBase):
+    metadata = schema_metadata("auth")
 
 
 class Role(enum.StrEnum):

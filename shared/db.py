@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
 
 from shared.settings import Settings
 
@@ -17,14 +16,9 @@ NAMING_CONVENTION = {
 }
 
 
-def schema_base(schema: str) -> type[DeclarativeBase]:
-    """A declarative base whose tables live in one PostgreSQL schema (each service owns one)."""
-
-    class Base(DeclarativeBase):
-        metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
-
-    Base.__name__ = f"{schema.title()}Base"
-    return Base
+def schema_metadata(schema: str) -> MetaData:
+    """Metadata for the tables of one PostgreSQL schema (each service owns one)."""
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
 def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:

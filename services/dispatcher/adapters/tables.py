@@ -23,13 +23,15 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
-from shared.db import schema_base
+from shared.db import schema_metadata
 from shared.outbox import outbox_table
 
-DispatchBase = schema_base("dispatch")
+
+class DispatchBase(DeclarativeBase):
+    metadata = schema_metadata("dispatch")
 
 
 class VolunteerRow(DispatchBase):

@@ -235,9 +235,10 @@ async def offer_batch(
     if not matches:
         return changes
     expires_at = now + offer_ttl
+    offer_ids = [uuid.uuid4() for _ in matches]
     offers = [
         {
-            "id": uuid.uuid4(),
+            "id": offer_id,
             "leg_id": m.leg_id,
             "volunteer_id": m.volunteer_id,
             "status": "live",
@@ -245,7 +246,7 @@ async def offer_batch(
             "created_at": now,
             "expires_at": expires_at,
         }
-        for m in matches
+        for offer_id, m in zip(offer_ids, matches, strict=True)
     ]
     await session.execute(insert(OfferRow), offers)
     await session.execute(
@@ -253,18 +254,18 @@ async def offer_batch(
         .where(LegRow.id.in_([m.leg_id for m in matches]))
         .values(status="offered", updated_at=now)
     )
-    for offer in offers:
+    for offer_id, m in zip(offer_ids, matches, strict=True):
         changes.add(
             LegOffered(
-                task_id=task_of[offer["leg_id"]],
-                leg_id=offer["leg_id"],
-                offer_id=offer["id"],
-                volunteer_id=offer["volunteer_id"],
+                task_id=task_of[m.leg_id],
+                leg_id=m.leg_id,
+                offer_id=offer_id,
+                volunteer_id=m.volunteer_id,
                 expires_at=expires_at,
-                distance_m=round(offer["distance_m"], 1),
+                distance_m=round(m.distance_m, 1),
             ),
-            task_id=task_of[offer["leg_id"]],
-            volunteer_id=offer["volunteer_id"],
+            task_id=task_of[m.leg_id],
+            volunteer_id=m.volunteer_id,
         )
     return changes
 

@@ -8,13 +8,15 @@ from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
-from shared.db import schema_base
+from shared.db import schema_metadata
 from shared.outbox import outbox_table
 
-IntakeBase = schema_base("intake")
+
+class IntakeBase(DeclarativeBase):
+    metadata = schema_metadata("intake")
 
 
 class TaskRow(IntakeBase):

@@ -7,13 +7,15 @@ from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, Integer, Text, func
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
-from shared.db import schema_base
+from shared.db import schema_metadata
 from shared.outbox import outbox_table
 
-NotifyBase = schema_base("notify")
+
+class NotifyBase(DeclarativeBase):
+    metadata = schema_metadata("notify")
 
 
 class TaskRow(NotifyBase):
