@@ -28,9 +28,9 @@ class Stack:
     embedded: EmbeddedStack | None = None
 
     def settings(self, **overrides: object) -> Settings:
-        return Settings(
-            database_url=self.database_url, kafka_bootstrap_servers=self.kafka_bootstrap, **overrides
-        )  # type: ignore[arg-type]
+        return Settings.model_validate(
+            {"database_url": self.database_url, "kafka_bootstrap_servers": self.kafka_bootstrap, **overrides}
+        )
 
 
 def _docker_answers() -> bool:
