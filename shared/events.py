@@ -55,7 +55,7 @@ class CloudEvent(BaseModel):
 
 
 class EventData(BaseModel):
-    """Base of every event's `data`: unknown fields are kept so newer producers don't break older consumers."""
+    """Base of every event's `data`: unknown fields are kept, so newer producers break no consumer."""
 
     model_config = ConfigDict(extra="allow")
 

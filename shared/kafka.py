@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -49,7 +50,8 @@ async def create_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS
         existing = set(await admin.list_topics())
         missing = [name for name in topics if name not in existing]
         if missing:
-            try:
+            # Another process may create them between our look and our request.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -60,8 +62,6 @@ async def create_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS
                         for name in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return missing
     finally:
         await admin.close()

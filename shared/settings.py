@@ -55,10 +55,46 @@ class Settings(BaseSettings):
     shift_max_on_duty_s: float = Field(default=4 * 3600.0, gt=0)
     shift_rest_s: float = Field(default=30 * 60.0, ge=0)
     long_poll_max_wait_s: float = Field(default=60.0, gt=0, le=300)
+    # Dispatch, issue 4: candidates per leg, radius widening while a leg waits, escalation.
+    dispatch_candidates_k: int = Field(default=16, ge=1, le=200)
+    radius_widen_step_s: float = Field(
+        default=60.0, gt=0, description="Every this many seconds a leg waits..."
+    )
+    radius_widen_factor: float = Field(default=0.5, ge=0, description="...its radius grows by this share.")
+    radius_widen_max: float = Field(default=3.0, ge=1, description="Never beyond this multiple.")
+    escalation_wait_s: float = Field(
+        default=600.0, gt=0, description="Escalate a leg still unplaced after this."
+    )
+    escalation_deadline_margin_s: float = Field(
+        default=900.0, ge=0, description="Escalate a leg still unplaced this close to its deadline."
+    )
 
     # Notifier.
     confirmation_max_failures: int = Field(default=3, ge=1, le=100)
     webhook_allow_private_urls: bool = False
+    notifier_consumer_group: str = "notifier"
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=50)
+    webhook_backoff_base_s: float = Field(default=30.0, ge=0)
+    webhook_backoff_max_s: float = Field(default=6 * 3600.0, ge=0)
+    delivery_poll_s: float = Field(default=1.0, gt=0)
+    delivery_batch_size: int = Field(default=50, ge=1, le=1000)
+    notification_max_attempts: int = Field(default=5, ge=1, le=50)
+    # Recipient channels: a channel with no address configured is off.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=0, le=65535)
+    smtp_from: str = "errands@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    sms_gateway_url: str = ""
+    sms_gateway_token: str = ""
+    sms_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    # Intake, issue 3: idempotency records are kept at least 24 h, then purged periodically.
+    idempotency_retention_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)
+    idempotency_purge_interval_s: float = Field(default=3600.0, gt=0)
 
     # Local run.
     errands_demo: bool = True

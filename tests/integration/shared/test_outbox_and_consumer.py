@@ -1,0 +1,252 @@
+"""The shared outbox relay and consumer loop against the real database and broker.
+
+Each test works in a schema and on topics of its own, so the services of other tests never see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import Column, MetaData, Table, Text, func, insert, select, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.consumer import EventConsumer, PermanentError, inbox_table
+from shared.db import create_engine, create_sessionmaker, schema_metadata
+from shared.events import DEADLETTER_TOPIC, CloudEvent
+from shared.kafka import create_producer
+from shared.listen import PgListener
+from shared.outbox import OutboxRelay, add_events, outbox_table
+from tests.conftest import Stack
+
+
+@dataclass
+class Scratch:
+    """A private schema with an outbox, an inbox and an `effects` table, plus a private topic."""
+
+    schema: str
+    topic: str
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    outbox: Table
+    inbox: Table
+    effects: Table
+    producer: AIOKafkaProducer
+
+
+@pytest.fixture
+async def scratch(stack: Stack) -> AsyncIterator[Scratch]:
+    schema = f"scratch_{uuid.uuid4().hex[:8]}"
+    topic = f"test.{schema}"
+    settings = stack.settings()
+    metadata: MetaData = schema_metadata(schema)
+    outbox = outbox_table(metadata)
+    inbox = inbox_table(metadata)
+    effects = Table("effects", metadata, Column("event_id", UUID(as_uuid=True)), Column("note", Text))
+    engine = create_engine(settings, pool_size=5)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"CREATE SCHEMA {schema}"))
+        await connection.run_sync(metadata.create_all)
+        await connection.execute(
+            text(
+                f"CREATE FUNCTION {schema}.notify_outbox() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN PERFORM pg_notify('{schema}_outbox', ''); RETURN NULL; END $$"
+            )
+        )
+        await connection.execute(
+            text(
+                f"CREATE TRIGGER outbox_inserted AFTER INSERT ON {schema}.outbox "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_outbox()"
+            )
+        )
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    await admin.close()
+    producer = create_producer(settings, client_id="test")
+    await producer.start()
+    try:
+        yield Scratch(schema, topic, engine, create_sessionmaker(engine), outbox, inbox, effects, producer)
+    finally:
+        await producer.stop()
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await engine.dispose()
+
+
+def _event(note: str = "x") -> CloudEvent:
+    return CloudEvent(source="/test", type="test.happened", subject=str(uuid.uuid4()), data={"note": note})
+
+
+async def _read_topic(bootstrap: str, topic: str, *, want: int, timeout_s: float = 20.0) -> list:  # type: ignore[type-arg]
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4()}", auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list = []  # type: ignore[type-arg]
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(records) < want and loop.time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=300)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_relay_publishes_committed_rows_once_and_empties_the_outbox(
+    stack: Stack, scratch: Scratch
+) -> None:
+    listener = PgListener(stack.settings().asyncpg_dsn)
+    relay = OutboxRelay(
+        outbox=scratch.outbox,
+        sessionmaker=scratch.sessionmaker,
+        producer=scratch.producer,
+        listener=listener,
+        idle_poll_s=30,  # only NOTIFY can wake it in time
+    )
+    await listener.start()
+    running = asyncio.create_task(relay.run())
+    events = [_event(str(i)) for i in range(25)]
+    try:
+        async with scratch.sessionmaker() as session, session.begin():
+            await add_events(session, scratch.outbox, [(scratch.topic, e) for e in events])
+        # A rolled-back transaction publishes nothing.
+        async with scratch.sessionmaker() as session:
+            await session.begin()
+            await add_events(session, scratch.outbox, [(scratch.topic, _event("rolled back"))])
+            await session.rollback()
+        records = await _read_topic(stack.kafka_bootstrap, scratch.topic, want=25)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await listener.stop()
+    published = [CloudEvent.from_bytes(r.value) for r in records]
+    assert sorted(str(e.id) for e in published) == sorted(str(e.id) for e in events)
+    assert all(r.key == CloudEvent.from_bytes(r.value).subject.encode() for r in records)
+    async with scratch.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(scratch.outbox)) == 0
+
+
+async def test_two_relays_never_publish_the_same_row(stack: Stack, scratch: Scratch) -> None:
+    listener = PgListener(stack.settings().asyncpg_dsn)
+    relays = [
+        OutboxRelay(
+            outbox=scratch.outbox,
+            sessionmaker=scratch.sessionmaker,
+            producer=scratch.producer,
+            listener=listener,
+            batch_size=7,
+        )
+        for _ in range(2)
+    ]
+    async with scratch.sessionmaker() as session, session.begin():
+        await add_events(session, scratch.outbox, [(scratch.topic, _event(str(i))) for i in range(60)])
+    total = 0
+    for _ in range(30):  # concurrent rounds: one relay wins each, the other finds the outbox taken
+        sent = await asyncio.gather(*(r.publish_batch() for r in relays))
+        assert 0 in sent
+        total += sum(sent)
+    assert total == 60
+    records = await _read_topic(stack.kafka_bootstrap, scratch.topic, want=60, timeout_s=5)
+    ids = [CloudEvent.from_bytes(r.value).id for r in records]
+    assert len(ids) == len(set(ids)) == 60
+
+
+async def _consume_until(consumer: EventConsumer, condition: Any, timeout_s: float = 30.0) -> None:
+    running = asyncio.create_task(consumer.run())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not await condition():
+            assert loop.time() < deadline, "consumer did not get there in time"
+            assert not running.done(), running
+            await asyncio.sleep(0.1)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, timeout=15)
+
+
+async def test_consumer_applies_each_event_once_and_dead_letters_poison(
+    stack: Stack, scratch: Scratch
+) -> None:
+    attempts: dict[str, int] = {}
+
+    async def handler(session: AsyncSession, event: CloudEvent) -> None:
+        note = event.data["note"]
+        attempts[note] = attempts.get(note, 0) + 1
+        if note == "always fails":
+            raise RuntimeError("boom")
+        if note == "contradiction":
+            raise PermanentError("refers to an unknown task")
+        if note == "fails once" and attempts[note] == 1:
+            raise RuntimeError("transient")
+        await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
+
+    group = f"group-{scratch.schema}"
+    consumer = EventConsumer(
+        settings=stack.settings(consumer_max_attempts=3, consumer_retry_backoff_s=0.01),
+        group_id=group,
+        topics=(scratch.topic,),
+        handlers={"test.happened": handler},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    same_key = b"one-task"
+    good = _event("good")
+    for value in (
+        good.to_bytes(),
+        good.to_bytes(),  # a re-published duplicate
+        b"{not json",
+        _event("always fails").to_bytes(),
+        _event("contradiction").to_bytes(),
+        _event("fails once").to_bytes(),
+        CloudEvent(source="/test", type="test.unhandled", subject="s", data={}).to_bytes(),
+        _event("last").to_bytes(),
+    ):
+        await scratch.producer.send_and_wait(scratch.topic, value=value, key=same_key)
+
+    async def all_good_effects() -> bool:
+        async with scratch.sessionmaker() as session:
+            notes = (await session.execute(select(scratch.effects.c.note))).scalars().all()
+        return sorted(notes) == ["fails once", "good", "last"]
+
+    await _consume_until(consumer, all_good_effects)
+    assert attempts["always fails"] == 3, "bounded retries"
+    assert attempts["contradiction"] == 1, "a permanent error is not retried"
+    assert attempts["good"] == 1, "the duplicate was skipped by the inbox"
+
+    dead = [
+        r
+        for r in await _read_topic(stack.kafka_bootstrap, DEADLETTER_TOPIC, want=10_000, timeout_s=3)
+        if dict(r.headers).get("errands-origin-topic") == scratch.topic.encode()
+    ]
+    assert len(dead) == 3
+    headers = [dict(r.headers) for r in dead]
+    assert {h["errands-consumer-group"] for h in headers} == {group.encode()}
+    assert sorted(int(h["errands-attempts"]) for h in headers) == [1, 1, 3]
+    assert all(h["errands-origin-offset"] and h["errands-error"] for h in headers)
+    assert b"{not json" in [r.value for r in dead]
+
+    # Everything up to the end of the partition is committed: a restart re-reads nothing.
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await probe.start()
+    try:
+        partition = int(headers[0]["errands-origin-partition"])
+        committed = await probe.committed(TopicPartition(scratch.topic, partition))
+    finally:
+        await probe.stop()
+    assert committed == 8
