@@ -15,8 +15,8 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.events import DEADLETTER_TOPIC, CloudEvent
-from shared.metrics import DEADLETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
+from shared.events import DEADLETTER_TOPIC, CloudEvent, current_traceparent
+from shared.metrics import CONSUMER_LAG, DEADLETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -122,6 +122,8 @@ class EventConsumer:
                 backoff = min(backoff * 2, 10.0)
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        loop = asyncio.get_running_loop()
+        next_lag_report = loop.time()
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
             for tp, records in batches.items():
@@ -132,6 +134,22 @@ class EventConsumer:
                     self._processed[tp] = record.offset + 1
             if batches:
                 await self.commit_processed()
+            if loop.time() >= next_lag_report:
+                await self._observe_lag(consumer)
+                next_lag_report = loop.time() + 1.0
+
+    async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag from what the fetcher already knows (high watermark and position), once a second."""
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=0.1)
+            except (TimeoutError, KafkaError, AssertionError):
+                continue
+            # Some brokers report a high watermark below the true end: lag is never shown negative.
+            CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     async def commit_processed(self) -> None:
         """Commit the offsets of records whose effects are durable (also called on revoke)."""
@@ -156,8 +174,19 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(self.group_id, event.type, "ignored").inc()
             return
         bound = {"event_id": str(event.id), "event_type": event.type, "task_id": event.subject}
-        if event.traceparent:
-            bound["trace_id"] = event.traceparent.split("-")[1] if event.traceparent.count("-") >= 3 else ""
+        if event.traceparent and event.traceparent.count("-") == 3:
+            bound["trace_id"] = event.traceparent.split("-")[1]
+        if isinstance(event.data.get("leg_id"), str):
+            bound["leg_id"] = event.data["leg_id"]
+        trace_token = current_traceparent.set(event.traceparent)
+        try:
+            await self._handle_event(record, event, handler, bound)
+        finally:
+            current_traceparent.reset(trace_token)
+
+    async def _handle_event(
+        self, record: Any, event: CloudEvent, handler: Handler, bound: dict[str, str]
+    ) -> None:
         with structlog.contextvars.bound_contextvars(**bound):
             attempts = 0
             while True:

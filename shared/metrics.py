@@ -27,3 +27,8 @@ OUTBOX_BACKLOG = Gauge("errands_outbox_backlog", "Unsent outbox rows.", ["schema
 OUTBOX_OLDEST_AGE = Gauge(
     "errands_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row.", ["schema"]
 )
+CONSUMER_LAG = Gauge(
+    "errands_consumer_lag",
+    "Records not yet consumed, per group and partition.",
+    ["group", "topic", "partition"],
+)

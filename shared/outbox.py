@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import zlib
 from collections.abc import Sequence
 
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.events import CloudEvent
 from shared.listen import PgListener
-from shared.metrics import OUTBOX_PUBLISHED
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +97,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
+        self._next_observation = 0.0
         self._lock_key = zlib.crc32(f"errands-outbox:{outbox.schema}".encode())
         listener.subscribe(notify_channel(outbox), lambda _payload: self._wake.set())
 
@@ -111,12 +113,34 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 log.warning("outbox.publish_failed", schema=self._outbox.schema, error=str(exc))
+                with contextlib.suppress(Exception):
+                    await self.observe_backlog()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            if time.monotonic() >= self._next_observation:
+                self._next_observation = time.monotonic() + 1.0
+                with contextlib.suppress(Exception):
+                    await self.observe_backlog()
             # The poll is a safety net for notifications lost while the listener reconnects.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_poll_s)
+
+    async def observe_backlog(self) -> None:
+        """Export how many rows wait and how old the oldest is: the first sign of a broker outage."""
+        async with self._sessionmaker() as session:
+            count, oldest_age = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.coalesce(
+                            func.extract("epoch", func.now() - func.min(self._outbox.c.created_at)), 0
+                        ),
+                    ).select_from(self._outbox)
+                )
+            ).one()
+        OUTBOX_BACKLOG.labels(self._outbox.schema).set(count)
+        OUTBOX_OLDEST_AGE.labels(self._outbox.schema).set(float(oldest_age))
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of unsent rows; returns how many were sent."""
