@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 import secrets
 import time
 import uuid
@@ -103,15 +104,51 @@ async def revoke_token(session: AsyncSession, *, token_id: uuid.UUID) -> bool:
     return result.scalar_one_or_none() is not None
 
 
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """A token bucket per caller, in process memory: each replica enforces its own share."""
+
+    def __init__(self, *, per_s: float, burst: int) -> None:
+        self._per_s = per_s
+        self._burst = burst
+        self._buckets: dict[uuid.UUID, _Bucket] = {}
+
+    def take(self, key: uuid.UUID, *, now: float) -> float:
+        """0 when the request may go ahead, else the seconds to wait before the next one."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
+            bucket = self._buckets[key] = _Bucket(tokens=float(self._burst), updated=now)
+        bucket.tokens = min(float(self._burst), bucket.tokens + (now - bucket.updated) * self._per_s)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self._per_s
+
+
 class TokenVerifier:
     """Looks tokens up by hash, caching answers briefly so the hot paths cost no extra round trip.
 
     A revoked token keeps working for at most `ttl_s` seconds on a process that cached it.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, ttl_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        ttl_s: float = 10.0,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._ttl_s = ttl_s
+        self._limiter = limiter
         self._cache: dict[str, tuple[Principal | None, float]] = {}
 
     async def verify(self, authorization: str | None) -> Principal:
@@ -133,6 +170,15 @@ class TokenVerifier:
             self._cache[token_hash] = (principal, now + self._ttl_s)
         if principal is None:
             raise ProblemError(401, "Unauthorized", "The token is not valid.")
+        if self._limiter is not None:
+            wait_s = self._limiter.take(principal.token_id, now=now)
+            if wait_s > 0:
+                raise ProblemError(
+                    429,
+                    "Too many requests",
+                    "This token is sending requests faster than allowed; slow down.",
+                    headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+                )
         return principal
 
     async def _lookup(self, token_hash: str) -> Principal | None:

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.auth import TokenVerifier
+from shared.auth import RateLimiter, TokenVerifier
 from shared.db import create_engine, create_sessionmaker
 from shared.http import ReadinessCheck
 from shared.kafka import create_producer, start_with_retry
@@ -46,7 +46,10 @@ class Runtime:
             sessionmaker=sessionmaker,
             producer=create_producer(settings, client_id=client_id),
             listener=PgListener(settings.asyncpg_dsn),
-            tokens=TokenVerifier(sessionmaker),
+            tokens=TokenVerifier(
+                sessionmaker,
+                limiter=RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
+            ),
         )
 
     async def open(self) -> None:

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     errands_data_key: str = _DEV_DATA_KEY
     errands_production: bool = False
 
+    # Per-token request budget: a steady rate with a burst on top; beyond it, 429 with Retry-After.
+    rate_limit_per_s: float = Field(default=50.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+
     # Consumer and relay behaviour.
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)

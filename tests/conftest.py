@@ -102,6 +102,9 @@ def system(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                 "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
                 "LOG_FORMAT": "json",
                 "DISPATCH_BATCH_WINDOW_MS": "200",
+                # Load tests send thousands of requests on one token; the limiter has unit tests.
+                "RATE_LIMIT_PER_S": "5000",
+                "RATE_LIMIT_BURST": "5000",
             }
         ),
         log_dir=log_dir,
