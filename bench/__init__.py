@@ -1,0 +1,1 @@
+"""Benchmarks: measurements that tests must not make (speed, quality against an optimum)."""
