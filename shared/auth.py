@@ -156,7 +156,8 @@ class TokenVerifier:
         if not authorization or not authorization.startswith("Bearer "):
             raise ProblemError(401, "Unauthorized", "Send `Authorization: Bearer <token>`.")
         token = authorization[len("Bearer ") :].strip()
-        if not token or len(token) > 200:
+        # Undecodable header bytes arrive as lone surrogates; no token of ours is anything but ASCII.
+        if not token or len(token) > 200 or not token.isascii() or not token.isprintable():
             raise ProblemError(401, "Unauthorized", "The token is not valid.")
         token_hash = hash_token(token)
         now = time.monotonic()

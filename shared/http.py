@@ -209,6 +209,7 @@ class Operation:
     status: int
     roles: tuple[str, ...]
     query: type[BaseModel] | None
+    headers: dict[str, dict[str, Any]]
 
 
 @dataclass
@@ -230,9 +231,14 @@ class Api:
         status: int = 200,
         roles: tuple[str, ...] = (),
         query: type[BaseModel] | None = None,
+        headers: dict[str, dict[str, Any]] | None = None,
     ) -> Callable[[View], View]:
+        """Register a view; `headers` maps a required request header's name to its JSON schema."""
+
         def register(view: View) -> View:
-            self.operations.append(Operation(method, path, summary, body, response, status, roles, query))
+            self.operations.append(
+                Operation(method, path, summary, body, response, status, roles, query, headers or {})
+            )
             self.routes.route(method, path)(view)
             return view
 
@@ -280,8 +286,19 @@ class Api:
                 for name in re.findall(r"{(\w+)}", op.path)
             ]
             if op.query is not None:
+                properties = op.query.model_json_schema()["properties"]
                 for name, info in op.query.model_fields.items():
-                    params.append({"name": info.alias or name, "in": "query", "required": info.is_required()})
+                    key = info.alias or name
+                    params.append(
+                        {
+                            "name": key,
+                            "in": "query",
+                            "required": info.is_required(),
+                            "schema": properties[key],
+                        }
+                    )
+            for name, header_schema in op.headers.items():
+                params.append({"name": name, "in": "header", "required": True, "schema": header_schema})
             if params:
                 entry["parameters"] = params
             paths.setdefault(op.path, {})[op.method.lower()] = entry

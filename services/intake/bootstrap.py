@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints.http import KEYS, RUNTIME, api
-from services.intake.service_layer.tasks import Keys, apply_progress
+from services.intake.service_layer.tasks import Keys, apply_progress, purge_idempotency_keys
 from shared.consumer import EventConsumer
 from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC
 from shared.http import create_base_app
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime, background_task, runtime_context
 from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 PROGRESS_EVENTS = (
     "leg.offered",
@@ -27,6 +35,22 @@ PROGRESS_EVENTS = (
     "leg.confirmation_failed",
     "task.completed",
 )
+
+
+def idempotency_purge(
+    sessionmaker: async_sessionmaker[AsyncSession], *, retention_s: float, interval_s: float
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A loop that forgets idempotency records once they are older than the retention."""
+
+    async def run() -> None:
+        while True:
+            async with sessionmaker() as session, session.begin():
+                purged = await purge_idempotency_keys(session=session, retention_s=retention_s)
+            if purged:
+                log.info("idempotency.purged", records=purged)
+            await asyncio.sleep(interval_s)
+
+    return run
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -54,4 +78,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(runtime_context(runtime))
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("read-model", progress.run, on_stop=progress.stop))
+    purge = idempotency_purge(
+        runtime.sessionmaker,
+        retention_s=settings.idempotency_retention_s,
+        interval_s=settings.idempotency_purge_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("idempotency-purge", purge))
     return app

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -35,8 +35,16 @@ class TaskRow(IntakeBase):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Monotonic sequence for cursor paging that never skips or repeats while tasks arrive.
     seq: Mapped[int] = mapped_column(Integer, server_default=func.nextval("intake.task_seq"), unique=True)
+    # The id of the transaction that wrote the task. `seq` values are taken before commit, so a
+    # lower one can become visible after a higher one; listing in (xid, seq) order and only below
+    # the oldest running transaction (pg_snapshot_xmin) is what makes cursors never skip a task.
+    xid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint"))
 
-    __table_args__ = (Index("ix_tasks_org_seq", "organisation_id", "seq"),)
+    __table_args__ = (
+        Index("ix_tasks_org_seq", "organisation_id", "seq"),
+        Index("ix_tasks_org_xid_seq", "organisation_id", "xid", "seq"),
+        Index("ix_tasks_xid_seq", "xid", "seq"),
+    )
 
 
 class LegRow(IntakeBase):

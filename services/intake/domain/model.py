@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -21,8 +25,31 @@ _PHONE = re.compile(r"^\+?[0-9 ()\-]{3,32}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 
 
+def storable_text(value: str) -> str:
+    """`value` if PostgreSQL can store it as text: no NUL character, no lone UTF-16 surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # Every string (and list of strings) must survive a round trip through PostgreSQL text/JSONB.
+        if isinstance(value, str):
+            return storable_text(value)
+        if isinstance(value, list):
+            for element in value:
+                if isinstance(element, str):
+                    storable_text(element)
+        return value
 
 
 class PickupIn(_Strict):
@@ -126,6 +153,138 @@ class TaskIn(_Strict):
         return sum((item.weight_kg or 0.0) for item in self.items)
 
 
+class CancelIn(_Strict):
+    """The optional body of `POST /v1/tasks/{id}/cancel`."""
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class TaskListQuery(BaseModel):
+    """The query of `GET /v1/tasks` (unknown parameters are ignored, as caches and proxies add some)."""
+
+    status: TaskStatus | None = None
+    kind: Kind | None = None
+    priority: Priority | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
+@dataclass(frozen=True, order=True)
+class ListPosition:
+    """Where a page of tasks ended: (writing transaction id, task sequence number).
+
+    Tasks are listed in this order and only once every transaction that could still add a task
+    before this position has finished, so a cursor never skips or repeats a task.
+    """
+
+    xid: int
+    seq: int
+
+    def encode(self) -> str:
+        """The opaque cursor a client hands back for the next page."""
+        return base64.urlsafe_b64encode(f"t1:{self.xid}:{self.seq}".encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> ListPosition:
+        """The position behind a cursor; ValueError when it is not one of ours."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        except (binascii.Error, UnicodeError, ValueError) as exc:
+            raise ValueError("not a cursor") from exc
+        match = re.fullmatch(r"t1:([0-9]{1,19}):([0-9]{1,19})", raw)
+        if match is None:
+            raise ValueError("not a cursor")
+        xid, seq = int(match.group(1)), int(match.group(2))
+        if xid >= 2**63 or seq >= 2**63:
+            raise ValueError("not a cursor")
+        return cls(xid, seq)
+
+
+# --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
+
+
+class LegCreatedOut(BaseModel):
+    id: uuid.UUID
+    index: int
+    status: LegStatus
+    confirmation_code: str = Field(pattern=r"^[0-9]{6}$", description="Shown once; hand it to the recipient.")
+
+
+class TaskCreatedOut(BaseModel):
+    id: uuid.UUID
+    status: TaskStatus
+    kind: Kind
+    priority: Priority
+    created_at: datetime
+    deliver_by: datetime | None = None
+    external_ref: str | None = None
+    legs: list[LegCreatedOut]
+
+
+class VolunteerOut(BaseModel):
+    id: uuid.UUID
+    name: str | None = None
+
+
+class LegOut(BaseModel):
+    id: uuid.UUID
+    index: int
+    status: LegStatus
+    dropoff: DropoffIn
+    volunteer: VolunteerOut | None = None
+    transitions: dict[str, datetime]
+
+
+class TimelineEntryOut(BaseModel):
+    type: str
+    time: datetime
+    leg_id: uuid.UUID | None = None
+
+
+class TaskOut(BaseModel):
+    id: uuid.UUID
+    status: TaskStatus
+    kind: Kind
+    priority: Priority
+    created_at: datetime
+    updated_at: datetime
+    deliver_by: datetime | None = None
+    external_ref: str | None = None
+    pickup: PickupIn
+    items: list[ItemIn]
+    transitions: dict[str, datetime]
+    legs: list[LegOut]
+    timeline: list[TimelineEntryOut]
+
+
+class LegSummaryOut(BaseModel):
+    id: uuid.UUID
+    index: int
+    status: LegStatus
+    volunteer: VolunteerOut | None = None
+
+
+class TaskSummaryOut(BaseModel):
+    id: uuid.UUID
+    status: TaskStatus
+    kind: Kind
+    priority: Priority
+    created_at: datetime
+    updated_at: datetime
+    deliver_by: datetime | None = None
+    external_ref: str | None = None
+    legs: list[LegSummaryOut]
+
+
+class TaskPageOut(BaseModel):
+    items: list[TaskSummaryOut]
+    next_cursor: str | None = Field(
+        description="Where this page ended: pass it as `cursor` for the next page, now or later for tasks "
+        "that arrive meanwhile. Null only when nothing has been listed yet."
+    )
+    has_more: bool = Field(description="More tasks are listed after this page right now.")
+
+
 # A leg moves forward through these ranks; an event never moves it backwards, except the
 # explicit hand-backs below, so duplicates and late arrivals from another topic change nothing.
 LEG_RANK: dict[str, int] = {
@@ -176,3 +335,23 @@ def task_status_after(current: str, leg_statuses: list[str], event_type: str) ->
     if any(s == "offered" for s in leg_statuses) or current == "dispatching":
         return "dispatching"
     return current
+
+
+Cancellation = Literal["cancel", "already_cancelled", "completed"]
+
+# Legs the volunteer has not yet picked up are withdrawn; goods already in hand finish their trip.
+CANCELLABLE_LEG_STATUSES = frozenset({"pending", "offered", "assigned"})
+
+
+def cancellation(task_status: str, leg_statuses: list[str]) -> Cancellation:
+    """What cancelling a task in this state does: cancel it, nothing (already done), or refuse."""
+    if task_status == "cancelled":
+        return "already_cancelled"
+    if task_status == "completed" or (leg_statuses and all(s == "confirmed" for s in leg_statuses)):
+        return "completed"
+    return "cancel"
+
+
+def leg_status_on_cancel(status: str) -> str:
+    """A leg's status once its task is cancelled."""
+    return "cancelled" if status in CANCELLABLE_LEG_STATUSES else status

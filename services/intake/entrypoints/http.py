@@ -7,7 +7,15 @@ import uuid
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from services.intake.domain.model import TaskIn
+from services.intake.domain.model import (
+    CancelIn,
+    ListPosition,
+    TaskCreatedOut,
+    TaskIn,
+    TaskListQuery,
+    TaskOut,
+    TaskPageOut,
+)
 from services.intake.service_layer import tasks
 from services.intake.service_layer.admin import (
     create_organisation,
@@ -15,11 +23,14 @@ from services.intake.service_layer.admin import (
     create_role_token,
 )
 from shared.auth import Principal, Role, require_role, revoke_token
-from shared.http import Api, ProblemError, json_response, parse_body
+from shared.http import Api, ProblemError, json_response, parse_body, parse_query
 from shared.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
 KEYS = web.AppKey("keys", tasks.Keys)
+
+IDEMPOTENCY_KEY_MAX = 255
+
 
 api = Api(title="Errands intake")
 
@@ -39,41 +50,94 @@ def _uuid(request: web.Request, name: str) -> uuid.UUID:
         raise ProblemError(404, "Not found", f"No such {name.removesuffix('_id')}.") from exc
 
 
+def _header_text(value: str) -> bool:
+    """A header value we can hash and store: printable Unicode that encodes as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
+        return False
+    return value.isprintable()
+
+
 async def _principal(request: web.Request, *roles: Role) -> Principal:
     principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
     require_role(principal, *roles)
     return principal
 
 
-@api.route("POST", "/v1/tasks", summary="Submit a task", body=TaskIn, status=201, roles=("operator",))
+@api.route(
+    "POST",
+    "/v1/tasks",
+    summary="Submit a task",
+    body=TaskIn,
+    response=TaskCreatedOut,
+    status=201,
+    roles=("operator",),
+    headers={"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}},
+)
 async def post_task(request: web.Request) -> web.Response:
     principal = await _principal(request, Role.OPERATOR)
     key = request.headers.get("Idempotency-Key", "")
-    if not 1 <= len(key) <= 255:
+    if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX and _header_text(key)):
         raise ProblemError(
             400,
             "Bad request",
-            "The Idempotency-Key header is required (1 to 255 characters).",
-            errors=[{"field": "header:Idempotency-Key", "message": "required, 1 to 255 characters"}],
+            "The Idempotency-Key header is required (1 to 255 printable characters).",
+            errors=[
+                {"field": "header:Idempotency-Key", "message": "required, 1 to 255 printable characters"}
+            ],
         )
     body = await parse_body(request, TaskIn)
     assert principal.organisation_id is not None
     runtime = request.app[RUNTIME]
     async with runtime.sessionmaker() as session, session.begin():
-        task = await tasks.submit_task(
+        submission = await tasks.submit_task(
             session=session,
             organisation_id=principal.organisation_id,
             idempotency_key=key,
             body=body,
             keys=request.app[KEYS],
         )
-    return json_response(task, status=201, headers={"Location": f"/v1/tasks/{task['id']}"})
+    task = TaskCreatedOut.model_validate(submission.task)
+    headers = {"Location": f"/v1/tasks/{task.id}"}
+    if submission.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(task, status=201, headers=headers)
+
+
+@api.route(
+    "GET",
+    "/v1/tasks",
+    summary="Tasks, newest arrivals last, filtered and paged by an opaque cursor",
+    query=TaskListQuery,
+    response=TaskPageOut,
+    roles=("operator", "ops", "admin"),
+)
+async def list_tasks(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    query = parse_query(request, TaskListQuery)
+    after = None
+    if query.cursor is not None:
+        try:
+            after = ListPosition.decode(query.cursor)
+        except ValueError as exc:
+            raise ProblemError(
+                400,
+                "Bad request",
+                "Invalid query parameters.",
+                errors=[{"field": "cursor", "message": "not a cursor this API returned"}],
+            ) from exc
+    scope = principal.organisation_id if principal.role is Role.OPERATOR else None
+    async with request.app[RUNTIME].sessionmaker() as session:
+        page = await tasks.list_tasks(session=session, organisation_id=scope, query=query, after=after)
+    return json_response(TaskPageOut.model_validate(page))
 
 
 @api.route(
     "GET",
     "/v1/tasks/{task_id}",
     summary="A task with its legs and timeline",
+    response=TaskOut,
     roles=("operator", "ops", "admin"),
 )
 async def get_task(request: web.Request) -> web.Response:
@@ -82,7 +146,28 @@ async def get_task(request: web.Request) -> web.Response:
     scope = principal.organisation_id if principal.role is Role.OPERATOR else None
     async with request.app[RUNTIME].sessionmaker() as session:
         task = await tasks.get_task(session=session, task_id=task_id, organisation_id=scope)
-    return json_response(task)
+    return json_response(TaskOut.model_validate(task))
+
+
+@api.route(
+    "POST",
+    "/v1/tasks/{task_id}/cancel",
+    summary="Cancel a task (idempotent; 409 once it is completed)",
+    body=CancelIn,
+    response=TaskOut,
+    roles=("operator",),
+)
+async def cancel_task(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR)
+    task_id = _uuid(request, "task_id")
+    # The body is optional: an empty one cancels without a reason.
+    body = await parse_body(request, CancelIn) if request.can_read_body else CancelIn()
+    assert principal.organisation_id is not None
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        task = await tasks.cancel_task(
+            session=session, task_id=task_id, organisation_id=principal.organisation_id, reason=body.reason
+        )
+    return json_response(TaskOut.model_validate(task))
 
 
 @api.route(

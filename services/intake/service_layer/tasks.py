@@ -8,12 +8,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    LargeBinary,
+    Text,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.adapters.tables import IdempotencyRow, LegRow, TaskRow, TimelineRow, outbox
-from services.intake.domain.model import TaskIn, leg_status_after, task_status_after
+from services.intake.domain.model import (
+    ListPosition,
+    TaskIn,
+    TaskListQuery,
+    cancellation,
+    leg_status_after,
+    leg_status_on_cancel,
+    task_status_after,
+)
 from shared import crypto
 from shared.consumer import PermanentError
 from shared.events import (
@@ -23,6 +43,7 @@ from shared.events import (
     PickupData,
     RequirementsData,
     SubmittedLeg,
+    TaskCancelled,
     TaskSubmitted,
     build_event,
 )
@@ -111,39 +132,85 @@ def _submitted_event(
     return build_event(data, source="/intake", subject=task_id)
 
 
+def idempotency_lock_id(organisation_id: uuid.UUID, idempotency_key: str) -> int:
+    """The transaction-level advisory lock held while a request with this key is in flight."""
+    digest = hashlib.sha256(f"{organisation_id}:{idempotency_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class Submission:
+    task: dict[str, Any]
+    replayed: bool
+
+
+# The whole write in one statement (one round trip): the advisory lock gates the idempotency
+# record, whose insert gates the task, its legs and the outbox row. ON CONFLICT sees a record
+# committed after this statement's snapshot, so a replay racing the first commit inserts nothing.
+_SUBMIT = text(
+    """
+WITH gate AS (
+    SELECT pg_try_advisory_xact_lock(:lock_id) AS locked
+), idem AS (
+    INSERT INTO intake.idempotency_keys (organisation_id, key, request_hash, task_id, response)
+    SELECT CAST(:organisation_id AS uuid), :key, :request_hash, CAST(:task_id AS uuid),
+           CAST(:response AS jsonb)
+    FROM gate WHERE gate.locked
+    ON CONFLICT DO NOTHING
+    RETURNING task_id
+), task AS (
+    INSERT INTO intake.tasks
+        (id, organisation_id, kind, priority, status, request, transitions, created_at, updated_at)
+    SELECT idem.task_id, CAST(:organisation_id AS uuid), :kind, :priority, 'submitted',
+           CAST(:request AS jsonb), CAST(:transitions AS jsonb), :now, :now
+    FROM idem
+    RETURNING id
+), legs AS (
+    INSERT INTO intake.legs (id, task_id, "index", status, code_hash, transitions, updated_at)
+    SELECT leg.id, task.id, leg."index", 'pending', leg.code_hash, CAST(:leg_transitions AS jsonb), :now
+    FROM task, jsonb_to_recordset(CAST(:legs AS jsonb)) AS leg(id uuid, "index" int, code_hash text)
+    RETURNING 1
+), event AS (
+    INSERT INTO intake.outbox (event_id, event_type, topic, key, payload)
+    SELECT CAST(:event_id AS uuid), :event_type, :topic, :event_key, :payload FROM task
+    RETURNING 1
+)
+SELECT (SELECT locked FROM gate) AS locked,
+       (SELECT count(*) FROM task) AS tasks,
+       (SELECT count(*) FROM legs) AS legs,
+       (SELECT count(*) FROM event) AS events
+"""
+).bindparams(
+    bindparam("lock_id", type_=BigInteger),
+    bindparam("organisation_id", type_=UUID(as_uuid=True)),
+    bindparam("key", type_=Text),
+    bindparam("request_hash", type_=Text),
+    bindparam("task_id", type_=UUID(as_uuid=True)),
+    bindparam("response", type_=JSONB),
+    bindparam("kind", type_=Text),
+    bindparam("priority", type_=Text),
+    bindparam("request", type_=JSONB),
+    bindparam("transitions", type_=JSONB),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("leg_transitions", type_=JSONB),
+    bindparam("legs", type_=JSONB),
+    bindparam("event_id", type_=UUID(as_uuid=True)),
+    bindparam("event_type", type_=Text),
+    bindparam("topic", type_=Text),
+    bindparam("event_key", type_=Text),
+    bindparam("payload", type_=LargeBinary),
+)
+
+
 async def submit_task(
     *, session: AsyncSession, organisation_id: uuid.UUID, idempotency_key: str, body: TaskIn, keys: Keys
-) -> dict[str, Any]:
+) -> Submission:
     """Store a task, its legs, the idempotency record and `task.submitted` in one transaction.
 
     The same key with the same body answers what the first request answered; with another
     body it is a 422; while the first request with that key is still running it is a 409.
     """
     request_hash = _request_hash(body)
-    lock_id = int.from_bytes(
-        hashlib.sha256(f"{organisation_id}:{idempotency_key}".encode()).digest()[:8], "big", signed=True
-    )
-    got_lock, previous = (
-        await session.execute(
-            select(
-                func.pg_try_advisory_xact_lock(lock_id),
-                select(func.jsonb_build_array(IdempotencyRow.request_hash, IdempotencyRow.response))
-                .where(
-                    IdempotencyRow.organisation_id == organisation_id, IdempotencyRow.key == idempotency_key
-                )
-                .scalar_subquery(),
-            )
-        )
-    ).one()
-    if not got_lock:
-        raise ProblemError(409, "Conflict", "A request with this Idempotency-Key is still being processed.")
-    if previous is not None:
-        if previous[0] != request_hash:
-            raise ProblemError(
-                422, "Idempotency key reused", "This Idempotency-Key was used with a different request body."
-            )
-        return _with_codes(previous[1], keys)
-
     now = datetime.now(UTC)
     task_id = uuid.uuid4()
     leg_ids = [uuid.uuid4() for _ in body.dropoffs]
@@ -161,50 +228,66 @@ async def submit_task(
         "external_ref": body.external_ref,
         "legs": [{"id": str(leg_id), "index": i, "status": "pending"} for i, leg_id in enumerate(leg_ids)],
     }
-    stamp = {"submitted": now.isoformat()}
-    await session.execute(
-        insert(TaskRow).values(
-            id=task_id,
-            organisation_id=organisation_id,
-            kind=body.kind,
-            priority=body.priority,
-            status="submitted",
-            request=body.model_dump(mode="json"),
-            transitions=stamp,
-            created_at=now,
-            updated_at=now,
-        )
+    topic, event = _submitted_event(
+        task_id, organisation_id, body, list(zip(leg_ids, hashes, strict=True)), keys
     )
-    await session.execute(
-        insert(LegRow),
-        [
+    outcome = (
+        await session.execute(
+            _SUBMIT,
             {
-                "id": leg_id,
+                "lock_id": idempotency_lock_id(organisation_id, idempotency_key),
+                "organisation_id": organisation_id,
+                "key": idempotency_key,
+                "request_hash": request_hash,
                 "task_id": task_id,
-                "index": i,
-                "status": "pending",
-                "code_hash": code_hash,
-                "transitions": {"pending": now.isoformat()},
-                "updated_at": now,
-            }
-            for i, (leg_id, code_hash) in enumerate(zip(leg_ids, hashes, strict=True))
-        ],
-    )
-    await session.execute(
-        insert(IdempotencyRow).values(
-            organisation_id=organisation_id,
-            key=idempotency_key,
-            request_hash=request_hash,
-            task_id=task_id,
-            response=response,
+                "response": response,
+                "kind": body.kind,
+                "priority": body.priority,
+                "request": body.model_dump(mode="json"),
+                "transitions": {"submitted": now.isoformat()},
+                "now": now,
+                "leg_transitions": {"pending": now.isoformat()},
+                "legs": [
+                    {"id": str(leg_id), "index": i, "code_hash": code_hash}
+                    for i, (leg_id, code_hash) in enumerate(zip(leg_ids, hashes, strict=True))
+                ],
+                "event_id": event.id,
+                "event_type": event.type,
+                "topic": topic,
+                "event_key": event.subject,
+                "payload": event.to_bytes(),
+            },
         )
+    ).one()
+    if not outcome.locked:
+        raise ProblemError(409, "Conflict", "A request with this Idempotency-Key is still being processed.")
+    if outcome.tasks == 1:
+        return Submission(_with_codes(response, keys), replayed=False)
+    previous = (
+        await session.execute(
+            select(IdempotencyRow.request_hash, IdempotencyRow.response).where(
+                IdempotencyRow.organisation_id == organisation_id, IdempotencyRow.key == idempotency_key
+            )
+        )
+    ).one()
+    if previous.request_hash != request_hash:
+        raise ProblemError(
+            422,
+            "Idempotency key reused",
+            "This Idempotency-Key was used with a different request body.",
+            errors=[{"field": "header:Idempotency-Key", "message": "already used with another body"}],
+        )
+    return Submission(_with_codes(previous.response, keys), replayed=True)
+
+
+async def purge_idempotency_keys(*, session: AsyncSession, retention_s: float) -> int:
+    """Forget idempotency records older than `retention_s` (by the database clock); returns how many."""
+    result = await session.execute(
+        delete(IdempotencyRow)
+        .where(IdempotencyRow.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s))
+        .returning(IdempotencyRow.key)
     )
-    await add_events(
-        session,
-        outbox,
-        [_submitted_event(task_id, organisation_id, body, list(zip(leg_ids, hashes, strict=True)), keys)],
-    )
-    return _with_codes(response, keys)
+    return len(result.all())
 
 
 async def get_task(
@@ -243,9 +326,7 @@ async def get_task(
                 "index": leg.index,
                 "status": leg.status,
                 "dropoff": task.request["dropoffs"][leg.index],
-                "volunteer": {"id": str(leg.volunteer_id), "name": leg.volunteer_name}
-                if leg.volunteer_id
-                else None,
+                "volunteer": _volunteer(leg.volunteer_id, leg.volunteer_name),
                 "transitions": leg.transitions,
             }
             for leg in legs
@@ -259,6 +340,150 @@ async def get_task(
             for row in timeline
         ],
     }
+
+
+def _volunteer(leg_volunteer_id: uuid.UUID | None, name: str | None) -> dict[str, Any] | None:
+    return {"id": str(leg_volunteer_id), "name": name} if leg_volunteer_id else None
+
+
+# Tasks written by transactions older than every running one: no task can still appear before them.
+_SETTLED = TaskRow.xid < func.pg_snapshot_xmin(func.pg_current_snapshot()).cast(Text).cast(BigInteger)
+
+
+async def list_tasks(
+    *,
+    session: AsyncSession,
+    organisation_id: uuid.UUID | None,
+    query: TaskListQuery,
+    after: ListPosition | None,
+) -> dict[str, Any]:
+    """A page of task summaries in arrival order; `organisation_id=None` reads every organisation."""
+    statement = select(
+        TaskRow.id,
+        TaskRow.status,
+        TaskRow.kind,
+        TaskRow.priority,
+        TaskRow.created_at,
+        TaskRow.updated_at,
+        TaskRow.request["deliver_by"].astext.label("deliver_by"),
+        TaskRow.request["external_ref"].astext.label("external_ref"),
+        TaskRow.xid,
+        TaskRow.seq,
+    ).where(_SETTLED)
+    if organisation_id is not None:
+        statement = statement.where(TaskRow.organisation_id == organisation_id)
+    if query.status is not None:
+        statement = statement.where(TaskRow.status == query.status)
+    if query.kind is not None:
+        statement = statement.where(TaskRow.kind == query.kind)
+    if query.priority is not None:
+        statement = statement.where(TaskRow.priority == query.priority)
+    if after is not None:
+        statement = statement.where(tuple_(TaskRow.xid, TaskRow.seq) > tuple_(after.xid, after.seq))
+    rows = (await session.execute(statement.order_by(TaskRow.xid, TaskRow.seq).limit(query.limit + 1))).all()
+    page, more = rows[: query.limit], len(rows) > query.limit
+    end = ListPosition(page[-1].xid, page[-1].seq) if page else after
+    legs_of: dict[uuid.UUID, list[dict[str, Any]]] = {row.id: [] for row in page}
+    if page:
+        legs = await session.execute(
+            select(
+                LegRow.task_id,
+                LegRow.id,
+                LegRow.index,
+                LegRow.status,
+                LegRow.volunteer_id,
+                LegRow.volunteer_name,
+            )
+            .where(LegRow.task_id.in_(list(legs_of)))
+            .order_by(LegRow.task_id, LegRow.index)
+        )
+        for leg in legs:
+            legs_of[leg.task_id].append(
+                {
+                    "id": str(leg.id),
+                    "index": leg.index,
+                    "status": leg.status,
+                    "volunteer": _volunteer(leg.volunteer_id, leg.volunteer_name),
+                }
+            )
+    return {
+        "items": [
+            {
+                "id": str(row.id),
+                "status": row.status,
+                "kind": row.kind,
+                "priority": row.priority,
+                "created_at": row.created_at.isoformat(),
+                "updated_at": row.updated_at.isoformat(),
+                "deliver_by": row.deliver_by,
+                "external_ref": row.external_ref,
+                "legs": legs_of[row.id],
+            }
+            for row in page
+        ],
+        # Always where this page ended (or began, when empty), so a client can come back for tasks
+        # that arrive later; `has_more` says whether to ask again at once.
+        "next_cursor": end.encode() if end is not None else None,
+        "has_more": more,
+    }
+
+
+async def cancel_task(
+    *, session: AsyncSession, task_id: uuid.UUID, organisation_id: uuid.UUID, reason: str | None
+) -> dict[str, Any]:
+    """Cancel a task of `organisation_id` and publish `task.cancelled`; cancelling again changes nothing."""
+    task = (
+        await session.execute(
+            select(TaskRow.status, TaskRow.transitions)
+            .where(TaskRow.id == task_id, TaskRow.organisation_id == organisation_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if task is None:
+        raise ProblemError(404, "Not found", "No such task.")
+    legs = (
+        await session.execute(
+            select(LegRow.id, LegRow.status, LegRow.transitions).where(LegRow.task_id == task_id)
+        )
+    ).all()
+    decision = cancellation(task.status, [leg.status for leg in legs])
+    if decision == "completed":
+        raise ProblemError(409, "Conflict", "The task is already completed and can no longer be cancelled.")
+    if decision == "cancel":
+        now = datetime.now(UTC)
+        await session.execute(
+            update(TaskRow)
+            .where(TaskRow.id == task_id)
+            .values(
+                status="cancelled",
+                transitions={**task.transitions, "cancelled": now.isoformat()},
+                updated_at=now,
+            )
+        )
+        for leg in legs:
+            status = leg_status_on_cancel(leg.status)
+            if status != leg.status:
+                await session.execute(
+                    update(LegRow)
+                    .where(LegRow.id == leg.id)
+                    .values(
+                        status=status,
+                        transitions={**leg.transitions, status: now.isoformat()},
+                        updated_at=now,
+                    )
+                )
+        topic, event = build_event(
+            TaskCancelled(task_id=task_id, organisation_id=organisation_id, reason=reason),
+            source="/intake",
+            subject=task_id,
+        )
+        await session.execute(
+            insert(TimelineRow).values(
+                event_id=event.id, task_id=task_id, type=event.type, time=event.time, leg_id=None, data={}
+            )
+        )
+        await add_events(session, outbox, [(topic, event)])
+    return await get_task(session=session, task_id=task_id, organisation_id=organisation_id)
 
 
 async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
@@ -291,7 +516,7 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
                 "updated_at": event.time,
             }
             leg.status = status
-        if event.type == "leg.assigned":
+        if event.type == "leg.assigned" and status != "cancelled":
             values["volunteer_id"] = uuid.UUID(event.data["volunteer_id"])
             values["volunteer_name"] = event.data.get("volunteer_name") or event.data.get(
                 "volunteer_name_masked"

@@ -1,0 +1,244 @@
+"""Pure decisions of intake: request validation, status folding, cancellation, list cursors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from services.intake.domain.model import (
+    ListPosition,
+    TaskIn,
+    cancellation,
+    leg_status_after,
+    leg_status_on_cancel,
+    task_status_after,
+)
+from shared.http import validation_problem
+from shared.settings import Settings
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    task: dict[str, Any] = {
+        "kind": "meal",
+        "pickup": {"lat": 29.87, "lon": 121.55},
+        "dropoffs": [{"lat": 29.88, "lon": 121.56}],
+    }
+    task.update(overrides)
+    return task
+
+
+def bad_fields(value: dict[str, Any]) -> set[str]:
+    with pytest.raises(ValidationError) as caught:
+        TaskIn.model_validate(value)
+    problem = validation_problem(caught.value)
+    assert problem.status == 422
+    return {error["field"] for error in problem.errors or []}
+
+
+def test_a_minimal_task_is_valid_with_routine_priority() -> None:
+    task = TaskIn.model_validate(body())
+    assert task.priority == "routine"
+    assert task.dropoffs[0].language == "zh"
+
+
+def test_every_bad_field_is_named_by_its_json_path() -> None:
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    fields = bad_fields(
+        body(
+            kind="boat",
+            priority="asap",
+            pickup={"lat": 90.5, "lon": -180.01, "contact_phone": "call me"},
+            dropoffs=[
+                {"lat": 29.88, "lon": 121.56},
+                {"lat": -91, "lon": 181, "recipient_email": "nobody", "language": "Chinese"},
+            ],
+            items=[{"name": "rice", "quantity": 0, "weight_kg": -1}, {"name": "", "quantity": 1.5}],
+            deliver_by=past,
+            requirements={"vehicle": "rocket", "skills": ["x" * 65], "languages": ["english"]},
+            callback_url="ftp://example.org/hook",
+            notes="n" * 2001,
+            external_ref="r" * 201,
+            colour="red",
+        )
+    )
+    assert fields == {
+        "$.kind",
+        "$.priority",
+        "$.pickup.lat",
+        "$.pickup.lon",
+        "$.pickup.contact_phone",
+        "$.dropoffs[1].lat",
+        "$.dropoffs[1].lon",
+        "$.dropoffs[1].recipient_email",
+        "$.dropoffs[1].language",
+        "$.items[0].quantity",
+        "$.items[0].weight_kg",
+        "$.items[1].name",
+        "$.items[1].quantity",
+        "$.deliver_by",
+        "$.requirements.vehicle",
+        "$.requirements.skills",
+        "$.requirements.languages",
+        "$.callback_url",
+        "$.notes",
+        "$.external_ref",
+        "$.colour",
+    }
+
+
+@pytest.mark.parametrize(
+    ("dropoffs", "field"),
+    [
+        ([], "$.dropoffs"),
+        ([{"lat": 1, "lon": 1}] * 21, "$.dropoffs"),
+        ({}, "$.dropoffs"),
+        ("x", "$.dropoffs"),
+    ],
+)
+def test_a_task_has_one_to_twenty_dropoffs(dropoffs: Any, field: str) -> None:
+    assert bad_fields(body(dropoffs=dropoffs)) == {field}
+
+
+def test_twenty_dropoffs_are_accepted() -> None:
+    assert len(TaskIn.model_validate(body(dropoffs=[{"lat": 1, "lon": 1}] * 20)).dropoffs) == 20
+
+
+@pytest.mark.parametrize(
+    ("pickup", "field"),
+    [
+        ({"lat": "north", "lon": 1}, "$.pickup.lat"),
+        ({"lat": float("inf"), "lon": 1}, "$.pickup.lat"),
+        ({"lat": float("nan"), "lon": 1}, "$.pickup.lat"),
+        ({"lat": 10**400, "lon": 1}, "$.pickup.lat"),
+        ({"lat": 1, "lon": None}, "$.pickup.lon"),
+        ({"lat": 1, "lon": 1, "address": "depot\x00"}, "$.pickup.address"),
+        ({"lat": 1, "lon": 1, "address": "\ud800"}, "$.pickup.address"),
+        ({"lat": 1, "lon": 1, "ready_at": "2026-12-01T10:00:00"}, "$.pickup.ready_at"),
+    ],
+)
+def test_malformed_values_are_refused_not_crashed_on(pickup: dict[str, Any], field: str) -> None:
+    assert bad_fields(body(pickup=pickup)) == {field}
+
+
+def test_huge_quantities_are_refused() -> None:
+    assert bad_fields(body(items=[{"name": "masks", "quantity": 10**30}])) == {"$.items[0].quantity"}
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "http://", "https://x y", "https://" + "a" * 2050])
+def test_callback_url_must_be_a_short_http_url(url: str) -> None:
+    assert bad_fields(body(callback_url=url)) == {"$.callback_url"}
+
+
+def test_deliver_by_in_the_future_is_accepted() -> None:
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    assert TaskIn.model_validate(body(deliver_by=soon.isoformat())).deliver_by == soon
+
+
+def test_idempotency_retention_below_24_hours_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        Settings(idempotency_retention_s=23 * 3600)
+    assert Settings().idempotency_retention_s == 24 * 3600
+
+
+# --- folding dispatch and confirmation events into statuses --------------------------------------
+
+
+def fold(events: list[str], legs: int = 1) -> tuple[str, list[str]]:
+    """Apply `event_type` or `event_type@leg` in order, as the read model does."""
+    task, statuses = "submitted", ["pending"] * legs
+    for entry in events:
+        type_, _, leg = entry.partition("@")
+        if leg:
+            statuses[int(leg)] = leg_status_after(statuses[int(leg)], type_)
+        task = task_status_after(task, statuses, type_)
+    return task, statuses
+
+
+def test_a_delivered_and_confirmed_leg_completes_its_task() -> None:
+    assert fold(
+        [
+            "leg.offered@0",
+            "leg.assigned@0",
+            "leg.picked_up@0",
+            "leg.delivered@0",
+            "leg.confirmed@0",
+            "task.completed",
+        ]
+    ) == ("completed", ["confirmed"])
+
+
+def test_offered_then_declined_goes_back_to_pending_and_keeps_dispatching() -> None:
+    assert fold(["leg.offered@0", "leg.offer_declined@0"]) == ("dispatching", ["pending"])
+
+
+def test_a_late_or_repeated_event_never_moves_a_leg_backwards() -> None:
+    assert fold(["leg.assigned@0", "leg.picked_up@0", "leg.offered@0", "leg.assigned@0"]) == (
+        "in_progress",
+        ["picked_up"],
+    )
+    # A confirmation read from its own topic before the delivery from the dispatch topic.
+    assert fold(["leg.assigned@0", "leg.confirmed@0", "leg.delivered@0"]) == ("in_progress", ["confirmed"])
+
+
+def test_a_problem_after_pickup_does_not_hand_the_leg_back() -> None:
+    assert fold(["leg.assigned@0", "leg.picked_up@0", "leg.problem_reported@0"])[1] == ["picked_up"]
+    assert fold(["leg.assigned@0", "leg.problem_reported@0"])[1] == ["pending"]
+
+
+def test_escalation_holds_until_a_leg_is_assigned() -> None:
+    assert fold(["task.escalated", "leg.offered@0"]) == ("escalated", ["offered"])
+    assert fold(["task.escalated", "leg.assigned@0"]) == ("in_progress", ["assigned"])
+
+
+def test_one_assigned_leg_of_two_puts_the_task_in_progress() -> None:
+    assert fold(["leg.offered@0", "leg.offered@1", "leg.assigned@1"], legs=2) == (
+        "in_progress",
+        ["offered", "assigned"],
+    )
+
+
+def test_nothing_moves_a_cancelled_task_or_leg() -> None:
+    assert task_status_after("cancelled", ["assigned"], "leg.assigned") == "cancelled"
+    assert task_status_after("cancelled", ["confirmed"], "task.completed") == "cancelled"
+    assert leg_status_after("cancelled", "leg.assigned") == "cancelled"
+    assert leg_status_after("cancelled", "leg.offer_expired") == "cancelled"
+
+
+# --- cancellation ---------------------------------------------------------------------------------
+
+
+def test_cancelling_decides_by_status() -> None:
+    assert cancellation("dispatching", ["offered"]) == "cancel"
+    assert cancellation("in_progress", ["picked_up", "assigned"]) == "cancel"
+    assert cancellation("cancelled", ["cancelled"]) == "already_cancelled"
+    assert cancellation("completed", ["confirmed"]) == "completed"
+    assert cancellation("in_progress", ["confirmed", "confirmed"]) == "completed"
+
+
+def test_cancel_withdraws_legs_not_yet_picked_up() -> None:
+    assert [
+        leg_status_on_cancel(s)
+        for s in ("pending", "offered", "assigned", "picked_up", "delivered", "confirmed")
+    ] == ["cancelled", "cancelled", "cancelled", "picked_up", "delivered", "confirmed"]
+
+
+# --- cursors --------------------------------------------------------------------------------------
+
+
+def test_a_cursor_round_trips_and_is_opaque() -> None:
+    position = ListPosition(xid=123456, seq=42)
+    cursor = position.encode()
+    assert "123456" not in cursor
+    assert ListPosition.decode(cursor) == position
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["", "!!!", "dDE6", ListPosition(1, 2).encode()[:-2], "dDE6LTE6Mg", "dDE6OTk5OTk5OTk5OTk5OTk5OTk5OTk6MQ"],
+)
+def test_a_foreign_cursor_is_refused(cursor: str) -> None:
+    with pytest.raises(ValueError, match="not a cursor"):
+        ListPosition.decode(cursor)
