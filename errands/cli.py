@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -55,6 +56,21 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    from errands.local import local_state
+    from services.intake.entrypoints.csv_import import import_csv
+
+    state = (local_state() or ({}, None))[0]
+    intake_url = args.intake_url or state.get("intake_url")
+    token = args.token or os.environ.get("ERRANDS_TOKEN") or state.get("operator_token")
+    if not intake_url or not token:
+        print("errands import: give --intake-url and --token (or run `make run` first)", file=sys.stderr)
+        return 2
+    report = asyncio.run(import_csv(args.file, intake_url=intake_url, token=token))
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    return 1 if report.rejected else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="errands", description="Dispatch for volunteer errands and deliveries."
@@ -78,7 +94,121 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=("ops", "admin"), required=True)
     revoke = admin_commands.add_parser("revoke-token", help="revoke a token")
     revoke.add_argument("token_id")
+    _add_ops_commands(commands)
+    importer = commands.add_parser("import", help="submit tasks from a hotline spreadsheet (CSV)")
+    importer.add_argument("file", help="CSV with one row per drop-off, grouped by its `task` column")
+    importer.add_argument("--intake-url", help="default: .errands/local.json")
+    importer.add_argument("--token", help="operator token (or ERRANDS_TOKEN; default: .errands/local.json)")
     return parser
+
+
+def _add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from errands.ops import TAIL_DEFAULT_TOPICS
+
+    bootstrap = argparse.ArgumentParser(add_help=False)
+    bootstrap.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help="Kafka brokers (default: KAFKA_BOOTSTRAP_SERVERS, else .errands/local.json from `make run`)",
+    )
+    tail = commands.add_parser(
+        "tail", parents=[bootstrap], help="follow topics as readable lines, one per event"
+    )
+    tail.add_argument("topics", nargs="*", metavar="TOPIC", help=f"default: {' '.join(TAIL_DEFAULT_TOPICS)}")
+    tail.add_argument(
+        "--type", dest="types", action="append", default=[], metavar="GLOB", help="e.g. 'leg.*'; repeatable"
+    )
+    tail.add_argument("--task", metavar="ID", help="only this task's events (an id or its prefix)")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    tail.add_argument("--json", action="store_true", help="print each CloudEvent as it travelled")
+    tail.add_argument("--full-ids", action="store_true", help="print whole ids, not their first 8 characters")
+    tail.add_argument("--max-events", type=int, help=argparse.SUPPRESS)
+    tail.add_argument("--idle-exit", type=float, metavar="SECONDS", help=argparse.SUPPRESS)
+    lag = commands.add_parser("lag", parents=[bootstrap], help="consumer-group lag per topic and partition")
+    lag.add_argument("groups", nargs="*", metavar="GROUP", help="default: every group the broker knows")
+    lag.add_argument("--json", action="store_true")
+    dlq = commands.add_parser("dlq", help="dead letters")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", parents=[bootstrap], help="dead letters with origin and error")
+    dlq_list.add_argument("--limit", type=int, default=100, help="the most recent N (default 100)")
+    dlq_list.add_argument("--group", help="only those one consumer group gave up on")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    replay = dlq_commands.add_parser(
+        "replay", parents=[bootstrap], help="re-publish dead letters to their origin topic"
+    )
+    replay.add_argument(
+        "ids", nargs="*", metavar="ID", help="dead-letter ids (partition:offset) from `dlq list`"
+    )
+    replay.add_argument("--all", dest="everything", action="store_true", help="every one not yet replayed")
+    replay.add_argument("--group", help="with --all: only those one consumer group gave up on")
+    replay.add_argument("--force", action="store_true", help="replay even those replayed before")
+
+
+def _ops(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from errands import ops
+
+    where = ops.resolve_bootstrap(args.bootstrap)
+    try:
+        if args.command == "tail":
+            asyncio.run(
+                ops.tail(
+                    bootstrap=where.servers,
+                    topics=args.topics or ops.TAIL_DEFAULT_TOPICS,
+                    types=args.types,
+                    task=args.task,
+                    from_beginning=args.from_beginning,
+                    as_json=args.json,
+                    full_ids=args.full_ids,
+                    colour=not args.json and ops.colour_wanted(sys.stdout),
+                    max_events=args.max_events,
+                    idle_exit_s=args.idle_exit,
+                    handle_signals=True,
+                )
+            )
+        elif args.command == "lag":
+            rows = asyncio.run(ops.consumer_lag(bootstrap=where.servers, groups=args.groups))
+            print(ops.lag_as_json(rows) if args.json else ops.format_lag(rows, groups=args.groups), end="")
+        elif args.dlq_command == "list":
+            letters = asyncio.run(ops.list_dead_letters(bootstrap=where.servers, group=args.group))
+            letters = letters[-args.limit :] if args.limit > 0 else letters
+            if args.json:
+                if letters:
+                    print(ops.dead_letters_as_json(letters))
+            else:
+                print(ops.format_dead_letters(letters), end="")
+        else:
+            if not args.ids and not args.everything:
+                print("errands dlq replay: give dead-letter ids or --all", file=sys.stderr)
+                return 2
+            outcomes = asyncio.run(
+                ops.replay_dead_letters(
+                    bootstrap=where.servers,
+                    ids=args.ids,
+                    everything=args.everything,
+                    group=args.group,
+                    force=args.force,
+                )
+            )
+            for outcome in outcomes:
+                if outcome.replayed_to:
+                    print(f"{outcome.id}  replayed -> {outcome.replayed_to}")
+                else:
+                    print(f"{outcome.id}  skipped: {outcome.skipped}")
+            if any(o.skipped == "no such dead letter" for o in outcomes):
+                return 1
+    except KafkaError as exc:
+        print(
+            f"errands {args.command}: Kafka at {where.servers} (from {where.source}): {exc}", file=sys.stderr
+        )
+        return 2
+    except ops.OpsError as exc:
+        print(f"errands {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,4 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         created = asyncio.run(create_topics(Settings()))
         print(json.dumps({"created": created}))
         return 0
+    if args.command in ("tail", "lag", "dlq"):
+        return _ops(args)
+    if args.command == "import":
+        return _import(args)
     return _admin(args)
