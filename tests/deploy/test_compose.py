@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import dataclasses
 import fnmatch
 import functools
 import http.server
@@ -505,40 +506,58 @@ def test_ops_profile_adds_only_kafka_ui() -> None:
 # --------------------------------------------------------------------------- Dockerfile
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        statement = pending + line
-        pending = ""
-        keyword, _, arguments = statement.partition(" ")
-        instructions.append((keyword.upper(), arguments.strip()))
-    return instructions
+@dataclasses.dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case
+    flags: tuple[str, ...]  # e.g. ("--from=builder",)
+    value: tuple[str, ...]  # arguments, as BuildKit's parser splits them
+    json: bool  # exec (JSON) form
+
+
+@functools.cache
+def dockerfile_instructions() -> tuple[Instruction, ...]:
+    """deploy/Dockerfile as parsed by BuildKit's own parser (the `dockerfile` package)."""
+    parser = importlib.import_module("dockerfile")
+    return tuple(
+        Instruction(command.cmd.upper(), tuple(command.flags), tuple(command.value), bool(command.json))
+        for command in parser.parse_file(str(DOCKERFILE))
+    )
+
+
+def of_keyword(keyword: str) -> list[Instruction]:
+    return [instruction for instruction in dockerfile_instructions() if instruction.keyword == keyword]
 
 
 def dockerfile_stages() -> list[tuple[str, str | None]]:
-    """(base image, stage name) of every FROM, with ARG defaults substituted."""
+    """(base image, stage name) of every FROM, with global ARG defaults substituted."""
     args: dict[str, str] = {}
     stages: list[tuple[str, str | None]] = []
-    for keyword, arguments in dockerfile_instructions():
-        if keyword == "ARG" and "=" in arguments and not stages:
-            arg_name, _, value = arguments.partition("=")
-            args[arg_name.strip()] = value.strip()
-        if keyword == "FROM":
-            parts = [part for part in arguments.split() if not part.startswith("--")]
-            image = interpolate(parts[0], args, [])
-            stage = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
+    for instruction in dockerfile_instructions():
+        if instruction.keyword == "ARG" and not stages:
+            for declaration in instruction.value:
+                arg_name, _, default = declaration.partition("=")
+                args[arg_name] = default
+        if instruction.keyword == "FROM":
+            value = instruction.value
+            image = interpolate(value[0], args, [])
+            stage = value[2] if len(value) == 3 and value[1].upper() == "AS" else None
             stages.append((image, stage))
     return stages
+
+
+DOCKERFILE_KEYWORDS = {
+    *("ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL"),
+    *("ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"),
+}
+
+
+def test_dockerfile_parses_with_buildkits_parser() -> None:
+    keywords = [instruction.keyword for instruction in dockerfile_instructions()]
+    assert set(keywords) <= DOCKERFILE_KEYWORDS, (
+        f"unknown instructions: {set(keywords) - DOCKERFILE_KEYWORDS}"
+    )
+    first = next(keyword for keyword in keywords if keyword != "ARG")
+    assert first == "FROM", "only ARG may come before the first FROM"
 
 
 def test_dockerfile_is_multi_stage_on_a_pinned_python_311_slim() -> None:
@@ -554,32 +573,40 @@ def test_dockerfile_is_multi_stage_on_a_pinned_python_311_slim() -> None:
         assert tag, image
         assert re.fullmatch(r"3\.11\.\d+-slim(-[a-z]+)?", tag), f"not an exact python:3.11.N-slim tag: {tag}"
     assert stages[-1][0] == stages[0][0], "runtime and builder share the interpreter the venv links to"
+    copies_from = [
+        flag for instruction in of_keyword("COPY") for flag in instruction.flags if flag.startswith("--from=")
+    ]
+    assert copies_from, "the runtime stage copies the built environment from the builder"
 
 
 def test_dockerfile_runs_as_a_numeric_non_root_user() -> None:
-    users = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "USER"]
+    users = of_keyword("USER")
     assert users, "no USER: the image would run as root"
-    uid = users[-1].split(":")[0]
-    assert uid.isdigit(), f"USER {users[-1]} must be numeric for Kubernetes' runAsNonRoot"
+    user = users[-1].value[0]
+    uid = user.split(":")[0]
+    assert uid.isdigit(), f"USER {user} must be numeric for Kubernetes' runAsNonRoot"
     assert int(uid) != 0, "USER must not be root"
 
 
 def test_dockerfile_entrypoint_is_the_errands_command() -> None:
-    entrypoints = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "ENTRYPOINT"]
+    entrypoints = of_keyword("ENTRYPOINT")
     assert entrypoints
-    assert json.loads(entrypoints[-1]) == ["errands"]
+    assert entrypoints[-1].json, "exec form, so that errands is PID 1 and receives SIGTERM"
+    assert list(entrypoints[-1].value) == ["errands"]
+    signals = of_keyword("STOPSIGNAL")
+    assert not signals or signals[-1].value == ("SIGTERM",)
 
 
 def test_dockerfile_environment_is_settings_fields() -> None:
     """The runtime stage's ENV (what containers inherit) holds only settings and Python's own knobs."""
     fields = settings_env_names()
     names: dict[str, str] = {}
-    for keyword, arguments in dockerfile_instructions():
-        if keyword == "FROM":
+    for instruction in dockerfile_instructions():
+        if instruction.keyword == "FROM":
             names = {}
-        if keyword == "ENV":
-            for name, value in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=(\S*)", arguments):
-                names[name] = value
+        if instruction.keyword == "ENV":
+            pairs = instruction.value
+            names |= dict(zip(pairs[0::2], pairs[1::2], strict=True))
     unknown = set(names) - fields - DOCKERFILE_ENV_ALLOWED
     assert not unknown, f"ENV not read by Settings: {sorted(unknown)}"
     for role in HTTP_PORTS:
@@ -587,12 +614,12 @@ def test_dockerfile_environment_is_settings_fields() -> None:
 
 
 def _healthcheck_argv() -> list[str]:
-    checks = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    checks = of_keyword("HEALTHCHECK")
     assert len(checks) == 1
-    command = checks[0][checks[0].index("CMD") :]
-    argv = json.loads(command[len("CMD") :].strip())
-    assert isinstance(argv, list)
-    return [str(part) for part in argv]
+    check = checks[0]
+    assert check.json, "exec form: the runtime image need not have a shell for it"
+    assert check.value[0] == "CMD"
+    return list(check.value[1:])
 
 
 @contextlib.contextmanager
@@ -625,12 +652,12 @@ def test_dockerfile_copies_what_the_build_needs() -> None:
     readme = pyproject["project"].get("readme")
     if isinstance(readme, str):
         needed.add(readme)
-    sources: list[str] = []
-    for keyword, arguments in dockerfile_instructions():
-        if keyword == "COPY" and "--from" not in arguments:
-            sources += [
-                source.rstrip("/") for source in arguments.split()[:-1] if not source.startswith("--")
-            ]
+    sources = [
+        source.rstrip("/")
+        for instruction in of_keyword("COPY")
+        if not any(flag.startswith("--from") for flag in instruction.flags)
+        for source in instruction.value[:-1]
+    ]
     for path in needed:
         assert any(fnmatch.fnmatchcase(path, source) for source in sources), (
             f"{path} is not copied into the build"
@@ -703,6 +730,7 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
 
 def test_dockerfile_healthcheck_probes_healthz() -> None:
     argv = _healthcheck_argv()
+    assert {flag.split("=")[0] for flag in of_keyword("HEALTHCHECK")[0].flags} >= {"--interval", "--timeout"}
     assert argv[:2] == ["python", "-c"]
     assert "/healthz" in argv[2]
     compile(argv[2], "<HEALTHCHECK>", "exec")
