@@ -7,7 +7,12 @@ from aiohttp import web
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.entrypoints.http import RUNTIME, WAKEUPS, api
-from services.dispatcher.service_layer.dispatch import VOLUNTEER_CHANNEL, confirm_leg, take_in_task
+from services.dispatcher.service_layer.dispatch import (
+    VOLUNTEER_CHANNEL,
+    cancel_task,
+    confirm_leg,
+    take_in_task,
+)
 from services.dispatcher.service_layer.matcher import run_matcher
 from shared.consumer import EventConsumer
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
@@ -35,7 +40,11 @@ def create_app(settings: Settings) -> web.Application:
         settings=settings,
         group_id="dispatcher",
         topics=(TASKS_TOPIC, CONFIRMATIONS_TOPIC),
-        handlers={"task.submitted": take_in_task, "leg.confirmed": confirm_leg},
+        handlers={
+            "task.submitted": take_in_task,
+            "task.cancelled": cancel_task,
+            "leg.confirmed": confirm_leg,
+        },
         sessionmaker=runtime.sessionmaker,
         inbox=inbox,
         producer=runtime.producer,
@@ -43,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def release_polls(_: web.Application) -> None:
         # Waiting long polls answer now instead of holding the shutdown for up to a minute.
-        wakeups.wake_all()
+        wakeups.close()
 
     app.cleanup_ctx.append(runtime_context(runtime))
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))

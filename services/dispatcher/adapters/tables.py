@@ -65,6 +65,7 @@ class VolunteerRow(DispatchBase):
             "active_legs >= 0 AND active_legs <= max_active_legs", name="active_legs_within_limit"
         ),
         CheckConstraint("max_active_legs >= 1", name="max_active_legs_positive"),
+        Index("ix_volunteers_listing", "organisation_id", "created_at", "id"),
     )
 
 
@@ -100,6 +101,7 @@ class LegRow(DispatchBase):
     __table_args__ = (
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
         Index("ix_legs_volunteer", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
+        Index("ix_legs_organisation", "organisation_id"),
     )
 
 
@@ -130,6 +132,16 @@ class RejectionRow(DispatchBase):
     leg_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EscalationRow(DispatchBase):
+    """A task raised `task.escalated`: the primary key makes that happen once, whichever replica sees it."""
+
+    __tablename__ = "escalations"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 outbox = outbox_table(DispatchBase.metadata)

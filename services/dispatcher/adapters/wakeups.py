@@ -15,6 +15,8 @@ class VolunteerWakeups:
 
     def __init__(self, listener: PgListener, channel: str) -> None:
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        # Set when the app stops: woken polls answer 304 at once instead of reading state again.
+        self.closing = False
         listener.subscribe(channel, self._on_notify)
 
     def _on_notify(self, payload: str) -> None:
@@ -27,6 +29,11 @@ class VolunteerWakeups:
             return
         for event in self._waiters.get(volunteer_id, ()):
             event.set()
+
+    def close(self) -> None:
+        """The app is stopping: every waiting poll wakes and answers now."""
+        self.closing = True
+        self.wake_all()
 
     def wake_all(self) -> None:
         for events in self._waiters.values():

@@ -44,6 +44,7 @@ class Leg:
     vulnerable: bool
     waiting_s: float = 0.0
     rejected_by: frozenset[uuid.UUID] = field(default_factory=frozenset)
+    kind: str = "errand"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,26 @@ class Policy:
     location_max_age: timedelta = timedelta(minutes=15)
     shift_max_on_duty: timedelta = timedelta(hours=4)
     radius_widening: float = 1.0
+    # While a leg waits, its search radius grows by `widen_factor` every `widen_step_s`, up to `widen_max`.
+    widen_step_s: float = 60.0
+    widen_factor: float = 0.5
+    widen_max: float = 3.0
+
+
+def widen_search_radius(waiting_s: float, policy: Policy) -> float:
+    """The multiple of a vehicle's base radius a leg that has waited `waiting_s` may search."""
+    steps = max(0, int(waiting_s // policy.widen_step_s))
+    return policy.radius_widening * min(policy.widen_max, 1.0 + steps * policy.widen_factor)
+
+
+def search_radius_m(vehicle: str, leg: Leg, policy: Policy) -> float:
+    """How far a volunteer with `vehicle` may be from this leg's pickup, given how long it has waited."""
+    return SEARCH_RADIUS_M[vehicle] * widen_search_radius(leg.waiting_s, policy)
+
+
+def free_slots(v: Volunteer) -> int:
+    """How many more legs the volunteer may be offered before reaching their limit."""
+    return v.max_active_legs - v.active_legs - v.live_offers
 
 
 def on_duty(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
@@ -65,7 +86,7 @@ def insured(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
 
 def has_free_slot(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
     """Active legs plus open offers stay below the volunteer's own limit."""
-    return v.active_legs + v.live_offers < v.max_active_legs
+    return free_slots(v) > 0
 
 
 def rested(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
@@ -103,8 +124,9 @@ def within_radius(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool
     """Close enough to the pickup for their vehicle (the radius widens while a leg waits)."""
     if v.lat is None or v.lon is None:
         return False
-    limit = SEARCH_RADIUS_M[v.vehicle] * policy.radius_widening
-    return haversine_m(v.lat, v.lon, leg.pickup_lat, leg.pickup_lon) <= limit
+    return haversine_m(v.lat, v.lon, leg.pickup_lat, leg.pickup_lon) <= search_radius_m(
+        v.vehicle, leg, policy
+    )
 
 
 Rule = Callable[[Volunteer, Leg, datetime, Policy], bool]
@@ -130,3 +152,19 @@ def broken_rules(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> list[
 def is_eligible(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
     """All rules hold for this volunteer and this leg."""
     return all(rule(v, leg, now, policy) for rule in RULES)
+
+
+def escalation_reason(
+    *,
+    waiting_s: float,
+    deliver_by: datetime | None,
+    now: datetime,
+    wait_limit_s: float,
+    deadline_margin_s: float,
+) -> str | None:
+    """Why an unplaced leg must be escalated to a human now, or None while it may still wait."""
+    if deliver_by is not None and (deliver_by - now).total_seconds() <= deadline_margin_s:
+        return "deadline_near"
+    if waiting_s >= wait_limit_s:
+        return "waited_too_long"
+    return None

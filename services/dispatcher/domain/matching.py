@@ -11,8 +11,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, is_eligible
-from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
+from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, free_slots, is_eligible
+from services.dispatcher.domain.geo import haversine_m, travel_time_s
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
 # volunteer is an hour further away. Vulnerable recipients come first among equals.
@@ -70,32 +70,115 @@ def candidate_pairs(
     return pairs
 
 
+Unit = tuple[int, ...]
+
+
 def solve(
     legs: list[Leg], volunteers: list[Volunteer], pairs: dict[tuple[int, int], tuple[float, float]]
 ) -> list[Match]:
     """Minimum-cost assignment over the candidate pairs, at most one leg per volunteer per batch."""
+    units: list[Unit] = [(li,) for li in sorted({li for li, _ in pairs})]
+    unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {
+        ((li,), vi): value for (li, vi), value in pairs.items()
+    }
+    return _solve_units(legs, volunteers, units, unit_pairs)
+
+
+def _solve_units(
+    legs: list[Leg],
+    volunteers: list[Volunteer],
+    units: list[Unit],
+    pairs: dict[tuple[Unit, int], tuple[float, float]],
+) -> list[Match]:
     if not pairs:
         return []
-    leg_rows = sorted({li for li, _ in pairs})
     vol_cols = sorted({vi for _, vi in pairs})
-    row_of = {li: r for r, li in enumerate(leg_rows)}
+    row_of = {unit: r for r, unit in enumerate(units)}
     col_of = {vi: c for c, vi in enumerate(vol_cols)}
-    cost = np.full((len(leg_rows), len(vol_cols)), _INFEASIBLE)
-    for (li, vi), (c, _) in pairs.items():
-        cost[row_of[li], col_of[vi]] = c
+    cost = np.full((len(units), len(vol_cols)), _INFEASIBLE)
+    for (unit, vi), (c, _) in pairs.items():
+        cost[row_of[unit], col_of[vi]] = c
     rows, cols = linear_sum_assignment(cost)
-    matches = []
+    matches: list[Match] = []
     for r, c in zip(rows, cols, strict=True):
         if cost[r, c] >= _INFEASIBLE:
             continue
-        li, vi = leg_rows[r], vol_cols[c]
-        matches.append(Match(legs[li].id, volunteers[vi].id, pairs[(li, vi)][1], float(cost[r, c])))
+        unit, vi = units[r], vol_cols[c]
+        _, distance = pairs[(unit, vi)]
+        share = float(cost[r, c]) / len(unit)
+        matches.extend(Match(legs[li].id, volunteers[vi].id, distance, share) for li in unit)
     return matches
 
 
-def match_batch(legs: list[Leg], volunteers: list[Volunteer], now: datetime, policy: Policy) -> list[Match]:
-    """Which volunteer to offer each leg in this batch; legs left out wait for the next one."""
-    return solve(legs, volunteers, candidate_pairs(legs, volunteers, now, policy))
+def supply_run_bundles(legs: list[Leg]) -> list[Unit]:
+    """Legs of one supply run in this batch (two or more), which one volunteer might carry together."""
+    by_task: dict[object, list[int]] = {}
+    for li, leg in enumerate(legs):
+        if leg.kind == "supply_run":
+            by_task.setdefault(leg.task_id, []).append(li)
+    return [tuple(indices) for indices in by_task.values() if len(indices) >= 2]
 
 
-__all__ = ["EARTH_RADIUS_M", "Match", "candidate_pairs", "match_batch", "pair_cost", "solve"]
+def can_carry(v: Volunteer, bundle: list[Leg]) -> bool:
+    """Enough free slots for every leg and enough capacity for all their loads at once."""
+    return free_slots(v) >= len(bundle) and v.capacity_kg >= sum(leg.weight_kg for leg in bundle)
+
+
+def bundle_cost(v: Volunteer, bundle: list[Leg]) -> tuple[float, float]:
+    """One trip to the shared pickup serves every leg: the travel counts once, each leg's bonus counts."""
+    first_cost, distance = pair_cost(v, bundle[0])
+    bonuses = sum(pair_cost(v, leg)[0] - first_cost for leg in bundle[1:])
+    return first_cost + bonuses, distance
+
+
+def match_batch(
+    legs: list[Leg], volunteers: list[Volunteer], now: datetime, policy: Policy, *, k: int = 16
+) -> list[Match]:
+    """Which volunteer to offer each leg in this batch; legs left out wait for the next one.
+
+    Legs of one supply run go to one volunteer together when someone eligible can carry them all;
+    otherwise, and for every other leg, each leg is matched on its own.
+    """
+    pairs = candidate_pairs(legs, volunteers, now, policy, k=k)
+    bundled: set[int] = set()
+    units: list[Unit] = []
+    unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
+    for bundle in supply_run_bundles(legs):
+        members = [legs[li] for li in bundle]
+        shared = set.intersection(*({vi for (li2, vi) in pairs if li2 == li} for li in bundle))
+        carriers = [vi for vi in shared if can_carry(volunteers[vi], members)]
+        if not carriers:
+            continue
+        units.append(bundle)
+        bundled.update(bundle)
+        for vi in carriers:
+            unit_pairs[(bundle, vi)] = bundle_cost(volunteers[vi], members)
+    for li in sorted({li for li, _ in pairs} - bundled):
+        units.append((li,))
+    for (li, vi), value in pairs.items():
+        if li not in bundled:
+            unit_pairs[((li,), vi)] = value
+    matches = _solve_units(legs, volunteers, units, unit_pairs)
+    if not bundled:
+        return matches
+    # Bundles nobody took this round: their legs may still go one by one to the volunteers left.
+    placed = {m.leg_id for m in matches}
+    busy = {m.volunteer_id for m in matches}
+    leftover = {
+        (li, vi): value
+        for (li, vi), value in pairs.items()
+        if li in bundled and legs[li].id not in placed and volunteers[vi].id not in busy
+    }
+    return matches + solve(legs, volunteers, leftover)
+
+
+__all__ = [
+    "Match",
+    "bundle_cost",
+    "can_carry",
+    "candidate_pairs",
+    "match_batch",
+    "pair_cost",
+    "solve",
+    "supply_run_bundles",
+]

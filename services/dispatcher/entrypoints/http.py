@@ -33,6 +33,16 @@ class DeclineIn(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
+class ProblemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    volunteer_id: uuid.UUID
+
+
 class DeliveredIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     confirmation_code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
@@ -84,11 +94,78 @@ async def post_volunteer(request: web.Request) -> web.Response:
     return json_response(created, status=201, headers={"Location": f"/v1/volunteers/{created['id']}"})
 
 
+def _scope(principal: Principal) -> uuid.UUID | None:
+    """Operators see their own organisation only; ops and admin see all."""
+    return principal.organisation_id if principal.role is Role.OPERATOR else None
+
+
+@api.route(
+    "GET",
+    "/v1/volunteers",
+    summary="List volunteers",
+    roles=("operator", "ops", "admin"),
+    query=volunteers.VolunteerListQuery,
+)
+async def list_volunteers(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    query = parse_query(request, volunteers.VolunteerListQuery)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        page = await volunteers.list_volunteers(
+            session=session, organisation_id=_scope(principal), query=query
+        )
+    return json_response(page)
+
+
+@api.route(
+    "PATCH",
+    "/v1/volunteers/{volunteer_id}",
+    summary="Change a volunteer",
+    body=volunteers.VolunteerPatch,
+    roles=("operator", "admin"),
+)
+async def patch_volunteer(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR, Role.ADMIN)
+    volunteer_id = _uuid(request, "volunteer_id", "volunteer")
+    patch = await parse_body(request, volunteers.VolunteerPatch)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        row = await volunteers.update_volunteer(
+            session=session, volunteer_id=volunteer_id, organisation_id=_scope(principal), patch=patch
+        )
+        view = volunteers.volunteer_view(row)
+    return json_response(view)
+
+
+@api.route(
+    "POST",
+    "/v1/legs/{leg_id}/assign",
+    summary="Assign a leg by hand",
+    body=AssignIn,
+    roles=("operator",),
+)
+async def post_assign(request: web.Request) -> web.Response:
+    principal = await _principal(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    leg_id = _uuid(request, "leg_id", "leg")
+    body = await parse_body(request, AssignIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        leg = await dispatch.assign_by_hand(
+            session, leg_id=leg_id, volunteer_id=body.volunteer_id, organisation_id=principal.organisation_id
+        )
+    return json_response(
+        {
+            "id": str(leg.id),
+            "task_id": str(leg.task_id),
+            "status": leg.status,
+            "volunteer_id": str(leg.volunteer_id),
+        }
+    )
+
+
 @api.route("GET", "/v1/volunteers/{volunteer_id}", summary="A volunteer", roles=("operator", "ops", "admin"))
 async def get_volunteer(request: web.Request) -> web.Response:
     principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
     volunteer_id = _uuid(request, "volunteer_id", "volunteer")
-    scope = principal.organisation_id if principal.role is Role.OPERATOR else None
+    scope = _scope(principal)
     async with request.app[RUNTIME].sessionmaker() as session:
         row = await volunteers.get_volunteer(
             session=session, volunteer_id=volunteer_id, organisation_id=scope
@@ -142,7 +219,8 @@ async def get_assignments(request: web.Request) -> web.Response:
     known = request.headers.get("If-None-Match")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, runtime.settings.long_poll_max_wait_s)
-    with request.app[WAKEUPS].waiter(volunteer_id) as changed:
+    wakeups = request.app[WAKEUPS]
+    with wakeups.waiter(volunteer_id) as changed:
         while True:
             changed.clear()
             async with runtime.sessionmaker() as session:
@@ -158,10 +236,13 @@ async def get_assignments(request: web.Request) -> web.Response:
                     headers={"ETag": etag, "Cache-Control": "no-store"},
                 )
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or wakeups.closing:
                 return web.Response(status=304, headers={"ETag": etag})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=remaining)
+            if wakeups.closing:
+                # Stopping: answer "nothing new" now; the app polls again against another replica.
+                return web.Response(status=304, headers={"ETag": etag})
 
 
 @api.route("POST", "/v1/me/offers/{offer_id}/accept", summary="Accept an offer", roles=("volunteer",))
@@ -230,3 +311,21 @@ async def post_delivered(request: web.Request) -> web.Response:
         )
         view = dispatch.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
     return json_response(view, status=202)
+
+
+@api.route(
+    "POST",
+    "/v1/me/legs/{leg_id}/problem",
+    summary="I cannot do this leg: hand it back",
+    body=ProblemIn,
+    roles=("volunteer",),
+)
+async def post_problem(request: web.Request) -> web.Response:
+    volunteer_id = await _volunteer(request)
+    leg_id = _uuid(request, "leg_id", "leg")
+    body = await parse_body(request, ProblemIn) if request.body_exists else ProblemIn()
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        leg = await dispatch.report_problem(
+            session, leg_id=leg_id, volunteer_id=volunteer_id, reason=body.reason
+        )
+    return json_response({"id": str(leg.id), "status": leg.status})

@@ -15,7 +15,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatcher.adapters.tables import LegRow, OfferRow, RejectionRow, VolunteerRow, outbox
+from services.dispatcher.adapters.tables import (
+    EscalationRow,
+    LegRow,
+    OfferRow,
+    RejectionRow,
+    VolunteerRow,
+    outbox,
+)
 from services.dispatcher.domain import eligibility
 from services.dispatcher.domain.matching import match_batch
 from shared import crypto
@@ -29,6 +36,9 @@ from shared.events import (
     LegOffered,
     LegOfferExpired,
     LegPickedUp,
+    LegProblemReported,
+    TaskCancelled,
+    TaskEscalated,
     TaskSubmitted,
     build_event,
     parse_data,
@@ -62,7 +72,9 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
     """`task.submitted`: each drop-off becomes a pending leg."""
     data = parse_data(event)
     assert isinstance(data, TaskSubmitted)
-    weight = sum((item.weight_kg or 0.0) * 1 for item in data.items)
+    weight = sum(item.weight_kg or 0.0 for item in data.items)
+    # A supply run's items are shared out over its drop-offs; any other task carries them all on each leg.
+    leg_weight = weight / len(data.legs) if data.kind == "supply_run" and data.legs else weight
     rows = [
         {
             "id": leg.leg_id,
@@ -77,8 +89,7 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
             "dropoff_lat": leg.dropoff.lat,
             "dropoff_lon": leg.dropoff.lon,
             "vehicle": data.requirements.vehicle,
-            # A supply run's items travel on every leg only in part; without a split, be conservative.
-            "weight_kg": weight,
+            "weight_kg": leg_weight,
             "skills": sorted(set(data.requirements.skills)),
             "languages": sorted(set(data.requirements.languages) | {leg.dropoff.language}),
             "vulnerable": leg.dropoff.vulnerable,
@@ -168,6 +179,7 @@ async def offer_batch(
     policy: eligibility.Policy,
     offer_ttl: timedelta,
     limit: int = 500,
+    k: int = 16,
 ) -> Changes:
     """One matching round: lock what is free, solve the assignment, write the offers."""
     changes = Changes()
@@ -227,11 +239,12 @@ async def offer_batch(
             vulnerable=leg.vulnerable,
             waiting_s=(now - leg.submitted_at).total_seconds(),
             rejected_by=frozenset(rejected.get(leg.id, ())),
+            kind=leg.kind,
         )
         for leg in legs
     ]
     task_of = {leg.id: leg.task_id for leg in legs}
-    matches = match_batch(views, volunteers, now, policy)
+    matches = match_batch(views, volunteers, now, policy, k=k)
     if not matches:
         return changes
     expires_at = now + offer_ttl
@@ -278,7 +291,7 @@ async def _live_offer(
             select(OfferRow, LegRow)
             .join(LegRow, LegRow.id == OfferRow.leg_id)
             .where(OfferRow.id == offer_id, OfferRow.volunteer_id == volunteer_id)
-            .with_for_update(of=OfferRow)
+            .with_for_update(of=(LegRow, OfferRow))
         )
     ).one_or_none()
     if row is None:
@@ -495,3 +508,204 @@ async def confirm_leg(session: AsyncSession, event: CloudEvent) -> None:
     )
     if leg.volunteer_id is not None:
         await session.execute(select(func.pg_notify(VOLUNTEER_CHANNEL, str(leg.volunteer_id))))
+
+
+async def _withdraw_live_offers(
+    session: AsyncSession, *, leg_ids: list[uuid.UUID], now: datetime
+) -> set[uuid.UUID]:
+    """Withdraw the live offers of these legs; returns the volunteers who held them."""
+    if not leg_ids:
+        return set()
+    held = await session.execute(
+        update(OfferRow)
+        .where(OfferRow.leg_id.in_(leg_ids), OfferRow.status == "live")
+        .values(status="withdrawn", decided_at=now)
+        .returning(OfferRow.volunteer_id)
+    )
+    return set(held.scalars())
+
+
+async def _notify(session: AsyncSession, volunteer_ids: set[uuid.UUID]) -> None:
+    for volunteer_id in sorted(volunteer_ids):
+        await session.execute(select(func.pg_notify(VOLUNTEER_CHANNEL, str(volunteer_id))))
+
+
+async def cancel_task(session: AsyncSession, event: CloudEvent) -> None:
+    """`task.cancelled`: live offers are withdrawn and legs not yet picked up are released.
+
+    A leg already picked up stays with its volunteer (the goods are in their hands).
+    """
+    data = parse_data(event)
+    assert isinstance(data, TaskCancelled)
+    now = datetime.now(UTC)
+    legs = list(
+        (
+            await session.execute(
+                select(LegRow)
+                .where(LegRow.task_id == data.task_id, LegRow.organisation_id == data.organisation_id)
+                .order_by(LegRow.id)
+                .with_for_update()
+            )
+        ).scalars()
+    )
+    releasable = [leg for leg in legs if leg.status in ("pending", "offered", "assigned")]
+    if not releasable:
+        return
+    woken = await _withdraw_live_offers(session, leg_ids=[leg.id for leg in releasable], now=now)
+    released: dict[uuid.UUID, int] = {}
+    for leg in releasable:
+        if leg.status == "assigned" and leg.volunteer_id is not None:
+            released[leg.volunteer_id] = released.get(leg.volunteer_id, 0) + 1
+    for volunteer_id, count in sorted(released.items()):
+        await session.execute(
+            update(VolunteerRow)
+            .where(VolunteerRow.id == volunteer_id)
+            .values(active_legs=VolunteerRow.active_legs - count)
+        )
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id.in_([leg.id for leg in releasable]))
+        .values(status="cancelled", updated_at=now)
+    )
+    await _notify(session, woken | set(released))
+
+
+async def report_problem(
+    session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID, reason: str | None
+) -> LegRow:
+    """The volunteer cannot carry on: the leg goes back to pending, and is not offered to them again."""
+    leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    if leg.status not in ("assigned", "picked_up"):
+        raise ProblemError(
+            409, "Conflict", f"The leg is {leg.status}; only a leg in hand can be handed back."
+        )
+    now = datetime.now(UTC)
+    await session.execute(
+        update(LegRow).where(LegRow.id == leg.id).values(status="pending", volunteer_id=None, updated_at=now)
+    )
+    await session.execute(
+        update(VolunteerRow)
+        .where(VolunteerRow.id == volunteer_id)
+        .values(active_legs=VolunteerRow.active_legs - 1)
+    )
+    await session.execute(
+        insert(RejectionRow).values(leg_id=leg.id, volunteer_id=volunteer_id).on_conflict_do_nothing()
+    )
+    leg.status, leg.volunteer_id = "pending", None
+    changes = Changes()
+    changes.add(
+        LegProblemReported(task_id=leg.task_id, leg_id=leg.id, volunteer_id=volunteer_id, reason=reason),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+    return leg
+
+
+async def assign_by_hand(
+    session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID, organisation_id: uuid.UUID
+) -> LegRow:
+    """An operator's override: the leg goes to this volunteer of their organisation.
+
+    Only the volunteer's limit still holds (the database enforces it); a live offer to someone else
+    is withdrawn.
+    """
+    leg = (
+        await session.execute(
+            select(LegRow)
+            .where(LegRow.id == leg_id, LegRow.organisation_id == organisation_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if leg is None:
+        raise ProblemError(404, "Not found", "No such leg.")
+    if leg.volunteer_id == volunteer_id and leg.status in ("assigned", "picked_up", "delivered", "confirmed"):
+        return leg
+    if leg.status not in ("pending", "offered"):
+        raise ProblemError(
+            409, "Conflict", f"The leg is {leg.status}; only a leg not yet taken can be assigned."
+        )
+    volunteer = (
+        await session.execute(
+            select(VolunteerRow)
+            .where(VolunteerRow.id == volunteer_id, VolunteerRow.organisation_id == organisation_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if volunteer is None:
+        raise ProblemError(404, "Not found", "No such volunteer.")
+    if volunteer.active_legs >= volunteer.max_active_legs:
+        raise ProblemError(
+            409, "Conflict", "The volunteer already carries as many legs as their limit allows."
+        )
+    now = datetime.now(UTC)
+    woken = await _withdraw_live_offers(session, leg_ids=[leg.id], now=now)
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id == leg.id)
+        .values(status="assigned", volunteer_id=volunteer_id, updated_at=now)
+    )
+    await session.execute(
+        update(VolunteerRow)
+        .where(VolunteerRow.id == volunteer_id)
+        .values(active_legs=VolunteerRow.active_legs + 1)
+    )
+    leg.status, leg.volunteer_id = "assigned", volunteer_id
+    changes = Changes()
+    changes.add(
+        LegAssigned(
+            task_id=leg.task_id,
+            leg_id=leg.id,
+            volunteer_id=volunteer_id,
+            volunteer_name_masked=crypto.mask_name(volunteer.name),
+            manual=True,
+        ),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    changes.volunteers |= woken
+    await changes.flush(session)
+    return leg
+
+
+async def escalate_waiting_legs(
+    session: AsyncSession, *, now: datetime, wait_limit_s: float, deadline_margin_s: float, limit: int = 1000
+) -> Changes:
+    """Tasks with a leg nobody took in time raise `task.escalated`, once; the legs stay dispatchable."""
+    changes = Changes()
+    rows = (
+        await session.execute(
+            select(LegRow.id, LegRow.task_id, LegRow.submitted_at, LegRow.deliver_by)
+            .where(
+                LegRow.status.in_(("pending", "offered")),
+                (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now),
+                ~select(EscalationRow.task_id).where(EscalationRow.task_id == LegRow.task_id).exists(),
+            )
+            .order_by(LegRow.submitted_at)
+            .limit(limit)
+        )
+    ).all()
+    due: dict[uuid.UUID, tuple[str, list[uuid.UUID]]] = {}
+    for leg_id, task_id, submitted_at, deliver_by in rows:
+        reason = eligibility.escalation_reason(
+            waiting_s=(now - submitted_at).total_seconds(),
+            deliver_by=deliver_by,
+            now=now,
+            wait_limit_s=wait_limit_s,
+            deadline_margin_s=deadline_margin_s,
+        )
+        if reason is not None:
+            due.setdefault(task_id, (reason, []))[1].append(leg_id)
+    for task_id, (reason, leg_ids) in due.items():
+        # The primary key decides which replica raises it: the other inserts nothing and stays quiet.
+        inserted = await session.scalar(
+            insert(EscalationRow)
+            .values(task_id=task_id, reason=reason, escalated_at=now)
+            .on_conflict_do_nothing()
+            .returning(EscalationRow.task_id)
+        )
+        if inserted is not None:
+            changes.add(
+                TaskEscalated(task_id=task_id, leg_ids=sorted(leg_ids), reason=reason), task_id=task_id
+            )
+    return changes

@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
-from services.dispatcher.service_layer.dispatch import expire_offers, offer_batch
+from services.dispatcher.service_layer.dispatch import escalate_waiting_legs, expire_offers, offer_batch
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -19,6 +19,9 @@ def policy_from(settings: Settings) -> Policy:
     return Policy(
         location_max_age=timedelta(seconds=settings.location_max_age_s),
         shift_max_on_duty=timedelta(seconds=settings.shift_max_on_duty_s),
+        widen_step_s=settings.radius_widen_step_s,
+        widen_factor=settings.radius_widen_factor,
+        widen_max=settings.radius_widen_max,
     )
 
 
@@ -34,8 +37,22 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                 changes = await expire_offers(session, now=datetime.now(UTC))
                 await changes.flush(session)
             async with sessionmaker() as session, session.begin():
-                changes = await offer_batch(session, now=datetime.now(UTC), policy=policy, offer_ttl=ttl)
+                changes = await offer_batch(
+                    session,
+                    now=datetime.now(UTC),
+                    policy=policy,
+                    offer_ttl=ttl,
+                    k=settings.dispatch_candidates_k,
+                )
                 offered = len(changes.events)
+                await changes.flush(session)
+            async with sessionmaker() as session, session.begin():
+                changes = await escalate_waiting_legs(
+                    session,
+                    now=datetime.now(UTC),
+                    wait_limit_s=settings.escalation_wait_s,
+                    deadline_margin_s=settings.escalation_deadline_margin_s,
+                )
                 await changes.flush(session)
             if offered:
                 log.info("matcher.offered", offers=offered)

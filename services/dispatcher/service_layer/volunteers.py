@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters.tables import VolunteerRow, outbox
@@ -41,6 +44,26 @@ class VolunteerIn(_Strict):
     home: Home | None = None
 
 
+class VolunteerPatch(_Strict):
+    """Fields an operator may change; those left out stay as they are."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()\-]{3,32}$")
+    languages: list[str] | None = Field(default=None, max_length=10)
+    skills: list[str] | None = Field(default=None, max_length=20)
+    vehicle: Vehicle | None = None
+    capacity_kg: float | None = Field(default=None, ge=0, le=5_000)
+    insured: bool | None = None
+    max_active_legs: int | None = Field(default=None, ge=1, le=20)
+    home: Home | None = None
+
+
+class VolunteerListQuery(_Strict):
+    status: Literal["on_duty", "off_duty"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=200)
+
+
 class DutyIn(_Strict):
     on_duty: bool
 
@@ -65,6 +88,7 @@ def volunteer_view(row: VolunteerRow) -> dict[str, Any]:
         "max_active_legs": row.max_active_legs,
         "home": {"lat": row.home_lat, "lon": row.home_lon} if row.home_lat is not None else None,
         "on_duty": row.on_duty,
+        "status": "on_duty" if row.on_duty else "off_duty",
         "active_legs": row.active_legs,
         "location": {"lat": row.lat, "lon": row.lon, "at": row.location_at.isoformat()}
         if row.location_at is not None
@@ -183,3 +207,73 @@ async def report_location(*, session: AsyncSession, volunteer_id: uuid.UUID, bod
             )
         ],
     )
+
+
+def _encode_cursor(row: VolunteerRow) -> str:
+    return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), str(row.id)]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, volunteer_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created_at), uuid.UUID(volunteer_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise ProblemError(400, "Bad request", "The cursor is not one this API handed out.") from exc
+
+
+async def list_volunteers(
+    *, session: AsyncSession, organisation_id: uuid.UUID | None, query: VolunteerListQuery
+) -> dict[str, Any]:
+    """One page of volunteers, oldest first; `next_cursor` is opaque and null on the last page."""
+    statement = select(VolunteerRow).order_by(VolunteerRow.created_at, VolunteerRow.id).limit(query.limit + 1)
+    if organisation_id is not None:
+        statement = statement.where(VolunteerRow.organisation_id == organisation_id)
+    if query.status is not None:
+        statement = statement.where(VolunteerRow.on_duty.is_(query.status == "on_duty"))
+    if query.cursor:
+        created_at, after_id = _decode_cursor(query.cursor)
+        statement = statement.where(
+            tuple_(VolunteerRow.created_at, VolunteerRow.id) > tuple_(literal(created_at), literal(after_id))
+        )
+    rows = list((await session.execute(statement)).scalars())
+    page = rows[: query.limit]
+    return {
+        "items": [volunteer_view(row) for row in page],
+        "next_cursor": _encode_cursor(page[-1]) if len(rows) > query.limit else None,
+    }
+
+
+async def update_volunteer(
+    *,
+    session: AsyncSession,
+    volunteer_id: uuid.UUID,
+    organisation_id: uuid.UUID | None,
+    patch: VolunteerPatch,
+) -> VolunteerRow:
+    """Change a volunteer's profile; the limit may not drop below the legs they already carry (409)."""
+    query = select(VolunteerRow).where(VolunteerRow.id == volunteer_id).with_for_update()
+    if organisation_id is not None:
+        query = query.where(VolunteerRow.organisation_id == organisation_id)
+    row = (await session.execute(query)).scalar_one_or_none()
+    if row is None:
+        raise ProblemError(404, "Not found", "No such volunteer.")
+    changes = patch.model_dump(exclude_unset=True)
+    new_limit = changes.get("max_active_legs")
+    if new_limit is not None and new_limit < row.active_legs:
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"The volunteer carries {row.active_legs} legs now; the limit cannot go below that.",
+        )
+    for name in ("name", "phone", "vehicle", "capacity_kg", "insured", "max_active_legs"):
+        if name in changes and (changes[name] is not None or name == "phone"):
+            setattr(row, name, changes[name])
+    for name in ("languages", "skills"):
+        if changes.get(name) is not None:
+            setattr(row, name, sorted(set(changes[name])))
+    if "home" in changes:
+        home = patch.home
+        row.home_lat, row.home_lon = (home.lat, home.lon) if home else (None, None)
+    row.updated_at = datetime.now(UTC)
+    await session.flush()
+    return row
