@@ -127,10 +127,12 @@ def run(repo_root: Path) -> int:
         env = {"DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap}
     services = ServiceProcesses(env=service_env(env), log_dir=state_dir / "logs")
     try:
-        settings = Settings(**{k.lower(): v for k, v in env.items()})  # type: ignore[arg-type]
+        settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
         prepare(settings)
-        for service in SERVICES:
-            services.start(service, port=int(os.environ.get(f"{service.upper()}_PORT", "0")) or None)
+        # The contract's default ports (8080, 8081, 8082) unless the environment names others.
+        services.start("intake", port=settings.intake_port)
+        services.start("dispatcher", port=settings.dispatcher_port)
+        services.start("notifier", port=settings.notifier_port)
         services.wait_ready()
         tokens = asyncio.run(admin.bootstrap_demo(settings))
         local = {
