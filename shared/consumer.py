@@ -15,6 +15,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import is_connection_error
 from shared.events import DEADLETTER_TOPIC, CloudEvent, current_traceparent
 from shared.metrics import CONSUMER_LAG, DEADLETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
 from shared.settings import Settings
@@ -37,6 +38,10 @@ def inbox_table(metadata: MetaData) -> Table:
 
 class PermanentError(Exception):
     """A record that can never be handled (malformed, contradicts what we know): dead-letter at once."""
+
+
+class _Abandoned(Exception):
+    """Stopping while a record cannot be applied: leave its offset uncommitted for redelivery."""
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -126,12 +131,15 @@ class EventConsumer:
         next_lag_report = loop.time()
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
-            for tp, records in batches.items():
-                for record in records:
-                    if self._stopping.is_set():
-                        break
-                    await self._handle_record(record)
-                    self._processed[tp] = record.offset + 1
+            try:
+                for tp, records in batches.items():
+                    for record in records:
+                        if self._stopping.is_set():
+                            break
+                        await self._handle_record(record)
+                        self._processed[tp] = record.offset + 1
+            except _Abandoned:
+                break
             if batches:
                 await self.commit_processed()
             if loop.time() >= next_lag_report:
@@ -201,6 +209,14 @@ class EventConsumer:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if is_connection_error(exc):
+                        # The database is away, not the record at fault: wait for it, don't count it.
+                        log.warning("event.database_unavailable", error=repr(exc))
+                        if self._stopping.is_set():
+                            raise _Abandoned from exc
+                        attempts -= 1
+                        await asyncio.sleep(1.0)
+                        continue
                     HANDLER_FAILURES.labels(self.group_id, event.type).inc()
                     permanent = isinstance(exc, PermanentError | ValidationError)
                     if permanent or attempts >= self._settings.consumer_max_attempts:

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from shared.settings import Settings
 
@@ -21,15 +32,41 @@ def schema_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    """The process's engine; `pool_pre_ping` lets a service ride out a database restart."""
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """The process's engine.
+
+    No pre-ping (it would cost a round trip per request): after a database restart the first
+    error on a stale connection invalidates the pool, that request answers 503 and the next ones
+    get fresh connections (see `is_connection_error`).
+    """
+    # A fixed pool: overflow connections would be opened and closed per request under load.
     return create_async_engine(
         settings.sqlalchemy_url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_size=pool_size or settings.database_pool_size,
+        max_overflow=0,
         pool_timeout=10,
         connect_args={"command_timeout": 30, "timeout": 10},
+    )
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection without BEGIN/COMMIT: for a hot path that is one atomic statement."""
+    async with engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The database went away or cannot be reached (as opposed to a query that is wrong)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return (
+        isinstance(
+            cause, OSError | asyncpg.exceptions.PostgresConnectionError | asyncpg.exceptions.InterfaceError
+        )
+        or "connection is closed" in str(cause)
+        or isinstance(exc, TimeoutError)
     )
 
 

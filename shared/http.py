@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from shared.db import is_connection_error
 from shared.events import current_traceparent
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -173,9 +174,20 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
             except (asyncio.CancelledError, ConnectionResetError):
                 status = 499
                 raise
-            except Exception:
-                log.exception("request.failed", method=request.method, route=route)
-                response = problem_response(500, "Internal error", "Something went wrong on our side.")
+            except Exception as exc:
+                if is_connection_error(exc):
+                    log.warning(
+                        "request.database_unavailable", method=request.method, route=route, error=repr(exc)
+                    )
+                    response = problem_response(
+                        503,
+                        "Service unavailable",
+                        "The database is unreachable for a moment; nothing was changed. Try again.",
+                        headers={"Retry-After": "1"},
+                    )
+                else:
+                    log.exception("request.failed", method=request.method, route=route)
+                    response = problem_response(500, "Internal error", "Something went wrong on our side.")
             status = response.status
             response.headers["X-Request-Id"] = request_id
             return response

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
         default="postgresql://postgres@127.0.0.1:5432/errands",
         description="PostgreSQL URL (postgresql:// or postgresql+asyncpg://).",
     )
+    database_pool_size: int = Field(default=20, ge=1, le=500, description="Connections per process.")
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated brokers.")
     kafka_topic_partitions: int = Field(default=6, ge=1, le=1024)
     kafka_replication_factor: int = Field(default=1, ge=1, le=7)

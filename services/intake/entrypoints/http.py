@@ -23,6 +23,7 @@ from services.intake.service_layer.admin import (
     create_role_token,
 )
 from shared.auth import Principal, Role, require_role, revoke_token
+from shared.db import autocommit
 from shared.http import Api, ProblemError, json_response, parse_body, parse_query
 from shared.runtime import Runtime
 
@@ -90,9 +91,9 @@ async def post_task(request: web.Request) -> web.Response:
     body = await parse_body(request, TaskIn)
     assert principal.organisation_id is not None
     runtime = request.app[RUNTIME]
-    async with runtime.sessionmaker() as session, session.begin():
+    async with autocommit(runtime.engine) as connection:
         submission = await tasks.submit_task(
-            session=session,
+            session=connection,
             organisation_id=principal.organisation_id,
             idempotency_key=key,
             body=body,

@@ -21,8 +21,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import event as orm_event
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
 
 from services.intake.adapters.tables import IdempotencyRow, LegRow, TaskRow, TimelineRow, outbox
 from services.intake.domain.model import (
@@ -34,6 +36,7 @@ from services.intake.domain.model import (
     leg_status_on_cancel,
     task_status_after,
 )
+from services.intake.domain.timings import TimingObservation, timings_completed
 from shared import crypto
 from shared.consumer import PermanentError
 from shared.events import (
@@ -48,6 +51,7 @@ from shared.events import (
     build_event,
 )
 from shared.http import ProblemError
+from shared.metrics import DISPATCH_TIMINGS
 from shared.outbox import add_events
 
 
@@ -203,9 +207,17 @@ SELECT (SELECT locked FROM gate) AS locked,
 
 
 async def submit_task(
-    *, session: AsyncSession, organisation_id: uuid.UUID, idempotency_key: str, body: TaskIn, keys: Keys
+    *,
+    session: AsyncSession | AsyncConnection,
+    organisation_id: uuid.UUID,
+    idempotency_key: str,
+    body: TaskIn,
+    keys: Keys,
 ) -> Submission:
     """Store a task, its legs, the idempotency record and `task.submitted` in one transaction.
+
+    The write is one statement, so on an autocommit connection it is one round trip and its own
+    transaction; inside a caller's transaction it behaves the same.
 
     The same key with the same body answers what the first request answered; with another
     body it is a 422; while the first request with that key is still running it is a 409.
@@ -510,6 +522,16 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         status = leg_status_after(leg.status, event.type)
         values: dict[str, Any] = {}
         if status != leg.status:
+            _observe_after_commit(
+                session,
+                task.priority,
+                timings_completed(
+                    transitions_before=leg.transitions,
+                    reached=status,
+                    at=event.time,
+                    submitted_at=task.created_at,
+                ),
+            )
             values = {
                 "status": status,
                 "transitions": {**leg.transitions, status: moment},
@@ -537,3 +559,35 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
                 updated_at=event.time,
             )
         )
+
+
+_PENDING_TIMINGS = "intake.pending_dispatch_timings"
+
+
+def _observe_after_commit(
+    session: AsyncSession, priority: str, observations: list[TimingObservation]
+) -> None:
+    """Observe the dispatch timing histograms once this transaction commits, and never if it rolls back.
+
+    A handler that fails and is retried must not count its first attempt.
+    """
+    if not observations:
+        return
+    sync_session = session.sync_session
+    pending: list[tuple[str, TimingObservation]] | None = sync_session.info.get(_PENDING_TIMINGS)
+    if pending is None:
+        pending = sync_session.info[_PENDING_TIMINGS] = []
+        orm_event.listen(sync_session, "after_commit", _observe_pending)
+        orm_event.listen(sync_session, "after_rollback", _forget_pending)
+    pending.extend((priority, observation) for observation in observations)
+
+
+def _observe_pending(sync_session: Session) -> None:
+    pending = sync_session.info.get(_PENDING_TIMINGS) or []
+    for priority, observation in pending:
+        DISPATCH_TIMINGS[observation.timing.name].labels(priority).observe(observation.seconds)
+    pending.clear()
+
+
+def _forget_pending(sync_session: Session) -> None:
+    (sync_session.info.get(_PENDING_TIMINGS) or []).clear()
