@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = admin_commands.add_parser("revoke-token", help="revoke a token")
     revoke.add_argument("token_id")
     _add_ops_commands(commands)
+    from errands.simulation.run import add_arguments as add_simulation_arguments
+
+    add_simulation_arguments(
+        commands.add_parser("simulate", help="play a day in Ningbo against the running services")
+    )
     importer = commands.add_parser("import", help="submit tasks from a hotline spreadsheet (CSV)")
     importer.add_argument("file", help="CSV with one row per drop-off, grouped by its `task` column")
     importer.add_argument("--intake-url", help="default: .errands/local.json")
@@ -234,4 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         return _ops(args)
     if args.command == "import":
         return _import(args)
+    if args.command == "simulate":
+        from errands.simulation.run import run_from_arguments
+
+        return run_from_arguments(args)
     return _admin(args)

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from errands import admin
 from errands.migrate import upgrade
+from errands.simulation.run import BackgroundSimulation
 from errands.stack import EmbeddedStack, free_port
 from shared.kafka import create_topics
 from shared.settings import Settings
@@ -119,6 +120,7 @@ def run(repo_root: Path) -> int:
     state_dir = repo_root / ".errands"
     state_dir.mkdir(exist_ok=True)
     stack: EmbeddedStack | None = None
+    demo: BackgroundSimulation | None = None
     env: dict[str, str] = {}
     if not (os.environ.get("DATABASE_URL") and os.environ.get("KAFKA_BOOTSTRAP_SERVERS")):
         print("Starting embedded PostgreSQL and Kafka-protocol broker (Tansu)...", flush=True)
@@ -144,6 +146,10 @@ def run(repo_root: Path) -> int:
             **tokens,
         }
         (state_dir / "local.json").write_text(json.dumps(local, indent=2))
+        if os.environ.get("ERRANDS_DEMO", "1") != "0":
+            from errands.simulation import start_demo
+
+            demo = start_demo(local)
         print(
             "\nErrands is running.\n"
             f"  intake      {local['intake_url']}\n"
@@ -153,7 +159,8 @@ def run(repo_root: Path) -> int:
             f"  database    {local['database_url']}\n"
             f"  tokens and addresses: {state_dir / 'local.json'}\n"
             f"  logs: {state_dir / 'logs'}\n"
-            "Ctrl-C stops everything.",
+            + ("  demo: a simulated day in Ningbo is playing (ERRANDS_DEMO=0 turns it off)\n" if demo else "")
+            + "Ctrl-C stops everything.",
             flush=True,
         )
         while not stop_requested:
@@ -165,6 +172,8 @@ def run(repo_root: Path) -> int:
         return 0
     finally:
         print("Stopping...", flush=True)
+        if demo is not None:
+            demo.stop(timeout_s=5)
         services.stop_all()
         if stack is not None:
             stack.stop()
