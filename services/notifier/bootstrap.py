@@ -2,24 +2,96 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from collections.abc import AsyncIterator, Callable
 
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifier.adapters.channels import Channel, EmailChannel, SmsGatewayChannel
 from services.notifier.adapters.tables import inbox, outbox
-from services.notifier.entrypoints.http import RUNTIME, api
+from services.notifier.adapters.webhook_sender import WebhookSender, check_url_is_public
+from services.notifier.entrypoints.http import RUNTIME, URL_CHECK, api
 from services.notifier.service_layer.confirmations import Confirmer
-from shared.consumer import EventConsumer
-from shared.events import DISPATCH_TOPIC, TASKS_TOPIC
+from services.notifier.service_layer.delivery import DeliveryWorker
+from services.notifier.service_layer.notifications import Notifications
+from shared.consumer import EventConsumer, Handler
+from shared.events import DISPATCH_TOPIC, TASKS_TOPIC, CloudEvent
 from shared.http import create_base_app
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime, background_task, runtime_context
 from shared.settings import Settings
+
+# Dispatcher events partners may subscribe to; the notifier forwards them as they arrive.
+_FORWARDED = ("task.escalated", "leg.picked_up", "leg.problem_reported")
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """The recipient channels that have an address configured."""
+    channels: dict[str, Channel] = {}
+    if settings.sms_gateway_url:
+        channels["sms"] = SmsGatewayChannel(
+            url=settings.sms_gateway_url, token=settings.sms_gateway_token, timeout_s=settings.sms_timeout_s
+        )
+    if settings.smtp_host:
+        channels["email"] = EmailChannel(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from,
+            timeout_s=settings.smtp_timeout_s,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+        )
+    return channels
+
+
+def _in_turn(*handlers: Handler) -> Handler:
+    async def handle(session: AsyncSession, event: CloudEvent) -> None:
+        for handler in handlers:
+            await handler(session, event)
+
+    return handle
+
+
+def _clients_context(
+    sender: WebhookSender, channels: dict[str, Channel]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(_: web.Application) -> AsyncIterator[None]:
+        await sender.open()
+        sms = channels.get("sms")
+        if isinstance(sms, SmsGatewayChannel):
+            await sms.open()
+        try:
+            yield
+        finally:
+            await sender.close()
+            if isinstance(sms, SmsGatewayChannel):
+                await sms.close()
+
+    return context
 
 
 def create_app(settings: Settings) -> web.Application:
     runtime = Runtime.build(settings, client_id="notifier")
     app = create_base_app(api=api, readiness=runtime.readiness_checks())
     app[RUNTIME] = runtime
-    confirmer = Confirmer(max_failures=settings.confirmation_max_failures)
+    app[URL_CHECK] = check_url_is_public
+    channels = build_channels(settings)
+    notifications = Notifications(
+        data_key=settings.data_key, webhook_max_attempts=settings.webhook_max_attempts, channels=channels
+    )
+    confirmer = Confirmer(max_failures=settings.confirmation_max_failures, notifications=notifications)
+    sender = WebhookSender(
+        timeout_s=settings.webhook_timeout_s, allow_private=settings.webhook_allow_private_urls
+    )
+    worker = DeliveryWorker(
+        settings=settings,
+        sessionmaker=runtime.sessionmaker,
+        sender=sender,
+        channels=channels,
+        notifications=notifications,
+        listener=runtime.listener,
+    )
     relay = OutboxRelay(
         outbox=outbox,
         sessionmaker=runtime.sessionmaker,
@@ -28,20 +100,25 @@ def create_app(settings: Settings) -> web.Application:
         batch_size=settings.relay_batch_size,
         idle_poll_s=settings.relay_idle_poll_s,
     )
+    forward = notifications.on_consumed_event
     consumer = EventConsumer(
         settings=settings,
-        group_id="notifier",
+        group_id=settings.notifier_consumer_group,
         topics=(TASKS_TOPIC, DISPATCH_TOPIC),
         handlers={
             "task.submitted": confirmer.on_task_submitted,
-            "task.cancelled": confirmer.on_task_cancelled,
+            "task.cancelled": _in_turn(confirmer.on_task_cancelled, forward),
             "leg.delivered": confirmer.on_leg_delivered,
+            "leg.assigned": forward,
+            **{event_type: forward for event_type in _FORWARDED},
         },
         sessionmaker=runtime.sessionmaker,
         inbox=inbox,
         producer=runtime.producer,
     )
     app.cleanup_ctx.append(runtime_context(runtime))
+    app.cleanup_ctx.append(_clients_context(sender, channels))
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
+    app.cleanup_ctx.append(background_task("delivery-worker", worker.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
     return app

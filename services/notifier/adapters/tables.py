@@ -1,12 +1,25 @@
-"""Notifier's schema: the legs it confirms, delivery reports, outbox, inbox."""
+"""Notifier's schema: the legs it confirms, delivery reports, webhooks and their deliveries, outbox, inbox."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, Text, func
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
@@ -25,6 +38,7 @@ class TaskRow(NotifyBase):
     organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     cancelled: Mapped[bool] = mapped_column(Boolean, server_default="false")
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    callback_url: Mapped[str | None] = mapped_column(Text)
 
 
 class LegRow(NotifyBase):
@@ -38,6 +52,9 @@ class LegRow(NotifyBase):
     failed_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     flagged: Mapped[bool] = mapped_column(Boolean, server_default="false")
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    language: Mapped[str] = mapped_column(Text, server_default="zh")
+    # The recipient's name, phone and e-mail exactly as sealed by intake; opened only to send a message.
+    recipient_sealed: Mapped[str | None] = mapped_column(Text)
 
 
 class DeliveryReportRow(NotifyBase):
@@ -53,6 +70,99 @@ class DeliveryReportRow(NotifyBase):
     photo_sha256: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     checked: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookEndpointRow(NotifyBase):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    description: Mapped[str | None] = mapped_column(Text)
+    # The signing secret, sealed with the data key: it must be recoverable to sign, so it cannot be hashed.
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackSecretRow(NotifyBase):
+    """The secret that signs an organisation's `callback_url` deliveries."""
+
+    __tablename__ = "callback_secrets"
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeliveryRow(NotifyBase):
+    """One event bound for one URL; its id is the `webhook-id` of every attempt."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("target", "event_id", name="uq_deliveries_target_event"),
+        Index("ix_deliveries_due", "next_attempt_at", postgresql_where="status = 'pending'"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # `endpoint:<id>` or `callback:<task id>`: one delivery per event and destination.
+    target: Mapped[str] = mapped_column(Text)
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("notify.webhook_endpoints.id"), index=True
+    )
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    url: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    event_type: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Attempts after which the delivery is dead; a manual retry grants one more.
+    attempt_budget: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeliveryAttemptRow(NotifyBase):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("notify.deliveries.id"), index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RecipientMessageRow(NotifyBase):
+    """A message owed to a leg's recipient on one channel, sent by the delivery worker."""
+
+    __tablename__ = "recipient_messages"
+    __table_args__ = (
+        UniqueConstraint("leg_id", "template", "channel", name="uq_recipient_messages_leg_template_channel"),
+        Index("ix_recipient_messages_due", "next_attempt_at", postgresql_where="status = 'pending'"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    leg_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    template: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

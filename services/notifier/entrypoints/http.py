@@ -1,12 +1,214 @@
-"""Notifier's HTTP API (health, readiness, metrics and OpenAPI come with every service)."""
+"""Notifier's HTTP API: operators' webhooks (health, readiness, metrics and OpenAPI come with every app)."""
 
 from __future__ import annotations
 
-from aiohttp import web
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Literal
 
-from shared.http import Api
+from aiohttp import web
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, filter_is_valid
+from services.notifier.service_layer import webhooks
+from shared.auth import Role, require_role
+from shared.http import Api, ProblemError, json_response, parse_body, parse_query
 from shared.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
+UrlCheck = Callable[[str], Awaitable[None]]
+URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
 
 api = Api(title="Errands notifier")
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    url: AnyHttpUrl = Field(description="Where deliveries are POSTed (http or https).")
+    events: list[str] = Field(
+        min_length=1,
+        max_length=len(WEBHOOK_EVENT_TYPES) + 1,
+        description="Event types to receive; `*` for all, or a prefix such as `leg.*`.",
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+    @field_validator("url")
+    @classmethod
+    def _short_enough(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if len(str(value)) > 2000:
+            raise ValueError("URL longer than 2000 characters")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        unknown = [e for e in value if not filter_is_valid(e)]
+        if unknown:
+            raise ValueError(f"unknown event types {unknown}; choose from {sorted(WEBHOOK_EVENT_TYPES)}")
+        return value
+
+
+class WebhookOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    description: str | None
+    status: Literal["active", "disabled"]
+    disabled_reason: str | None
+    created_at: datetime
+    secret: str | None = Field(default=None, description="Shown only in the answer to POST.")
+
+
+class DeliveriesQuery(BaseModel):
+    status: Literal["pending", "succeeded", "dead", "cancelled"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: datetime | None = None
+
+
+class LimitQuery(BaseModel):
+    limit: int = Field(default=100, ge=1, le=200)
+
+
+class CallbackSecretOut(BaseModel):
+    secret: str
+
+
+def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError as exc:
+        raise ProblemError(404, "Not found", f"No such {what}.") from exc
+
+
+async def _organisation(request: web.Request) -> uuid.UUID:
+    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
+    require_role(principal, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    return principal.organisation_id
+
+
+@api.route(
+    "POST",
+    "/v1/webhooks",
+    summary="Register a webhook endpoint (its secret is shown once)",
+    body=WebhookIn,
+    response=WebhookOut,
+    status=201,
+    roles=("operator",),
+)
+async def post_webhook(request: web.Request) -> web.Response:
+    organisation_id = await _organisation(request)
+    body = await parse_body(request, WebhookIn)
+    runtime = request.app[RUNTIME]
+    check = None if runtime.settings.webhook_allow_private_urls else request.app[URL_CHECK]
+    async with runtime.sessionmaker() as session, session.begin():
+        created = await webhooks.create_endpoint(
+            session=session,
+            organisation_id=organisation_id,
+            url=str(body.url),
+            events=body.events,
+            description=body.description,
+            data_key=runtime.settings.data_key,
+            check_url=check,
+        )
+    return json_response(created, status=201, headers={"Location": f"/v1/webhooks/{created['id']}"})
+
+
+@api.route("GET", "/v1/webhooks", summary="My organisation's webhook endpoints", roles=("operator",))
+async def get_webhooks(request: web.Request) -> web.Response:
+    organisation_id = await _organisation(request)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        items = await webhooks.list_endpoints(session=session, organisation_id=organisation_id)
+    return json_response({"items": items})
+
+
+@api.route(
+    "DELETE",
+    "/v1/webhooks/{webhook_id}",
+    summary="Delete a webhook endpoint",
+    status=204,
+    roles=("operator",),
+)
+async def delete_webhook(request: web.Request) -> web.Response:
+    organisation_id = await _organisation(request)
+    endpoint_id = _uuid(request, "webhook_id", "webhook")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await webhooks.delete_endpoint(
+            session=session, organisation_id=organisation_id, endpoint_id=endpoint_id
+        )
+    return web.Response(status=204)
+
+
+@api.route(
+    "GET",
+    "/v1/webhooks/{webhook_id}/deliveries",
+    summary="An endpoint's deliveries with every attempt, newest first",
+    roles=("operator",),
+    query=DeliveriesQuery,
+)
+async def get_deliveries(request: web.Request) -> web.Response:
+    organisation_id = await _organisation(request)
+    endpoint_id = _uuid(request, "webhook_id", "webhook")
+    query = parse_query(request, DeliveriesQuery)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        page = await webhooks.list_deliveries(
+            session=session,
+            organisation_id=organisation_id,
+            endpoint_id=endpoint_id,
+            status=query.status,
+            limit=query.limit,
+            before=query.cursor,
+        )
+    return json_response(page)
+
+
+@api.route(
+    "POST",
+    "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+    summary="Send a delivery again now (same webhook-id)",
+    status=202,
+    roles=("operator",),
+)
+async def post_retry(request: web.Request) -> web.Response:
+    organisation_id = await _organisation(request)
+    endpoint_id = _uuid(request, "webhook_id", "webhook")
+    delivery_id = _uuid(request, "delivery_id", "delivery")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        view = await webhooks.retry_delivery(
+            session=session, organisation_id=organisation_id, endpoint_id=endpoint_id, delivery_id=delivery_id
+        )
+    return json_response(view, status=202)
+
+
+@api.route(
+    "POST",
+    "/v1/callback-secret",
+    summary="Rotate the secret that signs callback_url deliveries (shown once)",
+    response=CallbackSecretOut,
+    status=201,
+    roles=("operator",),
+)
+async def post_callback_secret(request: web.Request) -> web.Response:
+    organisation_id = await _organisation(request)
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        secret = await webhooks.rotate_callback_secret(
+            session=session, organisation_id=organisation_id, data_key=runtime.settings.data_key
+        )
+    return json_response({"secret": secret}, status=201)
+
+
+@api.route(
+    "GET",
+    "/v1/flagged-legs",
+    summary="Legs whose confirmation failed too often (an operator should step in)",
+    roles=("operator",),
+    query=LimitQuery,
+)
+async def get_flagged_legs(request: web.Request) -> web.Response:
+    organisation_id = await _organisation(request)
+    limit = parse_query(request, LimitQuery).limit
+    async with request.app[RUNTIME].sessionmaker() as session:
+        items = await webhooks.flagged_legs(session=session, organisation_id=organisation_id, limit=limit)
+    return json_response({"items": items})

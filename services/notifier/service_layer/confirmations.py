@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.adapters.tables import DeliveryReportRow, LegRow, TaskRow, outbox
 from services.notifier.domain.confirmation import check_delivery, task_is_complete
+from services.notifier.service_layer.notifications import Notifications
 from shared.events import (
     CloudEvent,
     EventData,
@@ -26,16 +27,17 @@ from shared.outbox import add_events
 
 
 class Confirmer:
-    def __init__(self, *, max_failures: int) -> None:
+    def __init__(self, *, max_failures: int, notifications: Notifications | None = None) -> None:
         self._max_failures = max_failures
+        self._notifications = notifications
 
     async def on_task_submitted(self, session: AsyncSession, event: CloudEvent) -> None:
         data = parse_data(event)
         assert isinstance(data, TaskSubmitted)
         await session.execute(
             insert(TaskRow)
-            .values(id=data.task_id, organisation_id=data.organisation_id)
-            .on_conflict_do_nothing()
+            .values(id=data.task_id, organisation_id=data.organisation_id, callback_url=data.callback_url)
+            .on_conflict_do_update(index_elements=[TaskRow.id], set_={"callback_url": data.callback_url})
         )
         await session.execute(
             insert(LegRow).on_conflict_do_nothing(),
@@ -45,6 +47,8 @@ class Confirmer:
                     "task_id": data.task_id,
                     "code_hash": leg.code_hash,
                     "no_contact": leg.dropoff.no_contact,
+                    "language": leg.dropoff.language,
+                    "recipient_sealed": leg.dropoff.recipient_sealed,
                 }
                 for leg in data.legs
             ],
@@ -143,6 +147,9 @@ class Confirmer:
             task.completed_at = max(confirmed)
             events.append(TaskCompleted(task_id=task_id, leg_ids=sorted(legs)))
         await session.flush()
-        await add_events(
-            session, outbox, [build_event(e, source="/notifier", subject=task_id) for e in events]
-        )
+        if self._notifications is not None:
+            await self._notifications.emit(session, task_id=task_id, events=events)
+        else:
+            await add_events(
+                session, outbox, [build_event(e, source="/notifier", subject=task_id) for e in events]
+            )

@@ -1,0 +1,148 @@
+"""All the notifier tells the outside: events on Kafka, webhook and callback deliveries, recipient messages.
+
+Whatever is owed is written in the caller's transaction; the delivery worker sends it later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifier.adapters.tables import (
+    CallbackSecretRow,
+    DeliveryRow,
+    LegRow,
+    RecipientMessageRow,
+    TaskRow,
+    WebhookEndpointRow,
+    outbox,
+)
+from services.notifier.domain.messages import Template, message_language
+from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, endpoint_wants, new_secret
+from shared.crypto import seal, unseal
+from shared.events import CloudEvent, EventData, LegAssigned, LegConfirmed, build_event, parse_data
+from shared.outbox import add_events
+
+if TYPE_CHECKING:
+    from services.notifier.adapters.channels import Channel
+
+WAKE_CHANNEL = "notify_deliveries"
+
+
+class Notifications:
+    def __init__(
+        self, *, data_key: bytes, webhook_max_attempts: int, channels: Mapping[str, Channel]
+    ) -> None:
+        self._data_key = data_key
+        self._budget = webhook_max_attempts
+        self._channels = channels
+
+    async def emit(self, session: AsyncSession, *, task_id: uuid.UUID, events: Sequence[EventData]) -> None:
+        """Publish the notifier's own events and deliver them to webhooks, callbacks and recipients."""
+        built = [build_event(e, source="/notifier", subject=task_id) for e in events]
+        await add_events(session, outbox, built)
+        await self.fan_out(session, [event for _, event in built])
+        for data in events:
+            if isinstance(data, LegConfirmed):
+                await self.schedule_message(session, leg_id=data.leg_id, template="delivery_arrived")
+
+    async def on_consumed_event(self, session: AsyncSession, event: CloudEvent) -> None:
+        """Another service's event: forward it to subscribers; tell the recipient a volunteer set off."""
+        data = parse_data(event)
+        await self.fan_out(session, [event])
+        if isinstance(data, LegAssigned):
+            await self.schedule_message(session, leg_id=data.leg_id, template="volunteer_on_way")
+
+    async def fan_out(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+        """One delivery per event and subscribed endpoint, plus one to the task's `callback_url`."""
+        rows: list[dict[str, object]] = []
+        for event in events:
+            if event.type not in WEBHOOK_EVENT_TYPES:
+                continue
+            try:
+                task_id = uuid.UUID(event.subject)
+            except ValueError:
+                continue
+            task = await session.get(TaskRow, task_id)
+            if task is None:
+                continue  # an event that overtook its task: nobody is known to want it yet
+            endpoints = (
+                await session.execute(
+                    select(WebhookEndpointRow).where(
+                        WebhookEndpointRow.organisation_id == task.organisation_id,
+                        WebhookEndpointRow.deleted_at.is_(None),
+                        WebhookEndpointRow.disabled_at.is_(None),
+                    )
+                )
+            ).scalars()
+            common = {
+                "organisation_id": task.organisation_id,
+                "task_id": task_id,
+                "event_id": event.id,
+                "event_type": event.type,
+                "payload": event.to_bytes(),
+                "attempt_budget": self._budget,
+            }
+            for endpoint in endpoints:
+                if endpoint_wants(endpoint.events, event.type):
+                    rows.append(
+                        {
+                            **common,
+                            "id": uuid.uuid4(),
+                            "target": f"endpoint:{endpoint.id}",
+                            "endpoint_id": endpoint.id,
+                            "url": endpoint.url,
+                        }
+                    )
+            if task.callback_url:
+                await ensure_callback_secret(
+                    session, organisation_id=task.organisation_id, data_key=self._data_key
+                )
+                rows.append(
+                    {**common, "id": uuid.uuid4(), "target": f"callback:{task_id}", "url": task.callback_url}
+                )
+        if rows:
+            await session.execute(insert(DeliveryRow).on_conflict_do_nothing(), rows)
+            await wake_worker(session)
+
+    async def schedule_message(self, session: AsyncSession, *, leg_id: uuid.UUID, template: Template) -> None:
+        """Owe the leg's recipient `template` on every configured channel that has their address."""
+        leg = await session.get(LegRow, leg_id)
+        if leg is None or leg.recipient_sealed is None or not self._channels:
+            return
+        contact = unseal(self._data_key, leg.recipient_sealed)
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "task_id": leg.task_id,
+                "leg_id": leg.id,
+                "template": template,
+                "channel": name,
+                "language": message_language(leg.language),
+            }
+            for name, channel in self._channels.items()
+            if channel.address_of(contact)
+        ]
+        if rows:
+            await session.execute(insert(RecipientMessageRow).on_conflict_do_nothing(), rows)
+            await wake_worker(session)
+
+
+async def ensure_callback_secret(
+    session: AsyncSession, *, organisation_id: uuid.UUID, data_key: bytes
+) -> None:
+    await session.execute(
+        insert(CallbackSecretRow)
+        .values(organisation_id=organisation_id, secret_sealed=seal(data_key, {"secret": new_secret()}))
+        .on_conflict_do_nothing()
+    )
+
+
+async def wake_worker(session: AsyncSession) -> None:
+    """NOTIFY the delivery workers; PostgreSQL delivers it when (and only if) the transaction commits."""
+    await session.execute(select(func.pg_notify(WAKE_CHANNEL, "")))

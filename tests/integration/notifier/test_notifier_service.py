@@ -1,0 +1,291 @@
+"""A notifier process in the running system: a task's whole life reaches webhooks, callback and recipient.
+
+The notifier under test is a process of its own (own database, own consumer group) with SMTP, an
+SMS gateway and short retries configured, so the shared services stay as they are. One delivery is
+left scheduled across a `kill -9`; at the end the notifier's log is searched for secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from errands import admin
+from errands.launcher import ServiceProcesses, service_env
+from shared.auth import Organisation, Role, issue_token
+from shared.settings import Settings
+from tests.conftest import Stack
+from tests.integration.notifier.conftest import Receiver
+from tests.integration.notifier.test_recipient_messages import Mailbox, _free_port
+
+T = TypeVar("T")
+
+
+async def until(predicate: Callable[[], Awaitable[T | None]], *, timeout_s: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+def _assignments(log: Path) -> int:
+    return log.read_text(errors="replace").count('"consumer.assigned"') if log.exists() else 0
+
+
+async def start_notifier(notifier: ServiceProcesses, *, join_group: bool = True) -> None:
+    """Start it; with `join_group`, wait until its consumer holds partitions (the broker takes a while)."""
+    assert notifier.log_dir is not None
+    log = notifier.log_dir / "notifier.log"
+    before = _assignments(log)
+    notifier.start("notifier")
+    await asyncio.to_thread(notifier.wait_ready, timeout_s=60, services=("notifier",))
+    if join_group:
+        await until(lambda: _joined(log, before), timeout_s=90)
+
+
+async def _joined(log: Path, before: int) -> bool:
+    return _assignments(log) > before
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    mailbox = Mailbox()
+    port = _free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def notifier(
+    notifier_settings: Settings,
+    receiver: Receiver,
+    mailbox: tuple[Mailbox, int],
+    tmp_path: Path,
+) -> AsyncIterator[ServiceProcesses]:
+    processes = ServiceProcesses(
+        env=service_env(
+            {
+                "DATABASE_URL": notifier_settings.database_url,
+                "KAFKA_BOOTSTRAP_SERVERS": notifier_settings.kafka_bootstrap_servers,
+                "NOTIFIER_CONSUMER_GROUP": f"notifier-test-{uuid.uuid4().hex[:8]}",
+                "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
+                "WEBHOOK_BACKOFF_BASE_S": "0.05",
+                "WEBHOOK_BACKOFF_MAX_S": "0.2",
+                "DELIVERY_POLL_S": "0.1",
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(mailbox[1]),
+                "SMS_GATEWAY_URL": receiver.url("/sms"),
+                "SMS_GATEWAY_TOKEN": "gateway-secret-token",
+                "LOG_FORMAT": "json",
+            }
+        ),
+        log_dir=tmp_path,
+    )
+    await start_notifier(processes)
+    try:
+        yield processes
+    finally:
+        # Nothing about its shutdown is under test here, and its consumer may still be joining.
+        processes.stop("notifier", sig=signal.SIGKILL)
+
+
+async def _same_organisation_here(
+    sessionmaker: async_sessionmaker[AsyncSession], organisation_id: uuid.UUID
+) -> str:
+    """The notifier under test has its own database: give the intake's organisation a token there."""
+    async with sessionmaker() as session, session.begin():
+        session.add(Organisation(id=organisation_id, name="Yinzhou"))
+        await session.flush()
+        _, token = await issue_token(session, role=Role.OPERATOR, organisation_id=organisation_id)
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_logged(
+    stack: Stack,
+    system: ServiceProcesses,
+    notifier: ServiceProcesses,
+    receiver: Receiver,
+    mailbox: tuple[Mailbox, int],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    tokens = await admin.bootstrap_demo(stack.settings())
+    intake, dispatcher, notify = system.url("intake"), system.url("dispatcher"), notifier.url("notifier")
+    phone, mail = "+8613911112222", "li.na@example.org"
+    # The first webhook attempt is told to come back in 8 s; the notifier is killed meanwhile.
+    receiver.answers_by_path["/hook"] = [(503, {"Retry-After": "8"})]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{intake}/v1/organisations", json={"name": "Yinzhou"}, headers=bearer(tokens["admin_token"])
+        ) as response:
+            organisation = await response.json()
+        operator = organisation["operator_token"]
+        notifier_operator = await _same_organisation_here(sessionmaker, uuid.UUID(organisation["id"]))
+        async with http.post(
+            f"{notify}/v1/webhooks",
+            json={"url": receiver.url("/hook"), "events": ["leg.*", "task.completed"]},
+            headers=bearer(notifier_operator),
+        ) as response:
+            assert response.status == 201, await response.text()
+            webhook = await response.json()
+        async with http.post(f"{notify}/v1/callback-secret", headers=bearer(notifier_operator)) as response:
+            callback_secret = (await response.json())["secret"]
+        # The shared system's notifier also sees this task and calls its callback_url, with its own secret.
+        async with http.post(
+            f"{system.url('notifier')}/v1/callback-secret", headers=bearer(operator)
+        ) as response:
+            assert response.status == 201
+            system_callback_secret = (await response.json())["secret"]
+
+        async with http.post(
+            f"{dispatcher}/v1/volunteers",
+            json={
+                "name": "Zhao Lei",
+                "phone": "+8613800009999",
+                "languages": ["zh", "ja"],
+                "vehicle": "car",
+                "capacity_kg": 50,
+                "insured": True,
+                "max_active_legs": 1,
+            },
+            headers=bearer(operator),
+        ) as response:
+            assert response.status == 201, await response.text()
+            me = bearer((await response.json())["token"])
+        await http.put(f"{dispatcher}/v1/me/duty", json={"on_duty": True}, headers=me)
+        await http.post(f"{dispatcher}/v1/me/location", json={"lat": 30.4001, "lon": 122.3001}, headers=me)
+        async with http.post(
+            f"{intake}/v1/tasks",
+            json={
+                "kind": "meal",
+                "pickup": {"lat": 30.4002, "lon": 122.3002, "address": "Canteen"},
+                "dropoffs": [
+                    {
+                        "lat": 30.4010,
+                        "lon": 122.3010,
+                        "recipient_name": "Li Na",
+                        "recipient_phone": phone,
+                        "recipient_email": mail,
+                        "language": "ja",
+                    }
+                ],
+                "callback_url": receiver.url("/callback"),
+            },
+            headers={**bearer(operator), "Idempotency-Key": str(uuid.uuid4())},
+        ) as response:
+            assert response.status == 201, await response.text()
+            task = await response.json()
+        code = task["legs"][0]["confirmation_code"]
+
+        async def offer() -> dict[str, Any] | None:
+            async with http.get(f"{dispatcher}/v1/me/assignments", headers=me) as response:
+                offers = (await response.json())["offers"]
+            return offers[0] if offers else None
+
+        offered = await until(offer)
+        async with http.post(f"{dispatcher}/v1/me/offers/{offered['id']}/accept", headers=me) as response:
+            assert response.status == 200, await response.text()
+            leg_id = (await response.json())["id"]
+        await http.post(f"{dispatcher}/v1/me/legs/{leg_id}/picked-up", headers=me)
+        async with http.post(
+            f"{dispatcher}/v1/me/legs/{leg_id}/delivered", json={"confirmation_code": code}, headers=me
+        ) as response:
+            assert response.status == 202
+
+        def on(path: str) -> list[Any]:
+            return [r for r in receiver.requests if r.path == path]
+
+        def texts_to(address: str) -> list[str]:
+            # A fresh consumer group replays older tasks too; only this recipient's messages count.
+            sms = [json.loads(r.body) for r in on("/sms")]
+            mails = [m for m in mailbox[0].messages if m["To"] == address]
+            return [s["text"] for s in sms if s["to"] == address] + [str(m["Subject"]) for m in mails]
+
+        def types(path: str) -> set[str]:
+            return {json.loads(r.body)["type"] for r in on(path)}
+
+        async def all_arrived() -> bool:
+            return (
+                {"leg.assigned", "leg.picked_up", "leg.confirmed", "task.completed"} <= types("/hook")
+                and {"leg.confirmed", "task.completed"} <= types("/callback")
+                and len(texts_to(phone)) >= 2
+                and len(texts_to(mail)) >= 2
+            )
+
+        await until(all_arrived)
+        first = on("/hook")[0]
+        retried_id = first.headers["webhook-id"]
+        assert [r.headers["webhook-id"] for r in on("/hook")].count(retried_id) == 1, "not yet retried"
+        await asyncio.to_thread(notifier.stop, "notifier", sig=signal.SIGKILL)
+        # Only the delivery worker matters now; the consumer may rejoin its group at leisure.
+        await start_notifier(notifier, join_group=False)
+
+        async def retried() -> bool:
+            return [r.headers["webhook-id"] for r in on("/hook")].count(retried_id) >= 2
+
+        await until(retried)
+        async with http.get(
+            f"{notify}/v1/webhooks/{webhook['id']}/deliveries", headers=bearer(notifier_operator)
+        ) as response:
+            deliveries = (await response.json())["items"]
+
+    [delivery] = [d for d in deliveries if d["id"] == retried_id]
+    assert delivery["status"] == "succeeded"
+    statuses = [a["status_code"] for a in delivery["attempt_log"]]
+    assert statuses[0] == 503 and statuses[-1] == 204
+
+    hook_verifier = Webhook(webhook["secret"])
+    callback_verifiers = (Webhook(callback_secret), Webhook(system_callback_secret))
+    for request in receiver.requests:
+        if request.path == "/hook":
+            hook_verifier.verify(request.body, request.headers)
+        elif request.path == "/callback":
+            assert sum(_verifies(v, request.body, request.headers) for v in callback_verifiers) == 1
+    assert all("ボランティア" in text or "お届け" in text for text in texts_to(phone)), "in Japanese"
+
+    assert notifier.log_dir is not None
+    logs = (notifier.log_dir / "notifier.log").read_text(errors="replace")
+    assert "webhook.delivered" in logs and "recipient.notified" in logs, "the logs were captured"
+    for secret in (
+        phone,
+        phone[3:],
+        mail,
+        code,
+        operator,
+        notifier_operator,
+        webhook["secret"],
+        callback_secret,
+        "gateway-secret-token",
+    ):
+        assert secret not in logs
+
+
+def _verifies(verifier: Webhook, body: bytes, headers: dict[str, str]) -> bool:
+    try:
+        verifier.verify(body, headers)
+    except WebhookVerificationError:
+        return False
+    return True

@@ -1,0 +1,187 @@
+"""The Webhooks API over HTTP: operator-scoped, secrets shown once, private URLs refused."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.notifier.adapters.webhook_sender import check_url_is_public
+from services.notifier.entrypoints.http import RUNTIME, URL_CHECK, api
+from services.notifier.service_layer.confirmations import Confirmer
+from shared.http import create_base_app
+from shared.runtime import Runtime
+from shared.settings import Settings
+from tests.integration.notifier.conftest import Operator, new_operator
+from tests.integration.notifier.factories import TaskScenario
+from tests.integration.notifier.test_confirmations import consume
+
+
+async def _client(settings: Settings) -> TestClient[web.Request, web.Application]:
+    app = create_base_app(api=api, readiness=[])
+    app[RUNTIME] = Runtime.build(settings, client_id="notifier-api-test")
+    app[URL_CHECK] = check_url_is_public
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def client(notifier_settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    settings = notifier_settings.model_copy(update={"webhook_allow_private_urls": False})
+    client = await _client(settings)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await client.app[RUNTIME].engine.dispose()
+
+
+@pytest.fixture
+async def operator(sessionmaker: async_sessionmaker[AsyncSession]) -> Operator:
+    return await new_operator(sessionmaker)
+
+
+async def test_register_list_and_delete_a_webhook(
+    client: TestClient[web.Request, web.Application], operator: Operator
+) -> None:
+    response = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://93.184.216.34/hooks/errands", "events": ["leg.confirmed", "task.*"]},
+        headers=operator.headers,
+    )
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["secret"].startswith("whsec_")
+    assert created["status"] == "active" and created["events"] == ["leg.confirmed", "task.*"]
+
+    listed = await (await client.get("/v1/webhooks", headers=operator.headers)).json()
+    assert [item["id"] for item in listed["items"]] == [created["id"]]
+    assert "secret" not in listed["items"][0], "the secret is shown once"
+
+    deliveries = await client.get(f"/v1/webhooks/{created['id']}/deliveries", headers=operator.headers)
+    assert deliveries.status == 200 and (await deliveries.json())["items"] == []
+
+    assert (await client.delete(f"/v1/webhooks/{created['id']}", headers=operator.headers)).status == 204
+    assert (await client.delete(f"/v1/webhooks/{created['id']}", headers=operator.headers)).status == 404
+    listed = await (await client.get("/v1/webhooks", headers=operator.headers)).json()
+    assert listed["items"] == []
+
+
+async def test_another_organisation_cannot_see_or_touch_a_webhook(
+    client: TestClient[web.Request, web.Application],
+    operator: Operator,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    created = await (
+        await client.post(
+            "/v1/webhooks", json={"url": "https://93.184.216.34/h", "events": ["*"]}, headers=operator.headers
+        )
+    ).json()
+    stranger = await new_operator(sessionmaker)
+    assert (await (await client.get("/v1/webhooks", headers=stranger.headers)).json())["items"] == []
+    for method, path in [
+        ("GET", f"/v1/webhooks/{created['id']}/deliveries"),
+        ("DELETE", f"/v1/webhooks/{created['id']}"),
+        ("POST", f"/v1/webhooks/{created['id']}/deliveries/{created['id']}/retry"),
+    ]:
+        response = await client.request(method, path, headers=stranger.headers)
+        assert response.status == 404, (method, path)
+
+
+async def test_auth_is_required(client: TestClient[web.Request, web.Application]) -> None:
+    assert (await client.get("/v1/webhooks")).status == 401
+    assert (await client.get("/v1/webhooks", headers={"Authorization": "Bearer nope"})).status == 401
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.10/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://[fe80::1]/hook",
+    ],
+)
+async def test_private_loopback_and_link_local_urls_are_refused(
+    client: TestClient[web.Request, web.Application], operator: Operator, url: str
+) -> None:
+    response = await client.post("/v1/webhooks", json={"url": url, "events": ["*"]}, headers=operator.headers)
+    assert response.status == 422
+    problem = await response.json()
+    assert response.content_type == "application/problem+json"
+    assert problem["errors"][0]["field"] == "$.url"
+
+
+async def test_private_urls_are_accepted_when_configuration_allows(
+    notifier_settings: Settings, operator: Operator
+) -> None:
+    client = await _client(notifier_settings)  # webhook_allow_private_urls=True
+    try:
+        response = await client.post(
+            "/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["*"]}, headers=operator.headers
+        )
+        assert response.status == 201
+    finally:
+        await client.close()
+        await client.app[RUNTIME].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"url": "ftp://example.org/x", "events": ["*"]},
+        {"url": "https://example.org/x", "events": []},
+        {"url": "https://example.org/x", "events": ["leg.eaten"]},
+        {"url": "https://example.org/x", "events": ["*"], "colour": "red"},
+    ],
+)
+async def test_bad_bodies_are_422_naming_the_field(
+    client: TestClient[web.Request, web.Application], operator: Operator, body: dict[str, object]
+) -> None:
+    response = await client.post("/v1/webhooks", json=body, headers=operator.headers)
+    assert response.status == 422
+    assert (await response.json())["errors"]
+
+
+async def test_the_callback_secret_is_shown_once_per_rotation(
+    client: TestClient[web.Request, web.Application], operator: Operator
+) -> None:
+    first = await (await client.post("/v1/callback-secret", headers=operator.headers)).json()
+    second = await (await client.post("/v1/callback-secret", headers=operator.headers)).json()
+    assert first["secret"].startswith("whsec_") and second["secret"] != first["secret"]
+
+
+async def test_openapi_documents_the_webhook_routes(client: TestClient[web.Request, web.Application]) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    assert {"/v1/webhooks", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"} <= document[
+        "paths"
+    ].keys()
+    assert "WebhookIn" in document["components"]["schemas"]
+
+
+async def test_operators_see_their_flagged_legs(
+    client: TestClient[web.Request, web.Application],
+    operator: Operator,
+    notifier_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    confirmer = Confirmer(max_failures=2)
+    task = TaskScenario(notifier_settings, operator.organisation_id)
+    await consume(sessionmaker, confirmer.on_task_submitted, task.submitted())
+    response = await client.get("/v1/flagged-legs", headers=operator.headers)
+    assert (await response.json())["items"] == []
+    for wrong in ("000001", "000002"):
+        await consume(sessionmaker, confirmer.on_leg_delivered, task.delivered(task.leg_ids[0], code=wrong))
+    response = await client.get("/v1/flagged-legs", headers=operator.headers)
+    assert (await response.json())["items"] == [
+        {"leg_id": str(task.leg_ids[0]), "task_id": str(task.task_id), "failed_attempts": 2}
+    ]
+    stranger = await new_operator(sessionmaker)
+    assert (await (await client.get("/v1/flagged-legs", headers=stranger.headers)).json())["items"] == []
