@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     long_poll_max_wait_s: float = Field(default=60.0, gt=0, le=300)
     # Dispatch, issue 4: candidates per leg, radius widening while a leg waits, escalation.
     dispatch_candidates_k: int = Field(default=16, ge=1, le=200)
+    # Pending legs one matching round considers; more wait for the next window.
+    dispatch_batch_max_legs: int = Field(default=2000, ge=1, le=20_000)
     radius_widen_step_s: float = Field(
         default=60.0, gt=0, description="Every this many seconds a leg waits..."
     )

@@ -131,17 +131,10 @@ def within_radius(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool
 
 Rule = Callable[[Volunteer, Leg, datetime, Policy], bool]
 
-RULES: tuple[Rule, ...] = (
-    on_duty,
-    insured,
-    has_free_slot,
-    rested,
-    fresh_location,
-    equipped,
-    speaks_the_language,
-    not_rejected,
-    within_radius,
-)
+# Rules about the volunteer alone (they never look at the leg) and rules about the pairing.
+VOLUNTEER_RULES: tuple[Rule, ...] = (on_duty, insured, has_free_slot, rested, fresh_location)
+PAIR_RULES: tuple[Rule, ...] = (equipped, speaks_the_language, not_rejected, within_radius)
+RULES: tuple[Rule, ...] = VOLUNTEER_RULES + PAIR_RULES
 
 
 def broken_rules(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> list[str]:
@@ -152,6 +145,16 @@ def broken_rules(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> list[
 def is_eligible(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
     """All rules hold for this volunteer and this leg."""
     return all(rule(v, leg, now, policy) for rule in RULES)
+
+
+def is_available(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """The volunteer-only rules hold: worth looking for legs for at all (`leg` is not consulted)."""
+    return all(rule(v, leg, now, policy) for rule in VOLUNTEER_RULES)
+
+
+def suits(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """The pairing rules hold, for a volunteer already known to be available."""
+    return all(rule(v, leg, now, policy) for rule in PAIR_RULES)
 
 
 def escalation_reason(

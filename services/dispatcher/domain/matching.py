@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from scipy.sparse import csr_array
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, free_slots, is_eligible
-from services.dispatcher.domain.geo import haversine_m, travel_time_s
+from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, free_slots, is_available, suits
+from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
 # volunteer is an hour further away. Vulnerable recipients come first among equals.
@@ -20,7 +21,6 @@ PRIORITY_BONUS_S = {"critical": 7_200.0, "urgent": 3_600.0, "routine": 0.0}
 VULNERABLE_BONUS_S = 600.0
 # Each leg already done today makes a volunteer look 5 % further away: work is spread out.
 FAIRNESS_PER_LEG = 0.05
-_INFEASIBLE = 1e12
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,15 @@ class Match:
     cost: float
 
 
-def pair_cost(v: Volunteer, leg: Leg) -> tuple[float, float]:
+def pair_cost(v: Volunteer, leg: Leg, *, distance_m: float | None = None) -> tuple[float, float]:
     """(cost, distance in metres) of sending `v` to pick up `leg`; lower is better."""
-    assert v.lat is not None and v.lon is not None
-    distance = haversine_m(v.lat, v.lon, leg.pickup_lat, leg.pickup_lon)
-    eta = travel_time_s(distance, v.vehicle) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
+    if distance_m is None:
+        assert v.lat is not None
+        assert v.lon is not None
+        distance_m = haversine_m(v.lat, v.lon, leg.pickup_lat, leg.pickup_lon)
+    eta = travel_time_s(distance_m, v.vehicle) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
     bonus = PRIORITY_BONUS_S.get(leg.priority, 0.0) + (VULNERABLE_BONUS_S if leg.vulnerable else 0.0)
-    return eta - bonus, distance
+    return eta - bonus, distance_m
 
 
 def _xyz(lat: float, lon: float) -> tuple[float, float, float]:
@@ -45,28 +47,53 @@ def _xyz(lat: float, lon: float) -> tuple[float, float, float]:
     return (math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la))
 
 
+def _arc_m(chord: float) -> float:
+    """Great-circle distance for a chord between unit-sphere points (what the index measures)."""
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2))
+
+
 def candidate_pairs(
     legs: list[Leg], volunteers: list[Volunteer], now: datetime, policy: Policy, *, k: int = 16
 ) -> dict[tuple[int, int], tuple[float, float]]:
-    """The k nearest eligible volunteers of each leg, as {(leg index, volunteer index): (cost, distance)}."""
-    located = [i for i, v in enumerate(volunteers) if v.lat is not None and v.lon is not None]
-    if not legs or not located:
+    """The k nearest eligible volunteers of each leg, as {(leg index, volunteer index): (cost, distance)}.
+
+    Volunteers failing a volunteer-only rule are dropped before the index is built; the pairing
+    rules are then checked on the nearest few of each leg, asking the index for more when too few
+    of those qualify.
+    """
+    if not legs:
         return {}
-    tree = cKDTree(np.array([_xyz(volunteers[i].lat, volunteers[i].lon) for i in located]))  # type: ignore[arg-type]
+    available = [
+        i
+        for i, v in enumerate(volunteers)
+        if v.lat is not None and v.lon is not None and is_available(v, legs[0], now, policy)
+    ]
+    if not available:
+        return {}
+    tree = cKDTree(np.array([_xyz(volunteers[i].lat, volunteers[i].lon) for i in available]))  # type: ignore[arg-type]
+    points = np.array([_xyz(leg.pickup_lat, leg.pickup_lon) for leg in legs])
+    want = min(len(available), k * 2)
+    chords, indices = tree.query(points, k=want)
+    # Plain lists: iterating numpy scalars one by one is several times slower.
+    chords, indices = chords.reshape(len(legs), want).tolist(), indices.reshape(len(legs), want).tolist()
     pairs: dict[tuple[int, int], tuple[float, float]] = {}
-    # Ask the index for more than k, since the nearest may be ineligible; widen until k are found.
     for li, leg in enumerate(legs):
-        want = min(len(located), k * 4)
-        found: list[int] = []
+        row_chords, row_indices, asked, seen = chords[li], indices[li], want, 0
+        found: list[tuple[int, float]] = []
         while True:
-            _, idx = tree.query(_xyz(leg.pickup_lat, leg.pickup_lon), k=want)
-            idx_list = [int(idx)] if want == 1 else [int(i) for i in idx]
-            found = [located[i] for i in idx_list if is_eligible(volunteers[located[i]], leg, now, policy)]
-            if len(found) >= k or want >= len(located):
+            for c, i in zip(row_chords[seen:], row_indices[seen:], strict=True):
+                vi = available[i]
+                if suits(volunteers[vi], leg, now, policy):
+                    found.append((vi, _arc_m(c)))
+                    if len(found) == k:
+                        break
+            if len(found) >= k or asked >= len(available):
                 break
-            want = min(len(located), want * 4)
-        for vi in found[:k]:
-            pairs[(li, vi)] = pair_cost(volunteers[vi], leg)
+            seen, asked = asked, min(len(available), asked * 4)
+            more_chords, more_indices = tree.query(points[li], k=asked)
+            row_chords, row_indices = more_chords.tolist(), more_indices.tolist()
+        for vi, distance in found[:k]:
+            pairs[(li, vi)] = pair_cost(volunteers[vi], leg, distance_m=distance)
     return pairs
 
 
@@ -84,6 +111,13 @@ def solve(
     return _solve_units(legs, volunteers, units, unit_pairs)
 
 
+# Leaving a unit unplaced costs more than any real pairing could, so the solver places as many
+# units as it can first and only then minimises their cost. Costs are shifted to stay positive:
+# the sparse solver reads a zero as "no edge".
+_UNPLACED_S = 1e7
+_SHIFT_S = 1e6
+
+
 def _solve_units(
     legs: list[Leg],
     volunteers: list[Volunteer],
@@ -95,17 +129,18 @@ def _solve_units(
     vol_cols = sorted({vi for _, vi in pairs})
     row_of = {unit: r for r, unit in enumerate(units)}
     col_of = {vi: c for c, vi in enumerate(vol_cols)}
-    cost = np.full((len(units), len(vol_cols)), _INFEASIBLE)
-    for (unit, vi), (c, _) in pairs.items():
-        cost[row_of[unit], col_of[vi]] = c
-    rows, cols = linear_sum_assignment(cost)
+    rows = [row_of[unit] for unit, _ in pairs] + list(range(len(units)))
+    cols = [col_of[vi] for _, vi in pairs] + [len(vol_cols) + r for r in range(len(units))]
+    costs = [c + _SHIFT_S for c, _ in pairs.values()] + [_UNPLACED_S + _SHIFT_S] * len(units)
+    graph = csr_array((costs, (rows, cols)), shape=(len(units), len(vol_cols) + len(units)))
+    matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
     matches: list[Match] = []
-    for r, c in zip(rows, cols, strict=True):
-        if cost[r, c] >= _INFEASIBLE:
-            continue
+    for r, c in zip(matched_rows, matched_cols, strict=True):
+        if c >= len(vol_cols):
+            continue  # the unit's own "unplaced" column
         unit, vi = units[r], vol_cols[c]
-        _, distance = pairs[(unit, vi)]
-        share = float(cost[r, c]) / len(unit)
+        cost, distance = pairs[(unit, vi)]
+        share = cost / len(unit)
         matches.extend(Match(legs[li].id, volunteers[vi].id, distance, share) for li in unit)
     return matches
 

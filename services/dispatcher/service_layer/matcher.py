@@ -43,6 +43,7 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                     policy=policy,
                     offer_ttl=ttl,
                     k=settings.dispatch_candidates_k,
+                    limit=settings.dispatch_batch_max_legs,
                 )
                 offered = len(changes.events)
                 await changes.flush(session)
