@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit e2e bench clean
+.PHONY: install system-deps run test lint typecheck unit e2e bench soak clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,17 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Debian packages some tests and benchmarks use: a headless browser for the dashboard test,
+# CJK fonts for its district names, wrk for the load benchmark. Installed when we may (root + apt).
+DEBS := chromium chromium-driver fonts-noto-cjk wrk
+system-deps:
+	@missing=""; for cmd in chromium chromedriver wrk; do command -v $$cmd >/dev/null || missing=yes; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; \
+	  else echo "note: install $(DEBS) (Debian) for the browser test and the load benchmark"; fi; \
+	fi
 
 run: install
 	$(BIN)/errands run
@@ -24,7 +35,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+test: system-deps lint typecheck
 	$(BIN)/python -m pytest
 
 unit: install

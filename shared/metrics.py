@@ -32,3 +32,28 @@ CONSUMER_LAG = Gauge(
     "Records not yet consumed, per group and partition.",
     ["group", "topic", "partition"],
 )
+
+# Dispatch timings, observed by intake's read model the first time a leg reaches each status.
+DISPATCH_SUBMISSION_TO_OFFER = Histogram(
+    "errands_dispatch_submission_to_offer_seconds",
+    "From a task's submission to its leg's first offer.",
+    ["priority"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+)
+DISPATCH_OFFER_TO_ASSIGNMENT = Histogram(
+    "errands_dispatch_offer_to_assignment_seconds",
+    "From a leg's (latest) offer to its first assignment.",
+    ["priority"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 300, 600),
+)
+DISPATCH_ASSIGNMENT_TO_CONFIRMATION = Histogram(
+    "errands_dispatch_assignment_to_confirmation_seconds",
+    "From a leg's (latest) assignment to its confirmed delivery.",
+    ["priority"],
+    buckets=(10, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 14400),
+)
+DISPATCH_TIMINGS = {
+    "submission_to_offer": DISPATCH_SUBMISSION_TO_OFFER,
+    "offer_to_assignment": DISPATCH_OFFER_TO_ASSIGNMENT,
+    "assignment_to_confirmation": DISPATCH_ASSIGNMENT_TO_CONFIRMATION,
+}

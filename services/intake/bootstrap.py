@@ -11,10 +11,13 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.adapters.tables import inbox, outbox
+from services.intake.entrypoints import dashboard
 from services.intake.entrypoints.http import KEYS, RUNTIME, api
+from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.tasks import Keys, apply_progress, purge_idempotency_keys
+from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
 from shared.consumer import EventConsumer
-from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC
+from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, VOLUNTEERS_TOPIC
 from shared.http import create_base_app
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime, background_task, runtime_context
@@ -75,9 +78,32 @@ def create_app(settings: Settings) -> web.Application:
         inbox=inbox,
         producer=runtime.producer,
     )
+    # Its own group, not the read model's: location reports are the busiest stream in the system and
+    # must never queue task progress behind them; its lag shows on its own, and it can be replayed
+    # (a new group id) without touching the read model.
+    volunteers = EventConsumer(
+        settings=settings,
+        group_id="intake-volunteers",
+        topics=(VOLUNTEERS_TOPIC,),
+        handlers=VOLUNTEER_HANDLERS,
+        sessionmaker=runtime.sessionmaker,
+        inbox=inbox,
+        producer=runtime.producer,
+    )
+    feed = DashboardFeed(runtime.sessionmaker)
+    app[dashboard.FEED] = feed
+    app.router.add_routes(dashboard.routes)
+
+    async def end_dashboard_streams(_: web.Application) -> None:
+        feed.close()
+
+    # on_shutdown runs before the server waits for in-flight requests, so open streams end at once.
+    app.on_shutdown.append(end_dashboard_streams)
     app.cleanup_ctx.append(runtime_context(runtime))
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("read-model", progress.run, on_stop=progress.stop))
+    app.cleanup_ctx.append(background_task("volunteers", volunteers.run, on_stop=volunteers.stop))
+    app.cleanup_ctx.append(background_task("ops-feed", feed.run))
     purge = idempotency_purge(
         runtime.sessionmaker,
         retention_s=settings.idempotency_retention_s,

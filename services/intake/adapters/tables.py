@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, Text, UniqueConstraint, func, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -60,7 +72,12 @@ class LegRow(IntakeBase):
     transitions: Mapped[dict[str, Any]] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (UniqueConstraint("task_id", "index"),)
+    __table_args__ = (
+        UniqueConstraint("task_id", "index"),
+        # The dashboard's "legs waiting longest" and its percentiles over recently changed legs.
+        Index("ix_legs_waiting", "status", postgresql_where=text("status IN ('pending', 'offered')")),
+        Index("ix_legs_updated_at", "updated_at"),
+    )
 
 
 class TimelineRow(IntakeBase):
@@ -86,6 +103,26 @@ class IdempotencyRow(IntakeBase):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+
+
+class VolunteerRow(IntakeBase):
+    """Intake's own projection of errands.volunteers.v1, for the ops map; never the dispatcher's tables."""
+
+    __tablename__ = "volunteers"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    name_masked: Mapped[str | None] = mapped_column(Text)
+    vehicle: Mapped[str | None] = mapped_column(Text)
+    on_duty: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The time of the duty event applied last, so an older one arriving late changes nothing.
+    duty_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lat: Mapped[float | None] = mapped_column(Double)
+    lon: Mapped[float | None] = mapped_column(Double)
+    location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_volunteers_on_duty", "on_duty", postgresql_where=text("on_duty")),)
 
 
 outbox = outbox_table(IntakeBase.metadata)
