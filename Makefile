@@ -44,5 +44,13 @@ unit: install
 e2e: install
 	$(BIN)/python -m pytest tests/e2e
 
+# Speed and quality figures, each a ratio against a baseline measured in the same run.
+bench: system-deps install
+	$(BIN)/python -m bench
+
+# Long reliability runs (10,000 tasks under repeated crashes).
+soak: install
+	ERRANDS_SOAK=1 $(BIN)/python -m pytest -m soak tests/reliability
+
 clean:
 	rm -rf $(VENV) .errands .mypy_cache .ruff_cache .pytest_cache

@@ -35,6 +35,8 @@ def configure_logging(settings: Settings, *, service: str) -> None:
     )
     structlog.configure(
         processors=[
+            # Drop below-level lines before any work is spent rendering them.
+            structlog.stdlib.filter_by_level,
             *shared_processors,
             structlog.processors.format_exc_info if as_json else structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
