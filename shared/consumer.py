@@ -11,7 +11,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, delete, func
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -129,6 +129,7 @@ class EventConsumer:
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
         loop = asyncio.get_running_loop()
         next_lag_report = loop.time()
+        next_inbox_purge = loop.time() + 60.0
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
             try:
@@ -142,9 +143,27 @@ class EventConsumer:
                 break
             if batches:
                 await self.commit_processed()
+            if loop.time() >= next_inbox_purge:
+                next_inbox_purge = loop.time() + 3600.0
+                await self._purge_inbox()
             if loop.time() >= next_lag_report:
                 await self._observe_lag(consumer)
                 next_lag_report = loop.time() + 1.0
+
+    async def _purge_inbox(self) -> None:
+        """Forget event ids older than the retention: the topics no longer hold those events."""
+        inbox = self._inbox
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(
+                    delete(inbox).where(
+                        inbox.c.consumer == self.group_id,
+                        inbox.c.received_at
+                        < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, self._settings.inbox_retention_s),
+                    )
+                )
+        except Exception as exc:
+            log.warning("inbox.purge_failed", group=self.group_id, error=repr(exc))
 
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag from what the fetcher already knows (high watermark and position), once a second."""

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=200, ge=1)
 
     # Consumer and relay behaviour.
+    # Event ids a consumer has applied are remembered this long (longer than topic retention).
+    inbox_retention_s: float = Field(default=14 * 24 * 3600.0, ge=3600)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -10,6 +10,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -250,3 +251,30 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
     finally:
         await probe.stop()
     assert committed == 8
+
+
+async def test_inbox_forgets_only_event_ids_older_than_its_retention(stack: Stack, scratch: Scratch) -> None:
+    consumer = EventConsumer(
+        settings=stack.settings(inbox_retention_s=3600),
+        group_id="purging",
+        topics=(scratch.topic,),
+        handlers={},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    old, recent, other_group = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC)
+    async with scratch.sessionmaker() as session, session.begin():
+        await session.execute(
+            insert(scratch.inbox),
+            [
+                {"consumer": "purging", "event_id": old, "received_at": now - timedelta(hours=2)},
+                {"consumer": "purging", "event_id": recent, "received_at": now},
+                {"consumer": "another", "event_id": other_group, "received_at": now - timedelta(days=2)},
+            ],
+        )
+    await consumer._purge_inbox()
+    async with scratch.sessionmaker() as session:
+        left = set((await session.execute(select(scratch.inbox.c.event_id))).scalars())
+    assert left == {recent, other_group}
