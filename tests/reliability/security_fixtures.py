@@ -1,0 +1,206 @@
+"""A small world for the security matrix: two organisations, their volunteers, a live offer, a webhook.
+
+Everything here is built over the services' public HTTP APIs, as a client would, so the matrix
+tests the same paths real callers take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from errands import admin
+from errands.launcher import ServiceProcesses
+from tests.conftest import Stack
+
+# A web address nothing listens on: deliveries to it fail and stay retryable.
+DEAD_HOOK_URL = "http://127.0.0.1:9/hook"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def until(predicate: Callable[[], Awaitable[Any]], *, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.2)
+
+
+@dataclass
+class World:
+    """Ids and tokens the matrix fills its paths and roles from; "A" owns every object named here."""
+
+    intake: str
+    dispatcher: str
+    notifier: str
+    tokens: dict[str, str | None]  # role name -> bearer token (None: no Authorization header)
+    organisation_a: str
+    task_a: str
+    task_to_cancel: str
+    leg_to_assign: str
+    volunteer_a: str  # the matrix's own volunteer (off duty); also the one operators read and patch
+    offerer_token: str  # another volunteer of A, who holds `offer_a` and then `leg_a`
+    offer_a: str
+    leg_a: str
+    webhook_a: str
+    webhook_to_delete: str
+    delivery_a: str
+    token_to_revoke: str
+
+
+async def _json(response: aiohttp.ClientResponse, status: int) -> Any:
+    assert response.status == status, (
+        f"{response.method} {response.url}: {response.status} {await response.text()}"
+    )
+    return await response.json()
+
+
+def _task_body(lat: float, lon: float) -> dict[str, Any]:
+    return {
+        "kind": "errand",
+        "priority": "urgent",
+        "pickup": {"lat": lat, "lon": lon, "address": "Matrix depot"},
+        "dropoffs": [
+            {
+                "lat": lat + 0.004,
+                "lon": lon + 0.004,
+                "address": "Matrix drop-off",
+                "recipient_name": "Li Na",
+                "recipient_phone": "+8613900001111",
+            }
+        ],
+        "items": [{"name": "rice", "quantity": 1, "weight_kg": 1.0}],
+    }
+
+
+async def build_world(stack: Stack, system: ServiceProcesses) -> World:
+    demo = await admin.bootstrap_demo(stack.settings())
+    intake, dispatcher, notifier = system.url("intake"), system.url("dispatcher"), system.url("notifier")
+    admin_headers = bearer(demo["admin_token"])
+    # A spot of our own, far from every other test's volunteers, so only our volunteer gets the offer.
+    lat, lon = 31.0 + random.uniform(0, 0.8), 122.5 + random.uniform(0, 0.8)
+    async with aiohttp.ClientSession() as http:
+        organisations = []
+        for name in ("Matrix A", "Matrix B"):
+            async with http.post(
+                f"{intake}/v1/organisations", json={"name": name}, headers=admin_headers
+            ) as r:
+                organisations.append(await _json(r, 201))
+        org_a, org_b = organisations
+        operator_a = bearer(org_a["operator_token"])
+
+        async def volunteer(home_lat: float, home_lon: float) -> dict[str, Any]:
+            body = {
+                "name": "Zhou Min",
+                "phone": "+8613800002222",
+                "languages": ["zh", "en"],
+                "vehicle": "car",
+                "capacity_kg": 50,
+                "insured": True,
+                "max_active_legs": 3,
+                "home": {"lat": home_lat, "lon": home_lon},
+            }
+            async with http.post(f"{dispatcher}/v1/volunteers", json=body, headers=operator_a) as r:
+                created: dict[str, Any] = await _json(r, 201)
+            return created
+
+        matrix_volunteer = await volunteer(lat - 5, lon - 5)
+        offerer = await volunteer(lat, lon)
+        me = bearer(offerer["token"])
+        async with http.put(f"{dispatcher}/v1/me/duty", json={"on_duty": True}, headers=me) as r:
+            await _json(r, 200)
+        async with http.post(
+            f"{dispatcher}/v1/me/location", json={"lat": lat, "lon": lon, "accuracy_m": 5}, headers=me
+        ) as r:
+            assert r.status == 202
+
+        webhooks = []
+        for url in (DEAD_HOOK_URL, DEAD_HOOK_URL + "/gone"):
+            async with http.post(
+                f"{notifier}/v1/webhooks", json={"url": url, "events": ["*"]}, headers=operator_a
+            ) as r:
+                webhooks.append(await _json(r, 201))
+
+        async def submit(body: dict[str, Any]) -> dict[str, Any]:
+            async with http.post(
+                f"{intake}/v1/tasks", json=body, headers={**operator_a, "Idempotency-Key": str(uuid.uuid4())}
+            ) as r:
+                task: dict[str, Any] = await _json(r, 201)
+            return task
+
+        task_a = await submit(_task_body(lat, lon))
+        # Far from any volunteer: stays pending, so an operator's manual assignment is possible.
+        far = await submit(_task_body(-40.0 + random.uniform(0, 5), 170.0 + random.uniform(0, 5)))
+        to_cancel = await submit(_task_body(-45.0, 175.0))
+
+        async def offer() -> dict[str, Any] | None:
+            async with http.get(f"{dispatcher}/v1/me/assignments", headers=me) as r:
+                offers = (await _json(r, 200))["offers"]
+            return offers[0] if offers else None
+
+        live_offer = await until(offer)
+        assert live_offer["leg"]["id"] == task_a["legs"][0]["id"]
+
+        async def assigned_by_hand() -> bool:
+            async with http.post(
+                f"{dispatcher}/v1/legs/{far['legs'][0]['id']}/assign",
+                json={"volunteer_id": matrix_volunteer["id"]},
+                headers=operator_a,
+            ) as r:
+                if r.status == 404:  # the dispatcher has not taken the task in yet
+                    return False
+                await _json(r, 200)
+                return True
+
+        await until(assigned_by_hand)
+
+        async def delivery() -> str | None:
+            async with http.get(
+                f"{notifier}/v1/webhooks/{webhooks[0]['id']}/deliveries", headers=operator_a
+            ) as r:
+                items = (await _json(r, 200))["items"]
+            return str(items[0]["id"]) if items else None
+
+        delivery_id = await until(delivery)
+        async with http.post(f"{intake}/v1/tokens", json={"role": "ops"}, headers=admin_headers) as r:
+            throwaway = await _json(r, 201)
+
+    return World(
+        intake=intake,
+        dispatcher=dispatcher,
+        notifier=notifier,
+        tokens={
+            "none": None,
+            "bad": "erk_op_" + "x" * 43,
+            "operator_a": org_a["operator_token"],
+            "operator_b": org_b["operator_token"],
+            "volunteer": matrix_volunteer["token"],
+            "ops": demo["ops_token"],
+            "admin": demo["admin_token"],
+        },
+        organisation_a=org_a["id"],
+        task_a=task_a["id"],
+        task_to_cancel=to_cancel["id"],
+        leg_to_assign=far["legs"][0]["id"],
+        volunteer_a=matrix_volunteer["id"],
+        offerer_token=offerer["token"],
+        offer_a=live_offer["id"],
+        leg_a=live_offer["leg"]["id"],
+        webhook_a=webhooks[0]["id"],
+        webhook_to_delete=webhooks[1]["id"],
+        delivery_a=delivery_id,
+        token_to_revoke=throwaway["id"],
+    )

@@ -1,0 +1,271 @@
+"""Every route of the three services against every kind of caller gets the status API.md documents.
+
+The rule (API.md, "Common rules"): no token or a bad one is 401; a valid token outside its role is
+403; outside its scope it is 404 wherever a 403 would confirm the object exists (another
+organisation's task, volunteer, leg or webhook; another volunteer's offer or leg); `ops` reads every
+organisation and writes nothing; `admin` manages organisations and tokens.
+
+The table below is checked against each service's `api.operations` (the same list its
+`/openapi.json` is generated from), so a route added without an expectation fails this suite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+
+import services.dispatcher.bootstrap
+import services.intake.bootstrap
+import services.notifier.bootstrap
+from errands.launcher import ServiceProcesses
+from services.dispatcher.entrypoints.http import api as dispatcher_api
+from services.intake.entrypoints.http import api as intake_api
+from services.notifier.entrypoints.http import api as notifier_api
+from tests.conftest import Stack
+from tests.reliability.security_fixtures import World, bearer, build_world
+
+pytestmark = pytest.mark.e2e
+
+# Imported for their side effect: every module that registers routes on a service's `api` is loaded.
+_ROUTE_MODULES = (services.intake.bootstrap, services.dispatcher.bootstrap, services.notifier.bootstrap)
+
+# The order callers are tried in: whoever may perform a write goes last, so a delete or a cancel by
+# its rightful owner cannot turn the others' answers into 404s.
+ROLES = ("none", "bad", "operator_b", "volunteer", "ops", "admin", "operator_a")
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One route: who gets what. `none` and `bad` are always 401 and not repeated in the table."""
+
+    service: str
+    method: str
+    path: str
+    operator_a: int
+    operator_b: int
+    volunteer: int
+    ops: int
+    admin: int
+    body: dict[str, Any] | None = None
+    # Path parameter -> World attribute, where the default object for that parameter won't do.
+    params: dict[str, str] = field(default_factory=dict)
+
+    def status(self, role: str) -> int:
+        return 401 if role in ("none", "bad") else int(getattr(self, role))
+
+
+# Default object for each path parameter: all of them belong to organisation A; the offer and the
+# leg belong to a volunteer of A who is not the matrix's `volunteer`.
+DEFAULT_PARAMS = {
+    "task_id": "task_a",
+    "volunteer_id": "volunteer_a",
+    "leg_id": "leg_a",
+    "offer_id": "offer_a",
+    "webhook_id": "webhook_a",
+    "delivery_id": "delivery_a",
+    "organisation_id": "organisation_a",
+    "token_id": "token_to_revoke",
+}
+
+TASK = {
+    "kind": "errand",
+    "pickup": {"lat": -50.0, "lon": 160.0, "address": "Matrix depot"},
+    "dropoffs": [{"lat": -50.01, "lon": 160.01, "address": "Matrix drop-off"}],
+}
+
+IN, DI, NO = "intake", "dispatcher", "notifier"
+
+# fmt: off
+MATRIX = (
+    #   svc    method    path                                                        opA  opB  vol  ops  admin
+    Expect(IN, "POST",   "/v1/tasks",                                                201, 201, 403, 403, 403,
+           body=TASK),
+    Expect(IN, "GET",    "/v1/tasks",                                                200, 200, 403, 200, 200),
+    Expect(IN, "GET",    "/v1/tasks/{task_id}",                                      200, 404, 403, 200, 200),
+    Expect(IN, "POST",   "/v1/tasks/{task_id}/cancel",                               200, 404, 403, 403, 403,
+           body={"reason": "matrix"}, params={"task_id": "task_to_cancel"}),
+    Expect(IN, "POST",   "/v1/organisations",                                        403, 403, 403, 403, 201,
+           body={"name": "Matrix C"}),
+    Expect(IN, "POST",   "/v1/organisations/{organisation_id}/tokens",               403, 403, 403, 403, 201),
+    Expect(IN, "POST",   "/v1/tokens",                                               403, 403, 403, 403, 201,
+           body={"role": "ops"}),
+    Expect(IN, "DELETE", "/v1/tokens/{token_id}",                                    403, 403, 403, 403, 204),
+    Expect(IN, "GET",    "/ops/snapshot",                                            403, 403, 403, 200, 200),
+    Expect(DI, "POST",   "/v1/volunteers",                                           201, 201, 403, 403, 403,
+           body={"name": "Wu Lei", "phone": "+8613800003333", "vehicle": "foot", "insured": True}),
+    Expect(DI, "GET",    "/v1/volunteers",                                           200, 200, 403, 200, 200),
+    Expect(DI, "GET",    "/v1/volunteers/{volunteer_id}",                            200, 404, 403, 200, 200),
+    Expect(DI, "PATCH",  "/v1/volunteers/{volunteer_id}",                            200, 404, 403, 403, 200,
+           body={"max_active_legs": 3}),
+    Expect(DI, "POST",   "/v1/legs/{leg_id}/assign",                                 200, 404, 403, 403, 403,
+           body={"volunteer_id": "{volunteer_a}"}, params={"leg_id": "leg_to_assign"}),
+    Expect(DI, "PUT",    "/v1/me/duty",                                              403, 403, 200, 403, 403,
+           body={"on_duty": False}),
+    Expect(DI, "POST",   "/v1/me/location",                                          403, 403, 202, 403, 403,
+           body={"lat": -60.0, "lon": 10.0, "accuracy_m": 5}),
+    Expect(DI, "GET",    "/v1/me/assignments",                                       403, 403, 200, 403, 403),
+    Expect(DI, "POST",   "/v1/me/offers/{offer_id}/accept",                          403, 403, 404, 403, 403),
+    Expect(DI, "POST",   "/v1/me/offers/{offer_id}/decline",                         403, 403, 404, 403, 403,
+           body={"reason": "matrix"}),
+    Expect(DI, "POST",   "/v1/me/legs/{leg_id}/picked-up",                           403, 403, 404, 403, 403),
+    Expect(DI, "POST",   "/v1/me/legs/{leg_id}/delivered",                           403, 403, 404, 403, 403,
+           body={"confirmation_code": "123456"}),
+    Expect(DI, "POST",   "/v1/me/legs/{leg_id}/problem",                             403, 403, 404, 403, 403,
+           body={"reason": "matrix"}),
+    # The notifier's endpoints are an organisation's own integration settings (URLs may carry
+    # credentials) and are served to operators only: ops watches deliveries on Kafka and /metrics.
+    Expect(NO, "POST",   "/v1/webhooks",                                             201, 201, 403, 403, 403,
+           body={"url": "http://127.0.0.1:9/matrix", "events": ["leg.confirmed"]}),
+    Expect(NO, "GET",    "/v1/webhooks",                                             200, 200, 403, 403, 403),
+    Expect(NO, "DELETE", "/v1/webhooks/{webhook_id}",                                204, 404, 403, 403, 403,
+           params={"webhook_id": "webhook_to_delete"}),
+    Expect(NO, "GET",    "/v1/webhooks/{webhook_id}/deliveries",                     200, 404, 403, 403, 403),
+    Expect(NO, "POST",   "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", 202, 404, 403, 403, 403),
+    Expect(NO, "POST",   "/v1/callback-secret",                                      201, 201, 403, 403, 403),
+    Expect(NO, "GET",    "/v1/flagged-legs",                                         200, 200, 403, 403, 403),
+)
+# fmt: on
+
+APIS = {"intake": intake_api, "dispatcher": dispatcher_api, "notifier": notifier_api}
+
+
+def test_every_route_has_an_expectation_and_every_expectation_a_route() -> None:
+    routes = {(service, op.method, op.path) for service, api in APIS.items() for op in api.operations}
+    table = {(e.service, e.method, e.path) for e in MATRIX}
+    assert not routes - table, f"routes with no expectation in MATRIX: {sorted(routes - table)}"
+    assert not table - routes, f"expectations for routes that do not exist: {sorted(table - routes)}"
+    assert len(table) == len(MATRIX), "one row per route"
+
+
+def test_the_table_agrees_with_each_routes_declared_roles() -> None:
+    """The roles a route declares (shown in its OpenAPI) are the roles the table lets through."""
+    denied = {401, 403, 404}
+    for e in MATRIX:
+        declared = next(
+            op.roles for op in APIS[e.service].operations if (op.method, op.path) == (e.method, e.path)
+        )
+        allowed = {
+            role.removesuffix("_a").removesuffix("_b")
+            for role in ("operator_a", "operator_b", "volunteer", "ops", "admin")
+            if e.status(role) not in denied
+        }
+        # A volunteer's route is only ever exercised against another volunteer's objects here.
+        if declared == ("volunteer",) and e.volunteer == 404:
+            allowed.add("volunteer")
+        assert allowed == set(declared), (
+            f"{e.method} {e.path}: table lets {allowed}, code declares {declared}"
+        )
+
+
+@pytest.fixture(scope="module")
+async def world(stack: Stack, system: ServiceProcesses) -> World:
+    return await build_world(stack, system)
+
+
+def _fill(template: str, world: World, params: dict[str, str]) -> str:
+    names = {**DEFAULT_PARAMS, **params}
+    return template.format(
+        **{k: getattr(world, v) for k, v in names.items()} | {"volunteer_a": world.volunteer_a}
+    )
+
+
+async def _call(http: aiohttp.ClientSession, world: World, e: Expect, role: str) -> tuple[int, str]:
+    base = getattr(world, e.service)
+    token = world.tokens[role]
+    headers = {} if token is None else bearer(token)
+    if e.method == "POST" and e.path == "/v1/tasks":
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+    body = e.body
+    if body is not None and "volunteer_id" in body:
+        body = {**body, "volunteer_id": world.volunteer_a}
+    async with http.request(
+        e.method, base + _fill(e.path, world, e.params), json=body, headers=headers
+    ) as response:
+        return response.status, await response.text()
+
+
+async def test_every_route_answers_every_role_as_documented(world: World) -> None:
+    mismatches = []
+    async with aiohttp.ClientSession() as http:
+        for e in MATRIX:
+            for role in ROLES:
+                status, text = await _call(http, world, e, role)
+                assert status < 500, f"{e.method} {e.path} as {role}: {status} {text}"
+                if status != e.status(role):
+                    mismatches.append(
+                        f"{e.service} {e.method} {e.path} as {role}: {status}, "
+                        f"want {e.status(role)}: {text[:200]}"
+                    )
+    assert not mismatches, "\n".join(mismatches)
+
+
+async def _problem(
+    http: aiohttp.ClientSession, method: str, url: str, token: str, body: Any = None
+) -> tuple[int, Any]:
+    async with http.request(method, url, json=body, headers=bearer(token)) as response:
+        payload = await response.json(content_type=None)
+        return response.status, payload
+
+
+async def test_a_volunteer_enumerating_others_offers_and_legs_learns_nothing(world: World) -> None:
+    base = world.dispatcher
+    snoop = world.tokens["volunteer"]
+    assert snoop is not None
+    attempts = [
+        ("POST", "/v1/me/offers/{}/accept", None, "offer_a"),
+        ("POST", "/v1/me/offers/{}/decline", {"reason": "x"}, "offer_a"),
+        ("POST", "/v1/me/legs/{}/picked-up", None, "leg_a"),
+        ("POST", "/v1/me/legs/{}/delivered", {"confirmation_code": "123456"}, "leg_a"),
+        ("POST", "/v1/me/legs/{}/problem", {"reason": "x"}, "leg_a"),
+    ]
+
+    async def compare(http: aiohttp.ClientSession) -> None:
+        for method, path, body, attr in attempts:
+            real = await _problem(http, method, base + path.format(getattr(world, attr)), snoop, body)
+            random_id = await _problem(http, method, base + path.format(uuid.uuid4()), snoop, body)
+            assert real[0] == 404, f"{path} on another's object: {real}"
+            assert real == random_id, f"{path}: another's object and a random id must look alike"
+
+    async with aiohttp.ClientSession() as http:
+        await compare(http)  # while the offer is live
+        async with http.get(f"{base}/v1/me/assignments", headers=bearer(snoop)) as response:
+            assert (await response.json())["offers"] == []
+        # The ids are real: their owner accepts the offer and reports the pick-up.
+        owner = bearer(world.offerer_token)
+        async with http.post(f"{base}/v1/me/offers/{world.offer_a}/accept", headers=owner) as response:
+            assert response.status == 200, await response.text()
+        async with http.post(f"{base}/v1/me/legs/{world.leg_a}/picked-up", headers=owner) as response:
+            assert response.status == 200, await response.text()
+        await compare(http)  # and once the leg is the owner's
+
+
+async def test_an_operator_cannot_read_another_organisations_task_volunteer_or_webhook(world: World) -> None:
+    other = world.tokens["operator_b"]
+    owner = world.tokens["operator_a"]
+    assert other is not None and owner is not None
+    reads = [
+        (world.intake, "/v1/tasks/{}", world.task_a),
+        (world.dispatcher, "/v1/volunteers/{}", world.volunteer_a),
+        (world.notifier, "/v1/webhooks/{}/deliveries", world.webhook_a),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for base, path, object_id in reads:
+            assert (await _problem(http, "GET", base + path.format(object_id), owner))[0] == 200
+            theirs = await _problem(http, "GET", base + path.format(object_id), other)
+            random_id = await _problem(http, "GET", base + path.format(uuid.uuid4()), other)
+            assert theirs[0] == 404 and theirs == random_id, f"{path}: {theirs} vs {random_id}"
+        lists = [
+            (world.intake, "/v1/tasks?limit=200", world.task_a),
+            (world.dispatcher, "/v1/volunteers?limit=200", world.volunteer_a),
+            (world.notifier, "/v1/webhooks", world.webhook_a),
+        ]
+        for base, path, object_id in lists:
+            status, page = await _problem(http, "GET", base + path, other)
+            assert status == 200
+            assert object_id not in {item["id"] for item in page["items"]}, f"{path} shows A's object to B"
+            status, page = await _problem(http, "GET", base + path, owner)
+            assert object_id in {item["id"] for item in page["items"]}, f"{path} hides A's object from A"
