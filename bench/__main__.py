@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import dispatch_quality, intake_throughput
+from bench import dispatch_quality, intake_throughput, long_poll
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 
@@ -50,6 +50,26 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
             )
         )
+    polls = results.get("long_poll")
+    if polls:
+        rows.append(
+            (
+                f"dispatcher idle CPU, {polls['polls_waiting']} polls waiting vs none",
+                f"{polls['cpu_s_idle_with_polls']:.2f} s",
+                f"{polls['cpu_s_idle_without_polls']:.2f} s",
+                f"{polls['cpu_s_idle_with_polls'] / max(polls['cpu_s_idle_without_polls'], 0.01):.2f}x",
+                "~1x (no CPU)",
+            )
+        )
+        rows.append(
+            (
+                "long-poll wake-up across processes (p50 / max)",
+                f"{polls['wake_ms_p50']:.0f} / {polls['wake_ms_max']:.0f} ms",
+                "incl. the assign call",
+                "",
+                "<= 100 ms",
+            )
+        )
     for name, figures in results.get("dispatch_quality", {}).items():
         rows.append(
             (
@@ -77,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per intake run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--skip-intake", action="store_true")
+    parser.add_argument("--polls", type=int, default=2000, help="long polls kept waiting")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(),
@@ -87,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_intake:
         print("== intake throughput (wrk)")
         results["intake"] = intake_throughput.measure(duration_s=args.duration, connections=args.connections)
+    print("== long polls (idle cost, wake-up)")
+    results["long_poll"] = long_poll.measure(polls=args.polls)
     rows = _rows(results)
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     header = ("benchmark", "measured", "baseline", "ratio", "target")

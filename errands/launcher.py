@@ -38,18 +38,28 @@ class ServiceProcesses:
         return f"http://127.0.0.1:{self.ports[service]}"
 
     def start(
-        self, service: str, *, port: int | None = None, extra_env: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        service: str | None = None,
+        port: int | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
-        port = port or self.ports.get(service) or free_port()
-        self.ports[service] = port
+        """Start a process called `name` running `service` (by default the service of that name).
+
+        Another replica of a service is another name: `start("dispatcher-2", service="dispatcher")`.
+        """
+        service = service or name
+        port = port or self.ports.get(name) or free_port()
+        self.ports[name] = port
         env = {**self.env, f"{service.upper()}_PORT": str(port), **(extra_env or {})}
         output: IO[bytes] | int = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            output = (self.log_dir / f"{service}.log").open("ab")
+            output = (self.log_dir / f"{name}.log").open("ab")
         elif os.environ.get("ERRANDS_SERVICE_OUTPUT") == "inherit":
             output = sys.stderr.fileno()
-        self.processes[service] = subprocess.Popen(
+        self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "errands", "serve", service],
             env=env,
             stdout=output,
