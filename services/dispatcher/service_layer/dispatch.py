@@ -24,7 +24,7 @@ from services.dispatcher.adapters.tables import (
     outbox,
 )
 from services.dispatcher.domain import eligibility
-from services.dispatcher.domain.matching import match_batch
+from services.dispatcher.domain.matching import Match, match_batch
 from shared import crypto
 from shared.consumer import PermanentError
 from shared.events import (
@@ -202,15 +202,15 @@ async def offer_batch(
         .correlate(VolunteerRow)
         .scalar_subquery()
     )
+    # Read without locks; only the volunteers the solver picks are locked (below), so replicas and
+    # concurrent accepts contend for the few rows a round really changes, not for everyone on duty.
     volunteer_rows = (
         await session.execute(
-            select(VolunteerRow, live)
-            .where(
+            select(VolunteerRow, live).where(
                 VolunteerRow.on_duty.is_(True),
                 VolunteerRow.insured.is_(True),
                 VolunteerRow.location_at >= now - policy.location_max_age,
             )
-            .with_for_update(of=VolunteerRow, skip_locked=True)
         )
     ).all()
     volunteers = [_volunteer_view(row, live_offers) for row, live_offers in volunteer_rows]
@@ -244,7 +244,7 @@ async def offer_batch(
         for leg in legs
     ]
     task_of = {leg.id: leg.task_id for leg in legs}
-    matches = match_batch(views, volunteers, now, policy, k=k)
+    matches = await _lock_chosen(session, match_batch(views, volunteers, now, policy, k=k))
     if not matches:
         return changes
     expires_at = now + offer_ttl
@@ -281,6 +281,34 @@ async def offer_batch(
             volunteer_id=m.volunteer_id,
         )
     return changes
+
+
+async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Match]:
+    """Keep the matches whose volunteer this round could lock and who still has the free slots.
+
+    A volunteer locked by another replica's round, or whose slots filled since they were read,
+    is left out: their legs wait for the next round.
+    """
+    if not matches:
+        return matches
+    wanted: dict[uuid.UUID, int] = {}
+    for m in matches:
+        wanted[m.volunteer_id] = wanted.get(m.volunteer_id, 0) + 1
+    live = (
+        select(func.count())
+        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
+        .correlate(VolunteerRow)
+        .scalar_subquery()
+    )
+    locked = (
+        await session.execute(
+            select(VolunteerRow.id, VolunteerRow.max_active_legs - VolunteerRow.active_legs - live)
+            .where(VolunteerRow.id.in_(list(wanted)))
+            .with_for_update(of=VolunteerRow, skip_locked=True)
+        )
+    ).all()
+    fits = {volunteer_id for volunteer_id, free in locked if free >= wanted[volunteer_id]}
+    return [m for m in matches if m.volunteer_id in fits]
 
 
 async def _live_offer(
