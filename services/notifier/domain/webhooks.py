@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
+from urllib.parse import SplitResult, urlsplit
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the scheme's prefix, not a secret
 
@@ -69,6 +70,25 @@ def endpoint_wants(filters: list[str], event_type: str) -> bool:
         if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
             return True
     return False
+
+
+def redact_url(url: str) -> str:
+    """`url` as readers outside its organisation see it: the origin, and `***` for anything else.
+
+    User info, path, query and fragment may all carry credentials (Slack-style hooks keep theirs in
+    the path), so none of them is shown.
+
+    `https://user:pw@hooks.example.org/in/T0K3N?sig=abc` becomes `https://***@hooks.example.org/***`.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = ("***@" if parts.username is not None or parts.password is not None else "") + host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    hidden = parts.path not in ("", "/") or parts.query or parts.fragment
+    return SplitResult(parts.scheme, netloc, "/***" if hidden else parts.path, "", "").geturl()
 
 
 def is_public_address(address: str) -> bool:

@@ -1,4 +1,8 @@
-"""Notifier's HTTP API: operators' webhooks (health, readiness, metrics and OpenAPI come with every app)."""
+"""Notifier's HTTP API: operators' webhooks (health, readiness, metrics and OpenAPI come with every app).
+
+Operators read and write their own organisation's webhooks; ops and admin read every organisation's
+(URLs redacted, secrets never shown) and write nothing here.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, filter_is_valid
 from services.notifier.service_layer import webhooks
-from shared.auth import Role, require_role
+from shared.auth import Principal, Role, require_role
 from shared.http import Api, ProblemError, json_response, parse_body, parse_query
 from shared.runtime import Runtime
 
@@ -51,7 +55,10 @@ class WebhookIn(BaseModel):
 
 class WebhookOut(BaseModel):
     id: uuid.UUID
-    url: str
+    organisation_id: uuid.UUID
+    url: str = Field(
+        description="As registered; for ops and admin readers, its origin only (`***` for the rest)."
+    )
     events: list[str]
     description: str | None
     status: Literal["active", "disabled"]
@@ -81,11 +88,26 @@ def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
         raise ProblemError(404, "Not found", f"No such {what}.") from exc
 
 
+# Who may read: an operator its own organisation, ops and admin every organisation.
+READERS = ("operator", "ops", "admin")
+
+
 async def _organisation(request: web.Request) -> uuid.UUID:
+    """The organisation of the operator making a change; nobody else writes here."""
     principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
     require_role(principal, Role.OPERATOR)
     assert principal.organisation_id is not None
     return principal.organisation_id
+
+
+async def _read_scope(request: web.Request) -> uuid.UUID | None:
+    """The organisation a reader is confined to; None for ops and admin, who read every organisation."""
+    principal: Principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
+    require_role(principal, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    if principal.role is Role.OPERATOR:
+        assert principal.organisation_id is not None  # an operator's scope is never "everyone"
+        return principal.organisation_id
+    return None
 
 
 @api.route(
@@ -115,11 +137,16 @@ async def post_webhook(request: web.Request) -> web.Response:
     return json_response(created, status=201, headers={"Location": f"/v1/webhooks/{created['id']}"})
 
 
-@api.route("GET", "/v1/webhooks", summary="My organisation's webhook endpoints", roles=("operator",))
+@api.route(
+    "GET",
+    "/v1/webhooks",
+    summary="Webhook endpoints: an operator's organisation's, or every organisation's for ops and admin",
+    roles=READERS,
+)
 async def get_webhooks(request: web.Request) -> web.Response:
-    organisation_id = await _organisation(request)
+    scope = await _read_scope(request)
     async with request.app[RUNTIME].sessionmaker() as session:
-        items = await webhooks.list_endpoints(session=session, organisation_id=organisation_id)
+        items = await webhooks.list_endpoints(session=session, organisation_id=scope)
     return json_response({"items": items})
 
 
@@ -144,17 +171,17 @@ async def delete_webhook(request: web.Request) -> web.Response:
     "GET",
     "/v1/webhooks/{webhook_id}/deliveries",
     summary="An endpoint's deliveries with every attempt, newest first",
-    roles=("operator",),
+    roles=READERS,
     query=DeliveriesQuery,
 )
 async def get_deliveries(request: web.Request) -> web.Response:
-    organisation_id = await _organisation(request)
+    scope = await _read_scope(request)
     endpoint_id = _uuid(request, "webhook_id", "webhook")
     query = parse_query(request, DeliveriesQuery)
     async with request.app[RUNTIME].sessionmaker() as session:
         page = await webhooks.list_deliveries(
             session=session,
-            organisation_id=organisation_id,
+            organisation_id=scope,
             endpoint_id=endpoint_id,
             status=query.status,
             limit=query.limit,
@@ -203,12 +230,12 @@ async def post_callback_secret(request: web.Request) -> web.Response:
     "GET",
     "/v1/flagged-legs",
     summary="Legs whose confirmation failed too often (an operator should step in)",
-    roles=("operator",),
+    roles=READERS,
     query=LimitQuery,
 )
 async def get_flagged_legs(request: web.Request) -> web.Response:
-    organisation_id = await _organisation(request)
+    scope = await _read_scope(request)
     limit = parse_query(request, LimitQuery).limit
     async with request.app[RUNTIME].sessionmaker() as session:
-        items = await webhooks.flagged_legs(session=session, organisation_id=organisation_id, limit=limit)
+        items = await webhooks.flagged_legs(session=session, organisation_id=scope, limit=limit)
     return json_response({"items": items})

@@ -1,4 +1,8 @@
-"""Operators' webhook endpoints and their deliveries. Every query is scoped by organisation in SQL."""
+"""Operators' webhook endpoints and their deliveries. Every query is scoped by organisation in SQL.
+
+Reads take `organisation_id=None` for callers who read every organisation (ops, admin); writes always
+name the organisation.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from services.notifier.adapters.tables import (
     TaskRow,
     WebhookEndpointRow,
 )
-from services.notifier.domain.webhooks import new_secret
+from services.notifier.domain.webhooks import new_secret, redact_url
 from services.notifier.service_layer.notifications import wake_worker
 from shared.crypto import seal
 from shared.http import ProblemError
@@ -26,10 +30,12 @@ from shared.http import ProblemError
 UrlCheck = Callable[[str], Awaitable[None]]
 
 
-def endpoint_view(row: WebhookEndpointRow) -> dict[str, Any]:
+def endpoint_view(row: WebhookEndpointRow, *, redact: bool = False) -> dict[str, Any]:
+    """An endpoint as readers see it: never its secret; with `redact`, no credentials from its URL."""
     return {
         "id": str(row.id),
-        "url": row.url,
+        "organisation_id": str(row.organisation_id),
+        "url": redact_url(row.url) if redact else row.url,
         "events": list(row.events),
         "description": row.description,
         "status": "disabled" if row.disabled_at else "active",
@@ -100,17 +106,15 @@ async def create_endpoint(
     return {**endpoint_view(row), "secret": secret}
 
 
-async def list_endpoints(*, session: AsyncSession, organisation_id: uuid.UUID) -> list[dict[str, Any]]:
+async def list_endpoints(*, session: AsyncSession, organisation_id: uuid.UUID | None) -> list[dict[str, Any]]:
+    """The organisation's live endpoints, or every organisation's (URLs redacted) when it is None."""
+    query = select(WebhookEndpointRow).where(WebhookEndpointRow.deleted_at.is_(None))
+    if organisation_id is not None:
+        query = query.where(WebhookEndpointRow.organisation_id == organisation_id)
     rows = (
-        await session.execute(
-            select(WebhookEndpointRow)
-            .where(
-                WebhookEndpointRow.organisation_id == organisation_id, WebhookEndpointRow.deleted_at.is_(None)
-            )
-            .order_by(WebhookEndpointRow.created_at, WebhookEndpointRow.id)
-        )
+        await session.execute(query.order_by(WebhookEndpointRow.created_at, WebhookEndpointRow.id))
     ).scalars()
-    return [endpoint_view(row) for row in rows]
+    return [endpoint_view(row, redact=organisation_id is None) for row in rows]
 
 
 async def delete_endpoint(
@@ -140,17 +144,17 @@ async def delete_endpoint(
 async def list_deliveries(
     *,
     session: AsyncSession,
-    organisation_id: uuid.UUID,
+    organisation_id: uuid.UUID | None,
     endpoint_id: uuid.UUID,
     status: str | None,
     limit: int,
     before: datetime | None,
 ) -> dict[str, Any]:
-    """An endpoint's deliveries, newest first, each with its attempts."""
+    """An endpoint's deliveries, newest first, each with its attempts (any organisation's when None)."""
     await _endpoint(session, organisation_id=organisation_id, endpoint_id=endpoint_id)
-    query = select(DeliveryRow).where(
-        DeliveryRow.endpoint_id == endpoint_id, DeliveryRow.organisation_id == organisation_id
-    )
+    query = select(DeliveryRow).where(DeliveryRow.endpoint_id == endpoint_id)
+    if organisation_id is not None:
+        query = query.where(DeliveryRow.organisation_id == organisation_id)
     if status:
         query = query.where(DeliveryRow.status == status)
     if before is not None:
@@ -224,41 +228,44 @@ async def rotate_callback_secret(
 
 
 async def _endpoint(
-    session: AsyncSession, *, organisation_id: uuid.UUID, endpoint_id: uuid.UUID
+    session: AsyncSession, *, organisation_id: uuid.UUID | None, endpoint_id: uuid.UUID
 ) -> WebhookEndpointRow:
-    row = (
-        await session.execute(
-            select(WebhookEndpointRow).where(
-                WebhookEndpointRow.id == endpoint_id,
-                WebhookEndpointRow.organisation_id == organisation_id,
-                WebhookEndpointRow.deleted_at.is_(None),
-            )
-        )
-    ).scalar_one_or_none()
+    query = select(WebhookEndpointRow).where(
+        WebhookEndpointRow.id == endpoint_id, WebhookEndpointRow.deleted_at.is_(None)
+    )
+    if organisation_id is not None:
+        query = query.where(WebhookEndpointRow.organisation_id == organisation_id)
+    row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
         raise ProblemError(404, "Not found", "No such webhook.")
     return row
 
 
 async def flagged_legs(
-    *, session: AsyncSession, organisation_id: uuid.UUID, limit: int
+    *, session: AsyncSession, organisation_id: uuid.UUID | None, limit: int
 ) -> list[dict[str, Any]]:
-    """Legs that failed confirmation too often and are not yet confirmed: an operator should call."""
-    rows = (
-        await session.execute(
-            select(LegRow.id, LegRow.task_id, LegRow.failed_attempts)
-            .join(TaskRow, TaskRow.id == LegRow.task_id)
-            .where(
-                TaskRow.organisation_id == organisation_id,
-                TaskRow.cancelled.is_(False),
-                LegRow.flagged.is_(True),
-                LegRow.status != "confirmed",
-            )
-            .order_by(LegRow.task_id, LegRow.id)
-            .limit(limit)
+    """Legs that failed confirmation too often and are not yet confirmed: an operator should call.
+
+    The organisation's legs, or every organisation's when `organisation_id` is None.
+    """
+    query = (
+        select(LegRow.id, LegRow.task_id, LegRow.failed_attempts, TaskRow.organisation_id)
+        .join(TaskRow, TaskRow.id == LegRow.task_id)
+        .where(
+            TaskRow.cancelled.is_(False),
+            LegRow.flagged.is_(True),
+            LegRow.status != "confirmed",
         )
-    ).all()
+    )
+    if organisation_id is not None:
+        query = query.where(TaskRow.organisation_id == organisation_id)
+    rows = (await session.execute(query.order_by(LegRow.task_id, LegRow.id).limit(limit))).all()
     return [
-        {"leg_id": str(row.id), "task_id": str(row.task_id), "failed_attempts": row.failed_attempts}
+        {
+            "leg_id": str(row.id),
+            "task_id": str(row.task_id),
+            "organisation_id": str(row.organisation_id),
+            "failed_attempts": row.failed_attempts,
+        }
         for row in rows
     ]

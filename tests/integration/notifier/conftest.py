@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -81,11 +82,22 @@ async def new_operator(sessionmaker: async_sessionmaker[AsyncSession]) -> Operat
     return Operator(organisation.id, token)
 
 
+async def cross_organisation_headers(
+    sessionmaker: async_sessionmaker[AsyncSession], role: Role
+) -> dict[str, str]:
+    """A bearer header for a role that spans organisations (ops or admin)."""
+    async with sessionmaker() as session, session.begin():
+        _, token = await issue_token(session, role=role)
+    return {"Authorization": f"Bearer {token}"}
+
+
 @dataclass
 class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when it arrived
+    status: int = 0  # what the receiver answered
 
 
 @dataclass
@@ -109,11 +121,13 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def handle(request: web.Request) -> web.Response:
         this = holder[0]
-        this.requests.append(Received(request.path, dict(request.headers), await request.read()))
+        received = Received(request.path, dict(request.headers), await request.read())
+        this.requests.append(received)
         if this.delay_s:
             await asyncio.sleep(this.delay_s)
         scripted = this.answers_by_path.get(request.path) or this.answers
         status, headers = scripted.pop(0) if scripted else (204, {})
+        received.status = status
         return web.Response(status=status, headers=headers)
 
     app.router.add_post("/{tail:.*}", handle)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,44 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from errands import admin
-from errands.launcher import ServiceProcesses, service_env
+from errands.launcher import ServiceProcesses
 from shared.auth import Organisation, Role, issue_token
 from shared.settings import Settings
 from tests.conftest import Stack
 from tests.integration.notifier.conftest import Receiver
+from tests.integration.notifier.process import running_notifier, start_notifier, until
 from tests.integration.notifier.test_recipient_messages import Mailbox, _free_port
-
-T = TypeVar("T")
-
-
-async def until(predicate: Callable[[], Awaitable[T | None]], *, timeout_s: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
-
-
-def _assignments(log: Path) -> int:
-    return log.read_text(errors="replace").count('"consumer.assigned"') if log.exists() else 0
-
-
-async def start_notifier(notifier: ServiceProcesses, *, join_group: bool = True) -> None:
-    """Start it; with `join_group`, wait until its consumer holds partitions (the broker takes a while)."""
-    assert notifier.log_dir is not None
-    log = notifier.log_dir / "notifier.log"
-    before = _assignments(log)
-    notifier.start("notifier")
-    await asyncio.to_thread(notifier.wait_ready, timeout_s=60, services=("notifier",))
-    if join_group:
-        await until(lambda: _joined(log, before), timeout_s=90)
-
-
-async def _joined(log: Path, before: int) -> bool:
-    return _assignments(log) > before
 
 
 @pytest.fixture
@@ -82,31 +50,15 @@ async def notifier(
     mailbox: tuple[Mailbox, int],
     tmp_path: Path,
 ) -> AsyncIterator[ServiceProcesses]:
-    processes = ServiceProcesses(
-        env=service_env(
-            {
-                "DATABASE_URL": notifier_settings.database_url,
-                "KAFKA_BOOTSTRAP_SERVERS": notifier_settings.kafka_bootstrap_servers,
-                "NOTIFIER_CONSUMER_GROUP": f"notifier-test-{uuid.uuid4().hex[:8]}",
-                "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
-                "WEBHOOK_BACKOFF_BASE_S": "0.05",
-                "WEBHOOK_BACKOFF_MAX_S": "0.2",
-                "DELIVERY_POLL_S": "0.1",
-                "SMTP_HOST": "127.0.0.1",
-                "SMTP_PORT": str(mailbox[1]),
-                "SMS_GATEWAY_URL": receiver.url("/sms"),
-                "SMS_GATEWAY_TOKEN": "gateway-secret-token",
-                "LOG_FORMAT": "json",
-            }
-        ),
-        log_dir=tmp_path,
-    )
-    await start_notifier(processes)
-    try:
+    async with running_notifier(
+        notifier_settings,
+        tmp_path,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(mailbox[1]),
+        SMS_GATEWAY_URL=receiver.url("/sms"),
+        SMS_GATEWAY_TOKEN="gateway-secret-token",
+    ) as processes:
         yield processes
-    finally:
-        # Nothing about its shutdown is under test here, and its consumer may still be joining.
-        processes.stop("notifier", sig=signal.SIGKILL)
 
 
 async def _same_organisation_here(
