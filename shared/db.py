@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from sqlalchemy import MetaData
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -57,7 +58,12 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """The database went away or cannot be reached (as opposed to a query that is wrong)."""
+    """The database went away, cannot be reached, or has no connection free for us in time.
+
+    As opposed to a query that is wrong: these are worth a 503 and a retry, not a 500.
+    """
+    if isinstance(exc, PoolTimeoutError):
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
