@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import math
 import secrets
 import time
@@ -18,6 +19,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import schema_metadata
 from shared.http import ProblemError
+from shared.listen import PgListener
 
 
 class AuthBase(DeclarativeBase):
@@ -99,9 +101,14 @@ async def revoke_token(session: AsyncSession, *, token_id: uuid.UUID) -> bool:
         update(ApiToken)
         .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=func.now())
-        .returning(ApiToken.id)
+        .returning(ApiToken.token_hash)
     )
-    return result.scalar_one_or_none() is not None
+    token_hash = result.scalar_one_or_none()
+    if token_hash is None:
+        return False
+    # Every process drops the token from its cache when this commits (see TokenVerifier).
+    await session.execute(select(func.pg_notify(REVOKED_CHANNEL, token_hash)))
+    return True
 
 
 @dataclass(slots=True)
@@ -125,31 +132,52 @@ class RateLimiter:
             if len(self._buckets) > 100_000:
                 self._buckets.clear()
             bucket = self._buckets[key] = _Bucket(tokens=float(self._burst), updated=now)
-        bucket.tokens = min(float(self._burst), bucket.tokens + (now - bucket.updated) * self._per_s)
-        bucket.updated = now
+        # Callers read the clock before awaiting (a token lookup), so `now` can arrive out of order: an
+        # earlier instant refills nothing, rather than draining the bucket by the time it lags behind.
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.tokens = min(float(self._burst), bucket.tokens + elapsed * self._per_s)
+        bucket.updated = max(bucket.updated, now)
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self._per_s
 
 
-class TokenVerifier:
-    """Looks tokens up by hash, caching answers briefly so the hot paths cost no extra round trip.
+REVOKED_CHANNEL = "auth_token_revoked"
 
-    A revoked token keeps working for at most `ttl_s` seconds on a process that cached it.
+
+class TokenVerifier:
+    """Looks tokens up by hash and caches the answers, so the hot paths cost no extra round trip.
+
+    A revocation reaches every process at once through NOTIFY on `REVOKED_CHANNEL`; the cache's
+    lifetime only bounds how long a missed notification could matter (the listener also clears
+    the whole cache whenever it reconnects). Unknown tokens are cached briefly, against floods.
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
-        ttl_s: float = 10.0,
+        listener: PgListener | None = None,
+        ttl_s: float = 300.0,
+        unknown_ttl_s: float = 10.0,
+        max_entries: int = 500_000,
         limiter: RateLimiter | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._ttl_s = ttl_s
+        self._unknown_ttl_s = unknown_ttl_s
         self._limiter = limiter
         self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._max_entries = max_entries
+        if listener is not None:
+            listener.subscribe(REVOKED_CHANNEL, self._forget)
+
+    def _forget(self, token_hash: str) -> None:
+        if token_hash:
+            self._cache.pop(token_hash, None)
+        else:  # the listener reconnected: revocations may have been missed
+            self._cache.clear()
 
     async def verify(self, authorization: str | None) -> Principal:
         """The principal behind an `Authorization: Bearer` header, or a 401 problem."""
@@ -166,9 +194,12 @@ class TokenVerifier:
             principal = cached[0]
         else:
             principal = await self._lookup(token_hash)
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[token_hash] = (principal, now + self._ttl_s)
+            if len(self._cache) >= self._max_entries:
+                # Evict the oldest insertions (dicts keep order) rather than everyone at once.
+                for stale in list(itertools.islice(self._cache, self._max_entries // 10)):
+                    del self._cache[stale]
+            ttl = self._ttl_s if principal is not None else self._unknown_ttl_s
+            self._cache[token_hash] = (principal, now + ttl)
         if principal is None:
             raise ProblemError(401, "Unauthorized", "The token is not valid.")
         if self._limiter is not None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import RateLimiter, TokenVerifier
 from shared.db import create_engine, create_sessionmaker
-from shared.http import ReadinessCheck
+from shared.http import ProblemAppRunner, ReadinessCheck
 from shared.kafka import create_producer, start_with_retry
 from shared.listen import PgListener
 from shared.settings import Settings
@@ -40,14 +40,16 @@ class Runtime:
     def build(cls, settings: Settings, *, client_id: str) -> Runtime:
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
+        listener = PgListener(settings.asyncpg_dsn)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             producer=create_producer(settings, client_id=client_id),
-            listener=PgListener(settings.asyncpg_dsn),
+            listener=listener,
             tokens=TokenVerifier(
                 sessionmaker,
+                listener=listener,
                 limiter=RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
             ),
         )
@@ -130,7 +132,7 @@ def serve(create_app: Callable[[], web.Application], *, host: str, port: int, gr
 
     async def main() -> None:
         app = create_app()
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace_s, access_log=None)
+        runner = ProblemAppRunner(app, handle_signals=False, shutdown_timeout=grace_s, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()

@@ -20,3 +20,13 @@ def test_callers_have_separate_budgets() -> None:
     assert limiter.take(first, now=0.0) == 0.0
     assert limiter.take(first, now=0.0) > 0
     assert limiter.take(second, now=0.0) == 0.0
+
+
+def test_a_request_that_read_the_clock_before_a_slower_one_does_not_drain_the_bucket() -> None:
+    # Verification reads the clock, then awaits a token lookup: a request that read it earlier may
+    # take from the bucket after one that read it later.
+    limiter = RateLimiter(per_s=1000.0, burst=1000)
+    caller = uuid.uuid4()
+    assert limiter.take(caller, now=10.0) == 0.0
+    assert limiter.take(caller, now=8.0) == 0.0
+    assert limiter.take(caller, now=10.0) == 0.0
