@@ -1,6 +1,7 @@
 """Baselines for the intake benchmark: the least an aiohttp handler can do, alone and with one INSERT.
 
-Run as `python -m bench.baselines hello PORT` or `python -m bench.baselines insert PORT DSN`.
+Run as `python -m bench.baselines hello PORT`, `python -m bench.baselines insert PORT DSN`, or
+`python -m bench.baselines accept PORT` (a location report: parse the JSON body, answer 202).
 """
 
 from __future__ import annotations
@@ -30,11 +31,18 @@ async def insert(request: web.Request) -> web.Response:
     return web.json_response({"id": str(task_id)}, status=201)
 
 
+async def accept(request: web.Request) -> web.Response:
+    await request.json()
+    return web.Response(status=202)
+
+
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
     app = web.Application()
     if kind == "hello":
         app.router.add_route("*", "/v1/tasks", hello)
+    elif kind == "accept":
+        app.router.add_post("/v1/me/location", accept)
     else:
         dsn = sys.argv[3]
 

@@ -9,12 +9,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 from pydantic.json_schema import models_json_schema
 
 from shared.db import is_connection_error
@@ -85,6 +88,32 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
+
+
+def storable_text(value: str) -> str:
+    """`value` if PostgreSQL can store it as text or in JSONB: no NUL character, no lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON's `\ud800` escapes decode to lone surrogates
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+class StorableModel(BaseModel):
+    """A request body whose every string (and list of strings) survives PostgreSQL: bad text is a 422."""
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return storable_text(value)
+        if isinstance(value, list):
+            for element in value:
+                if isinstance(element, str):
+                    storable_text(element)
+        return value
 
 
 def _json_path(loc: Iterable[int | str]) -> str:
@@ -208,6 +237,46 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
         current_traceparent.reset(token)
 
 
+class _ProblemRequestHandler(RequestHandler):
+    """Refusals aiohttp makes before any middleware runs (a request line or header over its size
+    limits, a malformed request) answered as problem+json too, instead of aiohttp's text/plain."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        super().handle_error(request, status, exc, message)  # logs; raises if an answer already began
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        # Never echo the request back (it may carry a token); name only what kind of refusal it is.
+        if status >= 500:
+            detail = "Something went wrong on our side."
+        else:
+            detail = f"The request could not be read ({type(exc).__name__ if exc else phrase})."
+        response = problem_response(status, phrase, detail)
+        response.force_close()
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemAppRunner(web.AppRunner):
+    """`web.AppRunner` whose connections answer even aiohttp's own parse errors as problem+json."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer
+        return server
+
+
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
@@ -222,6 +291,43 @@ class Operation:
     roles: tuple[str, ...]
     query: type[BaseModel] | None
     headers: dict[str, dict[str, Any]]
+    errors: tuple[int, ...] = ()
+    empty: tuple[tuple[int, str], ...] = ()
+
+    def error_statuses(self) -> list[int]:
+        """The problem statuses this operation can answer, documented one by one in `/openapi.json`.
+
+        Most follow from how it is registered: a token (401, 403, and 429 when throttled), a body (400,
+        413, 422), a query or required header (400), a path id (404); every operation can answer 503
+        while the database is unreachable. `errors` adds what only the handler knows (e.g. 409).
+        """
+        statuses = {503, *self.errors}
+        if self.roles:
+            statuses |= {401, 403, 429}
+        if self.body is not None:
+            statuses |= {400, 413, 422}
+        if self.query is not None or self.headers:
+            statuses.add(400)
+        if re.search(r"{\w+}", self.path):
+            statuses.add(404)
+        return sorted(statuses)
+
+
+def _problem_ref() -> dict[str, Any]:
+    return {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"description": HTTPStatus(status).phrase, "content": _problem_ref()}
+    if status in (429, 503):
+        entry["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "required": status == 429,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return entry
 
 
 @dataclass
@@ -244,12 +350,31 @@ class Api:
         roles: tuple[str, ...] = (),
         query: type[BaseModel] | None = None,
         headers: dict[str, dict[str, Any]] | None = None,
+        errors: Iterable[int] = (),
+        empty: dict[int, str] | None = None,
     ) -> Callable[[View], View]:
-        """Register a view; `headers` maps a required request header's name to its JSON schema."""
+        """Register a view; `headers` maps a required request header's name to its JSON schema.
+
+        `errors` names problem statuses the handler answers beyond those its registration implies
+        (see `Operation.error_statuses`), such as 409; each is documented in `/openapi.json`. `empty`
+        documents other answers without a body, by status and description (e.g. a long poll's 304).
+        """
 
         def register(view: View) -> View:
             self.operations.append(
-                Operation(method, path, summary, body, response, status, roles, query, headers or {})
+                Operation(
+                    method,
+                    path,
+                    summary,
+                    body,
+                    response,
+                    status,
+                    roles,
+                    query,
+                    headers or {},
+                    tuple(errors),
+                    tuple((empty or {}).items()),
+                )
             )
             self.routes.route(method, path)(view)
             return view
@@ -277,10 +402,9 @@ class Api:
                             }
                         },
                     },
-                    "default": {
-                        "description": "Problem",
-                        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-                    },
+                    **{str(code): {"description": text} for code, text in op.empty},
+                    **{str(code): _problem_response(code) for code in op.error_statuses()},
+                    "default": {"description": "Problem", "content": _problem_ref()},
                 },
             }
             if op.roles:

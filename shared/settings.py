@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         default=900.0, ge=0, description="Escalate a leg still unplaced this close to its deadline."
     )
 
+    # Location reports (issue 4 point 3): buffered per volunteer, written and published in one
+    # transaction every interval; a kill -9 loses at most about one interval of reports.
+    location_flush_interval_ms: int = Field(default=50, ge=5, le=1000)
+    location_buffer_max_volunteers: int = Field(
+        default=200_000, ge=1, description="Volunteers with an unwritten fix; beyond, new reports get 503."
+    )
+
     # Notifier.
     confirmation_max_failures: int = Field(default=3, ge=1, le=100)
     webhook_allow_private_urls: bool = False

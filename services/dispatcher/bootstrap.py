@@ -6,13 +6,14 @@ from aiohttp import web
 
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
-from services.dispatcher.entrypoints.http import RUNTIME, WAKEUPS, api
+from services.dispatcher.entrypoints.http import LOCATIONS, RUNTIME, WAKEUPS, api
 from services.dispatcher.service_layer.dispatch import (
     VOLUNTEER_CHANNEL,
     cancel_task,
     confirm_leg,
     take_in_task,
 )
+from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
 from shared.consumer import EventConsumer
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
@@ -28,6 +29,11 @@ def create_app(settings: Settings) -> web.Application:
     app[RUNTIME] = runtime
     wakeups = VolunteerWakeups(runtime.listener, VOLUNTEER_CHANNEL)
     app[WAKEUPS] = wakeups
+    locations = LocationBuffer(capacity=settings.location_buffer_max_volunteers)
+    app[LOCATIONS] = locations
+    flusher = LocationFlusher(
+        locations, runtime.sessionmaker, interval_s=settings.location_flush_interval_ms / 1000
+    )
     relay = OutboxRelay(
         outbox=outbox,
         sessionmaker=runtime.sessionmaker,
@@ -58,5 +64,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
     app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))
+    # Last in, so first out: buffered reports are written (and the relay may still publish them)
+    # after requests have drained and before the connections close.
+    app.cleanup_ctx.append(background_task("location-flusher", flusher.run, on_stop=locations.close))
     app.on_shutdown.append(release_polls)
     return app

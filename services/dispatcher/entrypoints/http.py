@@ -7,19 +7,22 @@ import contextlib
 import hashlib
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.service_layer import dispatch, volunteers
+from services.dispatcher.service_layer.locations import LocationBuffer, LocationBufferFull, fix_from_report
 from shared.auth import Principal, Role, require_role
-from shared.http import Api, ProblemError, json_response, parse_body, parse_query
+from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query
 from shared.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
 WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
+LOCATIONS = web.AppKey("locations", LocationBuffer)
 
 api = Api(title="Errands dispatcher")
 
@@ -28,22 +31,22 @@ class WaitQuery(BaseModel):
     wait: float = Field(default=0, ge=0, le=60)
 
 
-class DeclineIn(BaseModel):
+class DeclineIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(default=None, max_length=500)
 
 
-class ProblemIn(BaseModel):
+class ProblemIn(StorableModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: str | None = Field(default=None, max_length=500)
 
 
-class AssignIn(BaseModel):
+class AssignIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     volunteer_id: uuid.UUID
 
 
-class DeliveredIn(BaseModel):
+class DeliveredIn(StorableModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     confirmation_code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
     photo_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
@@ -54,6 +57,92 @@ class DeliveredIn(BaseModel):
         if self.confirmation_code is None and self.photo_sha256 is None:
             raise ValueError("send confirmation_code, or photo_sha256 for a no-contact drop-off")
         return self
+
+
+# --- responses: they document the answers in /openapi.json (schemathesis checks answers against them)
+
+
+class PointOut(BaseModel):
+    lat: float
+    lon: float
+
+
+class FixOut(BaseModel):
+    lat: float | None
+    lon: float | None
+    at: datetime
+
+
+class VolunteerOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    phone: str | None
+    languages: list[str]
+    skills: list[str]
+    vehicle: volunteers.Vehicle
+    capacity_kg: float
+    insured: bool
+    max_active_legs: int
+    home: PointOut | None
+    on_duty: bool
+    status: Literal["on_duty", "off_duty"]
+    active_legs: int
+    location: FixOut | None
+
+
+class VolunteerCreatedOut(VolunteerOut):
+    token: str = Field(description="The volunteer app's token, shown this once.")
+
+
+class VolunteerPageOut(BaseModel):
+    items: list[VolunteerOut]
+    next_cursor: str | None
+
+
+LegStatus = Literal[
+    "pending", "offered", "assigned", "picked_up", "delivered", "confirmed", "failed", "cancelled"
+]
+
+
+class LegOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    status: LegStatus
+    kind: str | None
+    priority: str
+    deliver_by: str | None
+    pickup: dict[str, Any]
+    dropoff: dict[str, Any] = Field(description="The recipient's name and phone only once the leg is yours.")
+    items: list[dict[str, Any]]
+
+
+class OfferOut(BaseModel):
+    id: uuid.UUID
+    expires_at: datetime
+    distance_m: float
+    leg: LegOut
+
+
+class AssignmentsOut(BaseModel):
+    offers: list[OfferOut]
+    legs: list[LegOut]
+
+
+class AssignedOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    status: LegStatus
+    volunteer_id: uuid.UUID
+
+
+class OfferDeclinedOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["declined"]
+
+
+class LegStatusOut(BaseModel):
+    id: uuid.UUID
+    status: LegStatus
 
 
 def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
@@ -80,6 +169,7 @@ async def _volunteer(request: web.Request) -> uuid.UUID:
     "/v1/volunteers",
     summary="Register a volunteer",
     body=volunteers.VolunteerIn,
+    response=VolunteerCreatedOut,
     status=201,
     roles=("operator",),
 )
@@ -103,6 +193,7 @@ def _scope(principal: Principal) -> uuid.UUID | None:
     "GET",
     "/v1/volunteers",
     summary="List volunteers",
+    response=VolunteerPageOut,
     roles=("operator", "ops", "admin"),
     query=volunteers.VolunteerListQuery,
 )
@@ -121,7 +212,9 @@ async def list_volunteers(request: web.Request) -> web.Response:
     "/v1/volunteers/{volunteer_id}",
     summary="Change a volunteer",
     body=volunteers.VolunteerPatch,
+    response=VolunteerOut,
     roles=("operator", "admin"),
+    errors=(409,),
 )
 async def patch_volunteer(request: web.Request) -> web.Response:
     principal = await _principal(request, Role.OPERATOR, Role.ADMIN)
@@ -140,7 +233,9 @@ async def patch_volunteer(request: web.Request) -> web.Response:
     "/v1/legs/{leg_id}/assign",
     summary="Assign a leg by hand",
     body=AssignIn,
+    response=AssignedOut,
     roles=("operator",),
+    errors=(409,),
 )
 async def post_assign(request: web.Request) -> web.Response:
     principal = await _principal(request, Role.OPERATOR)
@@ -161,7 +256,13 @@ async def post_assign(request: web.Request) -> web.Response:
     )
 
 
-@api.route("GET", "/v1/volunteers/{volunteer_id}", summary="A volunteer", roles=("operator", "ops", "admin"))
+@api.route(
+    "GET",
+    "/v1/volunteers/{volunteer_id}",
+    summary="A volunteer",
+    response=VolunteerOut,
+    roles=("operator", "ops", "admin"),
+)
 async def get_volunteer(request: web.Request) -> web.Response:
     principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
     volunteer_id = _uuid(request, "volunteer_id", "volunteer")
@@ -173,7 +274,14 @@ async def get_volunteer(request: web.Request) -> web.Response:
     return json_response(volunteers.volunteer_view(row))
 
 
-@api.route("PUT", "/v1/me/duty", summary="Go on or off duty", body=volunteers.DutyIn, roles=("volunteer",))
+@api.route(
+    "PUT",
+    "/v1/me/duty",
+    summary="Go on or off duty",
+    body=volunteers.DutyIn,
+    response=VolunteerOut,
+    roles=("volunteer",),
+)
 async def put_duty(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
     body = await parse_body(request, volunteers.DutyIn)
@@ -198,18 +306,29 @@ async def put_duty(request: web.Request) -> web.Response:
     roles=("volunteer",),
 )
 async def post_location(request: web.Request) -> web.Response:
+    """Buffered, not written here: see services.dispatcher.service_layer.locations for the guarantees."""
     volunteer_id = await _volunteer(request)
     body = await parse_body(request, volunteers.LocationIn)
-    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        await volunteers.report_location(session=session, volunteer_id=volunteer_id, body=body)
+    fix = fix_from_report(lat=body.lat, lon=body.lon, accuracy_m=body.accuracy_m, at=body.at)
+    try:
+        request.app[LOCATIONS].add(volunteer_id, fix)
+    except LocationBufferFull as exc:
+        raise ProblemError(
+            503,
+            "Service unavailable",
+            "Too many location reports are waiting to be written; send this one again shortly.",
+            headers={"Retry-After": "1"},
+        ) from exc
     return web.Response(status=202)
 
 
 @api.route(
     "GET",
     "/v1/me/assignments",
-    summary="My offers and legs (long poll)",
+    summary="My offers and legs (long poll; 304 when nothing changed since If-None-Match)",
+    response=AssignmentsOut,
     roles=("volunteer",),
+    empty={304: "Nothing changed since the If-None-Match ETag within `wait` seconds"},
     query=WaitQuery,
 )
 async def get_assignments(request: web.Request) -> web.Response:
@@ -245,7 +364,14 @@ async def get_assignments(request: web.Request) -> web.Response:
                 return web.Response(status=304, headers={"ETag": etag})
 
 
-@api.route("POST", "/v1/me/offers/{offer_id}/accept", summary="Accept an offer", roles=("volunteer",))
+@api.route(
+    "POST",
+    "/v1/me/offers/{offer_id}/accept",
+    summary="Accept an offer (409 once it expired or was withdrawn)",
+    response=LegOut,
+    roles=("volunteer",),
+    errors=(409,),
+)
 async def post_accept(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
     offer_id = _uuid(request, "offer_id", "offer")
@@ -262,7 +388,9 @@ async def post_accept(request: web.Request) -> web.Response:
     "/v1/me/offers/{offer_id}/decline",
     summary="Decline an offer",
     body=DeclineIn,
+    response=OfferDeclinedOut,
     roles=("volunteer",),
+    errors=(409,),
 )
 async def post_decline(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
@@ -275,7 +403,14 @@ async def post_decline(request: web.Request) -> web.Response:
     return json_response({"id": str(offer_id), "status": "declined"})
 
 
-@api.route("POST", "/v1/me/legs/{leg_id}/picked-up", summary="I have picked it up", roles=("volunteer",))
+@api.route(
+    "POST",
+    "/v1/me/legs/{leg_id}/picked-up",
+    summary="I have picked it up",
+    response=LegOut,
+    roles=("volunteer",),
+    errors=(409,),
+)
 async def post_picked_up(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
     leg_id = _uuid(request, "leg_id", "leg")
@@ -291,8 +426,10 @@ async def post_picked_up(request: web.Request) -> web.Response:
     "/v1/me/legs/{leg_id}/delivered",
     summary="I have delivered it",
     body=DeliveredIn,
+    response=LegOut,
     status=202,
     roles=("volunteer",),
+    errors=(409,),
 )
 async def post_delivered(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
@@ -318,7 +455,9 @@ async def post_delivered(request: web.Request) -> web.Response:
     "/v1/me/legs/{leg_id}/problem",
     summary="I cannot do this leg: hand it back",
     body=ProblemIn,
+    response=LegStatusOut,
     roles=("volunteer",),
+    errors=(409,),
 )
 async def post_problem(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)

@@ -9,21 +9,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import literal, select, tuple_, update
+from pydantic import AwareDatetime, ConfigDict, Field
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters.tables import VolunteerRow, outbox
 from shared import crypto
 from shared.auth import Role, issue_token
-from shared.events import VolunteerDutyChanged, VolunteerLocationReported, VolunteerRegistered, build_event
-from shared.http import ProblemError
+from shared.events import VolunteerDutyChanged, VolunteerRegistered, build_event
+from shared.http import ProblemError, StorableModel
 from shared.outbox import add_events
 
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
 
 
-class _Strict(BaseModel):
+class _Strict(StorableModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
 
@@ -186,29 +186,6 @@ async def set_duty(
     return volunteer_view(row)
 
 
-async def report_location(*, session: AsyncSession, volunteer_id: uuid.UUID, body: LocationIn) -> None:
-    """The highest-rate write: one UPDATE and one outbox row."""
-    at = body.at or datetime.now(UTC)
-    await session.execute(
-        update(VolunteerRow)
-        .where(VolunteerRow.id == volunteer_id)
-        .values(lat=body.lat, lon=body.lon, location_at=at)
-    )
-    await add_events(
-        session,
-        outbox,
-        [
-            build_event(
-                VolunteerLocationReported(
-                    volunteer_id=volunteer_id, lat=body.lat, lon=body.lon, accuracy_m=body.accuracy_m, at=at
-                ),
-                source="/dispatcher",
-                subject=volunteer_id,
-            )
-        ],
-    )
-
-
 def _encode_cursor(row: VolunteerRow) -> str:
     return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), str(row.id)]).encode()).decode()
 
@@ -216,9 +193,18 @@ def _encode_cursor(row: VolunteerRow) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created_at, volunteer_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created_at), uuid.UUID(volunteer_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise ProblemError(400, "Bad request", "The cursor is not one this API handed out.") from exc
+        position = datetime.fromisoformat(created_at)
+        if position.tzinfo is None:
+            raise ValueError("cursors carry an aware time")
+        # In UTC, as the database compares it: a time that leaves datetime's range there is no cursor.
+        return position.astimezone(UTC), uuid.UUID(volunteer_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+        raise ProblemError(
+            400,
+            "Bad request",
+            "The cursor is not one this API handed out.",
+            errors=[{"field": "cursor", "message": "not a cursor this API returned"}],
+        ) from exc
 
 
 async def list_volunteers(

@@ -24,7 +24,7 @@ from services.intake.service_layer.admin import (
 )
 from shared.auth import Principal, Role, require_role, revoke_token
 from shared.db import autocommit
-from shared.http import Api, ProblemError, json_response, parse_body, parse_query
+from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query
 from shared.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -36,12 +36,23 @@ IDEMPOTENCY_KEY_MAX = 255
 api = Api(title="Errands intake")
 
 
-class OrganisationIn(BaseModel):
+class OrganisationIn(StorableModel):
     name: str = Field(min_length=1, max_length=200)
 
 
 class RoleTokenIn(BaseModel):
     role: Role
+
+
+class OrganisationCreatedOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    operator_token: str = Field(description="Shown this once.")
+
+
+class TokenCreatedOut(BaseModel):
+    id: uuid.UUID
+    token: str = Field(description="Shown this once.")
 
 
 def _uuid(request: web.Request, name: str) -> uuid.UUID:
@@ -74,6 +85,7 @@ async def _principal(request: web.Request, *roles: Role) -> Principal:
     response=TaskCreatedOut,
     status=201,
     roles=("operator",),
+    errors=(409,),
     headers={"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}},
 )
 async def post_task(request: web.Request) -> web.Response:
@@ -157,6 +169,7 @@ async def get_task(request: web.Request) -> web.Response:
     body=CancelIn,
     response=TaskOut,
     roles=("operator",),
+    errors=(409,),
 )
 async def cancel_task(request: web.Request) -> web.Response:
     principal = await _principal(request, Role.OPERATOR)
@@ -176,6 +189,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     "/v1/organisations",
     summary="Create an organisation",
     body=OrganisationIn,
+    response=OrganisationCreatedOut,
     status=201,
     roles=("admin",),
 )
@@ -191,6 +205,7 @@ async def post_organisation(request: web.Request) -> web.Response:
     "POST",
     "/v1/organisations/{organisation_id}/tokens",
     summary="Another operator token",
+    response=TokenCreatedOut,
     status=201,
     roles=("admin",),
 )
@@ -207,6 +222,7 @@ async def post_organisation_token(request: web.Request) -> web.Response:
     "/v1/tokens",
     summary="A token for the ops or admin role",
     body=RoleTokenIn,
+    response=TokenCreatedOut,
     status=201,
     roles=("admin",),
 )

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, filter_is_valid
 from services.notifier.service_layer import webhooks
 from shared.auth import Principal, Role, require_role
-from shared.http import Api, ProblemError, json_response, parse_body, parse_query
+from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query
 from shared.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -27,7 +27,7 @@ URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
 api = Api(title="Errands notifier")
 
 
-class WebhookIn(BaseModel):
+class WebhookIn(StorableModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     url: AnyHttpUrl = Field(description="Where deliveries are POSTed (http or https).")
     events: list[str] = Field(
@@ -67,10 +67,62 @@ class WebhookOut(BaseModel):
     secret: str | None = Field(default=None, description="Shown only in the answer to POST.")
 
 
+class WebhookPageOut(BaseModel):
+    items: list[WebhookOut]
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    status_code: int | None
+    latency_ms: float | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID = Field(description="Also the `webhook-id` header of every attempt.")
+    webhook_id: uuid.UUID = Field(description="The Standard Webhooks message id (the `webhook-id` header).")
+    event_id: uuid.UUID
+    event_type: str
+    task_id: uuid.UUID
+    status: Literal["pending", "succeeded", "dead", "cancelled"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempt_log: list[AttemptOut]
+
+
+class DeliveryPageOut(BaseModel):
+    items: list[DeliveryOut]
+    next_cursor: str | None = Field(description="Pass back as `cursor` for older deliveries.")
+
+
+class FlaggedLegOut(BaseModel):
+    leg_id: uuid.UUID
+    task_id: uuid.UUID
+    organisation_id: uuid.UUID
+    failed_attempts: int
+
+
+class FlaggedLegsOut(BaseModel):
+    items: list[FlaggedLegOut]
+
+
 class DeliveriesQuery(BaseModel):
     status: Literal["pending", "succeeded", "dead", "cancelled"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: datetime | None = None
+    cursor: AwareDatetime | None = None
+
+    @field_validator("cursor")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        # As the database compares it: a time that leaves datetime's range in UTC is refused (400).
+        try:
+            return None if value is None else value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("time out of range") from exc
 
 
 class LimitQuery(BaseModel):
@@ -141,6 +193,7 @@ async def post_webhook(request: web.Request) -> web.Response:
     "GET",
     "/v1/webhooks",
     summary="Webhook endpoints: an operator's organisation's, or every organisation's for ops and admin",
+    response=WebhookPageOut,
     roles=READERS,
 )
 async def get_webhooks(request: web.Request) -> web.Response:
@@ -171,6 +224,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     "GET",
     "/v1/webhooks/{webhook_id}/deliveries",
     summary="An endpoint's deliveries with every attempt, newest first",
+    response=DeliveryPageOut,
     roles=READERS,
     query=DeliveriesQuery,
 )
@@ -194,8 +248,10 @@ async def get_deliveries(request: web.Request) -> web.Response:
     "POST",
     "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
     summary="Send a delivery again now (same webhook-id)",
+    response=DeliveryOut,
     status=202,
     roles=("operator",),
+    errors=(409,),
 )
 async def post_retry(request: web.Request) -> web.Response:
     organisation_id = await _organisation(request)
@@ -230,6 +286,7 @@ async def post_callback_secret(request: web.Request) -> web.Response:
     "GET",
     "/v1/flagged-legs",
     summary="Legs whose confirmation failed too often (an operator should step in)",
+    response=FlaggedLegsOut,
     roles=READERS,
     query=LimitQuery,
 )
