@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -151,6 +152,14 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(value)
     except ValidationError as exc:
         raise validation_problem(exc) from exc
+
+
+def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
+    """A UUID from the path; anything else is simply not found (404), like an id that does not exist."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError as exc:
+        raise ProblemError(404, "Not found", f"No such {what}.") from exc
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:

@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.auth import RateLimiter, TokenVerifier
+from shared.auth import Principal, RateLimiter, Role, TokenVerifier, require_role
+from shared.consumer import EventConsumer, Handler
 from shared.db import create_engine, create_sessionmaker
 from shared.http import ProblemAppRunner, ReadinessCheck
 from shared.kafka import create_producer, start_with_retry
 from shared.listen import PgListener
+from shared.outbox import OutboxRelay
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -64,6 +66,31 @@ class Runtime:
             await self.producer.stop()
         await self.engine.dispose()
 
+    def outbox_relay(self, outbox: Table) -> OutboxRelay:
+        """The one relay of a service's outbox."""
+        return OutboxRelay(
+            outbox=outbox,
+            sessionmaker=self.sessionmaker,
+            producer=self.producer,
+            listener=self.listener,
+            batch_size=self.settings.relay_batch_size,
+            idle_poll_s=self.settings.relay_idle_poll_s,
+        )
+
+    def event_consumer(
+        self, *, group_id: str, topics: tuple[str, ...], handlers: Mapping[str, Handler], inbox: Table
+    ) -> EventConsumer:
+        """A consumer loop of this service, de-duplicating through its inbox."""
+        return EventConsumer(
+            settings=self.settings,
+            group_id=group_id,
+            topics=topics,
+            handlers=handlers,
+            sessionmaker=self.sessionmaker,
+            inbox=inbox,
+            producer=self.producer,
+        )
+
     def readiness_checks(self) -> list[ReadinessCheck]:
         async def database() -> None:
             async with self.engine.connect() as connection:
@@ -74,6 +101,16 @@ class Runtime:
             await self.producer.client.fetch_all_metadata()
 
         return [database, kafka]
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+async def authorize(request: web.Request, *roles: Role) -> Principal:
+    """The caller behind the request's bearer token (401 otherwise), holding one of `roles` (else 403)."""
+    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
+    require_role(principal, *roles)
+    return principal
 
 
 def runtime_context(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
-from services.dispatcher.entrypoints.http import LOCATIONS, RUNTIME, WAKEUPS, api
+from services.dispatcher.entrypoints.http import LOCATIONS, WAKEUPS, api
 from services.dispatcher.service_layer.dispatch import (
     VOLUNTEER_CHANNEL,
     cancel_task,
@@ -15,11 +15,9 @@ from services.dispatcher.service_layer.dispatch import (
 )
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
-from shared.consumer import EventConsumer
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
 from shared.http import create_base_app
-from shared.outbox import OutboxRelay
-from shared.runtime import Runtime, background_task, runtime_context
+from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
 from shared.settings import Settings
 
 
@@ -34,16 +32,8 @@ def create_app(settings: Settings) -> web.Application:
     flusher = LocationFlusher(
         locations, runtime.sessionmaker, interval_s=settings.location_flush_interval_ms / 1000
     )
-    relay = OutboxRelay(
-        outbox=outbox,
-        sessionmaker=runtime.sessionmaker,
-        producer=runtime.producer,
-        listener=runtime.listener,
-        batch_size=settings.relay_batch_size,
-        idle_poll_s=settings.relay_idle_poll_s,
-    )
-    consumer = EventConsumer(
-        settings=settings,
+    relay = runtime.outbox_relay(outbox)
+    consumer = runtime.event_consumer(
         group_id="dispatcher",
         topics=(TASKS_TOPIC, CONFIRMATIONS_TOPIC),
         handlers={
@@ -51,9 +41,7 @@ def create_app(settings: Settings) -> web.Application:
             "task.cancelled": cancel_task,
             "leg.confirmed": confirm_leg,
         },
-        sessionmaker=runtime.sessionmaker,
         inbox=inbox,
-        producer=runtime.producer,
     )
 
     async def release_polls(_: web.Application) -> None:

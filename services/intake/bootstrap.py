@@ -12,15 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
-from services.intake.entrypoints.http import KEYS, RUNTIME, api
+from services.intake.entrypoints.http import KEYS, api
 from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.tasks import Keys, apply_progress, purge_idempotency_keys
 from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
-from shared.consumer import EventConsumer
 from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, VOLUNTEERS_TOPIC
 from shared.http import create_base_app
-from shared.outbox import OutboxRelay
-from shared.runtime import Runtime, background_task, runtime_context
+from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -61,34 +59,21 @@ def create_app(settings: Settings) -> web.Application:
     app = create_base_app(api=api, readiness=runtime.readiness_checks())
     app[RUNTIME] = runtime
     app[KEYS] = Keys(code_key=settings.code_key, data_key=settings.data_key)
-    relay = OutboxRelay(
-        outbox=outbox,
-        sessionmaker=runtime.sessionmaker,
-        producer=runtime.producer,
-        listener=runtime.listener,
-        batch_size=settings.relay_batch_size,
-        idle_poll_s=settings.relay_idle_poll_s,
-    )
-    progress = EventConsumer(
-        settings=settings,
+    relay = runtime.outbox_relay(outbox)
+    progress = runtime.event_consumer(
         group_id="intake-read-model",
         topics=(DISPATCH_TOPIC, CONFIRMATIONS_TOPIC),
         handlers=dict.fromkeys(PROGRESS_EVENTS, apply_progress),
-        sessionmaker=runtime.sessionmaker,
         inbox=inbox,
-        producer=runtime.producer,
     )
     # Its own group, not the read model's: location reports are the busiest stream in the system and
     # must never queue task progress behind them; its lag shows on its own, and it can be replayed
     # (a new group id) without touching the read model.
-    volunteers = EventConsumer(
-        settings=settings,
+    volunteers = runtime.event_consumer(
         group_id="intake-volunteers",
         topics=(VOLUNTEERS_TOPIC,),
         handlers=VOLUNTEER_HANDLERS,
-        sessionmaker=runtime.sessionmaker,
         inbox=inbox,
-        producer=runtime.producer,
     )
     feed = DashboardFeed(runtime.sessionmaker)
     app[dashboard.FEED] = feed

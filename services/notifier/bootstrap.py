@@ -10,15 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notifier.adapters.channels import Channel, EmailChannel, SmsGatewayChannel
 from services.notifier.adapters.tables import inbox, outbox
 from services.notifier.adapters.webhook_sender import WebhookSender, check_url_is_public
-from services.notifier.entrypoints.http import RUNTIME, URL_CHECK, api
+from services.notifier.entrypoints.http import URL_CHECK, api
 from services.notifier.service_layer.confirmations import Confirmer
 from services.notifier.service_layer.delivery import DeliveryWorker
 from services.notifier.service_layer.notifications import Notifications
-from shared.consumer import EventConsumer, Handler
+from shared.consumer import Handler
 from shared.events import DISPATCH_TOPIC, TASKS_TOPIC, CloudEvent
 from shared.http import create_base_app
-from shared.outbox import OutboxRelay
-from shared.runtime import Runtime, background_task, runtime_context
+from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
 from shared.settings import Settings
 
 # Dispatcher events partners may subscribe to; the notifier forwards them as they arrive.
@@ -92,17 +91,9 @@ def create_app(settings: Settings) -> web.Application:
         notifications=notifications,
         listener=runtime.listener,
     )
-    relay = OutboxRelay(
-        outbox=outbox,
-        sessionmaker=runtime.sessionmaker,
-        producer=runtime.producer,
-        listener=runtime.listener,
-        batch_size=settings.relay_batch_size,
-        idle_poll_s=settings.relay_idle_poll_s,
-    )
+    relay = runtime.outbox_relay(outbox)
     forward = notifications.on_consumed_event
-    consumer = EventConsumer(
-        settings=settings,
+    consumer = runtime.event_consumer(
         group_id=settings.notifier_consumer_group,
         topics=(TASKS_TOPIC, DISPATCH_TOPIC),
         handlers={
@@ -112,9 +103,7 @@ def create_app(settings: Settings) -> web.Application:
             "leg.assigned": forward,
             **{event_type: forward for event_type in _FORWARDED},
         },
-        sessionmaker=runtime.sessionmaker,
         inbox=inbox,
-        producer=runtime.producer,
     )
     app.cleanup_ctx.append(runtime_context(runtime))
     app.cleanup_ctx.append(_clients_context(sender, channels))

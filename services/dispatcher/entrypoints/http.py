@@ -16,11 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.service_layer import dispatch, volunteers
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationBufferFull, fix_from_report
-from shared.auth import Principal, Role, require_role
-from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query
-from shared.runtime import Runtime
+from shared.auth import Principal, Role
+from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query, path_uuid
+from shared.runtime import RUNTIME, authorize
 
-RUNTIME = web.AppKey("runtime", Runtime)
 WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
 LOCATIONS = web.AppKey("locations", LocationBuffer)
 
@@ -145,21 +144,8 @@ class LegStatusOut(BaseModel):
     status: LegStatus
 
 
-def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError as exc:
-        raise ProblemError(404, "Not found", f"No such {what}.") from exc
-
-
-async def _principal(request: web.Request, *roles: Role) -> Principal:
-    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
-    require_role(principal, *roles)
-    return principal
-
-
 async def _volunteer(request: web.Request) -> uuid.UUID:
-    principal = await _principal(request, Role.VOLUNTEER)
+    principal = await authorize(request, Role.VOLUNTEER)
     assert principal.volunteer_id is not None
     return principal.volunteer_id
 
@@ -174,7 +160,7 @@ async def _volunteer(request: web.Request) -> uuid.UUID:
     roles=("operator",),
 )
 async def post_volunteer(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR)
+    principal = await authorize(request, Role.OPERATOR)
     body = await parse_body(request, volunteers.VolunteerIn)
     assert principal.organisation_id is not None
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
@@ -198,7 +184,7 @@ def _scope(principal: Principal) -> uuid.UUID | None:
     query=volunteers.VolunteerListQuery,
 )
 async def list_volunteers(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    principal = await authorize(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
     query = parse_query(request, volunteers.VolunteerListQuery)
     async with request.app[RUNTIME].sessionmaker() as session:
         page = await volunteers.list_volunteers(
@@ -217,8 +203,8 @@ async def list_volunteers(request: web.Request) -> web.Response:
     errors=(409,),
 )
 async def patch_volunteer(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR, Role.ADMIN)
-    volunteer_id = _uuid(request, "volunteer_id", "volunteer")
+    principal = await authorize(request, Role.OPERATOR, Role.ADMIN)
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
     patch = await parse_body(request, volunteers.VolunteerPatch)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         row = await volunteers.update_volunteer(
@@ -238,9 +224,9 @@ async def patch_volunteer(request: web.Request) -> web.Response:
     errors=(409,),
 )
 async def post_assign(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR)
+    principal = await authorize(request, Role.OPERATOR)
     assert principal.organisation_id is not None
-    leg_id = _uuid(request, "leg_id", "leg")
+    leg_id = path_uuid(request, "leg_id", "leg")
     body = await parse_body(request, AssignIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         leg = await dispatch.assign_by_hand(
@@ -264,8 +250,8 @@ async def post_assign(request: web.Request) -> web.Response:
     roles=("operator", "ops", "admin"),
 )
 async def get_volunteer(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
-    volunteer_id = _uuid(request, "volunteer_id", "volunteer")
+    principal = await authorize(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
     scope = _scope(principal)
     async with request.app[RUNTIME].sessionmaker() as session:
         row = await volunteers.get_volunteer(
@@ -374,7 +360,7 @@ async def get_assignments(request: web.Request) -> web.Response:
 )
 async def post_accept(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
-    offer_id = _uuid(request, "offer_id", "offer")
+    offer_id = path_uuid(request, "offer_id", "offer")
     runtime = request.app[RUNTIME]
     async with runtime.sessionmaker() as session, session.begin():
         leg_id = await dispatch.accept_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
@@ -394,7 +380,7 @@ async def post_accept(request: web.Request) -> web.Response:
 )
 async def post_decline(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
-    offer_id = _uuid(request, "offer_id", "offer")
+    offer_id = path_uuid(request, "offer_id", "offer")
     body = await parse_body(request, DeclineIn) if request.body_exists else DeclineIn()
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         await dispatch.decline_offer(
@@ -413,7 +399,7 @@ async def post_decline(request: web.Request) -> web.Response:
 )
 async def post_picked_up(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
-    leg_id = _uuid(request, "leg_id", "leg")
+    leg_id = path_uuid(request, "leg_id", "leg")
     runtime = request.app[RUNTIME]
     async with runtime.sessionmaker() as session, session.begin():
         leg = await dispatch.report_picked_up(session, leg_id=leg_id, volunteer_id=volunteer_id)
@@ -433,7 +419,7 @@ async def post_picked_up(request: web.Request) -> web.Response:
 )
 async def post_delivered(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
-    leg_id = _uuid(request, "leg_id", "leg")
+    leg_id = path_uuid(request, "leg_id", "leg")
     body = await parse_body(request, DeliveredIn)
     runtime = request.app[RUNTIME]
     async with runtime.sessionmaker() as session, session.begin():
@@ -461,7 +447,7 @@ async def post_delivered(request: web.Request) -> web.Response:
 )
 async def post_problem(request: web.Request) -> web.Response:
     volunteer_id = await _volunteer(request)
-    leg_id = _uuid(request, "leg_id", "leg")
+    leg_id = path_uuid(request, "leg_id", "leg")
     body = await parse_body(request, ProblemIn) if request.body_exists else ProblemIn()
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         leg = await dispatch.report_problem(

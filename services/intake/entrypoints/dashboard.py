@@ -18,10 +18,11 @@ from importlib import resources
 from aiohttp import web
 
 from services.intake.domain.dashboard import OpsSnapshotOut
-from services.intake.entrypoints.http import RUNTIME, api
+from services.intake.entrypoints.http import api
 from services.intake.service_layer.dashboard import DashboardFeed
-from shared.auth import Role, require_role
+from shared.auth import Role
 from shared.http import json_response
+from shared.runtime import authorize
 
 FEED = web.AppKey("ops_feed", DashboardFeed)
 KEEPALIVE_S = 15.0
@@ -56,11 +57,6 @@ def _page() -> tuple[bytes, str]:
     return html.encode(), policy
 
 
-async def _ops_principal(request: web.Request) -> None:
-    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
-    require_role(principal, Role.OPS, Role.ADMIN)
-
-
 @routes.get("/ops")
 async def ops_page(_: web.Request) -> web.Response:
     body, policy = _page()
@@ -85,7 +81,7 @@ async def ops_page(_: web.Request) -> web.Response:
     roles=("ops", "admin"),
 )
 async def ops_snapshot(request: web.Request) -> web.Response:
-    await _ops_principal(request)
+    await authorize(request, Role.OPS, Role.ADMIN)
     snapshot = await request.app[FEED].read()
     return json_response(OpsSnapshotOut.model_validate(snapshot), headers={"Cache-Control": "no-store"})
 
@@ -93,7 +89,7 @@ async def ops_snapshot(request: web.Request) -> web.Response:
 @routes.get("/ops/stream")
 async def ops_stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the current snapshot at once, then each time it changes (about once a second)."""
-    await _ops_principal(request)
+    await authorize(request, Role.OPS, Role.ADMIN)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",

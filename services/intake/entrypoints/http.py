@@ -22,12 +22,11 @@ from services.intake.service_layer.admin import (
     create_organisation_token,
     create_role_token,
 )
-from shared.auth import Principal, Role, require_role, revoke_token
+from shared.auth import Role, revoke_token
 from shared.db import autocommit
-from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query
-from shared.runtime import Runtime
+from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query, path_uuid
+from shared.runtime import RUNTIME, authorize
 
-RUNTIME = web.AppKey("runtime", Runtime)
 KEYS = web.AppKey("keys", tasks.Keys)
 
 IDEMPOTENCY_KEY_MAX = 255
@@ -55,13 +54,6 @@ class TokenCreatedOut(BaseModel):
     token: str = Field(description="Shown this once.")
 
 
-def _uuid(request: web.Request, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError as exc:
-        raise ProblemError(404, "Not found", f"No such {name.removesuffix('_id')}.") from exc
-
-
 def _header_text(value: str) -> bool:
     """A header value we can hash and store: printable Unicode that encodes as UTF-8."""
     try:
@@ -69,12 +61,6 @@ def _header_text(value: str) -> bool:
     except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
         return False
     return value.isprintable()
-
-
-async def _principal(request: web.Request, *roles: Role) -> Principal:
-    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
-    require_role(principal, *roles)
-    return principal
 
 
 @api.route(
@@ -89,7 +75,7 @@ async def _principal(request: web.Request, *roles: Role) -> Principal:
     headers={"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}},
 )
 async def post_task(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR)
+    principal = await authorize(request, Role.OPERATOR)
     key = request.headers.get("Idempotency-Key", "")
     if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX and _header_text(key)):
         raise ProblemError(
@@ -127,7 +113,7 @@ async def post_task(request: web.Request) -> web.Response:
     roles=("operator", "ops", "admin"),
 )
 async def list_tasks(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    principal = await authorize(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
     query = parse_query(request, TaskListQuery)
     after = None
     if query.cursor is not None:
@@ -154,8 +140,8 @@ async def list_tasks(request: web.Request) -> web.Response:
     roles=("operator", "ops", "admin"),
 )
 async def get_task(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
-    task_id = _uuid(request, "task_id")
+    principal = await authorize(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    task_id = path_uuid(request, "task_id", "task")
     scope = principal.organisation_id if principal.role is Role.OPERATOR else None
     async with request.app[RUNTIME].sessionmaker() as session:
         task = await tasks.get_task(session=session, task_id=task_id, organisation_id=scope)
@@ -172,8 +158,8 @@ async def get_task(request: web.Request) -> web.Response:
     errors=(409,),
 )
 async def cancel_task(request: web.Request) -> web.Response:
-    principal = await _principal(request, Role.OPERATOR)
-    task_id = _uuid(request, "task_id")
+    principal = await authorize(request, Role.OPERATOR)
+    task_id = path_uuid(request, "task_id", "task")
     # The body is optional: an empty one cancels without a reason.
     body = await parse_body(request, CancelIn) if request.can_read_body else CancelIn()
     assert principal.organisation_id is not None
@@ -194,7 +180,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     roles=("admin",),
 )
 async def post_organisation(request: web.Request) -> web.Response:
-    await _principal(request, Role.ADMIN)
+    await authorize(request, Role.ADMIN)
     body = await parse_body(request, OrganisationIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         created = await create_organisation(session=session, name=body.name)
@@ -210,8 +196,8 @@ async def post_organisation(request: web.Request) -> web.Response:
     roles=("admin",),
 )
 async def post_organisation_token(request: web.Request) -> web.Response:
-    await _principal(request, Role.ADMIN)
-    organisation_id = _uuid(request, "organisation_id")
+    await authorize(request, Role.ADMIN)
+    organisation_id = path_uuid(request, "organisation_id", "organisation")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         created = await create_organisation_token(session=session, organisation_id=organisation_id)
     return json_response(created, status=201)
@@ -227,7 +213,7 @@ async def post_organisation_token(request: web.Request) -> web.Response:
     roles=("admin",),
 )
 async def post_token(request: web.Request) -> web.Response:
-    await _principal(request, Role.ADMIN)
+    await authorize(request, Role.ADMIN)
     body = await parse_body(request, RoleTokenIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         created = await create_role_token(session=session, role=body.role)
@@ -236,8 +222,8 @@ async def post_token(request: web.Request) -> web.Response:
 
 @api.route("DELETE", "/v1/tokens/{token_id}", summary="Revoke a token", status=204, roles=("admin",))
 async def delete_token(request: web.Request) -> web.Response:
-    await _principal(request, Role.ADMIN)
-    token_id = _uuid(request, "token_id")
+    await authorize(request, Role.ADMIN)
+    token_id = path_uuid(request, "token_id", "token")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         if not await revoke_token(session, token_id=token_id):
             raise ProblemError(404, "Not found", "No such token.")

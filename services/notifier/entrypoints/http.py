@@ -16,11 +16,10 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, fi
 
 from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, filter_is_valid
 from services.notifier.service_layer import webhooks
-from shared.auth import Principal, Role, require_role
-from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query
-from shared.runtime import Runtime
+from shared.auth import Role
+from shared.http import Api, StorableModel, json_response, parse_body, parse_query, path_uuid
+from shared.runtime import RUNTIME, authorize
 
-RUNTIME = web.AppKey("runtime", Runtime)
 UrlCheck = Callable[[str], Awaitable[None]]
 URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
 
@@ -133,29 +132,20 @@ class CallbackSecretOut(BaseModel):
     secret: str
 
 
-def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info[name])
-    except ValueError as exc:
-        raise ProblemError(404, "Not found", f"No such {what}.") from exc
-
-
 # Who may read: an operator its own organisation, ops and admin every organisation.
 READERS = ("operator", "ops", "admin")
 
 
 async def _organisation(request: web.Request) -> uuid.UUID:
     """The organisation of the operator making a change; nobody else writes here."""
-    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
-    require_role(principal, Role.OPERATOR)
+    principal = await authorize(request, Role.OPERATOR)
     assert principal.organisation_id is not None
     return principal.organisation_id
 
 
 async def _read_scope(request: web.Request) -> uuid.UUID | None:
     """The organisation a reader is confined to; None for ops and admin, who read every organisation."""
-    principal: Principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
-    require_role(principal, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    principal = await authorize(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
     if principal.role is Role.OPERATOR:
         assert principal.organisation_id is not None  # an operator's scope is never "everyone"
         return principal.organisation_id
@@ -212,7 +202,7 @@ async def get_webhooks(request: web.Request) -> web.Response:
 )
 async def delete_webhook(request: web.Request) -> web.Response:
     organisation_id = await _organisation(request)
-    endpoint_id = _uuid(request, "webhook_id", "webhook")
+    endpoint_id = path_uuid(request, "webhook_id", "webhook")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         await webhooks.delete_endpoint(
             session=session, organisation_id=organisation_id, endpoint_id=endpoint_id
@@ -230,7 +220,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 )
 async def get_deliveries(request: web.Request) -> web.Response:
     scope = await _read_scope(request)
-    endpoint_id = _uuid(request, "webhook_id", "webhook")
+    endpoint_id = path_uuid(request, "webhook_id", "webhook")
     query = parse_query(request, DeliveriesQuery)
     async with request.app[RUNTIME].sessionmaker() as session:
         page = await webhooks.list_deliveries(
@@ -255,8 +245,8 @@ async def get_deliveries(request: web.Request) -> web.Response:
 )
 async def post_retry(request: web.Request) -> web.Response:
     organisation_id = await _organisation(request)
-    endpoint_id = _uuid(request, "webhook_id", "webhook")
-    delivery_id = _uuid(request, "delivery_id", "delivery")
+    endpoint_id = path_uuid(request, "webhook_id", "webhook")
+    delivery_id = path_uuid(request, "delivery_id", "delivery")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         view = await webhooks.retry_delivery(
             session=session, organisation_id=organisation_id, endpoint_id=endpoint_id, delivery_id=delivery_id

@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notifier.adapters.webhook_sender import check_url_is_public
-from services.notifier.entrypoints.http import RUNTIME, URL_CHECK, api
+from services.notifier.entrypoints.http import URL_CHECK, api
 from services.notifier.service_layer.confirmations import Confirmer
 from services.notifier.service_layer.notifications import Notifications
 from shared.auth import Role
 from shared.http import create_base_app
-from shared.runtime import Runtime
+from shared.runtime import RUNTIME, Runtime
 from shared.settings import Settings
 from tests.integration.notifier.conftest import Operator, cross_organisation_headers, new_operator
 from tests.integration.notifier.factories import TaskScenario
