@@ -100,8 +100,8 @@ class EventConsumer:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=200,
-                session_timeout_ms=30_000,
-                heartbeat_interval_ms=3_000,
+                session_timeout_ms=self._settings.consumer_session_timeout_ms,
+                heartbeat_interval_ms=self._settings.consumer_heartbeat_interval_ms,
                 max_poll_interval_ms=300_000,
             )
             consumer.subscribe(list(self._topics), listener=_CommitOnRevoke(self))

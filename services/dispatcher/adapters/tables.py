@@ -96,10 +96,19 @@ class LegRow(DispatchBase):
         UUID(as_uuid=True), ForeignKey("dispatch.volunteers.id")
     )
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The last matching round that looked at this leg while pending: rounds take the least recently
+    # considered first, so a backlog larger than one round rotates instead of starving newer legs.
+    considered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
+        Index(
+            "ix_legs_pending_rotation",
+            "considered_at",
+            "submitted_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
         Index("ix_legs_volunteer", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
         Index("ix_legs_organisation", "organisation_id"),
     )

@@ -6,6 +6,7 @@ NOTIFY for each volunteer whose assignments changed (so their long poll wakes at
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -214,7 +215,7 @@ async def offer_batch(
             await session.execute(
                 select(LegRow)
                 .where(LegRow.status == "pending", (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
-                .order_by(LegRow.submitted_at)
+                .order_by(LegRow.considered_at.asc().nulls_first(), LegRow.submitted_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
@@ -222,6 +223,9 @@ async def offer_batch(
     )
     if not legs:
         return changes
+    await session.execute(
+        update(LegRow).where(LegRow.id.in_([leg.id for leg in legs])).values(considered_at=now)
+    )
     live = (
         select(func.count())
         .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
@@ -271,7 +275,9 @@ async def offer_batch(
         for leg in legs
     ]
     task_of = {leg.id: leg.task_id for leg in legs}
-    matches = await _lock_chosen(session, match_batch(views, volunteers, now, policy, k=k))
+    # The solve is pure CPU; on a worker thread the event loop keeps serving polls meanwhile.
+    solved = await asyncio.to_thread(match_batch, views, volunteers, now, policy, k=k)
+    matches = await _lock_chosen(session, solved)
     if not matches:
         return changes
     expires_at = now + offer_ttl
