@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, delete, func
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -168,10 +168,11 @@ class EventConsumer:
     async def _observe_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag from what the fetcher already knows (high watermark and position), once a second."""
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
+            # A rebalance may take the partition away between the listing and these calls.
             try:
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
                 position = await asyncio.wait_for(consumer.position(tp), timeout=0.1)
             except (TimeoutError, KafkaError, AssertionError):
                 continue
@@ -186,7 +187,7 @@ class EventConsumer:
         offsets, self._processed = dict(self._processed), {}
         try:
             await consumer.commit(offsets)
-        except CommitFailedError as exc:
+        except (CommitFailedError, IllegalStateError) as exc:
             # The partitions moved to another member: it re-reads them and the inbox skips repeats.
             log.warning("consumer.commit_failed", group=self.group_id, error=str(exc))
 
