@@ -57,23 +57,38 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """The database went away, cannot be reached, or has no connection free for us in time.
+# SQLSTATEs of a server that is away or not yet back: connection exceptions (class 08), and
+# admin shutdown, crash shutdown and "the database system is starting up" (57P01-57P03).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 
-    As opposed to a query that is wrong: these are worth a 503 and a retry, not a 500.
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The database went away, cannot be reached yet, or has no connection free for us in time.
+
+    As opposed to a query that is wrong: these are worth a 503 and a retry, not a 500. The driver's
+    own exception may sit a few links down the chain (SQLAlchemy wraps the adapter's, which wraps
+    asyncpg's), so the whole chain is looked at.
     """
-    if isinstance(exc, PoolTimeoutError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    return (
-        isinstance(
-            cause, OSError | asyncpg.exceptions.PostgresConnectionError | asyncpg.exceptions.InterfaceError
-        )
-        or "connection is closed" in str(cause)
-        or isinstance(exc, TimeoutError)
-    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PoolTimeoutError | OSError | TimeoutError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(
+            current, asyncpg.exceptions.PostgresConnectionError | asyncpg.exceptions.InterfaceError
+        ):
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        if "connection is closed" in str(current):
+            return True
+        following = current.orig if isinstance(current, DBAPIError) else None
+        current = following or current.__cause__ or current.__context__
+    return False
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

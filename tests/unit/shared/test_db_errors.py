@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from shared.db import is_connection_error
+
+
+def _wrapped(driver_error: Exception) -> DBAPIError:
+    """As SQLAlchemy raises it: its error around the adapter's, around the driver's."""
+    adapter_error = RuntimeError(str(driver_error))
+    adapter_error.__cause__ = driver_error
+    return DBAPIError("SELECT 1", {}, adapter_error)
+
+
+def test_a_database_that_is_starting_up_is_unavailable_not_a_bug() -> None:
+    assert is_connection_error(_wrapped(asyncpg.exceptions.CannotConnectNowError("starting up")))
+
+
+def test_lost_connections_and_a_full_pool_are_unavailable() -> None:
+    assert is_connection_error(_wrapped(ConnectionResetError()))
+    assert is_connection_error(_wrapped(asyncpg.exceptions.ConnectionDoesNotExistError("gone")))
+    assert is_connection_error(PoolTimeoutError("QueuePool limit reached"))
+
+
+def test_a_wrong_query_is_not_an_outage() -> None:
+    assert not is_connection_error(_wrapped(asyncpg.exceptions.UndefinedColumnError("no such column")))
+    assert not is_connection_error(ValueError("bad input"))
