@@ -226,12 +226,7 @@ async def offer_batch(
     await session.execute(
         update(LegRow).where(LegRow.id.in_([leg.id for leg in legs])).values(considered_at=now)
     )
-    live = (
-        select(func.count())
-        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
-        .correlate(VolunteerRow)
-        .scalar_subquery()
-    )
+    live = _live_offers()
     # Read without locks; only the volunteers the solver picks are locked (below), so replicas and
     # concurrent accepts contend for the few rows a round really changes, not for everyone on duty.
     volunteer_rows = (
@@ -337,6 +332,16 @@ def _near_pickups(legs: list[LegRow], policy: eligibility.Policy) -> ColumnEleme
     return near & VolunteerRow.lon.between(lon_min, lon_max)
 
 
+def _live_offers() -> Any:
+    """Per volunteer row of the enclosing query: how many offers they hold open right now."""
+    return (
+        select(func.count())
+        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
+        .correlate(VolunteerRow)
+        .scalar_subquery()
+    )
+
+
 async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Match]:
     """Keep the matches whose volunteer this round could lock and who still has the free slots.
 
@@ -348,12 +353,7 @@ async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Matc
     wanted: dict[uuid.UUID, int] = {}
     for m in matches:
         wanted[m.volunteer_id] = wanted.get(m.volunteer_id, 0) + 1
-    live = (
-        select(func.count())
-        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
-        .correlate(VolunteerRow)
-        .scalar_subquery()
-    )
+    live = _live_offers()
     locked = (
         await session.execute(
             select(VolunteerRow.id, VolunteerRow.max_active_legs - VolunteerRow.active_legs - live)
