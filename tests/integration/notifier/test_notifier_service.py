@@ -57,9 +57,6 @@ async def notifier(
         SMTP_PORT=str(mailbox[1]),
         SMS_GATEWAY_URL=receiver.url("/sms"),
         SMS_GATEWAY_TOKEN="gateway-secret-token",
-        # The killed member's partitions come back to its restart after 6 s, not 30.
-        CONSUMER_SESSION_TIMEOUT_MS="6000",
-        CONSUMER_HEARTBEAT_INTERVAL_MS="1000",
     ) as processes:
         yield processes
 
@@ -90,8 +87,10 @@ async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_l
     tokens = await admin.bootstrap_demo(stack.settings())
     intake, dispatcher, notify = system.url("intake"), system.url("dispatcher"), notifier.url("notifier")
     phone, mail = "+8613911112222", "li.na@example.org"
-    # The first webhook attempt is told to come back in 8 s; the notifier is killed meanwhile.
-    receiver.answers_by_path["/hook"] = [(503, {"Retry-After": "8"})]
+    # The first webhook attempt is told to come back in 30 s, long after everything else has
+    # arrived on a busy machine; the notifier is killed meanwhile, so only the retry the database
+    # scheduled can deliver it.
+    receiver.answers_by_path["/hook"] = [(503, {"Retry-After": "30"})]
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{intake}/v1/organisations", json={"name": "Yinzhou"}, headers=bearer(tokens["admin_token"])
@@ -190,23 +189,18 @@ async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_l
                 and len(texts_to(mail)) >= 2
             )
 
-        async def first_hook() -> Any:
-            # The attempt that was answered 503 (attempts may arrive together; the first answer wins it).
-            return next((r for r in on("/hook") if r.status == 503), None)
-
-        # The first webhook attempt is answered 503 with Retry-After: 8 s. Kill the notifier at once,
-        # so the retry can only come from what the database scheduled, through the restarted process.
-        first = await until(first_hook)
+        await until(all_arrived)
+        first = on("/hook")[0]
         retried_id = first.headers["webhook-id"]
-        await asyncio.to_thread(notifier.stop, "notifier", sig=signal.SIGKILL)
         assert [r.headers["webhook-id"] for r in on("/hook")].count(retried_id) == 1, "not yet retried"
-        await start_notifier(notifier)
-        await until(all_arrived, timeout_s=120)
+        await asyncio.to_thread(notifier.stop, "notifier", sig=signal.SIGKILL)
+        # Only the delivery worker matters now; the consumer may rejoin its group at leisure.
+        await start_notifier(notifier, join_group=False)
 
         async def retried() -> bool:
             return [r.headers["webhook-id"] for r in on("/hook")].count(retried_id) >= 2
 
-        await until(retried)
+        await until(retried, timeout_s=120)
         async with http.get(
             f"{notify}/v1/webhooks/{webhook['id']}/deliveries", headers=bearer(notifier_operator)
         ) as response:
@@ -215,11 +209,7 @@ async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_l
     [delivery] = [d for d in deliveries if d["id"] == retried_id]
     assert delivery["status"] == "succeeded"
     statuses = [a["status_code"] for a in delivery["attempt_log"]]
-    # The refused attempt may not be on record: the process died before committing its outcome, and
-    # the delivery went out again after the restart. The receiver saw both, under one webhook-id.
-    assert statuses[-1] == 204
-    assert [r.status for r in receiver.requests if r.headers.get("webhook-id") == retried_id][:1] == [503]
-    assert [r.status for r in receiver.requests if r.headers.get("webhook-id") == retried_id][-1] == 204
+    assert statuses[0] == 503 and statuses[-1] == 204
 
     hook_verifier = Webhook(webhook["secret"])
     callback_verifiers = (Webhook(callback_secret), Webhook(system_callback_secret))
