@@ -318,6 +318,46 @@ def leg_status_after(current: str, event_type: str) -> str:
     return target
 
 
+# The task status each event proves the task has been in. Dispatch and confirmation events travel on
+# different topics, so a task can be completed before the projection hears that its leg was offered.
+_TASK_STAGE_OF: dict[str, str] = {
+    "leg.offered": "dispatching",
+    "leg.assigned": "in_progress",
+    "leg.picked_up": "in_progress",
+    "leg.delivered": "in_progress",
+    "leg.confirmed": "in_progress",
+    "task.escalated": "escalated",
+    "task.completed": "completed",
+}
+
+
+def leg_stage_of(event_type: str) -> str | None:
+    """The leg status `event_type` proves the leg has been in, whatever its status is now."""
+    return _LEG_STATUS_AFTER.get(event_type)
+
+
+def task_stage_of(event_type: str) -> str | None:
+    """The task status `event_type` proves the task has been in, whatever its status is now."""
+    return _TASK_STAGE_OF.get(event_type)
+
+
+def history_after(
+    transitions: dict[str, str], *, before: str, after: str, stage: str | None, at: str
+) -> dict[str, str]:
+    """The time of each status once an event has moved a task or leg from `before` to `after`.
+
+    A new status is stamped with the event's time (a status re-entered, like a re-offer, takes the
+    new time). A stage the event proves but that came late, after a later status, is filled in at
+    the event's own time and never moves the status back.
+    """
+    updated = dict(transitions)
+    if after != before:
+        updated[after] = at
+    if stage is not None and stage not in updated:
+        updated[stage] = at
+    return updated
+
+
 def task_status_after(current: str, leg_statuses: list[str], event_type: str) -> str:
     """A task's status given its legs' statuses once `event_type` has been applied."""
     if current in ("completed", "cancelled"):

@@ -29,8 +29,11 @@ from services.intake.domain.model import (
     TaskIn,
     TaskListQuery,
     cancellation,
+    history_after,
+    leg_stage_of,
     leg_status_after,
     leg_status_on_cancel,
+    task_stage_of,
     task_status_after,
 )
 from services.intake.domain.timings import TimingObservation, timings_completed
@@ -506,23 +509,25 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         if leg is None:
             raise PermanentError(f"leg {leg_id} is not part of task {task_id}")
         status = leg_status_after(leg.status, event.type)
-        values: dict[str, Any] = {}
-        if status != leg.status:
+        history = history_after(
+            leg.transitions, before=leg.status, after=status, stage=leg_stage_of(event.type), at=moment
+        )
+        for reached in history.keys() - leg.transitions.keys():
             _observe_after_commit(
                 session,
                 task.priority,
                 timings_completed(
                     transitions_before=leg.transitions,
-                    reached=status,
+                    reached=reached,
                     at=event.time,
                     submitted_at=task.created_at,
                 ),
             )
-            values = {
-                "status": status,
-                "transitions": {**leg.transitions, status: moment},
-                "updated_at": event.time,
-            }
+        values: dict[str, Any] = {}
+        if history != leg.transitions:
+            values["transitions"] = history
+        if status != leg.status:
+            values |= {"status": status, "updated_at": event.time}
             leg.status = status
         if event.type == "leg.assigned" and status != "cancelled":
             values["volunteer_id"] = uuid.UUID(event.data["volunteer_id"])
@@ -535,16 +540,16 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         if values:
             await session.execute(update(LegRow).where(LegRow.id == leg_id).values(**values))
     task_status = task_status_after(task.status, [leg.status for leg in legs], event.type)
+    history = history_after(
+        task.transitions, before=task.status, after=task_status, stage=task_stage_of(event.type), at=moment
+    )
+    task_values: dict[str, Any] = {}
+    if history != task.transitions:
+        task_values["transitions"] = history
     if task_status != task.status:
-        await session.execute(
-            update(TaskRow)
-            .where(TaskRow.id == task_id)
-            .values(
-                status=task_status,
-                transitions={**task.transitions, task_status: moment},
-                updated_at=event.time,
-            )
-        )
+        task_values |= {"status": task_status, "updated_at": event.time}
+    if task_values:
+        await session.execute(update(TaskRow).where(TaskRow.id == task_id).values(**task_values))
 
 
 _PENDING_TIMINGS = "intake.pending_dispatch_timings"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +13,11 @@ from services.intake.domain.model import (
     ListPosition,
     TaskIn,
     cancellation,
+    history_after,
+    leg_stage_of,
     leg_status_after,
     leg_status_on_cancel,
+    task_stage_of,
     task_status_after,
 )
 from shared.http import validation_problem
@@ -205,6 +209,53 @@ def test_nothing_moves_a_cancelled_task_or_leg() -> None:
     assert task_status_after("cancelled", ["confirmed"], "task.completed") == "cancelled"
     assert leg_status_after("cancelled", "leg.assigned") == "cancelled"
     assert leg_status_after("cancelled", "leg.offer_expired") == "cancelled"
+
+
+LEG_JOURNEY = ["leg.offered", "leg.assigned", "leg.picked_up", "leg.delivered", "leg.confirmed"]
+
+
+@pytest.mark.parametrize(
+    "arrival",
+    # The dispatch topic keeps its own order; the confirmation topic's events can come anywhere.
+    [
+        order
+        for order in itertools.permutations([*LEG_JOURNEY, "task.completed"])
+        if [e for e in order if e in LEG_JOURNEY[:4]] == LEG_JOURNEY[:4]
+        and order.index("leg.confirmed") < order.index("task.completed")
+    ],
+)
+def test_every_status_gets_its_time_whichever_topic_is_read_first(arrival: tuple[str, ...]) -> None:
+    task, leg = "submitted", "pending"
+    task_history, leg_history = {"submitted": "t0"}, {"pending": "t0"}
+    for type_ in arrival:
+        at = f"time of {type_}"
+        if type_.startswith("leg."):
+            after = leg_status_after(leg, type_)
+            leg_history = history_after(
+                leg_history, before=leg, after=after, stage=leg_stage_of(type_), at=at
+            )
+            leg = after
+        after = task_status_after(task, [leg], type_)
+        task_history = history_after(
+            task_history, before=task, after=after, stage=task_stage_of(type_), at=at
+        )
+        task = after
+    assert (task, leg) == ("completed", "confirmed")
+    assert task_history.keys() == {"submitted", "dispatching", "in_progress", "completed"}
+    assert task_history["dispatching"] == "time of leg.offered"
+    assert task_history["completed"] == "time of task.completed"
+    assert {k: v for k, v in leg_history.items() if k != "pending"} == {
+        "offered": "time of leg.offered",
+        "assigned": "time of leg.assigned",
+        "picked_up": "time of leg.picked_up",
+        "delivered": "time of leg.delivered",
+        "confirmed": "time of leg.confirmed",
+    }
+
+
+def test_a_status_entered_again_takes_the_new_time() -> None:
+    history = history_after({"offered": "1"}, before="pending", after="offered", stage="offered", at="2")
+    assert history == {"offered": "2"}
 
 
 # --- cancellation ---------------------------------------------------------------------------------
