@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import MetaData
+from sqlalchemy import BigInteger, ColumnElement, MetaData, Text, func, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -26,6 +26,17 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The id of the writing transaction, as a column default: with `snapshot_xmin()` it tells which rows
+# were written by transactions every later reader will see, and which may still be followed by
+# the commit of an older transaction.
+CURRENT_XID = text("(pg_current_xact_id()::text)::bigint")
+
+
+def snapshot_xmin() -> ColumnElement[int]:
+    """The oldest transaction still running as this statement sees the database."""
+    return func.pg_snapshot_xmin(func.pg_current_snapshot()).cast(Text).cast(BigInteger)
 
 
 def schema_metadata(schema: str) -> MetaData:

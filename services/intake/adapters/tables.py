@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
-from shared.db import schema_metadata
+from shared.db import CURRENT_XID, schema_metadata
 from shared.outbox import outbox_table
 
 
@@ -50,7 +50,7 @@ class TaskRow(IntakeBase):
     # The id of the transaction that wrote the task. `seq` values are taken before commit, so a
     # lower one can become visible after a higher one; listing in (xid, seq) order and only below
     # the oldest running transaction (pg_snapshot_xmin) is what makes cursors never skip a task.
-    xid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint"))
+    xid: Mapped[int] = mapped_column(BigInteger, server_default=CURRENT_XID)
 
     __table_args__ = (
         Index("ix_tasks_org_seq", "organisation_id", "seq"),

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Text,
     delete,
     func,
     select,
@@ -39,6 +37,7 @@ from services.intake.domain.model import (
 from services.intake.domain.timings import TimingObservation, timings_completed
 from shared import crypto
 from shared.consumer import PermanentError
+from shared.db import snapshot_xmin
 from shared.events import (
     CloudEvent,
     DropoffData,
@@ -348,7 +347,7 @@ def _volunteer(leg_volunteer_id: uuid.UUID | None, name: str | None) -> dict[str
 
 
 # Tasks written by transactions older than every running one: no task can still appear before them.
-_SETTLED = TaskRow.xid < func.pg_snapshot_xmin(func.pg_current_snapshot()).cast(Text).cast(BigInteger)
+_SETTLED = TaskRow.xid < snapshot_xmin()
 
 
 async def list_tasks(
