@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -26,7 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
-from shared.db import schema_metadata
+from shared.db import CURRENT_XID, schema_metadata
 from shared.outbox import outbox_table
 
 
@@ -59,6 +60,9 @@ class VolunteerRow(DispatchBase):
     legs_done_today: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The transaction that last wrote the row, set by a trigger on every update: the matcher's
+    # in-memory roster reads only the rows changed since its last read (see `roster.py`).
+    changed_xid: Mapped[int] = mapped_column(BigInteger, server_default=CURRENT_XID, index=True)
 
     __table_args__ = (
         CheckConstraint(

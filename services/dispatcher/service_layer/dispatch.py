@@ -7,13 +7,12 @@ NOTIFY for each volunteer whose assignments changed (so their long poll wakes at
 from __future__ import annotations
 
 import asyncio
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,8 +25,8 @@ from services.dispatcher.adapters.tables import (
     outbox,
 )
 from services.dispatcher.domain import eligibility
-from services.dispatcher.domain.geo import SEARCH_RADIUS_M
 from services.dispatcher.domain.matching import Match, match_batch
+from services.dispatcher.service_layer.roster import Roster, live_offers, pickups_reach
 from shared import crypto
 from shared.consumer import PermanentError
 from shared.events import (
@@ -114,49 +113,6 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
     await session.execute(insert(LegRow).on_conflict_do_nothing(), rows)
 
 
-# Only what eligibility and matching read: loading whole ORM entities for every volunteer on duty
-# (identity map, instance state) cost most of a round's CPU with 20,000 on duty.
-_MATCHING_COLUMNS = (
-    VolunteerRow.id,
-    VolunteerRow.on_duty,
-    VolunteerRow.insured,
-    VolunteerRow.vehicle,
-    VolunteerRow.capacity_kg,
-    VolunteerRow.skills,
-    VolunteerRow.languages,
-    VolunteerRow.max_active_legs,
-    VolunteerRow.active_legs,
-    VolunteerRow.lat,
-    VolunteerRow.lon,
-    VolunteerRow.location_at,
-    VolunteerRow.duty_started_at,
-    VolunteerRow.rest_until,
-    VolunteerRow.legs_done_today,
-)
-
-
-def _volunteer_view(row: Any, live_offers: int) -> eligibility.Volunteer:
-    """The matcher's view of a volunteer, from a row with the `_MATCHING_COLUMNS`."""
-    return eligibility.Volunteer(
-        id=row.id,
-        on_duty=row.on_duty,
-        insured=row.insured,
-        vehicle=row.vehicle,
-        capacity_kg=row.capacity_kg,
-        skills=frozenset(row.skills),
-        languages=frozenset(row.languages),
-        max_active_legs=row.max_active_legs,
-        active_legs=row.active_legs,
-        live_offers=live_offers,
-        lat=row.lat,
-        lon=row.lon,
-        location_at=row.location_at,
-        duty_started_at=row.duty_started_at,
-        rest_until=row.rest_until,
-        legs_done_today=row.legs_done_today,
-    )
-
-
 async def expire_offers(session: AsyncSession, *, now: datetime) -> Changes:
     """Offers past their time go back: the leg is pending again, without that volunteer."""
     changes = Changes()
@@ -207,8 +163,12 @@ async def offer_batch(
     offer_ttl: timedelta,
     limit: int = 500,
     k: int = 16,
+    roster: Roster | None = None,
 ) -> Changes:
-    """One matching round: lock what is free, solve the assignment, write the offers."""
+    """One matching round: lock what is free, solve the assignment, write the offers.
+
+    `roster` is the process's roster, kept between rounds; without one, everyone on duty is read.
+    """
     changes = Changes()
     legs = list(
         (
@@ -226,20 +186,11 @@ async def offer_batch(
     await session.execute(
         update(LegRow).where(LegRow.id.in_([leg.id for leg in legs])).values(considered_at=now)
     )
-    live = _live_offers()
     # Read without locks; only the volunteers the solver picks are locked (below), so replicas and
     # concurrent accepts contend for the few rows a round really changes, not for everyone on duty.
-    volunteer_rows = (
-        await session.execute(
-            select(*_MATCHING_COLUMNS, live.label("live_offers")).where(
-                VolunteerRow.on_duty.is_(True),
-                VolunteerRow.insured.is_(True),
-                VolunteerRow.location_at >= now - policy.location_max_age,
-                _near_pickups(legs, policy),
-            )
-        )
-    ).all()
-    volunteers = [_volunteer_view(row, row.live_offers) for row in volunteer_rows]
+    roster = roster or Roster()
+    await roster.refresh(session)
+    volunteers = await roster.volunteers_within(session, pickups_reach(legs, policy))
     if not volunteers:
         return changes
     rejected: dict[uuid.UUID, set[uuid.UUID]] = {}
@@ -311,37 +262,6 @@ async def offer_batch(
     return changes
 
 
-def _near_pickups(legs: list[LegRow], policy: eligibility.Policy) -> ColumnElement[bool]:
-    """Volunteers inside the pickups' bounding box widened by the largest radius any leg may search.
-
-    A cheap superset of who `within_radius` can accept: with 100,000 on duty, loading everyone each
-    round would cost the matcher seconds of CPU and hundreds of MB; the solver still checks each pair.
-    """
-    reach_m = max(SEARCH_RADIUS_M.values()) * policy.radius_widening * max(1.0, policy.widen_max)
-    dlat = reach_m / 111_000 + 0.01
-    lat_min = min(leg.pickup_lat for leg in legs) - dlat
-    lat_max = max(leg.pickup_lat for leg in legs) + dlat
-    near = VolunteerRow.lat.between(lat_min, lat_max)
-    if lat_min <= -89 or lat_max >= 89:
-        return near  # at the poles every longitude is close
-    dlon = dlat / max(math.cos(math.radians(max(abs(lat_min), abs(lat_max)))), 0.01)
-    lon_min = min(leg.pickup_lon for leg in legs) - dlon
-    lon_max = max(leg.pickup_lon for leg in legs) + dlon
-    if lon_min < -180 or lon_max > 180:
-        return near  # the box crosses the antimeridian: latitude alone still narrows it
-    return near & VolunteerRow.lon.between(lon_min, lon_max)
-
-
-def _live_offers() -> Any:
-    """Per volunteer row of the enclosing query: how many offers they hold open right now."""
-    return (
-        select(func.count())
-        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
-        .correlate(VolunteerRow)
-        .scalar_subquery()
-    )
-
-
 async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Match]:
     """Keep the matches whose volunteer this round could lock and who still has the free slots.
 
@@ -353,7 +273,7 @@ async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Matc
     wanted: dict[uuid.UUID, int] = {}
     for m in matches:
         wanted[m.volunteer_id] = wanted.get(m.volunteer_id, 0) + 1
-    live = _live_offers()
+    live = live_offers()
     locked = (
         await session.execute(
             select(VolunteerRow.id, VolunteerRow.max_active_legs - VolunteerRow.active_legs - live)

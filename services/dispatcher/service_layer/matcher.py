@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.service_layer.dispatch import escalate_waiting_legs, expire_offers, offer_batch
+from services.dispatcher.service_layer.roster import Roster
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -30,6 +31,7 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
     window = settings.dispatch_batch_window_ms / 1000
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
+    roster = Roster()
     while True:
         await asyncio.sleep(window)
         try:
@@ -44,6 +46,7 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                     offer_ttl=ttl,
                     k=settings.dispatch_candidates_k,
                     limit=settings.dispatch_batch_max_legs,
+                    roster=roster,
                 )
                 offered = len(changes.events)
                 await changes.flush(session)

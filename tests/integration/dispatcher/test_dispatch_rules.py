@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.dispatcher.adapters.tables import LegRow, OfferRow, VolunteerRow
 from services.dispatcher.service_layer import dispatch
 from services.dispatcher.service_layer.matcher import policy_from
+from services.dispatcher.service_layer.roster import Roster
 from shared.events import TaskCancelled, build_event
 from shared.http import ProblemError
 from tests.conftest import Stack
@@ -28,10 +29,15 @@ async def offers_for(session: AsyncSession, leg_ids: list[uuid.UUID]) -> dict[uu
     return {offer.leg_id: offer for offer in rows.scalars()}
 
 
+# One roster for the whole module, as a dispatcher process keeps one: every rule below also holds
+# when volunteers are read incrementally between rounds.
+ROSTER = Roster()
+
+
 async def batch(sessionmaker: Maker, stack: Stack, *, at: timedelta = timedelta(0)) -> None:
     async with sessionmaker() as session, session.begin():
         changes = await dispatch.offer_batch(
-            session, now=FUTURE + at, policy=policy_from(stack.settings()), offer_ttl=TTL
+            session, now=FUTURE + at, policy=policy_from(stack.settings()), offer_ttl=TTL, roster=ROSTER
         )
         await changes.flush(session)
 

@@ -1,0 +1,99 @@
+"""The matcher's in-memory roster: read once, then only what changed, and never miss a late commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.dispatcher.adapters.tables import VolunteerRow
+from services.dispatcher.domain.eligibility import Volunteer
+from services.dispatcher.service_layer.dispatch import offer_batch
+from services.dispatcher.service_layer.matcher import policy_from
+from services.dispatcher.service_layer.roster import Box, Roster
+from tests.conftest import Stack
+from tests.integration.dispatcher.conftest import FUTURE, add_volunteer, submit_task
+
+Maker = async_sessionmaker[AsyncSession]
+
+
+def around(place: tuple[float, float]) -> Box:
+    lat, lon = place
+    return Box(lat - 0.5, lat + 0.5, lon - 0.5, lon + 0.5)
+
+
+async def views_within(sessionmaker: Maker, roster: Roster, box: Box) -> list[Volunteer]:
+    async with sessionmaker() as session, session.begin():
+        await roster.refresh(session)
+        return await roster.volunteers_within(session, box)
+
+
+async def ids_within(sessionmaker: Maker, roster: Roster, box: Box) -> set[uuid.UUID]:
+    return {v.id for v in await views_within(sessionmaker, roster, box)}
+
+
+async def test_the_first_read_takes_everyone_on_duty_and_later_reads_only_the_changes(
+    sessionmaker: Maker, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        on = await add_volunteer(session, lat=lat, lon=lon)
+        off = await add_volunteer(session, lat=lat, lon=lon, on_duty=False)
+        uninsured = await add_volunteer(session, lat=lat, lon=lon, insured=False)
+    roster = Roster()
+    assert await ids_within(sessionmaker, roster, around(place)) == {on.id}
+    assert uninsured.id not in await ids_within(sessionmaker, roster, around(place))
+
+    async with sessionmaker() as session, session.begin():
+        unchanged = await roster.refresh(session)
+        assert not {on.id, off.id, uninsured.id} & set(unchanged), "nothing changed, nothing read"
+        await session.execute(update(VolunteerRow).where(VolunteerRow.id == off.id).values(on_duty=True))
+        await session.execute(update(VolunteerRow).where(VolunteerRow.id == on.id).values(on_duty=False))
+    assert await ids_within(sessionmaker, roster, around(place)) == {off.id}
+
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(VolunteerRow).where(VolunteerRow.id == off.id).values(lat=lat + 2, lon=lon + 2)
+        )
+    assert await ids_within(sessionmaker, roster, around(place)) == set(), "moved out of the box"
+    assert await ids_within(sessionmaker, roster, around((lat + 2, lon + 2))) == {off.id}
+
+
+async def test_a_transaction_that_commits_after_a_read_is_read_next_time(
+    sessionmaker: Maker, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        v = await add_volunteer(session, lat=lat, lon=lon, on_duty=False)
+    roster = Roster()
+    assert await ids_within(sessionmaker, roster, around(place)) == set()
+
+    # The change is written (its transaction id taken) before the next read and committed after it.
+    async with sessionmaker() as slow, slow.begin():
+        await slow.execute(update(VolunteerRow).where(VolunteerRow.id == v.id).values(on_duty=True))
+        assert await ids_within(sessionmaker, roster, around(place)) == set(), "not committed yet"
+    assert await ids_within(sessionmaker, roster, around(place)) == {v.id}
+
+
+async def test_open_offers_are_counted_at_each_read(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        v = await add_volunteer(session, lat=lat, lon=lon)
+        await submit_task(session, lat=lat, lon=lon)
+    roster = Roster()
+    assert [view.live_offers for view in await views_within(sessionmaker, roster, around(place))] == [0]
+    async with sessionmaker() as session, session.begin():
+        changes = await offer_batch(
+            session,
+            now=FUTURE,
+            policy=policy_from(stack.settings()),
+            offer_ttl=timedelta(seconds=60),
+            roster=roster,
+        )
+        await changes.flush(session)
+    views = await views_within(sessionmaker, roster, around(place))
+    assert [(view.id, view.live_offers) for view in views] == [(v.id, 1)]
