@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("changed_xid", sa.BigInteger(), server_default=sa.text(CURRENT_XID), nullable=False),
         schema="dispatch",
     )
-    op.create_index("ix_volunteers_changed_xid", "volunteers", ["changed_xid"], schema="dispatch")
+    op.create_index("ix_dispatch_volunteers_changed_xid", "volunteers", ["changed_xid"], schema="dispatch")
     op.execute(
         f"""
         CREATE FUNCTION dispatch.volunteer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -49,5 +49,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER volunteer_changed ON dispatch.volunteers")
     op.execute("DROP FUNCTION dispatch.volunteer_changed()")
-    op.drop_index("ix_volunteers_changed_xid", table_name="volunteers", schema="dispatch")
+    op.drop_index("ix_dispatch_volunteers_changed_xid", table_name="volunteers", schema="dispatch")
     op.drop_column("volunteers", "changed_xid", schema="dispatch")

@@ -7,13 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from prometheus_client import REGISTRY
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.adapters.tables import IntakeBase
 from services.intake.domain.dashboard import NINGBO
 from services.intake.service_layer.dashboard import dispatch_timings, ops_snapshot
 from services.intake.service_layer.tasks import apply_progress
@@ -212,23 +208,3 @@ async def test_a_second_offer_or_a_rolled_back_transaction_observes_nothing(
         t0 + timedelta(seconds=66),
     )
     assert histogram_count("submission_to_offer", "urgent") == before + 1, "only the first offer counts"
-
-
-async def test_the_migrations_build_the_intake_tables_declared_in_code(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> None:
-    def diff(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "include_schemas": True,
-                "include_name": lambda name, type_, _p: name == "intake" if type_ == "schema" else True,
-                "compare_type": True,
-            },
-        )
-        return list(compare_metadata(context, IntakeBase.metadata))
-
-    async with sessionmaker() as session:
-        connection = await session.connection()
-        differences = await connection.run_sync(diff)
-    assert differences == []
