@@ -41,6 +41,18 @@ class TaskRow(NotifyBase):
     callback_url: Mapped[str | None] = mapped_column(Text)
 
 
+class ParkedEventRow(NotifyBase):
+    """A dispatch event that overtook its task's `task.submitted` (another topic): held until it comes."""
+
+    __tablename__ = "parked_events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    parked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class LegRow(NotifyBase):
     __tablename__ = "legs"
 

@@ -53,7 +53,10 @@ class Confirmer:
                 for leg in data.legs
             ],
         )
-        # Reports that overtook the task (another topic, another partition) are checked now.
+        # Events that overtook the task (another topic, another partition) are handled now, in the
+        # order they happened: forwarded ones first, then the delivery reports are checked.
+        if self._notifications is not None:
+            await self._notifications.replay_parked(session, data.task_id)
         await self._check_reports(session, data.task_id)
 
     async def on_task_cancelled(self, session: AsyncSession, event: CloudEvent) -> None:

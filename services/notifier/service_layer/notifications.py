@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from services.notifier.adapters.tables import (
     CallbackSecretRow,
     DeliveryRow,
     LegRow,
+    ParkedEventRow,
     RecipientMessageRow,
     TaskRow,
     WebhookEndpointRow,
@@ -52,11 +53,36 @@ class Notifications:
                 await self.schedule_message(session, leg_id=data.leg_id, template="delivery_arrived")
 
     async def on_consumed_event(self, session: AsyncSession, event: CloudEvent) -> None:
-        """Another service's event: forward it to subscribers; tell the recipient a volunteer set off."""
+        """Another service's event: forward it to subscribers; tell the recipient a volunteer set off.
+
+        The dispatch and task topics are read in no fixed order between them, so a dispatch event
+        can arrive before its task's `task.submitted`: nobody is known to want it yet, so it is
+        parked and replayed when the task arrives (`replay_parked`), never dropped.
+        """
         data = parse_data(event)
+        task_id = getattr(data, "task_id", None)
+        if isinstance(task_id, uuid.UUID) and await session.get(TaskRow, task_id) is None:
+            await session.execute(
+                insert(ParkedEventRow)
+                .values(event_id=event.id, task_id=task_id, time=event.time, payload=event.to_bytes())
+                .on_conflict_do_nothing()
+            )
+            return
         await self.fan_out(session, [event])
         if isinstance(data, LegAssigned):
             await self.schedule_message(session, leg_id=data.leg_id, template="volunteer_on_way")
+
+    async def replay_parked(self, session: AsyncSession, task_id: uuid.UUID) -> None:
+        """The task has arrived: handle the events that overtook it, in the order they happened."""
+        parked = (
+            await session.execute(
+                delete(ParkedEventRow)
+                .where(ParkedEventRow.task_id == task_id)
+                .returning(ParkedEventRow.time, ParkedEventRow.payload)
+            )
+        ).all()
+        for _, payload in sorted(parked, key=lambda row: row.time):
+            await self.on_consumed_event(session, CloudEvent.from_bytes(payload))
 
     async def fan_out(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
         """One delivery per event and subscribed endpoint, plus one to the task's `callback_url`."""
@@ -70,7 +96,7 @@ class Notifications:
                 continue
             task = await session.get(TaskRow, task_id)
             if task is None:
-                continue  # an event that overtook its task: nobody is known to want it yet
+                continue  # not ours to forward (the consumed ones are parked until their task comes)
             endpoints = (
                 await session.execute(
                     select(WebhookEndpointRow).where(

@@ -11,6 +11,7 @@ from shared.events import (
     DropoffData,
     LegAssigned,
     LegDelivered,
+    LegPickedUp,
     PickupData,
     SubmittedLeg,
     TaskSubmitted,
@@ -81,4 +82,8 @@ class TaskScenario:
 
     def assigned(self, leg_id: uuid.UUID) -> CloudEvent:
         data = LegAssigned(task_id=self.task_id, leg_id=leg_id, volunteer_id=self.volunteer_id)
+        return build_event(data, source="/dispatcher", subject=self.task_id)[1]
+
+    def picked_up(self, leg_id: uuid.UUID) -> CloudEvent:
+        data = LegPickedUp(task_id=self.task_id, leg_id=leg_id, volunteer_id=self.volunteer_id)
         return build_event(data, source="/dispatcher", subject=self.task_id)[1]

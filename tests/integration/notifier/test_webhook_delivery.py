@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.notifier.adapters.tables import DeliveryRow, WebhookEndpointRow
+from services.notifier.adapters.tables import DeliveryRow, ParkedEventRow, WebhookEndpointRow
 from services.notifier.adapters.webhook_sender import WebhookSender
 from services.notifier.service_layer import webhooks
 from services.notifier.service_layer.confirmations import Confirmer
@@ -298,3 +298,26 @@ async def test_private_urls_are_refused_at_send_time_unless_allowed(receiver: Re
     finally:
         await strict.close()
     assert receiver.requests == []
+
+
+async def test_events_that_overtake_their_task_are_forwarded_once_it_arrives(
+    world: World, receiver: Receiver
+) -> None:
+    await world.endpoint(receiver.url(), ["leg.assigned", "leg.picked_up", "task.completed"])
+    task = TaskScenario(world.settings, world.organisation_id)
+    leg_id = task.leg_ids[0]
+    forward = world.notifications.on_consumed_event
+    # The dispatch topic is read first: the leg's assignment, pickup and delivery come before the task.
+    await consume(world.sessionmaker, forward, task.assigned(leg_id))
+    await consume(world.sessionmaker, forward, task.picked_up(leg_id))
+    await consume(world.sessionmaker, world.confirmer.on_leg_delivered, task.delivered(leg_id))
+    assert await world.deliveries(task.task_id) == [], "nobody is known to want them yet"
+    await consume(world.sessionmaker, world.confirmer.on_task_submitted, task.submitted())
+    rows = await world.work_until_settled(task.task_id)
+    assert sorted(row.event_type for row in rows) == ["leg.assigned", "leg.picked_up", "task.completed"]
+    assert all(row.status == "succeeded" for row in rows)
+    async with world.sessionmaker() as session:
+        left = await session.scalar(
+            select(func.count()).select_from(ParkedEventRow).where(ParkedEventRow.task_id == task.task_id)
+        )
+    assert left == 0
