@@ -253,6 +253,65 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
     assert committed == 8
 
 
+async def test_a_fetched_batch_is_applied_in_few_transactions_and_a_bad_record_falls_back_one_by_one(
+    stack: Stack, scratch: Scratch
+) -> None:
+    transactions: list[int] = []
+    calls: dict[str, int] = {}
+
+    async def handler(session: AsyncSession, event: CloudEvent) -> None:
+        if "n" not in session.info:
+            session.info["n"] = len(transactions)
+            transactions.append(session.info["n"])
+        note = event.data["note"]
+        calls[note] = calls.get(note, 0) + 1
+        if note == "contradiction":
+            raise PermanentError("refers to an unknown task")
+        await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
+
+    consumer = EventConsumer(
+        settings=stack.settings(consumer_max_attempts=3, consumer_retry_backoff_s=0.01),
+        group_id=f"group-{scratch.schema}",
+        topics=(scratch.topic,),
+        handlers={"test.happened": handler},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    many = [_event(f"e{i}") for i in range(60)]
+    for event in [*many, many[7]]:  # the last one re-published
+        await scratch.producer.send(scratch.topic, value=event.to_bytes(), key=b"one-task")
+    await scratch.producer.flush()
+    tail = [_event("before"), _event("contradiction"), _event("after")]
+
+    async def notes() -> list[str]:
+        async with scratch.sessionmaker() as session:
+            return sorted((await session.execute(select(scratch.effects.c.note))).scalars().all())
+
+    running = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while len(await notes()) < 60:
+                await asyncio.sleep(0.1)
+            batched = len(transactions)
+            for event in tail:
+                await scratch.producer.send_and_wait(scratch.topic, value=event.to_bytes(), key=b"one-task")
+            while len(await notes()) < 62:
+                await asyncio.sleep(0.1)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, timeout=15)
+    assert await notes() == sorted([f"e{i}" for i in range(60)] + ["before", "after"])
+    assert batched <= 10, f"60 events took {batched} transactions"
+    assert calls["contradiction"] <= 2, "tried in its batch, then once alone, never retried"
+    dead = [
+        r
+        for r in await _read_topic(stack.kafka_bootstrap, DEADLETTER_TOPIC, want=10_000, timeout_s=3)
+        if dict(r.headers).get("errands-origin-topic") == scratch.topic.encode()
+    ]
+    assert [CloudEvent.from_bytes(r.value).data["note"] for r in dead] == ["contradiction"]
+
+
 async def test_inbox_forgets_only_event_ids_older_than_its_retention(stack: Stack, scratch: Scratch) -> None:
     consumer = EventConsumer(
         settings=stack.settings(inbox_retention_s=3600),
