@@ -8,16 +8,30 @@ One embedded stack, one dispatcher process, baselines in the same run:
 - throughput: `wrk` posts `POST /v1/me/location` with `reporters` volunteer tokens (the Lua script
   picks one per request) to a bare aiohttp handler that parses the body and answers 202, then to the
   dispatcher (same script, same connections); afterwards the last positions must be in the database
-  and the `volunteer.location_reported` events on the topic.
+  and the `volunteer.location_reported` events on the topic;
+- stream: `stream_volunteers` volunteers each hold one WebSocket on `GET /v1/me/location/stream` and
+  send one fix per message as fast as the acknowledgements allow (at most `stream_window` fixes
+  unacknowledged per connection) for `stream_duration_s`; fixes/s is what the acknowledgements say
+  was taken in the measured window. The load comes from `stream_clients` Python processes (each
+  one's CPU is reported, so it shows whether the generator or the server is the limit); the baseline
+  is a bare aiohttp WebSocket handler that parses each message's JSON and acknowledges it the same
+  way (same generator, same connections). Afterwards every stream sends one last fix at a position
+  of its own, which must be what the database ends with.
 
-Run: `python -m bench.location_reports [--on-duty N] [--reporters N] [--duration S]`.
+The dispatcher runs with the per-token rate limit lifted: the bench measures what one process
+absorbs, not the budget one app gets (a few fixes per second at most from a real app).
+
+Run: `python -m bench.location_reports [--on-duty N] [--reporters N] [--duration S] [--stream-...]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
+import multiprocessing
 import os
 import random
 import re
@@ -27,18 +41,22 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.intake_throughput import Run, _parse_ms, baseline
 from errands import admin
 from errands.launcher import ServiceProcesses, prepare, service_env
-from errands.stack import EmbeddedStack
+from errands.stack import EmbeddedStack, free_port, wait_for_port
 from shared.auth import hash_token
 from shared.events import VOLUNTEERS_TOPIC
 from shared.settings import Settings
@@ -217,9 +235,21 @@ def _run_wrk(url: str, tokens_file: str, *, duration_s: int, connections: int, t
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    p50 = _parse_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _parse_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return Run(tag, rps, p50, p99, int(non_2xx.group(1)) if non_2xx else 0, requests)
+    return Run(
+        tag,
+        rps,
+        _percentile_ms(out, 50),
+        _percentile_ms(out, 99),
+        int(non_2xx.group(1)) if non_2xx else 0,
+        requests,
+    )
+
+
+def _percentile_ms(wrk_output: str, percent: int) -> float:
+    """A latency percentile from wrk's output; NaN when it has none (no request finished, e.g. a
+    warm-up against a cold token cache on a busy machine)."""
+    match = re.search(rf"{percent}%\s+([\d.]+[a-z]+)\s", wrk_output)
+    return _parse_ms(match.group(1)) if match else math.nan
 
 
 async def _final_positions(
@@ -295,6 +325,297 @@ async def _organisation(dsn: str) -> uuid.UUID:
         await connection.close()
 
 
+# --- the stream: one WebSocket per volunteer, fixes as messages, cumulative acknowledgements
+
+STREAM_PATH = "/v1/me/location/stream"
+STREAM_ACK_INTERVAL_S = 0.1  # the dispatcher's (services.dispatcher.entrypoints.http); the baseline's too
+
+
+def _serve_bare_ws(port: int) -> None:
+    """The baseline: a bare aiohttp WebSocket handler that parses each message and acknowledges like the
+    dispatcher (cumulative counts, at most every 100 ms): no token, no validation, no buffer."""
+
+    async def stream(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024, autoclose=False, compress=False)
+        await ws.prepare(request)
+        counts = {"taken": 0, "acked": 0}
+        unacked = asyncio.Event()
+
+        async def acks() -> None:
+            with contextlib.suppress(ConnectionResetError):
+                while True:
+                    await unacked.wait()
+                    unacked.clear()
+                    counts["acked"] = counts["taken"]
+                    await ws.send_str(f'{{"accepted": {counts["acked"]}}}')
+                    await asyncio.sleep(STREAM_ACK_INTERVAL_S)
+
+        task = asyncio.create_task(acks())
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is not WSMsgType.TEXT:
+                    break
+                value = json.loads(msg.data)
+                counts["taken"] += len(value) if isinstance(value, list) else 1
+                unacked.set()
+        finally:
+            task.cancel()
+        with contextlib.suppress(ConnectionResetError):
+            if counts["taken"] != counts["acked"]:
+                await ws.send_str(f'{{"accepted": {counts["taken"]}}}')
+            await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get(STREAM_PATH, stream)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+@contextlib.contextmanager
+def _bare_ws_server() -> Iterator[tuple[str, int]]:
+    """The baseline server in a process of its own; yields its base URL and pid."""
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(target=_serve_bare_ws, args=(port,), daemon=True)
+    process.start()
+    try:
+        wait_for_port(port, timeout_s=30)
+        assert process.pid is not None
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+@dataclass(frozen=True)
+class _StreamPlan:
+    """One load-generator process's share: its connections, and the run's wall-clock timetable."""
+
+    url: str
+    tokens: list[str]
+    finals: list[tuple[float, float]]  # each connection's last fix, checked in the database afterwards
+    window: int
+    start_at: float
+    measure_from: float
+    end_at: float
+
+
+@dataclass
+class _Conn:
+    sent: int = 0
+    acked: int = 0
+    refused: int = 0
+    problems: dict[int, int] = field(default_factory=dict)
+    final_taken: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _read_answers(ws: aiohttp.ClientWebSocketResponse, conn: _Conn) -> None:
+    async for msg in ws:
+        if msg.type is not WSMsgType.TEXT:
+            continue
+        body = json.loads(msg.data)
+        conn.acked = max(conn.acked, int(body["accepted"]))
+        if "status" in body:  # one fix per message: a refused message is one fix not taken
+            conn.refused += 1
+            conn.problems[body["status"]] = conn.problems.get(body["status"], 0) + 1
+        conn.wake.set()
+
+
+async def _settled(conn: _Conn, timeout_s: float) -> None:
+    """Until every fix sent has been acknowledged or refused."""
+    deadline = time.time() + timeout_s
+    while conn.acked + conn.refused < conn.sent and time.time() < deadline:
+        conn.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.wake.wait(), timeout=max(0.01, deadline - time.time()))
+
+
+async def _drive(
+    ws: aiohttp.ClientWebSocketResponse, conn: _Conn, plan: _StreamPlan, final: tuple[float, float]
+) -> None:
+    """Fixes as fast as the window allows until `end_at`, then the last fix until it is taken."""
+    reader = asyncio.create_task(_read_answers(ws, conn))
+    rng = random.Random()
+    while (now := time.time()) < plan.end_at:
+        room = plan.window - (conn.sent - conn.acked - conn.refused)
+        if room <= 0:
+            conn.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.wake.wait(), timeout=plan.end_at - now)
+            continue
+        for _ in range(room):
+            lat, lon = 29.8 + rng.random() * 0.2, 121.5 + rng.random() * 0.2
+            await ws.send_str(f'{{"lat": {lat:.5f}, "lon": {lon:.5f}, "accuracy_m": 8}}')
+        conn.sent += room
+    await _settled(conn, 30)
+    for _ in range(50):
+        refused = conn.refused
+        await ws.send_str(json.dumps({"lat": final[0], "lon": final[1]}))
+        conn.sent += 1
+        await _settled(conn, 10)
+        if conn.refused == refused and conn.acked + conn.refused >= conn.sent:
+            conn.final_taken = True
+            break
+        await asyncio.sleep(0.2)
+    await ws.close()
+    await reader
+
+
+async def _stream_client(plan: _StreamPlan) -> dict[str, Any]:
+    conns = [_Conn() for _ in plan.tokens]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        sockets = await asyncio.gather(
+            *(
+                http.ws_connect(plan.url + STREAM_PATH, headers={"Authorization": f"Bearer {token}"})
+                for token in plan.tokens
+            )
+        )
+        await asyncio.sleep(max(0.0, plan.start_at - time.time()))
+        cpu_start = _own_cpu_s()
+        drivers = asyncio.gather(
+            *(
+                _drive(ws, conn, plan, final)
+                for ws, conn, final in zip(sockets, conns, plan.finals, strict=True)
+            )
+        )
+        await asyncio.sleep(max(0.0, plan.measure_from - time.time()))
+        taken_before, measured_from = sum(c.acked for c in conns), time.time()
+        await asyncio.sleep(max(0.0, plan.end_at - time.time()))
+        taken_after, measured_to = sum(c.acked for c in conns), time.time()
+        cpu_s = _own_cpu_s() - cpu_start
+        await drivers
+    problems: dict[str, int] = {}
+    for conn in conns:
+        for status, count in conn.problems.items():
+            problems[str(status)] = problems.get(str(status), 0) + count
+    return {
+        "taken": taken_after - taken_before,
+        "window_s": measured_to - measured_from,
+        "sent": sum(c.sent for c in conns),
+        "problems": problems,
+        "finals_taken": sum(c.final_taken for c in conns),
+        "cpu_s": cpu_s,
+    }
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _stream_worker(plan: _StreamPlan, results: Queue[dict[str, Any]]) -> None:
+    results.put(asyncio.run(_stream_client(plan)))
+
+
+def _run_stream(
+    url: str,
+    tokens: list[str],
+    finals: list[tuple[float, float]],
+    *,
+    server_pid: int,
+    clients: int,
+    window: int,
+    duration_s: float,
+    warmup_s: float = 2.0,
+) -> dict[str, Any]:
+    """One stream run: `clients` generator processes share the connections; fixes/s from the acks."""
+    context = multiprocessing.get_context("spawn")
+    results: Queue[dict[str, Any]] = context.Queue()
+    start_at = time.time() + 3.0 + len(tokens) / 200  # spawning and connecting, before anything is sent
+    processes = []
+    for i in range(clients):
+        plan = _StreamPlan(
+            url=url,
+            tokens=tokens[i::clients],
+            finals=finals[i::clients],
+            window=window,
+            start_at=start_at,
+            measure_from=start_at + warmup_s,
+            end_at=start_at + warmup_s + duration_s,
+        )
+        process = context.Process(target=_stream_worker, args=(plan, results), daemon=True)
+        process.start()
+        processes.append(process)
+    time.sleep(max(0.0, start_at + warmup_s - time.time()))
+    server_cpu_before = _cpu_s(server_pid)
+    time.sleep(duration_s)
+    server_cpu_share = (_cpu_s(server_pid) - server_cpu_before) / duration_s
+    parts = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(30)
+    problems: dict[str, int] = {}
+    for part in parts:
+        for status, count in part["problems"].items():
+            problems[status] = problems.get(status, 0) + count
+    window_s = sum(part["window_s"] for part in parts) / len(parts)
+    taken = sum(part["taken"] for part in parts)
+    return {
+        "fixes_per_s": taken / window_s,
+        "fixes_taken_in_window": taken,
+        "window_s": round(window_s, 2),
+        "fixes_sent": sum(part["sent"] for part in parts),
+        "problems": problems,
+        "finals_taken": sum(part["finals_taken"] for part in parts),
+        "server_cpu_share": round(server_cpu_share, 3),
+        "generator_cpu_share": round(sum(part["cpu_s"] for part in parts) / (duration_s + warmup_s), 3),
+    }
+
+
+def measure_stream(
+    *,
+    dispatcher_url: str,
+    dispatcher_pid: int,
+    dsn: str,
+    people: list[tuple[uuid.UUID, str]],
+    clients: int,
+    window: int,
+    duration_s: float,
+) -> dict[str, Any]:
+    """The bare WebSocket baseline, then the dispatcher's stream, same generator and connections."""
+    tokens = [token for _, token in people]
+    rng = random.Random(10)
+    wanted = {
+        volunteer_id: (round(rng.uniform(-40, 40), 5), round(rng.uniform(-170, 170), 5))
+        for volunteer_id, _ in people
+    }
+    finals = [wanted[volunteer_id] for volunteer_id, _ in people]
+    with _bare_ws_server() as (bare_url, bare_pid):
+        bare = _run_stream(
+            bare_url,
+            tokens,
+            finals,
+            server_pid=bare_pid,
+            clients=clients,
+            window=window,
+            duration_s=duration_s,
+        )
+    dispatcher = _run_stream(
+        dispatcher_url,
+        tokens,
+        finals,
+        server_pid=dispatcher_pid,
+        clients=clients,
+        window=window,
+        duration_s=duration_s,
+    )
+    positions_ok = asyncio.run(_check_positions(dsn, wanted))
+    return {
+        "volunteers": len(people),
+        "clients": clients,
+        "window": window,
+        "duration_s": duration_s,
+        "bare": bare,
+        "dispatcher": dispatcher,
+        "fixes_per_s": dispatcher["fixes_per_s"],
+        "baseline_fixes_per_s": bare["fixes_per_s"],
+        "ratio_vs_bare": dispatcher["fixes_per_s"] / bare["fixes_per_s"],
+        "final_positions_checked": len(wanted),
+        "final_positions_stored": positions_ok,
+        "target_fixes_per_s": 10_000,
+    }
+
+
 def measure(
     *,
     on_duty: int = 100_000,
@@ -302,6 +623,10 @@ def measure(
     duration_s: int = 15,
     connections: int = 64,
     matcher_s: float = 20.0,
+    stream_volunteers: int = 200,
+    stream_duration_s: float = 15.0,
+    stream_clients: int = 2,
+    stream_window: int = 100,
 ) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk (make bench does this)")
@@ -313,6 +638,9 @@ def measure(
                 "DATABASE_URL": stack.database_url,
                 "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
                 "LOG_LEVEL": "WARNING",
+                # What one process absorbs, not one app's budget (see the module's docstring).
+                "RATE_LIMIT_PER_S": "1000000",
+                "RATE_LIMIT_BURST": "1000000",
             }
         )
     )
@@ -374,6 +702,18 @@ def measure(
         positions_ok = asyncio.run(_check_positions(stack.database_url, wanted))
         asyncio.run(_outbox_drained(stack.database_url))
         topic_after = asyncio.run(_topic_size(stack.kafka_bootstrap))
+        stream = measure_stream(
+            dispatcher_url=url,
+            dispatcher_pid=pid,
+            dsn=stack.database_url,
+            people=people[:stream_volunteers],
+            clients=stream_clients,
+            window=stream_window,
+            duration_s=stream_duration_s,
+        )
+        stream["outbox_backlog_after_load"], stream["outbox_drain_s"] = asyncio.run(
+            _outbox_drained(stack.database_url)
+        )
     finally:
         services.stop_all()
         stack.stop()
@@ -401,6 +741,7 @@ def measure(
         "matcher_cpu_share": round(matcher_cpu_share, 3),
         "target_reports_per_s": 10_000,
         "target_rss_mb": 300,
+        "stream": stream,
     }
 
 
@@ -411,6 +752,10 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--matcher", type=float, default=20.0, help="seconds of matcher batches sampled")
+    parser.add_argument("--stream-volunteers", type=int, default=200, help="one WebSocket each")
+    parser.add_argument("--stream-duration", type=float, default=15.0, help="seconds measured (<= 20)")
+    parser.add_argument("--stream-clients", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--stream-window", type=int, default=100, help="unacknowledged fixes per stream")
     args = parser.parse_args()
     result = measure(
         on_duty=args.on_duty,
@@ -418,6 +763,10 @@ def main() -> None:
         duration_s=args.duration,
         connections=args.connections,
         matcher_s=args.matcher,
+        stream_volunteers=args.stream_volunteers,
+        stream_duration_s=args.stream_duration,
+        stream_clients=args.stream_clients,
+        stream_window=args.stream_window,
     )
     print(json.dumps(result, indent=2))
 

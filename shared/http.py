@@ -55,14 +55,10 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
-def problem_response(
-    status: int,
-    title: str,
-    detail: str,
-    *,
-    errors: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> web.Response:
+def problem_body(
+    status: int, title: str, detail: str, *, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """An RFC 9457 problem as a JSON object: the body of a problem response, or a WebSocket message."""
     body: dict[str, Any] = {
         "type": f"https://errands.example/problems/{title.lower().replace(' ', '-')}",
         "title": title,
@@ -71,6 +67,18 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    return body
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = problem_body(status, title, detail, errors=errors)
     return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_JSON, headers=headers)
 
 
@@ -142,16 +150,21 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProblemError(400, "Bad request", f"The body is not UTF-8 (byte {exc.start}).") from exc
-    try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ProblemError(400, "Bad request", f"The body is not valid JSON: {exc}.") from exc
-    except ValueError as exc:  # e.g. an integer literal too long to convert
-        raise ProblemError(400, "Bad request", f"The body is not acceptable JSON: {exc}.") from exc
+    value = decode_json(text, what="body")
     try:
         return model.model_validate(value)
     except ValidationError as exc:
         raise validation_problem(exc) from exc
+
+
+def decode_json(text: str, *, what: str) -> Any:
+    """`text` as a JSON value, or a 400 problem naming `what` (a request's body, a WebSocket message)."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProblemError(400, "Bad request", f"The {what} is not valid JSON: {exc}.") from exc
+    except ValueError as exc:  # e.g. an integer literal too long to convert
+        raise ProblemError(400, "Bad request", f"The {what} is not acceptable JSON: {exc}.") from exc
 
 
 def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:

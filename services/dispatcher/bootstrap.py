@@ -6,7 +6,7 @@ from aiohttp import web
 
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
-from services.dispatcher.entrypoints.http import LOCATIONS, WAKEUPS, api
+from services.dispatcher.entrypoints.http import LOCATION_STREAMS, LOCATIONS, WAKEUPS, LocationStreams, api
 from services.dispatcher.service_layer.dispatch import (
     VOLUNTEER_CHANNEL,
     cancel_task,
@@ -15,6 +15,7 @@ from services.dispatcher.service_layer.dispatch import (
 )
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
+from shared.auth import RateLimiter
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
 from shared.http import create_base_app
 from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
@@ -29,6 +30,10 @@ def create_app(settings: Settings) -> web.Application:
     app[WAKEUPS] = wakeups
     locations = LocationBuffer(capacity=settings.location_buffer_max_volunteers)
     app[LOCATIONS] = locations
+    streams = LocationStreams(
+        limiter=RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst)
+    )
+    app[LOCATION_STREAMS] = streams
     flusher = LocationFlusher(
         locations, runtime.sessionmaker, interval_s=settings.location_flush_interval_ms / 1000
     )
@@ -45,8 +50,10 @@ def create_app(settings: Settings) -> web.Application:
     )
 
     async def release_polls(_: web.Application) -> None:
-        # Waiting long polls answer now instead of holding the shutdown for up to a minute.
+        # Waiting long polls answer now instead of holding the shutdown for up to a minute, and
+        # location streams (held for a whole shift) get their last acknowledgement and a close.
         wakeups.close()
+        await streams.close()
 
     app.cleanup_ctx.append(runtime_context(runtime))
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))

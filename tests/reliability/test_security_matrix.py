@@ -107,6 +107,8 @@ MATRIX = (
            body={"on_duty": False}),
     Expect(DI, "POST",   "/v1/me/location",                                          403, 403, 202, 403, 403,
            body={"lat": -60.0, "lon": 10.0, "accuracy_m": 5}),
+    # The WebSocket of fixes: refused before any upgrade; a volunteer's plain GET is not a handshake.
+    Expect(DI, "GET",    "/v1/me/location/stream",                                   403, 403, 426, 403, 403),
     Expect(DI, "GET",    "/v1/me/assignments",                                       403, 403, 200, 403, 403),
     Expect(DI, "POST",   "/v1/me/offers/{offer_id}/accept",                          403, 403, 404, 403, 403),
     Expect(DI, "POST",   "/v1/me/offers/{offer_id}/decline",                         403, 403, 404, 403, 403,
