@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -43,28 +43,6 @@ _MATCHING_COLUMNS = (
     VolunteerRow.rest_until,
     VolunteerRow.legs_done_today,
 )
-
-
-def volunteer_view(row: Any, live_offers: int) -> eligibility.Volunteer:
-    """The matcher's view of a volunteer, from a row with the `_MATCHING_COLUMNS`."""
-    return eligibility.Volunteer(
-        id=row.id,
-        on_duty=row.on_duty,
-        insured=row.insured,
-        vehicle=row.vehicle,
-        capacity_kg=row.capacity_kg,
-        skills=frozenset(row.skills),
-        languages=frozenset(row.languages),
-        max_active_legs=row.max_active_legs,
-        active_legs=row.active_legs,
-        live_offers=live_offers,
-        lat=row.lat,
-        lon=row.lon,
-        location_at=row.location_at,
-        duty_started_at=row.duty_started_at,
-        rest_until=row.rest_until,
-        legs_done_today=row.legs_done_today,
-    )
 
 
 @dataclass(frozen=True)
@@ -113,14 +91,19 @@ def live_offers() -> Any:
 
 
 class Roster:
-    """The volunteers who may be matched (on duty, insured, located), as of the last `refresh`."""
+    """The volunteers who may be matched (on duty, insured, located), as of the last `refresh`.
+
+    Held as the matcher's views, built once per change rather than once per round; the skill and
+    language sets, which most volunteers share, are held once each.
+    """
 
     def __init__(self) -> None:
-        self._rows: dict[uuid.UUID, Any] = {}
+        self._views: dict[uuid.UUID, eligibility.Volunteer] = {}
+        self._sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._since: int | None = None
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._views)
 
     async def refresh(self, session: AsyncSession) -> list[uuid.UUID]:
         """Read the rows changed since the previous refresh (all on-duty rows the first time).
@@ -138,24 +121,53 @@ class Roster:
         rows = (await session.execute(query)).all()
         for row in rows:
             if row.on_duty and row.insured and row.lat is not None and row.lon is not None:
-                self._rows[row.id] = row
+                self._views[row.id] = self._view(row)
             else:
-                self._rows.pop(row.id, None)
+                self._views.pop(row.id, None)
         self._since = since
         return [row.id for row in rows]
 
     async def volunteers_within(self, session: AsyncSession, box: Box) -> list[eligibility.Volunteer]:
-        """The matcher's view of everyone on the roster inside `box`, with their open offers now."""
-        inside = [row for row in self._rows.values() if box.contains(row.lat, row.lon)]
+        """Everyone on the roster inside `box`, with the offers they hold open right now."""
+        inside = [v for v in self._views.values() if box.contains(v.lat, v.lon)]  # type: ignore[arg-type]
         if not inside:
             return []
-        offers = dict(
-            (
+        offers: dict[uuid.UUID, int] = {
+            volunteer_id: count
+            for volunteer_id, count in (
                 await session.execute(
                     select(OfferRow.volunteer_id, func.count())
                     .where(OfferRow.status == "live")
                     .group_by(OfferRow.volunteer_id)
                 )
             ).all()
+        }
+        return [replace(v, live_offers=offers[v.id]) if v.id in offers else v for v in inside]
+
+    def _set(self, values: list[str]) -> frozenset[str]:
+        key = tuple(sorted(values))
+        found = self._sets.get(key)
+        if found is None:
+            found = self._sets[key] = frozenset(key)
+        return found
+
+    def _view(self, row: Any) -> eligibility.Volunteer:
+        """The matcher's view of a volunteer (no open offers), from a row with the `_MATCHING_COLUMNS`."""
+        return eligibility.Volunteer(
+            id=row.id,
+            on_duty=row.on_duty,
+            insured=row.insured,
+            vehicle=row.vehicle,
+            capacity_kg=row.capacity_kg,
+            skills=self._set(row.skills),
+            languages=self._set(row.languages),
+            max_active_legs=row.max_active_legs,
+            active_legs=row.active_legs,
+            live_offers=0,
+            lat=row.lat,
+            lon=row.lon,
+            location_at=row.location_at,
+            duty_started_at=row.duty_started_at,
+            rest_until=row.rest_until,
+            legs_done_today=row.legs_done_today,
         )
-        return [volunteer_view(row, offers.get(row.id, 0)) for row in inside]
