@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M, haversine_m, vehicle_satisfies
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Volunteer:
     id: uuid.UUID
     on_duty: bool
