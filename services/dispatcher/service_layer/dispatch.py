@@ -188,7 +188,8 @@ async def offer_batch(
     )
     # Read without locks; only the volunteers the solver picks are locked (below), so replicas and
     # concurrent accepts contend for the few rows a round really changes, not for everyone on duty.
-    roster = roster or Roster()
+    if roster is None:
+        roster = Roster()
     await roster.refresh(session)
     volunteers = await roster.volunteers_within(session, pickups_reach(legs, policy))
     if not volunteers:

@@ -102,9 +102,6 @@ class Roster:
         self._sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._since: int | None = None
 
-    def __len__(self) -> int:
-        return len(self._views)
-
     async def refresh(self, session: AsyncSession) -> list[uuid.UUID]:
         """Read the rows changed since the previous refresh (all on-duty rows the first time).
 

@@ -97,3 +97,25 @@ async def test_open_offers_are_counted_at_each_read(
         await changes.flush(session)
     views = await views_within(sessionmaker, roster, around(place))
     assert [(view.id, view.live_offers) for view in views] == [(v.id, 1)]
+
+
+async def test_a_matching_round_reads_into_the_roster_it_is_given(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        v = await add_volunteer(session, lat=lat, lon=lon)
+        await submit_task(session, lat=lat, lon=lon)
+    roster = Roster()
+    async with sessionmaker() as session, session.begin():
+        changes = await offer_batch(
+            session,
+            now=FUTURE,
+            policy=policy_from(stack.settings()),
+            offer_ttl=timedelta(seconds=60),
+            roster=roster,
+        )
+        assert len(changes.events) == 1
+        await changes.flush(session)
+    async with sessionmaker() as session, session.begin():
+        assert v.id not in await roster.refresh(session), "read by the round, unchanged since"
