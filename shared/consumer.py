@@ -119,6 +119,7 @@ class EventConsumer:
                 session_timeout_ms=self._settings.consumer_session_timeout_ms,
                 heartbeat_interval_ms=self._settings.consumer_heartbeat_interval_ms,
                 max_poll_interval_ms=300_000,
+                fetch_max_wait_ms=self._settings.consumer_fetch_max_wait_ms,
             )
             consumer.subscribe(list(self._topics), listener=_CommitOnRevoke(self))
             self._consumer = consumer

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # How long the broker waits for a silent group member before handing its partitions on.
     consumer_session_timeout_ms: int = Field(default=30_000, ge=1_000, le=300_000)
     consumer_heartbeat_interval_ms: int = Field(default=3_000, ge=100, le=60_000)
+    # The longest the broker holds a fetch open when nothing is there: an idle consumer asks this
+    # often; some brokers answer a fetch no sooner than this even when a record has just arrived.
+    consumer_fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)

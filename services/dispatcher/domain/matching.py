@@ -65,9 +65,10 @@ def acceptable_pickup_m(leg: Leg) -> float:
     return DEFER_BASE_M + DEFER_PER_WAIT_S_M * leg.waiting_s
 
 
-def _xyz(lat: float, lon: float) -> tuple[float, float, float]:
-    la, lo = math.radians(lat), math.radians(lon)
-    return (math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la))
+def _xyz(degrees: list[tuple[float, float]]) -> np.ndarray:
+    """Unit-sphere points for (lat, lon) pairs, where chord length orders points as distance does."""
+    la, lo = np.radians(np.array(degrees, dtype=float).reshape(-1, 2)).T
+    return np.column_stack((np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)))
 
 
 def _arc_m(chord: float) -> float:
@@ -94,8 +95,8 @@ def candidate_pairs(
     ]
     if not available:
         return {}
-    tree = cKDTree(np.array([_xyz(volunteers[i].lat, volunteers[i].lon) for i in available]))  # type: ignore[arg-type]
-    points = np.array([_xyz(leg.pickup_lat, leg.pickup_lon) for leg in legs])
+    tree = cKDTree(_xyz([(volunteers[i].lat, volunteers[i].lon) for i in available]))  # type: ignore[misc]
+    points = _xyz([(leg.pickup_lat, leg.pickup_lon) for leg in legs])
     want = min(len(available), k * 2)
     chords, indices = tree.query(points, k=want)
     # Plain lists: iterating numpy scalars one by one is several times slower.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,8 +65,7 @@ class Changes:
 
     async def flush(self, session: AsyncSession) -> None:
         await add_events(session, outbox, self.events)
-        for volunteer_id in sorted(self.volunteers):
-            await session.execute(select(func.pg_notify(VOLUNTEER_CHANNEL, str(volunteer_id))))
+        await _notify(session, self.volunteers)
         self.events, self.volunteers = [], set()
 
 
@@ -510,7 +509,7 @@ async def confirm_leg(session: AsyncSession, event: CloudEvent) -> None:
         update(LegRow).where(LegRow.id == leg_id).values(status="confirmed", updated_at=func.now())
     )
     if leg.volunteer_id is not None:
-        await session.execute(select(func.pg_notify(VOLUNTEER_CHANNEL, str(leg.volunteer_id))))
+        await _notify(session, {leg.volunteer_id})
 
 
 async def _withdraw_live_offers(
@@ -529,8 +528,12 @@ async def _withdraw_live_offers(
 
 
 async def _notify(session: AsyncSession, volunteer_ids: set[uuid.UUID]) -> None:
-    for volunteer_id in sorted(volunteer_ids):
-        await session.execute(select(func.pg_notify(VOLUNTEER_CHANNEL, str(volunteer_id))))
+    """Wake these volunteers' long polls when the transaction commits: one statement for them all."""
+    if volunteer_ids:
+        await session.execute(
+            text("SELECT pg_notify(:channel, id) FROM unnest(CAST(:ids AS text[])) AS id"),
+            {"channel": VOLUNTEER_CHANNEL, "ids": sorted(str(v) for v in volunteer_ids)},
+        )
 
 
 async def cancel_task(session: AsyncSession, event: CloudEvent) -> None:

@@ -32,12 +32,17 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
     roster = Roster()
+    loop = asyncio.get_running_loop()
+    next_round = loop.time()
     while True:
-        await asyncio.sleep(window)
+        # Rounds start every window (not a window after the last one ended), so a leg waits at
+        # most one window plus one round before it is looked at; a round longer than the window
+        # is followed by the next at once.
+        next_round = max(next_round + window, loop.time())
+        await asyncio.sleep(next_round - loop.time())
         try:
-            async with sessionmaker() as session, session.begin():
-                changes = await expire_offers(session, now=datetime.now(UTC))
-                await changes.flush(session)
+            # Offers first: the round's work a waiting leg feels. Offers that expire now are
+            # handed back after it and their legs and volunteers join the next round.
             async with sessionmaker() as session, session.begin():
                 changes = await offer_batch(
                     session,
@@ -49,6 +54,9 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                     roster=roster,
                 )
                 offered = len(changes.events)
+                await changes.flush(session)
+            async with sessionmaker() as session, session.begin():
+                changes = await expire_offers(session, now=datetime.now(UTC))
                 await changes.flush(session)
             async with sessionmaker() as session, session.begin():
                 changes = await escalate_waiting_legs(
