@@ -88,8 +88,13 @@ def is_connection_error(exc: BaseException) -> bool:
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
+        # InternalClientError: the connection's protocol state is broken (an operation was cut off
+        # mid-way, e.g. by the server going away); only a new connection helps.
         if isinstance(
-            current, asyncpg.exceptions.PostgresConnectionError | asyncpg.exceptions.InterfaceError
+            current,
+            asyncpg.exceptions.PostgresConnectionError
+            | asyncpg.exceptions.InterfaceError
+            | asyncpg.exceptions.InternalClientError,
         ):
             return True
         sqlstate = getattr(current, "sqlstate", None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +39,7 @@ from services.intake.domain.model import (
 from services.intake.domain.timings import TimingObservation, timings_completed
 from shared import crypto
 from shared.consumer import PermanentError
-from shared.db import snapshot_xmin
+from shared.db import is_connection_error, snapshot_xmin
 from shared.events import (
     CloudEvent,
     DropoffData,
@@ -184,14 +186,25 @@ SELECT (SELECT locked FROM gate) AS locked,
 """
 
 
-async def _driver_connection(session: AsyncSession | AsyncConnection) -> Any:
-    """The asyncpg connection under a session or connection, inside whatever transaction it has."""
+@asynccontextmanager
+async def _driver_connection(session: AsyncSession | AsyncConnection) -> AsyncIterator[Any]:
+    """The asyncpg connection under a session or connection, inside whatever transaction it has.
+
+    Used directly, the driver's errors bypass SQLAlchemy, whose pool would then hand a spent
+    connection (the database restarted under it, or its protocol state is broken) to the next
+    request: such a connection is invalidated here before the error goes on (a 503 upstream).
+    """
     connection = await session.connection() if isinstance(session, AsyncSession) else session
     if connection.in_transaction():
         # The driver adapter sends BEGIN lazily with its first statement; make it real first.
         await connection.exec_driver_sql("SELECT 1")
     raw = await connection.get_raw_connection()
-    return raw.driver_connection
+    try:
+        yield raw.driver_connection
+    except Exception as exc:
+        if is_connection_error(exc):
+            await connection.invalidate()
+        raise
 
 
 async def submit_task(
@@ -232,33 +245,33 @@ async def submit_task(
     topic, event = _submitted_event(
         task_id, organisation_id, body, list(zip(leg_ids, hashes, strict=True)), keys
     )
-    driver = await _driver_connection(session)
-    outcome = await driver.fetchrow(
-        _SUBMIT,
-        idempotency_lock_id(organisation_id, idempotency_key),
-        organisation_id,
-        idempotency_key,
-        request_hash,
-        task_id,
-        json.dumps(response),
-        body.kind,
-        body.priority,
-        request_json,
-        json.dumps({"submitted": now.isoformat()}),
-        now,
-        json.dumps({"pending": now.isoformat()}),
-        json.dumps(
-            [
-                {"id": str(leg_id), "index": i, "code_hash": code_hash}
-                for i, (leg_id, code_hash) in enumerate(zip(leg_ids, hashes, strict=True))
-            ]
-        ),
-        event.id,
-        event.type,
-        topic,
-        event.subject,
-        event.to_bytes(),
-    )
+    async with _driver_connection(session) as driver:
+        outcome = await driver.fetchrow(
+            _SUBMIT,
+            idempotency_lock_id(organisation_id, idempotency_key),
+            organisation_id,
+            idempotency_key,
+            request_hash,
+            task_id,
+            json.dumps(response),
+            body.kind,
+            body.priority,
+            request_json,
+            json.dumps({"submitted": now.isoformat()}),
+            now,
+            json.dumps({"pending": now.isoformat()}),
+            json.dumps(
+                [
+                    {"id": str(leg_id), "index": i, "code_hash": code_hash}
+                    for i, (leg_id, code_hash) in enumerate(zip(leg_ids, hashes, strict=True))
+                ]
+            ),
+            event.id,
+            event.type,
+            topic,
+            event.subject,
+            event.to_bytes(),
+        )
     if not outcome["locked"]:
         raise ProblemError(409, "Conflict", "A request with this Idempotency-Key is still being processed.")
     if outcome["tasks"] == 1:

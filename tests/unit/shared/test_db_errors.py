@@ -24,6 +24,14 @@ def test_lost_connections_and_a_full_pool_are_unavailable() -> None:
     assert is_connection_error(PoolTimeoutError("QueuePool limit reached"))
 
 
+def test_a_connection_left_mid_operation_is_spent_not_a_bug() -> None:
+    # Seen right after a PostgreSQL restart on the intake's direct driver path.
+    broken = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    assert is_connection_error(broken)
+
+
 def test_a_wrong_query_is_not_an_outage() -> None:
     assert not is_connection_error(_wrapped(asyncpg.exceptions.UndefinedColumnError("no such column")))
     assert not is_connection_error(ValueError("bad input"))
