@@ -81,13 +81,14 @@ async def submit_task(
     weight_kg: float = 1.0,
     deliver_by: datetime | None = None,
     vehicle: str | None = None,
+    priority: str = "routine",
 ) -> TaskSubmitted:
     data = TaskSubmitted.model_validate(
         {
             "task_id": uuid.uuid4(),
             "organisation_id": organisation_id or uuid.uuid4(),
             "kind": kind,
-            "priority": "routine",
+            "priority": priority,
             "pickup": {"lat": lat, "lon": lon, "ready_at": (FUTURE - timedelta(minutes=30)).isoformat()},
             "legs": [
                 {

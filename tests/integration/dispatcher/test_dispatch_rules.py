@@ -67,7 +67,9 @@ async def test_search_radius_widens_while_the_leg_waits(
     async with sessionmaker() as session, session.begin():
         # About 3.3 km away on foot: beyond the 2 km walking radius until the leg has waited a while.
         v = await add_volunteer(session, lat=lat + 0.03, lon=lon, vehicle="foot")
-        task = await submit_task(session, lat=lat, lon=lon, submitted_at=FUTURE)
+        # Critical, so that only the radius decides: a routine leg may also be held back from a far
+        # volunteer while the round has more legs than free volunteers (other tests' legs count).
+        task = await submit_task(session, lat=lat, lon=lon, submitted_at=FUTURE, priority="critical")
     leg_id = task.legs[0].leg_id
     await batch(sessionmaker, stack)
     async with sessionmaker() as session:
