@@ -34,6 +34,21 @@ async def ids_within(sessionmaker: Maker, roster: Roster, box: Box) -> set[uuid.
     return {v.id for v in await views_within(sessionmaker, roster, box)}
 
 
+async def matching_round(sessionmaker: Maker, stack: Stack, roster: Roster) -> set[uuid.UUID]:
+    """One matching round at FUTURE through `roster`; the volunteers it made offers to."""
+    async with sessionmaker() as session, session.begin():
+        changes = await offer_batch(
+            session,
+            now=FUTURE,
+            policy=policy_from(stack.settings()),
+            offer_ttl=timedelta(seconds=60),
+            roster=roster,
+        )
+        offered = set(changes.volunteers)
+        await changes.flush(session)
+    return offered
+
+
 async def test_the_first_read_takes_everyone_on_duty_and_later_reads_only_the_changes(
     sessionmaker: Maker, place: tuple[float, float]
 ) -> None:
@@ -86,15 +101,7 @@ async def test_open_offers_are_counted_at_each_read(
         await submit_task(session, lat=lat, lon=lon)
     roster = Roster()
     assert [view.live_offers for view in await views_within(sessionmaker, roster, around(place))] == [0]
-    async with sessionmaker() as session, session.begin():
-        changes = await offer_batch(
-            session,
-            now=FUTURE,
-            policy=policy_from(stack.settings()),
-            offer_ttl=timedelta(seconds=60),
-            roster=roster,
-        )
-        await changes.flush(session)
+    await matching_round(sessionmaker, stack, roster)
     views = await views_within(sessionmaker, roster, around(place))
     assert [(view.id, view.live_offers) for view in views] == [(v.id, 1)]
 
@@ -107,15 +114,6 @@ async def test_a_matching_round_reads_into_the_roster_it_is_given(
         v = await add_volunteer(session, lat=lat, lon=lon)
         await submit_task(session, lat=lat, lon=lon)
     roster = Roster()
-    async with sessionmaker() as session, session.begin():
-        changes = await offer_batch(
-            session,
-            now=FUTURE,
-            policy=policy_from(stack.settings()),
-            offer_ttl=timedelta(seconds=60),
-            roster=roster,
-        )
-        assert v.id in changes.volunteers, "the round offered our leg to our volunteer"
-        await changes.flush(session)
+    assert v.id in await matching_round(sessionmaker, stack, roster), "our leg offered to our volunteer"
     async with sessionmaker() as session, session.begin():
         assert v.id not in await roster.refresh(session), "read by the round, unchanged since"
