@@ -106,13 +106,19 @@ async def test_a_transaction_that_commits_after_a_read_is_read_next_time(
     assert await ids_within(sessionmaker, roster, around(place)) == {v.id}
 
 
-async def test_open_offers_are_counted_at_each_read(
-    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
-) -> None:
+async def volunteer_beside_a_task(sessionmaker: Maker, place: tuple[float, float]) -> VolunteerRow:
+    """A volunteer on duty at `place` and a pending leg picked up there."""
     lat, lon = place
     async with sessionmaker() as session, session.begin():
         v = await add_volunteer(session, lat=lat, lon=lon)
         await submit_task(session, lat=lat, lon=lon)
+    return v
+
+
+async def test_open_offers_are_counted_at_each_read(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    v = await volunteer_beside_a_task(sessionmaker, place)
     roster = Roster()
     assert [view.live_offers for view in await views_within(sessionmaker, roster, around(place))] == [0]
     await matching_round(sessionmaker, stack, roster)
@@ -123,10 +129,7 @@ async def test_open_offers_are_counted_at_each_read(
 async def test_a_matching_round_reads_into_the_roster_it_is_given(
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:
-    lat, lon = place
-    async with sessionmaker() as session, session.begin():
-        v = await add_volunteer(session, lat=lat, lon=lon)
-        await submit_task(session, lat=lat, lon=lon)
+    v = await volunteer_beside_a_task(sessionmaker, place)
     roster = Roster()
     assert v.id in await matching_round(sessionmaker, stack, roster), "our leg offered to our volunteer"
     async with sessionmaker() as session:
