@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,10 +55,12 @@ class Box:
     lon_min: float | None = None
     lon_max: float | None = None
 
-    def contains(self, lat: float, lon: float) -> bool:
-        if not self.lat_min <= lat <= self.lat_max:
-            return False
-        return self.lon_min is None or self.lon_max is None or self.lon_min <= lon <= self.lon_max
+    def mask(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Which of these points lie inside (NaN points never do)."""
+        inside = (lat >= self.lat_min) & (lat <= self.lat_max)
+        if self.lon_min is not None and self.lon_max is not None:
+            inside &= (lon >= self.lon_min) & (lon <= self.lon_max)
+        return inside
 
 
 def pickups_reach(legs: list[LegRow], policy: eligibility.Policy) -> Box:
@@ -98,36 +101,73 @@ class Roster:
     """
 
     def __init__(self) -> None:
-        self._views: dict[uuid.UUID, eligibility.Volunteer] = {}
+        # One slot per volunteer: their view, and their position in two arrays the box filter
+        # reads at once. A volunteer who leaves frees their slot (NaN position) for the next.
+        self._views: list[eligibility.Volunteer | None] = []
+        self._slot: dict[uuid.UUID, int] = {}
+        self._free: list[int] = []
+        self._lat = np.empty(0)
+        self._lon = np.empty(0)
         self._sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._since: int | None = None
+        # Open offers per volunteer as last read, already in their views: a round copies only
+        # the views whose count changed, not everyone who holds an offer.
+        self._offers: dict[uuid.UUID, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._slot)
 
     async def refresh(self, session: AsyncSession) -> list[uuid.UUID]:
         """Read the rows changed since the previous refresh (all on-duty rows the first time).
 
         Returns the ids of the rows read.
         """
-        # Taken before the rows are read: every transaction older than this has committed or
-        # aborted by then, so its writes are in this read; younger ones are read next time.
-        since = await session.scalar(select(snapshot_xmin()))
-        query = select(*_MATCHING_COLUMNS)
+        # The oldest transaction running when the rows were read (same statement, same snapshot):
+        # every older one had committed or aborted, so its writes are in this read; younger ones
+        # are read next time. With no rows changed, the previous bound still holds.
+        query = select(*_MATCHING_COLUMNS, snapshot_xmin().label("since"))
         if self._since is None:
             query = query.where(VolunteerRow.on_duty.is_(True), VolunteerRow.insured.is_(True))
         else:
             query = query.where(VolunteerRow.changed_xid >= self._since)
         rows = (await session.execute(query)).all()
+        if rows:
+            self._since = rows[0].since
         for row in rows:
             if row.on_duty and row.insured and row.lat is not None and row.lon is not None:
-                self._views[row.id] = self._view(row)
+                self._put(self._view(row))
             else:
-                self._views.pop(row.id, None)
-        self._since = since
+                self._drop(row.id)
         return [row.id for row in rows]
+
+    def _put(self, view: eligibility.Volunteer) -> None:
+        slot = self._slot.get(view.id)
+        if slot is None:
+            slot = self._free.pop() if self._free else self._new_slot()
+            self._slot[view.id] = slot
+        self._views[slot] = view
+        self._lat[slot], self._lon[slot] = view.lat, view.lon
+
+    def _drop(self, volunteer_id: uuid.UUID) -> None:
+        slot = self._slot.pop(volunteer_id, None)
+        if slot is not None:
+            self._views[slot] = None
+            self._lat[slot] = self._lon[slot] = np.nan
+            self._free.append(slot)
+
+    def _new_slot(self) -> int:
+        slot = len(self._views)
+        self._views.append(None)
+        if slot == len(self._lat):  # full: double the arrays
+            room = np.full(max(1024, slot), np.nan)
+            self._lat, self._lon = np.concatenate((self._lat, room)), np.concatenate((self._lon, room))
+        return slot
 
     async def volunteers_within(self, session: AsyncSession, box: Box) -> list[eligibility.Volunteer]:
         """Everyone on the roster inside `box`, with the offers they hold open right now."""
-        inside = [v for v in self._views.values() if box.contains(v.lat, v.lon)]  # type: ignore[arg-type]
-        if not inside:
+        used = len(self._views)
+        slots = np.flatnonzero(box.mask(self._lat[:used], self._lon[:used])).tolist()
+        if not slots:
             return []
         offers: dict[uuid.UUID, int] = {
             volunteer_id: count
@@ -139,7 +179,18 @@ class Roster:
                 )
             ).all()
         }
-        return [replace(v, live_offers=offers[v.id]) if v.id in offers else v for v in inside]
+        for volunteer_id in self._offers.keys() - offers.keys():
+            self._count_offers(volunteer_id, 0)
+        for volunteer_id, count in offers.items():
+            if self._offers.get(volunteer_id) != count:
+                self._count_offers(volunteer_id, count)
+        self._offers = offers
+        return [self._views[slot] for slot in slots]  # type: ignore[misc]
+
+    def _count_offers(self, volunteer_id: uuid.UUID, count: int) -> None:
+        slot = self._slot.get(volunteer_id)  # None: not on the roster now; the count waits for them
+        if slot is not None:
+            self._views[slot] = replace(self._views[slot], live_offers=count)  # type: ignore[type-var]
 
     def _set(self, values: list[str]) -> frozenset[str]:
         key = tuple(sorted(values))
@@ -149,7 +200,10 @@ class Roster:
         return found
 
     def _view(self, row: Any) -> eligibility.Volunteer:
-        """The matcher's view of a volunteer (no open offers), from a row with the `_MATCHING_COLUMNS`."""
+        """The matcher's view of a volunteer, from a row with the `_MATCHING_COLUMNS`.
+
+        Their open offers are as last counted (`volunteers_within` keeps them current).
+        """
         return eligibility.Volunteer(
             id=row.id,
             on_duty=row.on_duty,
@@ -160,7 +214,7 @@ class Roster:
             languages=self._set(row.languages),
             max_active_legs=row.max_active_legs,
             active_legs=row.active_legs,
-            live_offers=0,
+            live_offers=self._offers.get(row.id, 0),
             lat=row.lat,
             lon=row.lon,
             location_at=row.location_at,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.dispatcher.adapters.tables import VolunteerRow
+from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
 from services.dispatcher.domain.eligibility import Volunteer
 from services.dispatcher.service_layer.dispatch import offer_batch
 from services.dispatcher.service_layer.matcher import policy_from
@@ -124,6 +124,16 @@ async def test_open_offers_are_counted_at_each_read(
     await matching_round(sessionmaker, stack, roster)
     views = await views_within(sessionmaker, roster, around(place))
     assert [(view.id, view.live_offers) for view in views] == [(v.id, 1)]
+
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(VolunteerRow).where(VolunteerRow.id == v.id).values(lat=place[0] + 0.01))
+    views = await views_within(sessionmaker, roster, around(place))
+    assert [view.live_offers for view in views] == [1], "a changed row keeps the offers it holds"
+
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(OfferRow).where(OfferRow.volunteer_id == v.id).values(status="declined"))
+    views = await views_within(sessionmaker, roster, around(place))
+    assert [view.live_offers for view in views] == [0], "an offer no longer open no longer counts"
 
 
 async def test_a_matching_round_reads_into_the_roster_it_is_given(
