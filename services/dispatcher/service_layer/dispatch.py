@@ -169,22 +169,28 @@ async def offer_batch(
     `roster` is the process's roster, kept between rounds; without one, everyone on duty is read.
     """
     changes = Changes()
-    legs = list(
-        (
-            await session.execute(
-                select(LegRow)
-                .where(LegRow.status == "pending", (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
-                .order_by(LegRow.considered_at.asc().nulls_first(), LegRow.submitted_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).scalars()
+    # Lock and stamp in one statement: least recently considered first, so a leg nobody could
+    # take does not keep newer ones out of a full batch.
+    picked = (
+        select(LegRow.id)
+        .where(LegRow.status == "pending", (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
+        .order_by(LegRow.considered_at.asc().nulls_first(), LegRow.submitted_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    legs = sorted(
+        await session.scalars(
+            update(LegRow)
+            .where(LegRow.id.in_(select(picked.c.id)))
+            .values(considered_at=now)
+            .returning(LegRow),
+            execution_options={"synchronize_session": False},
+        ),
+        key=lambda leg: leg.submitted_at,
     )
     if not legs:
         return changes
-    await session.execute(
-        update(LegRow).where(LegRow.id.in_([leg.id for leg in legs])).values(considered_at=now)
-    )
     # Read without locks; only the volunteers the solver picks are locked (below), so replicas and
     # concurrent accepts contend for the few rows a round really changes, not for everyone on duty.
     if roster is None:
