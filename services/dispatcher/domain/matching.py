@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -76,26 +77,38 @@ def _arc_m(chord: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2))
 
 
-def candidate_pairs(
-    legs: list[Leg], volunteers: list[Volunteer], now: datetime, policy: Policy, *, k: int = 16
-) -> dict[tuple[int, int], tuple[float, float]]:
-    """The k nearest eligible volunteers of each leg, as {(leg index, volunteer index): (cost, distance)}.
+class Pool:
+    """Who a round may offer legs to: the volunteers available at `now`, and an index of where they are.
 
-    Volunteers failing a volunteer-only rule are dropped before the index is built; the pairing
-    rules are then checked on the nearest few of each leg, asking the index for more when too few
-    of those qualify. When more legs wait than volunteers are free, pairs beyond the leg's
-    `acceptable_pickup_m` are left out (deferred to a later window).
+    It depends on the volunteers alone and costs time in proportion to everyone on duty, so the
+    matcher builds it just before a round reads its legs: the legs then wait only for the work that
+    grows with them. `volunteers` holds the available ones only, in the index's order.
     """
-    if not legs:
+
+    def __init__(self, volunteers: Iterable[Volunteer], now: datetime, policy: Policy) -> None:
+        self.volunteers = [
+            v for v in volunteers if v.lat is not None and v.lon is not None and is_available(v, now, policy)
+        ]
+        self.index = (
+            cKDTree(_xyz([(v.lat, v.lon) for v in self.volunteers]))  # type: ignore[misc]
+            if self.volunteers
+            else None
+        )
+
+
+def candidate_pairs(
+    legs: list[Leg], pool: Pool, now: datetime, policy: Policy, *, k: int = 16
+) -> dict[tuple[int, int], tuple[float, float]]:
+    """The k nearest eligible volunteers of each leg, as {(leg index, pool index): (cost, distance)}.
+
+    The pool holds only volunteers who pass the volunteer-only rules; the pairing rules are checked
+    on the nearest few of each leg, asking the index for more when too few of those qualify. When
+    more legs wait than volunteers are free, pairs beyond the leg's `acceptable_pickup_m` are left
+    out (deferred to a later window).
+    """
+    available, tree = pool.volunteers, pool.index
+    if not legs or tree is None:
         return {}
-    available = [
-        i
-        for i, v in enumerate(volunteers)
-        if v.lat is not None and v.lon is not None and is_available(v, legs[0], now, policy)
-    ]
-    if not available:
-        return {}
-    tree = cKDTree(_xyz([(volunteers[i].lat, volunteers[i].lon) for i in available]))  # type: ignore[misc]
     points = _xyz([(leg.pickup_lat, leg.pickup_lon) for leg in legs])
     want = min(len(available), k * 2)
     chords, indices = tree.query(points, k=want)
@@ -107,9 +120,8 @@ def candidate_pairs(
         row_chords, row_indices, asked, seen = chords[li], indices[li], want, 0
         found: list[tuple[int, float]] = []
         while True:
-            for c, i in zip(row_chords[seen:], row_indices[seen:], strict=True):
-                vi = available[i]
-                if suits(volunteers[vi], leg, now, policy):
+            for c, vi in zip(row_chords[seen:], row_indices[seen:], strict=True):
+                if suits(available[vi], leg, now, policy):
                     found.append((vi, _arc_m(c)))
                     if len(found) == k:
                         break
@@ -121,7 +133,7 @@ def candidate_pairs(
         limit = acceptable_pickup_m(leg) if crowded else math.inf
         for vi, distance in found[:k]:
             if distance <= limit:
-                pairs[(li, vi)] = pair_cost(volunteers[vi], leg, distance_m=distance)
+                pairs[(li, vi)] = pair_cost(available[vi], leg, distance_m=distance)
     return pairs
 
 
@@ -195,33 +207,36 @@ def bundle_cost(v: Volunteer, bundle: list[Leg]) -> tuple[float, float]:
 
 
 def match_batch(
-    legs: list[Leg], volunteers: list[Volunteer], now: datetime, policy: Policy, *, k: int = 16
+    legs: list[Leg], volunteers: Sequence[Volunteer] | Pool, now: datetime, policy: Policy, *, k: int = 16
 ) -> list[Match]:
     """Which volunteer to offer each leg in this batch; legs left out wait for the next one.
 
-    Legs of one supply run go to one volunteer together when someone eligible can carry them all;
+    `volunteers` may be a pool built ahead (`Pool`); a plain list is pooled here, at `now`. Legs of
+    one supply run go to one volunteer together when someone eligible can carry them all;
     otherwise, and for every other leg, each leg is matched on its own.
     """
-    pairs = candidate_pairs(legs, volunteers, now, policy, k=k)
+    pool = volunteers if isinstance(volunteers, Pool) else Pool(volunteers, now, policy)
+    available = pool.volunteers
+    pairs = candidate_pairs(legs, pool, now, policy, k=k)
     bundled: set[int] = set()
     units: list[Unit] = []
     unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
     for bundle in supply_run_bundles(legs):
         members = [legs[li] for li in bundle]
         shared = set.intersection(*({vi for (li2, vi) in pairs if li2 == li} for li in bundle))
-        carriers = [vi for vi in shared if can_carry(volunteers[vi], members)]
+        carriers = [vi for vi in shared if can_carry(available[vi], members)]
         if not carriers:
             continue
         units.append(bundle)
         bundled.update(bundle)
         for vi in carriers:
-            unit_pairs[(bundle, vi)] = bundle_cost(volunteers[vi], members)
+            unit_pairs[(bundle, vi)] = bundle_cost(available[vi], members)
     for li in sorted({li for li, _ in pairs} - bundled):
         units.append((li,))
     for (li, vi), value in pairs.items():
         if li not in bundled:
             unit_pairs[((li,), vi)] = value
-    matches = _solve_units(legs, volunteers, units, unit_pairs)
+    matches = _solve_units(legs, available, units, unit_pairs)
     if not bundled:
         return matches
     # Bundles nobody took this round: their legs may still go one by one to the volunteers left.
@@ -230,13 +245,14 @@ def match_batch(
     leftover = {
         (li, vi): value
         for (li, vi), value in pairs.items()
-        if li in bundled and legs[li].id not in placed and volunteers[vi].id not in busy
+        if li in bundled and legs[li].id not in placed and available[vi].id not in busy
     }
-    return matches + solve(legs, volunteers, leftover)
+    return matches + solve(legs, available, leftover)
 
 
 __all__ = [
     "Match",
+    "Pool",
     "acceptable_pickup_m",
     "bundle_cost",
     "can_carry",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, and_, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,8 +25,8 @@ from services.dispatcher.adapters.tables import (
     outbox,
 )
 from services.dispatcher.domain import eligibility
-from services.dispatcher.domain.matching import Match, match_batch
-from services.dispatcher.service_layer.roster import Roster, live_offers, pickups_reach
+from services.dispatcher.domain.matching import Match, Pool, match_batch
+from services.dispatcher.service_layer.roster import Roster, live_offers
 from shared import crypto
 from shared.consumer import PermanentError
 from shared.events import (
@@ -154,26 +154,50 @@ async def _hand_back(session: AsyncSession, offer: OfferRow, *, status: str, now
     )
 
 
+def _waiting(now: datetime) -> ColumnElement[bool]:
+    """Legs a round at `now` may offer: pending, and ready for pickup."""
+    return and_(LegRow.status == "pending", (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
+
+
+async def prepare_pool(
+    session: AsyncSession, roster: Roster, *, now: datetime, policy: eligibility.Policy
+) -> Pool | None:
+    """Who the next round may offer legs to: the roster brought up to date, then who is available.
+
+    None while no leg waits: an idle dispatcher does no work per volunteer on duty.
+
+    Read without locks; only the volunteers the solver picks are locked (`offer_batch`), so
+    replicas and concurrent accepts contend for the few rows a round really changes, not for
+    everyone on duty. The pool is CPU work in proportion to everyone on duty: it is built on a
+    worker thread, so the event loop keeps serving polls meanwhile.
+    """
+    if not await session.scalar(select(exists().where(_waiting(now)))):
+        return None
+    await roster.refresh(session)
+    return await asyncio.to_thread(Pool, await roster.volunteers(session), now, policy)
+
+
 async def offer_batch(
     session: AsyncSession,
     *,
     now: datetime,
     policy: eligibility.Policy,
     offer_ttl: timedelta,
+    pool: Pool,
     limit: int = 500,
     k: int = 16,
-    roster: Roster | None = None,
 ) -> Changes:
-    """One matching round: lock what is free, solve the assignment, write the offers.
+    """One matching round: lock the pending legs, solve their assignment to `pool`, write the offers.
 
-    `roster` is the process's roster, kept between rounds; without one, everyone on duty is read.
+    Whoever in the pool has since gone off duty or filled their slots is left out when the chosen
+    volunteers are locked.
     """
     changes = Changes()
     # Lock and stamp in one statement: least recently considered first, so a leg nobody could
     # take does not keep newer ones out of a full batch.
     picked = (
         select(LegRow.id)
-        .where(LegRow.status == "pending", (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
+        .where(_waiting(now))
         .order_by(LegRow.considered_at.asc().nulls_first(), LegRow.submitted_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -189,15 +213,7 @@ async def offer_batch(
         ),
         key=lambda leg: leg.submitted_at,
     )
-    if not legs:
-        return changes
-    # Read without locks; only the volunteers the solver picks are locked (below), so replicas and
-    # concurrent accepts contend for the few rows a round really changes, not for everyone on duty.
-    if roster is None:
-        roster = Roster()
-    await roster.refresh(session)
-    volunteers = await roster.volunteers_within(session, pickups_reach(legs, policy))
-    if not volunteers:
+    if not legs or not pool.volunteers:
         return changes
     rejected: dict[uuid.UUID, set[uuid.UUID]] = {}
     for leg_id, volunteer_id in (
@@ -228,7 +244,7 @@ async def offer_batch(
     ]
     task_of = {leg.id: leg.task_id for leg in legs}
     # The solve is pure CPU; on a worker thread the event loop keeps serving polls meanwhile.
-    solved = await asyncio.to_thread(match_batch, views, volunteers, now, policy, k=k)
+    solved = await asyncio.to_thread(match_batch, views, pool, now, policy, k=k)
     matches = await _lock_chosen(session, solved)
     if not matches:
         return changes
@@ -269,10 +285,10 @@ async def offer_batch(
 
 
 async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Match]:
-    """Keep the matches whose volunteer this round could lock and who still has the free slots.
+    """Keep the matches whose volunteer this round could lock, still on duty with the free slots.
 
-    A volunteer locked by another replica's round, or whose slots filled since they were read,
-    is left out: their legs wait for the next round.
+    A volunteer locked by another replica's round, gone off duty or whose slots filled since they
+    were read, is left out: their legs wait for the next round.
     """
     if not matches:
         return matches
@@ -283,7 +299,7 @@ async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Matc
     locked = (
         await session.execute(
             select(VolunteerRow.id, VolunteerRow.max_active_legs - VolunteerRow.active_legs - live)
-            .where(VolunteerRow.id.in_(list(wanted)))
+            .where(VolunteerRow.id.in_(list(wanted)), VolunteerRow.on_duty.is_(True))
             .with_for_update(of=VolunteerRow, skip_locked=True)
         )
     ).all()

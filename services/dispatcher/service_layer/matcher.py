@@ -10,7 +10,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
-from services.dispatcher.service_layer.dispatch import escalate_waiting_legs, expire_offers, offer_batch
+from services.dispatcher.domain.matching import Pool
+from services.dispatcher.service_layer.dispatch import (
+    escalate_waiting_legs,
+    expire_offers,
+    offer_batch,
+    prepare_pool,
+)
 from services.dispatcher.service_layer.roster import Roster
 from shared.settings import Settings
 
@@ -30,33 +36,47 @@ def policy_from(settings: Settings) -> Policy:
 async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     """Runs for the life of the process; replicas each run one, row locks keep their batches apart."""
     window = settings.dispatch_batch_window_ms / 1000
+    # The pool (who is available, and where) is built this long before each round starts: it
+    # grows with everyone on duty, and legs should wait only for the work that grows with them.
+    lead = window / 5
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
     roster = Roster()
     frozen = 0
     loop = asyncio.get_running_loop()
     next_round = loop.time()
+
+    async def pool_for_round() -> Pool | None:
+        async with sessionmaker() as session, session.begin():
+            return await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
+
     while True:
         # Rounds start every window (not a window after the last one ended), so a leg waits at
         # most one window plus one round before it is looked at; a round longer than the window
         # is followed by the next at once.
         next_round = max(next_round + window, loop.time())
-        await asyncio.sleep(next_round - loop.time())
+        await asyncio.sleep(max(0.0, next_round - lead - loop.time()))
         try:
+            pool = await pool_for_round()
+            await asyncio.sleep(max(0.0, next_round - loop.time()))
+            # No leg waited a moment ago: one that came in since is matched now, not a window later.
+            pool = pool or await pool_for_round()
             # Offers first: the round's work a waiting leg feels. Offers that expire now are
             # handed back after it and their legs and volunteers join the next round.
-            async with sessionmaker() as session, session.begin():
-                changes = await offer_batch(
-                    session,
-                    now=datetime.now(UTC),
-                    policy=policy,
-                    offer_ttl=ttl,
-                    k=settings.dispatch_candidates_k,
-                    limit=settings.dispatch_batch_max_legs,
-                    roster=roster,
-                )
-                offered = len(changes.events)
-                await changes.flush(session)
+            offered = 0
+            if pool is not None:
+                async with sessionmaker() as session, session.begin():
+                    changes = await offer_batch(
+                        session,
+                        now=datetime.now(UTC),
+                        policy=policy,
+                        offer_ttl=ttl,
+                        pool=pool,
+                        k=settings.dispatch_candidates_k,
+                        limit=settings.dispatch_batch_max_legs,
+                    )
+                    offered = len(changes.events)
+                    await changes.flush(session)
             async with sessionmaker() as session, session.begin():
                 changes = await expire_offers(session, now=datetime.now(UTC))
                 await changes.flush(session)

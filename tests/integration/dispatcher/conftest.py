@@ -18,7 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import VolunteerRow, outbox
-from services.dispatcher.service_layer.dispatch import take_in_task
+from services.dispatcher.service_layer.dispatch import offer_batch, prepare_pool, take_in_task
+from services.dispatcher.service_layer.matcher import policy_from
+from services.dispatcher.service_layer.roster import Roster
 from shared.db import create_engine, create_sessionmaker
 from shared.events import TaskSubmitted, build_event
 from tests.conftest import Stack
@@ -116,3 +118,26 @@ async def outbox_types(session: AsyncSession, subject: uuid.UUID) -> list[str]:
         select(outbox.c.event_type).where(outbox.c.key == str(subject)).order_by(outbox.c.id)
     )
     return list(rows.scalars())
+
+
+async def matching_round(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stack: Stack,
+    roster: Roster,
+    *,
+    at: timedelta = timedelta(0),
+) -> set[uuid.UUID]:
+    """One matching round at `FUTURE + at` through `roster`, as the matcher runs it: the pool, then
+    the offers (60 s to answer). Returns the volunteers offered a leg."""
+    now, policy = FUTURE + at, policy_from(stack.settings())
+    async with sessionmaker() as session, session.begin():
+        pool = await prepare_pool(session, roster, now=now, policy=policy)
+    if pool is None:
+        return set()
+    async with sessionmaker() as session, session.begin():
+        changes = await offer_batch(
+            session, now=now, policy=policy, offer_ttl=timedelta(seconds=60), pool=pool
+        )
+        offered = set(changes.volunteers)
+        await changes.flush(session)
+    return offered

@@ -11,12 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, VolunteerRow
 from services.dispatcher.service_layer import dispatch
-from services.dispatcher.service_layer.matcher import policy_from
 from services.dispatcher.service_layer.roster import Roster
 from shared.events import TaskCancelled, build_event
 from shared.http import ProblemError
 from tests.conftest import Stack
-from tests.integration.dispatcher.conftest import FUTURE, add_volunteer, outbox_types, submit_task
+from tests.integration.dispatcher.conftest import (
+    FUTURE,
+    add_volunteer,
+    matching_round,
+    outbox_types,
+    submit_task,
+)
 
 TTL = timedelta(seconds=60)
 Maker = async_sessionmaker[AsyncSession]
@@ -35,11 +40,7 @@ ROSTER = Roster()
 
 
 async def batch(sessionmaker: Maker, stack: Stack, *, at: timedelta = timedelta(0)) -> None:
-    async with sessionmaker() as session, session.begin():
-        changes = await dispatch.offer_batch(
-            session, now=FUTURE + at, policy=policy_from(stack.settings()), offer_ttl=TTL, roster=ROSTER
-        )
-        await changes.flush(session)
+    await matching_round(sessionmaker, stack, ROSTER, at=at)
 
 
 async def test_volunteer_with_a_stale_fix_gets_no_offer_until_reporting_again(

@@ -11,43 +11,29 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
 from services.dispatcher.domain.eligibility import Volunteer
-from services.dispatcher.service_layer.dispatch import offer_batch
+from services.dispatcher.service_layer.dispatch import offer_batch, prepare_pool
 from services.dispatcher.service_layer.matcher import policy_from
-from services.dispatcher.service_layer.roster import Box, Roster
+from services.dispatcher.service_layer.roster import Roster
 from tests.conftest import Stack
-from tests.integration.dispatcher.conftest import FUTURE, add_volunteer, submit_task
+from tests.integration.dispatcher.conftest import FUTURE, add_volunteer, matching_round, submit_task
 
 Maker = async_sessionmaker[AsyncSession]
 
 
-def around(place: tuple[float, float]) -> Box:
+def near(place: tuple[float, float], views: list[Volunteer]) -> list[Volunteer]:
+    """The views within half a degree of `place` (other tests' volunteers are on the roster too)."""
     lat, lon = place
-    return Box(lat - 0.5, lat + 0.5, lon - 0.5, lon + 0.5)
+    return [v for v in views if abs(v.lat - lat) < 0.5 and abs(v.lon - lon) < 0.5]  # type: ignore[operator]
 
 
-async def views_within(sessionmaker: Maker, roster: Roster, box: Box) -> list[Volunteer]:
+async def views_near(sessionmaker: Maker, roster: Roster, place: tuple[float, float]) -> list[Volunteer]:
     async with sessionmaker() as session, session.begin():
         await roster.refresh(session)
-        return await roster.volunteers_within(session, box)
+        return near(place, await roster.volunteers(session))
 
 
-async def ids_within(sessionmaker: Maker, roster: Roster, box: Box) -> set[uuid.UUID]:
-    return {v.id for v in await views_within(sessionmaker, roster, box)}
-
-
-async def matching_round(sessionmaker: Maker, stack: Stack, roster: Roster) -> set[uuid.UUID]:
-    """One matching round at FUTURE through `roster`; the volunteers it made offers to."""
-    async with sessionmaker() as session, session.begin():
-        changes = await offer_batch(
-            session,
-            now=FUTURE,
-            policy=policy_from(stack.settings()),
-            offer_ttl=timedelta(seconds=60),
-            roster=roster,
-        )
-        offered = set(changes.volunteers)
-        await changes.flush(session)
-    return offered
+async def ids_near(sessionmaker: Maker, roster: Roster, place: tuple[float, float]) -> set[uuid.UUID]:
+    return {v.id for v in await views_near(sessionmaker, roster, place)}
 
 
 async def until_not_reread(sessionmaker: Maker, roster: Roster, unchanged: set[uuid.UUID]) -> None:
@@ -73,21 +59,21 @@ async def test_the_first_read_takes_everyone_on_duty_and_later_reads_only_the_ch
         off = await add_volunteer(session, lat=lat, lon=lon, on_duty=False)
         uninsured = await add_volunteer(session, lat=lat, lon=lon, insured=False)
     roster = Roster()
-    assert await ids_within(sessionmaker, roster, around(place)) == {on.id}
-    assert uninsured.id not in await ids_within(sessionmaker, roster, around(place))
+    assert await ids_near(sessionmaker, roster, place) == {on.id}
+    assert uninsured.id not in await ids_near(sessionmaker, roster, place)
 
     await until_not_reread(sessionmaker, roster, {on.id, off.id, uninsured.id})
     async with sessionmaker() as session, session.begin():
         await session.execute(update(VolunteerRow).where(VolunteerRow.id == off.id).values(on_duty=True))
         await session.execute(update(VolunteerRow).where(VolunteerRow.id == on.id).values(on_duty=False))
-    assert await ids_within(sessionmaker, roster, around(place)) == {off.id}
+    assert await ids_near(sessionmaker, roster, place) == {off.id}
 
     async with sessionmaker() as session, session.begin():
         await session.execute(
             update(VolunteerRow).where(VolunteerRow.id == off.id).values(lat=lat + 2, lon=lon + 2)
         )
-    assert await ids_within(sessionmaker, roster, around(place)) == set(), "moved out of the box"
-    assert await ids_within(sessionmaker, roster, around((lat + 2, lon + 2))) == {off.id}
+    assert await ids_near(sessionmaker, roster, place) == set(), "moved away"
+    assert await ids_near(sessionmaker, roster, (lat + 2, lon + 2)) == {off.id}
 
 
 async def test_a_transaction_that_commits_after_a_read_is_read_next_time(
@@ -97,13 +83,13 @@ async def test_a_transaction_that_commits_after_a_read_is_read_next_time(
     async with sessionmaker() as session, session.begin():
         v = await add_volunteer(session, lat=lat, lon=lon, on_duty=False)
     roster = Roster()
-    assert await ids_within(sessionmaker, roster, around(place)) == set()
+    assert await ids_near(sessionmaker, roster, place) == set()
 
     # The change is written (its transaction id taken) before the next read and committed after it.
     async with sessionmaker() as slow, slow.begin():
         await slow.execute(update(VolunteerRow).where(VolunteerRow.id == v.id).values(on_duty=True))
-        assert await ids_within(sessionmaker, roster, around(place)) == set(), "not committed yet"
-    assert await ids_within(sessionmaker, roster, around(place)) == {v.id}
+        assert await ids_near(sessionmaker, roster, place) == set(), "not committed yet"
+    assert await ids_near(sessionmaker, roster, place) == {v.id}
 
 
 async def volunteer_beside_a_task(sessionmaker: Maker, place: tuple[float, float]) -> VolunteerRow:
@@ -120,19 +106,19 @@ async def test_open_offers_are_counted_at_each_read(
 ) -> None:
     v = await volunteer_beside_a_task(sessionmaker, place)
     roster = Roster()
-    assert [view.live_offers for view in await views_within(sessionmaker, roster, around(place))] == [0]
+    assert [view.live_offers for view in await views_near(sessionmaker, roster, place)] == [0]
     await matching_round(sessionmaker, stack, roster)
-    views = await views_within(sessionmaker, roster, around(place))
+    views = await views_near(sessionmaker, roster, place)
     assert [(view.id, view.live_offers) for view in views] == [(v.id, 1)]
 
     async with sessionmaker() as session, session.begin():
         await session.execute(update(VolunteerRow).where(VolunteerRow.id == v.id).values(lat=place[0] + 0.01))
-    views = await views_within(sessionmaker, roster, around(place))
+    views = await views_near(sessionmaker, roster, place)
     assert [view.live_offers for view in views] == [1], "a changed row keeps the offers it holds"
 
     async with sessionmaker() as session, session.begin():
         await session.execute(update(OfferRow).where(OfferRow.volunteer_id == v.id).values(status="declined"))
-    views = await views_within(sessionmaker, roster, around(place))
+    views = await views_near(sessionmaker, roster, place)
     assert [view.live_offers for view in views] == [0], "an offer no longer open no longer counts"
 
 
@@ -144,4 +130,22 @@ async def test_a_matching_round_reads_into_the_roster_it_is_given(
     assert v.id in await matching_round(sessionmaker, stack, roster), "our leg offered to our volunteer"
     async with sessionmaker() as session:
         # No refresh here: the round must have read into this very roster.
-        assert v.id in {view.id for view in await roster.volunteers_within(session, around(place))}
+        assert v.id in {view.id for view in await roster.volunteers(session)}
+
+
+async def test_a_volunteer_who_left_after_the_pool_was_built_gets_no_offer(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    v = await volunteer_beside_a_task(sessionmaker, place)
+    roster, now, policy = Roster(), FUTURE, policy_from(stack.settings())
+    async with sessionmaker() as session, session.begin():
+        pool = await prepare_pool(session, roster, now=now, policy=policy)
+    assert pool is not None
+    assert v.id in {view.id for view in pool.volunteers}
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(VolunteerRow).where(VolunteerRow.id == v.id).values(on_duty=False))
+    async with sessionmaker() as session, session.begin():
+        changes = await offer_batch(
+            session, now=now, policy=policy, offer_ttl=timedelta(seconds=60), pool=pool
+        )
+    assert v.id not in changes.volunteers, "off duty since: checked again under the lock"

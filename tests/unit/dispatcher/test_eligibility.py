@@ -69,7 +69,7 @@ def test_uninsured_volunteer_is_not_offered_work() -> None:
 )
 def test_active_legs_and_open_offers_count_against_the_limit(active: int, offers: int, ok: bool) -> None:
     v = volunteer(active_legs=active, live_offers=offers)
-    assert e.has_free_slot(v, leg(), NOW, POLICY) is ok
+    assert e.has_free_slot(v, NOW, POLICY) is ok
     assert e.broken_rules(v, leg(), NOW, POLICY) == ([] if ok else ["has_free_slot"])
 
 
@@ -77,14 +77,14 @@ def test_volunteer_past_the_shift_cap_is_not_offered_work() -> None:
     v = volunteer(duty_started_at=NOW - POLICY.shift_max_on_duty - timedelta(seconds=1))
     assert e.broken_rules(v, leg(), NOW, POLICY) == ["rested"]
     assert e.rested(
-        volunteer(duty_started_at=NOW - POLICY.shift_max_on_duty + timedelta(minutes=1)), leg(), NOW, POLICY
+        volunteer(duty_started_at=NOW - POLICY.shift_max_on_duty + timedelta(minutes=1)), NOW, POLICY
     )
 
 
 def test_volunteer_inside_the_rest_period_is_not_offered_work_until_it_ends() -> None:
     v = volunteer(rest_until=NOW + timedelta(minutes=5), duty_started_at=NOW)
     assert e.broken_rules(v, leg(), NOW, POLICY) == ["rested"]
-    assert e.rested(v, leg(), NOW + timedelta(minutes=5), POLICY)
+    assert e.rested(v, NOW + timedelta(minutes=5), POLICY)
 
 
 def test_stale_or_missing_location_is_not_offered_work() -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.dispatcher.domain import eligibility as e
-from services.dispatcher.domain.matching import match_batch
+from services.dispatcher.domain.matching import Pool, match_batch
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = e.Policy()
@@ -53,6 +53,21 @@ def leg(lat: float, lon: float, **changes: object) -> e.Leg:
         vulnerable=False,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_pool_built_ahead_holds_the_available_only_and_matches_as_the_list_does() -> None:
+    here = (29.87, 121.55)
+    ready = [volunteer(here[0] + i * 0.001, here[1]) for i in range(3)]
+    resting = volunteer(*here, rest_until=NOW + timedelta(minutes=5))
+    stale = volunteer(*here, location_at=NOW - POLICY.location_max_age - timedelta(seconds=1))
+    full = volunteer(*here, max_active_legs=1, live_offers=1)
+    everyone = [resting, *ready, stale, full]
+    pool = Pool(everyone, NOW, POLICY)
+    assert [v.id for v in pool.volunteers] == [v.id for v in ready]
+    legs = [leg(here[0] + 0.002, here[1]), leg(*here)]
+    assert match_batch(legs, pool, NOW, POLICY) == match_batch(legs, everyone, NOW, POLICY)
+    assert Pool([resting], NOW, POLICY).index is None
+    assert match_batch(legs, Pool([resting], NOW, POLICY), NOW, POLICY) == []
 
 
 def test_batch_beats_nearest_first_when_the_nearest_is_needed_elsewhere() -> None:
