@@ -90,11 +90,9 @@ class EventConsumer:
         sessionmaker: async_sessionmaker[AsyncSession],
         inbox: Table,
         producer: AIOKafkaProducer,
-        fetch_max_wait_ms: int | None = None,
     ) -> None:
         self.group_id = group_id
         self._settings = settings
-        self._fetch_max_wait_ms = fetch_max_wait_ms or settings.consumer_fetch_max_wait_ms
         self._topics = topics
         self._handlers = handlers
         self._sessionmaker = sessionmaker
@@ -121,7 +119,7 @@ class EventConsumer:
                 session_timeout_ms=self._settings.consumer_session_timeout_ms,
                 heartbeat_interval_ms=self._settings.consumer_heartbeat_interval_ms,
                 max_poll_interval_ms=300_000,
-                fetch_max_wait_ms=self._fetch_max_wait_ms,
+                fetch_max_wait_ms=self._settings.consumer_fetch_max_wait_ms,
             )
             consumer.subscribe(list(self._topics), listener=_CommitOnRevoke(self))
             self._consumer = consumer

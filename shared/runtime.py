@@ -78,18 +78,9 @@ class Runtime:
         )
 
     def event_consumer(
-        self,
-        *,
-        group_id: str,
-        topics: tuple[str, ...],
-        handlers: Mapping[str, Handler],
-        inbox: Table,
-        fetch_max_wait_ms: int | None = None,
+        self, *, group_id: str, topics: tuple[str, ...], handlers: Mapping[str, Handler], inbox: Table
     ) -> EventConsumer:
-        """A consumer loop of this service, de-duplicating through its inbox.
-
-        `fetch_max_wait_ms` overrides `consumer_fetch_max_wait_ms` for a consumer whose latency matters.
-        """
+        """A consumer loop of this service, de-duplicating through its inbox."""
         return EventConsumer(
             settings=self.settings,
             group_id=group_id,
@@ -98,7 +89,6 @@ class Runtime:
             sessionmaker=self.sessionmaker,
             inbox=inbox,
             producer=self.producer,
-            fetch_max_wait_ms=fetch_max_wait_ms,
         )
 
     def readiness_checks(self) -> list[ReadinessCheck]:

@@ -56,9 +56,6 @@ class Settings(BaseSettings):
     # The longest the broker holds a fetch open when nothing is there: an idle consumer asks this
     # often; some brokers answer a fetch no sooner than this even when a record has just arrived.
     consumer_fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
-    # The same for the dispatcher's consumer of new tasks: a new leg waits for it before the next
-    # matching round can see it, so it asks more often (an idle fetch every this many ms).
-    dispatch_fetch_max_wait_ms: int = Field(default=10, ge=1, le=10_000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_s: float = Field(default=0.2, ge=0)
     relay_batch_size: int = Field(default=500, ge=1, le=10_000)

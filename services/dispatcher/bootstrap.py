@@ -47,7 +47,6 @@ def create_app(settings: Settings) -> web.Application:
             "leg.confirmed": confirm_leg,
         },
         inbox=inbox,
-        fetch_max_wait_ms=settings.dispatch_fetch_max_wait_ms,
     )
 
     async def release_polls(_: web.Application) -> None:
