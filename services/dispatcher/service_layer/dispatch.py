@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select, text, update
+from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ from services.dispatcher.adapters.tables import (
 )
 from services.dispatcher.domain import eligibility
 from services.dispatcher.domain.matching import Match, Pool, match_batch
-from services.dispatcher.service_layer.roster import Roster, live_offers
+from services.dispatcher.service_layer.roster import Box, Roster, live_offers, pickups_reach
 from shared import crypto
 from shared.consumer import PermanentError
 from shared.events import (
@@ -164,17 +164,30 @@ async def prepare_pool(
 ) -> Pool | None:
     """Who the next round may offer legs to: the roster brought up to date, then who is available.
 
-    None while no leg waits: an idle dispatcher does no work per volunteer on duty.
+    Only volunteers within reach of the legs waiting now are pooled (a leg from elsewhere that
+    arrives before the round is matched in the next one); None while no leg waits, so an idle
+    dispatcher does no work per volunteer on duty.
 
     Read without locks; only the volunteers the solver picks are locked (`offer_batch`), so
     replicas and concurrent accepts contend for the few rows a round really changes, not for
     everyone on duty. The pool is CPU work in proportion to everyone on duty: it is built on a
     worker thread, so the event loop keeps serving polls meanwhile.
     """
-    if not await session.scalar(select(exists().where(_waiting(now)))):
+    lat_min, lat_max, lon_min, lon_max = (
+        await session.execute(
+            select(
+                func.min(LegRow.pickup_lat),
+                func.max(LegRow.pickup_lat),
+                func.min(LegRow.pickup_lon),
+                func.max(LegRow.pickup_lon),
+            ).where(_waiting(now))
+        )
+    ).one()
+    if lat_min is None:
         return None
     await roster.refresh(session)
-    return await asyncio.to_thread(Pool, await roster.volunteers(session), now, policy)
+    reach = pickups_reach(Box(lat_min, lat_max, lon_min, lon_max), policy)
+    return await asyncio.to_thread(Pool, await roster.volunteers_within(session, reach), now, policy)
 
 
 async def offer_batch(

@@ -11,15 +11,18 @@ chosen pair into an offer, as it was when rounds read the table directly.
 
 from __future__ import annotations
 
+import math
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
 from services.dispatcher.domain import eligibility
+from services.dispatcher.domain.geo import SEARCH_RADIUS_M
 from shared.db import snapshot_xmin
 
 # Only what eligibility and matching read: whole ORM entities (identity map, instance state) for
@@ -43,6 +46,44 @@ _MATCHING_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class Box:
+    """A latitude/longitude box; `None` bounds leave that axis open."""
+
+    lat_min: float
+    lat_max: float
+    lon_min: float | None = None
+    lon_max: float | None = None
+
+    def mask(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Which of these points lie inside (NaN points never do)."""
+        inside = (lat >= self.lat_min) & (lat <= self.lat_max)
+        if self.lon_min is not None and self.lon_max is not None:
+            inside &= (lon >= self.lon_min) & (lon <= self.lon_max)
+        return inside
+
+
+def pickups_reach(pickups: Box, policy: eligibility.Policy) -> Box:
+    """The pickups' bounding box widened by the largest radius any leg may search.
+
+    A cheap superset of who `within_radius` can accept: the solver still checks each pair, but
+    need not index volunteers at the other end of the country.
+    """
+    assert pickups.lon_min is not None and pickups.lon_max is not None
+    reach_m = max(SEARCH_RADIUS_M.values()) * policy.radius_widening * max(1.0, policy.widen_max)
+    dlat = reach_m / 111_000 + 0.01
+    lat_min = pickups.lat_min - dlat
+    lat_max = pickups.lat_max + dlat
+    if lat_min <= -89 or lat_max >= 89:
+        return Box(lat_min, lat_max)  # at the poles every longitude is close
+    dlon = dlat / max(math.cos(math.radians(max(abs(lat_min), abs(lat_max)))), 0.01)
+    lon_min = pickups.lon_min - dlon
+    lon_max = pickups.lon_max + dlon
+    if lon_min < -180 or lon_max > 180:
+        return Box(lat_min, lat_max)  # the box crosses the antimeridian: latitude alone still narrows it
+    return Box(lat_min, lat_max, lon_min, lon_max)
+
+
 def live_offers() -> Any:
     """Per volunteer row of the enclosing query: how many offers they hold open right now."""
     return (
@@ -61,7 +102,13 @@ class Roster:
     """
 
     def __init__(self) -> None:
-        self._views: dict[uuid.UUID, eligibility.Volunteer] = {}
+        # One slot per volunteer: their view, and their position in two arrays the box filter
+        # reads at once. A volunteer who leaves frees their slot (NaN position) for the next.
+        self._views: list[eligibility.Volunteer | None] = []
+        self._slot: dict[uuid.UUID, int] = {}
+        self._free: list[int] = []
+        self._lat = np.empty(0)
+        self._lon = np.empty(0)
         self._sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._since: int | None = None
         # Open offers per volunteer as last read, already in their views: a round copies only
@@ -69,7 +116,7 @@ class Roster:
         self._offers: dict[uuid.UUID, int] = {}
 
     def __len__(self) -> int:
-        return len(self._views)
+        return len(self._slot)
 
     async def refresh(self, session: AsyncSession) -> list[uuid.UUID]:
         """Read the rows changed since the previous refresh (all on-duty rows the first time).
@@ -89,13 +136,40 @@ class Roster:
             self._since = rows[0].since
         for row in rows:
             if row.on_duty and row.insured and row.lat is not None and row.lon is not None:
-                self._views[row.id] = self._view(row)
+                self._put(self._view(row))
             else:
-                self._views.pop(row.id, None)
+                self._drop(row.id)
         return [row.id for row in rows]
 
-    async def volunteers(self, session: AsyncSession) -> list[eligibility.Volunteer]:
-        """Everyone on the roster, with the offers they hold open right now."""
+    def _put(self, view: eligibility.Volunteer) -> None:
+        slot = self._slot.get(view.id)
+        if slot is None:
+            slot = self._free.pop() if self._free else self._new_slot()
+            self._slot[view.id] = slot
+        self._views[slot] = view
+        self._lat[slot], self._lon[slot] = view.lat, view.lon
+
+    def _drop(self, volunteer_id: uuid.UUID) -> None:
+        slot = self._slot.pop(volunteer_id, None)
+        if slot is not None:
+            self._views[slot] = None
+            self._lat[slot] = self._lon[slot] = np.nan
+            self._free.append(slot)
+
+    def _new_slot(self) -> int:
+        slot = len(self._views)
+        self._views.append(None)
+        if slot == len(self._lat):  # full: double the arrays
+            room = np.full(max(1024, slot), np.nan)
+            self._lat, self._lon = np.concatenate((self._lat, room)), np.concatenate((self._lon, room))
+        return slot
+
+    async def volunteers_within(self, session: AsyncSession, box: Box) -> list[eligibility.Volunteer]:
+        """Everyone on the roster inside `box`, with the offers they hold open right now."""
+        used = len(self._views)
+        slots = np.flatnonzero(box.mask(self._lat[:used], self._lon[:used])).tolist()
+        if not slots:
+            return []
         offers: dict[uuid.UUID, int] = {
             volunteer_id: count
             for volunteer_id, count in (
@@ -112,12 +186,12 @@ class Roster:
             if self._offers.get(volunteer_id) != count:
                 self._count_offers(volunteer_id, count)
         self._offers = offers
-        return list(self._views.values())
+        return [self._views[slot] for slot in slots]  # type: ignore[misc]
 
     def _count_offers(self, volunteer_id: uuid.UUID, count: int) -> None:
-        view = self._views.get(volunteer_id)  # None: not on the roster now; the count waits for them
-        if view is not None:
-            self._views[volunteer_id] = replace(view, live_offers=count)
+        slot = self._slot.get(volunteer_id)  # None: not on the roster now; the count waits for them
+        if slot is not None:
+            self._views[slot] = replace(self._views[slot], live_offers=count)  # type: ignore[type-var]
 
     def _set(self, values: list[str]) -> frozenset[str]:
         key = tuple(sorted(values))
@@ -129,7 +203,7 @@ class Roster:
     def _view(self, row: Any) -> eligibility.Volunteer:
         """The matcher's view of a volunteer, from a row with the `_MATCHING_COLUMNS`.
 
-        Their open offers are as last counted (`volunteers` keeps them current).
+        Their open offers are as last counted (`volunteers_within` keeps them current).
         """
         return eligibility.Volunteer(
             id=row.id,

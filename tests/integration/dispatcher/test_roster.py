@@ -13,23 +13,23 @@ from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
 from services.dispatcher.domain.eligibility import Volunteer
 from services.dispatcher.service_layer.dispatch import offer_batch, prepare_pool
 from services.dispatcher.service_layer.matcher import policy_from
-from services.dispatcher.service_layer.roster import Roster
+from services.dispatcher.service_layer.roster import Box, Roster
 from tests.conftest import Stack
 from tests.integration.dispatcher.conftest import FUTURE, add_volunteer, matching_round, submit_task
 
 Maker = async_sessionmaker[AsyncSession]
 
 
-def near(place: tuple[float, float], views: list[Volunteer]) -> list[Volunteer]:
-    """The views within half a degree of `place` (other tests' volunteers are on the roster too)."""
+def around(place: tuple[float, float]) -> Box:
+    """Half a degree around `place` (other tests' volunteers are on the roster too)."""
     lat, lon = place
-    return [v for v in views if abs(v.lat - lat) < 0.5 and abs(v.lon - lon) < 0.5]  # type: ignore[operator]
+    return Box(lat - 0.5, lat + 0.5, lon - 0.5, lon + 0.5)
 
 
 async def views_near(sessionmaker: Maker, roster: Roster, place: tuple[float, float]) -> list[Volunteer]:
     async with sessionmaker() as session, session.begin():
         await roster.refresh(session)
-        return near(place, await roster.volunteers(session))
+        return await roster.volunteers_within(session, around(place))
 
 
 async def ids_near(sessionmaker: Maker, roster: Roster, place: tuple[float, float]) -> set[uuid.UUID]:
@@ -130,7 +130,7 @@ async def test_a_matching_round_reads_into_the_roster_it_is_given(
     assert v.id in await matching_round(sessionmaker, stack, roster), "our leg offered to our volunteer"
     async with sessionmaker() as session:
         # No refresh here: the round must have read into this very roster.
-        assert v.id in {view.id for view in await roster.volunteers(session)}
+        assert v.id in {view.id for view in await roster.volunteers_within(session, around(place))}
 
 
 async def test_a_volunteer_who_left_after_the_pool_was_built_gets_no_offer(
