@@ -206,8 +206,8 @@ async def offer_batch(
     volunteers are locked.
     """
     changes = Changes()
-    # Lock and stamp in one statement: least recently considered first, so a leg nobody could
-    # take does not keep newer ones out of a full batch.
+    # Lock and stamp in one statement, with who declined each leg or let it expire: least recently
+    # considered first, so a leg nobody could take does not keep newer ones out of a full batch.
     picked = (
         select(LegRow.id)
         .where(_waiting(now))
@@ -216,27 +216,27 @@ async def offer_batch(
         .with_for_update(skip_locked=True)
         .cte("picked")
     )
-    legs = sorted(
-        await session.scalars(
-            update(LegRow)
-            .where(LegRow.id.in_(select(picked.c.id)))
-            .values(considered_at=now)
-            .returning(LegRow),
-            execution_options={"synchronize_session": False},
-        ),
-        key=lambda leg: leg.submitted_at,
+    rejected_by = (
+        select(func.array_agg(RejectionRow.volunteer_id))
+        .where(RejectionRow.leg_id == LegRow.id)
+        .scalar_subquery()
     )
+    picked_rows = sorted(
+        (
+            await session.execute(
+                update(LegRow)
+                .where(LegRow.id.in_(select(picked.c.id)))
+                .values(considered_at=now)
+                .returning(LegRow, rejected_by),
+                execution_options={"synchronize_session": False},
+            )
+        ).all(),
+        key=lambda row: row[0].submitted_at,
+    )
+    legs: list[LegRow] = [leg for leg, _ in picked_rows]
+    rejected: dict[uuid.UUID, list[uuid.UUID] | None] = {leg.id: ids for leg, ids in picked_rows}
     if not legs or not pool.volunteers:
         return changes
-    rejected: dict[uuid.UUID, set[uuid.UUID]] = {}
-    for leg_id, volunteer_id in (
-        await session.execute(
-            select(RejectionRow.leg_id, RejectionRow.volunteer_id).where(
-                RejectionRow.leg_id.in_([leg.id for leg in legs])
-            )
-        )
-    ).all():
-        rejected.setdefault(leg_id, set()).add(volunteer_id)
     views = [
         eligibility.Leg(
             id=leg.id,
@@ -250,7 +250,7 @@ async def offer_batch(
             languages=frozenset(leg.languages),
             vulnerable=leg.vulnerable,
             waiting_s=(now - leg.submitted_at).total_seconds(),
-            rejected_by=frozenset(rejected.get(leg.id, ())),
+            rejected_by=frozenset(rejected[leg.id] or ()),
             kind=leg.kind,
         )
         for leg in legs
