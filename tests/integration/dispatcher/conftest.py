@@ -26,6 +26,7 @@ from shared.events import TaskSubmitted, build_event
 from tests.conftest import Stack
 
 FUTURE = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+OFFER_TTL = timedelta(seconds=60)
 
 
 @pytest.fixture(scope="session")
@@ -128,16 +129,14 @@ async def matching_round(
     at: timedelta = timedelta(0),
 ) -> set[uuid.UUID]:
     """One matching round at `FUTURE + at` through `roster`, as the matcher runs it: the pool, then
-    the offers (60 s to answer). Returns the volunteers offered a leg."""
+    the offers (`OFFER_TTL` to answer). Returns the volunteers offered a leg."""
     now, policy = FUTURE + at, policy_from(stack.settings())
     async with sessionmaker() as session, session.begin():
         pool = await prepare_pool(session, roster, now=now, policy=policy)
     if pool is None:
         return set()
     async with sessionmaker() as session, session.begin():
-        changes = await offer_batch(
-            session, now=now, policy=policy, offer_ttl=timedelta(seconds=60), pool=pool
-        )
+        changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool)
         offered = set(changes.volunteers)
         await changes.flush(session)
     return offered

@@ -17,13 +17,13 @@ from shared.http import ProblemError
 from tests.conftest import Stack
 from tests.integration.dispatcher.conftest import (
     FUTURE,
+    OFFER_TTL,
     add_volunteer,
     matching_round,
     outbox_types,
     submit_task,
 )
 
-TTL = timedelta(seconds=60)
 Maker = async_sessionmaker[AsyncSession]
 
 
@@ -39,10 +39,6 @@ async def offers_for(session: AsyncSession, leg_ids: list[uuid.UUID]) -> dict[uu
 ROSTER = Roster()
 
 
-async def batch(sessionmaker: Maker, stack: Stack, *, at: timedelta = timedelta(0)) -> None:
-    await matching_round(sessionmaker, stack, ROSTER, at=at)
-
-
 async def test_volunteer_with_a_stale_fix_gets_no_offer_until_reporting_again(
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:
@@ -51,12 +47,12 @@ async def test_volunteer_with_a_stale_fix_gets_no_offer_until_reporting_again(
         v = await add_volunteer(session, lat=lat, lon=lon, location_at=FUTURE - timedelta(hours=1))
         task = await submit_task(session, lat=lat, lon=lon)
     leg_id = task.legs[0].leg_id
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         assert await offers_for(session, [leg_id]) == {}
     async with sessionmaker() as session, session.begin():
         await session.execute(update(VolunteerRow).where(VolunteerRow.id == v.id).values(location_at=FUTURE))
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         assert (await offers_for(session, [leg_id]))[leg_id].volunteer_id == v.id
 
@@ -72,10 +68,10 @@ async def test_search_radius_widens_while_the_leg_waits(
         # volunteer while the round has more legs than free volunteers (other tests' legs count).
         task = await submit_task(session, lat=lat, lon=lon, submitted_at=FUTURE, priority="critical")
     leg_id = task.legs[0].leg_id
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         assert await offers_for(session, [leg_id]) == {}
-    await batch(sessionmaker, stack, at=timedelta(seconds=125))
+    await matching_round(sessionmaker, stack, ROSTER, at=timedelta(seconds=125))
     async with sessionmaker() as session:
         assert (await offers_for(session, [leg_id]))[leg_id].volunteer_id == v.id
 
@@ -155,7 +151,7 @@ async def test_hand_assignment_withdraws_the_live_offer_of_another_volunteer(
         chosen = await add_volunteer(session, lat=lat + 1, lon=lon, organisation_id=org)
         task = await submit_task(session, lat=lat, lon=lon, organisation_id=org)
     leg_id = task.legs[0].leg_id
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         offer = (await offers_for(session, [leg_id]))[leg_id]
     assert offer.volunteer_id == offered.id
@@ -186,7 +182,7 @@ async def test_cancelled_task_withdraws_offers_and_releases_legs_not_yet_picked_
         ]
         task = await submit_task(session, lat=lat, lon=lon, legs=3, organisation_id=org)
     leg_ids = [leg.leg_id for leg in task.legs]
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         offers = await offers_for(session, leg_ids)
     assert len(offers) == 3
@@ -235,7 +231,7 @@ async def test_problem_hands_the_leg_back_and_the_next_batch_asks_someone_else(
         farther = await add_volunteer(session, lat=lat + 0.01, lon=lon)
         task = await submit_task(session, lat=lat, lon=lon)
     leg_id = task.legs[0].leg_id
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session, session.begin():
         offer = (await offers_for(session, [leg_id]))[leg_id]
         assert offer.volunteer_id == near.id
@@ -246,7 +242,7 @@ async def test_problem_hands_the_leg_back_and_the_next_batch_asks_someone_else(
         assert (await outbox_types(session, task.task_id))[-1] == "leg.problem_reported"
     async with sessionmaker() as session:
         assert (await session.get(VolunteerRow, near.id)).active_legs == 0  # type: ignore[union-attr]
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         assert (await offers_for(session, [leg_id]))[leg_id].volunteer_id == farther.id
 
@@ -264,7 +260,7 @@ async def test_supply_run_legs_are_offered_together_to_the_volunteer_who_can_car
         )
         task = await submit_task(session, lat=lat, lon=lon, legs=3, kind="supply_run", weight_kg=24.0)
     leg_ids = [leg.leg_id for leg in task.legs]
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         offers = await offers_for(session, leg_ids)
     assert {offer.volunteer_id for offer in offers.values()} == {car.id} and len(offers) == 3
@@ -279,15 +275,15 @@ async def test_expired_offer_goes_to_the_next_nearest_volunteer(
         farther = await add_volunteer(session, lat=lat + 0.01, lon=lon)
         task = await submit_task(session, lat=lat, lon=lon)
     leg_id = task.legs[0].leg_id
-    await batch(sessionmaker, stack)
+    await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session, session.begin():
         offer = (await offers_for(session, [leg_id]))[leg_id]
         assert offer.volunteer_id == near.id
-        changes = await dispatch.expire_offers(session, now=FUTURE + TTL)
+        changes = await dispatch.expire_offers(session, now=FUTURE + OFFER_TTL)
         assert any(
             e.type == "leg.offer_expired" and e.data["leg_id"] == str(leg_id) for _, e in changes.events
         )
         await changes.flush(session)
-    await batch(sessionmaker, stack, at=TTL)
+    await matching_round(sessionmaker, stack, ROSTER, at=OFFER_TTL)
     async with sessionmaker() as session:
         assert (await offers_for(session, [leg_id]))[leg_id].volunteer_id == farther.id

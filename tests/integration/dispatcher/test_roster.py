@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,7 +14,13 @@ from services.dispatcher.service_layer.dispatch import offer_batch, prepare_pool
 from services.dispatcher.service_layer.matcher import policy_from
 from services.dispatcher.service_layer.roster import Box, Roster
 from tests.conftest import Stack
-from tests.integration.dispatcher.conftest import FUTURE, add_volunteer, matching_round, submit_task
+from tests.integration.dispatcher.conftest import (
+    FUTURE,
+    OFFER_TTL,
+    add_volunteer,
+    matching_round,
+    submit_task,
+)
 
 Maker = async_sessionmaker[AsyncSession]
 
@@ -145,7 +150,5 @@ async def test_a_volunteer_who_left_after_the_pool_was_built_gets_no_offer(
     async with sessionmaker() as session, session.begin():
         await session.execute(update(VolunteerRow).where(VolunteerRow.id == v.id).values(on_duty=False))
     async with sessionmaker() as session, session.begin():
-        changes = await offer_batch(
-            session, now=now, policy=policy, offer_ttl=timedelta(seconds=60), pool=pool
-        )
+        changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool)
     assert v.id not in changes.volunteers, "off duty since: checked again under the lock"
