@@ -40,22 +40,8 @@ from services.dispatcher.domain.matching import (
     match_batch,
     pair_cost,
 )
+from shared.ningbo import DISTRICTS
 from shared.settings import Settings
-
-# District centres from shared/seed/ningbo_districts.csv: (district, lat, lon, spread_km).
-NINGBO_DISTRICTS: tuple[tuple[str, float, float, float], ...] = (
-    ("Haishu", 29.87, 121.50, 9),
-    ("Jiangbei", 29.93, 121.53, 7),
-    ("Yinzhou", 29.82, 121.58, 10),
-    ("Zhenhai", 29.96, 121.68, 7),
-    ("Beilun", 29.90, 121.85, 12),
-    ("Fenghua", 29.66, 121.41, 12),
-    ("Yuyao", 30.04, 121.15, 15),
-    ("Cixi", 30.17, 121.27, 15),
-    ("Ninghai", 29.29, 121.43, 15),
-    ("Xiangshan", 29.48, 121.87, 14),
-    ("Hangzhou Bay New Area", 30.31, 121.18, 8),
-)
 
 # (legs, supply as a multiple of demand), each with its own fixed seed.
 SNAPSHOTS: tuple[tuple[int, int], ...] = (
@@ -82,7 +68,8 @@ class Snapshot:
 
 
 def _around(rng: np.random.Generator) -> tuple[float, float]:
-    _, lat, lon, spread_km = NINGBO_DISTRICTS[int(rng.integers(len(NINGBO_DISTRICTS)))]
+    district = DISTRICTS[int(rng.integers(len(DISTRICTS)))]
+    lat, lon, spread_km = district.lat, district.lon, district.spread_km
     north_km, east_km = rng.normal(0.0, spread_km / 2, size=2)
     return lat + north_km / 111.0, lon + east_km / (111.0 * math.cos(math.radians(lat)))
 

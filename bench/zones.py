@@ -32,7 +32,6 @@ from typing import Any, Protocol
 
 from bench.dispatch_quality import (
     CANDIDATES_K,
-    NINGBO_DISTRICTS,
     NOW,
     POLICY,
     Snapshot,
@@ -46,6 +45,7 @@ from services.dispatcher.domain.matching import (
     match_batch,
     pair_cost,
 )
+from shared.ningbo import DISTRICTS
 
 # A local flat projection around central Ningbo: at city scale the error is well under 1 %.
 ORIGIN_LAT, ORIGIN_LON = 29.87, 121.55
@@ -92,9 +92,7 @@ class OneZone:
 class DistrictZones:
     """A zone per district: the Voronoi cell of its centre (a point belongs to its nearest centre)."""
 
-    centres: tuple[tuple[str, float, float], ...] = tuple(
-        (name, lat, lon) for name, lat, lon, _ in NINGBO_DISTRICTS
-    )
+    centres: tuple[tuple[str, float, float], ...] = tuple((d.name, d.lat, d.lon) for d in DISTRICTS)
     name: str = "district"
 
     def _distances_sq(self, lat: float, lon: float) -> list[tuple[float, str, tuple[float, float]]]:

@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 
 from errands.simulation import model
+from services.dispatcher.domain.geo import vehicle_satisfies
+from shared.geo import haversine_m, travel_time_s
 
 TERMINAL_LEG = frozenset({"confirmed", "failed", "cancelled"})
 TERMINAL_TASK = frozenset({"completed", "cancelled"})
@@ -223,11 +225,11 @@ class OperatorDesk:
             for app in candidates
             if app.volunteer_id is not None
             and leg.dropoff.language in app.profile.languages
-            and model.vehicle_satisfies(app.profile.vehicle, needed)
+            and vehicle_satisfies(app.profile.vehicle, needed)
             and app.in_hand() < app.profile.max_active_legs
         ]
         pickup = (record.plan.pickup["lat"], record.plan.pickup["lon"])
-        suitable.sort(key=lambda app: model.haversine_m(*app.position, *pickup))
+        suitable.sort(key=lambda app: haversine_m(*app.position, *pickup))
         for app in suitable[:3]:
             answer = await call(
                 self._http,
@@ -427,7 +429,7 @@ class VolunteerApp:
             if answer.status == 200:
                 pickup = answer.body["pickup"]
                 self._ledger.pickup_distance_m.append(
-                    model.haversine_m(*self.position, pickup["lat"], pickup["lon"])
+                    haversine_m(*self.position, pickup["lat"], pickup["lon"])
                 )
                 self._legs.setdefault(answer.body["id"], InHand(answer.body))
                 self._changed.set()
@@ -468,9 +470,7 @@ class VolunteerApp:
         stops: list[tuple[float, str, bool]] = []
         for leg_id, held in self._legs.items():
             point = held.leg["dropoff"] if held.picked_up else held.leg["pickup"]
-            stops.append(
-                (model.haversine_m(*self.position, point["lat"], point["lon"]), leg_id, held.picked_up)
-            )
+            stops.append((haversine_m(*self.position, point["lat"], point["lon"]), leg_id, held.picked_up))
         _, leg_id, aboard = min(stops)
         held = self._legs[leg_id]
         point = held.leg["dropoff"] if aboard else held.leg["pickup"]
@@ -485,17 +485,15 @@ class VolunteerApp:
                 other
                 for other, h in self._legs.items()
                 if not h.picked_up
-                and model.haversine_m(*self.position, h.leg["pickup"]["lat"], h.leg["pickup"]["lon"]) < 100
+                and haversine_m(*self.position, h.leg["pickup"]["lat"], h.leg["pickup"]["lon"]) < 100
             ]
             for other in here:
                 await self._pick_up(other)
 
     async def _travel(self, to: tuple[float, float]) -> None:
         """Move at the vehicle's speed, time-compressed, reporting the way."""
-        distance = model.haversine_m(*self.position, *to)
-        real = min(
-            self._clock.real_s(model.travel_time_s(distance, self.profile.vehicle)), self._max_leg_travel_s
-        )
+        distance = haversine_m(*self.position, *to)
+        real = min(self._clock.real_s(travel_time_s(distance, self.profile.vehicle)), self._max_leg_travel_s)
         steps = max(1, min(20, int(real / 1.0)))
         for point in model.waypoints(self.position, to, steps):
             await asyncio.sleep(real / steps)

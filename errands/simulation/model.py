@@ -5,12 +5,13 @@ Everything random draws from a `random.Random` handed in, so one seed gives one 
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
+
+from shared.geo import KM_PER_DEGREE_LAT
+from shared.ningbo import DISTRICTS, District
 
 Kind = Literal["errand", "meal", "supply_run"]
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
@@ -18,84 +19,33 @@ Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
 KINDS: tuple[Kind, ...] = ("errand", "meal", "supply_run")
 # The share of a whole day's tasks each kind makes up (errands for quarantined and elderly people first).
 KIND_SHARES: dict[Kind, float] = {"errand": 0.5, "meal": 0.35, "supply_run": 0.15}
-# Street speeds in metres per second; the simulated apps move at these, time-compressed.
-SPEED_M_S: dict[str, float] = {"foot": 1.3, "bicycle": 4.0, "ebike": 5.5, "car": 8.0, "van": 7.0}
 VEHICLE_MIX: dict[Vehicle, float] = {"foot": 0.15, "bicycle": 0.25, "ebike": 0.33, "car": 0.19, "van": 0.08}
 CAPACITY_KG: dict[str, float] = {"foot": 8.0, "bicycle": 15.0, "ebike": 25.0, "car": 300.0, "van": 800.0}
 # Foreign residents: a translation team served English, Korean and Japanese speakers.
 FOREIGN_LANGUAGES: tuple[str, ...] = ("en", "ko", "ja")
 RECIPIENT_LANGUAGE_MIX: dict[str, float] = {"zh": 0.9, "en": 0.06, "ko": 0.02, "ja": 0.02}
 VOLUNTEER_LANGUAGE_SHARE: dict[str, float] = {"en": 0.35, "ko": 0.08, "ja": 0.08}
-STREET_DETOUR = 1.3
-EARTH_RADIUS_M = 6_371_000.0
-KM_PER_DEGREE_LAT = 111.32
 
-# Rough resident populations (10,000s) as weights; the order is from the city core outwards, so a
-# small run uses the urban districts first and every district it uses has volunteers enough.
-_DISTRICT_WEIGHTS = {
-    "Haishu": 105,
-    "Yinzhou": 161,
-    "Jiangbei": 49,
-    "Zhenhai": 50,
-    "Beilun": 82,
-    "Fenghua": 58,
-    "Yuyao": 125,
-    "Cixi": 183,
-    "Ninghai": 70,
-    "Xiangshan": 57,
-    "Hangzhou Bay New Area": 20,
-}
-# The seed CSV's rows, for an installed package that has no `shared/seed` beside it.
-_BUILT_IN_DISTRICTS = """district,name_zh,lat,lon,spread_km
-Haishu,海曙区,29.87,121.50,9
-Jiangbei,江北区,29.93,121.53,7
-Yinzhou,鄞州区,29.82,121.58,10
-Zhenhai,镇海区,29.96,121.68,7
-Beilun,北仑区,29.90,121.85,12
-Fenghua,奉化区,29.66,121.41,12
-Yuyao,余姚市,30.04,121.15,15
-Cixi,慈溪市,30.17,121.27,15
-Ninghai,宁海县,29.29,121.43,15
-Xiangshan,象山县,29.48,121.87,14
-Hangzhou Bay New Area,杭州湾新区,30.31,121.18,8
-"""
-SEED_CSV = Path(__file__).resolve().parents[3] / "shared" / "seed" / "ningbo_districts.csv"
+# The order a run takes districts in: from the city core outwards, so a small run uses the urban
+# districts first and every district it uses has volunteers enough.
+CORE_FIRST: tuple[str, ...] = (
+    "Haishu",
+    "Yinzhou",
+    "Jiangbei",
+    "Zhenhai",
+    "Beilun",
+    "Fenghua",
+    "Yuyao",
+    "Cixi",
+    "Ninghai",
+    "Xiangshan",
+    "Hangzhou Bay New Area",
+)
 
 
-@dataclass(frozen=True)
-class District:
-    name: str
-    name_zh: str
-    lat: float
-    lon: float
-    spread_km: float
-    weight: float
-
-
-def parse_districts(text: str) -> list[District]:
-    """Districts from the seed CSV's text, core districts first."""
-    rows = list(csv.DictReader(text.splitlines()))
-    districts = [
-        District(
-            name=row["district"],
-            name_zh=row["name_zh"],
-            lat=float(row["lat"]),
-            lon=float(row["lon"]),
-            spread_km=float(row["spread_km"]),
-            weight=float(_DISTRICT_WEIGHTS.get(row["district"], 30)),
-        )
-        for row in rows
-    ]
-    order = list(_DISTRICT_WEIGHTS)
-    return sorted(districts, key=lambda d: order.index(d.name) if d.name in order else len(order))
-
-
-def load_districts(path: Path | None = None) -> list[District]:
-    """The seed's districts: `path`, else `../shared/seed/ningbo_districts.csv`, else the built-in copy."""
-    for candidate in (path, SEED_CSV):
-        if candidate is not None and candidate.is_file():
-            return parse_districts(candidate.read_text(encoding="utf-8"))
-    return parse_districts(_BUILT_IN_DISTRICTS)
+def load_districts() -> list[District]:
+    """Ningbo's districts, core districts first."""
+    return sorted(DISTRICTS, key=lambda d: CORE_FIRST.index(d.name))
 
 
 def active_districts(
@@ -111,14 +61,6 @@ def active_districts(
 
 
 # --- geography ----------------------------------------------------------------------------------------
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def offset(lat: float, lon: float, *, east_km: float, north_km: float) -> tuple[float, float]:
@@ -145,19 +87,6 @@ def place_near(rng: random.Random, lat: float, lon: float, *, spread_km: float) 
 def place_in(rng: random.Random, district: District, *, scale: float = 1.0) -> tuple[float, float]:
     """A point in the district, around its centre within its spread (times `scale`)."""
     return place_near(rng, district.lat, district.lon, spread_km=district.spread_km * scale)
-
-
-VEHICLE_ORDER: tuple[Vehicle, ...] = ("foot", "bicycle", "ebike", "car", "van")
-
-
-def vehicle_satisfies(offered: str, required: str | None) -> bool:
-    """A van does what a bicycle does; a bicycle does not do what a van does."""
-    return required is None or VEHICLE_ORDER.index(offered) >= VEHICLE_ORDER.index(required)
-
-
-def travel_time_s(distance_m: float, vehicle: str) -> float:
-    """Time on the streets to cover a straight-line distance."""
-    return distance_m * STREET_DETOUR / SPEED_M_S[vehicle]
 
 
 def waypoints(start: tuple[float, float], end: tuple[float, float], steps: int) -> list[tuple[float, float]]:
@@ -398,7 +327,7 @@ def depots(districts: list[District]) -> list[tuple[District, float, float]]:
 
 def plan_task(rng: random.Random, *, kind: Kind, hour: float, districts: list[District]) -> TaskPlan:
     """One task of `kind`, placed in one of `districts` (by weight)."""
-    district = rng.choices(districts, weights=[d.weight for d in districts])[0]
+    district = rng.choices(districts, weights=[d.population_10k for d in districts])[0]
     if kind == "errand":
         return _plan_errand(rng, district)
     if kind == "meal":
@@ -557,7 +486,9 @@ def plan_volunteers(
     # Round-robin until each district has its covering volunteers, then by weight.
     covering = min(count, len(districts) * len(_COVER))
     assignment = [districts[i % len(districts)] for i in range(covering)]
-    assignment += rng.choices(districts, weights=[d.weight for d in districts], k=count - len(assignment))
+    assignment += rng.choices(
+        districts, weights=[d.population_10k for d in districts], k=count - len(assignment)
+    )
     seen: dict[str, int] = {}
     vehicles = list(VEHICLE_MIX)
     profiles = []

@@ -12,32 +12,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-KM_PER_DEGREE_LAT = 111.32
-
-
-@dataclass(frozen=True)
-class District:
-    name: str
-    name_zh: str
-    lat: float
-    lon: float
-    spread_km: float
-
-
-# shared/seed/ningbo_districts.csv, kept here because a service never reads files outside its package.
-NINGBO_DISTRICTS = (
-    District("Haishu", "海曙区", 29.87, 121.50, 9),
-    District("Jiangbei", "江北区", 29.93, 121.53, 7),
-    District("Yinzhou", "鄞州区", 29.82, 121.58, 10),
-    District("Zhenhai", "镇海区", 29.96, 121.68, 7),
-    District("Beilun", "北仑区", 29.90, 121.85, 12),
-    District("Fenghua", "奉化区", 29.66, 121.41, 12),
-    District("Yuyao", "余姚市", 30.04, 121.15, 15),
-    District("Cixi", "慈溪市", 30.17, 121.27, 15),
-    District("Ninghai", "宁海县", 29.29, 121.43, 15),
-    District("Xiangshan", "象山县", 29.48, 121.87, 14),
-    District("Hangzhou Bay New Area", "杭州湾新区", 30.31, 121.18, 8),
-)
+from shared.geo import KM_PER_DEGREE_LAT
+from shared.ningbo import DISTRICTS
 
 
 @dataclass(frozen=True)
@@ -100,7 +76,7 @@ class MapFrame:
         return round(x, 1), round(y, 1)
 
 
-NINGBO = MapFrame.around((d.lat, d.lon) for d in NINGBO_DISTRICTS)
+NINGBO = MapFrame.around((d.lat, d.lon) for d in DISTRICTS)
 
 
 def format_duration(seconds: float | None) -> str:

@@ -14,9 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.domain.dashboard import NINGBO, NINGBO_DISTRICTS, MapFrame, format_duration
+from services.intake.domain.dashboard import NINGBO, MapFrame, format_duration
 from services.intake.domain.model import TaskStatus
 from services.intake.domain.timings import DISPATCH_TIMINGS
+from shared.ningbo import DISTRICTS
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +101,7 @@ FROM spans GROUP BY name
 
 def _map(frame: MapFrame) -> dict[str, Any]:
     districts = []
-    for district in NINGBO_DISTRICTS:
+    for district in DISTRICTS:
         where = frame.project(district.lat, district.lon)
         if where is not None:
             districts.append(

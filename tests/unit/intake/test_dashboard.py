@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 
 import pytest
 
-from services.intake.domain.dashboard import NINGBO, NINGBO_DISTRICTS, MapFrame, format_duration
-
-# The handbook keeps the seed beside the repository, as errands.simulation expects it.
-SEED_CSV = Path(__file__).resolve().parents[4] / "shared" / "seed" / "ningbo_districts.csv"
+from services.intake.domain.dashboard import NINGBO, MapFrame, format_duration
+from shared.ningbo import DISTRICTS
 
 
 def test_every_district_centre_is_drawn_inside_the_map() -> None:
-    for district in NINGBO_DISTRICTS:
+    for district in DISTRICTS:
         where = NINGBO.project(district.lat, district.lon)
         assert where is not None, district.name
         x, y = where
@@ -51,19 +47,9 @@ def test_a_place_outside_ningbo_is_not_drawn() -> None:
 
 
 def test_the_map_keeps_a_margin_around_the_outermost_districts() -> None:
-    hangzhou_bay = next(d for d in NINGBO_DISTRICTS if d.name == "Hangzhou Bay New Area")
+    hangzhou_bay = next(d for d in DISTRICTS if d.name == "Hangzhou Bay New Area")
     _, y = NINGBO.project(hangzhou_bay.lat, hangzhou_bay.lon) or (0.0, 0.0)
     assert y >= 20 * NINGBO.units_per_km, "the northernmost centre is not drawn on the edge"
-
-
-@pytest.mark.skipif(not SEED_CSV.exists(), reason="the seed CSV is not on this machine")
-def test_the_districts_match_the_seed_file() -> None:
-    with SEED_CSV.open(encoding="utf-8") as handle:
-        seed = [
-            (row["district"], row["name_zh"], float(row["lat"]), float(row["lon"]), float(row["spread_km"]))
-            for row in csv.DictReader(handle)
-        ]
-    assert [(d.name, d.name_zh, d.lat, d.lon, d.spread_km) for d in NINGBO_DISTRICTS] == seed
 
 
 @pytest.mark.parametrize(

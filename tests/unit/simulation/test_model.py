@@ -8,21 +8,21 @@ from collections import Counter
 import pytest
 
 from errands.simulation import model
+from services.dispatcher.domain.geo import vehicle_satisfies
+from shared.geo import haversine_m
+from shared.ningbo import District
 
 CLOCK = model.SimClock(start_hour=0.0, compression=3600.0)  # one real second is one simulated hour
 
 
-def districts() -> list[model.District]:
+def districts() -> list[District]:
     return model.load_districts()
 
 
-def test_the_seed_csv_and_the_built_in_copy_agree() -> None:
-    from_file = model.load_districts(model.SEED_CSV) if model.SEED_CSV.is_file() else None
-    built_in = model.parse_districts(model._BUILT_IN_DISTRICTS)
-    assert len(built_in) == 11
-    if from_file is not None:
-        assert from_file == built_in
-    assert built_in[0].name == "Haishu", "the core district comes first"
+def test_a_run_takes_the_core_districts_first() -> None:
+    ordered = districts()
+    assert len(ordered) == 11
+    assert [d.name for d in ordered[:3]] == ["Haishu", "Yinzhou", "Jiangbei"]
 
 
 def test_meals_peak_at_lunch_time() -> None:
@@ -79,7 +79,7 @@ def test_points_fall_within_the_district_spread() -> None:
     rng = random.Random(4)
     for district in districts():
         points = [model.place_in(rng, district) for _ in range(300)]
-        distances = [model.haversine_m(district.lat, district.lon, lat, lon) / 1000 for lat, lon in points]
+        distances = [haversine_m(district.lat, district.lon, lat, lon) / 1000 for lat, lon in points]
         assert max(distances) <= district.spread_km * 1.01
         assert sum(distances) / len(distances) < district.spread_km * 0.75, "gathered around the centre"
 
@@ -169,7 +169,7 @@ def test_one_seed_gives_one_day() -> None:
 def test_waypoints_end_at_the_destination() -> None:
     points = model.waypoints((29.0, 121.0), (29.1, 121.2), 4)
     assert len(points) == 4 and points[-1] == (29.1, 121.2)
-    assert model.vehicle_satisfies("van", "car") and not model.vehicle_satisfies("bicycle", "car")
+    assert vehicle_satisfies("van", "car") and not vehicle_satisfies("bicycle", "car")
 
 
 def test_percentile_interpolates() -> None:
