@@ -40,12 +40,12 @@ async def wait_until_every_leg_offered(
     await until("every acknowledged leg reached an offer", reached, timeout_s=timeout_s)
 
 
-async def outboxes_empty(rig: Rig) -> bool:
+async def outboxes_empty(rig: Rig) -> bool | str:
     counts: list[int] = [
         await rig.value(f"SELECT count(*) FROM {schema}.outbox")  # noqa: S608
         for schema in ("intake", "dispatch", "notify")
     ]
-    return sum(counts) == 0
+    return sum(counts) == 0 or f"{sum(counts)} events still in the outboxes"
 
 
 async def assert_every_acknowledged_task_exists_once(rig: Rig, operators: Operators) -> None:

@@ -206,16 +206,20 @@ class Rig:
 async def until(what: str, predicate: Any, *, timeout_s: float, every_s: float = 1.0) -> Any:
     """Wait until `predicate()` is truthy and not a string (a string describes progress so far).
 
-    The timeout is a bound for a broken run, not a speed target.
+    The timeout bounds a broken run, not a speed target: it counts from the last progress a string
+    reported, so a run on a busy machine that keeps moving is waited for, and one that stops fails.
     """
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
-        last = await predicate()
-        if last and not isinstance(last, str):
-            return last
+        current = await predicate()
+        if current and not isinstance(current, str):
+            return current
+        if isinstance(current, str) and current != last:
+            deadline = time.monotonic() + timeout_s
+        last = current
         await asyncio.sleep(every_s)
-    raise AssertionError(f"{what}: not reached within {timeout_s}s (last: {last!r})")
+    raise AssertionError(f"{what}: no progress for {timeout_s}s (last: {last!r})")
 
 
 def per_subject(

@@ -27,9 +27,10 @@ from tests.reliability.rig import Rig, http_session, per_subject, until
 pytestmark = pytest.mark.e2e
 
 SOAK = os.environ.get("ERRANDS_SOAK") == "1"
-# A killed member stays in the consumer group until its session (30 s) expires, and the group waits
-# for it before reassigning partitions: drains allow for a few of those.
-DRAIN_S = 600.0
+# How long a drain may go without a leg newly offered (or an event newly published) before it
+# counts as stalled. A killed member stays in the consumer group until its session (30 s) expires,
+# and the group waits for it before reassigning partitions: this allows for a few of those.
+DRAIN_S = 240.0
 
 
 @pytest.mark.timeout(2400)
