@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import is_connection_error
-from shared.events import DEADLETTER_TOPIC, CloudEvent, current_traceparent
+from shared.events import DEADLETTER_TOPIC, CloudEvent, DeadLetterHeader, current_traceparent
 from shared.metrics import CONSUMER_LAG, DEADLETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
 from shared.settings import Settings
 
@@ -325,13 +325,13 @@ class EventConsumer:
 
     async def _deadletter(self, record: Any, *, error: str, attempts: int, event_type: str) -> None:
         headers = [
-            ("errands-origin-topic", record.topic.encode()),
-            ("errands-origin-partition", str(record.partition).encode()),
-            ("errands-origin-offset", str(record.offset).encode()),
-            ("errands-consumer-group", self.group_id.encode()),
-            ("errands-event-type", event_type.encode()),
-            ("errands-error", error[:2000].encode()),
-            ("errands-attempts", str(attempts).encode()),
+            (DeadLetterHeader.ORIGIN_TOPIC, record.topic.encode()),
+            (DeadLetterHeader.ORIGIN_PARTITION, str(record.partition).encode()),
+            (DeadLetterHeader.ORIGIN_OFFSET, str(record.offset).encode()),
+            (DeadLetterHeader.CONSUMER_GROUP, self.group_id.encode()),
+            (DeadLetterHeader.EVENT_TYPE, event_type.encode()),
+            (DeadLetterHeader.ERROR, error[:2000].encode()),
+            (DeadLetterHeader.ATTEMPTS, str(attempts).encode()),
         ]
         while True:
             try:

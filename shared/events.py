@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,28 @@ ALL_TOPICS = (
     NOTIFICATIONS_TOPIC,
     DEADLETTER_TOPIC,
 )
+
+
+class DeadLetterHeader:
+    """Headers on the dead-letter topic: where a record came from, and what became of it.
+
+    Plain strings, not an enum: the broker client's record builder takes exactly `str` names.
+    """
+
+    # Written by the consumer that gave up on a record.
+    ORIGIN_TOPIC: Final = "errands-origin-topic"
+    ORIGIN_PARTITION: Final = "errands-origin-partition"
+    ORIGIN_OFFSET: Final = "errands-origin-offset"
+    CONSUMER_GROUP: Final = "errands-consumer-group"
+    EVENT_TYPE: Final = "errands-event-type"
+    ERROR: Final = "errands-error"
+    ATTEMPTS: Final = "errands-attempts"
+    # On a record re-published by `errands dlq replay`: the id of the dead letter it came from.
+    REPLAYED_FROM: Final = "errands-replayed-from"
+    # On the marker `errands dlq replay` appends to the dead-letter topic after re-publishing one.
+    REPLAY_OF: Final = "errands-replay-of"
+    REPLAYED_TO: Final = "errands-replayed-to"
+
 
 Source = Literal["/intake", "/dispatcher", "/notifier"]
 

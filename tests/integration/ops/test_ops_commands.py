@@ -25,7 +25,7 @@ from sqlalchemy import MetaData
 from errands import ops
 from errands.cli import main
 from shared.consumer import EventConsumer, inbox_table
-from shared.events import LegOffered, TaskCancelled, build_event
+from shared.events import DeadLetterHeader, LegOffered, TaskCancelled, build_event
 from shared.kafka import create_producer
 from tests.conftest import Stack
 
@@ -252,11 +252,13 @@ async def test_dlq_lists_dead_letters_and_replays_each_once_with_the_same_bytes(
     assert unknown[0].skipped == "no such dead letter"
 
     replayed = [
-        r for r in await ops.read_topic_to_end(stack.kafka_bootstrap, topic) if r.header(ops.REPLAYED_FROM)
+        r
+        for r in await ops.read_topic_to_end(stack.kafka_bootstrap, topic)
+        if r.header(DeadLetterHeader.REPLAYED_FROM)
     ]
-    assert sorted((r.header(ops.REPLAYED_FROM), r.key, r.value) for r in replayed) == sorted(
+    assert sorted((r.header(DeadLetterHeader.REPLAYED_FROM), r.key, r.value) for r in replayed) == sorted(
         (letter.id, letter.key, letter.value) for letter in letters
     ), "each dead letter came back once, with its original key and bytes"
     for letter in letters:
-        origin = next(r for r in replayed if r.header(ops.REPLAYED_FROM) == letter.id)
+        origin = next(r for r in replayed if r.header(DeadLetterHeader.REPLAYED_FROM) == letter.id)
         assert origin.partition == letter.origin_partition, "same key, same partition, same order"
