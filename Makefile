@@ -35,8 +35,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: system-deps lint typecheck
-	$(BIN)/python -m pytest
+test: system-deps
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory lint typecheck && $(BIN)/python -m pytest; status=$$?; \
+	took=$$(( $$(date +%s) - start )); echo "make test took $$((took / 60)) min $$((took % 60)) s"; exit $$status
 
 unit: install
 	$(BIN)/python -m pytest tests/unit
