@@ -69,7 +69,10 @@ def _key_weakness(value: str) -> str | None:
 class Settings(BaseSettings):
     """Every knob of every Errands process; environment names are the field names in upper case."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # Errors name the setting, never echo its value: several are secrets and end up in logs.
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/errands",

@@ -102,3 +102,14 @@ def test_a_data_key_that_is_not_32_bytes_is_refused_in_any_mode() -> None:
             Settings.model_validate({"errands_data_key": random_key(size)})
     with pytest.raises(ValidationError, match="ERRANDS_DATA_KEY must be 32 bytes"):
         Settings.model_validate({"errands_data_key": "not base64 at all!"})
+
+
+def test_a_refused_key_is_not_repeated_in_the_error() -> None:
+    """Start-up errors reach the logs; a weak key in them would still be a key."""
+    weak = random_key(16)
+    values = {"errands_production": "true", "errands_data_key": random_key(), "errands_code_key": weak}
+    with pytest.raises(ValidationError, match="ERRANDS_CODE_KEY") as refused:
+        Settings.model_validate(values)
+    assert weak not in str(refused.value)
+    assert f"'errands_code_key': '{weak[:3]}" not in str(refused.value), "not even a shortened repr"
+    assert "input_value" not in str(refused.value)
