@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from errands import admin
+from errands.local import local_keys
 from errands.migrate import upgrade
 from errands.simulation.run import BackgroundSimulation
 from errands.stack import EmbeddedStack, free_port
@@ -131,12 +132,13 @@ def run(repo_root: Path) -> int:
     state_dir.mkdir(exist_ok=True)
     stack: EmbeddedStack | None = None
     demo: BackgroundSimulation | None = None
-    env: dict[str, str] = {}
+    # The services' own keys, kept with the state: never the public defaults of shared/settings.py.
+    env: dict[str, str] = local_keys(state_dir)
     if not (os.environ.get("DATABASE_URL") and os.environ.get("KAFKA_BOOTSTRAP_SERVERS")):
         print("Starting embedded PostgreSQL and Kafka-protocol broker (Tansu)...", flush=True)
         stack = EmbeddedStack()
         stack.start()
-        env = {"DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap}
+        env |= {"DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap}
     services = ServiceProcesses(env=service_env(env), log_dir=state_dir / "logs")
     try:
         settings = Settings.model_validate({k.lower(): v for k, v in env.items()})

@@ -3,20 +3,76 @@
 from __future__ import annotations
 
 import base64
-from typing import Literal
+import binascii
+import re
+from typing import Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Keys used when nothing is configured: good enough for a laptop demo, refused in production mode.
 _DEV_CODE_KEY = "errands-dev-code-key-change-me"
 _DEV_DATA_KEY = base64.b64encode(b"errands-dev-data-key-change-me!!").decode()
 
+# Every key value this repository has ever shown (defaults, docker-compose.yml, deploy/k8s, docs):
+# anyone can read them, so production refuses them whatever their shape.
+_PUBLISHED_KEYS = frozenset(
+    {
+        _DEV_CODE_KEY,
+        _DEV_DATA_KEY,
+        "compose-dev-code-key-change-me",
+        "Y29tcG9zZS1kZXYtZGF0YS1rZXktY2hhbmdlLW1lISE=",
+        "CHANGE-ME-long-random-string",
+        "CHANGE-ME-base64-of-32-random-bytes",
+        "replace-with-a-long-random-string",
+        "replace-with-output-of-openssl-rand-base64-32",
+    }
+)
+# Words that mark a value someone meant to replace; random base64 contains them with odds below 1e-7.
+_PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace", "placeholder", "example", "secret")
+_KEY_BYTES = 32
+# 32 random bytes take at least 16 distinct values except with odds of 3e-17; fewer is a pattern.
+_KEY_MIN_DISTINCT_BYTES = 16
+_KEY_HOWTO = (
+    "generate one with `openssl rand -base64 32` or "
+    '`python -c "import secrets,base64;print(base64.b64encode(secrets.token_bytes(32)).decode())"`'
+)
+
+
+def _key_material(value: str) -> bytes | None:
+    """The bytes a key's text encodes, hex or standard base64 (padding optional); None if neither."""
+    text = value.strip()
+    try:
+        if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
+            return bytes.fromhex(text)
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _key_weakness(value: str) -> str | None:
+    """Why a key is unfit for production (a placeholder, too short, a pattern), or None if it is fit."""
+    if value in _PUBLISHED_KEYS:
+        return "is a placeholder published with Errands"
+    lowered = value.lower()
+    word = next((word for word in _PLACEHOLDER_WORDS if word in lowered), None)
+    if word is not None:
+        return f"looks like a placeholder (it contains {word!r})"
+    material = _key_material(value)
+    if material is None or len(material) < _KEY_BYTES:
+        return f"must be at least {_KEY_BYTES} random bytes, base64- or hex-encoded"
+    if len(set(material)) < _KEY_MIN_DISTINCT_BYTES:
+        return "is a repeated pattern, not random bytes"
+    return None
+
 
 class Settings(BaseSettings):
     """Every knob of every Errands process; environment names are the field names in upper case."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # Errors name the setting, never echo its value: several are secrets and end up in logs.
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/errands",
@@ -39,9 +95,16 @@ class Settings(BaseSettings):
 
     # Secrets shared by the services: confirmation codes are stored and published only as
     # HMAC(code_key, ...); personal data on Kafka is sealed with AES-GCM under data_key.
-    errands_code_key: str = _DEV_CODE_KEY
-    errands_data_key: str = _DEV_DATA_KEY
-    errands_production: bool = False
+    # The defaults are public: production refuses them, and any key weaker than 32 random bytes.
+    errands_code_key: str = Field(
+        default=_DEV_CODE_KEY,
+        description="HMAC key for confirmation codes; in production base64 or hex of 32+ random bytes.",
+    )
+    errands_data_key: str = Field(
+        default=_DEV_DATA_KEY,
+        description="AES-256-GCM key sealing personal data on Kafka: base64 of 32 bytes.",
+    )
+    errands_production: bool = Field(default=False, description="Refuse published, short or patterned keys.")
 
     # Per-token request budget: a steady rate with a burst on top; beyond it, 429 with Retry-After.
     rate_limit_per_s: float = Field(default=50.0, gt=0)
@@ -122,18 +185,24 @@ class Settings(BaseSettings):
     errands_demo: bool = True
     errands_state_dir: str = ".errands"
 
-    @field_validator("errands_data_key")
-    @classmethod
-    def _data_key_is_32_bytes(cls, value: str) -> str:
-        if len(base64.b64decode(value, validate=True)) != 32:
-            raise ValueError("ERRANDS_DATA_KEY must be 32 bytes, base64-encoded")
-        return value
-
-    def model_post_init(self, __context: object) -> None:
-        if self.errands_production and _DEV_CODE_KEY in (self.errands_code_key,):
-            raise ValueError("ERRANDS_CODE_KEY must be set in production")
-        if self.errands_production and self.errands_data_key == _DEV_DATA_KEY:
-            raise ValueError("ERRANDS_DATA_KEY must be set in production")
+    @model_validator(mode="after")
+    def _keys_are_usable(self) -> Self:
+        """The one check of both keys: the data key's shape always, their strength in production."""
+        try:
+            data_key = base64.b64decode(self.errands_data_key, validate=True)
+        except binascii.Error:
+            data_key = b""
+        if len(data_key) != _KEY_BYTES:
+            raise ValueError(f"ERRANDS_DATA_KEY must be {_KEY_BYTES} bytes, base64-encoded; {_KEY_HOWTO}")
+        if self.errands_production:
+            for name, value in (
+                ("ERRANDS_CODE_KEY", self.errands_code_key),
+                ("ERRANDS_DATA_KEY", self.errands_data_key),
+            ):
+                weakness = _key_weakness(value)
+                if weakness is not None:
+                    raise ValueError(f"{name} {weakness}; {_KEY_HOWTO}")
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:

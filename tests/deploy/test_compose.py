@@ -3,7 +3,8 @@
 No Docker engine runs here, so the files are checked as data: docker-compose.yml against the
 Compose Specification JSON schema (the copy shipped in the `check-jsonschema` wheel, read
 offline), then the project's own rules: pinned images, health checks, start-up order, two
-dispatcher replicas, and environment variables that the settings object really reads.
+dispatcher replicas, environment variables that the settings object really reads, and keys
+that only the person deploying provides.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import importlib.resources
 import json
 import os
 import re
+import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -37,6 +40,11 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+ENV_EXAMPLE = ROOT / ".env.example"
+
+# What the person deploying puts in .env (docs/deploy.md): keys the compose file must not carry.
+KEY_VARIABLES = ("ERRANDS_CODE_KEY", "ERRANDS_DATA_KEY")
+DEPLOYER_ENV = {name: base64.b64encode(secrets.token_bytes(32)).decode() for name in KEY_VARIABLES}
 
 # Services that run the Errands image, with the command each must run.
 ERRANDS_COMMANDS: dict[str, list[str]] = {
@@ -93,7 +101,11 @@ _VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A
 
 
 def interpolate(value: str, env: Mapping[str, str], missing: list[str]) -> str:
-    """Compose-style interpolation of one string (${VAR}, ${VAR:-default}, ${VAR-default}, $$)."""
+    """Compose-style interpolation of one string (${VAR}, ${VAR:-default}, ${VAR:?error}, $$).
+
+    A variable that is unset, or that `:?` requires and is empty, is appended to `missing`: Compose
+    leaves an unset ${VAR} empty with a warning, and refuses to render a ${VAR:?error} one.
+    """
 
     def replace(match: re.Match[str]) -> str:
         if match.group("escaped"):
@@ -108,7 +120,7 @@ def interpolate(value: str, env: Mapping[str, str], missing: list[str]) -> str:
             return argument if unset else str(current)
         if operator in (":+", "+"):
             return argument if current else ""
-        if current is None:
+        if current is None or (operator == ":?" and current == ""):
             missing.append(name)
             return ""
         return current
@@ -127,9 +139,10 @@ def interpolate_tree(node: Any, env: Mapping[str, str], missing: list[str]) -> A
 
 
 def resolved_compose() -> dict[str, Any]:
-    """The compose file as `docker compose` sees it with an empty environment (defaults only)."""
+    """The compose file as `docker compose` sees it with only the deployer's keys set (defaults otherwise)."""
     missing: list[str] = []
-    resolved: dict[str, Any] = interpolate_tree(load_compose(), {}, missing)
+    resolved: dict[str, Any] = interpolate_tree(load_compose(), DEPLOYER_ENV, missing)
+    assert not missing, f"unset: {missing}"
     return resolved
 
 
@@ -217,11 +230,60 @@ def test_compose_schema_rejects_broken_files(service: str, key: str, value: Any)
     assert list(validator.iter_errors(document))
 
 
-def test_every_variable_has_a_default() -> None:
-    """`docker compose up` must work with no .env file: every ${VAR} carries a default."""
+def test_every_variable_but_the_keys_has_a_default() -> None:
+    """With the keys in .env, `docker compose up` needs nothing else: every other ${VAR} has a default."""
     missing: list[str] = []
-    interpolate_tree(load_compose(), {}, missing)
+    interpolate_tree(load_compose(), DEPLOYER_ENV, missing)
     assert not missing, f"variables without a default: {sorted(set(missing))}"
+
+
+@pytest.mark.parametrize("given", [{}, dict.fromkeys(KEY_VARIABLES, "")], ids=["unset", "empty"])
+def test_compose_refuses_to_render_without_the_keys(given: dict[str, str]) -> None:
+    missing: list[str] = []
+    interpolate_tree(load_compose(), given, missing)
+    assert set(missing) == set(KEY_VARIABLES)
+
+
+@pytest.mark.parametrize("name", KEY_VARIABLES)
+def test_compose_file_holds_no_key_values(name: str) -> None:
+    """Each key is ${NAME:?message}: no default to fall back on, and a message saying where to set it."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    for service_name in ERRANDS_COMMANDS:
+        value = environment_of(load_compose()["services"][service_name])[name]
+        required = re.fullmatch(rf"\$\{{{name}:\?(?P<message>[^}}]+)\}}", value)
+        assert required, f"{service_name}: {name}={value!r} must be required, with no default"
+        assert ".env" in required.group("message")
+    # Nor anywhere else in the file: nothing that looks like an encoded key of 32 bytes or more.
+    assert not re.search(r"[A-Za-z0-9+/]{40,}={0,2}", text)
+    assert not re.search(r"\b[0-9a-fA-F]{64,}\b", text)
+
+
+def test_env_example_names_the_keys_without_values() -> None:
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    settings = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert settings == dict.fromkeys(KEY_VARIABLES, "")
+    assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0,
+    reason="needs the docker compose plugin (no engine needed)",
+)
+def test_docker_compose_config_needs_the_keys(tmp_path: Path) -> None:
+    """The real Compose, not only the helper above: no keys, no configuration."""
+    empty_env_file = tmp_path / "empty.env"
+    empty_env_file.write_text("")
+    command = ["docker", "compose", "--env-file", str(empty_env_file), "-f", str(COMPOSE_FILE), "config"]
+    environ = {key: value for key, value in os.environ.items() if key not in KEY_VARIABLES}
+    refused = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode != 0
+    assert "ERRANDS_" in refused.stderr and ".env" in refused.stderr, refused.stderr
+    given = subprocess.run(
+        command, env=environ | DEPLOYER_ENV, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert given.returncode == 0, given.stderr
+    assert DEPLOYER_ENV["ERRANDS_CODE_KEY"] in given.stdout
 
 
 def test_interpolation_helper() -> None:
@@ -231,6 +293,11 @@ def test_interpolation_helper() -> None:
     assert interpolate("$${X}", {}, missing) == "${X}"
     assert interpolate("${X}", {}, missing) == ""
     assert missing == ["X"]
+    assert interpolate("${Y:?set Y}", {"Y": "z"}, missing) == "z"
+    assert missing == ["X"]
+    interpolate("${Y:?set Y}", {"Y": ""}, missing)
+    interpolate("${Z?set Z}", {}, missing)
+    assert missing == ["X", "Y", "Z"]
 
 
 # --------------------------------------------------------------------------- services
@@ -410,10 +477,12 @@ def test_environment_values_are_strings() -> None:
 
 @pytest.mark.parametrize("name", sorted(ERRANDS_COMMANDS))
 def test_errands_environment_is_valid_settings(name: str) -> None:
-    """The defaults, as Compose resolves them, are accepted by the settings object itself."""
+    """The defaults and the deployer's keys, as Compose resolves them, are accepted by the settings object."""
     env = environment_of(resolved_compose()["services"][name])
     settings = _settings_class().model_validate({key.lower(): value for key, value in env.items()})
-    assert len(base64.b64decode(settings.errands_data_key)) == 32
+    assert settings.errands_production, "the key checks apply to every compose deployment"
+    assert settings.code_key == DEPLOYER_ENV["ERRANDS_CODE_KEY"].encode()
+    assert settings.data_key == base64.b64decode(DEPLOYER_ENV["ERRANDS_DATA_KEY"])
     all_interfaces = "0.0.0.0"  # noqa: S104 - a container's service must listen beyond its own loopback
     assert settings.intake_host == settings.dispatcher_host == settings.notifier_host == all_interfaces
 

@@ -10,12 +10,14 @@ only from the Secret `errands-secrets`.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import importlib
 import importlib.resources
 import json
 import re
+import secrets
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -545,9 +547,23 @@ def test_configmap_and_secret_make_valid_production_settings() -> None:
     values: dict[str, str] = {key.lower(): value for key, value in configmap_data().items()}
     values |= {
         "database_url": "postgresql://errands:pw@postgres.example.internal:5432/errands",
-        "errands_code_key": "k8s-test-code-key-0123456789abcdef",
-        "errands_data_key": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        # What `openssl rand -base64 48` and `openssl rand -base64 32` print (docs/deploy.md).
+        "errands_code_key": base64.b64encode(secrets.token_bytes(48)).decode(),
+        "errands_data_key": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
     settings = _settings_class().model_validate(values)
     assert settings.errands_production is True
     assert settings.kafka_topic_partitions == int(configmap_data()["KAFKA_TOPIC_PARTITIONS"])
+
+
+@pytest.mark.parametrize("key", ["ERRANDS_CODE_KEY", "ERRANDS_DATA_KEY"])
+def test_the_example_secrets_placeholder_keys_are_refused(key: str) -> None:
+    """Applying secret.example.yaml as it is must not give a running system with a published key."""
+    values: dict[str, str] = {name.lower(): value for name, value in configmap_data().items()}
+    values |= {
+        "errands_code_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "errands_data_key": base64.b64encode(secrets.token_bytes(32)).decode(),
+        key.lower(): example_secret()["stringData"][key],
+    }
+    with pytest.raises(ValueError, match=key):
+        _settings_class().model_validate(values)
