@@ -7,6 +7,7 @@ import contextlib
 import time
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -53,22 +54,37 @@ def notify_channel(outbox: Table) -> str:
     return f"{outbox.schema}_outbox"
 
 
+# What an outbox row holds of an event, in this order; `id` and `created_at` the database fills in.
+EVENT_COLUMNS = ("event_id", "event_type", "topic", "key", "payload")
+_SQL_TYPES = {"event_id": "uuid", "event_type": "text", "topic": "text", "key": "text", "payload": "bytea"}
+
+
+def event_row(topic: str, event: CloudEvent) -> tuple[Any, ...]:
+    """An event's outbox values, in the order of `EVENT_COLUMNS`."""
+    return (event.id, event.type, topic, event.subject, event.to_bytes())
+
+
+def insert_event_sql(outbox: Table, *, first_parameter: int, source: str) -> str:
+    """`INSERT INTO <outbox> ... SELECT $n... FROM <source>`: one event row for a hand-written statement
+    on the driver connection, whose parameters start at `$first_parameter` (values from `event_row`).
+    """
+    placeholders = ", ".join(
+        f"${first_parameter + i}::{_SQL_TYPES[column]}" for i, column in enumerate(EVENT_COLUMNS)
+    )
+    # Only names from the Table and this module reach the text; the values are parameters.
+    return (
+        f"INSERT INTO {outbox.schema}.{outbox.name} ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608
+        f"SELECT {placeholders} FROM {source}"
+    )
+
+
 async def add_events(session: AsyncSession, outbox: Table, events: Sequence[tuple[str, CloudEvent]]) -> None:
     """Queue events for publishing in the caller's transaction; they are sent only if it commits."""
     if not events:
         return
     await session.execute(
         insert(outbox),
-        [
-            {
-                "event_id": event.id,
-                "event_type": event.type,
-                "topic": topic,
-                "key": event.subject,
-                "payload": event.to_bytes(),
-            }
-            for topic, event in events
-        ],
+        [dict(zip(EVENT_COLUMNS, event_row(topic, event), strict=True)) for topic, event in events],
     )
 
 

@@ -53,7 +53,7 @@ from shared.events import (
 )
 from shared.http import ProblemError
 from shared.metrics import DISPATCH_TIMINGS
-from shared.outbox import add_events
+from shared.outbox import add_events, event_row, insert_event_sql
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,9 @@ class Submission:
 # record, whose insert gates the task, its legs and the outbox row. ON CONFLICT sees a record
 # committed after this statement's snapshot, so a replay racing the first commit inserts nothing.
 # It runs on the driver connection itself: this is the hottest path, and SQLAlchemy's statement
-# machinery cost as much CPU as the rest of the request's database work.
-_SUBMIT = """
+# machinery cost as much CPU as the rest of the request's database work. The outbox insert is built
+# from the outbox Table, like every other outbox write.
+_SUBMIT = f"""
 WITH gate AS (
     SELECT pg_try_advisory_xact_lock($1::bigint) AS locked
 ), idem AS (
@@ -175,15 +176,14 @@ WITH gate AS (
     FROM task, jsonb_to_recordset($13::jsonb) AS leg(id uuid, "index" int, code_hash text)
     RETURNING 1
 ), event AS (
-    INSERT INTO intake.outbox (event_id, event_type, topic, key, payload)
-    SELECT $14::uuid, $15::text, $16::text, $17::text, $18::bytea FROM task
+    {insert_event_sql(outbox, first_parameter=14, source="task")}
     RETURNING 1
 )
 SELECT (SELECT locked FROM gate) AS locked,
        (SELECT count(*) FROM task) AS tasks,
        (SELECT count(*) FROM legs) AS legs,
        (SELECT count(*) FROM event) AS events
-"""
+"""  # noqa: S608 (only names are formatted in; every value is a parameter)
 
 
 @asynccontextmanager
@@ -266,11 +266,7 @@ async def submit_task(
                     for i, (leg_id, code_hash) in enumerate(zip(leg_ids, hashes, strict=True))
                 ]
             ),
-            event.id,
-            event.type,
-            topic,
-            event.subject,
-            event.to_bytes(),
+            *event_row(topic, event),
         )
     if not outcome["locked"]:
         raise ProblemError(409, "Conflict", "A request with this Idempotency-Key is still being processed.")
