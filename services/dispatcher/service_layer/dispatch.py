@@ -370,6 +370,10 @@ async def accept_offer(session: AsyncSession, *, offer_id: uuid.UUID, volunteer_
     volunteer = (
         await session.execute(select(VolunteerRow).where(VolunteerRow.id == volunteer_id).with_for_update())
     ).scalar_one()
+    if volunteer.organisation_id != leg.organisation_id:
+        # Matching offers a leg within its own organisation only; an offer that says otherwise
+        # must not hand over the recipient's name and phone.
+        raise ProblemError(404, "Not found", "No such offer.")
     if volunteer.active_legs >= volunteer.max_active_legs:
         raise ProblemError(409, "Conflict", "You already carry as many legs as your limit allows.")
     await session.execute(
@@ -518,12 +522,18 @@ def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
 
 
 async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_key: bytes) -> dict[str, Any]:
-    """What a volunteer's app shows: open offers, and legs in hand until confirmed."""
+    """What a volunteer's app shows: open offers, and legs in hand until confirmed.
+
+    Only legs of the volunteer's own organisation, whatever offer or assignment points elsewhere.
+    """
+    own = LegRow.organisation_id == (
+        select(VolunteerRow.organisation_id).where(VolunteerRow.id == volunteer_id).scalar_subquery()
+    )
     offers = (
         await session.execute(
             select(OfferRow, LegRow)
             .join(LegRow, LegRow.id == OfferRow.leg_id)
-            .where(OfferRow.volunteer_id == volunteer_id, OfferRow.status == "live")
+            .where(OfferRow.volunteer_id == volunteer_id, OfferRow.status == "live", own)
             .order_by(OfferRow.created_at)
         )
     ).all()
@@ -531,7 +541,9 @@ async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_ke
         await session.execute(
             select(LegRow)
             .where(
-                LegRow.volunteer_id == volunteer_id, LegRow.status.in_(("assigned", "picked_up", "delivered"))
+                LegRow.volunteer_id == volunteer_id,
+                LegRow.status.in_(("assigned", "picked_up", "delivered")),
+                own,
             )
             .order_by(LegRow.updated_at)
         )

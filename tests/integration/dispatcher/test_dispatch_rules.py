@@ -316,3 +316,34 @@ async def test_a_leg_is_offered_only_to_volunteers_of_its_own_organisation(
             session, volunteer_id=stranger.id, data_key=stack.settings().data_key
         )
     assert seen == {"offers": [], "legs": []}
+
+
+async def test_an_offer_across_organisations_is_neither_shown_nor_accepted(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        stranger = await add_volunteer(session, lat=lat, lon=lon, organisation_id=uuid.uuid4())
+        task = await submit_task(session, lat=lat, lon=lon)
+        # An offer no matching round makes, such as one left from before organisations were kept apart.
+        offer = OfferRow(
+            id=uuid.uuid4(),
+            leg_id=task.legs[0].leg_id,
+            volunteer_id=stranger.id,
+            status="live",
+            distance_m=0.0,
+            expires_at=FUTURE + OFFER_TTL,
+        )
+        session.add(offer)
+    async with sessionmaker() as session:
+        seen = await dispatch.assignments(
+            session, volunteer_id=stranger.id, data_key=stack.settings().data_key
+        )
+    assert seen == {"offers": [], "legs": []}
+    async with sessionmaker() as session, session.begin():
+        with pytest.raises(ProblemError) as problem:
+            await dispatch.accept_offer(session, offer_id=offer.id, volunteer_id=stranger.id)
+    assert problem.value.status == 404
+    async with sessionmaker() as session:
+        leg = await session.get(LegRow, task.legs[0].leg_id)
+        assert leg is not None and leg.volunteer_id is None
