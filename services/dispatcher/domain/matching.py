@@ -99,12 +99,18 @@ class Pool:
         self.volunteers = [
             v for v in volunteers if v.lat is not None and v.lon is not None and is_available(v, now, policy)
         ]
-        members: dict[uuid.UUID, list[int]] = {}
-        for vi, v in enumerate(self.volunteers):
-            members.setdefault(v.organisation_id, []).append(vi)
+        # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
+        # everyone on duty to group.
+        members: dict[int, list[int]] = {}
+        for vi, organisation in enumerate([v.organisation_id.int for v in self.volunteers]):
+            members.setdefault(organisation, []).append(vi)
         points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
         self.teams = {
-            organisation: Team(cKDTree(points[indices]), indices) for organisation, indices in members.items()
+            # One organisation alone (the usual case) indexes the points as they are, not a copy.
+            uuid.UUID(int=organisation): Team(
+                cKDTree(points if len(members) == 1 else points[indices]), indices
+            )
+            for organisation, indices in members.items()
         }
 
 
