@@ -57,6 +57,8 @@ BATCH_LIMIT = Settings.model_fields["dispatch_batch_max_legs"].default
 CANDIDATES_K = 16
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 POLICY = Policy()
+# One organisation: legs are matched only with its own volunteers, so one is all a benchmark needs.
+ORGANISATION = uuid.UUID(int=0)
 _INFEASIBLE = 1e12
 CAPACITY_KG = {"foot": 8.0, "bicycle": 15.0, "ebike": 20.0, "car": 200.0, "van": 800.0}
 
@@ -85,6 +87,7 @@ def make_snapshot(legs: int, supply: int, *, seed: int) -> Snapshot:
         volunteers.append(
             Volunteer(
                 id=uuid.UUID(int=ids.int + 1_000_000 + i),
+                organisation_id=ORGANISATION,
                 on_duty=True,
                 insured=True,
                 vehicle=vehicle,
@@ -109,6 +112,7 @@ def make_snapshot(legs: int, supply: int, *, seed: int) -> Snapshot:
             Leg(
                 id=uuid.UUID(int=ids.int + i),
                 task_id=uuid.UUID(int=ids.int + i),
+                organisation_id=ORGANISATION,
                 priority=str(rng.choice(["routine", "urgent", "critical"], p=[0.7, 0.22, 0.08])),
                 pickup_lat=lat,
                 pickup_lon=lon,

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.dispatch_quality import BATCH_LIMIT, CANDIDATES_K, CAPACITY_KG, _around
+from bench.dispatch_quality import BATCH_LIMIT, CANDIDATES_K, CAPACITY_KG, ORGANISATION, _around
 from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, is_eligible, widen_search_radius
 from services.dispatcher.domain.geo import (
     EARTH_RADIUS_M,
@@ -88,6 +88,7 @@ def make_pool(volunteers: int, *, seed: int) -> list[Volunteer]:
         pool.append(
             Volunteer(
                 id=uuid.UUID(int=1_000_000 + i),
+                organisation_id=ORGANISATION,
                 on_duty=True,
                 insured=True,
                 vehicle=vehicle,
@@ -123,6 +124,7 @@ def make_arrivals(rate_per_s: float, duration_s: float, *, seed: int) -> list[Ar
         leg = Leg(
             id=uuid.UUID(int=i),
             task_id=uuid.UUID(int=i),
+            organisation_id=ORGANISATION,
             priority=str(rng.choice(["routine", "urgent", "critical"], p=[0.7, 0.22, 0.08])),
             pickup_lat=lat,
             pickup_lon=lon,

@@ -13,6 +13,7 @@ from services.dispatcher.domain.geo import SEARCH_RADIUS_M, haversine_m, vehicle
 @dataclass(frozen=True, slots=True)
 class Volunteer:
     id: uuid.UUID
+    organisation_id: uuid.UUID
     on_duty: bool
     insured: bool
     vehicle: str
@@ -34,6 +35,7 @@ class Volunteer:
 class Leg:
     id: uuid.UUID
     task_id: uuid.UUID
+    organisation_id: uuid.UUID
     priority: str
     pickup_lat: float
     pickup_lon: float
@@ -101,6 +103,11 @@ def fresh_location(v: Volunteer, now: datetime, policy: Policy) -> bool:
     return v.location_at is not None and v.lat is not None and now - v.location_at <= policy.location_max_age
 
 
+def same_organisation(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
+    """Only the organisation that asked for the leg sends someone: nobody else may see its recipient."""
+    return v.organisation_id == leg.organisation_id
+
+
 def equipped(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
     """The right vehicle, enough carrying capacity, and every skill the leg needs."""
     return (
@@ -134,7 +141,13 @@ PairRule = Callable[[Volunteer, Leg, datetime, Policy], bool]
 
 # Rules about the volunteer alone (whatever the leg) and rules about the pairing.
 VOLUNTEER_RULES: tuple[VolunteerRule, ...] = (on_duty, insured, has_free_slot, rested, fresh_location)
-PAIR_RULES: tuple[PairRule, ...] = (equipped, speaks_the_language, not_rejected, within_radius)
+PAIR_RULES: tuple[PairRule, ...] = (
+    same_organisation,
+    equipped,
+    speaks_the_language,
+    not_rejected,
+    within_radius,
+)
 
 
 def broken_rules(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> list[str]:

@@ -77,23 +77,41 @@ def _arc_m(chord: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2))
 
 
+@dataclass(frozen=True)
+class Team:
+    """One organisation's available volunteers: an index of where they are, and their places in the pool."""
+
+    index: cKDTree
+    members: list[int]
+
+
 class Pool:
-    """Who a round may offer legs to: the volunteers available at `now`, and an index of where they are.
+    """Who a round may offer legs to: the volunteers available at `now`, and where they are.
 
     It depends on the volunteers alone and costs time in proportion to everyone on duty, so the
     matcher builds it just before a round reads its legs: the legs then wait only for the work that
-    grows with them. `volunteers` holds the available ones only, in the index's order.
+    grows with them. `volunteers` holds the available ones only; `teams` indexes them per
+    organisation, since a leg may only go to a volunteer of the organisation that asked for it:
+    a leg is looked up among its own organisation's volunteers, and others nearby cost nothing.
     """
 
     def __init__(self, volunteers: Iterable[Volunteer], now: datetime, policy: Policy) -> None:
         self.volunteers = [
             v for v in volunteers if v.lat is not None and v.lon is not None and is_available(v, now, policy)
         ]
-        self.index = (
-            cKDTree(_xyz([(v.lat, v.lon) for v in self.volunteers]))  # type: ignore[misc]
-            if self.volunteers
-            else None
-        )
+        # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
+        # everyone on duty to group.
+        members: dict[int, list[int]] = {}
+        for vi, organisation in enumerate([v.organisation_id.int for v in self.volunteers]):
+            members.setdefault(organisation, []).append(vi)
+        points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
+        self.teams = {
+            # One organisation alone (the usual case) indexes the points as they are, not a copy.
+            uuid.UUID(int=organisation): Team(
+                cKDTree(points if len(members) == 1 else points[indices]), indices
+            )
+            for organisation, indices in members.items()
+        }
 
 
 def candidate_pairs(
@@ -101,40 +119,62 @@ def candidate_pairs(
 ) -> dict[tuple[int, int], tuple[float, float]]:
     """The k nearest eligible volunteers of each leg, as {(leg index, pool index): (cost, distance)}.
 
-    The pool holds only volunteers who pass the volunteer-only rules; the pairing rules are checked
-    on the nearest few of each leg, asking the index for more when too few of those qualify. When
-    more legs wait than volunteers are free, pairs beyond the leg's `acceptable_pickup_m` are left
-    out (deferred to a later window).
+    Only the leg's own organisation's volunteers are candidates. The pool holds only volunteers who
+    pass the volunteer-only rules; the pairing rules are checked on the nearest few of each leg,
+    asking the index for more when too few of those qualify. When more of an organisation's legs
+    wait than it has volunteers free, pairs beyond the leg's `acceptable_pickup_m` are left out
+    (deferred to a later window).
     """
-    available, tree = pool.volunteers, pool.index
-    if not legs or tree is None:
-        return {}
-    points = _xyz([(leg.pickup_lat, leg.pickup_lon) for leg in legs])
-    want = min(len(available), k * 2)
+    legs_of: dict[uuid.UUID, list[int]] = {}
+    for li, leg in enumerate(legs):
+        legs_of.setdefault(leg.organisation_id, []).append(li)
+    pairs: dict[tuple[int, int], tuple[float, float]] = {}
+    for organisation, leg_indices in legs_of.items():
+        team = pool.teams.get(organisation)
+        if team is not None:
+            _team_pairs(legs, leg_indices, pool.volunteers, team, now, policy, k, pairs)
+    return pairs
+
+
+def _team_pairs(
+    legs: list[Leg],
+    leg_indices: list[int],
+    available: list[Volunteer],
+    team: Team,
+    now: datetime,
+    policy: Policy,
+    k: int,
+    pairs: dict[tuple[int, int], tuple[float, float]],
+) -> None:
+    """Add to `pairs` the k nearest eligible volunteers of `team` for each of these legs (all theirs)."""
+    tree, members, size = team.index, team.members, len(team.members)
+    points = _xyz([(legs[li].pickup_lat, legs[li].pickup_lon) for li in leg_indices])
+    want = min(size, k * 2)
     chords, indices = tree.query(points, k=want)
     # Plain lists: iterating numpy scalars one by one is several times slower.
-    chords, indices = chords.reshape(len(legs), want).tolist(), indices.reshape(len(legs), want).tolist()
-    pairs: dict[tuple[int, int], tuple[float, float]] = {}
-    crowded = len(legs) > DEFER_LOAD * len(available)  # volunteers are scarce: far pickups wait
-    for li, leg in enumerate(legs):
-        row_chords, row_indices, asked, seen = chords[li], indices[li], want, 0
+    chords = chords.reshape(len(leg_indices), want).tolist()
+    indices = indices.reshape(len(leg_indices), want).tolist()
+    crowded = len(leg_indices) > DEFER_LOAD * size  # volunteers are scarce: far pickups wait
+    for row, li in enumerate(leg_indices):
+        leg = legs[li]
+        row_chords, row_indices, asked, seen = chords[row], indices[row], want, 0
         found: list[tuple[int, float]] = []
         while True:
-            for c, vi in zip(row_chords[seen:], row_indices[seen:], strict=True):
+            for c, ti in zip(row_chords[seen:], row_indices[seen:], strict=True):
+                vi = members[ti]
                 if suits(available[vi], leg, now, policy):
                     found.append((vi, _arc_m(c)))
                     if len(found) == k:
                         break
-            if len(found) >= k or asked >= len(available):
+            if len(found) >= k or asked >= size:
                 break
-            seen, asked = asked, min(len(available), asked * 4)
-            more_chords, more_indices = tree.query(points[li], k=asked)
+            seen, asked = asked, min(size, asked * 4)
+            more_chords, more_indices = tree.query(points[row], k=asked)
             row_chords, row_indices = more_chords.tolist(), more_indices.tolist()
         limit = acceptable_pickup_m(leg) if crowded else math.inf
         for vi, distance in found[:k]:
             if distance <= limit:
                 pairs[(li, vi)] = pair_cost(available[vi], leg, distance_m=distance)
-    return pairs
 
 
 Unit = tuple[int, ...]
@@ -253,6 +293,7 @@ def match_batch(
 __all__ = [
     "Match",
     "Pool",
+    "Team",
     "acceptable_pickup_m",
     "bundle_cost",
     "can_carry",

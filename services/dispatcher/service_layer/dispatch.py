@@ -164,22 +164,24 @@ async def prepare_pool(
 ) -> Pool | None:
     """Who the next round may offer legs to: the roster brought up to date, then who is available.
 
-    Only volunteers within reach of the legs waiting now are pooled (a leg from elsewhere that
-    arrives before the round is matched in the next one); None while no leg waits, so an idle
-    dispatcher does no work per volunteer on duty.
+    Only volunteers of the organisations whose legs wait now, within reach of those legs, are
+    pooled (a leg from elsewhere or from another organisation that arrives before the round is
+    matched in the next one); None while no leg waits, so an idle dispatcher does no work per
+    volunteer on duty.
 
     Read without locks; only the volunteers the solver picks are locked (`offer_batch`), so
     replicas and concurrent accepts contend for the few rows a round really changes, not for
     everyone on duty. The pool is CPU work in proportion to everyone on duty: it is built on a
     worker thread, so the event loop keeps serving polls meanwhile.
     """
-    lat_min, lat_max, lon_min, lon_max = (
+    lat_min, lat_max, lon_min, lon_max, organisations = (
         await session.execute(
             select(
                 func.min(LegRow.pickup_lat),
                 func.max(LegRow.pickup_lat),
                 func.min(LegRow.pickup_lon),
                 func.max(LegRow.pickup_lon),
+                func.array_agg(LegRow.organisation_id.distinct()),
             ).where(_waiting(now))
         )
     ).one()
@@ -187,7 +189,8 @@ async def prepare_pool(
         return None
     await roster.refresh(session)
     reach = pickups_reach(Box(lat_min, lat_max, lon_min, lon_max), policy)
-    return await asyncio.to_thread(Pool, await roster.volunteers_within(session, reach), now, policy)
+    within = await roster.volunteers_within(session, reach, organisations=organisations)
+    return await asyncio.to_thread(Pool, within, now, policy)
 
 
 async def offer_batch(
@@ -241,6 +244,7 @@ async def offer_batch(
         eligibility.Leg(
             id=leg.id,
             task_id=leg.task_id,
+            organisation_id=leg.organisation_id,
             priority=leg.priority,
             pickup_lat=leg.pickup_lat,
             pickup_lon=leg.pickup_lon,
@@ -258,7 +262,9 @@ async def offer_batch(
     task_of = {leg.id: leg.task_id for leg in legs}
     # The solve is pure CPU; on a worker thread the event loop keeps serving polls meanwhile.
     solved = await asyncio.to_thread(match_batch, views, pool, now, policy, k=k)
-    matches = await _lock_chosen(session, solved)
+    matches = await _lock_chosen(
+        session, solved, organisation_of={leg.id: leg.organisation_id for leg in legs}
+    )
     if not matches:
         return changes
     expires_at = now + offer_ttl
@@ -297,11 +303,15 @@ async def offer_batch(
     return changes
 
 
-async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Match]:
+async def _lock_chosen(
+    session: AsyncSession, matches: list[Match], *, organisation_of: dict[uuid.UUID, uuid.UUID]
+) -> list[Match]:
     """Keep the matches whose volunteer this round could lock, still on duty with the free slots.
 
     A volunteer locked by another replica's round, gone off duty or whose slots filled since they
-    were read, is left out: their legs wait for the next round.
+    were read, is left out: their legs wait for the next round. So is one of another organisation
+    than the leg's (`organisation_of`, by leg id), whatever the pool held: the row read under the
+    lock has the last word before an offer reveals a leg.
     """
     if not matches:
         return matches
@@ -311,13 +321,23 @@ async def _lock_chosen(session: AsyncSession, matches: list[Match]) -> list[Matc
     live = live_offers()
     locked = (
         await session.execute(
-            select(VolunteerRow.id, VolunteerRow.max_active_legs - VolunteerRow.active_legs - live)
+            select(
+                VolunteerRow.id,
+                VolunteerRow.organisation_id,
+                VolunteerRow.max_active_legs - VolunteerRow.active_legs - live,
+            )
             .where(VolunteerRow.id.in_(list(wanted)), VolunteerRow.on_duty.is_(True))
             .with_for_update(of=VolunteerRow, skip_locked=True)
         )
     ).all()
-    fits = {volunteer_id for volunteer_id, free in locked if free >= wanted[volunteer_id]}
-    return [m for m in matches if m.volunteer_id in fits]
+    fits = {
+        volunteer_id: organisation_id
+        for volunteer_id, organisation_id, free in locked
+        if free >= wanted[volunteer_id]
+    }
+    return [
+        m for m in matches if m.volunteer_id in fits and fits[m.volunteer_id] == organisation_of[m.leg_id]
+    ]
 
 
 async def _live_offer(
@@ -350,6 +370,10 @@ async def accept_offer(session: AsyncSession, *, offer_id: uuid.UUID, volunteer_
     volunteer = (
         await session.execute(select(VolunteerRow).where(VolunteerRow.id == volunteer_id).with_for_update())
     ).scalar_one()
+    if volunteer.organisation_id != leg.organisation_id:
+        # Matching offers a leg within its own organisation only; an offer that says otherwise
+        # must not hand over the recipient's name and phone.
+        raise ProblemError(404, "Not found", "No such offer.")
     if volunteer.active_legs >= volunteer.max_active_legs:
         raise ProblemError(409, "Conflict", "You already carry as many legs as your limit allows.")
     await session.execute(
@@ -498,12 +522,18 @@ def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
 
 
 async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_key: bytes) -> dict[str, Any]:
-    """What a volunteer's app shows: open offers, and legs in hand until confirmed."""
+    """What a volunteer's app shows: open offers, and legs in hand until confirmed.
+
+    Only legs of the volunteer's own organisation, whatever offer or assignment points elsewhere.
+    """
+    own = LegRow.organisation_id == (
+        select(VolunteerRow.organisation_id).where(VolunteerRow.id == volunteer_id).scalar_subquery()
+    )
     offers = (
         await session.execute(
             select(OfferRow, LegRow)
             .join(LegRow, LegRow.id == OfferRow.leg_id)
-            .where(OfferRow.volunteer_id == volunteer_id, OfferRow.status == "live")
+            .where(OfferRow.volunteer_id == volunteer_id, OfferRow.status == "live", own)
             .order_by(OfferRow.created_at)
         )
     ).all()
@@ -511,7 +541,9 @@ async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_ke
         await session.execute(
             select(LegRow)
             .where(
-                LegRow.volunteer_id == volunteer_id, LegRow.status.in_(("assigned", "picked_up", "delivered"))
+                LegRow.volunteer_id == volunteer_id,
+                LegRow.status.in_(("assigned", "picked_up", "delivered")),
+                own,
             )
             .order_by(LegRow.updated_at)
         )

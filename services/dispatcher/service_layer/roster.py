@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +30,7 @@ from shared.db import snapshot_xmin
 # every volunteer on duty would cost far more memory and CPU.
 _MATCHING_COLUMNS = (
     VolunteerRow.id,
+    VolunteerRow.organisation_id,
     VolunteerRow.on_duty,
     VolunteerRow.insured,
     VolunteerRow.vehicle,
@@ -102,13 +104,16 @@ class Roster:
     """
 
     def __init__(self) -> None:
-        # One slot per volunteer: their view, and their position in two arrays the box filter
-        # reads at once. A volunteer who leaves frees their slot (NaN position) for the next.
+        # One slot per volunteer: their view, and their position and organisation (as a small
+        # number, `_team`) in arrays the filter reads at once. A volunteer who leaves frees their
+        # slot (NaN position, no organisation) for the next.
         self._views: list[eligibility.Volunteer | None] = []
         self._slot: dict[uuid.UUID, int] = {}
         self._free: list[int] = []
         self._lat = np.empty(0)
         self._lon = np.empty(0)
+        self._org = np.empty(0, dtype=np.int64)
+        self._team: dict[uuid.UUID, int] = {}
         self._sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._since: int | None = None
         # Open offers per volunteer as last read, already in their views: a round copies only
@@ -148,12 +153,14 @@ class Roster:
             self._slot[view.id] = slot
         self._views[slot] = view
         self._lat[slot], self._lon[slot] = view.lat, view.lon
+        self._org[slot] = self._team.setdefault(view.organisation_id, len(self._team))
 
     def _drop(self, volunteer_id: uuid.UUID) -> None:
         slot = self._slot.pop(volunteer_id, None)
         if slot is not None:
             self._views[slot] = None
             self._lat[slot] = self._lon[slot] = np.nan
+            self._org[slot] = -1
             self._free.append(slot)
 
     def _new_slot(self) -> int:
@@ -162,12 +169,17 @@ class Roster:
         if slot == len(self._lat):  # full: double the arrays
             room = np.full(max(1024, slot), np.nan)
             self._lat, self._lon = np.concatenate((self._lat, room)), np.concatenate((self._lon, room))
+            self._org = np.concatenate((self._org, np.full(len(room), -1, dtype=np.int64)))
         return slot
 
-    async def volunteers_within(self, session: AsyncSession, box: Box) -> list[eligibility.Volunteer]:
-        """Everyone on the roster inside `box`, with the offers they hold open right now."""
+    async def volunteers_within(
+        self, session: AsyncSession, box: Box, *, organisations: Collection[uuid.UUID]
+    ) -> list[eligibility.Volunteer]:
+        """Everyone on the roster inside `box` and of one of `organisations`, with their open offers."""
         used = len(self._views)
-        slots = np.flatnonzero(box.mask(self._lat[:used], self._lon[:used])).tolist()
+        teams = [self._team[o] for o in organisations if o in self._team]
+        inside = box.mask(self._lat[:used], self._lon[:used]) & np.isin(self._org[:used], teams)
+        slots = np.flatnonzero(inside).tolist()
         if not slots:
             return []
         offers: dict[uuid.UUID, int] = {
@@ -207,6 +219,7 @@ class Roster:
         """
         return eligibility.Volunteer(
             id=row.id,
+            organisation_id=row.organisation_id,
             on_duty=row.on_duty,
             insured=row.insured,
             vehicle=row.vehicle,

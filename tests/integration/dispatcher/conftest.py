@@ -27,6 +27,9 @@ from tests.conftest import Stack
 
 FUTURE = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
 OFFER_TTL = timedelta(seconds=60)
+# Volunteers and tasks belong to this organisation unless a test says otherwise: legs are only
+# offered within their own organisation.
+ORGANISATION = uuid.uuid4()
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +51,7 @@ async def add_volunteer(
 ) -> VolunteerRow:
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
-        "organisation_id": organisation_id or uuid.uuid4(),
+        "organisation_id": organisation_id or ORGANISATION,
         "name": "Test Volunteer",
         "phone": None,
         "languages": ["zh", "en"],
@@ -89,7 +92,7 @@ async def submit_task(
     data = TaskSubmitted.model_validate(
         {
             "task_id": uuid.uuid4(),
-            "organisation_id": organisation_id or uuid.uuid4(),
+            "organisation_id": organisation_id or ORGANISATION,
             "kind": kind,
             "priority": priority,
             "pickup": {"lat": lat, "lon": lon, "ready_at": (FUTURE - timedelta(minutes=30)).isoformat()},

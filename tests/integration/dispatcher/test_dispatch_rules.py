@@ -287,3 +287,63 @@ async def test_expired_offer_goes_to_the_next_nearest_volunteer(
     await matching_round(sessionmaker, stack, ROSTER, at=OFFER_TTL)
     async with sessionmaker() as session:
         assert (await offers_for(session, [leg_id]))[leg_id].volunteer_id == farther.id
+
+
+async def test_a_leg_is_offered_only_to_volunteers_of_its_own_organisation(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    org, other = uuid.uuid4(), uuid.uuid4()
+    async with sessionmaker() as session, session.begin():
+        stranger = await add_volunteer(session, lat=lat, lon=lon, organisation_id=other)  # at the pickup
+        task = await submit_task(session, lat=lat, lon=lon, organisation_id=org)
+    leg_id = task.legs[0].leg_id
+    assert stranger.id not in await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        assert await offers_for(session, [leg_id]) == {}, "nobody of the leg's organisation is on duty"
+    async with sessionmaker() as session, session.begin():
+        own = await add_volunteer(session, lat=lat + 0.01, lon=lon, organisation_id=org)  # about 1 km away
+    assert stranger.id not in await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session, session.begin():
+        offer = (await offers_for(session, [leg_id]))[leg_id]
+        assert offer.volunteer_id == own.id
+        await dispatch.decline_offer(session, offer_id=offer.id, volunteer_id=own.id, reason=None)
+    # Declined by the only one who may take it: the leg waits, and is still not offered across.
+    assert stranger.id not in await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        assert await offers_for(session, [leg_id]) == {}
+        seen = await dispatch.assignments(
+            session, volunteer_id=stranger.id, data_key=stack.settings().data_key
+        )
+    assert seen == {"offers": [], "legs": []}
+
+
+async def test_an_offer_across_organisations_is_neither_shown_nor_accepted(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        stranger = await add_volunteer(session, lat=lat, lon=lon, organisation_id=uuid.uuid4())
+        task = await submit_task(session, lat=lat, lon=lon)
+        # An offer no matching round makes, such as one left from before organisations were kept apart.
+        offer = OfferRow(
+            id=uuid.uuid4(),
+            leg_id=task.legs[0].leg_id,
+            volunteer_id=stranger.id,
+            status="live",
+            distance_m=0.0,
+            expires_at=FUTURE + OFFER_TTL,
+        )
+        session.add(offer)
+    async with sessionmaker() as session:
+        seen = await dispatch.assignments(
+            session, volunteer_id=stranger.id, data_key=stack.settings().data_key
+        )
+    assert seen == {"offers": [], "legs": []}
+    async with sessionmaker() as session, session.begin():
+        with pytest.raises(ProblemError) as problem:
+            await dispatch.accept_offer(session, offer_id=offer.id, volunteer_id=stranger.id)
+    assert problem.value.status == 404
+    async with sessionmaker() as session:
+        leg = await session.get(LegRow, task.legs[0].leg_id)
+        assert leg is not None and leg.volunteer_id is None

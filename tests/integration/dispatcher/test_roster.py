@@ -17,6 +17,7 @@ from tests.conftest import Stack
 from tests.integration.dispatcher.conftest import (
     FUTURE,
     OFFER_TTL,
+    ORGANISATION,
     add_volunteer,
     matching_round,
     submit_task,
@@ -34,7 +35,7 @@ def around(place: tuple[float, float]) -> Box:
 async def views_near(sessionmaker: Maker, roster: Roster, place: tuple[float, float]) -> list[Volunteer]:
     async with sessionmaker() as session, session.begin():
         await roster.refresh(session)
-        return await roster.volunteers_within(session, around(place))
+        return await roster.volunteers_within(session, around(place), organisations=[ORGANISATION])
 
 
 async def ids_near(sessionmaker: Maker, roster: Roster, place: tuple[float, float]) -> set[uuid.UUID]:
@@ -135,7 +136,10 @@ async def test_a_matching_round_reads_into_the_roster_it_is_given(
     assert v.id in await matching_round(sessionmaker, stack, roster), "our leg offered to our volunteer"
     async with sessionmaker() as session:
         # No refresh here: the round must have read into this very roster.
-        assert v.id in {view.id for view in await roster.volunteers_within(session, around(place))}
+        assert v.id in {
+            view.id
+            for view in await roster.volunteers_within(session, around(place), organisations=[ORGANISATION])
+        }
 
 
 async def test_a_volunteer_who_left_after_the_pool_was_built_gets_no_offer(

@@ -12,12 +12,14 @@ from services.dispatcher.domain import eligibility as e
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+ORGANISATION = uuid.UUID(int=1)
 POLICY = e.Policy(widen_step_s=60.0, widen_factor=0.5, widen_max=3.0)
 
 
 def volunteer(**changes: object) -> e.Volunteer:
     base = e.Volunteer(
         id=uuid.uuid4(),
+        organisation_id=ORGANISATION,
         on_duty=True,
         insured=True,
         vehicle="bicycle",
@@ -40,6 +42,7 @@ def leg(**changes: object) -> e.Leg:
     base = e.Leg(
         id=uuid.uuid4(),
         task_id=uuid.uuid4(),
+        organisation_id=ORGANISATION,
         priority="routine",
         pickup_lat=29.875,
         pickup_lon=121.555,
@@ -115,6 +118,12 @@ def test_the_dropoff_language_must_be_spoken() -> None:
 def test_a_volunteer_who_declined_or_let_the_offer_expire_is_not_asked_again() -> None:
     v = volunteer()
     assert e.broken_rules(v, leg(rejected_by=frozenset({v.id})), NOW, POLICY) == ["not_rejected"]
+
+
+def test_a_volunteer_of_another_organisation_is_never_eligible() -> None:
+    assert e.broken_rules(volunteer(organisation_id=uuid.UUID(int=2)), leg(), NOW, POLICY) == [
+        "same_organisation"
+    ]
 
 
 def test_radius_depends_on_the_vehicle() -> None:

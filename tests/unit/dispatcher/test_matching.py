@@ -14,6 +14,7 @@ from services.dispatcher.domain import eligibility as e
 from services.dispatcher.domain.matching import Pool, match_batch
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+ORGANISATION = uuid.UUID(int=1)
 POLICY = e.Policy()
 VEHICLES = ("foot", "bicycle", "ebike", "car", "van")
 
@@ -21,6 +22,7 @@ VEHICLES = ("foot", "bicycle", "ebike", "car", "van")
 def volunteer(lat: float, lon: float, **changes: object) -> e.Volunteer:
     base = e.Volunteer(
         id=uuid.uuid4(),
+        organisation_id=ORGANISATION,
         on_duty=True,
         insured=True,
         vehicle="ebike",
@@ -43,6 +45,7 @@ def leg(lat: float, lon: float, **changes: object) -> e.Leg:
     base = e.Leg(
         id=uuid.uuid4(),
         task_id=uuid.uuid4(),
+        organisation_id=ORGANISATION,
         priority="routine",
         pickup_lat=lat,
         pickup_lon=lon,
@@ -66,8 +69,29 @@ def test_a_pool_built_ahead_holds_the_available_only_and_matches_as_the_list_doe
     assert [v.id for v in pool.volunteers] == [v.id for v in ready]
     legs = [leg(here[0] + 0.002, here[1]), leg(*here)]
     assert match_batch(legs, pool, NOW, POLICY) == match_batch(legs, everyone, NOW, POLICY)
-    assert Pool([resting], NOW, POLICY).index is None
+    assert Pool([resting], NOW, POLICY).teams == {}
     assert match_batch(legs, Pool([resting], NOW, POLICY), NOW, POLICY) == []
+
+
+def test_a_leg_goes_only_to_a_volunteer_of_its_own_organisation() -> None:
+    other = uuid.UUID(int=2)
+    here = (29.87, 121.55)
+    # Another organisation's volunteers stand right at the pickup, more of them than the
+    # candidates asked for; the leg's own organisation has one, about 1 km away.
+    strangers = [volunteer(*here, organisation_id=other) for _ in range(10)]
+    own = volunteer(here[0] + 0.009, here[1])
+    errand = leg(*here)
+    assert [
+        (m.leg_id, m.volunteer_id) for m in match_batch([errand], [*strangers, own], NOW, POLICY, k=4)
+    ] == [(errand.id, own.id)]
+    assert match_batch([errand], strangers, NOW, POLICY) == []
+    # Their own legs still reach them, in the same batch.
+    theirs = leg(*here, organisation_id=other)
+    offered = {
+        m.leg_id: m.volunteer_id for m in match_batch([errand, theirs], [*strangers, own], NOW, POLICY)
+    }
+    assert offered[errand.id] == own.id
+    assert offered[theirs.id] in {v.id for v in strangers}
 
 
 def test_batch_beats_nearest_first_when_the_nearest_is_needed_elsewhere() -> None:
@@ -110,6 +134,8 @@ def test_supply_run_legs_split_when_nobody_can_carry_them_all() -> None:
 # --- property: whatever the snapshot, no produced assignment breaks a rule -------------------------
 
 coords = st.tuples(st.floats(29.80, 29.95), st.floats(121.45, 121.65))
+# Volunteers and tasks of several organisations side by side: a pairing across them breaks a rule.
+ORGANISATIONS = (ORGANISATION, uuid.UUID(int=2), uuid.UUID(int=3))
 
 
 @st.composite
@@ -120,6 +146,7 @@ def volunteers_st(draw: st.DrawFn) -> e.Volunteer:
     return volunteer(
         lat,
         lon,
+        organisation_id=draw(st.sampled_from(ORGANISATIONS)),
         on_duty=draw(st.booleans()),
         insured=draw(st.sampled_from([True, True, False])),
         vehicle=draw(st.sampled_from(VEHICLES)),
@@ -136,13 +163,14 @@ def volunteers_st(draw: st.DrawFn) -> e.Volunteer:
 
 
 @st.composite
-def legs_st(draw: st.DrawFn, tasks: list[uuid.UUID]) -> e.Leg:
+def legs_st(draw: st.DrawFn, tasks: list[tuple[uuid.UUID, uuid.UUID]]) -> e.Leg:
     lat, lon = draw(coords)
-    task = draw(st.sampled_from(tasks))
+    task, organisation = draw(st.sampled_from(tasks))
     return leg(
         lat,
         lon,
         task_id=task,
+        organisation_id=organisation,
         kind=draw(st.sampled_from(["errand", "supply_run"])),
         priority=draw(st.sampled_from(["routine", "urgent", "critical"])),
         vehicle=draw(st.sampled_from([None, *VEHICLES])),
@@ -157,7 +185,7 @@ def legs_st(draw: st.DrawFn, tasks: list[uuid.UUID]) -> e.Leg:
 @st.composite
 def snapshots(draw: st.DrawFn) -> tuple[list[e.Leg], list[e.Volunteer]]:
     vols = draw(st.lists(volunteers_st(), min_size=0, max_size=25))
-    tasks = [uuid.uuid4() for _ in range(draw(st.integers(1, 6)))]
+    tasks = [(uuid.uuid4(), draw(st.sampled_from(ORGANISATIONS))) for _ in range(draw(st.integers(1, 6)))]
     legs = draw(st.lists(legs_st(tasks), min_size=0, max_size=25))
     # Some volunteers declined some legs.
     if vols and legs:
