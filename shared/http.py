@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 MAX_BODY_BYTES = 256 * 1024
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 M = TypeVar("M", bound=BaseModel)
@@ -221,7 +222,9 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
-                response = problem_response(exc.status, exc.reason, exc.text or exc.reason)
+                # The refusal's own headers say how to recover (a 405's `Allow`); only its text body goes.
+                kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+                response = problem_response(exc.status, exc.reason, exc.text or exc.reason, headers=kept)
             except (asyncio.CancelledError, ConnectionResetError):
                 status = 499
                 raise
