@@ -12,6 +12,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
+
 # IPv6 forms that carry an IPv4 address, or route to one, and that `is_global` calls global.
 # The well-known NAT64 prefix is what a DNS64 resolver answers for an IPv4-only host, so its IPv4
 # address is judged instead; every other form is refused whatever it embeds.
@@ -29,6 +31,8 @@ _REFUSED_V6 = tuple(
 )
 
 RESOLVE_TIMEOUT_S = 5.0
+
+_HTTP_URL = TypeAdapter(AnyHttpUrl)
 
 
 class BlockedAddressError(Exception):
@@ -48,6 +52,15 @@ def is_public_address(address: str) -> bool:
             return False
     # `is_global` is False for private, loopback, link-local, shared (CGNAT), reserved and unspecified.
     return ip.is_global and not ip.is_multicast
+
+
+def is_http_url(url: str) -> bool:
+    """Whether `url` is an http or https URL with a host, as a webhook's URL must be; no lookup."""
+    try:
+        _HTTP_URL.validate_python(url)
+    except ValidationError:
+        return False
+    return True
 
 
 async def check_url_is_public(url: str) -> None:
