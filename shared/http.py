@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 MAX_BODY_BYTES = 256 * 1024
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 M = TypeVar("M", bound=BaseModel)
@@ -143,6 +144,14 @@ def validation_problem(exc: ValidationError, *, prefix: tuple[str, ...] = ()) ->
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The request's JSON body validated by `model`, or a problem naming what is wrong."""
+    if request.body_exists and not is_json_media_type(request.content_type):
+        # Text and forms are what a browser posts cross-site without a CORS preflight, and what
+        # proxies and filters that trust the declared type pass unexamined: neither is read as JSON.
+        raise ProblemError(
+            415,
+            "Unsupported media type",
+            f"The body must be sent as application/json, not {request.content_type}.",
+        )
     raw = await request.read()
     if not raw:
         raise ProblemError(400, "Bad request", "A JSON body is required.")
@@ -155,6 +164,14 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(value)
     except ValidationError as exc:
         raise validation_problem(exc) from exc
+
+
+def is_json_media_type(media_type: str) -> bool:
+    """`application/json` or a JSON-based `application/*+json` type; parameters already stripped."""
+    media_type = media_type.strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def decode_json(text: str, *, what: str) -> Any:
@@ -221,7 +238,9 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
-                response = problem_response(exc.status, exc.reason, exc.text or exc.reason)
+                # The refusal's own headers say how to recover (a 405's `Allow`); only its text body goes.
+                kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+                response = problem_response(exc.status, exc.reason, exc.text or exc.reason, headers=kept)
             except (asyncio.CancelledError, ConnectionResetError):
                 status = 499
                 raise
@@ -320,14 +339,15 @@ class Operation:
         """The problem statuses this operation can answer, documented one by one in `/openapi.json`.
 
         Most follow from how it is registered: a token (401, 403, and 429 when throttled), a body (400,
-        413, 422), a query or required header (400), a path id (404); every operation can answer 503
-        while the database is unreachable. `errors` adds what only the handler knows (e.g. 409).
+        413, 415 when not sent as JSON, 422), a query or required header (400), a path id (404); every
+        operation can answer 503 while the database is unreachable. `errors` adds what only the handler
+        knows (e.g. 409).
         """
         statuses = {503, *self.errors}
         if self.roles:
             statuses |= {401, 403, 429}
         if self.body is not None:
-            statuses |= {400, 413, 422}
+            statuses |= {400, 413, 415, 422}
         if self.query is not None or self.headers:
             statuses.add(400)
         if re.search(r"{\w+}", self.path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -18,6 +19,27 @@ def _drop_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
     for key in _SECRET_KEYS & event_dict.keys():
         event_dict[key] = "[redacted]"
     return event_dict
+
+
+# Credentials a line may quote without naming them: an `Authorization` header echoed by the HTTP
+# parser's error, a traceback, a URL. `Bearer` is followed by whatever was sent (up to a quote,
+# backslash or space, as rendered in a repr or JSON); API tokens are `erk_<role>_` + url-safe base64
+# (shared/auth.py) and webhook secrets `whsec_` + base64, wherever they stand.
+_CREDENTIAL = re.compile(
+    r"(?P<scheme>\bbearer(?:\s|%20|\+|\\[tnr])+)[^\s\"'\\,;<>]+"
+    r"|(?<![A-Za-z0-9])(?:erk_[a-z]+_[A-Za-z0-9_-]+|whsec_[A-Za-z0-9+/=]+)",
+    re.IGNORECASE,
+)
+
+
+def scrub_credentials(text: str) -> str:
+    """`text` with every bearer token and webhook secret in it replaced by `[redacted]`."""
+    return _CREDENTIAL.sub(lambda m: (m.group("scheme") or "") + "[redacted]", text)
+
+
+def _scrub_rendered(_: Any, __: str, line: Any) -> str:
+    # Last, after the renderer, over its line: exception text and tracebacks included, whoever logged.
+    return scrub_credentials(str(line))
 
 
 def configure_logging(settings: Settings, *, service: str) -> None:
@@ -47,7 +69,13 @@ def configure_logging(settings: Settings, *, service: str) -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared_processors,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # Stdlib records (aiohttp's parse errors among them) carry exc_info as a tuple until here.
+            *([structlog.processors.format_exc_info] if as_json else []),
+            renderer,
+            _scrub_rendered,
+        ],
     )
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)

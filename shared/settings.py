@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     webhook_allow_private_urls: bool = False
     notifier_consumer_group: str = "notifier"
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_response_max_bytes: int = Field(
+        default=64 * 1024, ge=0, description="Of a webhook's or callback's answer, read this much at most."
+    )
     webhook_max_attempts: int = Field(default=12, ge=1, le=50)
     webhook_backoff_base_s: float = Field(default=30.0, ge=0)
     webhook_backoff_max_s: float = Field(default=6 * 3600.0, ge=0)

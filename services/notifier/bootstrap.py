@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.adapters.channels import Channel, EmailChannel, SmsGatewayChannel
 from services.notifier.adapters.tables import inbox, outbox
-from services.notifier.adapters.webhook_sender import WebhookSender, check_url_is_public
+from services.notifier.adapters.webhook_sender import WebhookSender
 from services.notifier.entrypoints.http import URL_CHECK, api
 from services.notifier.service_layer.confirmations import Confirmer
 from services.notifier.service_layer.delivery import DeliveryWorker
@@ -17,6 +17,7 @@ from services.notifier.service_layer.notifications import Notifications
 from shared.consumer import Handler
 from shared.events import DISPATCH_TOPIC, TASKS_TOPIC, CloudEvent
 from shared.http import create_base_app
+from shared.outbound import check_url_is_public
 from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
 from shared.settings import Settings
 
@@ -81,7 +82,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     confirmer = Confirmer(max_failures=settings.confirmation_max_failures, notifications=notifications)
     sender = WebhookSender(
-        timeout_s=settings.webhook_timeout_s, allow_private=settings.webhook_allow_private_urls
+        timeout_s=settings.webhook_timeout_s,
+        allow_private=settings.webhook_allow_private_urls,
+        max_response_bytes=settings.webhook_response_max_bytes,
     )
     worker = DeliveryWorker(
         settings=settings,

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.outbound import is_http_url
+
 Kind = Literal["errand", "meal", "supply_run"]
 Priority = Literal["routine", "urgent", "critical"]
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
@@ -145,7 +147,7 @@ class TaskIn(_Strict):
     @field_validator("callback_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
+        if value is not None and not (re.match(r"^https?://[^\s/?#]+[^\s]*$", value) and is_http_url(value)):
             raise ValueError("callback_url must be an http or https URL")
         return value
 

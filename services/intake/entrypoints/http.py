@@ -25,6 +25,7 @@ from services.intake.service_layer.admin import (
 from shared.auth import Role, revoke_token
 from shared.db import autocommit
 from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query, path_uuid
+from shared.outbound import BlockedAddressError, check_url_is_public
 from shared.runtime import RUNTIME, authorize
 
 KEYS = web.AppKey("keys", tasks.Keys)
@@ -89,6 +90,8 @@ async def post_task(request: web.Request) -> web.Response:
     body = await parse_body(request, TaskIn)
     assert principal.organisation_id is not None
     runtime = request.app[RUNTIME]
+    if body.callback_url is not None and not runtime.settings.webhook_allow_private_urls:
+        await _refuse_unless_public(body.callback_url)
     async with autocommit(runtime.engine) as connection:
         submission = await tasks.submit_task(
             session=connection,
@@ -102,6 +105,20 @@ async def post_task(request: web.Request) -> web.Response:
     if submission.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(task, status=201, headers=headers)
+
+
+async def _refuse_unless_public(callback_url: str) -> None:
+    # The notifier checks every address again when it connects; this is the early, clear refusal,
+    # the same one a webhook's registration gets.
+    try:
+        await check_url_is_public(callback_url)
+    except BlockedAddressError as exc:
+        raise ProblemError(
+            422,
+            "Validation failed",
+            "Callback URLs must resolve to public addresses.",
+            errors=[{"field": "$.callback_url", "message": str(exc), "type": "url_not_public"}],
+        ) from exc
 
 
 @api.route(

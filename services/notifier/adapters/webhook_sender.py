@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from dataclasses import dataclass
@@ -13,11 +12,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from services.notifier.domain.webhooks import is_public_address
-
-
-class BlockedAddressError(Exception):
-    """The URL's host is, or resolves to, a private, loopback or link-local address."""
+from shared.outbound import BlockedAddressError, is_public_address
 
 
 class PublicOnlyResolver(AbstractResolver):
@@ -42,20 +37,6 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
-async def check_url_is_public(url: str) -> None:
-    """Raise BlockedAddressError unless every address `url`'s host resolves to is public."""
-    host = urlsplit(url).hostname
-    if not host:
-        raise BlockedAddressError("the URL has no host")
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise BlockedAddressError(f"{host} does not resolve") from exc
-    for info in infos:
-        if not is_public_address(str(info[4][0])):
-            raise BlockedAddressError(f"{host} resolves to a non-public address")
-
-
 @dataclass(frozen=True, slots=True)
 class PostResult:
     status_code: int | None
@@ -65,11 +46,13 @@ class PostResult:
 
 
 class WebhookSender:
-    """One HTTP client for all deliveries; every call is bounded by `timeout_s`."""
+    """One HTTP client for all deliveries; every call is bounded by `timeout_s`, and of each answer
+    no more than `max_response_bytes` of the body is read."""
 
-    def __init__(self, *, timeout_s: float, allow_private: bool) -> None:
+    def __init__(self, *, timeout_s: float, allow_private: bool, max_response_bytes: int = 64 * 1024) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._allow_private = allow_private
+        self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -101,7 +84,8 @@ class WebhookSender:
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                await response.read()
+                # Only the status counts; a receiver's body, however long, is not ours to hold.
+                await _read_at_most(response, self._max_response_bytes)
                 if status >= 300:
                     error = f"HTTP {status}"
         except BlockedAddressError as exc:
@@ -123,3 +107,12 @@ async def _literal_address_check(url: str) -> None:
         return
     if not public:
         raise BlockedAddressError(f"{host} is not a public address")
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> None:
+    read = 0
+    while read < limit:
+        chunk = await response.content.read(limit - read)
+        if not chunk:
+            return
+        read += len(chunk)

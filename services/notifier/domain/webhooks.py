@@ -1,4 +1,4 @@
-"""Webhook decisions: secrets, Standard Webhooks signatures, event filters, address safety, retry schedule.
+"""Webhook decisions: secrets, Standard Webhooks signatures, event filters, retry schedule.
 
 No IO here; the worker and the HTTP adapter act on what these functions decide.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import random
 import secrets
 from dataclasses import dataclass
@@ -89,15 +88,6 @@ def redact_url(url: str) -> str:
         netloc += f":{parts.port}"
     hidden = parts.path not in ("", "/") or parts.query or parts.fragment
     return SplitResult(parts.scheme, netloc, "/***" if hidden else parts.path, "", "").geturl()
-
-
-def is_public_address(address: str) -> bool:
-    """False for private, loopback, link-local, multicast, reserved and unspecified addresses."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # `is_global` is False for private, loopback, link-local, shared (CGNAT), reserved and unspecified.
-    return ip.is_global and not ip.is_multicast
 
 
 def backoff_delay(attempt: int, *, base_s: float, max_s: float, rng: random.Random | None = None) -> float:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 
-from services.intake.service_layer.tasks import idempotency_lock_id
+from services.intake.entrypoints.http import KEYS, api
+from services.intake.service_layer.tasks import Keys, idempotency_lock_id
+from shared.http import create_base_app
+from shared.runtime import RUNTIME, Runtime
 from tests.conftest import Stack
 from tests.integration.intake.conftest import Operator, submit, task_body
 
@@ -215,3 +220,49 @@ async def test_the_idempotency_key_header_is_required(
         assert response.status == 400
         problem: dict[str, Any] = await response.json(content_type=None)
     assert problem["errors"][0]["field"] == "header:Idempotency-Key"
+
+
+@pytest.fixture
+async def strict_intake(stack: Stack) -> AsyncIterator[str]:
+    """Intake in this process with private callback URLs refused, as in production."""
+    settings = stack.settings(webhook_allow_private_urls=False)
+    app = create_base_app(api=api, readiness=[])
+    app[RUNTIME] = Runtime.build(settings, client_id="intake-callback-test")
+    app[KEYS] = Keys(code_key=settings.code_key, data_key=settings.data_key)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+        await app[RUNTIME].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "callback_url",
+    [
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 of 169.254.169.254
+        "http://[2002:a9fe:a9fe::1]/cb",  # 6to4
+        "http://[::ffff:0:a9fe:a9fe]/cb",  # SIIT
+        "http://[fec0::1]/cb",
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:8080/cb",
+        "http://localhost/cb",
+        "http://2130706433/cb",  # 127.0.0.1 as one number
+    ],
+)
+async def test_a_callback_url_that_is_not_public_is_refused_at_submission(
+    http: aiohttp.ClientSession, strict_intake: str, operator: Operator, callback_url: str
+) -> None:
+    status, problem, _ = await submit(http, strict_intake, operator, task_body(callback_url=callback_url))
+    assert status == 422, problem
+    assert [error["field"] for error in problem["errors"]] == ["$.callback_url"]
+
+
+async def test_a_public_callback_url_is_taken_at_submission(
+    http: aiohttp.ClientSession, strict_intake: str, operator: Operator
+) -> None:
+    status, task, _ = await submit(
+        http, strict_intake, operator, task_body(callback_url="https://93.184.216.34/errands/cb")
+    )
+    assert status == 201, task

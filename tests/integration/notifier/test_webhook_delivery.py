@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import DefaultResolver
+from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -298,6 +303,80 @@ async def test_private_urls_are_refused_at_send_time_unless_allowed(receiver: Re
     finally:
         await strict.close()
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+        "[2002:7f00:1::1]",  # 6to4 around 127.0.0.1
+        "[::ffff:0:7f00:1]",  # SIIT
+        "[::7f00:1]",  # IPv4-compatible
+        "[fec0::1]",
+    ],
+)
+async def test_ipv6_forms_of_private_addresses_are_refused_at_send_time(host: str) -> None:
+    strict = WebhookSender(timeout_s=1.0, allow_private=False)
+    await strict.open()
+    try:
+        result = await strict.post(f"http://{host}:9/hook", body=b"{}", headers={})
+    finally:
+        await strict.close()
+    assert result.status_code is None and (result.error or "").startswith("refused"), result
+
+
+async def test_a_name_resolving_to_a_nat64_private_address_is_refused_at_send_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def resolve(
+        host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            {
+                "hostname": host,
+                "host": "64:ff9b::a9fe:a9fe",
+                "port": port,
+                "family": socket.AF_INET6,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
+
+    monkeypatch.setattr(DefaultResolver, "resolve", lambda self, *args: resolve(*args))
+    strict = WebhookSender(timeout_s=1.0, allow_private=False)
+    await strict.open()
+    try:
+        result = await strict.post("http://metadata.example.org/hook", body=b"{}", headers={})
+    finally:
+        await strict.close()
+    assert result.status_code is None and (result.error or "").startswith("refused"), result
+
+
+async def test_an_endless_answer_is_read_no_further_than_the_limit() -> None:
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        try:
+            for _ in range(1000):  # ten seconds of 64 KiB every 10 ms, should the reader never stop
+                await response.write(b"x" * 65536)
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            pass
+        return response
+
+    app = web.Application()
+    app.router.add_post("/hook", endless)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    sender = WebhookSender(timeout_s=3.0, allow_private=True, max_response_bytes=64 * 1024)
+    await sender.open()
+    try:
+        result = await sender.post(str(server.make_url("/hook")), body=b"{}", headers={})
+    finally:
+        await sender.close()
+        await server.close()
+    assert (result.status_code, result.error) == (200, None), result
+    assert result.latency_ms < 3000
 
 
 async def test_events_that_overtake_their_task_are_forwarded_once_it_arrives(

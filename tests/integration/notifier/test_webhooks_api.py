@@ -14,12 +14,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.notifier.adapters.webhook_sender import check_url_is_public
 from services.notifier.entrypoints.http import URL_CHECK, api
 from services.notifier.service_layer.confirmations import Confirmer
 from services.notifier.service_layer.notifications import Notifications
 from shared.auth import Role
 from shared.http import create_base_app
+from shared.outbound import check_url_is_public
 from shared.runtime import RUNTIME, Runtime
 from shared.settings import Settings
 from tests.integration.notifier.conftest import Operator, cross_organisation_headers, new_operator
@@ -114,6 +114,14 @@ async def test_auth_is_required(client: TestClient[web.Request, web.Application]
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
         "http://[fe80::1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 of 169.254.169.254
+        "http://[64:ff9b:1::a00:5]/hook",
+        "http://[2002:a9fe:a9fe::1]/hook",  # 6to4
+        "http://[::a9fe:a9fe]/hook",  # IPv4-compatible
+        "http://[::ffff:a9fe:a9fe]/hook",  # IPv4-mapped
+        "http://[::ffff:0:a9fe:a9fe]/hook",  # SIIT
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
+        "http://[fec0::1]/hook",  # site-local
     ],
 )
 async def test_private_loopback_and_link_local_urls_are_refused(

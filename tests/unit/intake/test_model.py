@@ -131,7 +131,19 @@ def test_huge_quantities_are_refused() -> None:
     assert bad_fields(body(items=[{"name": "masks", "quantity": 10**30}])) == {"$.items[0].quantity"}
 
 
-@pytest.mark.parametrize("url", ["javascript:alert(1)", "http://", "https://x y", "https://" + "a" * 2050])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "http://",
+        "https://x y",
+        "https://" + "a" * 2050,
+        "http://user@/hook",
+        "http://:80/hook",
+        "http://[::1/hook",
+        "http://hooks.example.org:99999/",
+    ],
+)
 def test_callback_url_must_be_a_short_http_url(url: str) -> None:
     assert bad_fields(body(callback_url=url)) == {"$.callback_url"}
 
