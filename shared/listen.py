@@ -10,6 +10,8 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from shared.backoff import Backoff
+
 log = structlog.get_logger(__name__)
 
 Callback = Callable[[str], None]
@@ -51,7 +53,7 @@ class PgListener:
             callback(payload)
 
     async def _run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(first=0.2, most=5.0)
         while True:
             connection: asyncpg.Connection | None = None
             try:
@@ -61,7 +63,7 @@ class PgListener:
                         channel, lambda _c, _pid, channel, payload: self._dispatch(channel, payload)
                     )
                 self._connected.set()
-                backoff = 0.2
+                backoff.succeeded()
                 for channel in self._callbacks:
                     self._dispatch(channel, "")
                 # asyncpg delivers notifications through the callbacks; we only watch the connection.
@@ -71,11 +73,10 @@ class PgListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("pg_listener.disconnected", error=str(exc), retry_in_s=backoff)
+                log.warning("pg_listener.disconnected", error=str(exc))
             finally:
                 self._connected.clear()
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(connection.close(), timeout=2)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await asyncio.sleep(backoff.next_delay())

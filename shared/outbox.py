@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.backoff import Backoff
 from shared.events import CloudEvent
 from shared.listen import PgListener
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
@@ -118,21 +119,20 @@ class OutboxRelay:
         listener.subscribe(notify_channel(outbox), lambda _payload: self._wake.set())
 
     async def run(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(first=0.2, most=5.0)
         while True:
             self._wake.clear()
             try:
                 while await self.publish_batch() == self._batch_size:
                     pass
-                backoff = 0.2
+                backoff.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outbox.publish_failed", schema=self._outbox.schema, error=str(exc))
                 with contextlib.suppress(Exception):
                     await self.observe_backlog()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(backoff.next_delay())
                 continue
             if time.monotonic() >= self._next_observation:
                 self._next_observation = time.monotonic() + 1.0
