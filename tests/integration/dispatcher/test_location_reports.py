@@ -115,6 +115,9 @@ async def test_bad_reports_are_refused_before_anything_is_buffered(client: Clien
     assert (await client.call("POST", url, token, json={"lat": 1, "lon": 0, "at": "2026-01-01T00:00:00"}))[
         0
     ] == 422
+    for at in ("0001-01-01T00:00:00+23:59", (datetime.now(UTC) - timedelta(days=2)).isoformat()):
+        status, problem = await client.call("POST", url, token, json={"lat": 1, "lon": 0, "at": at})
+        assert (status, [e["field"] for e in problem["errors"]]) == (422, ["$.at"])
     assert (await client.call("POST", url, "erk_vol_nonsense", json={"lat": 1, "lon": 0}))[0] == 401
 
 
