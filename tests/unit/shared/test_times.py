@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from services.dispatcher.service_layer.volunteers import LocationIn
+from services.notifier.entrypoints.http import DeliveriesQuery
 from shared.http import validation_problem
 from shared.times import ClientTime
 
@@ -72,3 +73,9 @@ def test_a_recent_fix_and_one_from_a_clock_slightly_ahead_are_taken() -> None:
     for at in (now - timedelta(hours=23), now + timedelta(minutes=4), now.astimezone()):
         assert LocationIn.model_validate(fix(at)).at == at
     assert LocationIn.model_validate({"lat": 1, "lon": 2}).at is None
+
+
+def test_the_deliveries_cursor_is_a_bounded_time_in_utc() -> None:
+    assert refused(DeliveriesQuery, {"cursor": "9999-12-31T23:59:59-23:59"}) == ["$.cursor"]
+    taken = DeliveriesQuery.model_validate({"cursor": "2026-06-01T12:00:00+02:00"}).cursor
+    assert taken == datetime(2026, 6, 1, 10, tzinfo=UTC) and taken.utcoffset() == timedelta(0)
