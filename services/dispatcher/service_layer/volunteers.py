@@ -7,9 +7,9 @@ import binascii
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,7 @@ from shared.auth import Role, issue_token
 from shared.events import VolunteerDutyChanged, VolunteerRegistered, build_event
 from shared.http import ProblemError, StorableModel
 from shared.outbox import add_events
+from shared.times import ClientTime, within
 
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
 
@@ -72,7 +73,8 @@ class LocationIn(_Strict):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
-    at: AwareDatetime | None = None
+    # A fix a day old says nothing about where anyone is; a phone's clock may run a few minutes ahead.
+    at: Annotated[ClientTime, within(past=timedelta(days=1), future=timedelta(minutes=5))] | None = None
 
 
 def volunteer_view(row: VolunteerRow) -> dict[str, Any]:
