@@ -129,6 +129,10 @@ class LegOut(BaseModel):
     pickup: dict[str, Any]
     dropoff: dict[str, Any] = Field(description="The recipient's name and phone only once the leg is yours.")
     items: list[dict[str, Any]]
+    flagged: bool = Field(
+        default=False,
+        description="Too many wrong codes: the leg takes no delivery report until an operator resolves it.",
+    )
 
 
 class OfferOut(BaseModel):
