@@ -32,7 +32,7 @@ from shared.http import (
     problem_body,
     validation_problem,
 )
-from shared.runtime import RUNTIME, authorize
+from shared.runtime import RUNTIME, authorize, token_revocation
 
 log = structlog.get_logger(__name__)
 
@@ -107,6 +107,7 @@ class VolunteerOut(BaseModel):
 
 class VolunteerCreatedOut(VolunteerOut):
     token: str = Field(description="The volunteer app's token, shown this once.")
+    token_id: uuid.UUID = Field(description="The token's id, to revoke it by.")
 
 
 class VolunteerPageOut(BaseModel):
@@ -535,11 +536,15 @@ class LocationStream:
         except (TimeoutError, ConnectionResetError):
             pass  # a peer that reads nothing: aiohttp has dropped the connection
 
-    async def stop(self, code: int, reason: bytes) -> None:
-        """Have the stream close with `code` (unless it is closing already) and wait until it has."""
+    def request_stop(self, code: int, reason: bytes) -> None:
+        """Have the stream close with `code`, unless it is closing already; returns at once."""
         if self._stop is None and not self._closing and self._task is not None:
             self._stop = (code, reason)
             self._task.cancel()
+
+    async def stop(self, code: int, reason: bytes) -> None:
+        """Have the stream close with `code` (unless it is closing already) and wait until it has."""
+        self.request_stop(code, reason)
         await self._done.wait()
 
 
@@ -587,7 +592,15 @@ async def location_stream(request: web.Request) -> web.StreamResponse:
     )
     streams.opened(stream)
     try:
-        await stream.run()
+        async with token_revocation(request) as revoked:
+
+            def close_revoked(task: asyncio.Task[None]) -> None:
+                # 1008 (policy violation), after the last acknowledgement of what was taken.
+                if not task.cancelled():
+                    stream.request_stop(WSCloseCode.POLICY_VIOLATION, b"token revoked")
+
+            revoked.add_done_callback(close_revoked)
+            await stream.run()
     finally:
         streams.closed(stream)
     return ws
@@ -610,29 +623,40 @@ async def get_assignments(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, runtime.settings.long_poll_max_wait_s)
     wakeups = request.app[WAKEUPS]
-    with wakeups.waiter(volunteer_id) as changed:
-        while True:
-            changed.clear()
-            async with runtime.sessionmaker() as session:
-                body = await dispatch.assignments(
-                    session=session, volunteer_id=volunteer_id, data_key=runtime.settings.data_key
-                )
-            text = json.dumps(body)
-            etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
-            if etag != known:
-                return web.Response(
-                    text=text,
-                    content_type="application/json",
-                    headers={"ETag": etag, "Cache-Control": "no-store"},
-                )
-            remaining = deadline - loop.time()
-            if remaining <= 0 or wakeups.closing:
-                return web.Response(status=304, headers={"ETag": etag})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=remaining)
-            if wakeups.closing:
-                # Stopping: answer "nothing new" now; the app polls again against another replica.
-                return web.Response(status=304, headers={"ETag": etag})
+    async with contextlib.AsyncExitStack() as stack:
+        revoked: asyncio.Task[None] | None = None
+        with wakeups.waiter(volunteer_id) as changed:
+            while True:
+                changed.clear()
+                async with runtime.sessionmaker() as session:
+                    body = await dispatch.assignments(
+                        session=session, volunteer_id=volunteer_id, data_key=runtime.settings.data_key
+                    )
+                text = json.dumps(body)
+                etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+                if etag != known:
+                    return web.Response(
+                        text=text,
+                        content_type="application/json",
+                        headers={"ETag": etag, "Cache-Control": "no-store"},
+                    )
+                remaining = deadline - loop.time()
+                if remaining <= 0 or wakeups.closing:
+                    return web.Response(status=304, headers={"ETag": etag})
+                if revoked is None:  # only a poll that waits outlives its token check
+                    revoked = await stack.enter_async_context(token_revocation(request))
+                woken = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait(
+                        (woken, revoked), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()
+                if revoked.done():
+                    raise ProblemError(401, "Unauthorized", "The token was revoked.")
+                if wakeups.closing:
+                    # Stopping: answer "nothing new" now; the app polls again against another replica.
+                    return web.Response(status=304, headers={"ETag": etag})
 
 
 @api.route(

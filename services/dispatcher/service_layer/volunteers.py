@@ -119,7 +119,7 @@ async def register_volunteer(
     )
     session.add(row)
     await session.flush()
-    _, token = await issue_token(
+    token_id, token = await issue_token(
         session, role=Role.VOLUNTEER, organisation_id=organisation_id, volunteer_id=row.id
     )
     await add_events(
@@ -140,7 +140,7 @@ async def register_volunteer(
             )
         ],
     )
-    return {**volunteer_view(row), "token": token}
+    return {**volunteer_view(row), "token": token, "token_id": str(token_id)}
 
 
 async def get_volunteer(
