@@ -22,9 +22,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column(
-        "volunteers", sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True), schema="dispatch"
+        "volunteers",
+        sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
+        schema="dispatch",
     )
-    op.add_column("legs", sa.Column("flagged_at", sa.DateTime(timezone=True), nullable=True), schema="dispatch")
+    op.add_column(
+        "legs", sa.Column("flagged_at", sa.DateTime(timezone=True), nullable=True), schema="dispatch"
+    )
 
 
 def downgrade() -> None:
