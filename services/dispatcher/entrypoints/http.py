@@ -103,11 +103,19 @@ class VolunteerOut(BaseModel):
     status: Literal["on_duty", "off_duty"]
     active_legs: int
     location: FixOut | None
+    deactivated_at: datetime | None = Field(
+        default=None, description="When an operator deactivated the volunteer; null while active."
+    )
 
 
 class VolunteerCreatedOut(VolunteerOut):
     token: str = Field(description="The volunteer app's token, shown this once.")
     token_id: uuid.UUID = Field(description="The token's id, to revoke it by.")
+
+
+class VolunteerTokenOut(BaseModel):
+    id: uuid.UUID = Field(description="The token's id, to revoke it by.")
+    token: str = Field(description="The volunteer app's new token, shown this once.")
 
 
 class VolunteerPageOut(BaseModel):
@@ -230,6 +238,67 @@ async def patch_volunteer(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         row = await volunteers.update_volunteer(
             session=session, volunteer_id=volunteer_id, organisation_id=_scope(principal), patch=patch
+        )
+        view = volunteers.volunteer_view(row)
+    return json_response(view)
+
+
+@api.route(
+    "POST",
+    "/v1/volunteers/{volunteer_id}/tokens",
+    summary="A new token for a volunteer's app; every token they held before is revoked at once",
+    response=VolunteerTokenOut,
+    status=201,
+    roles=("operator",),
+    errors=(409,),
+)
+async def post_volunteer_token(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await volunteers.rotate_token(
+            session=session, volunteer_id=volunteer_id, organisation_id=principal.organisation_id
+        )
+    return json_response(created, status=201)
+
+
+@api.route(
+    "DELETE",
+    "/v1/volunteers/{volunteer_id}/tokens/{token_id}",
+    summary="Revoke a volunteer's token",
+    status=204,
+    roles=("operator",),
+)
+async def delete_volunteer_token(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
+    token_id = path_uuid(request, "token_id", "token")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await volunteers.revoke_token_of(
+            session=session,
+            volunteer_id=volunteer_id,
+            organisation_id=principal.organisation_id,
+            token_id=token_id,
+        )
+    return web.Response(status=204)
+
+
+@api.route(
+    "POST",
+    "/v1/volunteers/{volunteer_id}/deactivate",
+    summary="Deactivate a volunteer: tokens revoked, off duty, no more offers, unpicked legs handed back",
+    response=VolunteerOut,
+    roles=("operator",),
+)
+async def post_deactivate_volunteer(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        row = await volunteers.deactivate_volunteer(
+            session=session, volunteer_id=volunteer_id, organisation_id=principal.organisation_id
         )
         view = volunteers.volunteer_view(row)
     return json_response(view)

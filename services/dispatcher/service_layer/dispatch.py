@@ -684,6 +684,8 @@ async def assign_by_hand(
     ).scalar_one_or_none()
     if volunteer is None:
         raise ProblemError(404, "Not found", "No such volunteer.")
+    if volunteer.deactivated_at is not None:
+        raise ProblemError(409, "Conflict", "The volunteer is deactivated.")
     if volunteer.active_legs >= volunteer.max_active_legs:
         raise ProblemError(
             409, "Conflict", "The volunteer already carries as many legs as their limit allows."
