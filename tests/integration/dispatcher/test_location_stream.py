@@ -249,6 +249,9 @@ class _Tokens:
             raise ProblemError(401, "Unauthorized", "The token is not valid.")
         return Principal(token_id=uuid.uuid4(), role=Role.VOLUNTEER, volunteer_id=self.volunteer_id)
 
+    async def until_revoked(self, authorization: str | None) -> None:
+        await asyncio.Event().wait()  # never: revocation has its own tests (tests/e2e/test_revocation.py)
+
 
 @dataclass
 class _Runtime:
