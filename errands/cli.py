@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from shared.errors import DomainError
 from shared.settings import Settings
 
 
@@ -218,6 +219,14 @@ def _ops(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _command(args)
+    except DomainError as exc:
+        print(f"errands {args.command}: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args.service)
     if args.command == "run":

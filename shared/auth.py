@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import itertools
@@ -12,7 +13,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Text, func, select, update
+import structlog
+from sqlalchemy import ColumnElement, DateTime, ForeignKey, Text, func, select, text, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -20,6 +22,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.db import schema_metadata
 from shared.http import ProblemError
 from shared.listen import PgListener
+
+log = structlog.get_logger(__name__)
 
 
 class AuthBase(DeclarativeBase):
@@ -95,20 +99,37 @@ async def issue_token(
     return row.id, token
 
 
-async def revoke_token(session: AsyncSession, *, token_id: uuid.UUID) -> bool:
-    """Revoke a token; False when there is no such live token."""
+async def revoke_token(
+    session: AsyncSession, *, token_id: uuid.UUID, volunteer_id: uuid.UUID | None = None
+) -> bool:
+    """Revoke a token, only if it is this volunteer's when one is named; False when there is none live."""
+    where = [ApiToken.id == token_id]
+    if volunteer_id is not None:
+        where.append(ApiToken.volunteer_id == volunteer_id)
+    return bool(await _revoke(session, *where))
+
+
+async def revoke_volunteer_tokens(session: AsyncSession, *, volunteer_id: uuid.UUID) -> int:
+    """Revoke every live token of a volunteer; how many there were."""
+    return len(await _revoke(session, ApiToken.volunteer_id == volunteer_id))
+
+
+async def _revoke(session: AsyncSession, *where: ColumnElement[bool]) -> list[str]:
     result = await session.execute(
         update(ApiToken)
-        .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+        .where(ApiToken.revoked_at.is_(None), *where)
         .values(revoked_at=func.now())
         .returning(ApiToken.token_hash)
     )
-    token_hash = result.scalar_one_or_none()
-    if token_hash is None:
-        return False
-    # Every process drops the token from its cache when this commits (see TokenVerifier).
-    await session.execute(select(func.pg_notify(REVOKED_CHANNEL, token_hash)))
-    return True
+    token_hashes = sorted(result.scalars())
+    if token_hashes:
+        # Every process drops the tokens from its cache, and ends the streams they opened, when this
+        # commits (see TokenVerifier).
+        await session.execute(
+            text("SELECT pg_notify(:channel, h) FROM unnest(CAST(:hashes AS text[])) AS h"),
+            {"channel": REVOKED_CHANNEL, "hashes": token_hashes},
+        )
+    return token_hashes
 
 
 @dataclass(slots=True)
@@ -170,36 +191,27 @@ class TokenVerifier:
         self._limiter = limiter
         self._cache: dict[str, tuple[Principal | None, float]] = {}
         self._max_entries = max_entries
+        # Open streams (SSE, WebSocket, long polls) outlive the check at their start: each waits
+        # on an Event here, set when a notice may concern its token.
+        self._streams: dict[str, set[asyncio.Event]] = {}
         if listener is not None:
             listener.subscribe(REVOKED_CHANNEL, self._forget)
 
     def _forget(self, token_hash: str) -> None:
         if token_hash:
             self._cache.pop(token_hash, None)
+            notices = self._streams.get(token_hash, set())
         else:  # the listener reconnected: revocations may have been missed
             self._cache.clear()
+            notices = {notice for waiting in self._streams.values() for notice in waiting}
+        for notice in notices:
+            notice.set()
 
     async def verify(self, authorization: str | None) -> Principal:
         """The principal behind an `Authorization: Bearer` header, or a 401 problem."""
-        if not authorization or not authorization.startswith("Bearer "):
-            raise ProblemError(401, "Unauthorized", "Send `Authorization: Bearer <token>`.")
-        token = authorization[len("Bearer ") :].strip()
-        # Undecodable header bytes arrive as lone surrogates; no token of ours is anything but ASCII.
-        if not token or len(token) > 200 or not token.isascii() or not token.isprintable():
-            raise ProblemError(401, "Unauthorized", "The token is not valid.")
-        token_hash = hash_token(token)
+        token_hash = _token_hash(authorization)
         now = time.monotonic()
-        cached = self._cache.get(token_hash)
-        if cached is not None and cached[1] > now:
-            principal = cached[0]
-        else:
-            principal = await self._lookup(token_hash)
-            if len(self._cache) >= self._max_entries:
-                # Evict the oldest insertions (dicts keep order) rather than everyone at once.
-                for stale in list(itertools.islice(self._cache, self._max_entries // 10)):
-                    del self._cache[stale]
-            ttl = self._ttl_s if principal is not None else self._unknown_ttl_s
-            self._cache[token_hash] = (principal, now + ttl)
+        principal = await self._principal(token_hash, now)
         if principal is None:
             raise ProblemError(401, "Unauthorized", "The token is not valid.")
         if self._limiter is not None:
@@ -211,6 +223,51 @@ class TokenVerifier:
                     "This token is sending requests faster than allowed; slow down.",
                     headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
                 )
+        return principal
+
+    async def until_revoked(self, authorization: str | None) -> None:
+        """Return once the token of a stream verified with this header is revoked.
+
+        Every revocation notice naming the token, and every reconnect of the listener (notices may
+        have been lost meanwhile), has the token looked up again; nothing else costs a query.
+        """
+        token_hash = _token_hash(authorization)
+        notice = asyncio.Event()
+        if token_hash not in self._cache:  # a notice may have come since the stream was verified
+            notice.set()
+        self._streams.setdefault(token_hash, set()).add(notice)
+        try:
+            while True:
+                await notice.wait()
+                notice.clear()
+                try:
+                    principal = await self._principal(token_hash, time.monotonic())
+                except Exception:
+                    # The database is away for now: look again shortly rather than end the stream.
+                    log.warning("auth.recheck_failed", exc_info=True)
+                    await asyncio.sleep(1.0)
+                    notice.set()
+                    continue
+                if principal is None:
+                    return
+        finally:
+            waiting = self._streams.get(token_hash)
+            if waiting is not None:
+                waiting.discard(notice)
+                if not waiting:
+                    del self._streams[token_hash]
+
+    async def _principal(self, token_hash: str, now: float) -> Principal | None:
+        cached = self._cache.get(token_hash)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        principal = await self._lookup(token_hash)
+        if len(self._cache) >= self._max_entries:
+            # Evict the oldest insertions (dicts keep order) rather than everyone at once.
+            for stale in list(itertools.islice(self._cache, self._max_entries // 10)):
+                del self._cache[stale]
+        ttl = self._ttl_s if principal is not None else self._unknown_ttl_s
+        self._cache[token_hash] = (principal, now + ttl)
         return principal
 
     async def _lookup(self, token_hash: str) -> Principal | None:
@@ -228,6 +285,17 @@ class TokenVerifier:
             organisation_id=row.organisation_id,
             volunteer_id=row.volunteer_id,
         )
+
+
+def _token_hash(authorization: str | None) -> str:
+    """The hash of the token in an `Authorization: Bearer` header, or a 401 problem."""
+    if not authorization or not authorization.startswith("Bearer "):
+        raise ProblemError(401, "Unauthorized", "Send `Authorization: Bearer <token>`.")
+    token = authorization[len("Bearer ") :].strip()
+    # Undecodable header bytes arrive as lone surrogates; no token of ours is anything but ASCII.
+    if not token or len(token) > 200 or not token.isascii() or not token.isprintable():
+        raise ProblemError(401, "Unauthorized", "The token is not valid.")
+    return hash_token(token)
 
 
 def require_role(principal: Principal, *roles: Role) -> None:

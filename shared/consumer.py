@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -15,7 +15,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, delete, func
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import is_connection_error
+from shared.db import is_connection_error, is_data_error
 from shared.events import DEADLETTER_TOPIC, CloudEvent, DeadLetterHeader, current_traceparent
 from shared.metrics import CONSUMER_LAG, DEADLETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
 from shared.settings import Settings
@@ -60,11 +60,19 @@ class _Abandoned(Exception):
     """Stopping while a record cannot be applied: leave its offset uncommitted for redelivery."""
 
 
+class _Retry(NamedTuple):
+    """A record's attempt failed and it is worth another: the failures counted, the wait before it."""
+
+    failures: int
+    wait_s: float
+
+
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, loop: EventConsumer) -> None:
         self._loop = loop
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._loop.abandon_retries(revoked)
         await self._loop.commit_processed()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -77,7 +85,11 @@ class EventConsumer:
     For every record: in one transaction, record its event id in the inbox (skipping it if already
     there) and run the handler for its type; only after that commit is the offset committed. A
     failing record is retried a bounded number of times, then sent to the dead-letter topic with
-    its origin in headers, and its partition moves on.
+    its origin in headers, and its partition moves on; a record the database refuses as data
+    (SQLSTATE class 22, a value out of range) is dead-lettered at once, since no retry mends it.
+
+    The retries run aside, in a task of their own, with their partition paused until they are over,
+    so the other partitions go on: one organisation's poison never holds everyone's events back.
     """
 
     def __init__(
@@ -100,6 +112,7 @@ class EventConsumer:
         self._producer = producer
         self._consumer: AIOKafkaConsumer | None = None
         self._processed: dict[TopicPartition, int] = {}
+        self._retrying: dict[TopicPartition, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -132,6 +145,9 @@ class EventConsumer:
             except KafkaError as exc:
                 log.warning("consumer.broker_error", group=self.group_id, error=str(exc), retry_in_s=backoff)
             finally:
+                await self.abandon_retries(
+                    list(self._retrying), grace_s=5.0 if self._stopping.is_set() else 0.0
+                )
                 with contextlib.suppress(Exception):
                     await self.commit_processed()
                 with contextlib.suppress(Exception):
@@ -148,29 +164,81 @@ class EventConsumer:
         next_lag_report = loop.time()
         next_inbox_purge = loop.time() + 60.0
         while not self._stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=500, max_records=200)
+            # While a partition retries aside, come back often to resume it as soon as it is done.
+            batches = await consumer.getmany(timeout_ms=50 if self._retrying else 500, max_records=200)
+            for tp, records in batches.items():
+                if self._stopping.is_set():
+                    break
+                await self._handle_partition(consumer, tp, records)
             try:
-                for tp, records in batches.items():
-                    if self._stopping.is_set():
-                        break
-                    if len(records) > 1 and await self._handle_batch(records):
-                        self._processed[tp] = records[-1].offset + 1
-                        continue
-                    for record in records:
-                        if self._stopping.is_set():
-                            break
-                        await self._handle_record(record)
-                        self._processed[tp] = record.offset + 1
+                self._resume_retried(consumer)
             except _Abandoned:
                 break
-            if batches:
-                await self.commit_processed()
+            await self.commit_processed()
             if loop.time() >= next_inbox_purge:
                 next_inbox_purge = loop.time() + 3600.0
                 await self._purge_inbox()
             if loop.time() >= next_lag_report:
                 await self._observe_lag(consumer)
                 next_lag_report = loop.time() + 1.0
+
+    async def _handle_partition(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[Any]
+    ) -> None:
+        """Apply one partition's fetched records in order; from the first that fails, go on aside."""
+        if len(records) > 1 and await self._handle_batch(records):
+            self._processed[tp] = records[-1].offset + 1
+            return
+        for index, record in enumerate(records):
+            if self._stopping.is_set():
+                return
+            retry = await self._handle_record(record, patient=False)
+            if retry is not None:
+                # Paused, the partition fetches nothing more until its records in hand are done.
+                consumer.pause(tp)
+                self._retrying[tp] = asyncio.create_task(
+                    self._finish_partition(tp, records[index:], retry),
+                    name=f"retry {tp.topic}-{tp.partition}",
+                )
+                return
+            self._processed[tp] = record.offset + 1
+
+    async def _finish_partition(self, tp: TopicPartition, records: list[Any], retry: _Retry | None) -> None:
+        """Retry the first record until applied or dead-lettered, then apply the ones behind it."""
+        for record in records:
+            if self._stopping.is_set():
+                raise _Abandoned
+            await self._handle_record(record, after=retry)
+            retry = None
+            self._processed[tp] = record.offset + 1
+
+    def _resume_retried(self, consumer: AIOKafkaConsumer) -> None:
+        """Resume the partitions whose records in hand are all done; _Abandoned if one gave up to stop."""
+        for tp, task in list(self._retrying.items()):
+            if not task.done():
+                continue
+            del self._retrying[tp]
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if error is not None:
+                raise error
+            if tp in consumer.assignment():
+                consumer.resume(tp)
+
+    async def abandon_retries(self, partitions: list[TopicPartition], *, grace_s: float = 0.0) -> None:
+        """Stop the retries aside of these partitions (revoked, or the loop ends): left uncommitted.
+
+        Within `grace_s` a retry may finish the attempt in hand (it gives up at its next wait when
+        stopping); then it is cancelled. Whoever reads the partition next applies what is left, and
+        the inbox skips what was applied already.
+        """
+        tasks = [self._retrying.pop(tp) for tp in partitions if tp in self._retrying]
+        if tasks and grace_s > 0:
+            await asyncio.wait(tasks, timeout=grace_s)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _purge_inbox(self) -> None:
         """Forget event ids older than the retention: the topics no longer hold those events."""
@@ -268,47 +336,63 @@ class EventConsumer:
                 log.info("event.handled", outcome=outcome, partition=record.partition, offset=record.offset)
         return True
 
-    async def _handle_record(self, record: Any) -> None:
+    async def _handle_record(
+        self, record: Any, *, patient: bool = True, after: _Retry | None = None
+    ) -> _Retry | None:
+        """Apply, skip or dead-letter `record`, retrying if `patient` (first waiting, `after` a failure).
+
+        Not `patient`: one attempt, and if it failed but is worth another, the `_Retry` to go on with.
+        """
         try:
             event = CloudEvent.from_bytes(record.value)
         except (ValidationError, ValueError, TypeError) as exc:
             await self._deadletter(record, error=f"malformed CloudEvent: {exc}", attempts=1, event_type="?")
-            return
+            return None
         handler = self._handlers.get(event.type)
         if handler is None:
             EVENTS_CONSUMED.labels(self.group_id, event.type, "ignored").inc()
-            return
+            return None
+        retry = after
         with _event_context(event):
-            await self._handle_event(record, event, handler)
+            while True:
+                if retry is not None:
+                    await self._wait_to_retry(retry)
+                retry = await self._attempt(record, event, handler, failures=retry.failures if retry else 0)
+                if retry is None or not patient:
+                    return retry
 
-    async def _handle_event(self, record: Any, event: CloudEvent, handler: Handler) -> None:
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                outcome = await self._apply(event, handler)
-                EVENTS_CONSUMED.labels(self.group_id, event.type, outcome).inc()
-                log.info("event.handled", outcome=outcome, partition=record.partition, offset=record.offset)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if is_connection_error(exc):
-                    # The database is away, not the record at fault: wait for it, don't count it.
-                    log.warning("event.database_unavailable", error=repr(exc))
-                    if self._stopping.is_set():
-                        raise _Abandoned from exc
-                    attempts -= 1
-                    await asyncio.sleep(1.0)
-                    continue
-                HANDLER_FAILURES.labels(self.group_id, event.type).inc()
-                permanent = isinstance(exc, PermanentError | ValidationError)
-                if permanent or attempts >= self._settings.consumer_max_attempts:
-                    log.error("event.failed", error=repr(exc), attempts=attempts)
-                    await self._deadletter(record, error=repr(exc), attempts=attempts, event_type=event.type)
-                    return
-                log.warning("event.retry", error=repr(exc), attempts=attempts)
-                await asyncio.sleep(self._settings.consumer_retry_backoff_s * 2 ** (attempts - 1))
+    async def _wait_to_retry(self, retry: _Retry) -> None:
+        """Wait before another attempt; _Abandoned if stopping: the record is left for redelivery."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=retry.wait_s)
+        if self._stopping.is_set():
+            raise _Abandoned
+
+    async def _attempt(
+        self, record: Any, event: CloudEvent, handler: Handler, *, failures: int
+    ) -> _Retry | None:
+        """Apply `event` once: None when applied, skipped or dead-lettered, else how to retry it."""
+        try:
+            outcome = await self._apply(event, handler)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_connection_error(exc):
+                # The database is away, not the record at fault: wait for it, don't count it.
+                log.warning("event.database_unavailable", error=repr(exc))
+                return _Retry(failures, 1.0)
+            failures += 1
+            HANDLER_FAILURES.labels(self.group_id, event.type).inc()
+            permanent = isinstance(exc, PermanentError | ValidationError) or is_data_error(exc)
+            if permanent or failures >= self._settings.consumer_max_attempts:
+                log.error("event.failed", error=repr(exc), attempts=failures)
+                await self._deadletter(record, error=repr(exc), attempts=failures, event_type=event.type)
+                return None
+            log.warning("event.retry", error=repr(exc), attempts=failures)
+            return _Retry(failures, self._settings.consumer_retry_backoff_s * 2 ** (failures - 1))
+        EVENTS_CONSUMED.labels(self.group_id, event.type, outcome).inc()
+        log.info("event.handled", outcome=outcome, partition=record.partition, offset=record.offset)
+        return None
 
     async def _apply(self, event: CloudEvent, handler: Handler) -> str:
         async with self._sessionmaker() as session, session.begin():

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+from asyncpg.exceptions._base import DataError as ArgumentDataError
 from sqlalchemy import BigInteger, ColumnElement, MetaData, Text, func, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -84,6 +85,8 @@ def is_connection_error(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        if isinstance(current, ArgumentDataError):
+            return False  # an InterfaceError by class, but about a value, not the connection
         if isinstance(current, PoolTimeoutError | OSError | TimeoutError):
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
@@ -101,6 +104,26 @@ def is_connection_error(exc: BaseException) -> bool:
         if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
             return True
         if "connection is closed" in str(current):
+            return True
+        following = current.orig if isinstance(current, DBAPIError) else None
+        current = following or current.__cause__ or current.__context__
+    return False
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A value the database cannot take (out of range, malformed): trying it again fails the same way.
+
+    PostgreSQL's data exceptions (SQLSTATE class 22), the driver refusing to encode a query argument
+    (a date out of its range), or Python's own overflow on such a value, anywhere down the chain.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ArgumentDataError | OverflowError):
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
             return True
         following = current.orig if isinstance(current, DBAPIError) else None
         current = following or current.__cause__ or current.__context__

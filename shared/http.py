@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 from pydantic.json_schema import models_json_schema
 
 from shared.db import is_connection_error
+from shared.errors import COMMON_STATUSES, DomainError, ErrorStatuses, answer_for
 from shared.events import current_traceparent
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -34,6 +35,10 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 
 M = TypeVar("M", bound=BaseModel)
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# The service's table from domain errors to answers (shared.errors), set by create_base_app.
+ERROR_STATUSES = web.AppKey("error_statuses", ErrorStatuses)
 
 
 class ProblemError(Exception):
@@ -231,6 +236,13 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
                 response = problem_response(
                     exc.status, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
                 )
+            except DomainError as exc:
+                answer = answer_for(exc, request.app.get(ERROR_STATUSES, COMMON_STATUSES))
+                if answer is None:  # a rule with no answer at the edge is our bug, not the client's
+                    log.exception("request.unmapped_domain_error", method=request.method, route=route)
+                    response = problem_response(500, "Internal error", "Something went wrong on our side.")
+                else:
+                    response = problem_response(answer.status, answer.title, exc.message, errors=exc.errors)
             except web.HTTPRequestEntityTooLarge:
                 response = problem_response(
                     413, "Payload too large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes."
@@ -503,9 +515,15 @@ class Api:
         }
 
 
-def create_base_app(*, api: Api, readiness: list[ReadinessCheck]) -> web.Application:
-    """An application with the common middleware, body limit, and the four common endpoints."""
+def create_base_app(
+    *, api: Api, readiness: list[ReadinessCheck], error_statuses: ErrorStatuses = COMMON_STATUSES
+) -> web.Application:
+    """An application with the common middleware, body limit, and the four common endpoints.
+
+    `error_statuses` is the service's one table from domain errors to HTTP answers.
+    """
     app = web.Application(middlewares=[request_middleware], client_max_size=MAX_BODY_BYTES)
+    app[ERROR_STATUSES] = error_statuses
 
     async def healthz(_: web.Request) -> web.Response:
         return json_response({"status": "ok"})

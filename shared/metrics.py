@@ -27,6 +27,9 @@ OUTBOX_BACKLOG = Gauge("errands_outbox_backlog", "Unsent outbox rows.", ["schema
 OUTBOX_OLDEST_AGE = Gauge(
     "errands_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row.", ["schema"]
 )
+LOCATION_FIXES_DROPPED = Counter(
+    "errands_location_fixes_dropped_total", "Location fixes the database refused, dropped."
+)
 CONSUMER_LAG = Gauge(
     "errands_consumer_lag",
     "Records not yet consumed, per group and partition.",

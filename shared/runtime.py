@@ -113,6 +113,20 @@ async def authorize(request: web.Request, *roles: Role) -> Principal:
     return principal
 
 
+@contextlib.asynccontextmanager
+async def token_revocation(request: web.Request) -> AsyncIterator[asyncio.Task[None]]:
+    """For a stream's life: a task that finishes once the token that opened it is revoked."""
+    revoked = asyncio.create_task(
+        request.app[RUNTIME].tokens.until_revoked(request.headers.get("Authorization"))
+    )
+    try:
+        yield revoked
+    finally:
+        revoked.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await revoked
+
+
 def runtime_context(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(_: web.Application) -> AsyncIterator[None]:
         await runtime.open()

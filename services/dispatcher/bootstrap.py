@@ -11,6 +11,7 @@ from services.dispatcher.service_layer.dispatch import (
     VOLUNTEER_CHANNEL,
     cancel_task,
     confirm_leg,
+    flag_leg,
     take_in_task,
 )
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
             "task.submitted": take_in_task,
             "task.cancelled": cancel_task,
             "leg.confirmed": confirm_leg,
+            "leg.confirmation_failed": flag_leg,
         },
         inbox=inbox,
     )

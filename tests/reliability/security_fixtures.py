@@ -59,6 +59,12 @@ class World:
     webhook_to_delete: str
     delivery_a: str
     token_to_revoke: str
+    # Volunteers of A kept for the routes that take their access away, one each, so the matrix's own
+    # volunteer keeps its token.
+    volunteer_to_rekey: str
+    volunteer_with_token: str
+    volunteer_token_to_revoke: str
+    volunteer_to_deactivate: str
 
 
 async def _json(response: aiohttp.ClientResponse, status: int) -> Any:
@@ -118,6 +124,7 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
             return created
 
         matrix_volunteer = await volunteer(lat - 5, lon - 5)
+        to_rekey, with_token, to_deactivate = [await volunteer(lat - 5, lon - 5) for _ in range(3)]
         offerer = await volunteer(lat, lon)
         me = bearer(offerer["token"])
         async with http.put(f"{dispatcher}/v1/me/duty", json={"on_duty": True}, headers=me) as r:
@@ -203,4 +210,8 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
         webhook_to_delete=webhooks[1]["id"],
         delivery_a=delivery_id,
         token_to_revoke=throwaway["id"],
+        volunteer_to_rekey=to_rekey["id"],
+        volunteer_with_token=with_token["id"],
+        volunteer_token_to_revoke=with_token["token_id"],
+        volunteer_to_deactivate=to_deactivate["id"],
     )

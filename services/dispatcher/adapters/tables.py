@@ -58,6 +58,9 @@ class VolunteerRow(DispatchBase):
     location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active_legs: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     legs_done_today: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # An operator withdrew the volunteer (a lost phone, a volunteer who left): their tokens are
+    # revoked and they stay off duty for good.
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The transaction that last wrote the row, set by a trigger on every update: the matcher's
@@ -103,6 +106,9 @@ class LegRow(DispatchBase):
     # The last matching round that looked at this leg while pending: rounds take the least recently
     # considered first, so a backlog larger than one round rotates instead of starving newer legs.
     considered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The notifier flagged the leg after too many wrong codes: it takes no more delivery reports
+    # until an operator resolves it.
+    flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (

@@ -32,7 +32,7 @@ from shared.http import (
     problem_body,
     validation_problem,
 )
-from shared.runtime import RUNTIME, authorize
+from shared.runtime import RUNTIME, authorize, token_revocation
 
 log = structlog.get_logger(__name__)
 
@@ -103,10 +103,19 @@ class VolunteerOut(BaseModel):
     status: Literal["on_duty", "off_duty"]
     active_legs: int
     location: FixOut | None
+    deactivated_at: datetime | None = Field(
+        default=None, description="When an operator deactivated the volunteer; null while active."
+    )
 
 
 class VolunteerCreatedOut(VolunteerOut):
     token: str = Field(description="The volunteer app's token, shown this once.")
+    token_id: uuid.UUID = Field(description="The token's id, to revoke it by.")
+
+
+class VolunteerTokenOut(BaseModel):
+    id: uuid.UUID = Field(description="The token's id, to revoke it by.")
+    token: str = Field(description="The volunteer app's new token, shown this once.")
 
 
 class VolunteerPageOut(BaseModel):
@@ -129,6 +138,10 @@ class LegOut(BaseModel):
     pickup: dict[str, Any]
     dropoff: dict[str, Any] = Field(description="The recipient's name and phone only once the leg is yours.")
     items: list[dict[str, Any]]
+    flagged: bool = Field(
+        default=False,
+        description="Too many wrong codes: the leg takes no delivery report until an operator resolves it.",
+    )
 
 
 class OfferOut(BaseModel):
@@ -225,6 +238,67 @@ async def patch_volunteer(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         row = await volunteers.update_volunteer(
             session=session, volunteer_id=volunteer_id, organisation_id=_scope(principal), patch=patch
+        )
+        view = volunteers.volunteer_view(row)
+    return json_response(view)
+
+
+@api.route(
+    "POST",
+    "/v1/volunteers/{volunteer_id}/tokens",
+    summary="A new token for a volunteer's app; every token they held before is revoked at once",
+    response=VolunteerTokenOut,
+    status=201,
+    roles=("operator",),
+    errors=(409,),
+)
+async def post_volunteer_token(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await volunteers.rotate_token(
+            session=session, volunteer_id=volunteer_id, organisation_id=principal.organisation_id
+        )
+    return json_response(created, status=201)
+
+
+@api.route(
+    "DELETE",
+    "/v1/volunteers/{volunteer_id}/tokens/{token_id}",
+    summary="Revoke a volunteer's token",
+    status=204,
+    roles=("operator",),
+)
+async def delete_volunteer_token(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
+    token_id = path_uuid(request, "token_id", "token")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await volunteers.revoke_token_of(
+            session=session,
+            volunteer_id=volunteer_id,
+            organisation_id=principal.organisation_id,
+            token_id=token_id,
+        )
+    return web.Response(status=204)
+
+
+@api.route(
+    "POST",
+    "/v1/volunteers/{volunteer_id}/deactivate",
+    summary="Deactivate a volunteer: tokens revoked, off duty, no more offers, unpicked legs handed back",
+    response=VolunteerOut,
+    roles=("operator",),
+)
+async def post_deactivate_volunteer(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        row = await volunteers.deactivate_volunteer(
+            session=session, volunteer_id=volunteer_id, organisation_id=principal.organisation_id
         )
         view = volunteers.volunteer_view(row)
     return json_response(view)
@@ -531,11 +605,15 @@ class LocationStream:
         except (TimeoutError, ConnectionResetError):
             pass  # a peer that reads nothing: aiohttp has dropped the connection
 
-    async def stop(self, code: int, reason: bytes) -> None:
-        """Have the stream close with `code` (unless it is closing already) and wait until it has."""
+    def request_stop(self, code: int, reason: bytes) -> None:
+        """Have the stream close with `code`, unless it is closing already; returns at once."""
         if self._stop is None and not self._closing and self._task is not None:
             self._stop = (code, reason)
             self._task.cancel()
+
+    async def stop(self, code: int, reason: bytes) -> None:
+        """Have the stream close with `code` (unless it is closing already) and wait until it has."""
+        self.request_stop(code, reason)
         await self._done.wait()
 
 
@@ -583,7 +661,15 @@ async def location_stream(request: web.Request) -> web.StreamResponse:
     )
     streams.opened(stream)
     try:
-        await stream.run()
+        async with token_revocation(request) as revoked:
+
+            def close_revoked(task: asyncio.Task[None]) -> None:
+                # 1008 (policy violation), after the last acknowledgement of what was taken.
+                if not task.cancelled():
+                    stream.request_stop(WSCloseCode.POLICY_VIOLATION, b"token revoked")
+
+            revoked.add_done_callback(close_revoked)
+            await stream.run()
     finally:
         streams.closed(stream)
     return ws
@@ -606,29 +692,40 @@ async def get_assignments(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait, runtime.settings.long_poll_max_wait_s)
     wakeups = request.app[WAKEUPS]
-    with wakeups.waiter(volunteer_id) as changed:
-        while True:
-            changed.clear()
-            async with runtime.sessionmaker() as session:
-                body = await dispatch.assignments(
-                    session=session, volunteer_id=volunteer_id, data_key=runtime.settings.data_key
-                )
-            text = json.dumps(body)
-            etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
-            if etag != known:
-                return web.Response(
-                    text=text,
-                    content_type="application/json",
-                    headers={"ETag": etag, "Cache-Control": "no-store"},
-                )
-            remaining = deadline - loop.time()
-            if remaining <= 0 or wakeups.closing:
-                return web.Response(status=304, headers={"ETag": etag})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=remaining)
-            if wakeups.closing:
-                # Stopping: answer "nothing new" now; the app polls again against another replica.
-                return web.Response(status=304, headers={"ETag": etag})
+    async with contextlib.AsyncExitStack() as stack:
+        revoked: asyncio.Task[None] | None = None
+        with wakeups.waiter(volunteer_id) as changed:
+            while True:
+                changed.clear()
+                async with runtime.sessionmaker() as session:
+                    body = await dispatch.assignments(
+                        session=session, volunteer_id=volunteer_id, data_key=runtime.settings.data_key
+                    )
+                text = json.dumps(body)
+                etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+                if etag != known:
+                    return web.Response(
+                        text=text,
+                        content_type="application/json",
+                        headers={"ETag": etag, "Cache-Control": "no-store"},
+                    )
+                remaining = deadline - loop.time()
+                if remaining <= 0 or wakeups.closing:
+                    return web.Response(status=304, headers={"ETag": etag})
+                if revoked is None:  # only a poll that waits outlives its token check
+                    revoked = await stack.enter_async_context(token_revocation(request))
+                woken = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait(
+                        (woken, revoked), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()
+                if revoked.done():
+                    raise ProblemError(401, "Unauthorized", "The token was revoked.")
+                if wakeups.closing:
+                    # Stopping: answer "nothing new" now; the app polls again against another replica.
+                    return web.Response(status=304, headers={"ETag": etag})
 
 
 @api.route(

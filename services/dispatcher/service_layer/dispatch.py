@@ -33,6 +33,7 @@ from shared.events import (
     CloudEvent,
     EventData,
     LegAssigned,
+    LegConfirmationFailed,
     LegDelivered,
     LegOfferDeclined,
     LegOffered,
@@ -469,6 +470,13 @@ async def report_delivered(
     A leg already reported delivered may be reported again (the recipient read out the wrong code).
     """
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    if leg.flagged_at is not None:
+        raise ProblemError(
+            409,
+            "Conflict",
+            "Too many wrong confirmation codes were sent for this leg: it takes no more reports until "
+            "an operator has looked into it.",
+        )
     if leg.status not in ("picked_up", "delivered"):
         raise ProblemError(409, "Conflict", f"The leg is {leg.status}; report the pickup first.")
     if leg.status == "picked_up":
@@ -518,6 +526,7 @@ def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
         "pickup": details["pickup"],
         "dropoff": dropoff,
         "items": details["items"],
+        "flagged": leg.flagged_at is not None,
     }
 
 
@@ -707,6 +716,8 @@ async def assign_by_hand(
     ).scalar_one_or_none()
     if volunteer is None:
         raise ProblemError(404, "Not found", "No such volunteer.")
+    if volunteer.deactivated_at is not None:
+        raise ProblemError(409, "Conflict", "The volunteer is deactivated.")
     if volunteer.active_legs >= volunteer.max_active_legs:
         raise ProblemError(
             409, "Conflict", "The volunteer already carries as many legs as their limit allows."
@@ -782,3 +793,16 @@ async def escalate_waiting_legs(
                 TaskEscalated(task_id=task_id, leg_ids=sorted(leg_ids), reason=reason), task_id=task_id
             )
     return changes
+
+
+async def flag_leg(session: AsyncSession, event: CloudEvent) -> None:
+    """`leg.confirmation_failed` that flagged the leg: its volunteer's reports are refused from now on."""
+    data = parse_data(event)
+    assert isinstance(data, LegConfirmationFailed)
+    if not data.flagged:
+        return
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id == data.leg_id, LegRow.flagged_at.is_(None))
+        .values(flagged_at=event.time, updated_at=func.now())
+    )

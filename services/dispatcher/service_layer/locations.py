@@ -18,7 +18,9 @@ late-arriving older fix publishes nothing, so the topic never walks anyone backw
 
 The buffer is bounded by the number of volunteers it holds: when full (the database has been away
 long enough, or cannot keep up), new reports get 503 with Retry-After, while a volunteer already
-buffered just replaces their fix. Failed flushes go back into the buffer and are retried.
+buffered just replaces their fix. Failed flushes go back into the buffer and are retried, unless
+the database refuses a value (a data error, which no retry mends): then the fixes are written one by
+one and the one it refuses is dropped, logged and counted, so it cannot stop everyone's flushes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.db import is_data_error
 from shared.events import VolunteerLocationReported, build_event
+from shared.metrics import LOCATION_FIXES_DROPPED
 
 log = structlog.get_logger(__name__)
 
@@ -192,7 +196,11 @@ class LocationFlusher:
         self._final_flush_s = final_flush_s
 
     async def flush(self) -> int:
-        """Write what is buffered now; on failure it goes back into the buffer and the error propagates."""
+        """Write what is buffered now and say how many fixes were written.
+
+        On failure the batch goes back into the buffer and the error propagates, except for a value
+        the database refuses: then each fix is tried on its own and the refused ones are dropped.
+        """
         batch = self._buffer.take()
         if not batch:
             self._buffer.done(batch)
@@ -200,11 +208,36 @@ class LocationFlusher:
         try:
             async with self._sessionmaker() as session, session.begin():
                 await write_fixes(session, batch)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, Exception) and is_data_error(exc):
+                return await self._write_one_by_one(batch)
             self._buffer.restore(batch)
             raise
         self._buffer.done(batch)
         return len(batch)
+
+    async def _write_one_by_one(self, batch: dict[uuid.UUID, Fix]) -> int:
+        """Each fix in its own transaction, dropping those the database refuses; the rest as `flush`."""
+        unwritten = dict(batch)
+        written = 0
+        try:
+            for volunteer_id, fix in batch.items():
+                one = {volunteer_id: fix}
+                try:
+                    async with self._sessionmaker() as session, session.begin():
+                        await write_fixes(session, one)
+                    written += 1
+                except Exception as exc:
+                    if not is_data_error(exc):
+                        raise
+                    LOCATION_FIXES_DROPPED.inc()
+                    log.error("locations.fix_dropped", volunteer_id=str(volunteer_id), error=repr(exc))
+                del unwritten[volunteer_id]
+                self._buffer.done(one)
+        except BaseException:
+            self._buffer.restore(unwritten)
+            raise
+        return written
 
     async def run(self) -> None:
         """Flush every interval until the buffer is closed, then flush what is left (retrying for a while)."""

@@ -7,18 +7,20 @@ import binascii
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatcher.adapters.tables import VolunteerRow, outbox
+from services.dispatcher.adapters.tables import LegRow, VolunteerRow, outbox
+from services.dispatcher.service_layer import dispatch
 from shared import crypto
-from shared.auth import Role, issue_token
+from shared.auth import Role, issue_token, revoke_token, revoke_volunteer_tokens
 from shared.events import VolunteerDutyChanged, VolunteerRegistered, build_event
 from shared.http import ProblemError, StorableModel
 from shared.outbox import add_events
+from shared.times import ClientTime, within
 
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
 
@@ -72,7 +74,8 @@ class LocationIn(_Strict):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
-    at: AwareDatetime | None = None
+    # A fix a day old says nothing about where anyone is; a phone's clock may run a few minutes ahead.
+    at: Annotated[ClientTime, within(past=timedelta(days=1), future=timedelta(minutes=5))] | None = None
 
 
 def volunteer_view(row: VolunteerRow) -> dict[str, Any]:
@@ -93,6 +96,7 @@ def volunteer_view(row: VolunteerRow) -> dict[str, Any]:
         "location": {"lat": row.lat, "lon": row.lon, "at": row.location_at.isoformat()}
         if row.location_at is not None
         else None,
+        "deactivated_at": row.deactivated_at.isoformat() if row.deactivated_at is not None else None,
     }
 
 
@@ -119,7 +123,7 @@ async def register_volunteer(
     )
     session.add(row)
     await session.flush()
-    _, token = await issue_token(
+    token_id, token = await issue_token(
         session, role=Role.VOLUNTEER, organisation_id=organisation_id, volunteer_id=row.id
     )
     await add_events(
@@ -140,7 +144,7 @@ async def register_volunteer(
             )
         ],
     )
-    return {**volunteer_view(row), "token": token}
+    return {**volunteer_view(row), "token": token, "token_id": str(token_id)}
 
 
 async def get_volunteer(
@@ -163,6 +167,9 @@ async def set_duty(
     row = (
         await session.execute(select(VolunteerRow).where(VolunteerRow.id == volunteer_id).with_for_update())
     ).scalar_one()
+    if row.deactivated_at is not None:
+        # Deactivation revoked the token; this request passed its check just before that committed.
+        raise ProblemError(401, "Unauthorized", "The token is not valid.")
     if on_duty and not row.on_duty:
         row.duty_started_at = now
     elif not on_duty and row.on_duty:
@@ -262,4 +269,93 @@ async def update_volunteer(
         row.home_lat, row.home_lon = (home.lat, home.lon) if home else (None, None)
     row.updated_at = datetime.now(UTC)
     await session.flush()
+    return row
+
+
+async def _operated_volunteer(
+    session: AsyncSession, *, volunteer_id: uuid.UUID, organisation_id: uuid.UUID
+) -> VolunteerRow:
+    """A volunteer of the operator's organisation, locked; 404 for any other, as for a missing one."""
+    row = (
+        await session.execute(
+            select(VolunteerRow)
+            .where(VolunteerRow.id == volunteer_id, VolunteerRow.organisation_id == organisation_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise ProblemError(404, "Not found", "No such volunteer.")
+    return row
+
+
+async def rotate_token(
+    *, session: AsyncSession, volunteer_id: uuid.UUID, organisation_id: uuid.UUID
+) -> dict[str, Any]:
+    """A new token for the volunteer's app, shown this once; every token they held before is revoked."""
+    row = await _operated_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
+    if row.deactivated_at is not None:
+        raise ProblemError(409, "Conflict", "The volunteer is deactivated; they get no new token.")
+    await revoke_volunteer_tokens(session, volunteer_id=row.id)
+    token_id, token = await issue_token(
+        session, role=Role.VOLUNTEER, organisation_id=row.organisation_id, volunteer_id=row.id
+    )
+    return {"id": str(token_id), "token": token}
+
+
+async def revoke_token_of(
+    *, session: AsyncSession, volunteer_id: uuid.UUID, organisation_id: uuid.UUID, token_id: uuid.UUID
+) -> None:
+    """Revoke one of the volunteer's tokens; 404 unless it is theirs and still live."""
+    row = await _operated_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
+    if not await revoke_token(session, token_id=token_id, volunteer_id=row.id):
+        raise ProblemError(404, "Not found", "No such token.")
+
+
+async def deactivate_volunteer(
+    *, session: AsyncSession, volunteer_id: uuid.UUID, organisation_id: uuid.UUID
+) -> VolunteerRow:
+    """Withdraw a volunteer for good: tokens revoked, off duty, no more offers; idempotent.
+
+    Legs assigned but not picked up go back to dispatch at once, as if the volunteer had handed
+    them back. Legs already picked up stay with them: the goods are in their hands, and an operator
+    settles those. Live offers lapse at their expiry (the revoked token cannot accept them).
+    """
+    await _operated_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
+    # Legs before the volunteer, the order every other writer locks them in.
+    in_hand = list(
+        (
+            await session.execute(
+                select(LegRow.id)
+                .where(LegRow.volunteer_id == volunteer_id, LegRow.status == "assigned")
+                .order_by(LegRow.id)
+                .with_for_update()
+            )
+        ).scalars()
+    )
+    row = await _operated_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
+    if row.deactivated_at is not None:
+        return row
+    now = datetime.now(UTC)
+    was_on_duty = row.on_duty
+    row.deactivated_at, row.on_duty, row.duty_started_at, row.updated_at = now, False, None, now
+    await session.flush()
+    await revoke_volunteer_tokens(session, volunteer_id=row.id)
+    for leg_id in in_hand:
+        await dispatch.report_problem(
+            session, leg_id=leg_id, volunteer_id=row.id, reason="volunteer deactivated"
+        )
+    if was_on_duty:
+        await add_events(
+            session,
+            outbox,
+            [
+                build_event(
+                    VolunteerDutyChanged(volunteer_id=row.id, on_duty=False),
+                    source="/dispatcher",
+                    subject=row.id,
+                )
+            ],
+        )
+    await session.refresh(row)
     return row

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.outbound import is_http_url
+from shared.times import ClientTime
 
 Kind = Literal["errand", "meal", "supply_run"]
 Priority = Literal["routine", "urgent", "critical"]
@@ -60,7 +61,7 @@ class PickupIn(_Strict):
     address: str | None = Field(default=None, max_length=500)
     contact_name: str | None = Field(default=None, max_length=200)
     contact_phone: str | None = Field(default=None, max_length=40)
-    ready_at: AwareDatetime | None = None
+    ready_at: ClientTime | None = None
 
     @field_validator("contact_phone")
     @classmethod
@@ -131,7 +132,7 @@ class TaskIn(_Strict):
     pickup: PickupIn
     dropoffs: list[DropoffIn] = Field(min_length=1, max_length=20)
     items: list[ItemIn] = Field(default_factory=list, max_length=100)
-    deliver_by: AwareDatetime | None = None
+    deliver_by: ClientTime | None = None
     requirements: RequirementsIn = Field(default_factory=RequirementsIn)
     notes: str | None = Field(default=None, max_length=2000)
     callback_url: str | None = Field(default=None, max_length=2048)

@@ -22,7 +22,7 @@ from services.intake.entrypoints.http import api
 from services.intake.service_layer.dashboard import DashboardFeed
 from shared.auth import Role
 from shared.http import json_response
-from shared.runtime import authorize
+from shared.runtime import authorize, token_revocation
 
 FEED = web.AppKey("ops_feed", DashboardFeed)
 KEEPALIVE_S = 15.0
@@ -99,13 +99,21 @@ async def ops_stream(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     try:
-        async with request.app[FEED].subscription() as updates:
+        async with token_revocation(request) as revoked, request.app[FEED].subscription() as updates:
             while True:
+                update = asyncio.ensure_future(updates.get())
                 try:
-                    snapshot = await asyncio.wait_for(updates.get(), timeout=KEEPALIVE_S)
-                except TimeoutError:
+                    await asyncio.wait(
+                        (update, revoked), timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    update.cancel()
+                if revoked.done():
+                    break  # the token was revoked: the stream ends, and reconnecting is refused
+                if not update.done() or update.cancelled():
                     await response.write(b": keep-alive\n\n")
                     continue
+                snapshot = update.result()
                 if snapshot is None:
                     break
                 data = OpsSnapshotOut.model_validate(snapshot).model_dump_json()

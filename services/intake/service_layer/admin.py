@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.domain.errors import NotACrossOrganisationRole, OrganisationNotFound
 from shared.auth import Organisation, Role, issue_token
-from shared.http import ProblemError
 
 
 async def create_organisation(*, session: AsyncSession, name: str) -> dict[str, Any]:
@@ -29,7 +29,7 @@ async def create_organisation(*, session: AsyncSession, name: str) -> dict[str, 
 async def create_organisation_token(*, session: AsyncSession, organisation_id: uuid.UUID) -> dict[str, Any]:
     exists = await session.scalar(select(Organisation.id).where(Organisation.id == organisation_id))
     if exists is None:
-        raise ProblemError(404, "Not found", "No such organisation.")
+        raise OrganisationNotFound(f"No organisation has the id {organisation_id}.")
     token_id, token = await issue_token(session, role=Role.OPERATOR, organisation_id=organisation_id)
     return {"id": str(token_id), "token": token}
 
@@ -37,9 +37,7 @@ async def create_organisation_token(*, session: AsyncSession, organisation_id: u
 async def create_role_token(*, session: AsyncSession, role: Role) -> dict[str, Any]:
     """A token for a role that spans organisations (ops or admin)."""
     if role not in (Role.OPS, Role.ADMIN):
-        raise ProblemError(
-            422,
-            "Validation failed",
+        raise NotACrossOrganisationRole(
             "Only ops and admin tokens are created here.",
             errors=[{"field": "$.role", "message": "must be 'ops' or 'admin'"}],
         )

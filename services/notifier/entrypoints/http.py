@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, filter_is_valid
 from services.notifier.service_layer import webhooks
 from shared.auth import Role
 from shared.http import Api, StorableModel, json_response, parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, authorize
+from shared.times import ClientTime
 
 UrlCheck = Callable[[str], Awaitable[None]]
 URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
@@ -112,16 +113,7 @@ class FlaggedLegsOut(BaseModel):
 class DeliveriesQuery(BaseModel):
     status: Literal["pending", "succeeded", "dead", "cancelled"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: AwareDatetime | None = None
-
-    @field_validator("cursor")
-    @classmethod
-    def _in_utc(cls, value: datetime | None) -> datetime | None:
-        # As the database compares it: a time that leaves datetime's range in UTC is refused (400).
-        try:
-            return None if value is None else value.astimezone(UTC)
-        except OverflowError as exc:
-            raise ValueError("time out of range") from exc
+    cursor: ClientTime | None = None
 
 
 class LimitQuery(BaseModel):

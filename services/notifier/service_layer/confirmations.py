@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,8 @@ from shared.events import (
     parse_data,
 )
 from shared.outbox import add_events
+
+log = structlog.get_logger(__name__)
 
 
 class Confirmer:
@@ -110,6 +113,11 @@ class Confirmer:
             report.checked = True
             leg = legs.get(report.leg_id)
             if leg is None or leg.status == "confirmed":
+                continue
+            if leg.flagged:
+                # Too many wrong codes: guessing on must not pay off, so even the right code waits
+                # until an operator resolves the leg.
+                log.warning("confirmation.refused_flagged_leg", leg_id=str(leg.id))
                 continue
             method = check_delivery(
                 expected_code_hash=leg.code_hash,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
@@ -114,6 +115,9 @@ async def test_bad_reports_are_refused_before_anything_is_buffered(client: Clien
     assert (await client.call("POST", url, token, json={"lat": 1, "lon": 0, "at": "2026-01-01T00:00:00"}))[
         0
     ] == 422
+    for at in ("0001-01-01T00:00:00+23:59", (datetime.now(UTC) - timedelta(days=2)).isoformat()):
+        status, problem = await client.call("POST", url, token, json={"lat": 1, "lon": 0, "at": at})
+        assert (status, [e["field"] for e in problem["errors"]]) == (422, ["$.at"])
     assert (await client.call("POST", url, "erk_vol_nonsense", json={"lat": 1, "lon": 0}))[0] == 401
 
 
@@ -136,3 +140,29 @@ async def test_buffered_reports_are_written_when_the_process_stops(
         await anext(context)
     row = await _stored(sessionmaker, str(volunteer.id))
     assert (row.lat, row.location_at) == (place[0] + 0.5, at)
+
+
+async def test_a_fix_the_database_cannot_store_is_dropped_and_the_others_are_still_written(
+    sessionmaker: Maker, place: tuple[float, float]
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        good = await add_volunteer(session, lat=place[0], lon=place[1], location_at=None)
+        bad = await add_volunteer(session, lat=place[0], lon=place[1], location_at=None)
+    buffer = LocationBuffer(capacity=100)
+    flusher = LocationFlusher(buffer, sessionmaker)
+    at = datetime.now(UTC).replace(microsecond=0)
+    unstorable = datetime.fromisoformat("0001-01-01T00:00:00+23:59")
+    buffer.add(good.id, Fix(lat=place[0] + 0.5, lon=place[1], accuracy_m=None, at=at))
+    buffer.add(bad.id, Fix(lat=place[0] + 0.5, lon=place[1], accuracy_m=None, at=unstorable))
+    dropped_before = REGISTRY.get_sample_value("errands_location_fixes_dropped_total") or 0.0
+    assert await flusher.flush() == 1
+    assert REGISTRY.get_sample_value("errands_location_fixes_dropped_total") == dropped_before + 1
+    assert len(buffer) == 0, "the unstorable fix is not put back to fail every later flush"
+    row = await _stored(sessionmaker, str(good.id))
+    assert (row.lat, row.location_at) == (place[0] + 0.5, at)
+    assert (await _stored(sessionmaker, str(bad.id))).location_at is None
+
+    # Later fixes, the refused volunteer's included, are written as ever.
+    buffer.add(bad.id, Fix(lat=place[0] + 0.7, lon=place[1], accuracy_m=None, at=at))
+    assert await flusher.flush() == 1
+    assert (await _stored(sessionmaker, str(bad.id))).location_at == at

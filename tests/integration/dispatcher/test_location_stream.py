@@ -153,6 +153,10 @@ async def test_a_bad_message_gets_a_problem_naming_the_field_and_the_stream_goes
 
         await ws.send_json({"lat": 1, "lon": 0, "at": "2026-01-01T00:00:00"})  # no time zone
         assert [e["field"] for e in (await _next_json(ws))["errors"]] == ["$.at"]
+        await ws.send_json({"lat": 1, "lon": 0, "at": "0001-01-01T00:00:00+23:59"})  # year 0 in UTC
+        assert [e["field"] for e in (await _next_json(ws))["errors"]] == ["$.at"]
+        await ws.send_json([{"lat": 1, "lon": 0}, {"lat": 1, "lon": 0, "at": "2000-01-01T00:00:00Z"}])
+        assert [e["field"] for e in (await _next_json(ws))["errors"]] == ["$[1].at"]
         await ws.send_json({"lat": 1, "lon": 0, "speed": 3})
         assert [e["field"] for e in (await _next_json(ws))["errors"]] == ["$.speed"]
         await ws.send_str("{not json")
@@ -244,6 +248,9 @@ class _Tokens:
         if authorization != "Bearer good":
             raise ProblemError(401, "Unauthorized", "The token is not valid.")
         return Principal(token_id=uuid.uuid4(), role=Role.VOLUNTEER, volunteer_id=self.volunteer_id)
+
+    async def until_revoked(self, authorization: str | None) -> None:
+        await asyncio.Event().wait()  # never: revocation has its own tests (tests/e2e/test_revocation.py)
 
 
 @dataclass

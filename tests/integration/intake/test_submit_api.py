@@ -170,6 +170,25 @@ MALFORMED: list[tuple[str, bytes, int, str | None]] = [
     ),
     ("null dropoff", VALID.replace(b'"dropoffs": [', b'"dropoffs": [null, '), 422, "$.dropoffs[0]"),
     ("duplicate keys", b'{"kind": "meal", "kind": "boat"}', 422, "$.kind"),
+    # Times a client can write that no service can store: year 10000 and year 0 once in UTC.
+    (
+        "deliver_by past year 9999",
+        json.dumps(task_body(deliver_by="9999-12-31T23:59:59-23:59")).encode(),
+        422,
+        "$.deliver_by",
+    ),
+    (
+        "ready_at before year 1",
+        VALID.replace(b'"address": "Depot"', b'"address": "Depot", "ready_at": "0001-01-01T00:00:00+23:59"'),
+        422,
+        "$.pickup.ready_at",
+    ),
+    (
+        "deliver_by in 2101",
+        json.dumps(task_body(deliver_by="2101-01-01T00:00:00Z")).encode(),
+        422,
+        "$.deliver_by",
+    ),
 ]
 
 

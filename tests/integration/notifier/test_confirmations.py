@@ -75,12 +75,24 @@ async def test_wrong_codes_count_attempts_and_flag_the_leg_after_the_configured_
     async with sessionmaker() as session:
         leg = await session.get(LegRow, leg_id)
     assert leg is not None and leg.flagged and leg.status == "open"
-    # The right code still confirms a flagged leg.
+
+
+async def test_a_flagged_leg_refuses_further_codes_even_the_right_one(
+    notifier_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    confirmer = Confirmer(max_failures=3)
+    task = TaskScenario(notifier_settings, uuid.uuid4())
+    leg_id = task.leg_ids[0]
+    await consume(sessionmaker, confirmer.on_task_submitted, task.submitted())
+    for wrong in ("000001", "000002", "000003"):
+        await consume(sessionmaker, confirmer.on_leg_delivered, task.delivered(leg_id, code=wrong))
+    await consume(sessionmaker, confirmer.on_leg_delivered, task.delivered(leg_id, code="000004"))
     await consume(sessionmaker, confirmer.on_leg_delivered, task.delivered(leg_id))
-    assert [e.type for e in await published(sessionmaker, task.task_id)][-2:] == [
-        "leg.confirmed",
-        "task.completed",
-    ]
+    events = await published(sessionmaker, task.task_id)
+    assert [e.type for e in events] == ["leg.confirmation_failed"] * 3
+    async with sessionmaker() as session:
+        leg = await session.get(LegRow, leg_id)
+    assert leg is not None and leg.flagged and leg.status == "open" and leg.failed_attempts == 3
 
 
 async def test_no_contact_drop_off_is_confirmed_by_its_photo(

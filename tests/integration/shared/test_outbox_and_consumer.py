@@ -337,3 +337,103 @@ async def test_inbox_forgets_only_event_ids_older_than_its_retention(stack: Stac
     async with scratch.sessionmaker() as session:
         left = set((await session.execute(select(scratch.inbox.c.event_id))).scalars())
     assert left == {recent, other_group}
+
+
+async def test_a_record_the_database_refuses_as_data_is_dead_lettered_at_once(
+    stack: Stack, scratch: Scratch
+) -> None:
+    calls: dict[str, list[float]] = {}
+
+    async def handler(session: AsyncSession, event: CloudEvent) -> None:
+        note = event.data["note"]
+        calls.setdefault(note, []).append(asyncio.get_running_loop().time())
+        if note == "year 0":  # what a deliver_by of 0001-01-01T00:00:00+23:59 came to
+            await session.execute(text("SELECT make_date(0, 1, 1)"))
+        await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
+
+    consumer = EventConsumer(
+        settings=stack.settings(consumer_max_attempts=5, consumer_retry_backoff_s=10.0),
+        group_id=f"group-{scratch.schema}",
+        topics=(scratch.topic,),
+        handlers={"test.happened": handler},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    for note in ("year 0", "after"):
+        await scratch.producer.send_and_wait(scratch.topic, value=_event(note).to_bytes(), partition=0)
+
+    async def after_applied() -> bool:
+        async with scratch.sessionmaker() as session:
+            return "after" in (await session.execute(select(scratch.effects.c.note))).scalars().all()
+
+    await _consume_until(consumer, after_applied)
+    assert calls["after"][-1] - calls["year 0"][0] < 3.0, "no retry backoff before the dead letter"
+    assert len(calls["year 0"]) <= 2, "tried in its batch, then once alone, never retried"
+    dead = [
+        dict(r.headers)
+        for r in await _read_topic(stack.kafka_bootstrap, DEADLETTER_TOPIC, want=10_000, timeout_s=3)
+        if dict(r.headers).get("errands-origin-topic") == scratch.topic.encode()
+    ]
+    assert len(dead) == 1
+    assert dead[0]["errands-attempts"] == b"1"
+    assert b"out of range" in dead[0]["errands-error"]
+
+
+async def test_a_record_retrying_on_one_partition_holds_back_only_its_own_partition(
+    stack: Stack, scratch: Scratch
+) -> None:
+    calls: dict[str, list[float]] = {}
+
+    async def handler(session: AsyncSession, event: CloudEvent) -> None:
+        note = event.data["note"]
+        calls.setdefault(note, []).append(asyncio.get_running_loop().time())
+        if note == "always fails":
+            raise RuntimeError("boom")
+        await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
+
+    group = f"group-{scratch.schema}"
+    consumer = EventConsumer(
+        settings=stack.settings(consumer_max_attempts=3, consumer_retry_backoff_s=2.0),  # 2 s, then 4 s
+        group_id=group,
+        topics=(scratch.topic,),
+        handlers={"test.happened": handler},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+
+    async def notes() -> list[str]:
+        async with scratch.sessionmaker() as session:
+            return sorted((await session.execute(select(scratch.effects.c.note))).scalars().all())
+
+    await scratch.producer.send_and_wait(scratch.topic, value=_event("always fails").to_bytes(), partition=0)
+    running = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while "always fails" not in calls:  # joined the group and tried it once
+                await asyncio.sleep(0.05)
+            # Behind the failing record on its own partition, and on the other partition.
+            await scratch.producer.send_and_wait(
+                scratch.topic, value=_event("behind").to_bytes(), partition=0
+            )
+            await scratch.producer.send_and_wait(scratch.topic, value=_event("other").to_bytes(), partition=1)
+            while len(await notes()) < 2:
+                await asyncio.sleep(0.05)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, timeout=15)
+    assert await notes() == ["behind", "other"]
+    failing = calls["always fails"]
+    assert len(failing) == 3
+    assert calls["other"][0] < failing[1], "the other partition did not wait for the retries"
+    assert calls["behind"][0] > failing[-1], "its own partition kept its order"
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await probe.start()
+    try:
+        assert await probe.committed(TopicPartition(scratch.topic, 0)) == 2
+        assert await probe.committed(TopicPartition(scratch.topic, 1)) == 1
+    finally:
+        await probe.stop()

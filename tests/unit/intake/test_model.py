@@ -305,3 +305,11 @@ def test_a_cursor_round_trips_and_is_opaque() -> None:
 def test_a_foreign_cursor_is_refused(cursor: str) -> None:
     with pytest.raises(ValueError, match="not a cursor"):
         ListPosition.decode(cursor)
+
+
+@pytest.mark.parametrize(
+    "at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "2101-01-01T00:00:00Z"]
+)
+def test_deliver_by_and_ready_at_outside_the_years_served_are_refused(at: str) -> None:
+    assert bad_fields(body(deliver_by=at)) == {"$.deliver_by"}
+    assert bad_fields(body(pickup={"lat": 29.87, "lon": 121.55, "ready_at": at})) == {"$.pickup.ready_at"}

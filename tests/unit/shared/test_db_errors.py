@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import asyncpg
+from asyncpg.exceptions._base import DataError as ArgumentDataError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from shared.db import is_connection_error
+from shared.db import is_connection_error, is_data_error
 
 
 def _wrapped(driver_error: Exception) -> DBAPIError:
@@ -35,3 +36,21 @@ def test_a_connection_left_mid_operation_is_spent_not_a_bug() -> None:
 def test_a_wrong_query_is_not_an_outage() -> None:
     assert not is_connection_error(_wrapped(asyncpg.exceptions.UndefinedColumnError("no such column")))
     assert not is_connection_error(ValueError("bad input"))
+
+
+def test_a_value_the_database_cannot_take_is_a_data_error_not_an_outage() -> None:
+    # As the driver raises it for a date beyond its range, before anything is sent.
+    argument = ArgumentDataError("invalid input for query argument $4: (date value out of range)")
+    for error in (
+        _wrapped(argument),
+        _wrapped(asyncpg.exceptions.DatetimeFieldOverflowError("date/time field value out of range")),
+        _wrapped(asyncpg.exceptions.NumericValueOutOfRangeError("value out of range")),
+    ):
+        assert is_data_error(error)
+        assert not is_connection_error(error)
+
+
+def test_outages_and_wrong_queries_are_not_data_errors() -> None:
+    assert not is_data_error(_wrapped(ConnectionResetError()))
+    assert not is_data_error(_wrapped(asyncpg.exceptions.UndefinedColumnError("no such column")))
+    assert not is_data_error(RuntimeError("boom"))

@@ -1,0 +1,60 @@
+"""What can go wrong in a service's domain, apart from how any one edge (HTTP, the command line) says it.
+
+Each service's `domain/errors.py` subclasses `DomainError` in its own words (`OfferClosed`,
+`TaskNotFound`, ...); its HTTP edge maps each class to a status in one table (`ErrorStatuses`), and
+the command line prints the message and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class DomainError(Exception):
+    """A request the domain's rules refuse. `message` says why, in words a person can act on."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # Which fields are wrong, when the refusal is about input: [{"field": "$.x", "message": ...}].
+        self.errors = errors
+
+
+class NotFound(DomainError):
+    """The thing asked for does not exist, or belongs to another organisation (the two look the same)."""
+
+
+class Conflict(DomainError):
+    """The thing exists, but its state does not allow what was asked."""
+
+
+class Invalid(DomainError):
+    """The request is well-formed but breaks a rule of the domain."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the HTTP edge answers a domain error: a status and the problem's title."""
+
+    status: int
+    title: str
+
+
+ErrorStatuses = Mapping[type[DomainError], Answer]
+
+# Every service's table starts from these; a service adds its own classes where they answer otherwise.
+COMMON_STATUSES: dict[type[DomainError], Answer] = {
+    NotFound: Answer(404, "Not found"),
+    Conflict: Answer(409, "Conflict"),
+    Invalid: Answer(422, "Validation failed"),
+}
+
+
+def answer_for(error: DomainError, statuses: ErrorStatuses) -> Answer | None:
+    """The answer for `error`: its own class's, else its nearest base class's that the table has."""
+    for cls in type(error).__mro__:
+        if cls in statuses:
+            return statuses[cls]
+    return None
