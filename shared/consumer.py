@@ -15,6 +15,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, delete, func
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.backoff import Backoff
 from shared.db import is_connection_error, is_data_error
 from shared.events import DEADLETTER_TOPIC, CloudEvent, DeadLetterHeader, current_traceparent
 from shared.metrics import CONSUMER_LAG, DEADLETTERED, EVENTS_CONSUMED, HANDLER_FAILURES
@@ -120,7 +121,7 @@ class EventConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff(first=0.5, most=10.0)
         while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap_servers,
@@ -138,12 +139,12 @@ class EventConsumer:
             self._consumer = consumer
             try:
                 await consumer.start()
-                backoff = 0.5
+                backoff.succeeded()
                 await self._poll(consumer)
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:
-                log.warning("consumer.broker_error", group=self.group_id, error=str(exc), retry_in_s=backoff)
+                log.warning("consumer.broker_error", group=self.group_id, error=str(exc))
             finally:
                 await self.abandon_retries(
                     list(self._retrying), grace_s=5.0 if self._stopping.is_set() else 0.0
@@ -156,8 +157,7 @@ class EventConsumer:
                 self._processed.clear()
             if not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-                backoff = min(backoff * 2, 10.0)
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff.next_delay())
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
         loop = asyncio.get_running_loop()

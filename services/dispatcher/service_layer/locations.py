@@ -36,6 +36,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.backoff import Backoff
 from shared.db import is_data_error
 from shared.events import VolunteerLocationReported, build_event
 from shared.metrics import LOCATION_FIXES_DROPPED
@@ -242,18 +243,22 @@ class LocationFlusher:
     async def run(self) -> None:
         """Flush every interval until the buffer is closed, then flush what is left (retrying for a while)."""
         buffer = self._buffer
-        backoff = self._interval_s
+        # After a failed flush the next one waits longer, from 0.1 s up to 2 s; a success goes back
+        # to flushing every interval.
+        backoff = Backoff(first=0.1, most=2.0)
+        wait_s = self._interval_s
         while not buffer.closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(buffer.wake.wait(), timeout=backoff)
+                await asyncio.wait_for(buffer.wake.wait(), timeout=wait_s)
             try:
                 await self.flush()
-                backoff = self._interval_s
+                backoff.succeeded()
+                wait_s = self._interval_s
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("locations.flush_failed", buffered=len(buffer), error=repr(exc))
-                backoff = min(max(backoff * 2, 0.1), 2.0)
+                wait_s = max(wait_s, backoff.next_delay())
         deadline = time.monotonic() + self._final_flush_s
         while len(buffer):
             try:
