@@ -7,9 +7,9 @@ import binascii
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, Strict
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,10 +17,12 @@ from services.dispatcher.adapters.tables import VolunteerRow, outbox
 from shared import crypto
 from shared.auth import Role, issue_token
 from shared.events import VolunteerDutyChanged, VolunteerRegistered, build_event
+from shared.fields import Boolean, Number, Phone, whole_float_as_int
 from shared.http import ProblemError, StorableModel
 from shared.outbox import add_events
 
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
+MaxActiveLegs = Annotated[int, Strict(), Field(ge=1, le=20), BeforeValidator(whole_float_as_int)]
 
 
 class _Strict(StorableModel):
@@ -28,19 +30,19 @@ class _Strict(StorableModel):
 
 
 class Home(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
 
 
 class VolunteerIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()\-]{3,32}$")
+    phone: Phone | None = None
     languages: list[str] = Field(default_factory=lambda: ["zh"], max_length=10)
     skills: list[str] = Field(default_factory=list, max_length=20)
     vehicle: Vehicle = "foot"
-    capacity_kg: float = Field(default=10.0, ge=0, le=5_000)
-    insured: bool = False
-    max_active_legs: int = Field(default=3, ge=1, le=20)
+    capacity_kg: Number = Field(default=10.0, ge=0, le=5_000)
+    insured: Boolean = False
+    max_active_legs: MaxActiveLegs = 3
     home: Home | None = None
 
 
@@ -48,13 +50,13 @@ class VolunteerPatch(_Strict):
     """Fields an operator may change; those left out stay as they are."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()\-]{3,32}$")
+    phone: Phone | None = None
     languages: list[str] | None = Field(default=None, max_length=10)
     skills: list[str] | None = Field(default=None, max_length=20)
     vehicle: Vehicle | None = None
-    capacity_kg: float | None = Field(default=None, ge=0, le=5_000)
-    insured: bool | None = None
-    max_active_legs: int | None = Field(default=None, ge=1, le=20)
+    capacity_kg: Number | None = Field(default=None, ge=0, le=5_000)
+    insured: Boolean | None = None
+    max_active_legs: MaxActiveLegs | None = None
     home: Home | None = None
 
 
@@ -65,13 +67,13 @@ class VolunteerListQuery(_Strict):
 
 
 class DutyIn(_Strict):
-    on_duty: bool
+    on_duty: Boolean
 
 
 class LocationIn(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000)
     at: AwareDatetime | None = None
 
 

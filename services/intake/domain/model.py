@@ -8,9 +8,19 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from shared.fields import (
+    WHITESPACE,
+    Boolean,
+    Integer,
+    LanguageCode,
+    Number,
+    Phone,
+    describe_storable_text,
+)
 
 Kind = Literal["errand", "meal", "supply_run"]
 Priority = Literal["routine", "urgent", "critical"]
@@ -20,9 +30,10 @@ LegStatus = Literal[
     "pending", "offered", "assigned", "picked_up", "delivered", "confirmed", "failed", "cancelled"
 ]
 
-_LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
-_PHONE = re.compile(r"^\+?[0-9 ()\-]{3,32}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
+_TEXT = f"[^{WHITESPACE}\\u0000]"  # neither whitespace nor NUL
+_EMAIL = f"^[^@{WHITESPACE}\\u0000]{{1,64}}@[^@{WHITESPACE}\\u0000]{{1,255}}\\.[^@{WHITESPACE}\\u0000]{{2,}}$"
+# What `_http_url` accepts; `format` tells generated clients it is a URI.
+_HTTP_URL = f"^https?://[^{WHITESPACE}\\u0000/?#]+{_TEXT}*$"
 
 
 def storable_text(value: str) -> str:
@@ -37,7 +48,12 @@ def storable_text(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        str_strip_whitespace=True,
+        json_schema_extra=describe_storable_text,
+    )
 
     @field_validator("*")
     @classmethod
@@ -53,72 +69,39 @@ class _Strict(BaseModel):
 
 
 class PickupIn(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
     address: str | None = Field(default=None, max_length=500)
     contact_name: str | None = Field(default=None, max_length=200)
-    contact_phone: str | None = Field(default=None, max_length=40)
+    contact_phone: Phone | None = None
     ready_at: AwareDatetime | None = None
-
-    @field_validator("contact_phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not _PHONE.match(value):
-            raise ValueError("not a phone number")
-        return value
 
 
 class DropoffIn(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
     address: str | None = Field(default=None, max_length=500)
     recipient_name: str | None = Field(default=None, max_length=200)
-    recipient_phone: str | None = Field(default=None, max_length=40)
-    recipient_email: str | None = Field(default=None, max_length=320)
-    language: str = Field(default="zh", pattern=_LANGUAGE, max_length=12)
-    no_contact: bool = False
-    vulnerable: bool = False
+    recipient_phone: Phone | None = None
+    recipient_email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
+    language: LanguageCode = Field(default="zh", max_length=12)
+    no_contact: Boolean = False
+    vulnerable: Boolean = False
     notes: str | None = Field(default=None, max_length=2000)
-
-    @field_validator("recipient_phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not _PHONE.match(value):
-            raise ValueError("not a phone number")
-        return value
-
-    @field_validator("recipient_email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError("not an e-mail address")
-        return value
 
 
 class ItemIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    quantity: int = Field(gt=0, le=1_000_000)
-    weight_kg: float | None = Field(default=None, gt=0, le=50_000)
+    quantity: Integer = Field(gt=0, le=1_000_000)
+    weight_kg: Number | None = Field(default=None, gt=0, le=50_000)
 
 
 class RequirementsIn(_Strict):
     vehicle: Vehicle | None = None
-    skills: list[str] = Field(default_factory=list, max_length=20)
-    languages: list[str] = Field(default_factory=list, max_length=10)
-
-    @field_validator("skills")
-    @classmethod
-    def _skills(cls, value: list[str]) -> list[str]:
-        if any(not 0 < len(skill) <= 64 for skill in value):
-            raise ValueError("each skill is 1 to 64 characters")
-        return value
-
-    @field_validator("languages")
-    @classmethod
-    def _languages(cls, value: list[str]) -> list[str]:
-        if any(not re.match(_LANGUAGE, language) for language in value):
-            raise ValueError("each language is a code like 'en' or 'zh'")
-        return value
+    skills: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
+    languages: list[LanguageCode] = Field(default_factory=list, max_length=10)
 
 
 class TaskIn(_Strict):
@@ -132,7 +115,9 @@ class TaskIn(_Strict):
     deliver_by: AwareDatetime | None = None
     requirements: RequirementsIn = Field(default_factory=RequirementsIn)
     notes: str | None = Field(default=None, max_length=2000)
-    callback_url: str | None = Field(default=None, max_length=2048)
+    callback_url: str | None = Field(
+        default=None, max_length=2048, json_schema_extra={"format": "uri", "pattern": _HTTP_URL}
+    )
     external_ref: str | None = Field(default=None, max_length=200)
 
     @field_validator("deliver_by")
@@ -145,7 +130,7 @@ class TaskIn(_Strict):
     @field_validator("callback_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
+        if value is not None and not re.match(_HTTP_URL, value):
             raise ValueError("callback_url must be an http or https URL")
         return value
 

@@ -30,6 +30,13 @@ from shared.runtime import RUNTIME, authorize
 KEYS = web.AppKey("keys", tasks.Keys)
 
 IDEMPOTENCY_KEY_MAX = 255
+# Printable ASCII, as HTTP carries it, without the surrounding blanks HTTP would trim.
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": IDEMPOTENCY_KEY_MAX,
+    "pattern": "^[!-~]([ -~]*[!-~])?$",
+}
 
 
 api = Api(title="Errands intake")
@@ -72,7 +79,7 @@ def _header_text(value: str) -> bool:
     status=201,
     roles=("operator",),
     errors=(409,),
-    headers={"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}},
+    headers={"Idempotency-Key": IDEMPOTENCY_KEY_SCHEMA},
 )
 async def post_task(request: web.Request) -> web.Response:
     principal = await authorize(request, Role.OPERATOR)
