@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -60,10 +61,19 @@ class VolunteerPatch(_Strict):
     home: Home | None = None
 
 
+# Where a page ended: the last volunteer's registration time (microseconds since 1970, until the
+# year 4253) and id, in hexadecimal. Any string of this form is a position to list from.
+VOLUNTEER_CURSOR_PATTERN = "^[0-9a-f]{46}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class VolunteerListQuery(_Strict):
     status: Literal["on_duty", "off_duty"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=200)
+    # Documented as the cursors now handed out; `_decode_cursor` still takes the earlier form.
+    cursor: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"pattern": VOLUNTEER_CURSOR_PATTERN}
+    )
 
 
 class DutyIn(_Strict):
@@ -189,10 +199,14 @@ async def set_duty(
 
 
 def _encode_cursor(row: VolunteerRow) -> str:
-    return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), str(row.id)]).encode()).decode()
+    micros = (row.created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:014x}{row.id.hex}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    if re.fullmatch(VOLUNTEER_CURSOR_PATTERN, cursor):
+        return _EPOCH + timedelta(microseconds=int(cursor[:14], 16)), uuid.UUID(cursor[14:])
+    # The earlier form, base64 of `[time, id]` in JSON: a client may still be paging with one.
     try:
         created_at, volunteer_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         position = datetime.fromisoformat(created_at)

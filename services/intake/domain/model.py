@@ -144,6 +144,10 @@ class CancelIn(_Strict):
     reason: str | None = Field(default=None, max_length=500)
 
 
+# Two 63-bit numbers in hexadecimal: any string of this form is a position to list from.
+TASK_CURSOR_PATTERN = "^[0-7][0-9a-f]{15}[0-7][0-9a-f]{15}$"
+
+
 class TaskListQuery(BaseModel):
     """The query of `GET /v1/tasks` (unknown parameters are ignored, as caches and proxies add some)."""
 
@@ -151,7 +155,10 @@ class TaskListQuery(BaseModel):
     kind: Kind | None = None
     priority: Priority | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=200)
+    # Documented as the cursors now handed out; `ListPosition.decode` still takes the earlier form.
+    cursor: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"pattern": TASK_CURSOR_PATTERN}
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -166,12 +173,15 @@ class ListPosition:
     seq: int
 
     def encode(self) -> str:
-        """The opaque cursor a client hands back for the next page."""
-        return base64.urlsafe_b64encode(f"t1:{self.xid}:{self.seq}".encode()).decode().rstrip("=")
+        """The opaque cursor a client hands back for the next page: TASK_CURSOR_PATTERN, exactly."""
+        return f"{self.xid:016x}{self.seq:016x}"
 
     @classmethod
     def decode(cls, cursor: str) -> ListPosition:
         """The position behind a cursor; ValueError when it is not one of ours."""
+        if re.fullmatch(TASK_CURSOR_PATTERN, cursor):
+            return cls(int(cursor[:16], 16), int(cursor[16:], 16))
+        # The earlier form, base64 of `t1:<xid>:<seq>`: a client may still hold one to poll with.
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         except (binascii.Error, UnicodeError, ValueError) as exc:
