@@ -54,7 +54,8 @@ def accepts_valid_requests(ctx: Any, response: Any, case: Any) -> bool | None:
     """`positive_data_acceptance`, but for the documented refusals in SEMANTIC_REFUSALS."""
     if _semantic_refusal(response):
         return None
-    return positive_data_acceptance(ctx, response, case)
+    verdict: bool | None = positive_data_acceptance(ctx, response, case)
+    return verdict
 
 
 MODE_CHECKS = {
