@@ -41,7 +41,14 @@ SEMANTIC_REFUSALS = {
 }
 
 
+# A plain GET of a WebSocket route: answered 426 with the upgrade it needs, which no HTTP client
+# generated from an OpenAPI document can perform.
+UPGRADE_REQUIRED = 426
+
+
 def _semantic_refusal(response: Any) -> bool:
+    if response.status_code == UPGRADE_REQUIRED:
+        return True
     try:
         errors = json.loads(response.text).get("errors") or []
     except (ValueError, AttributeError):

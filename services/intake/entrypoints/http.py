@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -47,7 +48,7 @@ class OrganisationIn(StorableModel):
 
 
 class RoleTokenIn(BaseModel):
-    role: Role
+    role: Literal[Role.OPS, Role.ADMIN] = Field(description="Operator tokens belong to an organisation.")
 
 
 class OrganisationCreatedOut(BaseModel):

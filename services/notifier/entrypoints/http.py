@@ -26,18 +26,20 @@ URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
 api = Api(title="Errands notifier")
 
 
+# Checked by `WebhookIn._known_events`, which names the choices in its error; listed here for clients.
+EventFilter = Annotated[str, WithJsonSchema({"type": "string", "enum": list(WEBHOOK_EVENT_FILTERS)})]
+
+
 class WebhookIn(StorableModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     url: AnyHttpUrl = Field(
         description="Where deliveries are POSTed (http or https).",
         json_schema_extra={"pattern": "^https?://", "maxLength": 2000},
     )
-    events: list[Annotated[str, WithJsonSchema({"type": "string", "enum": list(WEBHOOK_EVENT_FILTERS)})]] = (
-        Field(
-            min_length=1,
-            max_length=len(WEBHOOK_EVENT_TYPES) + 1,
-            description="Event types to receive; `*` for all, or a prefix such as `leg.*`.",
-        )
+    events: list[EventFilter] = Field(
+        min_length=1,
+        max_length=len(WEBHOOK_EVENT_TYPES) + 1,
+        description="Event types to receive; `*` for all, or a prefix such as `leg.*`.",
     )
     description: str | None = Field(default=None, max_length=500)
 
