@@ -18,12 +18,13 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.json_schema import models_json_schema
 
 from shared.db import is_connection_error
 from shared.errors import COMMON_STATUSES, DomainError, ErrorStatuses, answer_for
 from shared.events import current_traceparent
+from shared.fields import describe_storable_text
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger(__name__)
@@ -118,6 +119,8 @@ def storable_text(value: str) -> str:
 
 class StorableModel(BaseModel):
     """A request body whose every string (and list of strings) survives PostgreSQL: bad text is a 422."""
+
+    model_config = ConfigDict(json_schema_extra=describe_storable_text)
 
     @field_validator("*")
     @classmethod
@@ -472,7 +475,7 @@ class Api:
                     },
                 }
             params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
                 for name in re.findall(r"{(\w+)}", op.path)
             ]
             if op.query is not None:

@@ -1,24 +1,29 @@
 """Schemathesis against a live service's `/openapi.json`: the helper every contract test uses.
 
 Each generated request is sent with the caller's headers (a role's token, or none), and its answer
-is validated with schemathesis' default checks plus the four conformance checks named below, and one
+is validated with schemathesis' default checks plus the conformance checks named below, and one
 check of our own: every status is documented *explicitly* (the `default` problem response would
-otherwise make `status_code_conformance` accept anything).
+otherwise make `status_code_conformance` accept anything). In positive mode every request the
+document allows must be accepted (`positive_data_acceptance`), in negative mode every request it
+forbids refused (`negative_data_rejection`): the document is exactly as strict as the service.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
+    negative_data_rejection,
     not_a_server_error,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -26,6 +31,44 @@ from schemathesis.core.result import Ok
 
 # Always run, whatever schemathesis' default set holds in the installed version.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+# The refusals of a well-formed request that no static schema can foresee, each documented: a
+# deadline already past, and an Idempotency-Key replayed with another body. (A 404 for an unknown id
+# and a 409 for a conflict are allowed by `positive_data_acceptance` itself.)
+SEMANTIC_REFUSALS = {
+    (422, "$.deliver_by", "Value error, deliver_by must be in the future"),
+    (422, "header:Idempotency-Key", "already used with another body"),
+}
+
+
+# A plain GET of a WebSocket route: answered 426 with the upgrade it needs, which no HTTP client
+# generated from an OpenAPI document can perform.
+UPGRADE_REQUIRED = 426
+
+
+def _semantic_refusal(response: Any) -> bool:
+    if response.status_code == UPGRADE_REQUIRED:
+        return True
+    try:
+        errors = json.loads(response.text).get("errors") or []
+    except (ValueError, AttributeError):
+        return False
+    found = {(response.status_code, e.get("field"), e.get("message")) for e in errors}
+    return bool(found) and found <= SEMANTIC_REFUSALS
+
+
+def accepts_valid_requests(ctx: Any, response: Any, case: Any) -> bool | None:
+    """`positive_data_acceptance`, but for the documented refusals in SEMANTIC_REFUSALS."""
+    if _semantic_refusal(response):
+        return None
+    verdict: bool | None = positive_data_acceptance(ctx, response, case)
+    return verdict
+
+
+MODE_CHECKS = {
+    GenerationMode.POSITIVE: [accepts_valid_requests],
+    GenerationMode.NEGATIVE: [negative_data_rejection],
+}
 
 
 def operations(base_url: str) -> dict[str, Any]:
@@ -51,20 +94,21 @@ def run_operation(
     headers: Mapping[str, str],
     statuses: set[int],
     max_examples: int,
-    checks: list[Any] | None = None,
-    excluded: list[Any] | None = None,
-    negative: bool = False,
+    mode: GenerationMode = GenerationMode.POSITIVE,
 ) -> None:
     """Up to `max_examples` generated requests to one operation, each answer checked against the schema.
 
     `headers` replace whatever schemathesis generated for them; without an `Authorization` in
-    `headers`, none is sent at all. A generated `Idempotency-Key` is sent as generated half the
-    time and fresh otherwise, so both replays and new submissions happen. With `negative`, schema-
-    violating requests are mixed in too, and must be refused with a 4xx (`negative_data_rejection`).
+    `headers`, none is sent at all (so a negative case whose only fault is its `Authorization` is
+    not one, and is skipped). A generated `Idempotency-Key` is sent as generated half the time and
+    fresh otherwise, so both replays and new submissions happen. `mode` says whether the requests
+    follow the document (and must be accepted) or break it (and must be refused).
     """
-    strategy = operation.as_strategy(GenerationMode.POSITIVE)
-    if negative:
-        strategy = st.one_of(strategy, operation.as_strategy(GenerationMode.NEGATIVE))
+    raw = operation.definition.raw
+    if mode is GenerationMode.NEGATIVE and not raw.get("parameters") and "requestBody" not in raw:
+        return  # nothing to get wrong but the token, which is the caller's
+    strategy = operation.as_strategy(generation_mode=mode)
+    replaced = {"authorization", *(h.lower() for h in headers)}
 
     @settings(
         max_examples=max_examples,
@@ -75,10 +119,13 @@ def run_operation(
     )
     @given(case=strategy, fresh_key=st.booleans())
     def exercise(case: Any, fresh_key: bool) -> None:
-        replaced = {"authorization", *(h.lower() for h in headers)}
+        mutations = case.meta.phase.data.mutations if case.meta is not None else ()
+        if mode is GenerationMode.NEGATIVE and all(
+            (m.parameter or "").lower() in replaced for m in mutations
+        ):
+            reject()
         sent = {k: v for k, v in (case.headers or {}).items() if k.lower() not in replaced}
         sent.update(headers)
-        mode = case.meta.generation.mode if case.meta is not None else GenerationMode.POSITIVE
         # A negative case may be negative *because* of its key: keep that one as generated.
         if fresh_key and "Idempotency-Key" in sent and mode is GenerationMode.POSITIVE:
             sent["Idempotency-Key"] = str(uuid.uuid4())
@@ -91,9 +138,8 @@ def run_operation(
         )
         case.validate_response(
             response,
-            checks=checks,
-            additional_checks=CHECKS,
-            excluded_checks=excluded,
+            additional_checks=[*CHECKS, *MODE_CHECKS[mode]],
+            excluded_checks=[positive_data_acceptance],  # in its place: accepts_valid_requests
             headers=sent,
             transport_kwargs={"base_url": base_url, "timeout": 30},
         )

@@ -20,6 +20,7 @@ from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.service_layer import dispatch, volunteers
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationBufferFull, fix_from_report
 from shared.auth import Principal, RateLimiter, Role
+from shared.fields import describe_storable_text
 from shared.http import (
     Api,
     ProblemError,
@@ -61,8 +62,16 @@ class AssignIn(StorableModel):
     volunteer_id: uuid.UUID
 
 
+def _describe_delivery(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    describe_storable_text(schema, model)
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("confirmation_code", "photo_sha256")
+    ]
+
+
 class DeliveredIn(StorableModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_describe_delivery)
     confirmation_code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
     photo_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     note: str | None = Field(default=None, max_length=1000)

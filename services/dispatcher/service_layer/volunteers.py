@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, Strict
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,11 +19,13 @@ from services.dispatcher.service_layer import dispatch
 from shared import crypto
 from shared.auth import Role, issue_token, revoke_token, revoke_volunteer_tokens
 from shared.events import VolunteerDutyChanged, VolunteerRegistered, build_event
+from shared.fields import Boolean, Number, Phone, whole_float_as_int
 from shared.http import ProblemError, StorableModel
 from shared.outbox import add_events
 from shared.times import ClientTime, within
 
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
+MaxActiveLegs = Annotated[int, Strict(), Field(ge=1, le=20), BeforeValidator(whole_float_as_int)]
 
 
 class _Strict(StorableModel):
@@ -30,19 +33,19 @@ class _Strict(StorableModel):
 
 
 class Home(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
 
 
 class VolunteerIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()\-]{3,32}$")
+    phone: Phone | None = None
     languages: list[str] = Field(default_factory=lambda: ["zh"], max_length=10)
     skills: list[str] = Field(default_factory=list, max_length=20)
     vehicle: Vehicle = "foot"
-    capacity_kg: float = Field(default=10.0, ge=0, le=5_000)
-    insured: bool = False
-    max_active_legs: int = Field(default=3, ge=1, le=20)
+    capacity_kg: Number = Field(default=10.0, ge=0, le=5_000)
+    insured: Boolean = False
+    max_active_legs: MaxActiveLegs = 3
     home: Home | None = None
 
 
@@ -50,30 +53,39 @@ class VolunteerPatch(_Strict):
     """Fields an operator may change; those left out stay as they are."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    phone: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9 ()\-]{3,32}$")
+    phone: Phone | None = None
     languages: list[str] | None = Field(default=None, max_length=10)
     skills: list[str] | None = Field(default=None, max_length=20)
     vehicle: Vehicle | None = None
-    capacity_kg: float | None = Field(default=None, ge=0, le=5_000)
-    insured: bool | None = None
-    max_active_legs: int | None = Field(default=None, ge=1, le=20)
+    capacity_kg: Number | None = Field(default=None, ge=0, le=5_000)
+    insured: Boolean | None = None
+    max_active_legs: MaxActiveLegs | None = None
     home: Home | None = None
+
+
+# Where a page ended: the last volunteer's registration time (microseconds since 1970, until the
+# year 4253) and id, in hexadecimal. Any string of this form is a position to list from.
+VOLUNTEER_CURSOR_PATTERN = "^[0-9a-f]{46}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class VolunteerListQuery(_Strict):
     status: Literal["on_duty", "off_duty"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=200)
+    # Documented as the cursors now handed out; `_decode_cursor` still takes the earlier form.
+    cursor: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"pattern": VOLUNTEER_CURSOR_PATTERN}
+    )
 
 
 class DutyIn(_Strict):
-    on_duty: bool
+    on_duty: Boolean
 
 
 class LocationIn(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000)
     # A fix a day old says nothing about where anyone is; a phone's clock may run a few minutes ahead.
     at: Annotated[ClientTime, within(past=timedelta(days=1), future=timedelta(minutes=5))] | None = None
 
@@ -194,10 +206,14 @@ async def set_duty(
 
 
 def _encode_cursor(row: VolunteerRow) -> str:
-    return base64.urlsafe_b64encode(json.dumps([row.created_at.isoformat(), str(row.id)]).encode()).decode()
+    micros = (row.created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:014x}{row.id.hex}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    if re.fullmatch(VOLUNTEER_CURSOR_PATTERN, cursor):
+        return _EPOCH + timedelta(microseconds=int(cursor[:14], 16)), uuid.UUID(cursor[14:])
+    # The earlier form, base64 of `[time, id]` in JSON: a client may still be paging with one.
     try:
         created_at, volunteer_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         position = datetime.fromisoformat(created_at)

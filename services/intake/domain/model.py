@@ -8,10 +8,19 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from shared.fields import (
+    WHITESPACE,
+    Boolean,
+    Integer,
+    LanguageCode,
+    Number,
+    Phone,
+    describe_storable_text,
+)
 from shared.outbound import is_http_url
 from shared.times import ClientTime
 
@@ -23,9 +32,10 @@ LegStatus = Literal[
     "pending", "offered", "assigned", "picked_up", "delivered", "confirmed", "failed", "cancelled"
 ]
 
-_LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
-_PHONE = re.compile(r"^\+?[0-9 ()\-]{3,32}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
+_TEXT = f"[^{WHITESPACE}\\u0000]"  # neither whitespace nor NUL
+_EMAIL = f"^[^@{WHITESPACE}\\u0000]{{1,64}}@[^@{WHITESPACE}\\u0000]{{1,255}}\\.[^@{WHITESPACE}\\u0000]{{2,}}$"
+# What `_http_url` accepts; `format` tells generated clients it is a URI.
+_HTTP_URL = f"^https?://[^{WHITESPACE}\\u0000/?#]+{_TEXT}*$"
 
 
 def storable_text(value: str) -> str:
@@ -40,7 +50,12 @@ def storable_text(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        str_strip_whitespace=True,
+        json_schema_extra=describe_storable_text,
+    )
 
     @field_validator("*")
     @classmethod
@@ -56,72 +71,39 @@ class _Strict(BaseModel):
 
 
 class PickupIn(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
     address: str | None = Field(default=None, max_length=500)
     contact_name: str | None = Field(default=None, max_length=200)
-    contact_phone: str | None = Field(default=None, max_length=40)
+    contact_phone: Phone | None = None
     ready_at: ClientTime | None = None
-
-    @field_validator("contact_phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not _PHONE.match(value):
-            raise ValueError("not a phone number")
-        return value
 
 
 class DropoffIn(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
     address: str | None = Field(default=None, max_length=500)
     recipient_name: str | None = Field(default=None, max_length=200)
-    recipient_phone: str | None = Field(default=None, max_length=40)
-    recipient_email: str | None = Field(default=None, max_length=320)
-    language: str = Field(default="zh", pattern=_LANGUAGE, max_length=12)
-    no_contact: bool = False
-    vulnerable: bool = False
+    recipient_phone: Phone | None = None
+    recipient_email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
+    language: LanguageCode = Field(default="zh", max_length=12)
+    no_contact: Boolean = False
+    vulnerable: Boolean = False
     notes: str | None = Field(default=None, max_length=2000)
-
-    @field_validator("recipient_phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not _PHONE.match(value):
-            raise ValueError("not a phone number")
-        return value
-
-    @field_validator("recipient_email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError("not an e-mail address")
-        return value
 
 
 class ItemIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    quantity: int = Field(gt=0, le=1_000_000)
-    weight_kg: float | None = Field(default=None, gt=0, le=50_000)
+    quantity: Integer = Field(gt=0, le=1_000_000)
+    weight_kg: Number | None = Field(default=None, gt=0, le=50_000)
 
 
 class RequirementsIn(_Strict):
     vehicle: Vehicle | None = None
-    skills: list[str] = Field(default_factory=list, max_length=20)
-    languages: list[str] = Field(default_factory=list, max_length=10)
-
-    @field_validator("skills")
-    @classmethod
-    def _skills(cls, value: list[str]) -> list[str]:
-        if any(not 0 < len(skill) <= 64 for skill in value):
-            raise ValueError("each skill is 1 to 64 characters")
-        return value
-
-    @field_validator("languages")
-    @classmethod
-    def _languages(cls, value: list[str]) -> list[str]:
-        if any(not re.match(_LANGUAGE, language) for language in value):
-            raise ValueError("each language is a code like 'en' or 'zh'")
-        return value
+    skills: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
+    languages: list[LanguageCode] = Field(default_factory=list, max_length=10)
 
 
 class TaskIn(_Strict):
@@ -135,7 +117,9 @@ class TaskIn(_Strict):
     deliver_by: ClientTime | None = None
     requirements: RequirementsIn = Field(default_factory=RequirementsIn)
     notes: str | None = Field(default=None, max_length=2000)
-    callback_url: str | None = Field(default=None, max_length=2048)
+    callback_url: str | None = Field(
+        default=None, max_length=2048, json_schema_extra={"format": "uri", "pattern": _HTTP_URL}
+    )
     external_ref: str | None = Field(default=None, max_length=200)
 
     @field_validator("deliver_by")
@@ -148,7 +132,7 @@ class TaskIn(_Strict):
     @field_validator("callback_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not (re.match(r"^https?://[^\s/?#]+[^\s]*$", value) and is_http_url(value)):
+        if value is not None and not (re.match(_HTTP_URL, value) and is_http_url(value)):
             raise ValueError("callback_url must be an http or https URL")
         return value
 
@@ -162,6 +146,10 @@ class CancelIn(_Strict):
     reason: str | None = Field(default=None, max_length=500)
 
 
+# Two 63-bit numbers in hexadecimal: any string of this form is a position to list from.
+TASK_CURSOR_PATTERN = "^[0-7][0-9a-f]{15}[0-7][0-9a-f]{15}$"
+
+
 class TaskListQuery(BaseModel):
     """The query of `GET /v1/tasks` (unknown parameters are ignored, as caches and proxies add some)."""
 
@@ -169,7 +157,10 @@ class TaskListQuery(BaseModel):
     kind: Kind | None = None
     priority: Priority | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: str | None = Field(default=None, max_length=200)
+    # Documented as the cursors now handed out; `ListPosition.decode` still takes the earlier form.
+    cursor: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"pattern": TASK_CURSOR_PATTERN}
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -184,12 +175,15 @@ class ListPosition:
     seq: int
 
     def encode(self) -> str:
-        """The opaque cursor a client hands back for the next page."""
-        return base64.urlsafe_b64encode(f"t1:{self.xid}:{self.seq}".encode()).decode().rstrip("=")
+        """The opaque cursor a client hands back for the next page: TASK_CURSOR_PATTERN, exactly."""
+        return f"{self.xid:016x}{self.seq:016x}"
 
     @classmethod
     def decode(cls, cursor: str) -> ListPosition:
         """The position behind a cursor; ValueError when it is not one of ours."""
+        if re.fullmatch(TASK_CURSOR_PATTERN, cursor):
+            return cls(int(cursor[:16], 16), int(cursor[16:], 16))
+        # The earlier form, base64 of `t1:<xid>:<seq>`: a client may still hold one to poll with.
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         except (binascii.Error, UnicodeError, ValueError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -31,6 +32,13 @@ from shared.runtime import RUNTIME, authorize
 KEYS = web.AppKey("keys", tasks.Keys)
 
 IDEMPOTENCY_KEY_MAX = 255
+# Printable ASCII, as HTTP carries it, without the surrounding blanks HTTP would trim.
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": IDEMPOTENCY_KEY_MAX,
+    "pattern": "^[!-~]([ -~]*[!-~])?$",
+}
 
 
 api = Api(title="Errands intake")
@@ -41,7 +49,7 @@ class OrganisationIn(StorableModel):
 
 
 class RoleTokenIn(BaseModel):
-    role: Role
+    role: Literal[Role.OPS, Role.ADMIN] = Field(description="Operator tokens belong to an organisation.")
 
 
 class OrganisationCreatedOut(BaseModel):
@@ -73,7 +81,7 @@ def _header_text(value: str) -> bool:
     status=201,
     roles=("operator",),
     errors=(409,),
-    headers={"Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX}},
+    headers={"Idempotency-Key": IDEMPOTENCY_KEY_SCHEMA},
 )
 async def post_task(request: web.Request) -> web.Response:
     principal = await authorize(request, Role.OPERATOR)

@@ -49,6 +49,14 @@ def sign(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
 
 
+# Every filter `filter_is_valid` accepts, so `/openapi.json` can list them.
+WEBHOOK_EVENT_FILTERS = (
+    "*",
+    *sorted({f"{t.split('.')[0]}.*" for t in WEBHOOK_EVENT_TYPES}),
+    *sorted(WEBHOOK_EVENT_TYPES),
+)
+
+
 def filter_is_valid(pattern: str) -> bool:
     """An event filter is a subscribable type, `*`, or a prefix wildcard such as `leg.*`."""
     if pattern == "*":

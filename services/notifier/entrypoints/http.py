@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, filter_is_valid
+from services.notifier.domain.webhooks import WEBHOOK_EVENT_FILTERS, WEBHOOK_EVENT_TYPES, filter_is_valid
 from services.notifier.service_layer import webhooks
 from shared.auth import Role
 from shared.http import Api, StorableModel, json_response, parse_body, parse_query, path_uuid
@@ -27,10 +27,17 @@ URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
 api = Api(title="Errands notifier")
 
 
+# Checked by `WebhookIn._known_events`, which names the choices in its error; listed here for clients.
+EventFilter = Annotated[str, WithJsonSchema({"type": "string", "enum": list(WEBHOOK_EVENT_FILTERS)})]
+
+
 class WebhookIn(StorableModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    url: AnyHttpUrl = Field(description="Where deliveries are POSTed (http or https).")
-    events: list[str] = Field(
+    url: AnyHttpUrl = Field(
+        description="Where deliveries are POSTed (http or https).",
+        json_schema_extra={"pattern": "^https?://", "maxLength": 2000},
+    )
+    events: list[EventFilter] = Field(
         min_length=1,
         max_length=len(WEBHOOK_EVENT_TYPES) + 1,
         description="Event types to receive; `*` for all, or a prefix such as `leg.*`.",
