@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, WithJsonSchema
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2101, 1, 1, tzinfo=UTC)  # the first instant no longer accepted
@@ -27,7 +27,21 @@ def in_utc_within_the_years_served(value: datetime) -> datetime:
     return utc
 
 
-ClientTime = Annotated[AwareDatetime, AfterValidator(in_utc_within_the_years_served)]
+# JSON Schema has no range for a date-time; `formatMinimum`/`formatMaximum` (understood by ajv and
+# other validators that know them, ignored by the rest) and the description state it.
+ClientTime = Annotated[
+    AwareDatetime,
+    AfterValidator(in_utc_within_the_years_served),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "formatMinimum": "2000-01-01T00:00:00Z",
+            "formatMaximum": "2100-12-31T23:59:59.999999Z",
+            "description": "RFC 3339 with an offset; in UTC within the years 2000 to 2100.",
+        }
+    ),
+]
 
 
 def within(*, past: timedelta, future: timedelta) -> AfterValidator:
