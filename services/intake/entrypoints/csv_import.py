@@ -116,9 +116,31 @@ class _Group:
     rows: list[dict[str, str]]
 
 
-def _cell(row: dict[str, str], column: str) -> str | None:
+# Columns whose cells are numbers or yes/no in the body. The API takes JSON types strictly, so the
+# import converts what it can; a cell it cannot convert goes as written, and the API's answer names it.
+NUMBER_COLUMNS = frozenset({"pickup_lat", "pickup_lon", "dropoff_lat", "dropoff_lon"})
+FLAG_COLUMNS = frozenset({"no_contact", "vulnerable"})
+_FLAGS = {"true": True, "yes": True, "y": True, "1": True}
+_FLAGS |= {"false": False, "no": False, "n": False, "0": False}
+
+
+def _number(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def _cell(row: dict[str, str], column: str) -> Any:
     value = (row.get(column) or "").strip()
-    return value or None
+    if not value:
+        return None
+    if column in NUMBER_COLUMNS:
+        return _number(value)
+    if column in FLAG_COLUMNS:
+        return _FLAGS.get(value.lower(), value)
+    return value
 
 
 def _put(body: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -132,9 +154,9 @@ def _items(cell: str) -> list[dict[str, Any]]:
     for entry in filter(None, (part.strip() for part in cell.split(";"))):
         name, _, rest = entry.partition(":")
         quantity, _, weight = rest.partition(":")
-        item: dict[str, Any] = {"name": name.strip(), "quantity": quantity.strip() or "1"}
+        item: dict[str, Any] = {"name": name.strip(), "quantity": _number(quantity.strip() or "1")}
         if weight.strip():
-            item["weight_kg"] = weight.strip()
+            item["weight_kg"] = _number(weight.strip())
         items.append(item)
     return items
 
