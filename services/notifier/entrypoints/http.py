@@ -14,9 +14,11 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from services.notifier.domain.errors import DeliveryNotFound, UrlNotPublic, WebhookDisabled, WebhookNotFound
 from services.notifier.domain.webhooks import WEBHOOK_EVENT_FILTERS, WEBHOOK_EVENT_TYPES, filter_is_valid
 from services.notifier.service_layer import webhooks
 from shared.auth import Role
+from shared.errors import COMMON_STATUSES, Answer, DomainError
 from shared.http import Api, StorableModel, json_response, parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, authorize
 from shared.times import ClientTime
@@ -25,6 +27,15 @@ UrlCheck = Callable[[str], Awaitable[None]]
 URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
 
 api = Api(title="Errands notifier")
+
+# How each of the notifier's refusals is answered over HTTP: the one table, handed to create_base_app.
+ERROR_STATUSES: dict[type[DomainError], Answer] = {
+    **COMMON_STATUSES,
+    WebhookNotFound: Answer(404, "Not found"),
+    DeliveryNotFound: Answer(404, "Not found"),
+    WebhookDisabled: Answer(409, "Conflict"),
+    UrlNotPublic: Answer(422, "Validation failed"),
+}
 
 
 # Checked by `WebhookIn._known_events`, which names the choices in its error; listed here for clients.

@@ -22,10 +22,10 @@ from services.notifier.adapters.tables import (
     TaskRow,
     WebhookEndpointRow,
 )
+from services.notifier.domain.errors import DeliveryNotFound, UrlNotPublic, WebhookDisabled, WebhookNotFound
 from services.notifier.domain.webhooks import new_secret, redact_url
 from services.notifier.service_layer.notifications import wake_worker
 from shared.crypto import seal
-from shared.http import ProblemError
 
 UrlCheck = Callable[[str], Awaitable[None]]
 
@@ -85,12 +85,7 @@ async def create_endpoint(
         try:
             await check_url(url)
         except Exception as exc:
-            raise ProblemError(
-                422,
-                "Validation failed",
-                "Webhook URLs must resolve to public addresses.",
-                errors=[{"field": "$.url", "message": str(exc), "type": "url_not_public"}],
-            ) from exc
+            raise UrlNotPublic(str(exc)) from exc
     secret = new_secret()
     row = WebhookEndpointRow(
         id=uuid.uuid4(),
@@ -133,7 +128,7 @@ async def delete_endpoint(
         .returning(WebhookEndpointRow.id)
     )
     if deleted is None:
-        raise ProblemError(404, "Not found", "No such webhook.")
+        raise WebhookNotFound()
     await session.execute(
         update(DeliveryRow)
         .where(DeliveryRow.endpoint_id == endpoint_id, DeliveryRow.status == "pending")
@@ -186,7 +181,7 @@ async def retry_delivery(
     """Send a delivery again now, with the same `webhook-id`; one more attempt is granted."""
     endpoint = await _endpoint(session, organisation_id=organisation_id, endpoint_id=endpoint_id)
     if endpoint.disabled_at is not None:
-        raise ProblemError(409, "Conflict", "The webhook is disabled; register its URL again to resume.")
+        raise WebhookDisabled()
     row = (
         await session.execute(
             select(DeliveryRow)
@@ -199,7 +194,7 @@ async def retry_delivery(
         )
     ).scalar_one_or_none()
     if row is None:
-        raise ProblemError(404, "Not found", "No such delivery.")
+        raise DeliveryNotFound()
     row.status = "pending"
     row.attempt_budget = row.attempts + 1
     row.next_attempt_at = datetime.now(UTC)
@@ -237,7 +232,7 @@ async def _endpoint(
         query = query.where(WebhookEndpointRow.organisation_id == organisation_id)
     row = (await session.execute(query)).scalar_one_or_none()
     if row is None:
-        raise ProblemError(404, "Not found", "No such webhook.")
+        raise WebhookNotFound()
     return row
 
 
