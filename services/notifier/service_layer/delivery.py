@@ -240,10 +240,10 @@ async def record_attempt(
     base_s: float,
     max_s: float,
 ) -> Outcome | None:
-    """Record one attempt and apply what `decide_after_attempt` says follows; the line to log, if any.
+    """Record one attempt and apply what `domain.retries.decide_after_attempt` says follows.
 
-    The next attempt of a failed delivery is scheduled here: on `next_attempt_at`, which the worker's
-    claim query reads, so a schedule survives any restart.
+    A retry is kept as the row's `next_attempt_at`, which the worker's claim query reads, so it
+    survives any restart. Returns the line to log once the transaction commits, if any.
     """
     row = await records.delivery_for_update(delivery_id)
     if row is None:
