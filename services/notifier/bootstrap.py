@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notifier.adapters.channels import Channel, EmailChannel, SmsGatewayChannel
 from services.notifier.adapters.tables import inbox, outbox
 from services.notifier.adapters.webhook_sender import WebhookSender
-from services.notifier.entrypoints.http import URL_CHECK, api
+from services.notifier.entrypoints.http import ERROR_STATUSES, URL_CHECK, api
 from services.notifier.service_layer.confirmations import Confirmer
 from services.notifier.service_layer.delivery import DeliveryWorker
 from services.notifier.service_layer.notifications import Notifications
@@ -73,7 +73,7 @@ def _clients_context(
 
 def create_app(settings: Settings) -> web.Application:
     runtime = Runtime.build(settings, client_id="notifier")
-    app = create_base_app(api=api, readiness=runtime.readiness_checks())
+    app = create_base_app(api=api, readiness=runtime.readiness_checks(), error_statuses=ERROR_STATUSES)
     app[RUNTIME] = runtime
     app[URL_CHECK] = check_url_is_public
     channels = build_channels(settings)

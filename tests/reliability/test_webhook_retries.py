@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from errands.launcher import ServiceProcesses
-from services.notifier.domain.webhooks import backoff_delay
+from services.notifier.domain.retries import backoff_delay
 from shared.events import TaskCancelled, build_event
 from shared.kafka import create_producer, start_with_retry
 from shared.settings import Settings

@@ -8,127 +8,50 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel
 
-from services.notifier.domain.webhooks import WEBHOOK_EVENT_FILTERS, WEBHOOK_EVENT_TYPES, filter_is_valid
+from services.notifier.domain.errors import DeliveryNotFound, UrlNotPublic, WebhookDisabled, WebhookNotFound
+from services.notifier.entrypoints.schemas import (
+    CallbackSecretOut,
+    DeliveriesQuery,
+    DeliveryOut,
+    DeliveryPageOut,
+    FlaggedLegsOut,
+    LimitQuery,
+    WebhookIn,
+    WebhookOut,
+    WebhookPageOut,
+    delivery_out,
+    delivery_page_out,
+    flagged_legs_out,
+    webhook_out,
+)
 from services.notifier.service_layer import webhooks
 from shared.auth import Role
-from shared.http import Api, StorableModel, json_response, parse_body, parse_query, path_uuid
+from shared.errors import COMMON_STATUSES, Answer, DomainError
+from shared.http import Api, json_response, parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, authorize
-from shared.times import ClientTime
 
 UrlCheck = Callable[[str], Awaitable[None]]
 URL_CHECK: web.AppKey[UrlCheck] = web.AppKey("url_check")
 
 api = Api(title="Errands notifier")
 
-
-# Checked by `WebhookIn._known_events`, which names the choices in its error; listed here for clients.
-EventFilter = Annotated[str, WithJsonSchema({"type": "string", "enum": list(WEBHOOK_EVENT_FILTERS)})]
-
-
-class WebhookIn(StorableModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    url: AnyHttpUrl = Field(
-        description="Where deliveries are POSTed (http or https).",
-        json_schema_extra={"pattern": "^https?://", "maxLength": 2000},
-    )
-    events: list[EventFilter] = Field(
-        min_length=1,
-        max_length=len(WEBHOOK_EVENT_TYPES) + 1,
-        description="Event types to receive; `*` for all, or a prefix such as `leg.*`.",
-    )
-    description: str | None = Field(default=None, max_length=500)
-
-    @field_validator("url")
-    @classmethod
-    def _short_enough(cls, value: AnyHttpUrl) -> AnyHttpUrl:
-        if len(str(value)) > 2000:
-            raise ValueError("URL longer than 2000 characters")
-        return value
-
-    @field_validator("events")
-    @classmethod
-    def _known_events(cls, value: list[str]) -> list[str]:
-        unknown = [e for e in value if not filter_is_valid(e)]
-        if unknown:
-            raise ValueError(f"unknown event types {unknown}; choose from {sorted(WEBHOOK_EVENT_TYPES)}")
-        return value
+# How each of the notifier's refusals is answered over HTTP: the one table, handed to create_base_app.
+ERROR_STATUSES: dict[type[DomainError], Answer] = {
+    **COMMON_STATUSES,
+    WebhookNotFound: Answer(404, "Not found"),
+    DeliveryNotFound: Answer(404, "Not found"),
+    WebhookDisabled: Answer(409, "Conflict"),
+    UrlNotPublic: Answer(422, "Validation failed"),
+}
 
 
-class WebhookOut(BaseModel):
-    id: uuid.UUID
-    organisation_id: uuid.UUID
-    url: str = Field(
-        description="As registered; for ops and admin readers, its origin only (`***` for the rest)."
-    )
-    events: list[str]
-    description: str | None
-    status: Literal["active", "disabled"]
-    disabled_reason: str | None
-    created_at: datetime
-    secret: str | None = Field(default=None, description="Shown only in the answer to POST.")
-
-
-class WebhookPageOut(BaseModel):
-    items: list[WebhookOut]
-
-
-class AttemptOut(BaseModel):
-    attempt: int
-    started_at: datetime
-    status_code: int | None
-    latency_ms: float | None
-    error: str | None
-
-
-class DeliveryOut(BaseModel):
-    id: uuid.UUID = Field(description="Also the `webhook-id` header of every attempt.")
-    webhook_id: uuid.UUID = Field(description="The Standard Webhooks message id (the `webhook-id` header).")
-    event_id: uuid.UUID
-    event_type: str
-    task_id: uuid.UUID
-    status: Literal["pending", "succeeded", "dead", "cancelled"]
-    attempts: int
-    next_attempt_at: datetime | None
-    last_error: str | None
-    created_at: datetime
-    finished_at: datetime | None
-    attempt_log: list[AttemptOut]
-
-
-class DeliveryPageOut(BaseModel):
-    items: list[DeliveryOut]
-    next_cursor: str | None = Field(description="Pass back as `cursor` for older deliveries.")
-
-
-class FlaggedLegOut(BaseModel):
-    leg_id: uuid.UUID
-    task_id: uuid.UUID
-    organisation_id: uuid.UUID
-    failed_attempts: int
-
-
-class FlaggedLegsOut(BaseModel):
-    items: list[FlaggedLegOut]
-
-
-class DeliveriesQuery(BaseModel):
-    status: Literal["pending", "succeeded", "dead", "cancelled"] | None = None
-    limit: int = Field(default=50, ge=1, le=200)
-    cursor: ClientTime | None = None
-
-
-class LimitQuery(BaseModel):
-    limit: int = Field(default=100, ge=1, le=200)
-
-
-class CallbackSecretOut(BaseModel):
-    secret: str
+def _answer(body: BaseModel, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """Send an answer built (and so validated) as its `*Out` model; fields never set are left out."""
+    return json_response(body.model_dump(mode="json", exclude_unset=True), status=status, headers=headers)
 
 
 # Who may read: an operator its own organisation, ops and admin every organisation.
@@ -175,7 +98,7 @@ async def post_webhook(request: web.Request) -> web.Response:
             data_key=runtime.settings.data_key,
             check_url=check,
         )
-    return json_response(created, status=201, headers={"Location": f"/v1/webhooks/{created['id']}"})
+    return _answer(webhook_out(created), status=201, headers={"Location": f"/v1/webhooks/{created.id}"})
 
 
 @api.route(
@@ -188,8 +111,8 @@ async def post_webhook(request: web.Request) -> web.Response:
 async def get_webhooks(request: web.Request) -> web.Response:
     scope = await _read_scope(request)
     async with request.app[RUNTIME].sessionmaker() as session:
-        items = await webhooks.list_endpoints(session=session, organisation_id=scope)
-    return json_response({"items": items})
+        endpoints = await webhooks.list_endpoints(session=session, organisation_id=scope)
+    return _answer(WebhookPageOut(items=[webhook_out(e) for e in endpoints]))
 
 
 @api.route(
@@ -230,7 +153,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
             limit=query.limit,
             before=query.cursor,
         )
-    return json_response(page)
+    return _answer(delivery_page_out(page))
 
 
 @api.route(
@@ -247,10 +170,10 @@ async def post_retry(request: web.Request) -> web.Response:
     endpoint_id = path_uuid(request, "webhook_id", "webhook")
     delivery_id = path_uuid(request, "delivery_id", "delivery")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        view = await webhooks.retry_delivery(
+        delivery = await webhooks.retry_delivery(
             session=session, organisation_id=organisation_id, endpoint_id=endpoint_id, delivery_id=delivery_id
         )
-    return json_response(view, status=202)
+    return _answer(delivery_out(delivery), status=202)
 
 
 @api.route(
@@ -268,7 +191,7 @@ async def post_callback_secret(request: web.Request) -> web.Response:
         secret = await webhooks.rotate_callback_secret(
             session=session, organisation_id=organisation_id, data_key=runtime.settings.data_key
         )
-    return json_response({"secret": secret}, status=201)
+    return _answer(CallbackSecretOut(secret=secret), status=201)
 
 
 @api.route(
@@ -283,5 +206,5 @@ async def get_flagged_legs(request: web.Request) -> web.Response:
     scope = await _read_scope(request)
     limit = parse_query(request, LimitQuery).limit
     async with request.app[RUNTIME].sessionmaker() as session:
-        items = await webhooks.flagged_legs(session=session, organisation_id=scope, limit=limit)
-    return json_response({"items": items})
+        legs = await webhooks.flagged_legs(session=session, organisation_id=scope, limit=limit)
+    return _answer(flagged_legs_out(legs))

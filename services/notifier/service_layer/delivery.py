@@ -14,23 +14,18 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notifier.adapters.channels import Channel, ChannelError
-from services.notifier.adapters.tables import (
-    CallbackSecretRow,
-    DeliveryAttemptRow,
-    DeliveryRow,
-    LegRow,
-    RecipientMessageRow,
-    WebhookEndpointRow,
-)
+from services.notifier.adapters.repository import WAKE_CHANNEL, Repository
+from services.notifier.adapters.tables import DeliveryAttemptRow, DeliveryRow
 from services.notifier.adapters.webhook_sender import PostResult, WebhookSender
 from services.notifier.domain.messages import Template, render
-from services.notifier.domain.webhooks import backoff_delay, decide_after_attempt, sign
+from services.notifier.domain.retries import decide_after_attempt, next_message_attempt
+from services.notifier.domain.webhooks import sign
 from services.notifier.service_layer.notifications import Notifications
 from shared.crypto import unseal
 from shared.events import NotificationFailed, NotificationSent
@@ -67,8 +62,6 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._lease = timedelta(seconds=max(settings.webhook_timeout_s, settings.smtp_timeout_s) + 30)
         if listener is not None:
-            from services.notifier.service_layer.notifications import WAKE_CHANNEL
-
             listener.subscribe(WAKE_CHANNEL, lambda _payload: self._wake.set())
 
     async def run(self) -> None:
@@ -99,35 +92,17 @@ class DeliveryWorker:
     async def _claim_deliveries(self) -> list[_Claimed]:
         key = self._settings.data_key
         async with self._sessionmaker() as session, session.begin():
+            repository = Repository(session)
             now = datetime.now(UTC)
-            rows = (
-                (
-                    await session.execute(
-                        select(DeliveryRow)
-                        .where(DeliveryRow.status == "pending", DeliveryRow.next_attempt_at <= now)
-                        .order_by(DeliveryRow.next_attempt_at)
-                        .limit(self._settings.delivery_batch_size)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
-            )
             claimed: list[_Claimed] = []
-            for row in rows:
+            for row in await repository.claim_due_deliveries(
+                now=now, limit=self._settings.delivery_batch_size
+            ):
                 row.next_attempt_at = now + self._lease
                 if row.endpoint_id is not None:
-                    sealed = await session.scalar(
-                        select(WebhookEndpointRow.secret_sealed).where(
-                            WebhookEndpointRow.id == row.endpoint_id
-                        )
-                    )
+                    sealed = await repository.endpoint_secret(row.endpoint_id)
                 else:
-                    sealed = await session.scalar(
-                        select(CallbackSecretRow.secret_sealed).where(
-                            CallbackSecretRow.organisation_id == row.organisation_id
-                        )
-                    )
+                    sealed = await repository.callback_secret(row.organisation_id)
                 secret = unseal(key, sealed)["secret"] if sealed else None
                 claimed.append(_Claimed(row.id, row.url, row.payload, secret))
         return claimed
@@ -142,59 +117,16 @@ class DeliveryWorker:
                 claimed.secret, msg_id=msg_id, timestamp=timestamp, body=claimed.payload
             )
         result = await self._sender.post(claimed.url, body=claimed.payload, headers=headers)
-        await self._record(claimed.id, started_at, result)
-
-    async def _record(self, delivery_id: uuid.UUID, started_at: datetime, result: PostResult) -> None:
-        settings = self._settings
-        outcome: tuple[str, dict[str, object]] | None = None
         async with self._sessionmaker() as session, session.begin():
-            row = await session.get(DeliveryRow, delivery_id, with_for_update=True)
-            if row is None:
-                return
-            row.attempts += 1
-            session.add(
-                DeliveryAttemptRow(
-                    delivery_id=row.id,
-                    attempt=row.attempts,
-                    started_at=started_at,
-                    status_code=result.status_code,
-                    latency_ms=result.latency_ms,
-                    error=result.error,
-                )
+            outcome = await record_attempt(
+                Repository(session),
+                claimed.id,
+                started_at=started_at,
+                result=result,
+                now=datetime.now(UTC),
+                base_s=self._settings.webhook_backoff_base_s,
+                max_s=self._settings.webhook_backoff_max_s,
             )
-            if row.status != "pending":
-                return  # deleted or disabled meanwhile: the attempt is recorded, nothing more
-            now = datetime.now(UTC)
-            decision = decide_after_attempt(
-                status_code=result.status_code,
-                retry_after=result.retry_after,
-                attempt=row.attempts,
-                budget=row.attempt_budget,
-                now=now,
-                base_s=settings.webhook_backoff_base_s,
-                max_s=settings.webhook_backoff_max_s,
-            )
-            row.last_error = result.error
-            bound = {"delivery_id": str(row.id), "task_id": str(row.task_id), "attempt": row.attempts}
-            if decision.verdict == "succeeded":
-                row.status, row.finished_at = "succeeded", now
-                outcome = ("webhook.delivered", {"status_code": result.status_code, **bound})
-            elif decision.verdict == "retry":
-                assert decision.next_attempt_at is not None
-                row.next_attempt_at = decision.next_attempt_at
-                outcome = (
-                    "webhook.retry_scheduled",
-                    {"error": result.error, "next_attempt_at": row.next_attempt_at.isoformat(), **bound},
-                )
-            elif decision.verdict == "dead":
-                row.status, row.finished_at = "dead", now
-                outcome = ("webhook.dead_lettered", {"error": result.error, **bound})
-            else:
-                row.status, row.finished_at = "dead", now
-                row.last_error = "endpoint gone (HTTP 410); endpoint disabled"
-                if row.endpoint_id is not None:
-                    await _disable_endpoint(session, row.endpoint_id, reason="HTTP 410 Gone", now=now)
-                outcome = ("webhook.endpoint_gone", bound)
         # Logged once committed, so a line never claims what a crash undid.
         if outcome is not None:
             log.info(outcome[0], **outcome[1])
@@ -204,21 +136,8 @@ class DeliveryWorker:
     async def _claim_messages(self) -> list[uuid.UUID]:
         async with self._sessionmaker() as session, session.begin():
             now = datetime.now(UTC)
-            rows = (
-                (
-                    await session.execute(
-                        select(RecipientMessageRow)
-                        .where(
-                            RecipientMessageRow.status == "pending",
-                            RecipientMessageRow.next_attempt_at <= now,
-                        )
-                        .order_by(RecipientMessageRow.next_attempt_at)
-                        .limit(self._settings.delivery_batch_size)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
-                .scalars()
-                .all()
+            rows = await Repository(session).claim_due_messages(
+                now=now, limit=self._settings.delivery_batch_size
             )
             for row in rows:
                 row.next_attempt_at = now + self._lease
@@ -226,8 +145,9 @@ class DeliveryWorker:
 
     async def _send_message(self, message_id: uuid.UUID) -> None:
         async with self._sessionmaker() as session:
-            row = await session.get(RecipientMessageRow, message_id)
-            leg = await session.get(LegRow, row.leg_id) if row is not None else None
+            repository = Repository(session)
+            row = await repository.recipient_message(message_id)
+            leg = await repository.leg(row.leg_id) if row is not None else None
         if row is None or leg is None or leg.recipient_sealed is None:
             return
         channel = self._channels.get(row.channel)
@@ -247,7 +167,8 @@ class DeliveryWorker:
         masked = channel.masked(address) if channel is not None and address is not None else None
         outcome: tuple[str, dict[str, object]] | None = None
         async with self._sessionmaker() as session, session.begin():
-            current = await session.get(RecipientMessageRow, message_id, with_for_update=True)
+            repository = Repository(session)
+            current = await repository.recipient_message_for_update(message_id)
             if current is None or current.status != "pending":
                 return
             current.attempts += 1
@@ -268,17 +189,19 @@ class DeliveryWorker:
             if error is None:
                 current.status = "sent"
                 await self._notifications.emit(
-                    session, task_id=current.task_id, events=[NotificationSent(**common)]
+                    repository, task_id=current.task_id, events=[NotificationSent(**common)]
                 )
                 outcome = ("recipient.notified", {"template": current.template, **bound})
-            elif current.attempts < self._settings.notification_max_attempts:
-                current.next_attempt_at = datetime.now(UTC) + timedelta(
-                    seconds=backoff_delay(
-                        current.attempts,
-                        base_s=self._settings.webhook_backoff_base_s,
-                        max_s=self._settings.webhook_backoff_max_s,
-                    )
+            elif (
+                next_attempt_at := next_message_attempt(
+                    attempts=current.attempts,
+                    max_attempts=self._settings.notification_max_attempts,
+                    now=datetime.now(UTC),
+                    base_s=self._settings.webhook_backoff_base_s,
+                    max_s=self._settings.webhook_backoff_max_s,
                 )
+            ) is not None:
+                current.next_attempt_at = next_attempt_at
                 outcome = (
                     "recipient.retry_scheduled",
                     {"error": error, "attempt": current.attempts, **bound},
@@ -286,23 +209,88 @@ class DeliveryWorker:
             else:
                 current.status = "failed"
                 await self._notifications.emit(
-                    session, task_id=current.task_id, events=[NotificationFailed(**common, error=error)]
+                    repository, task_id=current.task_id, events=[NotificationFailed(**common, error=error)]
                 )
                 outcome = ("recipient.notification_failed", {"error": error, **bound})
         if outcome is not None:
             log.info(outcome[0], **outcome[1])
 
 
-async def _disable_endpoint(
-    session: AsyncSession, endpoint_id: uuid.UUID, *, reason: str, now: datetime
-) -> None:
-    await session.execute(
-        update(WebhookEndpointRow)
-        .where(WebhookEndpointRow.id == endpoint_id, WebhookEndpointRow.disabled_at.is_(None))
-        .values(disabled_at=now, disabled_reason=reason)
+class AttemptRecords(Protocol):
+    """What recording a delivery attempt reads and changes (`Repository`, or a fake in tests)."""
+
+    async def delivery_for_update(self, delivery_id: uuid.UUID) -> DeliveryRow | None: ...
+    def add_attempt(self, attempt: DeliveryAttemptRow) -> None: ...
+    async def disable_endpoint(self, endpoint_id: uuid.UUID, *, reason: str, now: datetime) -> None: ...
+    async def end_pending_deliveries(
+        self, endpoint_id: uuid.UUID, *, status: str, last_error: str, now: datetime
+    ) -> None: ...
+
+
+Outcome = tuple[str, dict[str, object]]
+
+
+async def record_attempt(
+    records: AttemptRecords,
+    delivery_id: uuid.UUID,
+    *,
+    started_at: datetime,
+    result: PostResult,
+    now: datetime,
+    base_s: float,
+    max_s: float,
+) -> Outcome | None:
+    """Record one attempt and apply what `domain.retries.decide_after_attempt` says follows.
+
+    A retry is kept as the row's `next_attempt_at`, which the worker's claim query reads, so it
+    survives any restart. Returns the line to log once the transaction commits, if any.
+    """
+    row = await records.delivery_for_update(delivery_id)
+    if row is None:
+        return None
+    row.attempts += 1
+    records.add_attempt(
+        DeliveryAttemptRow(
+            delivery_id=row.id,
+            attempt=row.attempts,
+            started_at=started_at,
+            status_code=result.status_code,
+            latency_ms=result.latency_ms,
+            error=result.error,
+        )
     )
-    await session.execute(
-        update(DeliveryRow)
-        .where(DeliveryRow.endpoint_id == endpoint_id, DeliveryRow.status == "pending")
-        .values(status="dead", finished_at=now, last_error=f"endpoint disabled: {reason}")
+    if row.status != "pending":
+        return None  # deleted or disabled meanwhile: the attempt is recorded, nothing more
+    decision = decide_after_attempt(
+        status_code=result.status_code,
+        retry_after=result.retry_after,
+        attempt=row.attempts,
+        budget=row.attempt_budget,
+        now=now,
+        base_s=base_s,
+        max_s=max_s,
     )
+    row.last_error = result.error
+    bound = {"delivery_id": str(row.id), "task_id": str(row.task_id), "attempt": row.attempts}
+    if decision.verdict == "succeeded":
+        row.status, row.finished_at = "succeeded", now
+        return ("webhook.delivered", {"status_code": result.status_code, **bound})
+    if decision.verdict == "retry":
+        assert decision.next_attempt_at is not None
+        row.next_attempt_at = decision.next_attempt_at
+        return (
+            "webhook.retry_scheduled",
+            {"error": result.error, "next_attempt_at": row.next_attempt_at.isoformat(), **bound},
+        )
+    if decision.verdict == "dead":
+        row.status, row.finished_at = "dead", now
+        return ("webhook.dead_lettered", {"error": result.error, **bound})
+    row.status, row.finished_at = "dead", now
+    row.last_error = "endpoint gone (HTTP 410); endpoint disabled"
+    if row.endpoint_id is not None:
+        reason = "HTTP 410 Gone"
+        await records.disable_endpoint(row.endpoint_id, reason=reason, now=now)
+        await records.end_pending_deliveries(
+            row.endpoint_id, status="dead", last_error=f"endpoint disabled: {reason}", now=now
+        )
+    return ("webhook.endpoint_gone", bound)

@@ -9,30 +9,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifier.adapters.tables import (
-    CallbackSecretRow,
-    DeliveryRow,
-    LegRow,
-    ParkedEventRow,
-    RecipientMessageRow,
-    TaskRow,
-    WebhookEndpointRow,
-    outbox,
-)
+from services.notifier.adapters.repository import WAKE_CHANNEL, Repository
 from services.notifier.domain.messages import Template, message_language
 from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, endpoint_wants, new_secret
 from shared.crypto import seal, unseal
 from shared.events import CloudEvent, EventData, LegAssigned, LegConfirmed, build_event, parse_data
-from shared.outbox import add_events
 
 if TYPE_CHECKING:
     from services.notifier.adapters.channels import Channel
 
-WAKE_CHANNEL = "notify_deliveries"
+__all__ = ["WAKE_CHANNEL", "Notifications"]
 
 
 class Notifications:
@@ -43,14 +31,14 @@ class Notifications:
         self._budget = webhook_max_attempts
         self._channels = channels
 
-    async def emit(self, session: AsyncSession, *, task_id: uuid.UUID, events: Sequence[EventData]) -> None:
+    async def emit(self, repository: Repository, *, task_id: uuid.UUID, events: Sequence[EventData]) -> None:
         """Publish the notifier's own events and deliver them to webhooks, callbacks and recipients."""
         built = [build_event(e, source="/notifier", subject=task_id) for e in events]
-        await add_events(session, outbox, built)
-        await self.fan_out(session, [event for _, event in built])
+        await repository.publish(built)
+        await self.fan_out(repository, [event for _, event in built])
         for data in events:
             if isinstance(data, LegConfirmed):
-                await self.schedule_message(session, leg_id=data.leg_id, template="delivery_arrived")
+                await self.schedule_message(repository, leg_id=data.leg_id, template="delivery_arrived")
 
     async def on_consumed_event(self, session: AsyncSession, event: CloudEvent) -> None:
         """Another service's event: forward it to subscribers; tell the recipient a volunteer set off.
@@ -59,32 +47,24 @@ class Notifications:
         can arrive before its task's `task.submitted`: nobody is known to want it yet, so it is
         parked and replayed when the task arrives (`replay_parked`), never dropped.
         """
+        await self._forward(Repository(session), event)
+
+    async def replay_parked(self, repository: Repository, task_id: uuid.UUID) -> None:
+        """The task has arrived: handle the events that overtook it, in the order they happened."""
+        for event in await repository.take_parked(task_id):
+            await self._forward(repository, event)
+
+    async def _forward(self, repository: Repository, event: CloudEvent) -> None:
         data = parse_data(event)
         task_id = getattr(data, "task_id", None)
-        if isinstance(task_id, uuid.UUID) and await session.get(TaskRow, task_id) is None:
-            await session.execute(
-                insert(ParkedEventRow)
-                .values(event_id=event.id, task_id=task_id, time=event.time, payload=event.to_bytes())
-                .on_conflict_do_nothing()
-            )
+        if isinstance(task_id, uuid.UUID) and await repository.task(task_id) is None:
+            await repository.park(event, task_id=task_id)
             return
-        await self.fan_out(session, [event])
+        await self.fan_out(repository, [event])
         if isinstance(data, LegAssigned):
-            await self.schedule_message(session, leg_id=data.leg_id, template="volunteer_on_way")
+            await self.schedule_message(repository, leg_id=data.leg_id, template="volunteer_on_way")
 
-    async def replay_parked(self, session: AsyncSession, task_id: uuid.UUID) -> None:
-        """The task has arrived: handle the events that overtook it, in the order they happened."""
-        parked = (
-            await session.execute(
-                delete(ParkedEventRow)
-                .where(ParkedEventRow.task_id == task_id)
-                .returning(ParkedEventRow.time, ParkedEventRow.payload)
-            )
-        ).all()
-        for _, payload in sorted(parked, key=lambda row: row.time):
-            await self.on_consumed_event(session, CloudEvent.from_bytes(payload))
-
-    async def fan_out(self, session: AsyncSession, events: Sequence[CloudEvent]) -> None:
+    async def fan_out(self, repository: Repository, events: Sequence[CloudEvent]) -> None:
         """One delivery per event and subscribed endpoint, plus one to the task's `callback_url`."""
         rows: list[dict[str, object]] = []
         for event in events:
@@ -94,18 +74,9 @@ class Notifications:
                 task_id = uuid.UUID(event.subject)
             except ValueError:
                 continue
-            task = await session.get(TaskRow, task_id)
+            task = await repository.task(task_id)
             if task is None:
                 continue  # not ours to forward (the consumed ones are parked until their task comes)
-            endpoints = (
-                await session.execute(
-                    select(WebhookEndpointRow).where(
-                        WebhookEndpointRow.organisation_id == task.organisation_id,
-                        WebhookEndpointRow.deleted_at.is_(None),
-                        WebhookEndpointRow.disabled_at.is_(None),
-                    )
-                )
-            ).scalars()
             common = {
                 "organisation_id": task.organisation_id,
                 "task_id": task_id,
@@ -114,7 +85,7 @@ class Notifications:
                 "payload": event.to_bytes(),
                 "attempt_budget": self._budget,
             }
-            for endpoint in endpoints:
+            for endpoint in await repository.subscribed_endpoints(task.organisation_id):
                 if endpoint_wants(endpoint.events, event.type):
                     rows.append(
                         {
@@ -126,23 +97,26 @@ class Notifications:
                         }
                     )
             if task.callback_url:
-                await ensure_callback_secret(
-                    session, organisation_id=task.organisation_id, data_key=self._data_key
+                await repository.ensure_callback_secret(
+                    organisation_id=task.organisation_id,
+                    secret_sealed=seal(self._data_key, {"secret": new_secret()}),
                 )
                 rows.append(
                     {**common, "id": uuid.uuid4(), "target": f"callback:{task_id}", "url": task.callback_url}
                 )
         if rows:
-            await session.execute(insert(DeliveryRow).on_conflict_do_nothing(), rows)
-            await wake_worker(session)
+            await repository.add_deliveries(rows)
+            await repository.wake_worker()
 
-    async def schedule_message(self, session: AsyncSession, *, leg_id: uuid.UUID, template: Template) -> None:
+    async def schedule_message(
+        self, repository: Repository, *, leg_id: uuid.UUID, template: Template
+    ) -> None:
         """Owe the leg's recipient `template` on every configured channel that has their address."""
-        leg = await session.get(LegRow, leg_id)
+        leg = await repository.leg(leg_id)
         if leg is None or leg.recipient_sealed is None or not self._channels:
             return
         contact = unseal(self._data_key, leg.recipient_sealed)
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "id": uuid.uuid4(),
                 "task_id": leg.task_id,
@@ -155,20 +129,5 @@ class Notifications:
             if channel.address_of(contact)
         ]
         if rows:
-            await session.execute(insert(RecipientMessageRow).on_conflict_do_nothing(), rows)
-            await wake_worker(session)
-
-
-async def ensure_callback_secret(
-    session: AsyncSession, *, organisation_id: uuid.UUID, data_key: bytes
-) -> None:
-    await session.execute(
-        insert(CallbackSecretRow)
-        .values(organisation_id=organisation_id, secret_sealed=seal(data_key, {"secret": new_secret()}))
-        .on_conflict_do_nothing()
-    )
-
-
-async def wake_worker(session: AsyncSession) -> None:
-    """NOTIFY the delivery workers; PostgreSQL delivers it when (and only if) the transaction commits."""
-    await session.execute(select(func.pg_notify(WAKE_CHANNEL, "")))
+            await repository.add_recipient_messages(rows)
+            await repository.wake_worker()

@@ -39,7 +39,7 @@ class World:
     worker: DeliveryWorker
     organisation_id: uuid.UUID
 
-    async def endpoint(self, url: str, events: list[str]) -> dict[str, object]:
+    async def endpoint(self, url: str, events: list[str]) -> webhooks.Endpoint:
         async with self.sessionmaker() as session, session.begin():
             return await webhooks.create_endpoint(
                 session=session,
@@ -114,7 +114,7 @@ async def test_deliveries_are_signed_by_the_standard_webhooks_scheme(
     rows = await world.work_until_settled(task.task_id)
     assert [row.status for row in rows] == ["succeeded", "succeeded"]
     assert len(receiver.requests) == 2
-    verifier = Webhook(str(endpoint["secret"]))
+    verifier = Webhook(str(endpoint.secret))
     received_types = []
     for request in receiver.requests:
         payload = verifier.verify(request.body, request.headers)
@@ -155,15 +155,15 @@ async def test_failures_are_retried_with_the_same_webhook_id_and_every_attempt_r
         page = await webhooks.list_deliveries(
             session=session,
             organisation_id=world.organisation_id,
-            endpoint_id=uuid.UUID(str(endpoint["id"])),
+            endpoint_id=endpoint.id,
             status=None,
             limit=10,
             before=None,
         )
-    attempts = page["items"][0]["attempt_log"]
-    assert [a["status_code"] for a in attempts] == [500, 503, 200]
-    assert [a["error"] for a in attempts] == ["HTTP 500", "HTTP 503", None]
-    assert all(a["latency_ms"] >= 0 for a in attempts)
+    attempts = page.items[0].attempts
+    assert [a.status_code for a in attempts] == [500, 503, 200]
+    assert [a.error for a in attempts] == ["HTTP 500", "HTTP 503", None]
+    assert all(a.latency_ms >= 0 for a in attempts)
 
 
 async def test_retry_after_on_429_schedules_the_next_attempt_no_sooner(
@@ -185,7 +185,7 @@ async def test_after_the_last_attempt_the_delivery_is_dead_and_a_manual_retry_se
 ) -> None:
     receiver.answers = [(500, {})] * world.settings.webhook_max_attempts
     endpoint = await world.endpoint(receiver.url(), ["task.completed"])
-    endpoint_id = uuid.UUID(str(endpoint["id"]))
+    endpoint_id = endpoint.id
     task = await world.confirmed_task()
     [row] = await world.work_until_settled(task.task_id)
     assert (row.status, row.attempts) == ("dead", world.settings.webhook_max_attempts)
@@ -198,7 +198,7 @@ async def test_after_the_last_attempt_the_delivery_is_dead_and_a_manual_retry_se
             limit=10,
             before=None,
         )
-    assert [item["id"] for item in dead["items"]] == [str(row.id)]
+    assert [item.row.id for item in dead.items] == [row.id]
 
     async with world.sessionmaker() as session, session.begin():
         await webhooks.retry_delivery(
@@ -222,7 +222,7 @@ async def test_manual_retry_is_scoped_to_the_organisation(world: World, receiver
             await webhooks.retry_delivery(
                 session=session,
                 organisation_id=uuid.uuid4(),
-                endpoint_id=uuid.UUID(str(endpoint["id"])),
+                endpoint_id=endpoint.id,
                 delivery_id=row.id,
             )
 
@@ -234,7 +234,7 @@ async def test_410_disables_the_endpoint(world: World, receiver: Receiver) -> No
     [row] = await world.work_until_settled(task.task_id)
     assert row.status == "dead" and row.attempts == 1
     async with world.sessionmaker() as session:
-        stored = await session.get(WebhookEndpointRow, uuid.UUID(str(endpoint["id"])))
+        stored = await session.get(WebhookEndpointRow, endpoint.id)
     assert stored is not None and stored.disabled_at is not None
     later = await world.confirmed_task()
     assert await world.deliveries(later.task_id) == [], "a disabled endpoint receives nothing new"

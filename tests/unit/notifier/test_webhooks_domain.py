@@ -9,16 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from services.notifier.domain.webhooks import (
+from services.notifier.domain.retries import (
     AttemptDecision,
     backoff_delay,
     decide_after_attempt,
-    endpoint_wants,
-    filter_is_valid,
-    new_secret,
     parse_retry_after,
-    sign,
 )
+from services.notifier.domain.webhooks import endpoint_wants, filter_is_valid, new_secret, sign
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

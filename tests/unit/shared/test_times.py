@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from services.dispatcher.service_layer.volunteers import LocationIn
-from services.notifier.entrypoints.http import DeliveriesQuery
+from services.notifier.entrypoints.schemas import DeliveriesQuery
 from shared.http import validation_problem
 from shared.times import ClientTime
 
