@@ -76,11 +76,20 @@ _LEG_STATUS_AFTER: dict[str, str] = {
 }
 _HANDED_BACK = {"leg.offer_declined", "leg.offer_expired", "leg.problem_reported"}
 
+# A leg whose goods are still at the pickup: a hand-back returns it to dispatch, and cancelling its task
+# withdraws it. Once picked up, the goods are in a volunteer's hands and the leg finishes its trip.
+NOT_YET_PICKED_UP: frozenset[str] = frozenset({"pending", "offered", "assigned"})
+
+
+def not_yet_picked_up(status: str) -> bool:
+    """Whether a leg in `status` still has its goods at the pickup."""
+    return status in NOT_YET_PICKED_UP
+
 
 def leg_status_after(current: str, event_type: str) -> str:
     """A leg's status once `event_type` has happened to it."""
     if event_type in _HANDED_BACK:
-        return "pending" if LEG_RANK[current] <= LEG_RANK["assigned"] else current
+        return "pending" if not_yet_picked_up(current) else current
     target = _LEG_STATUS_AFTER.get(event_type)
     if target is None or LEG_RANK[target] <= LEG_RANK[current]:
         return current
@@ -148,9 +157,6 @@ def task_status_after(current: str, leg_statuses: list[str], event_type: str) ->
 
 Cancellation = Literal["cancel", "already_cancelled", "completed"]
 
-# Legs the volunteer has not yet picked up are withdrawn; goods already in hand finish their trip.
-CANCELLABLE_LEG_STATUSES = frozenset({"pending", "offered", "assigned"})
-
 
 def cancellation(task_status: str, leg_statuses: list[str]) -> Cancellation:
     """What cancelling a task in this state does: cancel it, nothing (already done), or refuse."""
@@ -163,4 +169,4 @@ def cancellation(task_status: str, leg_statuses: list[str]) -> Cancellation:
 
 def leg_status_on_cancel(status: str) -> str:
     """A leg's status once its task is cancelled."""
-    return "cancelled" if status in CANCELLABLE_LEG_STATUSES else status
+    return "cancelled" if not_yet_picked_up(status) else status
