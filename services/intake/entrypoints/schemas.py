@@ -170,17 +170,6 @@ class RoleTokenIn(BaseModel):
     role: Literal[Role.OPS, Role.ADMIN] = Field(description="Operator tokens belong to an organisation.")
 
 
-class OrganisationCreatedOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    operator_token: str = Field(description="Shown this once.")
-
-
-class TokenCreatedOut(BaseModel):
-    id: uuid.UUID
-    token: str = Field(description="Shown this once.")
-
-
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
 
 
@@ -264,6 +253,17 @@ class TaskPageOut(BaseModel):
         "that arrive meanwhile. Null only when nothing has been listed yet."
     )
     has_more: bool = Field(description="More tasks are listed after this page right now.")
+
+
+class OrganisationCreatedOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    operator_token: str = Field(description="Shown this once.")
+
+
+class TokenCreatedOut(BaseModel):
+    id: uuid.UUID
+    token: str = Field(description="Shown this once.")
 
 
 # --- what GET /ops/snapshot and every event of GET /ops/stream carry ----------------------------------
