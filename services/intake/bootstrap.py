@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
-from services.intake.entrypoints.http import KEYS, api
+from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, api
 from services.intake.service_layer.dashboard import DashboardFeed
-from services.intake.service_layer.tasks import Keys, apply_progress, purge_idempotency_keys
+from services.intake.service_layer.progress import apply_progress
+from services.intake.service_layer.submission import Keys, purge_idempotency_keys
 from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
 from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, VOLUNTEERS_TOPIC
 from shared.http import create_base_app
@@ -56,7 +57,7 @@ def idempotency_purge(
 
 def create_app(settings: Settings) -> web.Application:
     runtime = Runtime.build(settings, client_id="intake")
-    app = create_base_app(api=api, readiness=runtime.readiness_checks())
+    app = create_base_app(api=api, readiness=runtime.readiness_checks(), error_statuses=ERROR_STATUSES)
     app[RUNTIME] = runtime
     app[KEYS] = Keys(code_key=settings.code_key, data_key=settings.data_key)
     relay = runtime.outbox_relay(outbox)

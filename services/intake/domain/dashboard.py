@@ -8,9 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-
-from pydantic import BaseModel, Field
 
 from shared.geo import KM_PER_DEGREE_LAT
 from shared.ningbo import DISTRICTS
@@ -94,84 +91,3 @@ def format_duration(seconds: float | None) -> str:
     if whole < 3600:
         return f"{whole // 60} min {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
-# --- what GET /ops/snapshot and every event of GET /ops/stream carry ----------------------------------
-
-
-class DistrictOut(BaseModel):
-    name: str
-    name_zh: str
-    x: float
-    y: float
-    radius: float = Field(description="The district's rough extent, in drawing units.")
-
-
-class MapOut(BaseModel):
-    width: float
-    height: float
-    units_per_km: float
-    districts: list[DistrictOut]
-
-
-class VolunteerPointOut(BaseModel):
-    id: str
-    x: float
-    y: float
-    lat: float
-    lon: float
-    vehicle: str | None
-    name_masked: str | None
-    location_at: datetime
-    stale: bool = Field(description="No location reported for a while: drawn faded.")
-
-
-class VolunteersOut(BaseModel):
-    on_duty: int
-    located: int = Field(description="On duty with a known location inside the map.")
-    outside_map: int
-    points: list[VolunteerPointOut]
-
-
-class EscalatedTaskOut(BaseModel):
-    id: str
-    kind: str
-    priority: str
-    created_at: datetime
-    escalated_at: datetime | None
-    legs_waiting: int
-
-
-class WaitingLegOut(BaseModel):
-    id: str
-    task_id: str
-    index: int
-    status: str
-    kind: str
-    priority: str
-    waiting_since: datetime = Field(description="When the task was submitted.")
-    status_since: datetime | None = Field(description="When the leg entered its current status.")
-
-
-class TimingOut(BaseModel):
-    name: str
-    label: str
-    legs: int = Field(description="Legs that completed this timing inside the window.")
-    p50_s: float | None
-    p90_s: float | None
-    p50: str
-    p90: str
-
-
-class OpsSnapshotOut(BaseModel):
-    generated_at: datetime
-    tasks_total: int
-    tasks_by_status: dict[str, int]
-    escalated_total: int
-    escalated: list[EscalatedTaskOut]
-    waiting_total: int
-    waiting: list[WaitingLegOut]
-    volunteers: VolunteersOut
-    timings_window_s: int
-    timings: list[TimingOut]
-    map: MapOut

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Invalid, NotFound
+from shared.errors import Conflict, Invalid, NotFound
 
 
 class OrganisationNotFound(NotFound):
@@ -11,3 +11,41 @@ class OrganisationNotFound(NotFound):
 
 class NotACrossOrganisationRole(Invalid):
     """Only ops and admin tokens act across organisations."""
+
+
+class TokenNotFound(NotFound):
+    """No token has this id."""
+
+    def __init__(self) -> None:
+        super().__init__("No such token.")
+
+
+class TaskNotFound(NotFound):
+    """No task has this id, or it belongs to another organisation (the two look the same)."""
+
+    def __init__(self) -> None:
+        super().__init__("No such task.")
+
+
+class TaskAlreadyCompleted(Conflict):
+    """A completed task can no longer be cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__("The task is already completed and can no longer be cancelled.")
+
+
+class IdempotencyKeyInFlight(Conflict):
+    """The first request with this Idempotency-Key has not finished yet."""
+
+    def __init__(self) -> None:
+        super().__init__("A request with this Idempotency-Key is still being processed.")
+
+
+class IdempotencyKeyReused(Invalid):
+    """This Idempotency-Key was already used with another request body."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was used with a different request body.",
+            errors=[{"field": "header:Idempotency-Key", "message": "already used with another body"}],
+        )

@@ -17,8 +17,8 @@ from importlib import resources
 
 from aiohttp import web
 
-from services.intake.domain.dashboard import OpsSnapshotOut
 from services.intake.entrypoints.http import api
+from services.intake.entrypoints.schemas import OpsSnapshotOut
 from services.intake.service_layer.dashboard import DashboardFeed
 from shared.auth import Role
 from shared.http import json_response

@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Literal
-
 from aiohttp import web
-from pydantic import BaseModel, Field
 
-from services.intake.domain.model import (
+from services.intake.domain.errors import IdempotencyKeyReused
+from services.intake.domain.model import ListPosition
+from services.intake.entrypoints.schemas import (
     CancelIn,
-    ListPosition,
+    OrganisationCreatedOut,
+    OrganisationIn,
+    RoleTokenIn,
     TaskCreatedOut,
     TaskIn,
     TaskListQuery,
     TaskOut,
     TaskPageOut,
+    TokenCreatedOut,
 )
-from services.intake.service_layer import tasks
+from services.intake.service_layer import submission, tasks
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
     create_role_token,
+    revoke_token,
 )
-from shared.auth import Role, revoke_token
+from shared.auth import Role
 from shared.db import autocommit
-from shared.http import Api, ProblemError, StorableModel, json_response, parse_body, parse_query, path_uuid
+from shared.errors import COMMON_STATUSES, Answer, DomainError
+from shared.http import Api, ProblemError, json_response, parse_body, parse_query, path_uuid
 from shared.outbound import BlockedAddressError, check_url_is_public
 from shared.runtime import RUNTIME, authorize
 
-KEYS = web.AppKey("keys", tasks.Keys)
+KEYS = web.AppKey("keys", submission.Keys)
+
+# How intake's domain errors are answered over HTTP; the problem's detail is the error's message.
+ERROR_STATUSES: dict[type[DomainError], Answer] = {
+    **COMMON_STATUSES,
+    IdempotencyKeyReused: Answer(422, "Idempotency key reused"),
+}
 
 IDEMPOTENCY_KEY_MAX = 255
 # Printable ASCII, as HTTP carries it, without the surrounding blanks HTTP would trim.
@@ -42,25 +51,6 @@ IDEMPOTENCY_KEY_SCHEMA = {
 
 
 api = Api(title="Errands intake")
-
-
-class OrganisationIn(StorableModel):
-    name: str = Field(min_length=1, max_length=200)
-
-
-class RoleTokenIn(BaseModel):
-    role: Literal[Role.OPS, Role.ADMIN] = Field(description="Operator tokens belong to an organisation.")
-
-
-class OrganisationCreatedOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    operator_token: str = Field(description="Shown this once.")
-
-
-class TokenCreatedOut(BaseModel):
-    id: uuid.UUID
-    token: str = Field(description="Shown this once.")
 
 
 def _header_text(value: str) -> bool:
@@ -101,16 +91,16 @@ async def post_task(request: web.Request) -> web.Response:
     if body.callback_url is not None and not runtime.settings.webhook_allow_private_urls:
         await _refuse_unless_public(body.callback_url)
     async with autocommit(runtime.engine) as connection:
-        submission = await tasks.submit_task(
+        submitted = await submission.submit_task(
             session=connection,
             organisation_id=principal.organisation_id,
             idempotency_key=key,
             body=body,
             keys=request.app[KEYS],
         )
-    task = TaskCreatedOut.model_validate(submission.task)
+    task = TaskCreatedOut.model_validate(submitted.task)
     headers = {"Location": f"/v1/tasks/{task.id}"}
-    if submission.replayed:
+    if submitted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(task, status=201, headers=headers)
 
@@ -225,7 +215,7 @@ async def post_organisation_token(request: web.Request) -> web.Response:
     organisation_id = path_uuid(request, "organisation_id", "organisation")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         created = await create_organisation_token(session=session, organisation_id=organisation_id)
-    return json_response(created, status=201)
+    return json_response(TokenCreatedOut.model_validate(created), status=201)
 
 
 @api.route(
@@ -242,7 +232,7 @@ async def post_token(request: web.Request) -> web.Response:
     body = await parse_body(request, RoleTokenIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         created = await create_role_token(session=session, role=body.role)
-    return json_response(created, status=201)
+    return json_response(TokenCreatedOut.model_validate(created), status=201)
 
 
 @api.route("DELETE", "/v1/tokens/{token_id}", summary="Revoke a token", status=204, roles=("admin",))
@@ -250,6 +240,5 @@ async def delete_token(request: web.Request) -> web.Response:
     await authorize(request, Role.ADMIN)
     token_id = path_uuid(request, "token_id", "token")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        if not await revoke_token(session, token_id=token_id):
-            raise ProblemError(404, "Not found", "No such token.")
+        await revoke_token(session=session, token_id=token_id)
     return web.Response(status=204)

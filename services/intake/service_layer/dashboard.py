@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.intake.adapters import dashboard_queries as queries
 from services.intake.domain.dashboard import NINGBO, MapFrame, format_duration
 from services.intake.domain.model import TaskStatus
 from services.intake.domain.timings import DISPATCH_TIMINGS
@@ -26,77 +26,6 @@ LIST_LIMIT = 12
 POINTS_LIMIT = 5000
 TIMINGS_WINDOW_S = 3600
 STALE_LOCATION_S = 15 * 60
-
-_TASK_COUNTS = text("SELECT status, count(*) AS n FROM intake.tasks GROUP BY status")
-
-_ESCALATED = text(
-    """
-SELECT t.id, t.kind, t.priority, t.created_at,
-       (t.transitions->>'escalated')::timestamptz AS escalated_at,
-       (SELECT count(*) FROM intake.legs l
-         WHERE l.task_id = t.id AND l.status IN ('pending', 'offered')) AS legs_waiting
-FROM intake.tasks t
-WHERE t.status = 'escalated'
-ORDER BY t.created_at, t.id
-LIMIT :limit
-"""
-)
-
-# The legs nobody has taken yet, longest-waiting first; the partial index holds exactly these.
-_WAITING = text(
-    """
-SELECT l.id, l.task_id, l."index", l.status, t.kind, t.priority, t.created_at AS waiting_since,
-       (l.transitions->>l.status)::timestamptz AS status_since,
-       count(*) OVER () AS total
-FROM intake.legs l JOIN intake.tasks t ON t.id = l.task_id
-WHERE l.status IN ('pending', 'offered') AND t.status NOT IN ('cancelled', 'completed')
-ORDER BY t.created_at, t.id, l."index"
-LIMIT :limit
-"""
-)
-
-_VOLUNTEERS = text(
-    """
-SELECT id, vehicle, name_masked, lat, lon, location_at,
-       location_at < now() - make_interval(secs => :stale_s) AS stale
-FROM intake.volunteers
-WHERE on_duty
-ORDER BY location_at DESC NULLS LAST
-LIMIT :limit
-"""
-)
-
-_ON_DUTY = text("SELECT count(*) FROM intake.volunteers WHERE on_duty")
-
-# Percentiles over the legs that completed each timing inside the window, from their transitions.
-# A leg's `updated_at` is the time of its latest change, never earlier than any transition, so it
-# narrows the scan (by index) to legs that can have completed a timing inside the window.
-_TIMINGS = text(
-    """
-WITH recent AS (
-    SELECT t.created_at AS submitted,
-           (l.transitions->>'offered')::timestamptz AS offered,
-           (l.transitions->>'assigned')::timestamptz AS assigned,
-           (l.transitions->>'confirmed')::timestamptz AS confirmed
-    FROM intake.legs l JOIN intake.tasks t ON t.id = l.task_id
-    WHERE l.updated_at >= now() - make_interval(secs => :window_s)
-      AND (CAST(:organisation_id AS uuid) IS NULL OR t.organisation_id = CAST(:organisation_id AS uuid))
-), spans AS (
-    SELECT 'submission_to_offer' AS name, extract(epoch FROM offered - submitted) AS s
-      FROM recent WHERE offered >= now() - make_interval(secs => :window_s)
-    UNION ALL
-    SELECT 'offer_to_assignment', extract(epoch FROM assigned - offered)
-      FROM recent WHERE assigned >= now() - make_interval(secs => :window_s) AND offered IS NOT NULL
-    UNION ALL
-    SELECT 'assignment_to_confirmation', extract(epoch FROM confirmed - assigned)
-      FROM recent WHERE confirmed >= now() - make_interval(secs => :window_s) AND assigned IS NOT NULL
-)
-SELECT name, count(*) AS legs,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(s, 0)) AS p50,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY greatest(s, 0)) AS p90
-FROM spans GROUP BY name
-"""
-)
 
 
 def _map(frame: MapFrame) -> dict[str, Any]:
@@ -125,10 +54,7 @@ async def dispatch_timings(
     *, session: AsyncSession, window_s: int = TIMINGS_WINDOW_S, organisation_id: uuid.UUID | None = None
 ) -> list[dict[str, Any]]:
     """p50 and p90 of the three dispatch timings over legs that completed them in the last `window_s`."""
-    rows = {
-        row.name: row
-        for row in await session.execute(_TIMINGS, {"window_s": window_s, "organisation_id": organisation_id})
-    }
+    rows = await queries.timing_percentiles(session, window_s=window_s, organisation_id=organisation_id)
     timings = []
     for timing in DISPATCH_TIMINGS:
         row = rows.get(timing.name)
@@ -153,13 +79,12 @@ async def ops_snapshot(
 ) -> dict[str, Any]:
     """Everything the dashboard shows at this moment, across every organisation (ops is read-only)."""
     counts = dict.fromkeys(TASK_STATUSES, 0)
-    for row in await session.execute(_TASK_COUNTS):
-        counts[row.status] = row.n
-    escalated = [dict(row._mapping) for row in await session.execute(_ESCALATED, {"limit": limit})]
-    waiting_rows = list(await session.execute(_WAITING, {"limit": limit}))
-    on_duty = (await session.execute(_ON_DUTY)).scalar_one()
+    counts.update(await queries.task_counts(session))
+    escalated = [dict(row._mapping) for row in await queries.escalated_tasks(session, limit=limit)]
+    waiting_rows = await queries.waiting_legs(session, limit=limit)
+    on_duty = await queries.volunteers_on_duty(session)
     points, outside = [], 0
-    for row in await session.execute(_VOLUNTEERS, {"stale_s": STALE_LOCATION_S, "limit": POINTS_LIMIT}):
+    for row in await queries.volunteer_locations(session, stale_s=STALE_LOCATION_S, limit=POINTS_LIMIT):
         if row.lat is None or row.lon is None or row.location_at is None:
             continue
         where = frame.project(row.lat, row.lon)

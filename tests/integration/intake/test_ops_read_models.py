@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.domain.dashboard import NINGBO
 from services.intake.service_layer.dashboard import dispatch_timings, ops_snapshot
-from services.intake.service_layer.tasks import apply_progress
+from services.intake.service_layer.progress import apply_progress
 from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
 from shared.events import (
     CloudEvent,

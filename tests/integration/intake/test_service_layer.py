@@ -11,16 +11,15 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.adapters.tables import IdempotencyRow
-from services.intake.domain.model import ListPosition, TaskIn, TaskListQuery
-from services.intake.service_layer.tasks import (
-    Keys,
-    apply_progress,
-    get_task,
-    list_tasks,
-    purge_idempotency_keys,
-    submit_task,
-)
+from services.intake.domain.errors import IdempotencyKeyReused
+from services.intake.domain.model import ListPosition
+from services.intake.entrypoints.http import ERROR_STATUSES
+from services.intake.entrypoints.schemas import TaskIn, TaskListQuery
+from services.intake.service_layer.progress import apply_progress
+from services.intake.service_layer.submission import Keys, purge_idempotency_keys, submit_task
+from services.intake.service_layer.tasks import get_task, list_tasks
 from shared.consumer import PermanentError
+from shared.errors import Answer, answer_for
 from shared.events import (
     EventData,
     LegAssigned,
@@ -32,7 +31,6 @@ from shared.events import (
     TaskCompleted,
     build_event,
 )
-from shared.http import ProblemError
 from shared.settings import Settings
 from tests.integration.intake.conftest import task_body
 
@@ -108,9 +106,9 @@ async def test_a_replay_answers_the_first_response_and_another_body_is_refused(
             keys=KEYS,
         )
     assert again.replayed and again.task == first
-    with pytest.raises(ProblemError) as refused:
+    with pytest.raises(IdempotencyKeyReused) as refused:
         await submit(sessionmaker, org, "k1", priority="critical")
-    assert refused.value.status == 422
+    assert answer_for(refused.value, ERROR_STATUSES) == Answer(422, "Idempotency key reused")
     elsewhere = await submit(sessionmaker, uuid.uuid4(), "k1")
     assert elsewhere["id"] != first["id"], "keys are scoped per organisation"
 

@@ -14,8 +14,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
 
+from services.intake.adapters.repository import idempotency_lock_id
 from services.intake.entrypoints.http import KEYS, api
-from services.intake.service_layer.tasks import Keys, idempotency_lock_id
+from services.intake.service_layer.submission import Keys
 from shared.http import create_base_app
 from shared.runtime import RUNTIME, Runtime
 from tests.conftest import Stack

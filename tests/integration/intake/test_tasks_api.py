@@ -12,7 +12,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.service_layer.tasks import apply_progress
+from services.intake.service_layer.progress import apply_progress
 from shared.events import TASKS_TOPIC, CloudEvent, TaskCompleted, build_event
 from tests.conftest import Stack
 from tests.integration.intake.conftest import Operator, submit, task_body

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 
 from services.intake.domain.model import (
     ListPosition,
-    TaskIn,
     cancellation,
     history_after,
     leg_stage_of,
@@ -20,6 +19,7 @@ from services.intake.domain.model import (
     task_stage_of,
     task_status_after,
 )
+from services.intake.entrypoints.schemas import TaskIn
 from shared.http import validation_problem
 from shared.settings import Settings
 

@@ -1,0 +1,395 @@
+"""Intake's tables as the service layer sees them: every query, its locks, and where events are queued.
+
+The service layer asks in the domain's words (`lock`, `legs`, `add_submitted`); the statements, their
+lock clauses and the outbox writes live here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Row, delete, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from services.intake.adapters.tables import (
+    IdempotencyRow,
+    LegRow,
+    TaskRow,
+    TimelineRow,
+    VolunteerRow,
+    outbox,
+)
+from services.intake.domain.model import ListPosition
+from shared.auth import Organisation
+from shared.db import is_connection_error, snapshot_xmin
+from shared.events import CloudEvent
+from shared.outbox import add_events, event_row, insert_event_sql
+
+# --- submission: one statement, exactly once per idempotency key ------------------------------------
+
+
+def idempotency_lock_id(organisation_id: uuid.UUID, idempotency_key: str) -> int:
+    """The transaction-level advisory lock held while a request with this key is in flight."""
+    digest = hashlib.sha256(f"{organisation_id}:{idempotency_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A submitted task as it is stored: its row, its legs, the idempotency record and its event."""
+
+    task_id: uuid.UUID
+    organisation_id: uuid.UUID
+    idempotency_key: str
+    request_hash: str
+    request_json: str
+    # The first answer without its confirmation codes, kept for replays.
+    response: dict[str, Any]
+    kind: str
+    priority: str
+    submitted_at: datetime
+    # (leg id, hash of its confirmation code), in leg order.
+    legs: list[tuple[uuid.UUID, str]]
+    event: tuple[str, CloudEvent]
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    # False: another request with the same key holds the lock and has not finished.
+    locked: bool
+    # False: the key already has a record (the task was submitted before), so nothing was written.
+    stored: bool
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    request_hash: str
+    response: dict[str, Any]
+
+
+class Submissions(Protocol):
+    async def add_submitted(self, task: NewTask) -> SubmitOutcome: ...
+
+    async def idempotency_record(self, organisation_id: uuid.UUID, key: str) -> IdempotencyRecord: ...
+
+
+# The whole write in one statement (one round trip): the advisory lock gates the idempotency
+# record, whose insert gates the task, its legs and the outbox row. ON CONFLICT sees a record
+# committed after this statement's snapshot, so a replay racing the first commit inserts nothing.
+# It runs on the driver connection itself: this is the hottest path, and SQLAlchemy's statement
+# machinery cost as much CPU as the rest of the request's database work. The outbox insert is built
+# from the outbox Table, like every other outbox write.
+_SUBMIT = f"""
+WITH gate AS (
+    SELECT pg_try_advisory_xact_lock($1::bigint) AS locked
+), idem AS (
+    INSERT INTO intake.idempotency_keys (organisation_id, key, request_hash, task_id, response)
+    SELECT $2::uuid, $3::text, $4::text, $5::uuid, $6::jsonb
+    FROM gate WHERE gate.locked
+    ON CONFLICT DO NOTHING
+    RETURNING task_id
+), task AS (
+    INSERT INTO intake.tasks
+        (id, organisation_id, kind, priority, status, request, transitions, created_at, updated_at)
+    SELECT idem.task_id, $2::uuid, $7::text, $8::text, 'submitted', $9::jsonb, $10::jsonb, $11, $11
+    FROM idem
+    RETURNING id
+), legs AS (
+    INSERT INTO intake.legs (id, task_id, "index", status, code_hash, transitions, updated_at)
+    SELECT leg.id, task.id, leg."index", 'pending', leg.code_hash, $12::jsonb, $11
+    FROM task, jsonb_to_recordset($13::jsonb) AS leg(id uuid, "index" int, code_hash text)
+    RETURNING 1
+), event AS (
+    {insert_event_sql(outbox, first_parameter=14, source="task")}
+    RETURNING 1
+)
+SELECT (SELECT locked FROM gate) AS locked,
+       (SELECT count(*) FROM task) AS tasks,
+       (SELECT count(*) FROM legs) AS legs,
+       (SELECT count(*) FROM event) AS events
+"""  # noqa: S608 (only names are formatted in; every value is a parameter)
+
+
+@asynccontextmanager
+async def _driver_connection(session: AsyncSession | AsyncConnection) -> AsyncIterator[Any]:
+    """The asyncpg connection under a session or connection, inside whatever transaction it has.
+
+    Used directly, the driver's errors bypass SQLAlchemy, whose pool would then hand a spent
+    connection (the database restarted under it, or its protocol state is broken) to the next
+    request: such a connection is invalidated here before the error goes on (a 503 upstream).
+    """
+    connection = await session.connection() if isinstance(session, AsyncSession) else session
+    if connection.in_transaction():
+        # The driver adapter sends BEGIN lazily with its first statement; make it real first.
+        await connection.exec_driver_sql("SELECT 1")
+    raw = await connection.get_raw_connection()
+    try:
+        yield raw.driver_connection
+    except Exception as exc:
+        if is_connection_error(exc):
+            await connection.invalidate()
+        raise
+
+
+class SqlSubmissions:
+    """Submissions on a session, or on an autocommit connection where the write is its own transaction."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
+        self._session = session
+
+    async def add_submitted(self, task: NewTask) -> SubmitOutcome:
+        """Store the task, its legs, the idempotency record and its event, unless the key is taken."""
+        submitted = task.submitted_at.isoformat()
+        async with _driver_connection(self._session) as driver:
+            outcome = await driver.fetchrow(
+                _SUBMIT,
+                idempotency_lock_id(task.organisation_id, task.idempotency_key),
+                task.organisation_id,
+                task.idempotency_key,
+                task.request_hash,
+                task.task_id,
+                json.dumps(task.response),
+                task.kind,
+                task.priority,
+                task.request_json,
+                json.dumps({"submitted": submitted}),
+                task.submitted_at,
+                json.dumps({"pending": submitted}),
+                json.dumps(
+                    [
+                        {"id": str(leg_id), "index": i, "code_hash": code_hash}
+                        for i, (leg_id, code_hash) in enumerate(task.legs)
+                    ]
+                ),
+                *event_row(*task.event),
+            )
+        return SubmitOutcome(locked=bool(outcome["locked"]), stored=outcome["tasks"] == 1)
+
+    async def idempotency_record(self, organisation_id: uuid.UUID, key: str) -> IdempotencyRecord:
+        row = (
+            await self._session.execute(
+                select(IdempotencyRow.request_hash, IdempotencyRow.response).where(
+                    IdempotencyRow.organisation_id == organisation_id, IdempotencyRow.key == key
+                )
+            )
+        ).one()
+        return IdempotencyRecord(request_hash=row.request_hash, response=row.response)
+
+
+async def purge_idempotency_records(session: AsyncSession, *, retention_s: float) -> int:
+    """Delete idempotency records older than `retention_s` (by the database clock); returns how many."""
+    result = await session.execute(
+        delete(IdempotencyRow)
+        .where(IdempotencyRow.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s))
+        .returning(IdempotencyRow.key)
+    )
+    return len(result.all())
+
+
+# --- tasks, their legs and timeline ----------------------------------------------------------------
+
+
+class Tasks(Protocol):
+    async def get(self, task_id: uuid.UUID, *, organisation_id: uuid.UUID | None) -> TaskRow | None: ...
+
+    async def lock(self, task_id: uuid.UUID, *, organisation_id: uuid.UUID | None) -> TaskRow | None: ...
+
+    async def legs(self, task_id: uuid.UUID) -> list[LegRow]: ...
+
+    async def timeline(self, task_id: uuid.UUID) -> list[TimelineRow]: ...
+
+    async def update_task(self, task_id: uuid.UUID, **values: Any) -> None: ...
+
+    async def update_leg(self, leg_id: uuid.UUID, **values: Any) -> None: ...
+
+    async def add_timeline(
+        self, event: CloudEvent, *, task_id: uuid.UUID, leg_id: uuid.UUID | None
+    ) -> None: ...
+
+    async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None: ...
+
+
+# Tasks written by transactions older than every running one: no task can still appear before them.
+_SETTLED = TaskRow.xid < snapshot_xmin()
+
+
+class SqlTasks:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    def _task(self, task_id: uuid.UUID, organisation_id: uuid.UUID | None) -> Any:
+        query = select(TaskRow).where(TaskRow.id == task_id)
+        if organisation_id is not None:
+            query = query.where(TaskRow.organisation_id == organisation_id)
+        return query
+
+    async def get(self, task_id: uuid.UUID, *, organisation_id: uuid.UUID | None) -> TaskRow | None:
+        """The task, when it exists and (given an organisation) belongs to that organisation."""
+        found: TaskRow | None = (
+            await self._session.execute(self._task(task_id, organisation_id))
+        ).scalar_one_or_none()
+        return found
+
+    async def lock(self, task_id: uuid.UUID, *, organisation_id: uuid.UUID | None) -> TaskRow | None:
+        """The task, locked until the transaction ends: every change to a task goes through here."""
+        found: TaskRow | None = (
+            await self._session.execute(self._task(task_id, organisation_id).with_for_update())
+        ).scalar_one_or_none()
+        return found
+
+    async def legs(self, task_id: uuid.UUID) -> list[LegRow]:
+        return list(
+            (
+                await self._session.execute(
+                    select(LegRow).where(LegRow.task_id == task_id).order_by(LegRow.index)
+                )
+            ).scalars()
+        )
+
+    async def timeline(self, task_id: uuid.UUID) -> list[TimelineRow]:
+        return list(
+            (
+                await self._session.execute(
+                    select(TimelineRow).where(TimelineRow.task_id == task_id).order_by(TimelineRow.time)
+                )
+            ).scalars()
+        )
+
+    async def update_task(self, task_id: uuid.UUID, **values: Any) -> None:
+        await self._session.execute(update(TaskRow).where(TaskRow.id == task_id).values(**values))
+
+    async def update_leg(self, leg_id: uuid.UUID, **values: Any) -> None:
+        await self._session.execute(update(LegRow).where(LegRow.id == leg_id).values(**values))
+
+    async def add_timeline(self, event: CloudEvent, *, task_id: uuid.UUID, leg_id: uuid.UUID | None) -> None:
+        """The event on the task's timeline, once however often it arrives."""
+        await self._session.execute(
+            insert(TimelineRow)
+            .values(
+                event_id=event.id, task_id=task_id, type=event.type, time=event.time, leg_id=leg_id, data={}
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None:
+        """Queue events for the outbox relay; they are published only if this transaction commits."""
+        await add_events(self._session, outbox, events)
+
+    async def page(
+        self,
+        *,
+        organisation_id: uuid.UUID | None,
+        status: str | None,
+        kind: str | None,
+        priority: str | None,
+        after: ListPosition | None,
+        limit: int,
+    ) -> list[Row[Any]]:
+        """Up to `limit` settled task summaries after `after`, in (xid, seq) order."""
+        statement = select(
+            TaskRow.id,
+            TaskRow.status,
+            TaskRow.kind,
+            TaskRow.priority,
+            TaskRow.created_at,
+            TaskRow.updated_at,
+            TaskRow.request["deliver_by"].astext.label("deliver_by"),
+            TaskRow.request["external_ref"].astext.label("external_ref"),
+            TaskRow.xid,
+            TaskRow.seq,
+        ).where(_SETTLED)
+        if organisation_id is not None:
+            statement = statement.where(TaskRow.organisation_id == organisation_id)
+        if status is not None:
+            statement = statement.where(TaskRow.status == status)
+        if kind is not None:
+            statement = statement.where(TaskRow.kind == kind)
+        if priority is not None:
+            statement = statement.where(TaskRow.priority == priority)
+        if after is not None:
+            statement = statement.where(tuple_(TaskRow.xid, TaskRow.seq) > tuple_(after.xid, after.seq))
+        return list(
+            (await self._session.execute(statement.order_by(TaskRow.xid, TaskRow.seq).limit(limit))).all()
+        )
+
+    async def leg_summaries(self, task_ids: list[uuid.UUID]) -> Sequence[Row[*tuple[Any, ...]]]:
+        """The legs of these tasks, each task's in leg order."""
+        if not task_ids:
+            return []
+        return (
+            await self._session.execute(
+                select(
+                    LegRow.task_id,
+                    LegRow.id,
+                    LegRow.index,
+                    LegRow.status,
+                    LegRow.volunteer_id,
+                    LegRow.volunteer_name,
+                )
+                .where(LegRow.task_id.in_(task_ids))
+                .order_by(LegRow.task_id, LegRow.index)
+            )
+        ).all()
+
+
+# --- volunteers, as errands.volunteers.v1 tells of them ------------------------------------------------
+
+_upsert_volunteer = insert(VolunteerRow)
+
+
+class SqlVolunteers:
+    """Each write keeps the newest fact, so a replayed or late event never moves a volunteer back in time."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def save_profile(
+        self, volunteer_id: uuid.UUID, *, organisation_id: uuid.UUID, name_masked: str | None, vehicle: str
+    ) -> None:
+        profile = {"organisation_id": organisation_id, "name_masked": name_masked, "vehicle": vehicle}
+        await self._session.execute(
+            _upsert_volunteer.values(id=volunteer_id, **profile).on_conflict_do_update(
+                index_elements=[VolunteerRow.id], set_={**profile, "updated_at": func.now()}
+            )
+        )
+
+    async def save_duty(self, volunteer_id: uuid.UUID, *, on_duty: bool, at: datetime) -> None:
+        duty = {"on_duty": on_duty, "duty_changed_at": at}
+        await self._session.execute(
+            _upsert_volunteer.values(id=volunteer_id, **duty).on_conflict_do_update(
+                index_elements=[VolunteerRow.id],
+                set_={**duty, "updated_at": func.now()},
+                where=or_(VolunteerRow.duty_changed_at.is_(None), VolunteerRow.duty_changed_at <= at),
+            )
+        )
+
+    async def save_location(self, volunteer_id: uuid.UUID, *, lat: float, lon: float, at: datetime) -> None:
+        location = {"lat": lat, "lon": lon, "location_at": at}
+        await self._session.execute(
+            _upsert_volunteer.values(id=volunteer_id, **location).on_conflict_do_update(
+                index_elements=[VolunteerRow.id],
+                set_={**location, "updated_at": func.now()},
+                where=or_(VolunteerRow.location_at.is_(None), VolunteerRow.location_at <= at),
+            )
+        )
+
+
+# --- organisations ---------------------------------------------------------------------------------
+
+
+async def organisation_exists(session: AsyncSession, organisation_id: uuid.UUID) -> bool:
+    found = await session.scalar(select(Organisation.id).where(Organisation.id == organisation_id))
+    return found is not None
+
+
+async def add_organisation(session: AsyncSession, organisation_id: uuid.UUID, *, name: str) -> None:
+    session.add(Organisation(id=organisation_id, name=name))
+    await session.flush()

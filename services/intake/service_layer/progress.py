@@ -1,0 +1,115 @@
+"""Intake's read model: each dispatch and confirmation event folded into its task, legs and timeline."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event as orm_event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from services.intake.adapters.repository import SqlTasks
+from services.intake.domain.model import (
+    history_after,
+    leg_stage_of,
+    leg_status_after,
+    task_stage_of,
+    task_status_after,
+)
+from services.intake.domain.timings import TimingObservation, timings_completed
+from shared.consumer import PermanentError
+from shared.events import CloudEvent
+from shared.metrics import DISPATCH_TIMINGS
+
+
+async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
+    """Fold a dispatch or confirmation event into the task's read model and timeline."""
+    task_id = uuid.UUID(event.subject)
+    tasks = SqlTasks(session)
+    task = await tasks.lock(task_id, organisation_id=None)
+    if task is None:
+        raise PermanentError(f"unknown task {task_id}")
+    leg_id_raw = event.data.get("leg_id")
+    leg_id = uuid.UUID(leg_id_raw) if isinstance(leg_id_raw, str) else None
+    moment = event.time.isoformat()
+    await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id)
+    legs = await tasks.legs(task_id)
+    if leg_id is not None:
+        leg = next((leg for leg in legs if leg.id == leg_id), None)
+        if leg is None:
+            raise PermanentError(f"leg {leg_id} is not part of task {task_id}")
+        status = leg_status_after(leg.status, event.type)
+        history = history_after(
+            leg.transitions, before=leg.status, after=status, stage=leg_stage_of(event.type), at=moment
+        )
+        for reached in history.keys() - leg.transitions.keys():
+            _observe_after_commit(
+                session,
+                task.priority,
+                timings_completed(
+                    transitions_before=leg.transitions,
+                    reached=reached,
+                    at=event.time,
+                    submitted_at=task.created_at,
+                ),
+            )
+        values: dict[str, Any] = {}
+        if history != leg.transitions:
+            values["transitions"] = history
+        if status != leg.status:
+            values |= {"status": status, "updated_at": event.time}
+            leg.status = status
+        if event.type == "leg.assigned" and status != "cancelled":
+            values["volunteer_id"] = uuid.UUID(event.data["volunteer_id"])
+            values["volunteer_name"] = event.data.get("volunteer_name") or event.data.get(
+                "volunteer_name_masked"
+            )
+        elif status == "pending" and leg.volunteer_id is not None:
+            values["volunteer_id"] = None
+            values["volunteer_name"] = None
+        if values:
+            await tasks.update_leg(leg_id, **values)
+    task_status = task_status_after(task.status, [leg.status for leg in legs], event.type)
+    history = history_after(
+        task.transitions, before=task.status, after=task_status, stage=task_stage_of(event.type), at=moment
+    )
+    task_values: dict[str, Any] = {}
+    if history != task.transitions:
+        task_values["transitions"] = history
+    if task_status != task.status:
+        task_values |= {"status": task_status, "updated_at": event.time}
+    if task_values:
+        await tasks.update_task(task_id, **task_values)
+
+
+_PENDING_TIMINGS = "intake.pending_dispatch_timings"
+
+
+def _observe_after_commit(
+    session: AsyncSession, priority: str, observations: list[TimingObservation]
+) -> None:
+    """Observe the dispatch timing histograms once this transaction commits, and never if it rolls back.
+
+    A handler that fails and is retried must not count its first attempt.
+    """
+    if not observations:
+        return
+    sync_session = session.sync_session
+    pending: list[tuple[str, TimingObservation]] | None = sync_session.info.get(_PENDING_TIMINGS)
+    if pending is None:
+        pending = sync_session.info[_PENDING_TIMINGS] = []
+        orm_event.listen(sync_session, "after_commit", _observe_pending)
+        orm_event.listen(sync_session, "after_rollback", _forget_pending)
+    pending.extend((priority, observation) for observation in observations)
+
+
+def _observe_pending(sync_session: Session) -> None:
+    pending = sync_session.info.get(_PENDING_TIMINGS) or []
+    for priority, observation in pending:
+        DISPATCH_TIMINGS[observation.timing.name].labels(priority).observe(observation.seconds)
+    pending.clear()
+
+
+def _forget_pending(sync_session: Session) -> None:
+    (sync_session.info.get(_PENDING_TIMINGS) or []).clear()
