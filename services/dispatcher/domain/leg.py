@@ -79,6 +79,10 @@ TRANSITIONS: dict[LegStatus, dict[LegStatus, Transition]] = {
     S.CANCELLED: {},
 }
 
+# What sends a leg back to pending, from each status it may come back from.
+BACK_TO_PENDING = {status: moves[S.PENDING] for status, moves in TRANSITIONS.items() if S.PENDING in moves}
+# Legs a volunteer holds and may hand back (a leg merely offered goes back through its offer).
+HANDED_BACK_FROM = frozenset({S.ASSIGNED, S.PICKED_UP})
 # Legs a volunteer has not yet picked up: a cancelled task takes them back.
 NOT_YET_PICKED_UP = frozenset(s for s, moves in TRANSITIONS.items() if S.CANCELLED in moves)
 # Legs a volunteer holds until the notifier confirms them: their app lists these.
@@ -119,7 +123,7 @@ def can_deliver(current: LegStatus | str, *, flagged_at: datetime | None) -> boo
 
 def hand_back(current: LegStatus | str) -> LegStatus:
     """The volunteer gives up a leg in hand: it is pending again (and not offered to them again)."""
-    if current not in (S.ASSIGNED, S.PICKED_UP) or not can_move(current, S.PENDING):
+    if current not in HANDED_BACK_FROM or not can_move(current, S.PENDING):
         raise TransitionRefused(f"The leg is {current}; only a leg in hand can be handed back.")
     return S.PENDING
 
