@@ -32,6 +32,7 @@ from shared.errors import COMMON_STATUSES, Answer, DomainError
 from shared.http import parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, authorize
 
+# `me` and `location_stream` are imported for the routes they register on `api`.
 __all__ = ["ERROR_STATUSES", "api", "location_stream", "me"]
 
 # How each of the dispatcher's domain errors is answered; a class not listed answers as its base.
