@@ -27,7 +27,7 @@ def expiry(*, offered_at: datetime, ttl: timedelta) -> datetime:
 
 
 def has_lapsed(*, status: str, expires_at: datetime, now: datetime) -> bool:
-    """An open offer past its time: the expiry pass closes it (`lapsed` in the repository says the same)."""
+    """An open offer past its time: the expiry pass closes it (`repository.lock_lapsed_offers` in SQL)."""
     return status == OfferStatus.LIVE and expires_at <= now
 
 
