@@ -25,7 +25,9 @@ from bench.location_fleet import check_positions, cpu_s
 from errands.stack import free_port, wait_for_port
 
 STREAM_PATH = "/v1/me/location/stream"
-STREAM_ACK_INTERVAL_S = 0.1  # the dispatcher's (services.dispatcher.entrypoints.http); the baseline's too
+STREAM_ACK_INTERVAL_S = (
+    0.1  # the dispatcher's (services.dispatcher.entrypoints.location_stream); the baseline's too
+)
 
 
 def _serve_bare_ws(port: int) -> None:

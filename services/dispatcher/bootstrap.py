@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.dispatcher.adapters.repository import VOLUNTEER_CHANNEL
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
-from services.dispatcher.entrypoints.http import LOCATION_STREAMS, LOCATIONS, WAKEUPS, LocationStreams, api
-from services.dispatcher.service_layer.dispatch import (
-    VOLUNTEER_CHANNEL,
-    cancel_task,
-    confirm_leg,
-    flag_leg,
-    take_in_task,
-)
+from services.dispatcher.entrypoints.http import ERROR_STATUSES, api
+from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LOCATIONS, LocationStreams
+from services.dispatcher.entrypoints.me import WAKEUPS
+from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
 from shared.auth import RateLimiter
@@ -25,7 +22,7 @@ from shared.settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     runtime = Runtime.build(settings, client_id="dispatcher")
-    app = create_base_app(api=api, readiness=runtime.readiness_checks())
+    app = create_base_app(api=api, readiness=runtime.readiness_checks(), error_statuses=ERROR_STATUSES)
     app[RUNTIME] = runtime
     wakeups = VolunteerWakeups(runtime.listener, VOLUNTEER_CHANNEL)
     app[WAKEUPS] = wakeups

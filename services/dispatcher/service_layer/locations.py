@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.dispatcher.adapters import repository
 from shared.backoff import Backoff
 from shared.db import is_data_error
 from shared.events import VolunteerLocationReported, build_event
@@ -121,30 +121,6 @@ def fix_from_report(*, lat: float, lon: float, accuracy_m: float | None, at: dat
     return Fix(lat=lat, lon=lon, accuracy_m=accuracy_m, at=now if at is None or at > now else at)
 
 
-# The tables are dispatch.volunteers and the dispatcher's outbox (services.dispatcher.adapters.tables).
-# One statement: the newest fixes move the volunteers whose stored fix is older (or missing), and
-# exactly those moves become outbox rows, in the same transaction.
-_FLUSH = text(
-    """
-    WITH fix AS (
-        SELECT * FROM unnest(
-            CAST(:ids AS uuid[]), CAST(:lats AS float8[]), CAST(:lons AS float8[]),
-            CAST(:ats AS timestamptz[]), CAST(:event_ids AS uuid[]), CAST(:payloads AS bytea[])
-        ) AS f(id, lat, lon, at, event_id, payload)
-    ), moved AS (
-        UPDATE dispatch.volunteers AS v
-        SET lat = fix.lat, lon = fix.lon, location_at = fix.at
-        FROM fix
-        WHERE v.id = fix.id AND (v.location_at IS NULL OR v.location_at < fix.at)
-        RETURNING v.id
-    )
-    INSERT INTO dispatch.outbox (event_id, event_type, topic, key, payload)
-    SELECT fix.event_id, :event_type, :topic, fix.id::text, fix.payload
-    FROM fix JOIN moved ON moved.id = fix.id
-    """
-)
-
-
 async def write_fixes(session: AsyncSession, batch: dict[uuid.UUID, Fix]) -> None:
     """Apply a batch of newest fixes and queue their events, in the caller's transaction."""
     if not batch:
@@ -165,18 +141,14 @@ async def write_fixes(session: AsyncSession, batch: dict[uuid.UUID, Fix]) -> Non
         event_type = event.type
         event_ids.append(event.id)
         payloads.append(event.to_bytes())
-    await session.execute(
-        _FLUSH,
-        {
-            "ids": ids,
-            "lats": [batch[i].lat for i in ids],
-            "lons": [batch[i].lon for i in ids],
-            "ats": [batch[i].at for i in ids],
-            "event_ids": event_ids,
-            "payloads": payloads,
-            "event_type": event_type,
-            "topic": topic,
-        },
+    await repository.record_fixes(
+        session,
+        volunteer_ids=ids,
+        fixes=[(batch[i].lat, batch[i].lon, batch[i].at) for i in ids],
+        event_ids=event_ids,
+        payloads=payloads,
+        event_type=event_type,
+        topic=topic,
     )
 
 

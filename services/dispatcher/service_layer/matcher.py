@@ -11,12 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.matching import Pool
-from services.dispatcher.service_layer.dispatch import (
-    escalate_waiting_legs,
-    expire_offers,
-    offer_batch,
-    prepare_pool,
-)
+from services.dispatcher.service_layer.escalation import escalate_waiting_legs
+from services.dispatcher.service_layer.offers import expire_offers, offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
 from shared.settings import Settings
 

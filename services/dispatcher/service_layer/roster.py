@@ -18,34 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
+from services.dispatcher.adapters import repository
 from services.dispatcher.domain import eligibility
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M
-from shared.db import snapshot_xmin
-
-# Only what eligibility and matching read: whole ORM entities (identity map, instance state) for
-# every volunteer on duty would cost far more memory and CPU.
-_MATCHING_COLUMNS = (
-    VolunteerRow.id,
-    VolunteerRow.organisation_id,
-    VolunteerRow.on_duty,
-    VolunteerRow.insured,
-    VolunteerRow.vehicle,
-    VolunteerRow.capacity_kg,
-    VolunteerRow.skills,
-    VolunteerRow.languages,
-    VolunteerRow.max_active_legs,
-    VolunteerRow.active_legs,
-    VolunteerRow.lat,
-    VolunteerRow.lon,
-    VolunteerRow.location_at,
-    VolunteerRow.duty_started_at,
-    VolunteerRow.rest_until,
-    VolunteerRow.legs_done_today,
-)
 
 
 @dataclass(frozen=True)
@@ -86,16 +63,6 @@ def pickups_reach(pickups: Box, policy: eligibility.Policy) -> Box:
     return Box(lat_min, lat_max, lon_min, lon_max)
 
 
-def live_offers() -> Any:
-    """Per volunteer row of the enclosing query: how many offers they hold open right now."""
-    return (
-        select(func.count())
-        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == "live")
-        .correlate(VolunteerRow)
-        .scalar_subquery()
-    )
-
-
 class Roster:
     """The volunteers who may be matched (on duty, insured, located), as of the last `refresh`.
 
@@ -131,12 +98,7 @@ class Roster:
         # The oldest transaction running when the rows were read (same statement, same snapshot):
         # every older one had committed or aborted, so its writes are in this read; younger ones
         # are read next time. With no rows changed, the previous bound still holds.
-        query = select(*_MATCHING_COLUMNS, snapshot_xmin().label("since"))
-        if self._since is None:
-            query = query.where(VolunteerRow.on_duty.is_(True), VolunteerRow.insured.is_(True))
-        else:
-            query = query.where(VolunteerRow.changed_xid >= self._since)
-        rows = (await session.execute(query)).all()
+        rows = await repository.matchable_volunteers(session, changed_since=self._since)
         if rows:
             self._since = rows[0].since
         for row in rows:
@@ -182,16 +144,7 @@ class Roster:
         slots = np.flatnonzero(inside).tolist()
         if not slots:
             return []
-        offers: dict[uuid.UUID, int] = {
-            volunteer_id: count
-            for volunteer_id, count in (
-                await session.execute(
-                    select(OfferRow.volunteer_id, func.count())
-                    .where(OfferRow.status == "live")
-                    .group_by(OfferRow.volunteer_id)
-                )
-            ).all()
-        }
+        offers = await repository.live_offer_counts(session)
         for volunteer_id in self._offers.keys() - offers.keys():
             self._count_offers(volunteer_id, 0)
         for volunteer_id, count in offers.items():
@@ -213,7 +166,7 @@ class Roster:
         return found
 
     def _view(self, row: Any) -> eligibility.Volunteer:
-        """The matcher's view of a volunteer, from a row with the `_MATCHING_COLUMNS`.
+        """The matcher's view of a volunteer, from a row of `repository.matchable_volunteers`.
 
         Their open offers are as last counted (`volunteers_within` keeps them current).
         """

@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import VolunteerRow, outbox
-from services.dispatcher.service_layer.dispatch import offer_batch, prepare_pool, take_in_task
+from services.dispatcher.service_layer.legs import take_in_task
 from services.dispatcher.service_layer.matcher import policy_from
+from services.dispatcher.service_layer.offers import offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
 from shared.db import create_engine, create_sessionmaker
 from shared.events import TaskSubmitted, build_event

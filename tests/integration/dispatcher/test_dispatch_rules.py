@@ -10,10 +10,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, VolunteerRow
-from services.dispatcher.service_layer import dispatch
+from services.dispatcher.service_layer.deliveries import report_picked_up, report_problem
+from services.dispatcher.service_layer.escalation import escalate_waiting_legs
+from services.dispatcher.service_layer.legs import assign_by_hand, cancel_task
+from services.dispatcher.service_layer.offers import accept_offer, decline_offer, expire_offers
 from services.dispatcher.service_layer.roster import Roster
+from services.dispatcher.service_layer.views import assignments
+from shared.errors import Conflict, NotFound
 from shared.events import TaskCancelled, build_event
-from shared.http import ProblemError
 from tests.conftest import Stack
 from tests.integration.dispatcher.conftest import (
     FUTURE,
@@ -91,7 +95,7 @@ async def test_unplaced_leg_escalates_once_and_stays_dispatchable_for_a_hand_ass
         "deadline_margin_s": settings.escalation_deadline_margin_s,
     }
     async with sessionmaker() as session, session.begin():
-        early = await dispatch.escalate_waiting_legs(
+        early = await escalate_waiting_legs(
             session,
             now=FUTURE,
             wait_limit_s=limits["wait_limit_s"],
@@ -103,7 +107,7 @@ async def test_unplaced_leg_escalates_once_and_stays_dispatchable_for_a_hand_ass
     raised = []
     for _ in range(2):
         async with sessionmaker() as session, session.begin():
-            changes = await dispatch.escalate_waiting_legs(
+            changes = await escalate_waiting_legs(
                 session,
                 now=later,
                 wait_limit_s=limits["wait_limit_s"],
@@ -115,7 +119,7 @@ async def test_unplaced_leg_escalates_once_and_stays_dispatchable_for_a_hand_ass
     assert raised[0].data["leg_ids"] == [str(task.legs[0].leg_id)]
     async with sessionmaker() as session, session.begin():
         v = await add_volunteer(session, lat=lat + 1, lon=lon, organisation_id=org)  # far away: manual only
-        leg = await dispatch.assign_by_hand(
+        leg = await assign_by_hand(
             session, leg_id=task.legs[0].leg_id, volunteer_id=v.id, organisation_id=org
         )
         assert leg.status == "assigned"
@@ -134,11 +138,10 @@ async def test_hand_assignment_is_scoped_to_the_operators_organisation(
     leg_id = task.legs[0].leg_id
     for leg, volunteer, organisation in ((leg_id, theirs.id, org), (leg_id, mine.id, other)):
         async with sessionmaker() as session, session.begin():
-            with pytest.raises(ProblemError) as problem:
-                await dispatch.assign_by_hand(
+            with pytest.raises(NotFound):
+                await assign_by_hand(
                     session, leg_id=leg, volunteer_id=volunteer, organisation_id=organisation
                 )
-            assert problem.value.status == 404
 
 
 async def test_hand_assignment_withdraws_the_live_offer_of_another_volunteer(
@@ -156,15 +159,12 @@ async def test_hand_assignment_withdraws_the_live_offer_of_another_volunteer(
         offer = (await offers_for(session, [leg_id]))[leg_id]
     assert offer.volunteer_id == offered.id
     async with sessionmaker() as session, session.begin():
-        await dispatch.assign_by_hand(session, leg_id=leg_id, volunteer_id=chosen.id, organisation_id=org)
+        await assign_by_hand(session, leg_id=leg_id, volunteer_id=chosen.id, organisation_id=org)
     async with sessionmaker() as session, session.begin():
-        with pytest.raises(ProblemError) as problem:
-            await dispatch.accept_offer(session, offer_id=offer.id, volunteer_id=offered.id)
-        assert problem.value.status == 409
+        with pytest.raises(Conflict):
+            await accept_offer(session, offer_id=offer.id, volunteer_id=offered.id)
     async with sessionmaker() as session:
-        view = await dispatch.assignments(
-            session, volunteer_id=offered.id, data_key=stack.settings().data_key
-        )
+        view = await assignments(session, volunteer_id=offered.id, data_key=stack.settings().data_key)
         assert view == {"offers": [], "legs": []}
         assert (await session.get(VolunteerRow, chosen.id)).active_legs == 1  # type: ignore[union-attr]
 
@@ -189,9 +189,9 @@ async def test_cancelled_task_withdraws_offers_and_releases_legs_not_yet_picked_
     first, second, third = (offers[leg_id] for leg_id in leg_ids)
     for offer in (second, third):
         async with sessionmaker() as session, session.begin():
-            await dispatch.accept_offer(session, offer_id=offer.id, volunteer_id=offer.volunteer_id)
+            await accept_offer(session, offer_id=offer.id, volunteer_id=offer.volunteer_id)
     async with sessionmaker() as session, session.begin():
-        await dispatch.report_picked_up(session, leg_id=third.leg_id, volunteer_id=third.volunteer_id)
+        await report_picked_up(session, leg_id=third.leg_id, volunteer_id=third.volunteer_id)
 
     _, event = build_event(
         TaskCancelled(task_id=task.task_id, organisation_id=org, reason="no longer needed"),
@@ -199,7 +199,7 @@ async def test_cancelled_task_withdraws_offers_and_releases_legs_not_yet_picked_
         subject=task.task_id,
     )
     async with sessionmaker() as session, session.begin():
-        await dispatch.cancel_task(session, event)
+        await cancel_task(session, event)
     async with sessionmaker() as session:
         statuses = {
             leg.id: leg.status
@@ -210,16 +210,12 @@ async def test_cancelled_task_withdraws_offers_and_releases_legs_not_yet_picked_
         loads = {v.id: (await session.get(VolunteerRow, v.id)).active_legs for v in vols}  # type: ignore[union-attr]
         assert loads[second.volunteer_id] == 0 and loads[third.volunteer_id] == 1
         for offer in (first, second):
-            view = await dispatch.assignments(session, volunteer_id=offer.volunteer_id, data_key=key)
+            view = await assignments(session, volunteer_id=offer.volunteer_id, data_key=key)
             assert view == {"offers": [], "legs": []}
-        assert (
-            len((await dispatch.assignments(session, volunteer_id=third.volunteer_id, data_key=key))["legs"])
-            == 1
-        )
+        assert len((await assignments(session, volunteer_id=third.volunteer_id, data_key=key))["legs"]) == 1
     async with sessionmaker() as session, session.begin():
-        with pytest.raises(ProblemError) as problem:
-            await dispatch.accept_offer(session, offer_id=first.id, volunteer_id=first.volunteer_id)
-        assert problem.value.status == 409
+        with pytest.raises(Conflict):
+            await accept_offer(session, offer_id=first.id, volunteer_id=first.volunteer_id)
 
 
 async def test_problem_hands_the_leg_back_and_the_next_batch_asks_someone_else(
@@ -235,9 +231,9 @@ async def test_problem_hands_the_leg_back_and_the_next_batch_asks_someone_else(
     async with sessionmaker() as session, session.begin():
         offer = (await offers_for(session, [leg_id]))[leg_id]
         assert offer.volunteer_id == near.id
-        await dispatch.accept_offer(session, offer_id=offer.id, volunteer_id=near.id)
+        await accept_offer(session, offer_id=offer.id, volunteer_id=near.id)
     async with sessionmaker() as session, session.begin():
-        leg = await dispatch.report_problem(session, leg_id=leg_id, volunteer_id=near.id, reason="flat tyre")
+        leg = await report_problem(session, leg_id=leg_id, volunteer_id=near.id, reason="flat tyre")
         assert leg.status == "pending"
         assert (await outbox_types(session, task.task_id))[-1] == "leg.problem_reported"
     async with sessionmaker() as session:
@@ -279,7 +275,7 @@ async def test_expired_offer_goes_to_the_next_nearest_volunteer(
     async with sessionmaker() as session, session.begin():
         offer = (await offers_for(session, [leg_id]))[leg_id]
         assert offer.volunteer_id == near.id
-        changes = await dispatch.expire_offers(session, now=FUTURE + OFFER_TTL)
+        changes = await expire_offers(session, now=FUTURE + OFFER_TTL)
         assert any(
             e.type == "leg.offer_expired" and e.data["leg_id"] == str(leg_id) for _, e in changes.events
         )
@@ -307,14 +303,12 @@ async def test_a_leg_is_offered_only_to_volunteers_of_its_own_organisation(
     async with sessionmaker() as session, session.begin():
         offer = (await offers_for(session, [leg_id]))[leg_id]
         assert offer.volunteer_id == own.id
-        await dispatch.decline_offer(session, offer_id=offer.id, volunteer_id=own.id, reason=None)
+        await decline_offer(session, offer_id=offer.id, volunteer_id=own.id, reason=None)
     # Declined by the only one who may take it: the leg waits, and is still not offered across.
     assert stranger.id not in await matching_round(sessionmaker, stack, ROSTER)
     async with sessionmaker() as session:
         assert await offers_for(session, [leg_id]) == {}
-        seen = await dispatch.assignments(
-            session, volunteer_id=stranger.id, data_key=stack.settings().data_key
-        )
+        seen = await assignments(session, volunteer_id=stranger.id, data_key=stack.settings().data_key)
     assert seen == {"offers": [], "legs": []}
 
 
@@ -336,14 +330,11 @@ async def test_an_offer_across_organisations_is_neither_shown_nor_accepted(
         )
         session.add(offer)
     async with sessionmaker() as session:
-        seen = await dispatch.assignments(
-            session, volunteer_id=stranger.id, data_key=stack.settings().data_key
-        )
+        seen = await assignments(session, volunteer_id=stranger.id, data_key=stack.settings().data_key)
     assert seen == {"offers": [], "legs": []}
     async with sessionmaker() as session, session.begin():
-        with pytest.raises(ProblemError) as problem:
-            await dispatch.accept_offer(session, offer_id=offer.id, volunteer_id=stranger.id)
-    assert problem.value.status == 404
+        with pytest.raises(NotFound):
+            await accept_offer(session, offer_id=offer.id, volunteer_id=stranger.id)
     async with sessionmaker() as session:
         leg = await session.get(LegRow, task.legs[0].leg_id)
         assert leg is not None and leg.volunteer_id is None

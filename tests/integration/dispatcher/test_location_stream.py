@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
 from errands.launcher import ServiceProcesses
-from services.dispatcher.entrypoints.http import (
+from services.dispatcher.entrypoints.location_stream import (
     LOCATION_STREAMS,
     LOCATIONS,
     STREAM_MAX_FIXES_PER_MESSAGE,

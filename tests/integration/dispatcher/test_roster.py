@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
 from services.dispatcher.domain.eligibility import Volunteer
-from services.dispatcher.service_layer.dispatch import offer_batch, prepare_pool
 from services.dispatcher.service_layer.matcher import policy_from
+from services.dispatcher.service_layer.offers import offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Box, Roster
 from tests.conftest import Stack
 from tests.integration.dispatcher.conftest import (

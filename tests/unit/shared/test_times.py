@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from services.dispatcher.service_layer.volunteers import LocationIn
+from services.dispatcher.entrypoints.schemas import LocationIn
 from services.notifier.entrypoints.schemas import DeliveriesQuery
 from shared.http import validation_problem
 from shared.times import ClientTime

@@ -1,0 +1,532 @@
+"""The dispatcher's reads and writes of legs, offers and volunteers, with the locks each one needs.
+
+Every function runs in the caller's session and transaction. Writers lock legs before offers before
+volunteers (and legs by id), so two writers never wait on each other crosswise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatcher.adapters.tables import EscalationRow, LegRow, OfferRow, RejectionRow, VolunteerRow
+from services.dispatcher.domain.leg import IN_HAND, WAITING, LegStatus
+from services.dispatcher.domain.offer import OfferStatus
+from shared.db import snapshot_xmin
+
+# The PostgreSQL channel a volunteer's id is sent on when their offers or legs change.
+VOLUNTEER_CHANNEL = "dispatch_volunteer"
+
+
+# --- legs
+
+
+async def add_legs(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """New legs; one already taken in (a replayed event) is left as it is."""
+    await session.execute(insert(LegRow).on_conflict_do_nothing(), rows)
+
+
+def _waiting(now: datetime) -> ColumnElement[bool]:
+    """Legs a round at `now` may offer: pending, and ready for pickup."""
+    return and_(LegRow.status == LegStatus.PENDING, (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
+
+
+async def waiting_pickups(
+    session: AsyncSession, *, now: datetime
+) -> tuple[tuple[float, float, float, float], list[uuid.UUID]] | None:
+    """The box around the pickups of the legs waiting now (lat_min, lat_max, lon_min, lon_max), and
+    their organisations; None while no leg waits."""
+    lat_min, lat_max, lon_min, lon_max, organisations = (
+        await session.execute(
+            select(
+                func.min(LegRow.pickup_lat),
+                func.max(LegRow.pickup_lat),
+                func.min(LegRow.pickup_lon),
+                func.max(LegRow.pickup_lon),
+                func.array_agg(LegRow.organisation_id.distinct()),
+            ).where(_waiting(now))
+        )
+    ).one()
+    if lat_min is None:
+        return None
+    return (lat_min, lat_max, lon_min, lon_max), list(organisations)
+
+
+async def take_waiting_legs(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[tuple[LegRow, list[uuid.UUID] | None]]:
+    """Lock up to `limit` waiting legs for a round, stamped as considered now, with who turned each down.
+
+    Least recently considered first, so a leg nobody could take does not keep newer ones out of a
+    full batch; legs another round holds are skipped. In order of submission.
+    """
+    picked = (
+        select(LegRow.id)
+        .where(_waiting(now))
+        .order_by(LegRow.considered_at.asc().nulls_first(), LegRow.submitted_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    rejected_by = (
+        select(func.array_agg(RejectionRow.volunteer_id))
+        .where(RejectionRow.leg_id == LegRow.id)
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            update(LegRow)
+            .where(LegRow.id.in_(select(picked.c.id)))
+            .values(considered_at=now)
+            .returning(LegRow, rejected_by),
+            execution_options={"synchronize_session": False},
+        )
+    ).all()
+    return sorted(((leg, ids) for leg, ids in rows), key=lambda row: row[0].submitted_at)
+
+
+async def lock_leg(session: AsyncSession, leg_id: uuid.UUID) -> LegRow | None:
+    return (
+        await session.execute(select(LegRow).where(LegRow.id == leg_id).with_for_update())
+    ).scalar_one_or_none()
+
+
+async def lock_volunteers_leg(
+    session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID
+) -> LegRow | None:
+    """The leg, locked, if this volunteer holds it."""
+    return (
+        await session.execute(
+            select(LegRow).where(LegRow.id == leg_id, LegRow.volunteer_id == volunteer_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def lock_organisations_leg(
+    session: AsyncSession, *, leg_id: uuid.UUID, organisation_id: uuid.UUID
+) -> LegRow | None:
+    """The leg, locked, if it belongs to this organisation."""
+    return (
+        await session.execute(
+            select(LegRow)
+            .where(LegRow.id == leg_id, LegRow.organisation_id == organisation_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def lock_task_legs(
+    session: AsyncSession, *, task_id: uuid.UUID, organisation_id: uuid.UUID
+) -> list[LegRow]:
+    """A task's legs, locked in id order."""
+    return list(
+        (
+            await session.execute(
+                select(LegRow)
+                .where(LegRow.task_id == task_id, LegRow.organisation_id == organisation_id)
+                .order_by(LegRow.id)
+                .with_for_update()
+            )
+        ).scalars()
+    )
+
+
+async def lock_assigned_leg_ids(session: AsyncSession, *, volunteer_id: uuid.UUID) -> list[uuid.UUID]:
+    """The legs assigned to the volunteer and not yet picked up, locked in id order."""
+    return list(
+        (
+            await session.execute(
+                select(LegRow.id)
+                .where(LegRow.volunteer_id == volunteer_id, LegRow.status == LegStatus.ASSIGNED)
+                .order_by(LegRow.id)
+                .with_for_update()
+            )
+        ).scalars()
+    )
+
+
+async def move_legs(
+    session: AsyncSession,
+    leg_ids: Sequence[uuid.UUID],
+    to: LegStatus,
+    *,
+    now: datetime | None = None,
+    only_from: LegStatus | None = None,
+) -> None:
+    """Move these legs to `to`, stamped `now` (else the transaction's time); with `only_from`, only
+    those still in that status. Who holds them does not change."""
+    statement = update(LegRow).where(LegRow.id.in_(list(leg_ids)))
+    if only_from is not None:
+        statement = statement.where(LegRow.status == only_from)
+    await session.execute(statement.values(status=to, updated_at=func.now() if now is None else now))
+
+
+async def hand_leg(
+    session: AsyncSession, leg_id: uuid.UUID, *, to: LegStatus, holder: uuid.UUID | None, now: datetime
+) -> None:
+    """Move the leg to `to` and give it to `holder` (None: nobody holds it)."""
+    await session.execute(
+        update(LegRow).where(LegRow.id == leg_id).values(status=to, volunteer_id=holder, updated_at=now)
+    )
+
+
+async def flag_leg(session: AsyncSession, *, leg_id: uuid.UUID, at: datetime) -> None:
+    """Stamp the leg flagged at `at`, unless it is already."""
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id == leg_id, LegRow.flagged_at.is_(None))
+        .values(flagged_at=at, updated_at=func.now())
+    )
+
+
+async def unescalated_waiting_legs(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[tuple[uuid.UUID, uuid.UUID, datetime, datetime | None]]:
+    """Legs ready and still waiting for a volunteer whose task has not been escalated, oldest first:
+    id, task id, submission time and deadline."""
+    rows = (
+        await session.execute(
+            select(LegRow.id, LegRow.task_id, LegRow.submitted_at, LegRow.deliver_by)
+            .where(
+                LegRow.status.in_(sorted(WAITING)),
+                (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now),
+                ~select(EscalationRow.task_id).where(EscalationRow.task_id == LegRow.task_id).exists(),
+            )
+            .order_by(LegRow.submitted_at)
+            .limit(limit)
+        )
+    ).all()
+    return [(leg_id, task_id, submitted_at, deliver_by) for leg_id, task_id, submitted_at, deliver_by in rows]
+
+
+async def record_escalation(session: AsyncSession, *, task_id: uuid.UUID, reason: str, at: datetime) -> bool:
+    """Whether this transaction escalated the task: the primary key lets only one replica do so."""
+    inserted = await session.scalar(
+        insert(EscalationRow)
+        .values(task_id=task_id, reason=reason, escalated_at=at)
+        .on_conflict_do_nothing()
+        .returning(EscalationRow.task_id)
+    )
+    return inserted is not None
+
+
+def _own_organisation(volunteer_id: uuid.UUID) -> ColumnElement[bool]:
+    return LegRow.organisation_id == (
+        select(VolunteerRow.organisation_id).where(VolunteerRow.id == volunteer_id).scalar_subquery()
+    )
+
+
+async def legs_in_hand(session: AsyncSession, *, volunteer_id: uuid.UUID) -> list[LegRow]:
+    """The legs a volunteer holds until confirmed, of their own organisation only, oldest change first."""
+    return list(
+        (
+            await session.execute(
+                select(LegRow)
+                .where(
+                    LegRow.volunteer_id == volunteer_id,
+                    LegRow.status.in_([s.value for s in LegStatus if s in IN_HAND]),
+                    _own_organisation(volunteer_id),
+                )
+                .order_by(LegRow.updated_at)
+            )
+        ).scalars()
+    )
+
+
+# --- offers and rejections
+
+
+async def add_offers(session: AsyncSession, offers: list[dict[str, Any]]) -> None:
+    await session.execute(insert(OfferRow), offers)
+
+
+async def lock_lapsed_offers(
+    session: AsyncSession, *, now: datetime, limit: int = 1000
+) -> list[tuple[OfferRow, uuid.UUID]]:
+    """Live offers past their time (`domain.offer.has_lapsed`), with their task ids, offer and leg locked.
+
+    Skips pairs an accept or decline holds: they lock leg and offer together, and expiring an offer
+    whose leg they hold would deadlock with them.
+    """
+    rows = (
+        await session.execute(
+            select(OfferRow, LegRow.task_id)
+            .join(LegRow, LegRow.id == OfferRow.leg_id)
+            .where(OfferRow.status == OfferStatus.LIVE, OfferRow.expires_at <= now)
+            .limit(limit)
+            .with_for_update(of=(OfferRow, LegRow), skip_locked=True)
+        )
+    ).all()
+    return [(offer, task_id) for offer, task_id in rows]
+
+
+async def lock_volunteers_offer(
+    session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID
+) -> tuple[OfferRow, LegRow] | None:
+    """The volunteer's offer and its leg, both locked; None when the offer is not theirs."""
+    row = (
+        await session.execute(
+            select(OfferRow, LegRow)
+            .join(LegRow, LegRow.id == OfferRow.leg_id)
+            .where(OfferRow.id == offer_id, OfferRow.volunteer_id == volunteer_id)
+            .with_for_update(of=(LegRow, OfferRow))
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
+async def decide_offer(
+    session: AsyncSession, *, offer_id: uuid.UUID, status: OfferStatus, now: datetime
+) -> None:
+    """Close an offer: accepted, declined or expired."""
+    await session.execute(
+        update(OfferRow).where(OfferRow.id == offer_id).values(status=status, decided_at=now)
+    )
+
+
+async def withdraw_live_offers(
+    session: AsyncSession, *, leg_ids: list[uuid.UUID], now: datetime
+) -> set[uuid.UUID]:
+    """Withdraw the live offers of these legs; returns the volunteers who held them."""
+    if not leg_ids:
+        return set()
+    held = await session.execute(
+        update(OfferRow)
+        .where(OfferRow.leg_id.in_(leg_ids), OfferRow.status == OfferStatus.LIVE)
+        .values(status=OfferStatus.WITHDRAWN, decided_at=now)
+        .returning(OfferRow.volunteer_id)
+    )
+    return set(held.scalars())
+
+
+async def remember_rejection(session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID) -> None:
+    """The leg is not offered to this volunteer again."""
+    await session.execute(
+        insert(RejectionRow).values(leg_id=leg_id, volunteer_id=volunteer_id).on_conflict_do_nothing()
+    )
+
+
+async def open_offers(session: AsyncSession, *, volunteer_id: uuid.UUID) -> list[tuple[OfferRow, LegRow]]:
+    """The volunteer's live offers with their legs, of their own organisation only, oldest first."""
+    rows = (
+        await session.execute(
+            select(OfferRow, LegRow)
+            .join(LegRow, LegRow.id == OfferRow.leg_id)
+            .where(
+                OfferRow.volunteer_id == volunteer_id,
+                OfferRow.status == OfferStatus.LIVE,
+                _own_organisation(volunteer_id),
+            )
+            .order_by(OfferRow.created_at)
+        )
+    ).all()
+    return [(offer, leg) for offer, leg in rows]
+
+
+def live_offers() -> Any:
+    """Per volunteer row of the enclosing query: how many offers they hold open right now."""
+    return (
+        select(func.count())
+        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == OfferStatus.LIVE)
+        .correlate(VolunteerRow)
+        .scalar_subquery()
+    )
+
+
+async def live_offer_counts(session: AsyncSession) -> dict[uuid.UUID, int]:
+    """How many live offers each volunteer holding one holds."""
+    rows = await session.execute(
+        select(OfferRow.volunteer_id, func.count())
+        .where(OfferRow.status == OfferStatus.LIVE)
+        .group_by(OfferRow.volunteer_id)
+    )
+    return {volunteer_id: count for volunteer_id, count in rows.all()}
+
+
+# --- volunteers
+
+# Only what eligibility and matching read: whole ORM entities (identity map, instance state) for
+# every volunteer on duty would cost far more memory and CPU.
+MATCHING_COLUMNS = (
+    VolunteerRow.id,
+    VolunteerRow.organisation_id,
+    VolunteerRow.on_duty,
+    VolunteerRow.insured,
+    VolunteerRow.vehicle,
+    VolunteerRow.capacity_kg,
+    VolunteerRow.skills,
+    VolunteerRow.languages,
+    VolunteerRow.max_active_legs,
+    VolunteerRow.active_legs,
+    VolunteerRow.lat,
+    VolunteerRow.lon,
+    VolunteerRow.location_at,
+    VolunteerRow.duty_started_at,
+    VolunteerRow.rest_until,
+    VolunteerRow.legs_done_today,
+)
+
+
+async def matchable_volunteers(session: AsyncSession, *, changed_since: int | None) -> Sequence[Any]:
+    """The `MATCHING_COLUMNS` of the rows changed since transaction `changed_since` (None: all on duty
+    and insured), each with `since`: the oldest transaction running when they were read.
+
+    Every older transaction had committed or aborted, so its writes are in this read; younger ones
+    are read next time.
+    """
+    query = select(*MATCHING_COLUMNS, snapshot_xmin().label("since"))
+    if changed_since is None:
+        query = query.where(VolunteerRow.on_duty.is_(True), VolunteerRow.insured.is_(True))
+    else:
+        query = query.where(VolunteerRow.changed_xid >= changed_since)
+    return (await session.execute(query)).all()
+
+
+async def lock_volunteer(session: AsyncSession, volunteer_id: uuid.UUID) -> VolunteerRow:
+    """The volunteer, locked; they must exist."""
+    return (
+        await session.execute(select(VolunteerRow).where(VolunteerRow.id == volunteer_id).with_for_update())
+    ).scalar_one()
+
+
+async def lock_organisations_volunteer(
+    session: AsyncSession, *, volunteer_id: uuid.UUID, organisation_id: uuid.UUID, reread: bool = False
+) -> VolunteerRow | None:
+    """The volunteer, locked, if they belong to this organisation; `reread` refreshes a loaded row."""
+    statement = (
+        select(VolunteerRow)
+        .where(VolunteerRow.id == volunteer_id, VolunteerRow.organisation_id == organisation_id)
+        .with_for_update()
+    )
+    if reread:
+        statement = statement.execution_options(populate_existing=True)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def find_volunteer(
+    session: AsyncSession, *, volunteer_id: uuid.UUID, organisation_id: uuid.UUID | None, lock: bool = False
+) -> VolunteerRow | None:
+    """The volunteer, if they belong to `organisation_id` (None: any organisation)."""
+    statement = select(VolunteerRow).where(VolunteerRow.id == volunteer_id)
+    if lock:
+        statement = statement.with_for_update()
+    if organisation_id is not None:
+        statement = statement.where(VolunteerRow.organisation_id == organisation_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def volunteers_page(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID | None,
+    on_duty: bool | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[VolunteerRow]:
+    """Up to `limit` volunteers in registration order, after the position `after` (time and id)."""
+    statement = select(VolunteerRow).order_by(VolunteerRow.created_at, VolunteerRow.id).limit(limit)
+    if organisation_id is not None:
+        statement = statement.where(VolunteerRow.organisation_id == organisation_id)
+    if on_duty is not None:
+        statement = statement.where(VolunteerRow.on_duty.is_(on_duty))
+    if after is not None:
+        created_at, after_id = after
+        statement = statement.where(
+            tuple_(VolunteerRow.created_at, VolunteerRow.id) > tuple_(literal(created_at), literal(after_id))
+        )
+    return list((await session.execute(statement)).scalars())
+
+
+async def lock_free_volunteers(
+    session: AsyncSession, volunteer_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+    """Of these volunteers, those on duty that no other round holds, locked: id, organisation, free slots."""
+    rows = await session.execute(
+        select(
+            VolunteerRow.id,
+            VolunteerRow.organisation_id,
+            VolunteerRow.max_active_legs - VolunteerRow.active_legs - live_offers(),
+        )
+        .where(VolunteerRow.id.in_(volunteer_ids), VolunteerRow.on_duty.is_(True))
+        .with_for_update(of=VolunteerRow, skip_locked=True)
+    )
+    return [(volunteer_id, organisation_id, free) for volunteer_id, organisation_id, free in rows.all()]
+
+
+async def change_load(session: AsyncSession, volunteer_id: uuid.UUID, *, active: int, done: int = 0) -> None:
+    """Add to the legs the volunteer carries (`active`) and has delivered today (`done`).
+
+    The CHECK constraint on active_legs has the last word even if two writers race.
+    """
+    values: dict[str, Any] = {"active_legs": VolunteerRow.active_legs + active}
+    if done:
+        values["legs_done_today"] = VolunteerRow.legs_done_today + done
+    await session.execute(update(VolunteerRow).where(VolunteerRow.id == volunteer_id).values(**values))
+
+
+# One statement: the newest fixes move the volunteers whose stored fix is older (or missing), and
+# exactly those moves become outbox rows, in the same transaction.
+_FLUSH = text(
+    """
+    WITH fix AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS uuid[]), CAST(:lats AS float8[]), CAST(:lons AS float8[]),
+            CAST(:ats AS timestamptz[]), CAST(:event_ids AS uuid[]), CAST(:payloads AS bytea[])
+        ) AS f(id, lat, lon, at, event_id, payload)
+    ), moved AS (
+        UPDATE dispatch.volunteers AS v
+        SET lat = fix.lat, lon = fix.lon, location_at = fix.at
+        FROM fix
+        WHERE v.id = fix.id AND (v.location_at IS NULL OR v.location_at < fix.at)
+        RETURNING v.id
+    )
+    INSERT INTO dispatch.outbox (event_id, event_type, topic, key, payload)
+    SELECT fix.event_id, :event_type, :topic, fix.id::text, fix.payload
+    FROM fix JOIN moved ON moved.id = fix.id
+    """
+)
+
+
+async def record_fixes(
+    session: AsyncSession,
+    *,
+    volunteer_ids: list[uuid.UUID],
+    fixes: list[tuple[float, float, datetime]],
+    event_ids: list[uuid.UUID],
+    payloads: list[bytes],
+    event_type: str,
+    topic: str,
+) -> None:
+    """Move each volunteer to their fix (lat, lon, time) unless they hold a newer one; each move also
+    queues its event (id and payload, by volunteer) in the outbox."""
+    await session.execute(
+        _FLUSH,
+        {
+            "ids": volunteer_ids,
+            "lats": [lat for lat, _, _ in fixes],
+            "lons": [lon for _, lon, _ in fixes],
+            "ats": [at for _, _, at in fixes],
+            "event_ids": event_ids,
+            "payloads": payloads,
+            "event_type": event_type,
+            "topic": topic,
+        },
+    )
+
+
+# --- wake-ups
+
+
+async def notify_volunteers(session: AsyncSession, volunteer_ids: set[uuid.UUID]) -> None:
+    """Wake these volunteers' long polls when the transaction commits: one statement for them all."""
+    if volunteer_ids:
+        await session.execute(
+            text("SELECT pg_notify(:channel, id) FROM unnest(CAST(:ids AS text[])) AS id"),
+            {"channel": VOLUNTEER_CHANNEL, "ids": sorted(str(v) for v in volunteer_ids)},
+        )

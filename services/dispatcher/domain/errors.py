@@ -1,0 +1,49 @@
+"""What can go wrong in dispatch, in its own words; the HTTP edge maps each class to an answer."""
+
+from __future__ import annotations
+
+from shared.errors import Conflict, DomainError, NotFound
+
+
+class LegNotFound(NotFound):
+    """No such leg, or not one the caller may see (another volunteer's or organisation's)."""
+
+
+class OfferNotFound(NotFound):
+    """No such offer for this volunteer, or one for a leg of another organisation."""
+
+
+class VolunteerNotFound(NotFound):
+    """No such volunteer in the operator's organisation."""
+
+
+class TokenNotFound(NotFound):
+    """The volunteer holds no live token with this id."""
+
+
+class OfferClosed(Conflict):
+    """The offer expired, was declined, accepted or withdrawn: it can no longer be taken."""
+
+
+class TransitionRefused(Conflict):
+    """The leg's status does not allow what was asked (see `domain.leg.TRANSITIONS`)."""
+
+
+class LegFlagged(Conflict):
+    """Too many wrong confirmation codes: the leg takes no report until an operator looks into it."""
+
+
+class VolunteerAtLimit(Conflict):
+    """The volunteer already carries as many legs as their limit allows."""
+
+
+class VolunteerDeactivated(Conflict):
+    """The volunteer was withdrawn by an operator: no new legs, no new tokens."""
+
+
+class LimitBelowLoad(Conflict):
+    """A volunteer's limit may not drop below the legs they carry now."""
+
+
+class TokenNoLongerValid(DomainError):
+    """The volunteer acting was deactivated after their token was checked: as if the token were gone."""

@@ -1,0 +1,235 @@
+"""The volunteer app's API, `/v1/me`: duty, whereabouts, offers and the legs in hand.
+
+The location stream, a WebSocket of its own, is in `location_stream`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from datetime import timedelta
+
+from aiohttp import web
+
+from services.dispatcher.adapters.wakeups import VolunteerWakeups
+from services.dispatcher.entrypoints.api import acting_volunteer, api
+from services.dispatcher.entrypoints.location_stream import LOCATIONS, take_fix
+from services.dispatcher.entrypoints.schemas import (
+    AssignmentsOut,
+    DeclineIn,
+    DeliveredIn,
+    DutyIn,
+    LegOut,
+    LegStatusOut,
+    LocationIn,
+    OfferDeclinedOut,
+    ProblemIn,
+    VolunteerOut,
+    WaitQuery,
+    respond,
+    volunteer_view,
+)
+from services.dispatcher.service_layer import deliveries, offers, views, volunteers
+from shared.http import ProblemError, parse_body, parse_query, path_uuid
+from shared.runtime import RUNTIME, token_revocation
+
+WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
+
+
+@api.route(
+    "PUT",
+    "/v1/me/duty",
+    summary="Go on or off duty",
+    body=DutyIn,
+    response=VolunteerOut,
+    roles=("volunteer",),
+)
+async def put_duty(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    body = await parse_body(request, DutyIn)
+    settings = request.app[RUNTIME].settings
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        row = await volunteers.set_duty(
+            session=session,
+            volunteer_id=volunteer_id,
+            on_duty=body.on_duty,
+            shift_cap=timedelta(seconds=settings.shift_max_on_duty_s),
+            rest=timedelta(seconds=settings.shift_rest_s),
+        )
+        view = volunteer_view(row)
+    return respond(VolunteerOut, view)
+
+
+@api.route(
+    "POST",
+    "/v1/me/location",
+    summary="Report where I am",
+    body=LocationIn,
+    status=202,
+    roles=("volunteer",),
+)
+async def post_location(request: web.Request) -> web.Response:
+    """Buffered, not written here: see services.dispatcher.service_layer.locations for the guarantees."""
+    volunteer_id = await acting_volunteer(request)
+    body = await parse_body(request, LocationIn)
+    take_fix(request.app[LOCATIONS], volunteer_id, body)
+    return web.Response(status=202)
+
+
+@api.route(
+    "GET",
+    "/v1/me/assignments",
+    summary="My offers and legs (long poll; 304 when nothing changed since If-None-Match)",
+    response=AssignmentsOut,
+    roles=("volunteer",),
+    empty={304: "Nothing changed since the If-None-Match ETag within `wait` seconds"},
+    query=WaitQuery,
+)
+async def get_assignments(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    wait = parse_query(request, WaitQuery).wait
+    runtime = request.app[RUNTIME]
+    known = request.headers.get("If-None-Match")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait, runtime.settings.long_poll_max_wait_s)
+    wakeups = request.app[WAKEUPS]
+    async with contextlib.AsyncExitStack() as stack:
+        revoked: asyncio.Task[None] | None = None
+        with wakeups.waiter(volunteer_id) as changed:
+            while True:
+                changed.clear()
+                async with runtime.sessionmaker() as session:
+                    body = await views.assignments(
+                        session=session, volunteer_id=volunteer_id, data_key=runtime.settings.data_key
+                    )
+                AssignmentsOut.model_validate(body)
+                text = json.dumps(body)
+                etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+                if etag != known:
+                    return web.Response(
+                        text=text,
+                        content_type="application/json",
+                        headers={"ETag": etag, "Cache-Control": "no-store"},
+                    )
+                remaining = deadline - loop.time()
+                if remaining <= 0 or wakeups.closing:
+                    return web.Response(status=304, headers={"ETag": etag})
+                if revoked is None:  # only a poll that waits outlives its token check
+                    revoked = await stack.enter_async_context(token_revocation(request))
+                woken = asyncio.ensure_future(changed.wait())
+                try:
+                    await asyncio.wait(
+                        (woken, revoked), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()
+                if revoked.done():
+                    raise ProblemError(401, "Unauthorized", "The token was revoked.")
+                if wakeups.closing:
+                    # Stopping: answer "nothing new" now; the app polls again against another replica.
+                    return web.Response(status=304, headers={"ETag": etag})
+
+
+@api.route(
+    "POST",
+    "/v1/me/offers/{offer_id}/accept",
+    summary="Accept an offer (409 once it expired or was withdrawn)",
+    response=LegOut,
+    roles=("volunteer",),
+    errors=(409,),
+)
+async def post_accept(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    offer_id = path_uuid(request, "offer_id", "offer")
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        leg = await offers.accept_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
+        view = views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+    return respond(LegOut, view)
+
+
+@api.route(
+    "POST",
+    "/v1/me/offers/{offer_id}/decline",
+    summary="Decline an offer",
+    body=DeclineIn,
+    response=OfferDeclinedOut,
+    roles=("volunteer",),
+    errors=(409,),
+)
+async def post_decline(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    offer_id = path_uuid(request, "offer_id", "offer")
+    body = await parse_body(request, DeclineIn) if request.body_exists else DeclineIn()
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await offers.decline_offer(session, offer_id=offer_id, volunteer_id=volunteer_id, reason=body.reason)
+    return respond(OfferDeclinedOut, {"id": str(offer_id), "status": "declined"})
+
+
+@api.route(
+    "POST",
+    "/v1/me/legs/{leg_id}/picked-up",
+    summary="I have picked it up",
+    response=LegOut,
+    roles=("volunteer",),
+    errors=(409,),
+)
+async def post_picked_up(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    leg_id = path_uuid(request, "leg_id", "leg")
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        leg = await deliveries.report_picked_up(session, leg_id=leg_id, volunteer_id=volunteer_id)
+        view = views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+    return respond(LegOut, view)
+
+
+@api.route(
+    "POST",
+    "/v1/me/legs/{leg_id}/delivered",
+    summary="I have delivered it",
+    body=DeliveredIn,
+    response=LegOut,
+    status=202,
+    roles=("volunteer",),
+    errors=(409,),
+)
+async def post_delivered(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    leg_id = path_uuid(request, "leg_id", "leg")
+    body = await parse_body(request, DeliveredIn)
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session, session.begin():
+        leg = await deliveries.report_delivered(
+            session,
+            leg_id=leg_id,
+            volunteer_id=volunteer_id,
+            code_key=runtime.settings.code_key,
+            confirmation_code=body.confirmation_code,
+            photo_sha256=body.photo_sha256,
+            note=body.note,
+        )
+        view = views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+    return respond(LegOut, view, status=202)
+
+
+@api.route(
+    "POST",
+    "/v1/me/legs/{leg_id}/problem",
+    summary="I cannot do this leg: hand it back",
+    body=ProblemIn,
+    response=LegStatusOut,
+    roles=("volunteer",),
+    errors=(409,),
+)
+async def post_problem(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    leg_id = path_uuid(request, "leg_id", "leg")
+    body = await parse_body(request, ProblemIn) if request.body_exists else ProblemIn()
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        leg = await deliveries.report_problem(
+            session, leg_id=leg_id, volunteer_id=volunteer_id, reason=body.reason
+        )
+    return respond(LegStatusOut, {"id": str(leg.id), "status": str(leg.status)})

@@ -1,0 +1,299 @@
+"""The dispatcher's request and response bodies: what `/openapi.json` publishes, and what is checked.
+
+Every `*In` validates a request before a handler sees it; every `*Out` validates an answer before it
+is sent (`respond`), so what the OpenAPI document promises is what clients get.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+
+from services.dispatcher.adapters.tables import VolunteerRow
+from services.dispatcher.domain.leg import LegStatus
+from shared.fields import Boolean, Number, Phone, describe_storable_text, whole_float_as_int
+from shared.http import ProblemError, StorableModel, json_response
+from shared.times import ClientTime, within
+
+# --- requests
+
+Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
+MaxActiveLegs = Annotated[int, Strict(), Field(ge=1, le=20), BeforeValidator(whole_float_as_int)]
+
+
+class _Strict(StorableModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+
+class Home(_Strict):
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
+
+
+class VolunteerIn(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    phone: Phone | None = None
+    languages: list[str] = Field(default_factory=lambda: ["zh"], max_length=10)
+    skills: list[str] = Field(default_factory=list, max_length=20)
+    vehicle: Vehicle = "foot"
+    capacity_kg: Number = Field(default=10.0, ge=0, le=5_000)
+    insured: Boolean = False
+    max_active_legs: MaxActiveLegs = 3
+    home: Home | None = None
+
+
+class VolunteerPatch(_Strict):
+    """Fields an operator may change; those left out stay as they are."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    phone: Phone | None = None
+    languages: list[str] | None = Field(default=None, max_length=10)
+    skills: list[str] | None = Field(default=None, max_length=20)
+    vehicle: Vehicle | None = None
+    capacity_kg: Number | None = Field(default=None, ge=0, le=5_000)
+    insured: Boolean | None = None
+    max_active_legs: MaxActiveLegs | None = None
+    home: Home | None = None
+
+
+# Where a page ended: the last volunteer's registration time (microseconds since 1970, until the
+# year 4253) and id, in hexadecimal. Any string of this form is a position to list from.
+VOLUNTEER_CURSOR_PATTERN = "^[0-9a-f]{46}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class VolunteerListQuery(_Strict):
+    status: Literal["on_duty", "off_duty"] | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    # Documented as the cursors now handed out; `decode_cursor` still takes the earlier form.
+    cursor: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"pattern": VOLUNTEER_CURSOR_PATTERN}
+    )
+
+
+class DutyIn(_Strict):
+    on_duty: Boolean
+
+
+class LocationIn(_Strict):
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000)
+    # A fix a day old says nothing about where anyone is; a phone's clock may run a few minutes ahead.
+    at: Annotated[ClientTime, within(past=timedelta(days=1), future=timedelta(minutes=5))] | None = None
+
+
+class WaitQuery(BaseModel):
+    wait: float = Field(default=0, ge=0, le=60)
+
+
+class DeclineIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class ProblemIn(StorableModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class AssignIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    volunteer_id: uuid.UUID
+
+
+def _describe_delivery(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    describe_storable_text(schema, model)
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("confirmation_code", "photo_sha256")
+    ]
+
+
+class DeliveredIn(StorableModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_describe_delivery)
+    confirmation_code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
+    photo_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    note: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _code_or_photo(self) -> DeliveredIn:
+        if self.confirmation_code is None and self.photo_sha256 is None:
+            raise ValueError("send confirmation_code, or photo_sha256 for a no-contact drop-off")
+        return self
+
+
+# --- responses: they document the answers in /openapi.json (schemathesis checks answers against them)
+
+
+class PointOut(BaseModel):
+    lat: float
+    lon: float
+
+
+class FixOut(BaseModel):
+    lat: float | None
+    lon: float | None
+    at: datetime
+
+
+class VolunteerOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    phone: str | None
+    languages: list[str]
+    skills: list[str]
+    vehicle: Vehicle
+    capacity_kg: float
+    insured: bool
+    max_active_legs: int
+    home: PointOut | None
+    on_duty: bool
+    status: Literal["on_duty", "off_duty"]
+    active_legs: int
+    location: FixOut | None
+    deactivated_at: datetime | None = Field(
+        default=None, description="When an operator deactivated the volunteer; null while active."
+    )
+
+
+class VolunteerCreatedOut(VolunteerOut):
+    token: str = Field(description="The volunteer app's token, shown this once.")
+    token_id: uuid.UUID = Field(description="The token's id, to revoke it by.")
+
+
+class VolunteerTokenOut(BaseModel):
+    id: uuid.UUID = Field(description="The token's id, to revoke it by.")
+    token: str = Field(description="The volunteer app's new token, shown this once.")
+
+
+class VolunteerPageOut(BaseModel):
+    items: list[VolunteerOut]
+    next_cursor: str | None
+
+
+# Every `LegStatus`, spelled out so the published schema lists the values inline.
+LegStatusName = Literal[
+    LegStatus.PENDING,
+    LegStatus.OFFERED,
+    LegStatus.ASSIGNED,
+    LegStatus.PICKED_UP,
+    LegStatus.DELIVERED,
+    LegStatus.CONFIRMED,
+    LegStatus.FAILED,
+    LegStatus.CANCELLED,
+]
+
+
+class LegOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    status: LegStatusName
+    kind: str | None
+    priority: str
+    deliver_by: str | None
+    pickup: dict[str, Any]
+    dropoff: dict[str, Any] = Field(description="The recipient's name and phone only once the leg is yours.")
+    items: list[dict[str, Any]]
+    flagged: bool = Field(
+        default=False,
+        description="Too many wrong codes: the leg takes no delivery report until an operator resolves it.",
+    )
+
+
+class OfferOut(BaseModel):
+    id: uuid.UUID
+    expires_at: datetime
+    distance_m: float
+    leg: LegOut
+
+
+class AssignmentsOut(BaseModel):
+    offers: list[OfferOut]
+    legs: list[LegOut]
+
+
+class AssignedOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    status: LegStatusName
+    volunteer_id: uuid.UUID
+
+
+class OfferDeclinedOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["declined"]
+
+
+class LegStatusOut(BaseModel):
+    id: uuid.UUID
+    status: LegStatusName
+
+
+def respond(
+    model: type[BaseModel], body: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """`body` as JSON, once `model` (the answer `/openapi.json` documents) has validated it.
+
+    An answer that breaks its model is our bug: it fails as a 500 rather than reach a client.
+    """
+    model.model_validate(body)
+    return json_response(body, status=status, headers=headers)
+
+
+def volunteer_view(row: VolunteerRow) -> dict[str, Any]:
+    """A volunteer as `VolunteerOut` says it."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "phone": row.phone,
+        "languages": row.languages,
+        "skills": row.skills,
+        "vehicle": row.vehicle,
+        "capacity_kg": row.capacity_kg,
+        "insured": row.insured,
+        "max_active_legs": row.max_active_legs,
+        "home": {"lat": row.home_lat, "lon": row.home_lon} if row.home_lat is not None else None,
+        "on_duty": row.on_duty,
+        "status": "on_duty" if row.on_duty else "off_duty",
+        "active_legs": row.active_legs,
+        "location": {"lat": row.lat, "lon": row.lon, "at": row.location_at.isoformat()}
+        if row.location_at is not None
+        else None,
+        "deactivated_at": row.deactivated_at.isoformat() if row.deactivated_at is not None else None,
+    }
+
+
+def encode_cursor(row: VolunteerRow) -> str:
+    """Where a page ended, as `VOLUNTEER_CURSOR_PATTERN`: after this volunteer."""
+    micros = (row.created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:014x}{row.id.hex}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The registration time and id a cursor lists after; a 400 problem for any other string."""
+    if re.fullmatch(VOLUNTEER_CURSOR_PATTERN, cursor):
+        return _EPOCH + timedelta(microseconds=int(cursor[:14], 16)), uuid.UUID(cursor[14:])
+    # The earlier form, base64 of `[time, id]` in JSON: a client may still be paging with one.
+    try:
+        created_at, volunteer_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        position = datetime.fromisoformat(created_at)
+        if position.tzinfo is None:
+            raise ValueError("cursors carry an aware time")
+        # In UTC, as the database compares it: a time that leaves datetime's range there is no cursor.
+        return position.astimezone(UTC), uuid.UUID(volunteer_id)
+    except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
+        raise ProblemError(
+            400,
+            "Bad request",
+            "The cursor is not one this API handed out.",
+            errors=[{"field": "cursor", "message": "not a cursor this API returned"}],
+        ) from exc

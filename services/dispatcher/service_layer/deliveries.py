@@ -1,0 +1,98 @@
+"""A leg in the volunteer's hands: picked up, delivered, or handed back with a problem."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatcher.adapters import repository
+from services.dispatcher.adapters.tables import LegRow
+from services.dispatcher.domain import leg as lifecycle
+from services.dispatcher.domain.errors import LegNotFound
+from services.dispatcher.domain.leg import LegStatus
+from services.dispatcher.service_layer.changes import Changes
+from shared import crypto
+from shared.events import LegDelivered, LegPickedUp, LegProblemReported
+
+
+async def own_leg(session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID) -> LegRow:
+    """The volunteer's leg, locked; LegNotFound for any leg they do not hold."""
+    leg = await repository.lock_volunteers_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    if leg is None:
+        raise LegNotFound("No such leg.")
+    return leg
+
+
+async def report_picked_up(session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID) -> LegRow:
+    leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    if not lifecycle.can_pick_up(leg.status):
+        return leg
+    await repository.move_legs(session, [leg.id], LegStatus.PICKED_UP)
+    leg.status = LegStatus.PICKED_UP
+    changes = Changes()
+    changes.add(
+        LegPickedUp(task_id=leg.task_id, leg_id=leg.id, volunteer_id=volunteer_id),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+    return leg
+
+
+async def report_delivered(
+    session: AsyncSession,
+    *,
+    leg_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    code_key: bytes,
+    confirmation_code: str | None,
+    photo_sha256: str | None,
+    note: str | None,
+) -> LegRow:
+    """The volunteer handed the goods over; the code travels on only as its keyed hash.
+
+    A leg already reported delivered may be reported again (the recipient read out the wrong code).
+    """
+    leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    if lifecycle.can_deliver(leg.status, flagged_at=leg.flagged_at):
+        await repository.move_legs(session, [leg.id], LegStatus.DELIVERED)
+        await repository.change_load(session, volunteer_id, active=-1, done=+1)
+        leg.status = LegStatus.DELIVERED
+    changes = Changes()
+    changes.add(
+        LegDelivered(
+            task_id=leg.task_id,
+            leg_id=leg.id,
+            volunteer_id=volunteer_id,
+            code_hash=crypto.code_hash(code_key, leg.id, confirmation_code) if confirmation_code else None,
+            photo_sha256=photo_sha256,
+            note=note,
+        ),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+    return leg
+
+
+async def report_problem(
+    session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID, reason: str | None
+) -> LegRow:
+    """The volunteer cannot carry on: the leg goes back to pending, and is not offered to them again."""
+    leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    status = lifecycle.hand_back(leg.status)
+    now = datetime.now(UTC)
+    await repository.hand_leg(session, leg.id, to=status, holder=None, now=now)
+    await repository.change_load(session, volunteer_id, active=-1)
+    await repository.remember_rejection(session, leg_id=leg.id, volunteer_id=volunteer_id)
+    leg.status, leg.volunteer_id = status, None
+    changes = Changes()
+    changes.add(
+        LegProblemReported(task_id=leg.task_id, leg_id=leg.id, volunteer_id=volunteer_id, reason=reason),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    await changes.flush(session)
+    return leg

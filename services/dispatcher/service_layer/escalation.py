@@ -1,0 +1,40 @@
+"""Escalation: a task with a leg nobody took in time is raised to the operators, once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatcher.adapters import repository
+from services.dispatcher.domain import eligibility
+from services.dispatcher.service_layer.changes import Changes
+from shared.events import TaskEscalated
+
+
+async def escalate_waiting_legs(
+    session: AsyncSession, *, now: datetime, wait_limit_s: float, deadline_margin_s: float, limit: int = 1000
+) -> Changes:
+    """Tasks with a leg nobody took in time raise `task.escalated`, once; the legs stay dispatchable."""
+    changes = Changes()
+    due: dict[uuid.UUID, tuple[str, list[uuid.UUID]]] = {}
+    for leg_id, task_id, submitted_at, deliver_by in await repository.unescalated_waiting_legs(
+        session, now=now, limit=limit
+    ):
+        reason = eligibility.escalation_reason(
+            waiting_s=(now - submitted_at).total_seconds(),
+            deliver_by=deliver_by,
+            now=now,
+            wait_limit_s=wait_limit_s,
+            deadline_margin_s=deadline_margin_s,
+        )
+        if reason is not None:
+            due.setdefault(task_id, (reason, []))[1].append(leg_id)
+    for task_id, (reason, leg_ids) in due.items():
+        # The primary key decides which replica raises it: the other records nothing and stays quiet.
+        if await repository.record_escalation(session, task_id=task_id, reason=reason, at=now):
+            changes.add(
+                TaskEscalated(task_id=task_id, leg_ids=sorted(leg_ids), reason=reason), task_id=task_id
+            )
+    return changes

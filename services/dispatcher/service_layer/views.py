@@ -1,0 +1,58 @@
+"""What the volunteer's app reads: its offers and legs, as plain JSON-ready data (the read side).
+
+The HTTP edge checks each against its `*Out` model (entrypoints/schemas.py) before sending it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatcher.adapters import repository
+from services.dispatcher.adapters.tables import LegRow
+from shared import crypto
+
+
+def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
+    """A leg as the volunteer's app shows it; the recipient's name and phone only once it is theirs."""
+    details = leg.details
+    dropoff = {k: v for k, v in details["dropoff"].items() if k != "recipient_sealed"}
+    if assigned and details["dropoff"].get("recipient_sealed"):
+        recipient = crypto.unseal(data_key, details["dropoff"]["recipient_sealed"])
+        dropoff["recipient_name"] = recipient.get("name")
+        dropoff["recipient_phone"] = recipient.get("phone")
+    return {
+        "id": str(leg.id),
+        "task_id": str(leg.task_id),
+        "status": str(leg.status),
+        "kind": details.get("kind"),
+        "priority": leg.priority,
+        "deliver_by": details.get("deliver_by"),
+        "pickup": details["pickup"],
+        "dropoff": dropoff,
+        "items": details["items"],
+        "flagged": leg.flagged_at is not None,
+    }
+
+
+async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_key: bytes) -> dict[str, Any]:
+    """What a volunteer's app shows: open offers, and legs in hand until confirmed.
+
+    Only legs of the volunteer's own organisation, whatever offer or assignment points elsewhere.
+    """
+    offers = await repository.open_offers(session, volunteer_id=volunteer_id)
+    legs = await repository.legs_in_hand(session, volunteer_id=volunteer_id)
+    return {
+        "offers": [
+            {
+                "id": str(offer.id),
+                "expires_at": offer.expires_at.isoformat(),
+                "distance_m": round(offer.distance_m, 1),
+                "leg": leg_view(leg, assigned=False, data_key=data_key),
+            }
+            for offer, leg in offers
+        ],
+        "legs": [leg_view(leg, assigned=True, data_key=data_key) for leg in legs],
+    }
