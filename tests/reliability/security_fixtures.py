@@ -6,11 +6,8 @@ tests the same paths real callers take.
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,25 +15,11 @@ import aiohttp
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from tests.client import bearer, until
 from tests.conftest import Stack
 
 # A web address nothing listens on: deliveries to it fail and stay retryable.
 DEAD_HOOK_URL = "http://127.0.0.1:9/hook"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], *, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 @dataclass
@@ -158,7 +141,7 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
                 offers = (await _json(r, 200))["offers"]
             return offers[0] if offers else None
 
-        live_offer = await until(offer)
+        live_offer = await until(offer, what="an offer to the volunteer", timeout_s=30)
         assert live_offer["leg"]["id"] == task_a["legs"][0]["id"]
 
         async def assigned_by_hand() -> bool:
@@ -172,16 +155,16 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
                 await _json(r, 200)
                 return True
 
-        await until(assigned_by_hand)
+        await until(assigned_by_hand, what="the far leg assigned by hand", timeout_s=30)
 
-        async def delivery() -> str | None:
+        async def delivery() -> dict[str, Any] | None:
             async with http.get(
                 f"{notifier}/v1/webhooks/{webhooks[0]['id']}/deliveries", headers=operator_a
             ) as r:
                 items = (await _json(r, 200))["items"]
-            return str(items[0]["id"]) if items else None
+            return items[0] if items else None  # a dict, not its id: `until` reads a string as progress
 
-        delivery_id = await until(delivery)
+        delivery_id = str((await until(delivery, what="a webhook delivery", timeout_s=30))["id"])
         async with http.post(f"{intake}/v1/tokens", json={"role": "ops"}, headers=admin_headers) as r:
             throwaway = await _json(r, 201)
 

@@ -33,6 +33,7 @@ from errands import admin
 from errands.launcher import ServiceProcesses, service_env
 from shared.auth import hash_token
 from shared.http import MAX_BODY_BYTES, PROBLEM_JSON
+from tests.client import bearer
 from tests.conftest import Stack
 
 SERVICES = ("intake", "dispatcher", "notifier")
@@ -51,7 +52,7 @@ class World:
     statuses: list[tuple[str, str, int]] = field(default_factory=list)
 
     def headers(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}"}
+        return bearer(self.tokens[role])
 
 
 async def call(

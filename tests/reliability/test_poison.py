@@ -9,12 +9,9 @@ headers naming the topic, that partition, an earlier offset and the group.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +30,7 @@ from shared.events import (
     VOLUNTEERS_TOPIC,
     CloudEvent,
 )
+from tests.client import bearer, until
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.e2e
@@ -84,21 +82,6 @@ def _unknown(topic: str, key: str) -> CloudEvent:
         subject=key,
         data={"volunteer_id": key, "lat": "north", "lon": 0},
     )
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], *, timeout_s: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.3)
 
 
 @dataclass
@@ -202,7 +185,7 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
                 offers = (await response.json())["offers"]
             return offers[0] if offers else None
 
-        live = await until(offer)
+        live = await until(offer, what="an offer to the volunteer", timeout_s=45, every_s=0.3)
         leg_id = live["leg"]["id"]
         async with http.post(f"{dispatcher}/v1/me/offers/{live['id']}/accept", headers=me) as response:
             assert response.status == 200, await response.text()  # leg.assigned
@@ -220,7 +203,7 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
             async with http.get(f"{intake}/v1/tasks/{task['id']}", headers=operator) as response:
                 return bool((await response.json())["status"] == "completed")
 
-        await until(completed)
+        await until(completed, what="the task completed", timeout_s=45, every_s=0.3)
 
     good_types = {
         TASKS_TOPIC: "task.cancelled",
@@ -259,7 +242,12 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
 
             for group, schema in groups:
                 # Applied after the poison on one partition: the poison was dead-lettered first.
-                assert await until(functools.partial(applied, group, schema)), f"{group} applied {topic}"
+                assert await until(
+                    functools.partial(applied, group, schema),
+                    what=f"{group} applied {topic}",
+                    timeout_s=45,
+                    every_s=0.3,
+                ), f"{group} applied {topic}"
             letters = await read_all(stack.kafka_bootstrap, [DEADLETTER_TOPIC], {keys[topic].encode()})
             for group, _ in groups:
                 for origin in poisoned:
