@@ -28,6 +28,7 @@ from errands.launcher import ServiceProcesses
 from tests.client import bearer
 from tests.conftest import Stack
 from tests.openapi_contract import operations, run_operation
+from tests.reliability.public_api import new_volunteer
 
 SERVICES = ("intake", "dispatcher", "notifier")
 ROLES = ("operator", "volunteer", "ops", "admin", "none")
@@ -69,19 +70,18 @@ async def world(system: ServiceProcesses, stack: Stack) -> AsyncIterator[World]:
     urls = {name: system.url(name) for name in SERVICES}
     operator = bearer(tokens["operator_token"])
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        async with http.post(
-            f"{urls['dispatcher']}/v1/volunteers",
-            json={
+        volunteer = await new_volunteer(
+            http,
+            urls["dispatcher"],
+            operator=operator,
+            body={
                 "name": f"schemathesis {uuid.uuid4().hex[:6]}",
                 "vehicle": "foot",
                 "capacity_kg": 0,
                 "max_active_legs": 1,
                 "home": {"lat": -77.85, "lon": 166.67},  # McMurdo: nobody else's tasks are near
             },
-            headers=operator,
-        ) as response:
-            assert response.status == 201, await response.text()
-            volunteer = await response.json()
+        )
         yield World(
             urls=urls,
             tokens={
