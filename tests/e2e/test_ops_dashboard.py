@@ -14,6 +14,7 @@ import pytest
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from tests.client import bearer
 from tests.conftest import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,10 +28,6 @@ pytestmark = [
         reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium chromium-driver)",
     ),
 ]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from tests.client import bearer
 from tests.conftest import Stack
-from tests.e2e.test_walking_pipeline import bearer
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,9 @@ import pytest
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from tests.client import bearer
 from tests.conftest import Stack
-from tests.e2e.test_walking_pipeline import bearer, events_of_task
+from tests.e2e.test_walking_pipeline import events_of_task
 
 pytestmark = pytest.mark.e2e
 

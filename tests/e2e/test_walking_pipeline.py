@@ -14,24 +14,10 @@ from aiokafka import AIOKafkaConsumer
 from errands import admin
 from errands.launcher import ServiceProcesses
 from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, TASKS_TOPIC, CloudEvent
+from tests.client import bearer, until
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.e2e
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def until(predicate: Any, *, timeout_s: float = 30.0, every_s: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(every_s)
 
 
 async def events_of_task(
@@ -165,7 +151,7 @@ async def test_task_travels_from_operator_to_confirmation(stack: Stack, system: 
                 body: dict[str, Any] = await response.json()
             return body if body["status"] == "completed" else None
 
-        final = await until(completed)
+        final = await until(completed, what="the task completed", timeout_s=30)
         assert final["legs"][0]["status"] == "confirmed"
         assert final["legs"][0]["volunteer"]["id"]
         assert {"submitted", "dispatching", "in_progress", "completed"} <= final["transitions"].keys()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from tests.client import until
 from tests.reliability.load import Operators, Tally, Volunteers
-from tests.reliability.rig import Rig, until
+from tests.reliability.rig import Rig
 
 TAKEN = ("assigned", "picked_up", "delivered", "confirmed")
 
@@ -37,7 +38,7 @@ async def wait_until_every_leg_offered(
         got = await legs_reached_an_offer(rig, wanted)
         return got == len(wanted) or f"{got}/{len(wanted)} legs offered"
 
-    await until("every acknowledged leg reached an offer", reached, timeout_s=timeout_s)
+    await until(reached, what="every acknowledged leg reached an offer", timeout_s=timeout_s, every_s=1.0)
 
 
 async def outboxes_empty(rig: Rig) -> bool | str:

@@ -19,13 +19,11 @@ from typing import Any
 
 import aiohttp
 
+from tests.client import bearer
+
 # What a client does when the service is away: none of these is an answer about the request itself.
 RETRYABLE = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass(frozen=True)

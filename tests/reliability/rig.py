@@ -29,6 +29,7 @@ from errands import admin
 from errands.launcher import ServiceProcesses, prepare, service_env
 from errands.stack import EmbeddedStack
 from shared.events import CloudEvent
+from tests.client import until
 from tests.conftest import Stack
 
 SERVICES = ("intake", "dispatcher", "notifier")
@@ -121,7 +122,7 @@ class Rig:
         async def assigned() -> bool:
             return self.assignments(service, group) > more_than
 
-        await until(f"{group} assigned partitions", assigned, timeout_s=timeout_s, every_s=0.5)
+        await until(assigned, what=f"{group} assigned partitions", timeout_s=timeout_s, every_s=0.5)
 
     def assignments(self, service: str, group: str) -> int:
         return sum(
@@ -201,25 +202,6 @@ class Rig:
             return found
         finally:
             await consumer.stop()
-
-
-async def until(what: str, predicate: Any, *, timeout_s: float, every_s: float = 1.0) -> Any:
-    """Wait until `predicate()` is truthy and not a string (a string describes progress so far).
-
-    The timeout bounds a broken run, not a speed target: it counts from the last progress a string
-    reported, so a run on a busy machine that keeps moving is waited for, and one that stops fails.
-    """
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        current = await predicate()
-        if current and not isinstance(current, str):
-            return current
-        if isinstance(current, str) and current != last:
-            deadline = time.monotonic() + timeout_s
-        last = current
-        await asyncio.sleep(every_s)
-    raise AssertionError(f"{what}: no progress for {timeout_s}s (last: {last!r})")
 
 
 def per_subject(

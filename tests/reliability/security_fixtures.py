@@ -6,11 +6,7 @@ tests the same paths real callers take.
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,25 +14,17 @@ import aiohttp
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from tests.client import bearer, until
 from tests.conftest import Stack
-
-# A web address nothing listens on: deliveries to it fail and stay retryable.
-DEAD_HOOK_URL = "http://127.0.0.1:9/hook"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], *, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
+from tests.reliability.public_api import (
+    DEAD_HOOK_URL,
+    expect,
+    first_offer,
+    go_on_duty,
+    new_organisation,
+    new_volunteer,
+    submit_task,
+)
 
 
 @dataclass
@@ -67,13 +55,6 @@ class World:
     volunteer_to_deactivate: str
 
 
-async def _json(response: aiohttp.ClientResponse, status: int) -> Any:
-    assert response.status == status, (
-        f"{response.method} {response.url}: {response.status} {await response.text()}"
-    )
-    return await response.json()
-
-
 def _task_body(lat: float, lon: float) -> dict[str, Any]:
     return {
         "kind": "errand",
@@ -99,13 +80,10 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
     # A spot of our own, far from every other test's volunteers, so only our volunteer gets the offer.
     lat, lon = 31.0 + random.uniform(0, 0.8), 122.5 + random.uniform(0, 0.8)
     async with aiohttp.ClientSession() as http:
-        organisations = []
-        for name in ("Matrix A", "Matrix B"):
-            async with http.post(
-                f"{intake}/v1/organisations", json={"name": name}, headers=admin_headers
-            ) as r:
-                organisations.append(await _json(r, 201))
-        org_a, org_b = organisations
+        org_a, org_b = [
+            await new_organisation(http, intake, admin_token=demo["admin_token"], name=name)
+            for name in ("Matrix A", "Matrix B")
+        ]
         operator_a = bearer(org_a["operator_token"])
 
         async def volunteer(home_lat: float, home_lon: float) -> dict[str, Any]:
@@ -119,46 +97,30 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
                 "max_active_legs": 3,
                 "home": {"lat": home_lat, "lon": home_lon},
             }
-            async with http.post(f"{dispatcher}/v1/volunteers", json=body, headers=operator_a) as r:
-                created: dict[str, Any] = await _json(r, 201)
-            return created
+            return await new_volunteer(http, dispatcher, operator=operator_a, body=body)
 
         matrix_volunteer = await volunteer(lat - 5, lon - 5)
         to_rekey, with_token, to_deactivate = [await volunteer(lat - 5, lon - 5) for _ in range(3)]
         offerer = await volunteer(lat, lon)
         me = bearer(offerer["token"])
-        async with http.put(f"{dispatcher}/v1/me/duty", json={"on_duty": True}, headers=me) as r:
-            await _json(r, 200)
-        async with http.post(
-            f"{dispatcher}/v1/me/location", json={"lat": lat, "lon": lon, "accuracy_m": 5}, headers=me
-        ) as r:
-            assert r.status == 202
+        await go_on_duty(http, dispatcher, me=me, at=(lat, lon))
 
         webhooks = []
         for url in (DEAD_HOOK_URL, DEAD_HOOK_URL + "/gone"):
             async with http.post(
                 f"{notifier}/v1/webhooks", json={"url": url, "events": ["*"]}, headers=operator_a
             ) as r:
-                webhooks.append(await _json(r, 201))
+                webhooks.append(await expect(r, 201))
 
         async def submit(body: dict[str, Any]) -> dict[str, Any]:
-            async with http.post(
-                f"{intake}/v1/tasks", json=body, headers={**operator_a, "Idempotency-Key": str(uuid.uuid4())}
-            ) as r:
-                task: dict[str, Any] = await _json(r, 201)
-            return task
+            return await submit_task(http, intake, operator=operator_a, body=body)
 
         task_a = await submit(_task_body(lat, lon))
         # Far from any volunteer: stays pending, so an operator's manual assignment is possible.
         far = await submit(_task_body(-40.0 + random.uniform(0, 5), 170.0 + random.uniform(0, 5)))
         to_cancel = await submit(_task_body(-45.0, 175.0))
 
-        async def offer() -> dict[str, Any] | None:
-            async with http.get(f"{dispatcher}/v1/me/assignments", headers=me) as r:
-                offers = (await _json(r, 200))["offers"]
-            return offers[0] if offers else None
-
-        live_offer = await until(offer)
+        live_offer = await first_offer(http, dispatcher, me=me, timeout_s=30)
         assert live_offer["leg"]["id"] == task_a["legs"][0]["id"]
 
         async def assigned_by_hand() -> bool:
@@ -169,21 +131,21 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
             ) as r:
                 if r.status == 404:  # the dispatcher has not taken the task in yet
                     return False
-                await _json(r, 200)
+                await expect(r, 200)
                 return True
 
-        await until(assigned_by_hand)
+        await until(assigned_by_hand, what="the far leg assigned by hand", timeout_s=30)
 
-        async def delivery() -> str | None:
+        async def delivery() -> dict[str, Any] | None:
             async with http.get(
                 f"{notifier}/v1/webhooks/{webhooks[0]['id']}/deliveries", headers=operator_a
             ) as r:
-                items = (await _json(r, 200))["items"]
-            return str(items[0]["id"]) if items else None
+                items = (await expect(r, 200))["items"]
+            return items[0] if items else None  # a dict, not its id: `until` reads a string as progress
 
-        delivery_id = await until(delivery)
+        delivery_id = str((await until(delivery, what="a webhook delivery", timeout_s=30))["id"])
         async with http.post(f"{intake}/v1/tokens", json={"role": "ops"}, headers=admin_headers) as r:
-            throwaway = await _json(r, 201)
+            throwaway = await expect(r, 201)
 
     return World(
         intake=intake,

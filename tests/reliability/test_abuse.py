@@ -33,10 +33,11 @@ from errands import admin
 from errands.launcher import ServiceProcesses, service_env
 from shared.auth import hash_token
 from shared.http import MAX_BODY_BYTES, PROBLEM_JSON
+from tests.client import bearer
 from tests.conftest import Stack
+from tests.reliability.public_api import DEAD_HOOK_URL
 
 SERVICES = ("intake", "dispatcher", "notifier")
-DEAD_HOOK_URL = "http://127.0.0.1:9/hook"  # nothing listens: deliveries fail and stay retryable
 FLOOD_PER_S = 5
 FLOOD_BURST = 10
 
@@ -51,7 +52,7 @@ class World:
     statuses: list[tuple[str, str, int]] = field(default_factory=list)
 
     def headers(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}"}
+        return bearer(self.tokens[role])
 
 
 async def call(

@@ -20,12 +20,13 @@ from collections import Counter
 import asyncpg
 import pytest
 
+from tests.client import until
 from tests.reliability.invariants import (
     assert_each_task_dispatched_once,
     assert_every_acknowledged_task_exists_once,
 )
 from tests.reliability.load import Operators
-from tests.reliability.rig import Rig, http_session, per_subject, until
+from tests.reliability.rig import Rig, http_session, per_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +66,12 @@ async def _published(rig: Rig, operators: Operators) -> dict[str, Counter[str]]:
 
 async def _assert_effects_once(rig: Rig, operators: Operators, published: dict[str, Counter[str]]) -> None:
     await assert_every_acknowledged_task_exists_once(rig, operators)
-    await until("every leg reached the dispatcher", lambda: _dispatched_legs(rig, operators), timeout_s=180)
+    await until(
+        lambda: _dispatched_legs(rig, operators),
+        what="every leg reached the dispatcher",
+        timeout_s=180,
+        every_s=1.0,
+    )
     await assert_each_task_dispatched_once(rig, operators)
     event_ids = [uuid.UUID(next(iter(ids))) for ids in published.values()]
     # Each consumer group applied each event once: one inbox row, one set of rows in its tables.
@@ -81,7 +87,7 @@ async def _assert_effects_once(rig: Rig, operators: Operators, published: dict[s
             assert all(row["n"] == 1 for row in rows)
             return len(rows) == len(event_ids) or f"{consumer}: {len(rows)}/{len(event_ids)} applied"
 
-        await until(f"{consumer} applied every task.submitted", applied, timeout_s=180)
+        await until(applied, what=f"{consumer} applied every task.submitted", timeout_s=180, every_s=1.0)
     notified = await rig.value(
         "SELECT count(*) FROM notify.legs WHERE task_id = ANY($1::uuid[])",
         [uuid.UUID(t) for t in operators.task_ids],
@@ -102,7 +108,7 @@ async def test_intake_killed_after_commit_before_publish_publishes_every_task_on
     finally:
         await holder.execute("SELECT pg_advisory_unlock_all()")
         await holder.close()
-    await until("intake's outbox drained", lambda: _drained(rig, operators), timeout_s=120)
+    await until(lambda: _drained(rig, operators), what="intake's outbox drained", timeout_s=120, every_s=1.0)
     published = await _published(rig, operators)
     unpublished = [task for task, ids in published.items() if not ids]
     assert not unpublished, f"{len(unpublished)} acknowledged tasks never published"
@@ -135,7 +141,7 @@ async def test_intake_killed_after_publish_before_delete_republishes_and_effects
             return waiting > 0
 
         await until(
-            "the relay published and waits to delete", relay_waits_to_delete, timeout_s=60, every_s=0.2
+            relay_waits_to_delete, what="the relay published and waits to delete", timeout_s=60, every_s=0.2
         )
 
         async def all_on_the_topic() -> bool | str:
@@ -143,7 +149,7 @@ async def test_intake_killed_after_publish_before_delete_republishes_and_effects
             missing = sum(1 for ids in published.values() if not ids)
             return missing == 0 or f"{missing} not yet on the topic"
 
-        await until("the batch is on the topic", all_on_the_topic, timeout_s=60)
+        await until(all_on_the_topic, what="the batch is on the topic", timeout_s=60, every_s=1.0)
         rig.kill("intake")
         await blocking.rollback()
     finally:
@@ -154,11 +160,11 @@ async def test_intake_killed_after_publish_before_delete_republishes_and_effects
     async def relay_gone() -> bool:
         return not await relay_waits_to_delete()
 
-    await until("the killed relay's transaction ended", relay_gone, timeout_s=30, every_s=0.2)
+    await until(relay_gone, what="the killed relay's transaction ended", timeout_s=30, every_s=0.2)
     # Published, but the delete never committed: the rows are still there.
     assert await _waiting_in_outbox(rig, operators) == TASKS
     await rig.restart("intake")
-    await until("intake's outbox drained", lambda: _drained(rig, operators), timeout_s=120)
+    await until(lambda: _drained(rig, operators), what="intake's outbox drained", timeout_s=120, every_s=1.0)
     published = await _published(rig, operators)
     assert all(len(ids) == 1 for ids in published.values()), "one event id per task, however often published"
     copies = Counter(sum(ids.values()) for ids in published.values())

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.client import until
 from tests.reliability.invariants import (
     assert_each_task_dispatched_once,
     assert_every_acknowledged_task_exists_once,
@@ -22,7 +23,7 @@ from tests.reliability.invariants import (
     wait_until_every_leg_offered,
 )
 from tests.reliability.load import Operators, Volunteers
-from tests.reliability.rig import Rig, http_session, per_subject, until
+from tests.reliability.rig import Rig, http_session, per_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +78,7 @@ async def test_killing_the_dispatcher_mid_stream_loses_nothing_and_never_double_
             await submitting
             submitted_s = time.monotonic() - started
             await wait_until_every_leg_offered(rig, operators, volunteers, timeout_s=DRAIN_S)
-            await until("outboxes drained", lambda: outboxes_empty(rig), timeout_s=DRAIN_S)
+            await until(lambda: outboxes_empty(rig), what="outboxes drained", timeout_s=DRAIN_S, every_s=1.0)
         finally:
             await volunteers.stop()
             if not submitting.done():
@@ -121,7 +122,7 @@ async def test_scaling_the_dispatcher_1_3_1_under_load_never_double_assigns(rig:
                     await asyncio.sleep(2)
             await submitting
             await wait_until_every_leg_offered(rig, operators, volunteers, timeout_s=DRAIN_S)
-            await until("outboxes drained", lambda: outboxes_empty(rig), timeout_s=DRAIN_S)
+            await until(lambda: outboxes_empty(rig), what="outboxes drained", timeout_s=DRAIN_S, every_s=1.0)
         finally:
             await volunteers.stop()
             if not submitting.done():

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from tests.client import until
 from tests.reliability.invariants import (
     assert_each_task_dispatched_once,
     assert_every_acknowledged_task_exists_once,
@@ -22,7 +23,7 @@ from tests.reliability.invariants import (
     wait_until_every_leg_offered,
 )
 from tests.reliability.load import Operators, Volunteers
-from tests.reliability.rig import SERVICES, Rig, http_session, per_subject, until
+from tests.reliability.rig import SERVICES, Rig, http_session, per_subject
 
 pytestmark = pytest.mark.e2e
 
@@ -71,9 +72,12 @@ async def test_sigterm_each_service_under_load_exits_cleanly_and_nothing_happens
             await volunteers.stop()
             if not submitting.done():
                 submitting.cancel()
-    await until("outboxes drained", lambda: outboxes_empty(rig), timeout_s=DRAIN_S)
+    await until(lambda: outboxes_empty(rig), what="outboxes drained", timeout_s=DRAIN_S, every_s=1.0)
     await until(
-        "every delivery confirmed", lambda: _every_delivery_confirmed(rig, operators), timeout_s=DRAIN_S
+        lambda: _every_delivery_confirmed(rig, operators),
+        what="every delivery confirmed",
+        timeout_s=DRAIN_S,
+        every_s=1.0,
     )
     for service, (code, took) in exits.items():
         assert code == 0, f"{service} exited with {code} after SIGTERM"

@@ -9,12 +9,9 @@ headers naming the topic, that partition, an earlier offset and the group.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +30,9 @@ from shared.events import (
     VOLUNTEERS_TOPIC,
     CloudEvent,
 )
+from tests.client import bearer, until
 from tests.conftest import Stack
+from tests.reliability.public_api import first_offer, go_on_duty, new_organisation, new_volunteer, submit_task
 
 pytestmark = pytest.mark.e2e
 
@@ -86,21 +85,6 @@ def _unknown(topic: str, key: str) -> CloudEvent:
     )
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def until(predicate: Callable[[], Awaitable[Any]], *, timeout_s: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.3)
-
-
 @dataclass
 class Record:
     topic: str
@@ -149,20 +133,16 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
     intake, dispatcher = system.url("intake"), system.url("dispatcher")
     lat, lon = -33.0 - random.uniform(0, 1), -60.0 - random.uniform(0, 1)
     async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{intake}/v1/organisations", json={"name": "Poison"}, headers=bearer(demo["admin_token"])
-        ) as response:
-            operator = bearer((await response.json())["operator_token"])
-        async with http.post(
-            f"{dispatcher}/v1/volunteers",
-            json={"name": "Xu Ping", "phone": "+8613800004444", "vehicle": "car", "insured": True},
-            headers=operator,
-        ) as response:
-            assert response.status == 201, await response.text()
-            created = await response.json()
+        organisation = await new_organisation(http, intake, admin_token=demo["admin_token"], name="Poison")
+        operator = bearer(organisation["operator_token"])
+        created = await new_volunteer(
+            http,
+            dispatcher,
+            operator=operator,
+            body={"name": "Xu Ping", "phone": "+8613800004444", "vehicle": "car", "insured": True},
+        )
         volunteer_id, me = created["id"], bearer(created["token"])
-        async with http.put(f"{dispatcher}/v1/me/duty", json={"on_duty": True}, headers=me) as response:
-            assert response.status == 200
+        await go_on_duty(http, dispatcher, me=me)
 
         async def submit(at: tuple[float, float]) -> dict[str, Any]:
             body = {
@@ -170,11 +150,7 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
                 "pickup": {"lat": at[0], "lon": at[1], "address": "Depot"},
                 "dropoffs": [{"lat": at[0] + 0.003, "lon": at[1], "address": "Door"}],
             }
-            headers = {**operator, "Idempotency-Key": str(uuid.uuid4())}
-            async with http.post(f"{intake}/v1/tasks", json=body, headers=headers) as response:
-                assert response.status == 201, await response.text()
-                task: dict[str, Any] = await response.json()
-            return task
+            return await submit_task(http, intake, operator=operator, body=body)
 
         task = await submit((lat, lon))  # its dispatch and confirmation events carry the good news
         waiting = await submit((-80.0, 0.0))  # far from everyone: it is cancelled to carry tasks.v1's
@@ -197,12 +173,7 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
         ) as response:
             assert response.status == 202  # volunteer.location_reported
 
-        async def offer() -> dict[str, Any] | None:
-            async with http.get(f"{dispatcher}/v1/me/assignments", headers=me) as response:
-                offers = (await response.json())["offers"]
-            return offers[0] if offers else None
-
-        live = await until(offer)
+        live = await first_offer(http, dispatcher, me=me, timeout_s=45, every_s=0.3)
         leg_id = live["leg"]["id"]
         async with http.post(f"{dispatcher}/v1/me/offers/{live['id']}/accept", headers=me) as response:
             assert response.status == 200, await response.text()  # leg.assigned
@@ -220,7 +191,7 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
             async with http.get(f"{intake}/v1/tasks/{task['id']}", headers=operator) as response:
                 return bool((await response.json())["status"] == "completed")
 
-        await until(completed)
+        await until(completed, what="the task completed", timeout_s=45, every_s=0.3)
 
     good_types = {
         TASKS_TOPIC: "task.cancelled",
@@ -259,7 +230,12 @@ async def test_poison_records_are_deadlettered_and_their_partitions_keep_flowing
 
             for group, schema in groups:
                 # Applied after the poison on one partition: the poison was dead-lettered first.
-                assert await until(functools.partial(applied, group, schema)), f"{group} applied {topic}"
+                assert await until(
+                    functools.partial(applied, group, schema),
+                    what=f"{group} applied {topic}",
+                    timeout_s=45,
+                    every_s=0.3,
+                ), f"{group} applied {topic}"
             letters = await read_all(stack.kafka_bootstrap, [DEADLETTER_TOPIC], {keys[topic].encode()})
             for group, _ in groups:
                 for origin in poisoned:

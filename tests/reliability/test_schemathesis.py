@@ -25,8 +25,10 @@ from schemathesis import GenerationMode
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from tests.client import bearer
 from tests.conftest import Stack
 from tests.openapi_contract import operations, run_operation
+from tests.reliability.public_api import new_volunteer
 
 SERVICES = ("intake", "dispatcher", "notifier")
 ROLES = ("operator", "volunteer", "ops", "admin", "none")
@@ -59,28 +61,27 @@ class World:
 
     def headers(self, role: str) -> dict[str, str]:
         token = self.tokens[role]
-        return {} if token is None else {"Authorization": f"Bearer {token}"}
+        return {} if token is None else bearer(token)
 
 
 @pytest.fixture(scope="module")
 async def world(system: ServiceProcesses, stack: Stack) -> AsyncIterator[World]:
     tokens = await admin.bootstrap_demo(stack.settings())
     urls = {name: system.url(name) for name in SERVICES}
-    operator = {"Authorization": f"Bearer {tokens['operator_token']}"}
+    operator = bearer(tokens["operator_token"])
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        async with http.post(
-            f"{urls['dispatcher']}/v1/volunteers",
-            json={
+        volunteer = await new_volunteer(
+            http,
+            urls["dispatcher"],
+            operator=operator,
+            body={
                 "name": f"schemathesis {uuid.uuid4().hex[:6]}",
                 "vehicle": "foot",
                 "capacity_kg": 0,
                 "max_active_legs": 1,
                 "home": {"lat": -77.85, "lon": 166.67},  # McMurdo: nobody else's tasks are near
             },
-            headers=operator,
-        ) as response:
-            assert response.status == 201, await response.text()
-            volunteer = await response.json()
+        )
         yield World(
             urls=urls,
             tokens={
@@ -96,7 +97,7 @@ async def world(system: ServiceProcesses, stack: Stack) -> AsyncIterator[World]:
         async with http.put(
             f"{urls['dispatcher']}/v1/me/duty",
             json={"on_duty": False},
-            headers={"Authorization": f"Bearer {volunteer['token']}"},
+            headers=bearer(volunteer["token"]),
         ) as response:
             assert response.status == 200, await response.text()
 

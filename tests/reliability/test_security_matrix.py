@@ -25,8 +25,9 @@ from errands.launcher import ServiceProcesses
 from services.dispatcher.entrypoints.http import api as dispatcher_api
 from services.intake.entrypoints.http import api as intake_api
 from services.notifier.entrypoints.http import api as notifier_api
+from tests.client import bearer
 from tests.conftest import Stack
-from tests.reliability.security_fixtures import World, bearer, build_world
+from tests.reliability.security_fixtures import World, build_world
 
 pytestmark = pytest.mark.e2e
 

@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from errands.ops import consumer_lag
+from tests.client import until
 from tests.reliability.invariants import (
     assert_each_task_dispatched_once,
     assert_every_acknowledged_task_exists_once,
@@ -28,7 +29,7 @@ from tests.reliability.invariants import (
     wait_until_every_leg_offered,
 )
 from tests.reliability.load import Operators, Volunteers
-from tests.reliability.rig import SERVICES, Rig, http_session, until
+from tests.reliability.rig import SERVICES, Rig, http_session
 
 pytestmark = pytest.mark.e2e
 
@@ -84,11 +85,16 @@ async def test_broker_cut_off_for_30s_under_load_loses_nothing_and_recovers_by_i
             cut_s = time.monotonic() - cut_started
             await submitting
             await wait_until_every_leg_offered(rig, operators, volunteers, timeout_s=DRAIN_S)
-            await until("outboxes drained", lambda: outboxes_empty(rig), timeout_s=DRAIN_S)
+            await until(lambda: outboxes_empty(rig), what="outboxes drained", timeout_s=DRAIN_S, every_s=1.0)
             await until(
-                "intake's read model caught up", lambda: _intake_caught_up(rig, operators), timeout_s=DRAIN_S
+                lambda: _intake_caught_up(rig, operators),
+                what="intake's read model caught up",
+                timeout_s=DRAIN_S,
+                every_s=1.0,
             )
-            await until("consumer lag back to zero", lambda: _no_lag(rig), timeout_s=DRAIN_S)
+            await until(
+                lambda: _no_lag(rig), what="consumer lag back to zero", timeout_s=DRAIN_S, every_s=1.0
+            )
         finally:
             await volunteers.stop()
             if not submitting.done():
@@ -96,7 +102,7 @@ async def test_broker_cut_off_for_30s_under_load_loses_nothing_and_recovers_by_i
     assert during > 0, "intake kept acknowledging while the broker was away"
     assert held > 0, "the outbox held the work meanwhile"
     assert {service: rig.pid(service) for service in SERVICES} == pids, "nobody was restarted"
-    await until("every service ready", lambda: _all_ready(rig), timeout_s=60)
+    await until(lambda: _all_ready(rig), what="every service ready", timeout_s=60, every_s=1.0)
     await assert_every_acknowledged_task_exists_once(rig, operators)
     await assert_each_task_dispatched_once(rig, operators)
     figures = await assert_no_double_assignment(rig, operators, volunteers)
@@ -125,11 +131,11 @@ async def test_postgres_crash_and_restart_under_load_services_recover_by_themsel
             down_at = len(operators.acknowledged)
             await asyncio.sleep(3)
             await asyncio.to_thread(rig.embedded.postgres.start)
-            await until("every service ready again", lambda: _all_ready(rig), timeout_s=120)
+            await until(lambda: _all_ready(rig), what="every service ready again", timeout_s=120, every_s=1.0)
             assert {service: rig.pid(service) for service in SERVICES} == pids, "nobody was restarted"
             await submitting
             await wait_until_every_leg_offered(rig, operators, volunteers, timeout_s=DRAIN_S)
-            await until("outboxes drained", lambda: outboxes_empty(rig), timeout_s=DRAIN_S)
+            await until(lambda: outboxes_empty(rig), what="outboxes drained", timeout_s=DRAIN_S, every_s=1.0)
         finally:
             await volunteers.stop()
             if not submitting.done():

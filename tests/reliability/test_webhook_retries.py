@@ -37,6 +37,7 @@ from services.notifier.domain.retries import backoff_delay
 from shared.events import TaskCancelled, build_event
 from shared.kafka import create_producer, start_with_retry
 from shared.settings import Settings
+from tests.client import until
 from tests.integration.notifier.conftest import (
     Receiver,
     new_operator,
@@ -44,7 +45,7 @@ from tests.integration.notifier.conftest import (
     receiver,
     sessionmaker,
 )
-from tests.integration.notifier.process import log_lines, running_notifier, until
+from tests.integration.notifier.process import log_lines, running_notifier
 
 pytestmark = pytest.mark.e2e
 
@@ -146,7 +147,7 @@ async def test_a_receiver_failing_then_recovering_gets_one_delivery_after_backof
             return items[0] if items and items[0]["status"] != "pending" else None
 
         # The bound is for a broken run (the consumer joining its group included), not a speed target.
-        delivery = await until(settled, timeout_s=150)
+        delivery = await until(settled, what="the delivery settled", timeout_s=150, every_s=0.1)
         seen = len(receiver.requests)
         # Two poll intervals and then some: a stray further attempt would have come by now.
         await asyncio.sleep(1.0)

@@ -12,10 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands.launcher import ServiceProcesses
 from services.dispatcher.adapters.tables import LegRow
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.client import bearer
 
 
 class Client:

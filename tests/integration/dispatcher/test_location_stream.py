@@ -38,8 +38,9 @@ from services.dispatcher.service_layer.locations import Fix, LocationBuffer
 from shared.auth import Principal, RateLimiter, Role
 from shared.http import ProblemError, request_middleware
 from shared.runtime import RUNTIME, Runtime
+from tests.client import bearer
 from tests.conftest import Stack
-from tests.integration.dispatcher.api_client import Client, bearer, somewhere
+from tests.integration.dispatcher.api_client import Client, somewhere
 from tests.integration.dispatcher.test_location_reports import _location_events, _stored
 
 Maker = async_sessionmaker[AsyncSession]

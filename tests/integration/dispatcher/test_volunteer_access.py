@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from errands import admin
 from errands.launcher import ServiceProcesses
 from services.dispatcher.adapters.tables import LegRow, VolunteerRow
+from tests.client import bearer
 from tests.conftest import Stack
 from tests.integration.dispatcher.api_client import Client, somewhere
 
@@ -138,7 +139,7 @@ async def test_a_leg_flagged_for_wrong_codes_refuses_even_the_right_code(client:
     else:
         raise AssertionError("the dispatcher never learned the leg was flagged")
     async with client.http.post(
-        f"{me}/delivered", json={"confirmation_code": code}, headers={"Authorization": f"Bearer {token}"}
+        f"{me}/delivered", json={"confirmation_code": code}, headers=bearer(token)
     ) as response:
         assert response.status == 409
         assert response.content_type == "application/problem+json"

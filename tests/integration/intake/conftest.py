@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from errands import admin
 from errands.launcher import ServiceProcesses
 from shared.db import create_engine, create_sessionmaker
+from tests.client import bearer
 from tests.conftest import Stack
 
 
@@ -24,7 +25,7 @@ class Operator:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return bearer(self.token)
 
 
 def task_body(**overrides: Any) -> dict[str, Any]:

@@ -13,13 +13,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Role, issue_token
+from tests.client import bearer
 from tests.integration.intake.conftest import Operator, submit
 
 DATA_PATHS = ("/ops/snapshot", "/ops/stream")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def snapshot(http: aiohttp.ClientSession, intake: str, token: str) -> dict[str, Any]:

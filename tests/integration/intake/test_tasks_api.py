@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.service_layer.progress import apply_progress
 from shared.events import TASKS_TOPIC, CloudEvent, TaskCompleted, build_event
+from tests.client import bearer
 from tests.conftest import Stack
 from tests.integration.intake.conftest import Operator, submit, task_body
 
@@ -159,7 +160,7 @@ async def test_an_operator_sees_and_cancels_only_its_own_organisations_tasks(
     mine_listed = await eventually_listed(http, intake, operator.headers, {mine["id"]})
     assert [item["id"] for item in mine_listed] == [mine["id"]]
 
-    ops = {"Authorization": f"Bearer {demo_tokens['ops_token']}"}
+    ops = bearer(demo_tokens["ops_token"])
     assert (await get(http, f"{intake}/v1/tasks/{theirs['id']}", ops))[0] == 200
     everyone = await eventually_listed(http, intake, ops, {mine["id"], theirs["id"]})
     assert {mine["id"], theirs["id"]} <= {item["id"] for item in everyone}

@@ -18,6 +18,7 @@ from errands.migrate import upgrade
 from shared.auth import Organisation, Role, issue_token
 from shared.db import create_engine, create_sessionmaker
 from shared.settings import Settings
+from tests.client import bearer
 from tests.conftest import Stack
 
 
@@ -70,7 +71,7 @@ class Operator:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return bearer(self.token)
 
 
 async def new_operator(sessionmaker: async_sessionmaker[AsyncSession]) -> Operator:
@@ -88,7 +89,7 @@ async def cross_organisation_headers(
     """A bearer header for a role that spans organisations (ops or admin)."""
     async with sessionmaker() as session, session.begin():
         _, token = await issue_token(session, role=role)
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(token)
 
 
 @dataclass

@@ -10,28 +10,14 @@ import asyncio
 import contextlib
 import json
 import signal
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from errands.launcher import ServiceProcesses, service_env
 from shared.settings import Settings
-
-T = TypeVar("T")
-
-
-async def until(predicate: Callable[[], Awaitable[T | None]], *, timeout_s: float = 60.0) -> T:
-    """Poll `predicate` until it returns something truthy; the timeout bounds a broken run only."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+from tests.client import until
 
 
 def notifier_env(settings: Settings, **overrides: str) -> dict[str, str]:
@@ -79,7 +65,9 @@ async def start_notifier(notifier: ServiceProcesses, *, join_group: bool = True)
     notifier.start("notifier")
     await asyncio.to_thread(notifier.wait_ready, timeout_s=60, services=("notifier",))
     if join_group:
-        await until(lambda: _joined(log, before), timeout_s=90)
+        await until(
+            lambda: _joined(log, before), what="the notifier joined its group", timeout_s=90, every_s=0.1
+        )
 
 
 async def _joined(log: Path, before: int) -> bool:

@@ -25,9 +25,10 @@ from errands import admin
 from errands.launcher import ServiceProcesses
 from shared.auth import Organisation, Role, issue_token
 from shared.settings import Settings
+from tests.client import bearer, until
 from tests.conftest import Stack
 from tests.integration.notifier.conftest import Receiver
-from tests.integration.notifier.process import running_notifier, start_notifier, until
+from tests.integration.notifier.process import running_notifier, start_notifier
 from tests.integration.notifier.test_recipient_messages import Mailbox, _free_port
 
 
@@ -70,10 +71,6 @@ async def _same_organisation_here(
         await session.flush()
         _, token = await issue_token(session, role=Role.OPERATOR, organisation_id=organisation_id)
     return token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_logged(
@@ -159,7 +156,7 @@ async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_l
                 offers = (await response.json())["offers"]
             return offers[0] if offers else None
 
-        offered = await until(offer)
+        offered = await until(offer, what="an offer to the volunteer", timeout_s=60, every_s=0.1)
         async with http.post(f"{dispatcher}/v1/me/offers/{offered['id']}/accept", headers=me) as response:
             assert response.status == 200, await response.text()
             leg_id = (await response.json())["id"]
@@ -189,7 +186,7 @@ async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_l
                 and len(texts_to(mail)) >= 2
             )
 
-        await until(all_arrived)
+        await until(all_arrived, what="every message arrived", timeout_s=60, every_s=0.1)
         first = on("/hook")[0]
         retried_id = first.headers["webhook-id"]
         assert [r.headers["webhook-id"] for r in on("/hook")].count(retried_id) == 1, "not yet retried"
@@ -200,7 +197,7 @@ async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_l
         async def retried() -> bool:
             return [r.headers["webhook-id"] for r in on("/hook")].count(retried_id) >= 2
 
-        await until(retried, timeout_s=120)
+        await until(retried, what="the webhook retried", timeout_s=120, every_s=0.1)
         async with http.get(
             f"{notify}/v1/webhooks/{webhook['id']}/deliveries", headers=bearer(notifier_operator)
         ) as response:
@@ -223,12 +220,13 @@ async def test_a_task_reaches_webhooks_callback_and_recipient_and_no_secret_is_l
     assert notifier.log_dir is not None
     log_file = notifier.log_dir / "notifier.log"
 
-    async def captured() -> str | None:
+    async def captured() -> bool:
         # The shared system's notifier texts the same phone, so the texts above may not be this one's.
         text = log_file.read_text(errors="replace")
-        return text if "webhook.delivered" in text and "recipient.notified" in text else None
+        return "webhook.delivered" in text and "recipient.notified" in text
 
-    logs = await until(captured, timeout_s=60)
+    await until(captured, what="deliveries and notices logged", timeout_s=60, every_s=0.1)
+    logs = log_file.read_text(errors="replace")
     for secret in (
         phone,
         phone[3:],

@@ -9,6 +9,7 @@ handling the dead one's partitions after it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import signal
 import time
@@ -26,6 +27,7 @@ from errands import admin
 from services.dispatcher.adapters.tables import LegRow, OfferRow
 from shared.db import create_engine, create_sessionmaker
 from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, TASKS_TOPIC, CloudEvent
+from tests.client import until
 from tests.integration.dispatcher.api_client import Client
 from tests.integration.replicas.conftest import Replicas
 
@@ -67,6 +69,15 @@ def assigned(replicas: Replicas, replica: str, service: str) -> int:
     return int(counts[-1]) if counts else 0
 
 
+def _shared_by_both(replicas: Replicas, service: str) -> bool:
+    a, b = assigned(replicas, "a", service), assigned(replicas, "b", service)
+    return a > 0 and b > 0 and a + b == 12
+
+
+def _all_held_by_a(replicas: Replicas, service: str) -> bool:
+    return assigned(replicas, "a", service) == 12
+
+
 def assigned_at(replicas: Replicas, replica: str, service: str) -> float:
     """Wall-clock time of the process's latest rebalance."""
     stamps = [
@@ -77,26 +88,6 @@ def assigned_at(replicas: Replicas, replica: str, service: str) -> float:
 
 def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-async def until(condition: Any, *, within_s: float, what: str) -> float:
-    """Wait for a condition (checked every 0.25 s); the seconds it took."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > within_s:
-            raise AssertionError(f"{what}: not within {within_s:.0f} s")
-        await asyncio.sleep(0.25)
-    return time.monotonic() - started
-
-
-async def until_async(condition: Any, *, within_s: float, what: str) -> float:
-    """`until` for a condition that must be awaited (checked every 0.5 s)."""
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > within_s:
-            raise AssertionError(f"{what}: not within {within_s:.0f} s")
-        await asyncio.sleep(0.5)
-    return time.monotonic() - started
 
 
 class Volunteers:
@@ -185,13 +176,10 @@ async def test_killed_replicas_partitions_move_to_the_survivors_and_every_task_c
     # Both members of each group hold partitions before any work is sent.
     for service in ("dispatcher", "notifier"):
         await until(
-            lambda s=service: (
-                assigned(replicas, "a", s) > 0
-                and assigned(replicas, "b", s) > 0
-                and assigned(replicas, "a", s) + assigned(replicas, "b", s) == 12
-            ),
-            within_s=SETTLE_S,
+            functools.partial(_shared_by_both, replicas, service),
             what=f"both {service} processes share the 12 partitions",
+            timeout_s=SETTLE_S,
+            every_s=0.25,
         )
     tokens = await admin.bootstrap_demo(replicas.stack.settings())
     rng = random.Random(9)
@@ -214,7 +202,7 @@ async def test_killed_replicas_partitions_move_to_the_survivors_and_every_task_c
             async def all_completed() -> bool:
                 return (await statuses(client, operator, task_ids))["completed"] == len(task_ids)
 
-            await until_async(all_completed, within_s=FINISH_S, what="the first tasks complete")
+            await until(all_completed, what="the first tasks complete", timeout_s=FINISH_S, every_s=0.5)
             shared = {
                 (replica, service): handled(replicas, replica, service)
                 for replica in ("a", "b")
@@ -233,12 +221,15 @@ async def test_killed_replicas_partitions_move_to_the_survivors_and_every_task_c
             task_ids += [task["id"] for task in second]
             for service in ("dispatcher", "notifier"):
                 await until(
-                    lambda s=service: assigned(replicas, "a", s) == 12,
-                    within_s=FINISH_S,
+                    functools.partial(_all_held_by_a, replicas, service),
                     what=f"the surviving {service} holds all 12 partitions",
+                    timeout_s=FINISH_S,
+                    every_s=0.25,
                 )
             taken_over = {s: assigned_at(replicas, "a", s) - killed_at for s in ("dispatcher", "notifier")}
-            await until_async(all_completed, within_s=FINISH_S, what="every task completes after the kill")
+            await until(
+                all_completed, what="every task completes after the kill", timeout_s=FINISH_S, every_s=0.5
+            )
             finished_s = time.monotonic() - kill_started
         finally:
             await apps.finish()

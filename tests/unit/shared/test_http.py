@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
 
-from shared.http import PROBLEM_JSON, Api, create_base_app, json_response, parse_body
+from shared.http import PROBLEM_JSON, Api, ProblemAppRunner, create_base_app, json_response, parse_body
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[[web.Application], Awaitable[Client]]
 
 api = Api(title="Plumbing under test")
 
@@ -25,13 +30,12 @@ async def post_note(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    async with TestClient(TestServer(create_base_app(api=api, readiness=[]))) as client:
-        yield client
+async def client(aiohttp_client: MakeClient) -> Client:
+    return await aiohttp_client(create_base_app(api=api, readiness=[]))
 
 
 async def test_a_method_the_route_does_not_take_is_a_405_problem_naming_the_allowed_ones(
-    client: TestClient[web.Request, web.Application],
+    client: Client,
 ) -> None:
     response = await client.delete("/v1/notes")
     assert response.status == 405
@@ -43,9 +47,7 @@ async def test_a_method_the_route_does_not_take_is_a_405_problem_naming_the_allo
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
 )
-async def test_a_json_body_not_declared_as_json_is_a_415_problem(
-    client: TestClient[web.Request, web.Application], content_type: str
-) -> None:
+async def test_a_json_body_not_declared_as_json_is_a_415_problem(client: Client, content_type: str) -> None:
     response = await client.post(
         "/v1/notes", data='{"text": "hello"}', headers={"Content-Type": content_type}
     )
@@ -55,7 +57,7 @@ async def test_a_json_body_not_declared_as_json_is_a_415_problem(
 
 
 async def test_a_json_body_without_a_content_type_is_a_415_problem(
-    client: TestClient[web.Request, web.Application],
+    client: Client,
 ) -> None:
     response = await client.post("/v1/notes", data=b'{"text": "hello"}')
     assert response.status == 415
@@ -64,9 +66,7 @@ async def test_a_json_body_without_a_content_type_is_a_415_problem(
 @pytest.mark.parametrize(
     "content_type", ["application/json", "application/json; charset=utf-8", "application/merge-patch+json"]
 )
-async def test_json_media_types_with_parameters_are_taken(
-    client: TestClient[web.Request, web.Application], content_type: str
-) -> None:
+async def test_json_media_types_with_parameters_are_taken(client: Client, content_type: str) -> None:
     response = await client.post(
         "/v1/notes", data='{"text": "hello"}', headers={"Content-Type": content_type}
     )
@@ -75,7 +75,29 @@ async def test_json_media_types_with_parameters_are_taken(
 
 
 async def test_the_contract_documents_415_on_every_operation_that_takes_a_body(
-    client: TestClient[web.Request, web.Application],
+    client: Client,
 ) -> None:
     document = await (await client.get("/openapi.json")).json()
     assert "415" in document["paths"]["/v1/notes"]["post"]["responses"]
+
+
+async def test_a_request_too_big_for_aiohttp_to_read_is_a_400_problem_that_does_not_echo_it() -> None:
+    # Refused by aiohttp's parser before any middleware; the application runner's server answers it.
+    runner = ProblemAppRunner(create_base_app(api=api, readiness=[]), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Secret: " + b"s" * 9000 + b"\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    finally:
+        await runner.cleanup()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400", head
+    assert f"Content-Type: {PROBLEM_JSON}".encode() in head, head
+    problem = json.loads(body)
+    assert problem["status"] == 400
+    assert "sss" not in problem["detail"]
