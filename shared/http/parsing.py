@@ -96,7 +96,12 @@ def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
-    """Query parameters validated by `model`; repeated parameters keep their last value."""
+    """Query parameters validated by `model`; a parameter given twice is refused, as the contract
+    describes each as a single value (which one was meant cannot be known)."""
+    repeated = sorted(name for name in set(request.query) if len(request.query.getall(name)) > 1)
+    if repeated:
+        errors = [{"field": name, "message": "given more than once", "type": "repeated"} for name in repeated]
+        raise ProblemError(400, "Bad request", "Invalid query parameters.", errors=errors)
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:

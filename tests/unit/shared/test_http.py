@@ -11,7 +11,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
 
-from shared.http import PROBLEM_JSON, Api, ProblemAppRunner, create_base_app, json_response, parse_body
+from shared.http import (
+    PROBLEM_JSON,
+    Api,
+    ProblemAppRunner,
+    create_base_app,
+    json_response,
+    parse_body,
+    parse_query,
+    request_middleware,
+)
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -101,3 +110,21 @@ async def test_a_request_too_big_for_aiohttp_to_read_is_a_400_problem_that_does_
     problem = json.loads(body)
     assert problem["status"] == 400
     assert "sss" not in problem["detail"]
+
+
+async def test_a_query_parameter_given_twice_is_a_400_problem_naming_it(aiohttp_client: MakeClient) -> None:
+    class PageQuery(BaseModel):
+        limit: int = 10
+
+    async def page(request: web.Request) -> web.Response:
+        return json_response(parse_query(request, PageQuery))
+
+    app = web.Application(middlewares=[request_middleware])
+    app.router.add_get("/page", page)
+    client = await aiohttp_client(app)
+    assert (await client.get("/page?limit=5")).status == 200
+    response = await client.get("/page?limit=5&limit=500")
+    assert response.status == 400
+    assert (await response.json())["errors"] == [
+        {"field": "limit", "message": "given more than once", "type": "repeated"}
+    ]
