@@ -19,7 +19,7 @@ from errands import admin
 from errands.local import local_keys
 from errands.migrate import upgrade
 from errands.simulation.run import BackgroundSimulation
-from errands.stack import EmbeddedStack, free_port
+from errands.stack import EMBEDDED_BROKER_TIMINGS, EmbeddedStack, free_port
 from shared.kafka import create_topics
 from shared.settings import Settings
 
@@ -138,7 +138,9 @@ def run(repo_root: Path) -> int:
         print("Starting embedded PostgreSQL and Kafka-protocol broker (Tansu)...", flush=True)
         stack = EmbeddedStack()
         stack.start()
-        env |= {"DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap}
+        # The stack's addresses and broker timings; timings set in the environment still win.
+        env |= stack.settings_env()
+        env |= {key: os.environ[key] for key in EMBEDDED_BROKER_TIMINGS if key in os.environ}
     services = ServiceProcesses(env=service_env(env), log_dir=state_dir / "logs")
     try:
         settings = Settings.model_validate({k.lower(): v for k, v in env.items()})

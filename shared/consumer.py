@@ -57,6 +57,10 @@ def _event_context(event: CloudEvent) -> Iterator[None]:
         current_traceparent.reset(trace_token)
 
 
+class NotReady(Exception):
+    """A part of the service is not doing its work yet; `/readyz` says which and why."""
+
+
 class _Abandoned(Exception):
     """Stopping while a record cannot be applied: leave its offset uncommitted for redelivery."""
 
@@ -78,6 +82,7 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("consumer.assigned", group=self._loop.group_id, partitions=len(assigned))
+        self._loop.assigned(assigned)
 
 
 class EventConsumer:
@@ -115,10 +120,42 @@ class EventConsumer:
         self._processed: dict[TopicPartition, int] = {}
         self._retrying: dict[TopicPartition, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        # Readiness: the partitions of the latest assignment (None before the first), the end offsets
+        # they had then, and whether this loop has once applied everything up to those ends.
+        self._assignment: list[TopicPartition] | None = None
+        self._catch_up_to: dict[TopicPartition, int] | None = None
+        self._caught_up = False
 
     def stop(self) -> None:
         """Finish the record in hand, commit, and leave the group."""
         self._stopping.set()
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """The group gave this loop `partitions` (maybe none: more members than partitions)."""
+        self._assignment = list(partitions)
+        self._catch_up_to = None
+
+    async def readiness(self) -> None:
+        """Raise NotReady until this loop owns its partitions and has applied what they held when it
+        got them; from then on it stays ready (a later rebalance is ordinary work, not a new start)."""
+        if self._caught_up:
+            return
+        consumer, assignment = self._consumer, self._assignment
+        if consumer is None or assignment is None:
+            raise NotReady(f"consumer {self.group_id}: no partitions assigned yet")
+        if self._catch_up_to is None:
+            self._catch_up_to = dict(await consumer.end_offsets(assignment)) if assignment else {}
+        behind = 0
+        for tp, end in self._catch_up_to.items():
+            done = self._processed.get(tp)
+            if done is None:
+                done = await consumer.committed(tp) or 0
+            if done < end:
+                behind += end - done
+        if behind:
+            raise NotReady(f"consumer {self.group_id}: {behind} records behind where it started")
+        self._caught_up = True
+        log.info("consumer.caught_up", group=self.group_id, partitions=len(assignment))
 
     async def run(self) -> None:
         backoff = Backoff(first=0.5, most=10.0)

@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.backoff import Backoff
+from shared.consumer import NotReady
 from shared.events import CloudEvent
 from shared.listen import PgListener
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
@@ -116,6 +117,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._next_observation = 0.0
         self._lock_key = zlib.crc32(f"errands-outbox:{outbox.schema}".encode())
+        self._publishing = False  # its last pass over the outbox went through
         listener.subscribe(notify_channel(outbox), lambda _payload: self._wake.set())
 
     async def run(self) -> None:
@@ -126,9 +128,11 @@ class OutboxRelay:
                 while await self.publish_batch() == self._batch_size:
                     pass
                 backoff.succeeded()
+                self._publishing = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._publishing = False
                 log.warning("outbox.publish_failed", schema=self._outbox.schema, error=str(exc))
                 with contextlib.suppress(Exception):
                     await self.observe_backlog()
@@ -157,6 +161,11 @@ class OutboxRelay:
             ).one()
         OUTBOX_BACKLOG.labels(self._outbox.schema).set(count)
         OUTBOX_OLDEST_AGE.labels(self._outbox.schema).set(float(oldest_age))
+
+    async def readiness(self) -> None:
+        """Raise NotReady unless the relay's last pass over its outbox went through."""
+        if not self._publishing:
+            raise NotReady(f"outbox relay {self._outbox.schema}: not publishing")
 
     async def publish_batch(self) -> int:
         """Publish up to one batch of unsent rows; returns how many were sent."""

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -37,6 +37,9 @@ class Runtime:
     producer: AIOKafkaProducer
     listener: PgListener
     tokens: TokenVerifier
+    # What the process runs in the background; each must be working before the process is ready.
+    consumers: list[EventConsumer] = field(default_factory=list)
+    relays: list[OutboxRelay] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, *, client_id: str) -> Runtime:
@@ -68,7 +71,7 @@ class Runtime:
 
     def outbox_relay(self, outbox: Table) -> OutboxRelay:
         """The one relay of a service's outbox."""
-        return OutboxRelay(
+        relay = OutboxRelay(
             outbox=outbox,
             sessionmaker=self.sessionmaker,
             producer=self.producer,
@@ -76,12 +79,14 @@ class Runtime:
             batch_size=self.settings.relay_batch_size,
             idle_poll_s=self.settings.relay_idle_poll_s,
         )
+        self.relays.append(relay)
+        return relay
 
     def event_consumer(
         self, *, group_id: str, topics: tuple[str, ...], handlers: Mapping[str, Handler], inbox: Table
     ) -> EventConsumer:
         """A consumer loop of this service, de-duplicating through its inbox."""
-        return EventConsumer(
+        consumer = EventConsumer(
             settings=self.settings,
             group_id=group_id,
             topics=topics,
@@ -90,6 +95,8 @@ class Runtime:
             inbox=inbox,
             producer=self.producer,
         )
+        self.consumers.append(consumer)
+        return consumer
 
     def readiness_checks(self) -> list[ReadinessCheck]:
         async def database() -> None:
@@ -100,7 +107,17 @@ class Runtime:
             # A metadata round trip proves the broker answers, not just that a socket once opened.
             await self.producer.client.fetch_all_metadata()
 
-        return [database, kafka]
+        async def consumers() -> None:
+            for consumer in self.consumers:
+                await consumer.readiness()
+
+        async def relay() -> None:
+            for outbox_relay in self.relays:
+                await outbox_relay.readiness()
+
+        # Ready means working: the service's consumers own their partitions and have caught up to
+        # where they started, and its relay publishes; until then /readyz answers 503 saying which.
+        return [database, kafka, consumers, relay]
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from sqlalchemy import Column, MetaData, Table, Text, func, insert, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.consumer import EventConsumer, PermanentError, inbox_table
+from shared.consumer import EventConsumer, NotReady, PermanentError, inbox_table
 from shared.db import create_engine, create_sessionmaker, schema_metadata
 from shared.events import DEADLETTER_TOPIC, CloudEvent
 from shared.kafka import create_producer
@@ -437,3 +438,81 @@ async def test_a_record_retrying_on_one_partition_holds_back_only_its_own_partit
         assert await probe.committed(TopicPartition(scratch.topic, 1)) == 1
     finally:
         await probe.stop()
+
+
+async def test_a_consumer_is_ready_only_once_it_owns_its_partitions_and_has_caught_up(
+    stack: Stack, scratch: Scratch
+) -> None:
+    release = asyncio.Event()
+
+    async def slow_handler(session: AsyncSession, event: CloudEvent) -> None:
+        await release.wait()
+        await session.execute(insert(scratch.effects).values(event_id=event.id, note=event.data["note"]))
+
+    for event in [_event(f"waiting {i}") for i in range(5)]:
+        await scratch.producer.send(scratch.topic, value=event.to_bytes(), key=b"one-task")
+    await scratch.producer.flush()
+    consumer = EventConsumer(
+        settings=stack.settings(),
+        group_id=f"ready-{scratch.schema}",
+        topics=(scratch.topic,),
+        handlers={"test.happened": slow_handler},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    with pytest.raises(NotReady, match="no partitions assigned yet"):
+        await consumer.readiness()
+    running = asyncio.create_task(consumer.run())
+    try:
+
+        async def past_assignment() -> str:
+            try:
+                await consumer.readiness()
+            except NotReady as exc:
+                return str(exc)
+            return "ready"
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while "no partitions assigned yet" in (state := await past_assignment()):
+            assert asyncio.get_running_loop().time() < deadline, "the group never assigned partitions"
+            await asyncio.sleep(0.1)
+        # How many depends on the broker's end offsets (Tansu's can trail the last batch's records).
+        assert re.fullmatch(rf"consumer ready-{scratch.schema}: \d+ records behind where it started", state)
+        release.set()
+        while (state := await past_assignment()) != "ready":
+            assert asyncio.get_running_loop().time() < deadline, state
+            await asyncio.sleep(0.1)
+        async with scratch.sessionmaker() as session:
+            assert await session.scalar(select(func.count()).select_from(scratch.effects)) == 5
+    finally:
+        release.set()
+        consumer.stop()
+        await asyncio.wait_for(running, timeout=30)
+
+
+async def test_a_relay_is_ready_once_a_pass_over_its_outbox_went_through(
+    stack: Stack, scratch: Scratch
+) -> None:
+    listener = PgListener(stack.settings().asyncpg_dsn)
+    relay = OutboxRelay(
+        outbox=scratch.outbox, sessionmaker=scratch.sessionmaker, producer=scratch.producer, listener=listener
+    )
+    with pytest.raises(NotReady, match="not publishing"):
+        await relay.readiness()
+    await listener.start()
+    running = asyncio.create_task(relay.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            try:
+                await relay.readiness()
+                break
+            except NotReady:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await listener.stop()

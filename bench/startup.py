@@ -1,0 +1,152 @@
+"""Start-up: how soon after "ready" a task reaches a volunteer, and how soon after a dispatcher restart.
+
+One embedded stack, the three services as processes, one volunteer on duty at the pickup. Measured
+twice in the same run, with the consumer timings the embedded stack runs with and, as the baseline,
+with the settings' defaults (tuned for Apache Kafka, where a group's join does not wait on them):
+
+- `start_to_ready_s`: from starting the services to every `/readyz` answering 200;
+- `first_offer_s`: from submitting the first task after ready to the volunteer's app seeing the offer
+  (target: one batch window + 1 s);
+- `restart_offer_s`: from starting a dispatcher again (after SIGTERM) with a task submitted at that
+  moment, to the volunteer's app seeing its offer (target: 5 s); `kill_restart_offer_s` the same
+  after `kill -9`.
+
+Run: `python -m bench.startup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from errands import admin
+from errands.launcher import ServiceProcesses, prepare, service_env
+from errands.stack import EMBEDDED_BROKER_TIMINGS, EmbeddedStack
+from shared.settings import Settings
+
+PICKUP = {"lat": 29.87, "lon": 121.55}
+WINDOW_MS = 500
+
+
+async def _submit(http: aiohttp.ClientSession, intake: str, operator: str) -> str:
+    async with http.post(
+        f"{intake}/v1/tasks",
+        json={"kind": "errand", "pickup": PICKUP, "dropoffs": [{"lat": 29.88, "lon": 121.56}]},
+        headers={"Authorization": f"Bearer {operator}", "Idempotency-Key": str(uuid.uuid4())},
+    ) as response:
+        assert response.status == 201, await response.text()
+        return str((await response.json())["legs"][0]["id"])
+
+
+async def _offered(http: aiohttp.ClientSession, dispatcher: str, token: str, leg_id: str) -> float:
+    """Seconds until the volunteer's app sees an offer for `leg_id`, declining it then (so the next
+    measurement starts with the volunteer free); connection refusals while a dispatcher starts are
+    retried."""
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"}
+    while True:
+        try:
+            async with http.get(f"{dispatcher}/v1/me/assignments?wait=5", headers=headers) as response:
+                body = await response.json() if response.status == 200 else {"offers": []}
+        except aiohttp.ClientConnectionError:
+            await asyncio.sleep(0.05)
+            continue
+        for offer in body["offers"]:
+            if offer["leg"]["id"] == leg_id:
+                seen = time.perf_counter() - started
+                async with http.post(f"{dispatcher}/v1/me/offers/{offer['id']}/decline", headers=headers):
+                    pass
+                return seen
+        if time.perf_counter() - started > 180:
+            raise RuntimeError(f"leg {leg_id} was not offered within 180 s")
+
+
+async def _volunteer(http: aiohttp.ClientSession, dispatcher: str, operator: str) -> str:
+    async with http.post(
+        f"{dispatcher}/v1/volunteers",
+        json={"name": "Chen Jing", "vehicle": "ebike", "insured": True, "max_active_legs": 5},
+        headers={"Authorization": f"Bearer {operator}"},
+    ) as response:
+        token = str((await response.json())["token"])
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.put(f"{dispatcher}/v1/me/duty", json={"on_duty": True}, headers=headers):
+        pass
+    async with http.post(f"{dispatcher}/v1/me/location", json=PICKUP, headers=headers):
+        pass
+    return token
+
+
+def measure_with(timings: dict[str, str]) -> dict[str, float]:
+    stack = EmbeddedStack()
+    stack.start()
+    env = {
+        **stack.settings_env(),
+        **timings,
+        "LOG_LEVEL": "WARNING",
+        "DISPATCH_BATCH_WINDOW_MS": str(WINDOW_MS),
+    }
+    services = ServiceProcesses(env=service_env(env))
+    try:
+        settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
+        prepare(settings)
+        tokens = asyncio.run(admin.bootstrap_demo(settings))
+        started = time.perf_counter()
+        services.start_all()
+        services.wait_ready(timeout_s=180)
+        start_to_ready = time.perf_counter() - started
+
+        async def offers() -> dict[str, float]:
+            operator = tokens["operator_token"]
+            intake, dispatcher = services.url("intake"), services.url("dispatcher")
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+                token = await _volunteer(http, dispatcher, operator)
+                first = await _offered(http, dispatcher, token, await _submit(http, intake, operator))
+                found: dict[str, float] = {"first_offer_s": first}
+                for name, sig in (
+                    ("restart_offer_s", signal.SIGTERM),
+                    ("kill_restart_offer_s", signal.SIGKILL),
+                ):
+                    await asyncio.to_thread(services.stop, "dispatcher", sig=sig)
+                    services.start("dispatcher", port=int(dispatcher.rsplit(":", 1)[1]))
+                    restarted = time.perf_counter()
+                    leg_id = await _submit(http, intake, operator)
+                    await _offered(http, dispatcher, token, leg_id)
+                    found[name] = time.perf_counter() - restarted
+                return found
+
+        return {"start_to_ready_s": start_to_ready, **asyncio.run(offers())}
+    finally:
+        services.stop_all()
+        stack.stop()
+
+
+def measure() -> dict[str, Any]:
+    embedded = measure_with(EMBEDDED_BROKER_TIMINGS)
+    defaults = measure_with(
+        {
+            key: str(Settings.model_fields[key.lower()].default)
+            for key in ("CONSUMER_SESSION_TIMEOUT_MS", "CONSUMER_HEARTBEAT_INTERVAL_MS")
+        }
+    )
+    return {
+        "embedded_timings": EMBEDDED_BROKER_TIMINGS,
+        "embedded": {k: round(v, 2) for k, v in embedded.items()},
+        "defaults_baseline": {k: round(v, 2) for k, v in defaults.items()},
+        "restart_ratio_vs_defaults": round(embedded["restart_offer_s"] / defaults["restart_offer_s"], 3),
+        "target_first_offer_s": WINDOW_MS / 1000 + 1,
+        "target_restart_offer_s": 5.0,
+    }
+
+
+def main() -> None:
+    print(json.dumps(measure(), indent=2))
+
+
+if __name__ == "__main__":
+    main()
