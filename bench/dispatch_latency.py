@@ -277,8 +277,7 @@ async def measure_async(
     services = ServiceProcesses(
         env=service_env(
             {
-                "DATABASE_URL": stack.database_url,
-                "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+                **stack.settings_env(),
                 "LOG_LEVEL": "WARNING",
                 "RATE_LIMIT_PER_S": "1000000",
                 "RATE_LIMIT_BURST": "1000000",

@@ -127,8 +127,7 @@ def measure(
     services = ServiceProcesses(
         env=service_env(
             {
-                "DATABASE_URL": stack.database_url,
-                "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+                **stack.settings_env(),
                 "LOG_LEVEL": "WARNING",
                 # What one process absorbs, not one app's budget (see the module's docstring).
                 "RATE_LIMIT_PER_S": "1000000",

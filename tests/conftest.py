@@ -27,10 +27,14 @@ class Stack:
     kafka_bootstrap: str
     embedded: EmbeddedStack | None = None
 
+    def env(self) -> dict[str, str]:
+        """What a service process needs to work against this stack, as environment variables."""
+        if self.embedded is not None:
+            return self.embedded.settings_env()
+        return {"DATABASE_URL": self.database_url, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
+
     def settings(self, **overrides: object) -> Settings:
-        return Settings.model_validate(
-            {"database_url": self.database_url, "kafka_bootstrap_servers": self.kafka_bootstrap, **overrides}
-        )
+        return Settings.model_validate({**{k.lower(): v for k, v in self.env().items()}, **overrides})
 
 
 def _docker_answers() -> bool:
@@ -97,8 +101,7 @@ def system(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     services = ServiceProcesses(
         env=service_env(
             {
-                "DATABASE_URL": stack.database_url,
-                "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+                **stack.env(),
                 "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
                 "LOG_FORMAT": "json",
                 "DISPATCH_BATCH_WINDOW_MS": "200",

@@ -172,8 +172,7 @@ def throttled_intake(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
     processes = ServiceProcesses(
         env=service_env(
             {
-                "DATABASE_URL": stack.database_url,
-                "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+                **stack.env(),
                 "LOG_FORMAT": "json",
             }
         ),

@@ -30,6 +30,8 @@ def notifier_env(settings: Settings, **overrides: str) -> dict[str, str]:
         {
             "DATABASE_URL": settings.database_url,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "CONSUMER_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
+            "CONSUMER_HEARTBEAT_INTERVAL_MS": str(settings.consumer_heartbeat_interval_ms),
             "NOTIFIER_CONSUMER_GROUP": f"notifier-test-{uuid.uuid4().hex[:8]}",
             "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
             "WEBHOOK_BACKOFF_BASE_S": "0.05",

@@ -49,8 +49,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     stack = Stack(embedded.database_url, embedded.kafka_bootstrap, embedded)
     env = service_env(
         {
-            "DATABASE_URL": stack.database_url,
-            "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+            **stack.env(),
             "LOG_FORMAT": "json",
             "DISPATCH_BATCH_WINDOW_MS": "200",
             "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
