@@ -130,6 +130,14 @@ class Settings(BaseSettings):
     location_max_age_s: float = Field(default=900.0, gt=0)
     shift_max_on_duty_s: float = Field(default=4 * 3600.0, gt=0)
     shift_rest_s: float = Field(default=30 * 60.0, ge=0)
+    daily_max_on_duty_s: float = Field(
+        default=10 * 3600.0, gt=0, description="Duty a volunteer may do in one local day."
+    )
+    daily_max_legs: int = Field(
+        default=30, ge=1, description="Legs a volunteer may deliver in one local day."
+    )
+    # Where the volunteers work: their day, and its caps, end at local midnight.
+    local_time_zone: str = "Asia/Shanghai"
     long_poll_max_wait_s: float = Field(default=60.0, gt=0, le=300)
     # Dispatch, issue 4: candidates per leg, radius widening while a leg waits, escalation.
     dispatch_candidates_k: int = Field(default=16, ge=1, le=200)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -370,6 +370,11 @@ MATCHING_COLUMNS = (
     VolunteerRow.duty_started_at,
     VolunteerRow.rest_until,
     VolunteerRow.legs_done_today,
+    VolunteerRow.shift_duty_s,
+    VolunteerRow.off_duty_at,
+    VolunteerRow.duty_day,
+    VolunteerRow.duty_today_s,
+    VolunteerRow.legs_day,
 )
 
 
@@ -459,14 +464,21 @@ async def lock_free_volunteers(
     return [(volunteer_id, organisation_id, free) for volunteer_id, organisation_id, free in rows.all()]
 
 
-async def change_load(session: AsyncSession, volunteer_id: uuid.UUID, *, active: int, done: int = 0) -> None:
-    """Add to the legs the volunteer carries (`active`) and has delivered today (`done`).
+async def change_load(
+    session: AsyncSession, volunteer_id: uuid.UUID, *, active: int, done: int = 0, today: date | None = None
+) -> None:
+    """Add to the legs the volunteer carries (`active`) and has delivered on the local day `today` (`done`).
 
-    The CHECK constraint on active_legs has the last word even if two writers race.
+    A count kept for an earlier day starts again from `done`. The CHECK constraint on active_legs
+    has the last word even if two writers race.
     """
     values: dict[str, Any] = {"active_legs": VolunteerRow.active_legs + active}
     if done:
-        values["legs_done_today"] = VolunteerRow.legs_done_today + done
+        assert today is not None, "legs delivered count on a local day"
+        values["legs_done_today"] = case(
+            (VolunteerRow.legs_day == today, VolunteerRow.legs_done_today + done), else_=done
+        )
+        values["legs_day"] = today
     await session.execute(update(VolunteerRow).where(VolunteerRow.id == volunteer_id).values(**values))
 
 

@@ -7,13 +7,14 @@ leg, and a volunteer's active legs never above their limit.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -58,6 +59,13 @@ class VolunteerRow(DispatchBase):
     location_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active_legs: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     legs_done_today: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Welfare counters (see `domain/welfare.py`): duty in the current shift before `duty_started_at`,
+    # when they last went off duty, duty on the local day `duty_day`, and the day legs_done_today counts.
+    shift_duty_s: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    off_duty_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duty_day: Mapped[date | None] = mapped_column(Date)
+    duty_today_s: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    legs_day: Mapped[date | None] = mapped_column(Date)
     # An operator withdrew the volunteer (a lost phone, a volunteer who left): their tokens are
     # revoked and they stay off duty for good.
     deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from services.dispatcher.domain import welfare
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M, haversine_m, vehicle_satisfies
 
 
@@ -29,6 +30,8 @@ class Volunteer:
     duty_started_at: datetime | None
     rest_until: datetime | None
     legs_done_today: int = 0
+    # The full duty record (counters and local days) when known; else one built from the fields above.
+    duty: welfare.DutyRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class Leg:
 @dataclass(frozen=True)
 class Policy:
     location_max_age: timedelta = timedelta(minutes=15)
-    shift_max_on_duty: timedelta = timedelta(hours=4)
+    # The shift cap and its rest, the daily caps, and the time zone whose midnight ends a day.
+    welfare_limits: welfare.Limits = field(default_factory=welfare.Limits)
     radius_widening: float = 1.0
     # While a leg waits, its search radius grows by `widen_factor` every `widen_step_s`, up to `widen_max`.
     widen_step_s: float = 60.0
@@ -91,11 +95,26 @@ def has_free_slot(v: Volunteer, now: datetime, policy: Policy) -> bool:
     return free_slots(v) > 0
 
 
+def duty_record(v: Volunteer) -> welfare.DutyRecord:
+    """The volunteer's duty as the welfare rules read it."""
+    if v.duty is not None:
+        return v.duty
+    return welfare.DutyRecord(duty_started_at=v.duty_started_at, rest_until=v.rest_until)
+
+
 def rested(v: Volunteer, now: datetime, policy: Policy) -> bool:
-    """Inside the shift cap, and not inside the rest period that follows it."""
-    if v.rest_until is not None and now < v.rest_until:
-        return False
-    return v.duty_started_at is None or now - v.duty_started_at < policy.shift_max_on_duty
+    """Inside the shift cap, and not inside the rest owed after it."""
+    return welfare.shift_state(duty_record(v), now, policy.welfare_limits).rest_owed_until is None
+
+
+def within_daily_caps(v: Volunteer, now: datetime, policy: Policy) -> bool:
+    """Below today's caps on duty hours and on legs delivered (the day ends at local midnight)."""
+    record = duty_record(v)
+    limits = policy.welfare_limits
+    return (
+        welfare.duty_today(record, now, limits) < limits.daily_max_on_duty
+        and welfare.legs_today(record, now, limits) < limits.daily_max_legs
+    )
 
 
 def fresh_location(v: Volunteer, now: datetime, policy: Policy) -> bool:
@@ -140,7 +159,14 @@ VolunteerRule = Callable[[Volunteer, datetime, Policy], bool]
 PairRule = Callable[[Volunteer, Leg, datetime, Policy], bool]
 
 # Rules about the volunteer alone (whatever the leg) and rules about the pairing.
-VOLUNTEER_RULES: tuple[VolunteerRule, ...] = (on_duty, insured, has_free_slot, rested, fresh_location)
+VOLUNTEER_RULES: tuple[VolunteerRule, ...] = (
+    on_duty,
+    insured,
+    has_free_slot,
+    rested,
+    within_daily_caps,
+    fresh_location,
+)
 PAIR_RULES: tuple[PairRule, ...] = (
     same_organisation,
     equipped,

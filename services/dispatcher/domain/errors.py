@@ -47,3 +47,11 @@ class LimitBelowLoad(Conflict):
 
 class TokenNoLongerValid(DomainError):
     """The volunteer acting was deactivated after their token was checked: as if the token were gone."""
+
+
+class RestOwed(Conflict):
+    """The volunteer reached the shift cap and has not rested long enough to go on duty again."""
+
+
+class DailyCapReached(Conflict):
+    """The volunteer reached today's cap on duty hours or legs; they may go on duty after local midnight."""

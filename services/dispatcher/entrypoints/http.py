@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.dispatcher.domain.errors import TokenNoLongerValid
+from services.dispatcher.domain.errors import DailyCapReached, RestOwed, TokenNoLongerValid
 from services.dispatcher.entrypoints import location_stream, me
 from services.dispatcher.entrypoints.api import api, organisation_scope
 from services.dispatcher.entrypoints.schemas import (
@@ -39,6 +39,8 @@ __all__ = ["ERROR_STATUSES", "api", "location_stream", "me"]
 ERROR_STATUSES: dict[type[DomainError], Answer] = {
     **COMMON_STATUSES,
     TokenNoLongerValid: Answer(401, "Unauthorized"),
+    RestOwed: Answer(409, "Rest owed"),
+    DailyCapReached: Answer(409, "Daily cap reached"),
 }
 
 

@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from datetime import timedelta
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
+from services.dispatcher.domain import welfare
 from services.dispatcher.entrypoints.api import acting_volunteer, api
 from services.dispatcher.entrypoints.location_stream import LOCATIONS, take_fix
 from services.dispatcher.entrypoints.schemas import (
@@ -45,6 +46,7 @@ WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
     body=DutyIn,
     response=VolunteerOut,
     roles=("volunteer",),
+    errors=(409,),
 )
 async def put_duty(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
@@ -55,8 +57,7 @@ async def put_duty(request: web.Request) -> web.Response:
             session=session,
             volunteer_id=volunteer_id,
             on_duty=body.on_duty,
-            shift_cap=timedelta(seconds=settings.shift_max_on_duty_s),
-            rest=timedelta(seconds=settings.shift_rest_s),
+            limits=volunteers.welfare_limits(settings),
         )
         view = volunteer_view(row)
     return respond(VolunteerOut, view)
@@ -210,6 +211,7 @@ async def post_delivered(request: web.Request) -> web.Response:
             confirmation_code=body.confirmation_code,
             photo_sha256=body.photo_sha256,
             note=body.note,
+            today=welfare.local_day(datetime.now(UTC), volunteers.welfare_limits(runtime.settings)),
         )
         view = views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
     return respond(LegOut, view, status=202)

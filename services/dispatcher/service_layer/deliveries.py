@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,15 +50,18 @@ async def report_delivered(
     confirmation_code: str | None,
     photo_sha256: str | None,
     note: str | None,
+    today: date,
 ) -> LegRow:
     """The volunteer handed the goods over; the code travels on only as its keyed hash.
+
+    The leg counts towards the volunteer's legs on `today`, the local day.
 
     A leg already reported delivered may be reported again (the recipient read out the wrong code).
     """
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
     if lifecycle.can_deliver(leg.status, flagged_at=leg.flagged_at):
         await repository.move_legs(session, [leg.id], LegStatus.DELIVERED)
-        await repository.change_load(session, volunteer_id, active=-1, done=+1)
+        await repository.change_load(session, volunteer_id, active=-1, done=+1, today=today)
         leg.status = LegStatus.DELIVERED
     changes = Changes()
     changes.add(

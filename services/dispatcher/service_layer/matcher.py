@@ -14,6 +14,7 @@ from services.dispatcher.domain.matching import Pool
 from services.dispatcher.service_layer.escalation import escalate_waiting_legs
 from services.dispatcher.service_layer.offers import expire_offers, offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
+from services.dispatcher.service_layer.volunteers import welfare_limits
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -22,7 +23,7 @@ log = structlog.get_logger(__name__)
 def policy_from(settings: Settings) -> Policy:
     return Policy(
         location_max_age=timedelta(seconds=settings.location_max_age_s),
-        shift_max_on_duty=timedelta(seconds=settings.shift_max_on_duty_s),
+        welfare_limits=welfare_limits(settings),
         widen_step_s=settings.radius_widen_step_s,
         widen_factor=settings.radius_widen_factor,
         widen_max=settings.radius_widen_max,

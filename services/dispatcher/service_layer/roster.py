@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatcher.adapters import repository
 from services.dispatcher.domain import eligibility
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M
+from services.dispatcher.service_layer.volunteers import duty_record
 
 
 @dataclass(frozen=True)
@@ -188,4 +189,5 @@ class Roster:
             duty_started_at=row.duty_started_at,
             rest_until=row.rest_until,
             legs_done_today=row.legs_done_today,
+            duty=duty_record(row),
         )

@@ -7,13 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import VolunteerRow, outbox
+from services.dispatcher.domain import welfare
 from services.dispatcher.domain.errors import (
+    DailyCapReached,
     LimitBelowLoad,
+    RestOwed,
     TokenNoLongerValid,
     TokenNotFound,
     VolunteerDeactivated,
@@ -22,8 +26,10 @@ from services.dispatcher.domain.errors import (
 from services.dispatcher.service_layer import deliveries
 from shared import crypto
 from shared.auth import Role, issue_token, revoke_token, revoke_volunteer_tokens
+from shared.errors import DomainError
 from shared.events import VolunteerDutyChanged, VolunteerRegistered, build_event
 from shared.outbox import add_events
+from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -94,21 +100,83 @@ async def get_volunteer(
     return row
 
 
+def welfare_limits(settings: Settings) -> welfare.Limits:
+    """The welfare rules' limits, from the settings."""
+    return welfare.Limits(
+        shift_max_on_duty=timedelta(seconds=settings.shift_max_on_duty_s),
+        rest=timedelta(seconds=settings.shift_rest_s),
+        daily_max_on_duty=timedelta(seconds=settings.daily_max_on_duty_s),
+        daily_max_legs=settings.daily_max_legs,
+        time_zone=ZoneInfo(settings.local_time_zone),
+    )
+
+
+def duty_record(row: Any) -> welfare.DutyRecord:
+    """A volunteer's duty as the welfare rules read it, from a row of the volunteers table."""
+    return welfare.DutyRecord(
+        duty_started_at=row.duty_started_at,
+        shift_duty=timedelta(seconds=row.shift_duty_s),
+        off_duty_at=row.off_duty_at,
+        rest_until=row.rest_until,
+        duty_day=row.duty_day,
+        duty_today=timedelta(seconds=row.duty_today_s),
+        legs_day=row.legs_day,
+        legs_done=row.legs_done_today,
+    )
+
+
+def _refuse(refusal: welfare.Refusal, limits: welfare.Limits) -> DomainError:
+    local = refusal.until.astimezone(limits.time_zone)
+    when = f"{refusal.until.isoformat()} ({local:%Y-%m-%d %H:%M} {limits.time_zone.key})"
+    if refusal.reason == "rest_owed":
+        hours = limits.shift_max_on_duty.total_seconds() / 3600
+        minutes = limits.rest.total_seconds() / 60
+        return RestOwed(
+            f"Rest is owed: after {hours:g} h on duty, {minutes:g} min off duty before the next shift. "
+            f"You may go on duty again at {when}."
+        )
+    if refusal.reason == "daily_duty_cap":
+        hours = limits.daily_max_on_duty.total_seconds() / 3600
+        return DailyCapReached(
+            f"Today's cap of {hours:g} h on duty is reached. You may go on duty again at {when}."
+        )
+    return DailyCapReached(
+        f"Today's cap of {limits.daily_max_legs} legs is reached. You may go on duty again at {when}."
+    )
+
+
 async def set_duty(
-    *, session: AsyncSession, volunteer_id: uuid.UUID, on_duty: bool, shift_cap: timedelta, rest: timedelta
+    *,
+    session: AsyncSession,
+    volunteer_id: uuid.UUID,
+    on_duty: bool,
+    limits: welfare.Limits,
+    now: datetime | None = None,
 ) -> VolunteerRow:
-    """Going on duty starts the shift clock; leaving after a full shift starts the rest period."""
-    now = datetime.now(UTC)
+    """Go on or off duty. Going on is refused while rest is owed or a daily cap is reached.
+
+    A break shorter than the rest does not reset the shift clock (see `domain/welfare.py`).
+    """
+    now = now or datetime.now(UTC)
     row = await repository.lock_volunteer(session, volunteer_id)
     if row.deactivated_at is not None:
         # Deactivation revoked the token; this request passed its check just before that committed.
         raise TokenNoLongerValid("The token is not valid.")
+    record = duty_record(row)
     if on_duty and not row.on_duty:
-        row.duty_started_at = now
+        refused = welfare.refusal(record, now, limits)
+        if refused is not None:
+            raise _refuse(refused, limits)
+        record = welfare.go_on_duty(record, now, limits)
     elif not on_duty and row.on_duty:
-        if row.duty_started_at is not None and now - row.duty_started_at >= shift_cap:
-            row.rest_until = now + rest
-        row.duty_started_at = None
+        record = welfare.go_off_duty(record, now, limits)
+    row.duty_started_at, row.rest_until, row.off_duty_at = (
+        record.duty_started_at,
+        record.rest_until,
+        record.off_duty_at,
+    )
+    row.shift_duty_s = record.shift_duty.total_seconds()
+    row.duty_day, row.duty_today_s = record.duty_day, record.duty_today.total_seconds()
     row.on_duty = on_duty
     row.updated_at = now
     await add_events(

@@ -77,11 +77,10 @@ def test_active_legs_and_open_offers_count_against_the_limit(active: int, offers
 
 
 def test_volunteer_past_the_shift_cap_is_not_offered_work() -> None:
-    v = volunteer(duty_started_at=NOW - POLICY.shift_max_on_duty - timedelta(seconds=1))
+    cap = POLICY.welfare_limits.shift_max_on_duty
+    v = volunteer(duty_started_at=NOW - cap - timedelta(seconds=1))
     assert e.broken_rules(v, leg(), NOW, POLICY) == ["rested"]
-    assert e.rested(
-        volunteer(duty_started_at=NOW - POLICY.shift_max_on_duty + timedelta(minutes=1)), NOW, POLICY
-    )
+    assert e.rested(volunteer(duty_started_at=NOW - cap + timedelta(minutes=1)), NOW, POLICY)
 
 
 def test_volunteer_inside_the_rest_period_is_not_offered_work_until_it_ends() -> None:

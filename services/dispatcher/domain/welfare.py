@@ -1,0 +1,162 @@
+"""A volunteer's welfare limits: the shift clock, the rest it owes, and the daily caps.
+
+The shift clock counts duty since the last rest. A rest is `rest` without duty: off duty, or on
+duty with offers withheld because rest is owed. Going off duty for less than that does not reset
+the clock. Daily caps (hours on duty, legs delivered) count per local day, reset at local midnight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The welfare settings, in the domain's terms."""
+
+    shift_max_on_duty: timedelta = timedelta(hours=4)
+    rest: timedelta = timedelta(minutes=30)
+    daily_max_on_duty: timedelta = timedelta(hours=10)
+    daily_max_legs: int = 30
+    time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+
+
+@dataclass(frozen=True, slots=True)
+class DutyRecord:
+    """What is stored about a volunteer's duty: the current stretch and the counters before it."""
+
+    duty_started_at: datetime | None  # on duty since then; None while off duty
+    shift_duty: timedelta = timedelta(0)  # duty in the current shift before `duty_started_at`
+    off_duty_at: datetime | None = None  # when they last went off duty
+    rest_until: datetime | None = None  # rest owed until then
+    duty_day: date | None = None  # the local day `duty_today` counts
+    duty_today: timedelta = timedelta(0)  # duty that day before `duty_started_at`
+    legs_day: date | None = None  # the local day `legs_done` counts
+    legs_done: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the volunteer may not work now, and when they may again."""
+
+    reason: str  # "rest_owed", "daily_duty_cap", "daily_legs_cap"
+    until: datetime
+
+
+def local_day(now: datetime, limits: Limits) -> date:
+    """The calendar day `now` falls on where the volunteers work."""
+    return now.astimezone(limits.time_zone).date()
+
+
+def next_local_midnight(now: datetime, limits: Limits) -> datetime:
+    """The start of the next local day, as an aware time."""
+    tomorrow = local_day(now, limits) + timedelta(days=1)
+    return datetime.combine(tomorrow, time(0), tzinfo=limits.time_zone)
+
+
+def _local_midnight(now: datetime, limits: Limits) -> datetime:
+    return datetime.combine(local_day(now, limits), time(0), tzinfo=limits.time_zone)
+
+
+def _carried_shift(record: DutyRecord, now: datetime, limits: Limits) -> timedelta:
+    """Shift duty carried into the current stretch (or into now, off duty): zero after a rest."""
+    if record.rest_until is not None and record.rest_until <= now:
+        return timedelta(0)
+    if record.duty_started_at is None:
+        rested_off = record.off_duty_at is not None and now - record.off_duty_at >= limits.rest
+        return timedelta(0) if rested_off else record.shift_duty
+    return record.shift_duty
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftState:
+    """The shift clock at one moment, and the rest owed then (None when none is)."""
+
+    on_duty: timedelta
+    rest_owed_until: datetime | None
+
+
+def shift_state(record: DutyRecord, now: datetime, limits: Limits) -> ShiftState:
+    """The shift clock at `now`, and until when rest is owed.
+
+    On duty past the cap, offers stop and the rest runs; once it has run the clock starts again.
+    """
+    if record.rest_until is not None and now < record.rest_until:
+        return ShiftState(on_duty=timedelta(0), rest_owed_until=record.rest_until)
+    carried = _carried_shift(record, now, limits)
+    if record.duty_started_at is None:
+        return ShiftState(on_duty=carried, rest_owed_until=None)
+    worked = carried + (now - record.duty_started_at)
+    cap = limits.shift_max_on_duty
+    if worked < cap:
+        return ShiftState(on_duty=worked, rest_owed_until=None)
+    since_cap = (worked - cap) % (cap + limits.rest)
+    if since_cap < limits.rest:
+        return ShiftState(on_duty=cap, rest_owed_until=now + (limits.rest - since_cap))
+    return ShiftState(on_duty=since_cap - limits.rest, rest_owed_until=None)
+
+
+def duty_today(record: DutyRecord, now: datetime, limits: Limits) -> timedelta:
+    """Time on duty since local midnight, the current stretch included."""
+    counted = record.duty_today if record.duty_day == local_day(now, limits) else timedelta(0)
+    if record.duty_started_at is not None:
+        counted += now - max(record.duty_started_at, _local_midnight(now, limits))
+    return counted
+
+
+def legs_today(record: DutyRecord, now: datetime, limits: Limits) -> int:
+    """Legs delivered since local midnight."""
+    return record.legs_done if record.legs_day == local_day(now, limits) else 0
+
+
+def refusal(record: DutyRecord, now: datetime, limits: Limits) -> Refusal | None:
+    """Why the volunteer may not be on duty taking offers at `now`; None when they may."""
+    owed = shift_state(record, now, limits).rest_owed_until
+    if owed is not None:
+        return Refusal("rest_owed", owed)
+    if duty_today(record, now, limits) >= limits.daily_max_on_duty:
+        return Refusal("daily_duty_cap", next_local_midnight(now, limits))
+    if legs_today(record, now, limits) >= limits.daily_max_legs:
+        return Refusal("daily_legs_cap", next_local_midnight(now, limits))
+    return None
+
+
+def go_on_duty(record: DutyRecord, now: datetime, limits: Limits) -> DutyRecord:
+    """The record once the volunteer goes on duty: the clock carries on unless they rested.
+
+    It refuses nothing: the caller asks `refusal` first.
+    """
+    if record.duty_started_at is not None:
+        return record
+    return DutyRecord(
+        duty_started_at=now,
+        shift_duty=_carried_shift(record, now, limits),
+        off_duty_at=record.off_duty_at,
+        rest_until=None,
+        duty_day=local_day(now, limits),
+        duty_today=duty_today(record, now, limits),
+        legs_day=record.legs_day,
+        legs_done=record.legs_done,
+    )
+
+
+def go_off_duty(record: DutyRecord, now: datetime, limits: Limits) -> DutyRecord:
+    """The record once the volunteer goes off duty: the stretch folded into the counters.
+
+    Rest already owed stays owed until its end; otherwise the clock stops where it is.
+    """
+    if record.duty_started_at is None:
+        return record
+    state = shift_state(record, now, limits)
+    return DutyRecord(
+        duty_started_at=None,
+        shift_duty=timedelta(0) if state.rest_owed_until is not None else state.on_duty,
+        off_duty_at=now,
+        rest_until=state.rest_owed_until,
+        duty_day=local_day(now, limits),
+        duty_today=duty_today(record, now, limits),
+        legs_day=record.legs_day,
+        legs_done=record.legs_done,
+    )
