@@ -127,7 +127,7 @@ def duty_record(row: Any) -> welfare.DutyRecord:
 
 def _refuse(refusal: welfare.Refusal, limits: welfare.Limits) -> DomainError:
     local = refusal.until.astimezone(limits.time_zone)
-    when = f"{refusal.until.isoformat()} ({local:%Y-%m-%d %H:%M} {limits.time_zone.key})"
+    when = f"{refusal.until.astimezone(UTC).isoformat()} ({local:%Y-%m-%d %H:%M} {limits.time_zone.key})"
     if refusal.reason == "rest_owed":
         hours = limits.shift_max_on_duty.total_seconds() / 3600
         minutes = limits.rest.total_seconds() / 60
