@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -47,7 +48,7 @@ async def located(
 
 
 async def off_duty_volunteer(
-    sessionmaker: async_sessionmaker[AsyncSession], place: tuple[float, float], **fields: object
+    sessionmaker: async_sessionmaker[AsyncSession], place: tuple[float, float], **fields: Any
 ) -> uuid.UUID:
     async with sessionmaker() as session, session.begin():
         row = await add_volunteer(
