@@ -123,6 +123,26 @@ def refusal(record: DutyRecord, now: datetime, limits: Limits) -> Refusal | None
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What the volunteer and their operator see of the limits at one moment."""
+
+    shift: ShiftState
+    duty_today: timedelta
+    legs_today: int
+    refusal: Refusal | None
+
+
+def status(record: DutyRecord, now: datetime, limits: Limits) -> Status:
+    """The shift clock, the day's counts, and what (if anything) stops the volunteer working now."""
+    return Status(
+        shift=shift_state(record, now, limits),
+        duty_today=duty_today(record, now, limits),
+        legs_today=legs_today(record, now, limits),
+        refusal=refusal(record, now, limits),
+    )
+
+
 def go_on_duty(record: DutyRecord, now: datetime, limits: Limits) -> DutyRecord:
     """The record once the volunteer goes on duty: the clock carries on unless they rested.
 

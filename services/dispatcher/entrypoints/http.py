@@ -61,7 +61,8 @@ async def post_volunteer(request: web.Request) -> web.Response:
         row, issued = await volunteers.register_volunteer(
             session=session, organisation_id=principal.organisation_id, profile=body.model_dump()
         )
-    created = {**volunteer_view(row), "token": issued.token, "token_id": str(issued.id)}
+    status = volunteers.welfare_status(row, volunteers.welfare_limits(request.app[RUNTIME].settings))
+    created = {**volunteer_view(row, status), "token": issued.token, "token_id": str(issued.id)}
     return respond(VolunteerCreatedOut, created, status=201, headers={"Location": f"/v1/volunteers/{row.id}"})
 
 
@@ -85,8 +86,9 @@ async def list_volunteers(request: web.Request) -> web.Response:
             after=after,
             limit=query.limit,
         )
+    limits = volunteers.welfare_limits(request.app[RUNTIME].settings)
     page = {
-        "items": [volunteer_view(row) for row in rows],
+        "items": [volunteer_view(row, volunteers.welfare_status(row, limits)) for row in rows],
         "next_cursor": encode_cursor(rows[-1]) if more else None,
     }
     return respond(VolunteerPageOut, page)
@@ -112,7 +114,9 @@ async def patch_volunteer(request: web.Request) -> web.Response:
             organisation_id=organisation_scope(principal),
             changes=patch.model_dump(exclude_unset=True),
         )
-        view = volunteer_view(row)
+        view = volunteer_view(
+            row, volunteers.welfare_status(row, volunteers.welfare_limits(request.app[RUNTIME].settings))
+        )
     return respond(VolunteerOut, view)
 
 
@@ -173,7 +177,9 @@ async def post_deactivate_volunteer(request: web.Request) -> web.Response:
         row = await volunteers.deactivate_volunteer(
             session=session, volunteer_id=volunteer_id, organisation_id=principal.organisation_id
         )
-        view = volunteer_view(row)
+        view = volunteer_view(
+            row, volunteers.welfare_status(row, volunteers.welfare_limits(request.app[RUNTIME].settings))
+        )
     return respond(VolunteerOut, view)
 
 
@@ -221,4 +227,5 @@ async def get_volunteer(request: web.Request) -> web.Response:
         row = await volunteers.get_volunteer(
             session=session, volunteer_id=volunteer_id, organisation_id=scope
         )
-    return respond(VolunteerOut, volunteer_view(row))
+    status = volunteers.welfare_status(row, volunteers.welfare_limits(request.app[RUNTIME].settings))
+    return respond(VolunteerOut, volunteer_view(row, status))

@@ -51,15 +51,15 @@ WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
 async def put_duty(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     body = await parse_body(request, DutyIn)
-    settings = request.app[RUNTIME].settings
+    limits = volunteers.welfare_limits(request.app[RUNTIME].settings)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         row = await volunteers.set_duty(
             session=session,
             volunteer_id=volunteer_id,
             on_duty=body.on_duty,
-            limits=volunteers.welfare_limits(settings),
+            limits=limits,
         )
-        view = volunteer_view(row)
+        view = volunteer_view(row, volunteers.welfare_status(row, limits))
     return respond(VolunteerOut, view)
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, mode
 
 from services.dispatcher.adapters.tables import VolunteerRow
 from services.dispatcher.domain.leg import LegStatus
+from services.dispatcher.domain.welfare import Status
 from shared.fields import Boolean, Number, Phone, describe_storable_text, whole_float_as_int
 from shared.http import ProblemError, StorableModel, json_response
 from shared.times import ClientTime, within
@@ -163,6 +164,20 @@ class VolunteerOut(BaseModel):
     deactivated_at: datetime | None = Field(
         default=None, description="When an operator deactivated the volunteer; null while active."
     )
+    shift_on_duty_s: float = Field(
+        default=0.0, description="Duty on the shift clock: since the last full rest, a short break included."
+    )
+    rest_owed_until: datetime | None = Field(
+        default=None, description="Rest is owed until then: no offers, and no going on duty, before it."
+    )
+    duty_today_s: float = Field(default=0.0, description="Time on duty since local midnight.")
+    legs_done_today: int = Field(default=0, description="Legs delivered since local midnight.")
+    limit_reached: Literal["rest_owed", "daily_duty_cap", "daily_legs_cap"] | None = Field(
+        default=None, description="What stops the volunteer working now; null when nothing does."
+    )
+    may_work_from: datetime | None = Field(
+        default=None, description="When `limit_reached` stops applying: offers and going on duty resume."
+    )
 
 
 class VolunteerCreatedOut(VolunteerOut):
@@ -249,8 +264,9 @@ def respond(
     return json_response(body, status=status, headers=headers)
 
 
-def volunteer_view(row: VolunteerRow) -> dict[str, Any]:
-    """A volunteer as `VolunteerOut` says it."""
+def volunteer_view(row: VolunteerRow, welfare: Status) -> dict[str, Any]:
+    """A volunteer as `VolunteerOut` says it; `welfare` holds their shift clock and daily counts now."""
+    refusal = welfare.refusal
     return {
         "id": str(row.id),
         "name": row.name,
@@ -269,7 +285,17 @@ def volunteer_view(row: VolunteerRow) -> dict[str, Any]:
         if row.location_at is not None
         else None,
         "deactivated_at": row.deactivated_at.isoformat() if row.deactivated_at is not None else None,
+        "shift_on_duty_s": welfare.shift.on_duty.total_seconds(),
+        "rest_owed_until": _utc(welfare.shift.rest_owed_until),
+        "duty_today_s": welfare.duty_today.total_seconds(),
+        "legs_done_today": welfare.legs_today,
+        "limit_reached": refusal.reason if refusal is not None else None,
+        "may_work_from": _utc(refusal.until) if refusal is not None else None,
     }
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
 
 
 def encode_cursor(row: VolunteerRow) -> str:

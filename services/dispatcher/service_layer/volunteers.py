@@ -125,6 +125,11 @@ def duty_record(row: Any) -> welfare.DutyRecord:
     )
 
 
+def welfare_status(row: VolunteerRow, limits: welfare.Limits, now: datetime | None = None) -> welfare.Status:
+    """The volunteer's shift clock, rest owed and daily counts now, as their views show them."""
+    return welfare.status(duty_record(row), now or datetime.now(UTC), limits)
+
+
 def _refuse(refusal: welfare.Refusal, limits: welfare.Limits) -> DomainError:
     local = refusal.until.astimezone(limits.time_zone)
     when = f"{refusal.until.astimezone(UTC).isoformat()} ({local:%Y-%m-%d %H:%M} {limits.time_zone.key})"

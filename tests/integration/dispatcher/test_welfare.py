@@ -4,13 +4,17 @@ short break, a rest resets it, daily caps refuse duty, and the day ends at local
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from errands import admin
+from errands.launcher import ServiceProcesses
 from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import VolunteerRow
 from services.dispatcher.domain import welfare
@@ -18,6 +22,7 @@ from services.dispatcher.domain.errors import DailyCapReached, RestOwed
 from services.dispatcher.service_layer.roster import Roster
 from services.dispatcher.service_layer.volunteers import set_duty, welfare_limits
 from tests.conftest import Stack
+from tests.integration.dispatcher.api_client import Client, somewhere
 from tests.integration.dispatcher.conftest import FUTURE, add_volunteer, matching_round, submit_task
 
 
@@ -157,3 +162,58 @@ async def test_utc_midnight_does_not_reset_legs_done_today(
     )
     with pytest.raises(DailyCapReached):
         await duty(sessionmaker, volunteer_id, True, late + timedelta(minutes=2), limits)
+
+
+@pytest.fixture
+async def client(stack: Stack, system: ServiceProcesses) -> AsyncIterator[Client]:
+    tokens = await admin.bootstrap_demo(stack.settings())
+    async with aiohttp.ClientSession() as http:
+        yield Client(http, system, tokens["admin_token"])
+
+
+@pytest.mark.e2e
+async def test_going_on_duty_past_a_limit_is_a_409_naming_it_and_when_duty_may_resume(
+    client: Client, sessionmaker: async_sessionmaker[AsyncSession], limits: welfare.Limits
+) -> None:
+    operator = await client.organisation()
+    volunteer_id, token = await client.volunteer(operator, somewhere())
+    duty_url, volunteer_url = (
+        f"{client.dispatcher}/v1/me/duty",
+        f"{client.dispatcher}/v1/volunteers/{volunteer_id}",
+    )
+    status, view = await client.call("PUT", duty_url, token, json={"on_duty": False})
+    assert status == 200 and view["limit_reached"] is None and view["rest_owed_until"] is None
+    assert 0 < view["shift_on_duty_s"] < 60 and view["legs_done_today"] == 0
+
+    rest_ends = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(VolunteerRow)
+            .where(VolunteerRow.id == uuid.UUID(volunteer_id))
+            .values(rest_until=rest_ends)
+        )
+    status, problem = await client.call("PUT", duty_url, token, json={"on_duty": True})
+    assert status == 409 and problem["title"] == "Rest owed", problem
+    assert rest_ends.isoformat() in problem["detail"]
+    status, view = await client.call("GET", volunteer_url, operator)
+    assert (view["on_duty"], view["limit_reached"]) == (False, "rest_owed")
+    assert (
+        datetime.fromisoformat(view["rest_owed_until"])
+        == rest_ends
+        == datetime.fromisoformat(view["may_work_from"])
+    )
+
+    today = welfare.local_day(datetime.now(UTC), limits)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(VolunteerRow)
+            .where(VolunteerRow.id == uuid.UUID(volunteer_id))
+            .values(rest_until=None, legs_done_today=limits.daily_max_legs, legs_day=today)
+        )
+    status, problem = await client.call("PUT", duty_url, token, json={"on_duty": True})
+    assert status == 409 and problem["title"] == "Daily cap reached", problem
+    assert f"{limits.daily_max_legs} legs" in problem["detail"]
+    midnight = welfare.next_local_midnight(datetime.now(UTC), limits).astimezone(UTC)
+    assert midnight.isoformat() in problem["detail"]
+    status, view = await client.call("GET", volunteer_url, operator)
+    assert (view["limit_reached"], view["legs_done_today"]) == ("daily_legs_cap", limits.daily_max_legs)
