@@ -104,17 +104,12 @@ def duty_record(v: Volunteer) -> welfare.DutyRecord:
 
 def rested(v: Volunteer, now: datetime, policy: Policy) -> bool:
     """Inside the shift cap, and not inside the rest owed after it."""
-    return welfare.shift_state(duty_record(v), now, policy.welfare_limits).rest_owed_until is None
+    return not welfare.rest_owed(duty_record(v), now, policy.welfare_limits)
 
 
 def within_daily_caps(v: Volunteer, now: datetime, policy: Policy) -> bool:
     """Below today's caps on duty hours and on legs delivered (the day ends at local midnight)."""
-    record = duty_record(v)
-    limits = policy.welfare_limits
-    return (
-        welfare.duty_today(record, now, limits) < limits.daily_max_on_duty
-        and welfare.legs_today(record, now, limits) < limits.daily_max_legs
-    )
+    return welfare.daily_cap_reached(duty_record(v), now, policy.welfare_limits) is None
 
 
 def fresh_location(v: Volunteer, now: datetime, policy: Policy) -> bool:

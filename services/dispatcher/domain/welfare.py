@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 
@@ -47,7 +48,7 @@ class Refusal:
 
 def local_day(now: datetime, limits: Limits) -> date:
     """The calendar day `now` falls on where the volunteers work."""
-    return now.astimezone(limits.time_zone).date()
+    return _local_day_start(now, limits.time_zone)[0]
 
 
 def next_local_midnight(now: datetime, limits: Limits) -> datetime:
@@ -56,8 +57,11 @@ def next_local_midnight(now: datetime, limits: Limits) -> datetime:
     return datetime.combine(tomorrow, time(0), tzinfo=limits.time_zone)
 
 
-def _local_midnight(now: datetime, limits: Limits) -> datetime:
-    return datetime.combine(local_day(now, limits), time(0), tzinfo=limits.time_zone)
+# A matching round asks this of every volunteer on duty with one `now`: worked out once per round.
+@lru_cache(maxsize=64)
+def _local_day_start(now: datetime, time_zone: ZoneInfo) -> tuple[date, datetime]:
+    day = now.astimezone(time_zone).date()
+    return day, datetime.combine(day, time(0), tzinfo=time_zone)
 
 
 def _carried_shift(record: DutyRecord, now: datetime, limits: Limits) -> timedelta:
@@ -98,11 +102,22 @@ def shift_state(record: DutyRecord, now: datetime, limits: Limits) -> ShiftState
     return ShiftState(on_duty=since_cap - limits.rest, rest_owed_until=None)
 
 
+def rest_owed(record: DutyRecord, now: datetime, limits: Limits) -> bool:
+    """Whether rest is owed at `now`: `shift_state`'s answer, quicker for the many well inside the cap."""
+    if record.rest_until is not None and now < record.rest_until:
+        return True
+    if record.duty_started_at is None:
+        return False
+    if record.shift_duty + (now - record.duty_started_at) < limits.shift_max_on_duty:
+        return False
+    return shift_state(record, now, limits).rest_owed_until is not None
+
+
 def duty_today(record: DutyRecord, now: datetime, limits: Limits) -> timedelta:
     """Time on duty since local midnight, the current stretch included."""
     counted = record.duty_today if record.duty_day == local_day(now, limits) else timedelta(0)
     if record.duty_started_at is not None:
-        counted += now - max(record.duty_started_at, _local_midnight(now, limits))
+        counted += now - max(record.duty_started_at, _local_day_start(now, limits.time_zone)[1])
     return counted
 
 
@@ -116,10 +131,18 @@ def refusal(record: DutyRecord, now: datetime, limits: Limits) -> Refusal | None
     owed = shift_state(record, now, limits).rest_owed_until
     if owed is not None:
         return Refusal("rest_owed", owed)
-    if duty_today(record, now, limits) >= limits.daily_max_on_duty:
-        return Refusal("daily_duty_cap", next_local_midnight(now, limits))
-    if legs_today(record, now, limits) >= limits.daily_max_legs:
-        return Refusal("daily_legs_cap", next_local_midnight(now, limits))
+    cap = daily_cap_reached(record, now, limits)
+    return None if cap is None else Refusal(cap, next_local_midnight(now, limits))
+
+
+def daily_cap_reached(record: DutyRecord, now: datetime, limits: Limits) -> str | None:
+    """Which of today's caps is reached ("daily_duty_cap", "daily_legs_cap"); None while neither is."""
+    # The counts stored bound today's from above: only a volunteer near a cap costs the local day.
+    most = record.duty_today + (now - record.duty_started_at if record.duty_started_at else timedelta(0))
+    if most >= limits.daily_max_on_duty and duty_today(record, now, limits) >= limits.daily_max_on_duty:
+        return "daily_duty_cap"
+    if record.legs_done >= limits.daily_max_legs and legs_today(record, now, limits) >= limits.daily_max_legs:
+        return "daily_legs_cap"
     return None
 
 
