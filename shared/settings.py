@@ -6,8 +6,9 @@ import base64
 import binascii
 import re
 from typing import Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Keys used when nothing is configured: good enough for a laptop demo, refused in production mode.
@@ -195,6 +196,17 @@ class Settings(BaseSettings):
     # Local run.
     errands_demo: bool = True
     errands_state_dir: str = ".errands"
+
+    @field_validator("local_time_zone")
+    @classmethod
+    def _time_zone_is_known(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"LOCAL_TIME_ZONE must be an IANA time zone such as Asia/Shanghai, not {value!r}"
+            ) from exc
+        return value
 
     @model_validator(mode="after")
     def _keys_are_usable(self) -> Self:
