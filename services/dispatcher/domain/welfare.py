@@ -7,10 +7,14 @@ the clock. Daily caps (hours on duty, legs delivered) count per local day, reset
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo
+
+# What stops a volunteer working: the rest owed after a shift, or one of the day's caps.
+Reason = Literal["rest_owed", "daily_duty_cap", "daily_legs_cap"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,7 @@ class DutyRecord:
 class Refusal:
     """Why the volunteer may not work now, and when they may again."""
 
-    reason: str  # "rest_owed", "daily_duty_cap", "daily_legs_cap"
+    reason: Reason
     until: datetime
 
 
@@ -135,8 +139,8 @@ def refusal(record: DutyRecord, now: datetime, limits: Limits) -> Refusal | None
     return None if cap is None else Refusal(cap, next_local_midnight(now, limits))
 
 
-def daily_cap_reached(record: DutyRecord, now: datetime, limits: Limits) -> str | None:
-    """Which of today's caps is reached ("daily_duty_cap", "daily_legs_cap"); None while neither is."""
+def daily_cap_reached(record: DutyRecord, now: datetime, limits: Limits) -> Reason | None:
+    """Which of today's caps is reached; None while neither is."""
     # The counts stored bound today's from above: only a volunteer near a cap costs the local day.
     most = record.duty_today + (now - record.duty_started_at if record.duty_started_at else timedelta(0))
     if most >= limits.daily_max_on_duty and duty_today(record, now, limits) >= limits.daily_max_on_duty:
@@ -173,15 +177,13 @@ def go_on_duty(record: DutyRecord, now: datetime, limits: Limits) -> DutyRecord:
     """
     if record.duty_started_at is not None:
         return record
-    return DutyRecord(
+    return replace(
+        record,
         duty_started_at=now,
         shift_duty=_carried_shift(record, now, limits),
-        off_duty_at=record.off_duty_at,
         rest_until=None,
         duty_day=local_day(now, limits),
         duty_today=duty_today(record, now, limits),
-        legs_day=record.legs_day,
-        legs_done=record.legs_done,
     )
 
 
@@ -193,13 +195,12 @@ def go_off_duty(record: DutyRecord, now: datetime, limits: Limits) -> DutyRecord
     if record.duty_started_at is None:
         return record
     state = shift_state(record, now, limits)
-    return DutyRecord(
+    return replace(
+        record,
         duty_started_at=None,
         shift_duty=timedelta(0) if state.rest_owed_until is not None else state.on_duty,
         off_duty_at=now,
         rest_until=state.rest_owed_until,
         duty_day=local_day(now, limits),
         duty_today=duty_today(record, now, limits),
-        legs_day=record.legs_day,
-        legs_done=record.legs_done,
     )
