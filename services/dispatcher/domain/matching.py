@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 
 import numpy as np
 from scipy.sparse import csr_array
@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 
 from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, free_slots, is_available, suits
 from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
+from services.dispatcher.domain.welfare import local_day
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
 # volunteer is an hour further away. Vulnerable recipients come first among equals.
@@ -85,6 +86,13 @@ class Team:
     members: list[int]
 
 
+def counted_today(v: Volunteer, today: date) -> Volunteer:
+    """The volunteer with only the legs of the local day `today` weighing on fairness."""
+    if v.legs_done_today and v.duty is not None and v.duty.legs_day != today:
+        return replace(v, legs_done_today=0)
+    return v
+
+
 class Pool:
     """Who a round may offer legs to: the volunteers available at `now`, and where they are.
 
@@ -96,8 +104,11 @@ class Pool:
     """
 
     def __init__(self, volunteers: Iterable[Volunteer], now: datetime, policy: Policy) -> None:
+        today = local_day(now, policy.welfare_limits)
         self.volunteers = [
-            v for v in volunteers if v.lat is not None and v.lon is not None and is_available(v, now, policy)
+            counted_today(v, today)
+            for v in volunteers
+            if v.lat is not None and v.lon is not None and is_available(v, now, policy)
         ]
         # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
         # everyone on duty to group.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from services.dispatcher.domain import eligibility as e
 from services.dispatcher.domain import matching as m
+from services.dispatcher.domain import welfare as w
 from services.dispatcher.domain.matching import acceptable_pickup_m, match_batch
 from tests.unit.dispatcher.test_matching import NOW, POLICY, leg, volunteer
 
@@ -74,3 +76,18 @@ def test_fairness_does_not_send_someone_much_further() -> None:
     busy = volunteer(29.875, 121.545, legs_done_today=5)
     twice_as_far = volunteer(29.860, 121.545, legs_done_today=0)
     assert [x.volunteer_id for x in match_batch([only], [busy, twice_as_far], NOW, POLICY)] == [busy.id]
+
+
+def test_legs_done_before_local_midnight_no_longer_weigh_on_fairness() -> None:
+    only = leg(*PICKUP)
+    yesterday = w.local_day(NOW, POLICY.welfare_limits) - timedelta(days=1)
+    busy_yesterday = volunteer(
+        29.875,
+        121.545,
+        legs_done_today=6,
+        duty=w.DutyRecord(duty_started_at=NOW - timedelta(hours=1), legs_day=yesterday, legs_done=6),
+    )
+    rested = volunteer(29.865, 121.545, legs_done_today=0)
+    assert [x.volunteer_id for x in match_batch([only], [busy_yesterday, rested], NOW, POLICY)] == [
+        busy_yesterday.id
+    ], "nearer, and nothing done today"
