@@ -7,13 +7,14 @@ leg, and a volunteer's active legs never above their limit.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -46,7 +47,10 @@ class VolunteerRow(DispatchBase):
     skills: Mapped[list[str]] = mapped_column(ARRAY(Text))
     vehicle: Mapped[str] = mapped_column(Text)
     capacity_kg: Mapped[float] = mapped_column(Float)
+    # Whether the volunteer declared insurance at all, and the last day it covers (in the configured
+    # local time zone; None: no end date). Sent out only while declared and not yet lapsed.
     insured: Mapped[bool] = mapped_column(Boolean)
+    insured_until: Mapped[date | None] = mapped_column(Date)
     max_active_legs: Mapped[int] = mapped_column(Integer)
     home_lat: Mapped[float | None] = mapped_column(Float)
     home_lon: Mapped[float | None] = mapped_column(Float)
