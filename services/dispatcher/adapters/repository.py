@@ -11,11 +11,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, func, literal, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatcher.adapters.tables import EscalationRow, LegRow, OfferRow, RejectionRow, VolunteerRow
+from services.dispatcher.adapters.tables import (
+    PRIORITY_RANK_SQL,
+    EscalationRow,
+    LegRow,
+    OfferRow,
+    RejectionRow,
+    VolunteerRow,
+)
 from services.dispatcher.domain.leg import IN_HAND, WAITING, LegStatus
 from services.dispatcher.domain.offer import OfferStatus
 from shared.db import snapshot_xmin
@@ -63,13 +70,21 @@ async def take_waiting_legs(
 ) -> list[tuple[LegRow, list[uuid.UUID] | None]]:
     """Lock up to `limit` waiting legs for a round, stamped as considered now, with who turned each down.
 
-    Least recently considered first, so a leg nobody could take does not keep newer ones out of a
-    full batch; legs another round holds are skipped. In order of submission.
+    Critical legs before urgent before routine, and vulnerable recipients first among equals, however
+    many wait and whenever they came; then the least recently considered, so a leg nobody could take
+    does not keep newer ones of its rank out of a full batch; then the oldest. Legs another round
+    holds are skipped. The order is `ix_legs_pending_priority`'s, so the round reads no more rows
+    than it takes. Returned in order of submission.
     """
     picked = (
         select(LegRow.id)
         .where(_waiting(now))
-        .order_by(LegRow.considered_at.asc().nulls_first(), LegRow.submitted_at)
+        .order_by(
+            literal_column(PRIORITY_RANK_SQL),
+            LegRow.vulnerable.desc(),
+            LegRow.considered_at.asc().nulls_first(),
+            LegRow.submitted_at,
+        )
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("picked")
