@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     escalation_deadline_margin_s: float = Field(
         default=900.0, ge=0, description="Escalate a leg still unplaced this close to its deadline."
     )
+    # The IANA time zone the organisations' calendar days are counted in: a volunteer insured
+    # until a date is covered to the end of that day here.
+    local_time_zone: str = "Asia/Shanghai"
 
     # Location reports (issue 4 point 3): buffered per volunteer, written and published in one
     # transaction every interval; a kill -9 loses at most about one interval of reports.

@@ -373,6 +373,7 @@ MATCHING_COLUMNS = (
     VolunteerRow.organisation_id,
     VolunteerRow.on_duty,
     VolunteerRow.insured,
+    VolunteerRow.insured_until,
     VolunteerRow.vehicle,
     VolunteerRow.capacity_kg,
     VolunteerRow.skills,
