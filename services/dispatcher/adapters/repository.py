@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, literal, literal_column, select, text, tuple_, update
@@ -444,13 +444,21 @@ async def volunteers_page(
     on_duty: bool | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    insured_until_within: tuple[date, date] | None = None,
 ) -> list[VolunteerRow]:
-    """Up to `limit` volunteers in registration order, after the position `after` (time and id)."""
+    """Up to `limit` volunteers in registration order, after the position `after` (time and id);
+    with `insured_until_within` (first, last day), only the insured whose cover ends on one of those
+    days."""
     statement = select(VolunteerRow).order_by(VolunteerRow.created_at, VolunteerRow.id).limit(limit)
     if organisation_id is not None:
         statement = statement.where(VolunteerRow.organisation_id == organisation_id)
     if on_duty is not None:
         statement = statement.where(VolunteerRow.on_duty.is_(on_duty))
+    if insured_until_within is not None:
+        first, last = insured_until_within
+        statement = statement.where(
+            VolunteerRow.insured.is_(True), VolunteerRow.insured_until.between(first, last)
+        )
     if after is not None:
         created_at, after_id = after
         statement = statement.where(
