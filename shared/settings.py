@@ -137,7 +137,8 @@ class Settings(BaseSettings):
     daily_max_legs: int = Field(
         default=30, ge=1, description="Legs a volunteer may deliver in one local day."
     )
-    # Where the volunteers work: their day, and its caps, end at local midnight.
+    # The IANA time zone the organisations' calendar days are counted in: a volunteer's day and its
+    # caps end at local midnight here, and one insured until a date is covered to the end of it.
     local_time_zone: str = "Asia/Shanghai"
     long_poll_max_wait_s: float = Field(default=60.0, gt=0, le=300)
     # Dispatch, issue 4: candidates per leg, radius widening while a leg waits, escalation.

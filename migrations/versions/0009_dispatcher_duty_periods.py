@@ -4,7 +4,7 @@ The shift clock carries over a short break off duty; a rest resets it. Duty hour
 delivered count per local day.
 
 Revision ID: 0009_dispatcher_duty_periods
-Revises: 0006_auth_volunteer_tokens
+Revises: 0008_dispatcher_leg_priority
 Create Date: 2026-12-06 12:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_dispatcher_duty_periods"
-down_revision: str | None = "0006_auth_volunteer_tokens"
+down_revision: str | None = "0008_dispatcher_leg_priority"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -11,11 +11,18 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.dispatcher.adapters.tables import EscalationRow, LegRow, OfferRow, RejectionRow, VolunteerRow
+from services.dispatcher.adapters.tables import (
+    PRIORITY_RANK_SQL,
+    EscalationRow,
+    LegRow,
+    OfferRow,
+    RejectionRow,
+    VolunteerRow,
+)
 from services.dispatcher.domain.leg import IN_HAND, WAITING, LegStatus
 from services.dispatcher.domain.offer import OfferStatus
 from shared.db import snapshot_xmin
@@ -63,13 +70,21 @@ async def take_waiting_legs(
 ) -> list[tuple[LegRow, list[uuid.UUID] | None]]:
     """Lock up to `limit` waiting legs for a round, stamped as considered now, with who turned each down.
 
-    Least recently considered first, so a leg nobody could take does not keep newer ones out of a
-    full batch; legs another round holds are skipped. In order of submission.
+    Critical legs before urgent before routine, and vulnerable recipients first among equals, however
+    many wait and whenever they came; then the least recently considered, so a leg nobody could take
+    does not keep newer ones of its rank out of a full batch; then the oldest. Legs another round
+    holds are skipped. The order is `ix_legs_pending_priority`'s, so the round reads no more rows
+    than it takes. Returned in order of submission.
     """
     picked = (
         select(LegRow.id)
         .where(_waiting(now))
-        .order_by(LegRow.considered_at.asc().nulls_first(), LegRow.submitted_at)
+        .order_by(
+            literal_column(PRIORITY_RANK_SQL),
+            LegRow.vulnerable.desc(),
+            LegRow.considered_at.asc().nulls_first(),
+            LegRow.submitted_at,
+        )
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("picked")
@@ -358,6 +373,7 @@ MATCHING_COLUMNS = (
     VolunteerRow.organisation_id,
     VolunteerRow.on_duty,
     VolunteerRow.insured,
+    VolunteerRow.insured_until,
     VolunteerRow.vehicle,
     VolunteerRow.capacity_kg,
     VolunteerRow.skills,
@@ -433,13 +449,21 @@ async def volunteers_page(
     on_duty: bool | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    insured_until_within: tuple[date, date] | None = None,
 ) -> list[VolunteerRow]:
-    """Up to `limit` volunteers in registration order, after the position `after` (time and id)."""
+    """Up to `limit` volunteers in registration order, after the position `after` (time and id);
+    with `insured_until_within` (first, last day), only the insured whose cover ends on one of those
+    days."""
     statement = select(VolunteerRow).order_by(VolunteerRow.created_at, VolunteerRow.id).limit(limit)
     if organisation_id is not None:
         statement = statement.where(VolunteerRow.organisation_id == organisation_id)
     if on_duty is not None:
         statement = statement.where(VolunteerRow.on_duty.is_(on_duty))
+    if insured_until_within is not None:
+        first, last = insured_until_within
+        statement = statement.where(
+            VolunteerRow.insured.is_(True), VolunteerRow.insured_until.between(first, last)
+        )
     if after is not None:
         created_at, after_id = after
         statement = statement.where(

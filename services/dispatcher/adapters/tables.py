@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.dispatcher.domain.leg import PRIORITY_ORDER
 from shared.consumer import inbox_table
 from shared.db import CURRENT_XID, schema_metadata
 from shared.outbox import outbox_table
@@ -47,7 +48,10 @@ class VolunteerRow(DispatchBase):
     skills: Mapped[list[str]] = mapped_column(ARRAY(Text))
     vehicle: Mapped[str] = mapped_column(Text)
     capacity_kg: Mapped[float] = mapped_column(Float)
+    # Whether the volunteer declared insurance at all, and the last day it covers (in the configured
+    # local time zone; None: no end date). Sent out only while declared and not yet lapsed.
     insured: Mapped[bool] = mapped_column(Boolean)
+    insured_until: Mapped[date | None] = mapped_column(Date)
     max_active_legs: Mapped[int] = mapped_column(Integer)
     home_lat: Mapped[float | None] = mapped_column(Float)
     home_lon: Mapped[float | None] = mapped_column(Float)
@@ -111,8 +115,9 @@ class LegRow(DispatchBase):
         UUID(as_uuid=True), ForeignKey("dispatch.volunteers.id")
     )
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # The last matching round that looked at this leg while pending: rounds take the least recently
-    # considered first, so a backlog larger than one round rotates instead of starving newer legs.
+    # The last matching round that looked at this leg while pending: among legs of equal priority,
+    # rounds take the least recently considered first, so a backlog larger than one round rotates
+    # instead of starving newer legs.
     considered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The notifier flagged the leg after too many wrong codes: it takes no more delivery reports
     # until an operator resolves it.
@@ -121,15 +126,28 @@ class LegRow(DispatchBase):
 
     __table_args__ = (
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
-        Index(
-            "ix_legs_pending_rotation",
-            "considered_at",
-            "submitted_at",
-            postgresql_where=text("status = 'pending'"),
-        ),
         Index("ix_legs_volunteer", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
         Index("ix_legs_organisation", "organisation_id"),
     )
+
+
+# A leg's place in `PRIORITY_ORDER` (1 first; NULL, sorted last, for a priority not listed), as SQL:
+# the round's selection orders by it and the index below is built on the very same expression, so
+# the planner reads legs in index order.
+PRIORITY_RANK_SQL = (
+    "array_position(ARRAY[" + ", ".join(f"'{name}'" for name in PRIORITY_ORDER) + "], priority)"
+)
+
+# The order a matching round takes pending legs in (`repository.take_waiting_legs`): priority,
+# vulnerable recipients first, then the least recently considered, then the oldest.
+Index(
+    "ix_legs_pending_priority",
+    text(PRIORITY_RANK_SQL),
+    LegRow.vulnerable.desc(),
+    LegRow.considered_at.asc().nulls_first(),
+    LegRow.submitted_at,
+    postgresql_where=text("status = 'pending'"),
+)
 
 
 class OfferRow(DispatchBase):

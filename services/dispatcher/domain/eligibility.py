@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from services.dispatcher.domain import welfare
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M, haversine_m, vehicle_satisfies
@@ -32,6 +33,8 @@ class Volunteer:
     legs_done_today: int = 0
     # The full duty record (counters and local days) when known; else one built from the fields above.
     duty: welfare.DutyRecord | None = None
+    # The last day their insurance covers, in `Policy.local_time_zone`; None: no end date.
+    insured_until: date | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,10 @@ class Leg:
     kind: str = "errand"
 
 
+# The time zone of `Settings.local_time_zone`'s default: one zone object shared by every policy.
+LOCAL_TIME_ZONE = ZoneInfo("Asia/Shanghai")
+
+
 @dataclass(frozen=True)
 class Policy:
     location_max_age: timedelta = timedelta(minutes=15)
@@ -62,6 +69,27 @@ class Policy:
     widen_step_s: float = 60.0
     widen_factor: float = 0.5
     widen_max: float = 3.0
+    # Where calendar days (an insurance's last day) begin and end.
+    local_time_zone: tzinfo = LOCAL_TIME_ZONE
+
+
+def local_day(now: datetime, zone: tzinfo) -> date:
+    """The calendar day `now` falls on in `zone`."""
+    return now.astimezone(zone).date()
+
+
+def covered(*, insured: bool, insured_until: date | None, day: date) -> bool:
+    """Insurance declared, and its last day (if it has one) is not before `day`."""
+    return insured and (insured_until is None or insured_until >= day)
+
+
+def lapsing_within(today: date, days: int) -> tuple[date, date]:
+    """The first and last of the last covered days of insurance that lapses in the next `days` days.
+
+    Cover whose last day is today lapses tomorrow; cover lapsing on the `days`-th day from today
+    ends the day before. Cover already lapsed is not among them.
+    """
+    return today, today + timedelta(days=days - 1)
 
 
 def widen_search_radius(waiting_s: float, policy: Policy) -> float:
@@ -86,8 +114,12 @@ def on_duty(v: Volunteer, now: datetime, policy: Policy) -> bool:
 
 
 def insured(v: Volunteer, now: datetime, policy: Policy) -> bool:
-    """Only insured volunteers are sent out."""
-    return v.insured
+    """Only insured volunteers are sent out, and only until their insurance's last day has passed."""
+    if v.insured_until is None:  # most have no end date: no calendar arithmetic per round for them
+        return v.insured
+    return covered(
+        insured=v.insured, insured_until=v.insured_until, day=local_day(now, policy.local_time_zone)
+    )
 
 
 def has_free_slot(v: Volunteer, now: datetime, policy: Policy) -> bool:

@@ -36,6 +36,11 @@ class LegStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+# Which waiting legs a matching round takes first: by priority in this order, then vulnerable
+# recipients, then the oldest. A priority not listed comes after all of these.
+PRIORITY_ORDER: tuple[str, ...] = ("critical", "urgent", "routine")
+
+
 @dataclass(frozen=True)
 class Transition:
     """One allowed move: what causes it, and the events that announce it (none: no event of its own)."""

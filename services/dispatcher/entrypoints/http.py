@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from aiohttp import web
 
 from services.dispatcher.domain.errors import DailyCapReached, RestOwed, TokenNoLongerValid
@@ -85,6 +87,8 @@ async def list_volunteers(request: web.Request) -> web.Response:
             on_duty=None if query.status is None else query.status == "on_duty",
             after=after,
             limit=query.limit,
+            insurance_lapses_within_days=query.insurance_lapses_within_days,
+            local_time_zone=ZoneInfo(request.app[RUNTIME].settings.local_time_zone),
         )
     limits = volunteers.welfare_limits(request.app[RUNTIME].settings)
     page = {

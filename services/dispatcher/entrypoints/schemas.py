@@ -11,11 +11,19 @@ import binascii
 import json
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal, Self
 
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    WithJsonSchema,
+    model_validator,
+)
 
 from services.dispatcher.adapters.tables import VolunteerRow
 from services.dispatcher.domain.leg import LegStatus
@@ -28,6 +36,34 @@ from shared.times import ClientTime, within
 
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
 MaxActiveLegs = Annotated[int, Strict(), Field(ge=1, le=20), BeforeValidator(whole_float_as_int)]
+
+
+def _date_text(value: Any) -> Any:
+    """Only the text form of a date: a number is no date in JSON."""
+    if not isinstance(value, str):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+_INSURED_UNTIL_DESCRIPTION = (
+    "The last day the volunteer's insurance covers (YYYY-MM-DD, in the organisation's local time "
+    "zone); null: no end date. From the day after, they get no offers. A date implies "
+    "`insured: true`; `insured: false` clears it."
+)
+InsuredUntil = Annotated[
+    date,
+    BeforeValidator(_date_text),
+    WithJsonSchema({"type": "string", "format": "date", "description": _INSURED_UNTIL_DESCRIPTION}),
+]
+
+
+def _insurance_given(model: Any) -> None:
+    """An end date says the volunteer is insured until then; `insured: false` says they are not
+    insured at all, whatever date comes with it, so it clears the date."""
+    if "insured" in model.model_fields_set and model.insured is False:
+        model.insured_until = None
+    elif model.insured_until is not None:
+        model.insured = True
 
 
 class _Strict(StorableModel):
@@ -46,9 +82,17 @@ class VolunteerIn(_Strict):
     skills: list[str] = Field(default_factory=list, max_length=20)
     vehicle: Vehicle = "foot"
     capacity_kg: Number = Field(default=10.0, ge=0, le=5_000)
-    insured: Boolean = False
+    insured: Boolean = Field(
+        default=False, description="Whether the volunteer is insured; `true` alone: with no end date."
+    )
+    insured_until: InsuredUntil | None = None
     max_active_legs: MaxActiveLegs = 3
     home: Home | None = None
+
+    @model_validator(mode="after")
+    def _insured_until_implies_insured(self) -> Self:
+        _insurance_given(self)
+        return self
 
 
 class VolunteerPatch(_Strict):
@@ -61,8 +105,16 @@ class VolunteerPatch(_Strict):
     vehicle: Vehicle | None = None
     capacity_kg: Number | None = Field(default=None, ge=0, le=5_000)
     insured: Boolean | None = None
+    insured_until: InsuredUntil | None = Field(
+        default=None, description=_INSURED_UNTIL_DESCRIPTION + " Null removes the end date."
+    )
     max_active_legs: MaxActiveLegs | None = None
     home: Home | None = None
+
+    @model_validator(mode="after")
+    def _insured_until_implies_insured(self) -> Self:
+        _insurance_given(self)
+        return self
 
 
 # Where a page ended: the last volunteer's registration time (microseconds since 1970, until the
@@ -74,6 +126,17 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class VolunteerListQuery(_Strict):
     status: Literal["on_duty", "off_duty"] | None = None
     limit: int = Field(default=50, ge=1, le=200)
+    insurance_lapses_within_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=366,
+        description=(
+            "Only volunteers whose insurance lapses within this many days: its last covered day "
+            "(`insured_until`) is today or one of the next days, today being the organisation's "
+            "local date. 7 lists who loses cover by the same weekday next week. Cover already "
+            "lapsed, or with no end date, is not listed."
+        ),
+    )
     # Documented as the cursors now handed out; `decode_cursor` still takes the earlier form.
     cursor: str | None = Field(
         default=None, max_length=200, json_schema_extra={"pattern": VOLUNTEER_CURSOR_PATTERN}
@@ -154,7 +217,13 @@ class VolunteerOut(BaseModel):
     skills: list[str]
     vehicle: Vehicle
     capacity_kg: float
-    insured: bool
+    insured: bool = Field(description="Whether the volunteer declared insurance (see `insured_until`).")
+    insured_until: date | None = Field(
+        default=None,
+        description=(
+            "The last day the insurance covers, in the organisation's local time zone; null: no end date."
+        ),
+    )
     max_active_legs: int
     home: PointOut | None
     on_duty: bool
@@ -276,6 +345,7 @@ def volunteer_view(row: VolunteerRow, welfare: Status) -> dict[str, Any]:
         "vehicle": row.vehicle,
         "capacity_kg": row.capacity_kg,
         "insured": row.insured,
+        "insured_until": row.insured_until.isoformat() if row.insured_until is not None else None,
         "max_active_legs": row.max_active_legs,
         "home": {"lat": row.home_lat, "lon": row.home_lon} if row.home_lat is not None else None,
         "on_duty": row.on_duty,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -27,6 +28,7 @@ def policy_from(settings: Settings) -> Policy:
         widen_step_s=settings.radius_widen_step_s,
         widen_factor=settings.radius_widen_factor,
         widen_max=settings.radius_widen_max,
+        local_time_zone=ZoneInfo(settings.local_time_zone),
     )
 
 

@@ -67,6 +67,9 @@ def pickups_reach(pickups: Box, policy: eligibility.Policy) -> Box:
 class Roster:
     """The volunteers who may be matched (on duty, insured, located), as of the last `refresh`.
 
+    Insurance that lapses is not a change to the row: whoever declared cover stays on the roster,
+    and the pool built for each round (`eligibility.insured`) leaves out those whose cover has ended.
+
     Held as the matcher's views, built once per change rather than once per round; the skill and
     language sets, which most volunteers share, are held once each.
     """
@@ -190,4 +193,5 @@ class Roster:
             rest_until=row.rest_until,
             legs_done_today=row.legs_done_today,
             duty=duty_record(row),
+            insured_until=row.insured_until,
         )

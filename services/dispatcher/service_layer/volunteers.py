@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import VolunteerRow, outbox
-from services.dispatcher.domain import welfare
+from services.dispatcher.domain import eligibility, welfare
 from services.dispatcher.domain.errors import (
     DailyCapReached,
     LimitBelowLoad,
@@ -58,6 +58,7 @@ async def register_volunteer(
         vehicle=profile["vehicle"],
         capacity_kg=profile["capacity_kg"],
         insured=profile["insured"],
+        insured_until=profile.get("insured_until"),
         max_active_legs=profile["max_active_legs"],
         home_lat=home["lat"] if home else None,
         home_lon=home["lon"] if home else None,
@@ -206,10 +207,25 @@ async def list_volunteers(
     on_duty: bool | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    insurance_lapses_within_days: int | None = None,
+    local_time_zone: tzinfo = UTC,
 ) -> tuple[list[VolunteerRow], bool]:
-    """One page of volunteers, oldest first, after the position `after`; and whether more follow."""
+    """One page of volunteers, oldest first, after the position `after`; and whether more follow.
+
+    With `insurance_lapses_within_days`, only those whose insurance lapses in that many days from
+    today (in `local_time_zone`).
+    """
+    lapsing = None
+    if insurance_lapses_within_days is not None:
+        today = eligibility.local_day(datetime.now(UTC), local_time_zone)
+        lapsing = eligibility.lapsing_within(today, insurance_lapses_within_days)
     rows = await repository.volunteers_page(
-        session, organisation_id=organisation_id, on_duty=on_duty, after=after, limit=limit + 1
+        session,
+        organisation_id=organisation_id,
+        on_duty=on_duty,
+        after=after,
+        limit=limit + 1,
+        insured_until_within=lapsing,
     )
     return rows[:limit], len(rows) > limit
 
@@ -235,8 +251,9 @@ async def update_volunteer(
         raise LimitBelowLoad(
             f"The volunteer carries {row.active_legs} legs now; the limit cannot go below that."
         )
-    for name in ("name", "phone", "vehicle", "capacity_kg", "insured", "max_active_legs"):
-        if name in changes and (changes[name] is not None or name == "phone"):
+    for name in ("name", "phone", "vehicle", "capacity_kg", "insured", "max_active_legs", "insured_until"):
+        # A null phone or insurance end date clears it; any other field left null stays as it is.
+        if name in changes and (changes[name] is not None or name in ("phone", "insured_until")):
             setattr(row, name, changes[name])
     for name in ("languages", "skills"):
         if changes.get(name) is not None:

@@ -89,6 +89,7 @@ async def submit_task(
     deliver_by: datetime | None = None,
     vehicle: str | None = None,
     priority: str = "routine",
+    vulnerable: bool = False,
 ) -> TaskSubmitted:
     data = TaskSubmitted.model_validate(
         {
@@ -101,7 +102,12 @@ async def submit_task(
                 {
                     "leg_id": uuid.uuid4(),
                     "index": i,
-                    "dropoff": {"lat": lat + 0.01, "lon": lon + 0.01, "language": "zh"},
+                    "dropoff": {
+                        "lat": lat + 0.01,
+                        "lon": lon + 0.01,
+                        "language": "zh",
+                        "vulnerable": vulnerable,
+                    },
                     "code_hash": "0" * 64,
                 }
                 for i in range(legs)
@@ -131,16 +137,19 @@ async def matching_round(
     roster: Roster,
     *,
     at: timedelta = timedelta(0),
+    limit: int | None = None,
 ) -> set[uuid.UUID]:
     """One matching round at `FUTURE + at` through `roster`, as the matcher runs it: the pool, then
-    the offers (`OFFER_TTL` to answer). Returns the volunteers offered a leg."""
+    the offers (`OFFER_TTL` to answer) for at most `limit` legs (default: the offer handler's).
+    Returns the volunteers offered a leg."""
     now, policy = FUTURE + at, policy_from(stack.settings())
     async with sessionmaker() as session, session.begin():
         pool = await prepare_pool(session, roster, now=now, policy=policy)
     if pool is None:
         return set()
     async with sessionmaker() as session, session.begin():
-        changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool)
+        limits = {} if limit is None else {"limit": limit}
+        changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool, **limits)
         offered = set(changes.volunteers)
         await changes.flush(session)
     return offered

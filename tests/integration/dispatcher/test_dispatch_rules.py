@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, VolunteerRow
+from services.dispatcher.domain.eligibility import local_day
 from services.dispatcher.service_layer.deliveries import report_picked_up, report_problem
 from services.dispatcher.service_layer.escalation import escalate_waiting_legs
 from services.dispatcher.service_layer.legs import assign_by_hand, cancel_task
@@ -338,3 +340,19 @@ async def test_an_offer_across_organisations_is_neither_shown_nor_accepted(
     async with sessionmaker() as session:
         leg = await session.get(LegRow, task.legs[0].leg_id)
         assert leg is not None and leg.volunteer_id is None
+
+
+async def test_volunteer_whose_insurance_has_lapsed_gets_no_offer_while_a_covered_one_does(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    today = local_day(FUTURE, ZoneInfo(stack.settings().local_time_zone))
+    async with sessionmaker() as session, session.begin():
+        lapsed = await add_volunteer(session, lat=lat, lon=lon, insured_until=today - timedelta(days=1))
+        covered = await add_volunteer(session, lat=lat + 0.01, lon=lon, insured_until=today)
+        task = await submit_task(session, lat=lat, lon=lon)
+    leg_id = task.legs[0].leg_id
+    offered = await matching_round(sessionmaker, stack, ROSTER)
+    assert lapsed.id not in offered
+    async with sessionmaker() as session:
+        assert (await offers_for(session, [leg_id]))[leg_id].volunteer_id == covered.id

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -50,6 +52,66 @@ async def test_operators_list_their_own_volunteers_a_page_at_a_time(client: Clie
     assert status == 400 and problem["errors"][0]["field"] == "limit"
     status, _ = await client.call("GET", f"{client.dispatcher}/v1/volunteers?cursor=not-ours", operator)
     assert status == 400
+
+
+async def test_operators_list_the_volunteers_whose_insurance_lapses_within_a_week(client: Client) -> None:
+    operator, other = await client.organisation(), await client.organisation()
+    place = somewhere()
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the configured local time zone
+    ends = {
+        "today": today,
+        "in six days": today + timedelta(days=6),
+        "in seven days": today + timedelta(days=7),
+        "yesterday": today - timedelta(days=1),
+    }
+    ids = {
+        when: (await client.volunteer(operator, place, insured_until=day.isoformat()))[0]
+        for when, day in ends.items()
+    }
+    open_ended, _ = await client.volunteer(operator, place)
+    await client.volunteer(other, place, insured_until=today.isoformat())
+
+    url = f"{client.dispatcher}/v1/volunteers?insurance_lapses_within_days=7"
+    status, page = await client.call("GET", url, operator)
+    assert status == 200
+    assert [item["id"] for item in page["items"]] == [ids["today"], ids["in six days"]]
+    assert page["items"][0]["insured"] is True
+    assert page["items"][0]["insured_until"] == today.isoformat()
+    status, view = await client.call("GET", f"{client.dispatcher}/v1/volunteers/{open_ended}", operator)
+    assert (view["insured"], view["insured_until"]) == (True, None)
+    status, problem = await client.call(
+        "GET", f"{client.dispatcher}/v1/volunteers?insurance_lapses_within_days=0", operator
+    )
+    assert status == 400 and problem["errors"][0]["field"] == "insurance_lapses_within_days"
+
+
+async def test_an_insurance_end_date_implies_insured_and_insured_false_clears_it(client: Client) -> None:
+    operator = await client.organisation()
+    volunteers = f"{client.dispatcher}/v1/volunteers"
+    status, created = await client.call(
+        "POST", volunteers, operator, json={"name": "Zhao Min", "insured_until": "2027-03-31"}
+    )
+    assert status == 201 and (created["insured"], created["insured_until"]) == (True, "2027-03-31")
+    url = f"{volunteers}/{created['id']}"
+    status, view = await client.call("PATCH", url, operator, json={"insured_until": None})
+    assert status == 200 and (view["insured"], view["insured_until"]) == (True, None)
+    status, view = await client.call("PATCH", url, operator, json={"insured_until": "2027-06-30"})
+    assert status == 200 and (view["insured"], view["insured_until"]) == (True, "2027-06-30")
+    status, view = await client.call("PATCH", url, operator, json={"name": "Zhao Min"})
+    assert status == 200 and view["insured_until"] == "2027-06-30", "left out, left as it is"
+    status, view = await client.call("PATCH", url, operator, json={"insured": False})
+    assert status == 200 and (view["insured"], view["insured_until"]) == (False, None)
+    status, view = await client.call(
+        "POST",
+        volunteers,
+        operator,
+        json={"name": "Qian Li", "insured": False, "insured_until": "2027-03-31"},
+    )
+    assert status == 201 and (view["insured"], view["insured_until"]) == (False, None)
+    status, problem = await client.call(
+        "POST", volunteers, operator, json={"name": "Sun Bo", "insured_until": 20270331}
+    )
+    assert status == 422 and problem["errors"][0]["field"] == "$.insured_until"
 
 
 async def test_operators_change_their_volunteers_and_not_another_organisations(client: Client) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -65,6 +66,39 @@ def test_off_duty_volunteer_is_not_offered_work() -> None:
 
 def test_uninsured_volunteer_is_not_offered_work() -> None:
     assert e.broken_rules(volunteer(insured=False), leg(), NOW, POLICY) == ["insured"]
+
+
+@pytest.mark.parametrize(
+    ("insured_until", "ok"),
+    [(None, True), (date(2026, 12, 1), True), (date(2027, 6, 30), True), (date(2026, 11, 30), False)],
+)
+def test_volunteer_whose_insurance_has_lapsed_is_not_offered_work(
+    insured_until: date | None, ok: bool
+) -> None:
+    # NOW is 2026-12-01 17:00 in Shanghai: cover ending that day still holds, ending the day before does not.
+    v = volunteer(insured_until=insured_until)
+    assert e.broken_rules(v, leg(), NOW, POLICY) == ([] if ok else ["insured"])
+
+
+def test_insurance_lapses_at_the_end_of_its_last_day_in_the_local_time_zone() -> None:
+    late_evening_utc = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # already 2 December in Shanghai
+    v = volunteer(
+        insured_until=date(2026, 12, 1),
+        location_at=late_evening_utc - timedelta(minutes=1),
+        duty_started_at=late_evening_utc - timedelta(hours=1),
+    )
+    assert e.broken_rules(v, leg(), late_evening_utc, POLICY) == ["insured"]
+    in_utc = replace(POLICY, local_time_zone=ZoneInfo("UTC"))
+    assert e.broken_rules(v, leg(), late_evening_utc, in_utc) == []
+
+
+def test_an_end_date_does_not_insure_a_volunteer_who_declared_no_insurance() -> None:
+    v = volunteer(insured=False, insured_until=date(2027, 1, 1))
+    assert e.broken_rules(v, leg(), NOW, POLICY) == ["insured"]
+
+
+def test_insurance_lapsing_within_a_week_ends_today_or_on_one_of_the_next_six_days() -> None:
+    assert e.lapsing_within(date(2026, 12, 1), 7) == (date(2026, 12, 1), date(2026, 12, 7))
 
 
 @pytest.mark.parametrize(

@@ -112,6 +112,20 @@ def test_critical_leg_wins_the_only_volunteer() -> None:
     assert [m.leg_id for m in match_batch([routine, critical], [only], NOW, POLICY)] == [critical.id]
 
 
+def test_urgent_leg_wins_the_only_volunteer_over_a_nearer_routine_one() -> None:
+    routine = leg(29.870, 121.550)
+    urgent = leg(29.880, 121.560, priority="urgent")
+    only = volunteer(29.871, 121.551)
+    assert [m.leg_id for m in match_batch([routine, urgent], [only], NOW, POLICY)] == [urgent.id]
+
+
+def test_vulnerable_recipient_wins_the_only_volunteer_among_legs_of_equal_priority() -> None:
+    nearer = leg(29.870, 121.550, priority="urgent")
+    vulnerable = leg(29.875, 121.555, priority="urgent", vulnerable=True)
+    only = volunteer(29.871, 121.551)
+    assert [m.leg_id for m in match_batch([nearer, vulnerable], [only], NOW, POLICY)] == [vulnerable.id]
+
+
 def test_supply_run_legs_go_to_one_volunteer_who_can_carry_them_all() -> None:
     task = uuid.uuid4()
     legs = [leg(29.870, 121.550, task_id=task, kind="supply_run", weight_kg=8.0) for _ in range(3)]
