@@ -71,7 +71,10 @@ class ServiceProcesses:
         for service in SERVICES:
             self.start(service)
 
-    def wait_ready(self, *, timeout_s: float = 60.0, services: tuple[str, ...] = SERVICES) -> None:
+    def wait_ready(
+        self, *, timeout_s: float = 60.0, services: tuple[str, ...] = SERVICES, probe: str = "/readyz"
+    ) -> None:
+        """Until each service's `probe` answers 200: `/readyz` (working), or `/healthz` (serving HTTP)."""
         deadline = time.monotonic() + timeout_s
         for service in services:
             while True:
@@ -79,13 +82,13 @@ class ServiceProcesses:
                 if process.poll() is not None:
                     raise RuntimeError(f"{service} exited with {process.returncode}")
                 try:
-                    with urllib.request.urlopen(f"{self.url(service)}/readyz", timeout=2) as response:  # noqa: S310
+                    with urllib.request.urlopen(f"{self.url(service)}{probe}", timeout=2) as response:  # noqa: S310
                         if response.status == 200:
                             break
                 except (urllib.error.URLError, ConnectionError, TimeoutError):
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service} not ready after {timeout_s}s")
+                    raise TimeoutError(f"{service}: {probe} not 200 after {timeout_s}s")
                 time.sleep(0.1)
 
     def stop(self, service: str, *, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int | None:

@@ -62,8 +62,11 @@ class Rig:
         self.services.stop(service, sig=signal.SIGKILL)
 
     async def restart(self, service: str) -> None:
+        """Start it again and go on once it serves HTTP: it catches up (and turns ready) under the load."""
         self.services.start(service)
-        await asyncio.to_thread(self.services.wait_ready, services=(service,), timeout_s=120)
+        await asyncio.to_thread(
+            self.services.wait_ready, services=(service,), timeout_s=120, probe="/healthz"
+        )
 
     async def terminate(self, service: str) -> tuple[int | None, float]:
         """SIGTERM and wait for the exit: (exit code, seconds it took)."""
