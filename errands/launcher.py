@@ -160,7 +160,11 @@ def run(repo_root: Path, *, fresh: bool = False) -> int:
     """
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     if fresh and not embedded:
-        print("errands run --fresh empties the embedded stack; DATABASE_URL is set, so there is none.")
+        print(
+            "errands run --fresh empties the embedded stack; DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS "
+            "are set, so none runs",
+            file=sys.stderr,
+        )
         return 2
     stop_requested = False
 
