@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
     create_role_token,
 )
-from shared.auth import Role, revoke_token
+from shared.auth import ApiToken, Organisation, Role, hash_token, revoke_token
 from shared.db import create_engine, create_sessionmaker
 from shared.settings import Settings
 
@@ -61,3 +65,39 @@ async def bootstrap_demo(settings: Settings) -> dict[str, str]:
         "ops_token": ops["token"],
         "admin_token": admin["token"],
     }
+
+
+DEMO_KEYS = ("organisation_id", "operator_token", "ops_token", "admin_token")
+
+
+async def demo_tokens(settings: Settings, saved: Mapping[str, Any] | None) -> dict[str, str]:
+    """The demo organisation and tokens of an earlier run if the database still honours them all, else new.
+
+    A restart on kept data then keeps one demo organisation, and the tokens people copied still
+    work; after `--fresh`, a revocation, or against another database, a new set is made.
+    """
+    if saved and all(isinstance(saved.get(key), str) for key in DEMO_KEYS):
+        kept = {key: str(saved[key]) for key in DEMO_KEYS}
+        if await _in_transaction(settings, lambda s: _demo_still_valid(s, kept)):
+            return kept
+    return await bootstrap_demo(settings)
+
+
+async def _demo_still_valid(session: AsyncSession, demo: Mapping[str, str]) -> bool:
+    try:
+        organisation_id = uuid.UUID(demo["organisation_id"])
+    except ValueError:
+        return False
+    if await session.get(Organisation, organisation_id) is None:
+        return False
+    expected = {
+        demo["operator_token"]: (Role.OPERATOR, organisation_id),
+        demo["ops_token"]: (Role.OPS, None),
+        demo["admin_token"]: (Role.ADMIN, None),
+    }
+    for token, (role, organisation) in expected.items():
+        live = select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        row = (await session.execute(live)).scalar_one_or_none()
+        if row is None or row.role != role.value or row.organisation_id != organisation:
+            return False
+    return True

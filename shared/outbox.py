@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     LargeBinary,
     MetaData,
     Table,
@@ -24,6 +25,8 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,7 +41,11 @@ log = structlog.get_logger(__name__)
 
 
 def outbox_table(metadata: MetaData) -> Table:
-    """The outbox of the schema `metadata` belongs to; an insert trigger NOTIFYs `<schema>_outbox`."""
+    """The outbox of the schema `metadata` belongs to; an insert trigger NOTIFYs `<schema>_outbox`.
+
+    `published_at` is set instead of deleting the row when the relay keeps published events
+    (`outbox_retention_s`); the relay claims through the partial index of rows not yet published.
+    """
     return Table(
         "outbox",
         metadata,
@@ -49,6 +56,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("key", Text, nullable=False),
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_published_at", "published_at", postgresql_where=text("published_at IS NOT NULL")),
     )
 
 
@@ -91,12 +101,17 @@ async def add_events(session: AsyncSession, outbox: Table, events: Sequence[tupl
 
 
 class OutboxRelay:
-    """Publishes a schema's outbox rows with acks=all, then deletes them.
+    """Publishes a schema's outbox rows with acks=all, then deletes them (or marks them published).
 
     Rows are claimed with FOR UPDATE SKIP LOCKED inside a transaction that also holds an advisory
     lock per outbox, so replicas never publish the same row concurrently and one task's events
     leave in the order they were written. A crash between publish and delete re-publishes the
     rows; consumers de-duplicate by event id.
+
+    With a `retention_s` above zero a published row is kept, marked `published_at`, and purged
+    once older than the retention: a broker that lost its log (the in-memory one of `make run`)
+    can then be sent those events again (`resend_retained`). Zero deletes at once, as a broker
+    that keeps its own log needs.
     """
 
     def __init__(
@@ -108,8 +123,11 @@ class OutboxRelay:
         listener: PgListener,
         batch_size: int = 500,
         idle_poll_s: float = 1.0,
+        retention_s: float = 0.0,
     ) -> None:
         self._outbox = outbox
+        self._retention_s = retention_s
+        self._next_purge = 0.0
         self._sessionmaker = sessionmaker
         self._producer = producer
         self._batch_size = batch_size
@@ -142,6 +160,12 @@ class OutboxRelay:
                 self._next_observation = time.monotonic() + 1.0
                 with contextlib.suppress(Exception):
                     await self.observe_backlog()
+            if self._retention_s > 0 and time.monotonic() >= self._next_purge:
+                self._next_purge = time.monotonic() + min(60.0, self._retention_s / 10)
+                try:
+                    await self.purge_published()
+                except Exception as exc:
+                    log.warning("outbox.purge_failed", schema=self._outbox.schema, error=str(exc))
             # The poll is a safety net for notifications lost while the listener reconnects.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._idle_poll_s)
@@ -156,7 +180,9 @@ class OutboxRelay:
                         func.coalesce(
                             func.extract("epoch", func.now() - func.min(self._outbox.c.created_at)), 0
                         ),
-                    ).select_from(self._outbox)
+                    )
+                    .select_from(self._outbox)
+                    .where(self._outbox.c.published_at.is_(None))
                 )
             ).one()
         OUTBOX_BACKLOG.labels(self._outbox.schema).set(count)
@@ -176,6 +202,7 @@ class OutboxRelay:
             rows = (
                 await session.execute(
                     select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.event_type)
+                    .where(outbox.c.published_at.is_(None))
                     .order_by(outbox.c.id)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)
@@ -187,7 +214,47 @@ class OutboxRelay:
                 await self._producer.send(row.topic, value=row.payload, key=row.key.encode()) for row in rows
             ]
             await asyncio.gather(*deliveries)
-            await session.execute(delete(outbox).where(outbox.c.id.in_([row.id for row in rows])))
+            sent = outbox.c.id.in_([row.id for row in rows])
+            if self._retention_s > 0:
+                await session.execute(update(outbox).where(sent).values(published_at=func.now()))
+            else:
+                await session.execute(delete(outbox).where(sent))
         for row in rows:
             OUTBOX_PUBLISHED.labels(event_type=row.event_type, topic=row.topic).inc()
         return len(rows)
+
+    async def purge_published(self) -> int:
+        """Delete the published rows older than the retention; returns how many went."""
+        outbox = self._outbox
+        async with self._sessionmaker() as session, session.begin():
+            result = await session.execute(
+                delete(outbox).where(
+                    outbox.c.published_at.is_not(None),
+                    outbox.c.published_at < func.now() - _seconds(self._retention_s),
+                )
+            )
+        purged: int = result.rowcount  # type: ignore[attr-defined]
+        return purged
+
+
+def _seconds(seconds: float) -> Any:
+    return func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+async def resend_retained(session: AsyncSession, outbox: Table, *, retention_s: float) -> int:
+    """Mark the retained events of `outbox` unpublished again, so its relay sends them once more.
+
+    For a broker that came back empty while the database kept its data. Rows past the retention are
+    deleted rather than sent: consumers remember applied event ids for longer than the retention
+    (`inbox_retention_s`), and only within it can they recognise a copy. Returns the rows to resend.
+    """
+    await session.execute(
+        delete(outbox).where(
+            outbox.c.published_at.is_not(None), outbox.c.published_at < func.now() - _seconds(retention_s)
+        )
+    )
+    result = await session.execute(
+        update(outbox).where(outbox.c.published_at.is_not(None)).values(published_at=None)
+    )
+    resent: int = result.rowcount  # type: ignore[attr-defined]
+    return resent

@@ -78,6 +78,7 @@ class Runtime:
             listener=self.listener,
             batch_size=self.settings.relay_batch_size,
             idle_poll_s=self.settings.relay_idle_poll_s,
+            retention_s=self.settings.outbox_retention_s,
         )
         self.relays.append(relay)
         return relay

@@ -34,6 +34,8 @@ _PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replace", "placehol
 _KEY_BYTES = 32
 # 32 random bytes take at least 16 distinct values except with odds of 3e-17; fewer is a pattern.
 _KEY_MIN_DISTINCT_BYTES = 16
+# How much longer than the outbox the inboxes remember an event: time for resent events to be consumed.
+_INBOX_MARGIN_S = 24 * 3600.0
 _KEY_HOWTO = (
     "generate one with `openssl rand -base64 32` or "
     '`python -c "import secrets,base64;print(base64.b64encode(secrets.token_bytes(32)).decode())"`'
@@ -114,6 +116,9 @@ class Settings(BaseSettings):
     # Consumer and relay behaviour.
     # Event ids a consumer has applied are remembered this long (longer than topic retention).
     inbox_retention_s: float = Field(default=14 * 24 * 3600.0, ge=3600)
+    # Published events stay in the outbox this long, to be sent again to a broker that lost its log
+    # (`make run`'s in-memory one sets it); 0 deletes them once published, for a broker that keeps its own.
+    outbox_retention_s: float = Field(default=0.0, ge=0)
     # How long the broker waits for a silent group member before handing its partitions on.
     consumer_session_timeout_ms: int = Field(default=30_000, ge=1_000, le=300_000)
     consumer_heartbeat_interval_ms: int = Field(default=3_000, ge=100, le=60_000)
@@ -208,6 +213,16 @@ class Settings(BaseSettings):
                 f"LOCAL_TIME_ZONE must be an IANA time zone such as Asia/Shanghai, not {value!r}"
             ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _inbox_outlives_outbox(self) -> Self:
+        """A resent event is recognised only while its id is still in the consumers' inboxes."""
+        if self.outbox_retention_s > 0 and self.inbox_retention_s < self.outbox_retention_s + _INBOX_MARGIN_S:
+            raise ValueError(
+                "INBOX_RETENTION_S must exceed OUTBOX_RETENTION_S by at least a day, "
+                "or events resent to a fresh broker could be applied twice"
+            )
+        return self
 
     @model_validator(mode="after")
     def _keys_are_usable(self) -> Self:

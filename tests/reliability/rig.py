@@ -81,6 +81,23 @@ class Rig:
             code = None
         return code, time.monotonic() - started
 
+    def kill_everything(self) -> None:
+        """SIGKILL every service and both servers at once, as a power cut does; the broker's log is lost."""
+        for process in self.services.processes.values():
+            process.kill()
+        self.embedded.kill()
+        for service in list(self.services.processes):
+            self.services.stop(service, sig=signal.SIGKILL)
+
+    async def start_everything(self) -> int:
+        """Start it all again on the kept data, as `errands run` does; returns how many events are resent."""
+        await asyncio.to_thread(self.embedded.start)
+        settings = self.stack.settings(outbox_retention_s=self.env.get("OUTBOX_RETENTION_S", "0"))
+        resent = await asyncio.to_thread(prepare, settings, broker_is_new=True)
+        self.services.start_all()
+        await asyncio.to_thread(self.services.wait_ready, timeout_s=180)
+        return resent
+
     async def add_dispatcher(self) -> ServiceProcesses:
         extra = ServiceProcesses(
             env=self.env, log_dir=self.base / f"logs-dispatcher-{len(self.extra_dispatchers) + 2}"

@@ -26,7 +26,7 @@ from shared.db import create_engine, create_sessionmaker, schema_metadata
 from shared.events import DEADLETTER_TOPIC, CloudEvent
 from shared.kafka import create_producer
 from shared.listen import PgListener
-from shared.outbox import OutboxRelay, add_events, outbox_table
+from shared.outbox import OutboxRelay, add_events, outbox_table, resend_retained
 from tests.conftest import Stack
 
 
@@ -163,6 +163,78 @@ async def test_two_relays_never_publish_the_same_row(stack: Stack, scratch: Scra
     records = await _read_topic(stack.kafka_bootstrap, scratch.topic, want=60, timeout_s=5)
     ids = [CloudEvent.from_bytes(r.value).id for r in records]
     assert len(ids) == len(set(ids)) == 60
+
+
+async def test_a_relay_with_retention_keeps_published_rows_and_sends_each_once(
+    stack: Stack, scratch: Scratch
+) -> None:
+    relay = OutboxRelay(
+        outbox=scratch.outbox,
+        sessionmaker=scratch.sessionmaker,
+        producer=scratch.producer,
+        listener=PgListener(stack.settings().asyncpg_dsn),
+        batch_size=7,
+        retention_s=3600,
+    )
+    async with scratch.sessionmaker() as session, session.begin():
+        await add_events(session, scratch.outbox, [(scratch.topic, _event(str(i))) for i in range(20)])
+    while await relay.publish_batch():
+        pass
+    assert await relay.publish_batch() == 0  # kept rows are never claimed again
+    async with scratch.sessionmaker() as session:
+        kept = await session.scalar(
+            select(func.count()).select_from(scratch.outbox).where(scratch.outbox.c.published_at.is_not(None))
+        )
+        assert kept == 20
+        # The claim reads only the partial index of unpublished rows, however many are kept.
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            await session.scalars(
+                text(
+                    f"EXPLAIN SELECT id FROM {scratch.schema}.outbox WHERE published_at IS NULL "  # noqa: S608
+                    "ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED"
+                )
+            )
+        )
+        assert "ix_outbox_unpublished" in plan
+    records = await _read_topic(stack.kafka_bootstrap, scratch.topic, want=20, timeout_s=5)
+    ids = [CloudEvent.from_bytes(r.value).id for r in records]
+    assert len(ids) == len(set(ids)) == 20
+
+
+async def test_retained_events_are_sent_again_and_those_past_the_retention_are_purged(
+    stack: Stack, scratch: Scratch
+) -> None:
+    relay = OutboxRelay(
+        outbox=scratch.outbox,
+        sessionmaker=scratch.sessionmaker,
+        producer=scratch.producer,
+        listener=PgListener(stack.settings().asyncpg_dsn),
+        retention_s=3600,
+    )
+    old, recent = [_event("old") for _ in range(3)], [_event("recent") for _ in range(4)]
+    async with scratch.sessionmaker() as session, session.begin():
+        await add_events(session, scratch.outbox, [(scratch.topic, e) for e in old + recent])
+    assert await relay.publish_batch() == 7
+    async with scratch.sessionmaker() as session, session.begin():
+        await session.execute(
+            scratch.outbox.update()
+            .where(scratch.outbox.c.event_id.in_([e.id for e in old]))
+            .values(published_at=func.now() - text("interval '2 hours'"))
+        )
+    async with scratch.sessionmaker() as session, session.begin():
+        assert await resend_retained(session, scratch.outbox, retention_s=3600) == 4
+    assert await relay.publish_batch() == 4
+    records = await _read_topic(stack.kafka_bootstrap, scratch.topic, want=11, timeout_s=5)
+    sent = [CloudEvent.from_bytes(r.value).id for r in records]
+    assert sorted(map(str, sent)) == sorted([str(e.id) for e in old] + [str(e.id) for e in recent] * 2)
+    async with scratch.sessionmaker() as session, session.begin():
+        await session.execute(
+            scratch.outbox.update().values(published_at=func.now() - text("interval '2 hours'"))
+        )
+    assert await relay.purge_published() == 4
+    async with scratch.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(scratch.outbox)) == 0
 
 
 async def _consume_until(consumer: EventConsumer, condition: Any, timeout_s: float = 30.0) -> None:
