@@ -5,8 +5,8 @@ A published row gets `published_at` instead of being deleted when the relay runs
 not yet published, through a partial index of exactly those, so retained rows cost it nothing;
 a second partial index serves the purge of rows past the retention.
 
-Revision ID: 0008_outbox_retention
-Revises: 0006_auth_volunteer_tokens
+Revision ID: 0010_outbox_retention
+Revises: 0009_dispatcher_duty_periods
 Create Date: 2026-12-06 12:40:00
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_outbox_retention"
-down_revision: str | None = "0006_auth_volunteer_tokens"
+revision: str = "0010_outbox_retention"
+down_revision: str | None = "0009_dispatcher_duty_periods"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
