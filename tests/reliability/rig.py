@@ -258,6 +258,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
             "OFFER_TTL_S": "5",
             # Up to five processes share one small embedded server.
             "DATABASE_POOL_SIZE": "8",
+            # A small crew carries thousands of legs in minutes here: the daily cap on a volunteer's
+            # legs (a welfare rule with tests of its own) would stop the load long before its end.
+            "DAILY_MAX_LEGS": "1000000",
             # A killed member's partitions move on after 6 s instead of 30 s: the drains stay short.
             "CONSUMER_SESSION_TIMEOUT_MS": "6000",
             "CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
