@@ -6,12 +6,25 @@ volunteers (and legs by id), so two writers never wait on each other crosswise.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, literal_column, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +34,7 @@ from services.dispatcher.adapters.tables import (
     LegRow,
     OfferRow,
     RejectionRow,
+    VolunteerRequestRow,
     VolunteerRow,
 )
 from services.dispatcher.domain.leg import IN_HAND, WAITING, LegStatus
@@ -566,3 +580,53 @@ async def notify_volunteers(session: AsyncSession, volunteer_ids: set[uuid.UUID]
             text("SELECT pg_notify(:channel, id) FROM unnest(CAST(:ids AS text[])) AS id"),
             {"channel": VOLUNTEER_CHANNEL, "ids": sorted(str(v) for v in volunteer_ids)},
         )
+
+
+# --- volunteers' requests sent with an Idempotency-Key
+
+
+async def lock_volunteer_request(session: AsyncSession, *, volunteer_id: uuid.UUID, key: str) -> bool:
+    """Hold the key for this transaction; False when another request with it is still running."""
+    digest = hashlib.sha256(f"volunteer-request:{volunteer_id}:{key}".encode()).digest()
+    lock_id = int.from_bytes(digest[:8], "big", signed=True)
+    return bool((await session.execute(select(func.pg_try_advisory_xact_lock(lock_id)))).scalar_one())
+
+
+async def volunteer_request(
+    session: AsyncSession, *, volunteer_id: uuid.UUID, key: str
+) -> VolunteerRequestRow | None:
+    return (
+        await session.execute(
+            select(VolunteerRequestRow).where(
+                VolunteerRequestRow.volunteer_id == volunteer_id, VolunteerRequestRow.key == key
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def add_volunteer_request(
+    session: AsyncSession,
+    *,
+    volunteer_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    status: int,
+    response: dict[str, Any],
+) -> None:
+    await session.execute(
+        insert(VolunteerRequestRow).values(
+            volunteer_id=volunteer_id, key=key, request_hash=request_hash, status=status, response=response
+        )
+    )
+
+
+async def purge_volunteer_requests(session: AsyncSession, *, retention_s: float) -> int:
+    """Delete volunteers' request records older than `retention_s` (by the database clock)."""
+    result = await session.execute(
+        delete(VolunteerRequestRow)
+        .where(
+            VolunteerRequestRow.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s)
+        )
+        .returning(VolunteerRequestRow.key)
+    )
+    return len(result.all())
