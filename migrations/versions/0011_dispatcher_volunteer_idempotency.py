@@ -1,5 +1,8 @@
 """a volunteer's action sent with an Idempotency-Key is remembered with its answer, for its retries
 
+A leg also keeps when the volunteer said they picked it up and delivered it (`picked_up_at`,
+`delivered_at`), which an app that was offline sends later than it happened.
+
 Revision ID: 0011_volunteer_idempotency
 Revises: 0010_outbox_retention
 Create Date: 2026-12-06 13:20:00
@@ -18,6 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    for column in ("picked_up_at", "delivered_at"):
+        op.add_column("legs", sa.Column(column, sa.DateTime(timezone=True), nullable=True), schema="dispatch")
     op.create_table(
         "volunteer_requests",
         sa.Column("volunteer_id", sa.UUID(), nullable=False),
@@ -43,3 +48,5 @@ def downgrade() -> None:
         "ix_dispatch_volunteer_requests_created_at", table_name="volunteer_requests", schema="dispatch"
     )
     op.drop_table("volunteer_requests", schema="dispatch")
+    for column in ("delivered_at", "picked_up_at"):
+        op.drop_column("legs", column, schema="dispatch")

@@ -196,6 +196,19 @@ async def move_legs(
     await session.execute(statement.values(status=to, updated_at=func.now() if now is None else now))
 
 
+async def record_leg_times(
+    session: AsyncSession,
+    leg_id: uuid.UUID,
+    *,
+    picked_up_at: datetime | None = None,
+    delivered_at: datetime | None = None,
+) -> None:
+    """Keep when the volunteer said they picked the leg up or delivered it."""
+    values = {name: at for name, at in (("picked_up_at", picked_up_at), ("delivered_at", delivered_at)) if at}
+    if values:
+        await session.execute(update(LegRow).where(LegRow.id == leg_id).values(**values))
+
+
 async def hand_leg(
     session: AsyncSession, leg_id: uuid.UUID, *, to: LegStatus, holder: uuid.UUID | None, now: datetime
 ) -> None:

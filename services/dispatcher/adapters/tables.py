@@ -122,6 +122,10 @@ class LegRow(DispatchBase):
     # The notifier flagged the leg after too many wrong codes: it takes no more delivery reports
     # until an operator resolves it.
     flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the volunteer said they picked it up and delivered it (their app may send that later);
+    # `updated_at` is when the dispatcher recorded the change.
+    picked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (

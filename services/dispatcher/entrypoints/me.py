@@ -30,15 +30,18 @@ from services.dispatcher.entrypoints.schemas import (
     LegStatusOut,
     LocationIn,
     OfferDeclinedOut,
+    PickedUpIn,
     ProblemIn,
     VolunteerOut,
     WaitQuery,
+    check_occurred_at,
     respond,
     volunteer_view,
 )
 from services.dispatcher.service_layer import deliveries, offers, views, volunteer_requests, volunteers
 from shared.http import ProblemError, parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, token_revocation
+from shared.settings import Settings
 
 WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
 
@@ -91,6 +94,14 @@ async def _once(
         session, volunteer_id=volunteer_id, key=key, request_hash=digest, answer=answer
     )
     return answer, False
+
+
+def _occurred_at(occurred_at: datetime | None, settings: Settings) -> datetime:
+    return check_occurred_at(
+        occurred_at,
+        max_age_s=settings.volunteer_action_max_age_s,
+        max_skew_s=settings.volunteer_action_max_skew_s,
+    )
 
 
 def _answer(model: type[Any], answer: volunteer_requests.Answer, replayed: bool) -> web.Response:
@@ -247,6 +258,7 @@ async def post_decline(request: web.Request) -> web.Response:
     "POST",
     "/v1/me/legs/{leg_id}/picked-up",
     summary="I have picked it up",
+    body=PickedUpIn,
     response=LegOut,
     roles=("volunteer",),
     errors=(409,),
@@ -255,11 +267,15 @@ async def post_decline(request: web.Request) -> web.Response:
 async def post_picked_up(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     leg_id = path_uuid(request, "leg_id", "leg")
+    body = await parse_body(request, PickedUpIn) if request.body_exists else PickedUpIn()
     runtime = request.app[RUNTIME]
+    occurred_at = _occurred_at(body.occurred_at, runtime.settings)
     async with runtime.sessionmaker() as session, session.begin():
 
         async def picked_up() -> volunteer_requests.Answer:
-            leg = await deliveries.report_picked_up(session, leg_id=leg_id, volunteer_id=volunteer_id)
+            leg = await deliveries.report_picked_up(
+                session, leg_id=leg_id, volunteer_id=volunteer_id, occurred_at=occurred_at
+            )
             return volunteer_requests.Answer(
                 200, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
             )
@@ -284,6 +300,7 @@ async def post_delivered(request: web.Request) -> web.Response:
     leg_id = path_uuid(request, "leg_id", "leg")
     body = await parse_body(request, DeliveredIn)
     runtime = request.app[RUNTIME]
+    occurred_at = _occurred_at(body.occurred_at, runtime.settings)
     async with runtime.sessionmaker() as session, session.begin():
 
         async def delivered() -> volunteer_requests.Answer:
@@ -296,6 +313,7 @@ async def post_delivered(request: web.Request) -> web.Response:
                 photo_sha256=body.photo_sha256,
                 note=body.note,
                 today=welfare.local_day(datetime.now(UTC), volunteers.welfare_limits(runtime.settings)),
+                occurred_at=occurred_at,
             )
             return volunteer_requests.Answer(
                 202, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
@@ -319,11 +337,12 @@ async def post_problem(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     leg_id = path_uuid(request, "leg_id", "leg")
     body = await parse_body(request, ProblemIn) if request.body_exists else ProblemIn()
+    occurred_at = _occurred_at(body.occurred_at, request.app[RUNTIME].settings)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
 
         async def problem() -> volunteer_requests.Answer:
             leg = await deliveries.report_problem(
-                session, leg_id=leg_id, volunteer_id=volunteer_id, reason=body.reason
+                session, leg_id=leg_id, volunteer_id=volunteer_id, reason=body.reason, occurred_at=occurred_at
             )
             return volunteer_requests.Answer(200, {"id": str(leg.id), "status": str(leg.status)})
 
