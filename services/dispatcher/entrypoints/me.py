@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
@@ -74,6 +75,7 @@ async def _once(
     request: web.Request,
     session: AsyncSession,
     volunteer_id: uuid.UUID,
+    body: BaseModel | None,
     act: Callable[[], Awaitable[volunteer_requests.Answer]],
 ) -> tuple[volunteer_requests.Answer, bool]:
     """Run `act` in `session`'s transaction, unless its Idempotency-Key already has an answer.
@@ -83,15 +85,17 @@ async def _once(
     key = _idempotency_key(request)
     if key is None:
         return await act(), False
-    digest = volunteer_requests.request_hash(request.method, request.path, await request.read())
+    body_json = "" if body is None else body.model_dump_json()
+    digest = volunteer_requests.request_hash(request.method, request.path, body_json)
+    data_key = request.app[RUNTIME].settings.data_key
     earlier = await volunteer_requests.earlier_answer(
-        session, volunteer_id=volunteer_id, key=key, request_hash=digest
+        session, volunteer_id=volunteer_id, key=key, request_hash=digest, data_key=data_key
     )
     if earlier is not None:
         return earlier, True
     answer = await act()
     await volunteer_requests.remember_answer(
-        session, volunteer_id=volunteer_id, key=key, request_hash=digest, answer=answer
+        session, volunteer_id=volunteer_id, key=key, request_hash=digest, answer=answer, data_key=data_key
     )
     return answer, False
 
@@ -224,7 +228,7 @@ async def post_accept(request: web.Request) -> web.Response:
                 200, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
             )
 
-        answer, replayed = await _once(request, session, volunteer_id, accept)
+        answer, replayed = await _once(request, session, volunteer_id, None, accept)
     return _answer(LegOut, answer, replayed)
 
 
@@ -250,7 +254,7 @@ async def post_decline(request: web.Request) -> web.Response:
             )
             return volunteer_requests.Answer(200, {"id": str(offer_id), "status": "declined"})
 
-        answer, replayed = await _once(request, session, volunteer_id, decline)
+        answer, replayed = await _once(request, session, volunteer_id, body, decline)
     return _answer(OfferDeclinedOut, answer, replayed)
 
 
@@ -280,7 +284,7 @@ async def post_picked_up(request: web.Request) -> web.Response:
                 200, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
             )
 
-        answer, replayed = await _once(request, session, volunteer_id, picked_up)
+        answer, replayed = await _once(request, session, volunteer_id, body, picked_up)
     return _answer(LegOut, answer, replayed)
 
 
@@ -319,7 +323,7 @@ async def post_delivered(request: web.Request) -> web.Response:
                 202, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
             )
 
-        answer, replayed = await _once(request, session, volunteer_id, delivered)
+        answer, replayed = await _once(request, session, volunteer_id, body, delivered)
     return _answer(LegOut, answer, replayed)
 
 
@@ -346,5 +350,5 @@ async def post_problem(request: web.Request) -> web.Response:
             )
             return volunteer_requests.Answer(200, {"id": str(leg.id), "status": str(leg.status)})
 
-        answer, replayed = await _once(request, session, volunteer_id, problem)
+        answer, replayed = await _once(request, session, volunteer_id, body, problem)
     return _answer(LegStatusOut, answer, replayed)

@@ -2,6 +2,7 @@
 
 The record is written in the transaction of the action itself, so an answer is remembered exactly
 when its effect is stored. Keys are the volunteer's own: two volunteers may use the same key.
+An answer may hold the recipient's name and phone, so it is kept sealed under the data key.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters import repository
 from services.dispatcher.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
+from shared import crypto
 
 log = structlog.get_logger(__name__)
 
@@ -28,13 +30,13 @@ class Answer:
     body: dict[str, Any]
 
 
-def request_hash(method: str, path: str, body: bytes) -> str:
-    """What makes two requests the same: the action, its target and its body."""
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+def request_hash(method: str, path: str, body_json: str) -> str:
+    """What makes two requests the same: the action, its target and its body as parsed."""
+    return hashlib.sha256(f"{method} {path}\n{body_json}".encode()).hexdigest()
 
 
 async def earlier_answer(
-    session: AsyncSession, *, volunteer_id: uuid.UUID, key: str, request_hash: str
+    session: AsyncSession, *, volunteer_id: uuid.UUID, key: str, request_hash: str, data_key: bytes
 ) -> Answer | None:
     """The answer a request with this key already got, or None when it is the first.
 
@@ -48,11 +50,17 @@ async def earlier_answer(
         return None
     if previous.request_hash != request_hash:
         raise IdempotencyKeyReused()
-    return Answer(status=previous.status, body=previous.response)
+    return Answer(status=previous.status, body=crypto.unseal(data_key, previous.response["sealed"]))
 
 
 async def remember_answer(
-    session: AsyncSession, *, volunteer_id: uuid.UUID, key: str, request_hash: str, answer: Answer
+    session: AsyncSession,
+    *,
+    volunteer_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    answer: Answer,
+    data_key: bytes,
 ) -> None:
     await repository.add_volunteer_request(
         session,
@@ -60,7 +68,7 @@ async def remember_answer(
         key=key,
         request_hash=request_hash,
         status=answer.status,
-        response=answer.body,
+        response={"sealed": crypto.seal(data_key, answer.body)},
     )
 
 

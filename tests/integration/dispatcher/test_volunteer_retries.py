@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
 from errands.launcher import ServiceProcesses
-from services.dispatcher.adapters.tables import LegRow
+from services.dispatcher.adapters.tables import LegRow, VolunteerRequestRow
 from shared.events import DISPATCH_TOPIC, CloudEvent
 from tests.conftest import Stack
 from tests.integration.dispatcher.api_client import Client, somewhere
@@ -75,10 +75,12 @@ async def test_retried_actions_get_their_first_answer_and_a_key_is_for_one_reque
     assert status == 422 and problem["title"] == "Idempotency key reused"
 
 
-async def test_keys_are_each_volunteers_own(client: Client) -> None:
+async def test_keys_are_each_volunteers_own_and_answers_are_kept_sealed(
+    client: Client, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     operator = await client.organisation()
     place = somewhere()
-    _, token = await client.volunteer(operator, place)
+    volunteer_id, token = await client.volunteer(operator, place)
     _, other = await client.volunteer(operator, (place[0] + 10, place[1]))
     task = await client.task(operator, place)
     offer = await client.until_offered(token, task["legs"][0]["id"])
@@ -91,6 +93,9 @@ async def test_keys_are_each_volunteers_own(client: Client) -> None:
         "POST", f"{client.dispatcher}/v1/me/offers/{offer['id']}/accept", other, **keyed(key)
     )
     assert status == 404, "another volunteer's key is not a replay of this one's"
+    async with sessionmaker() as session:
+        stored = await session.get(VolunteerRequestRow, (uuid.UUID(volunteer_id), key))
+    assert stored is not None and stored.status == 200 and set(stored.response) == {"sealed"}
 
 
 async def _leg_events(bootstrap: str, leg_id: str, types: tuple[str, ...]) -> dict[str, dict[str, Any]]:
