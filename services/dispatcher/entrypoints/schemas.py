@@ -166,7 +166,8 @@ class DeclineIn(StorableModel):
 
 OCCURRED_AT_DESCRIPTION = (
     "When the volunteer did it, if not just now (an app that was offline sends it later): "
-    "at most a day ago (VOLUNTEER_ACTION_MAX_AGE_S) and at most 5 minutes ahead of the server's clock."
+    "by default at most a day ago and at most 5 minutes ahead of the server's clock "
+    "(VOLUNTEER_ACTION_MAX_AGE_S, VOLUNTEER_ACTION_MAX_SKEW_S)."
 )
 
 
