@@ -171,3 +171,27 @@ async def test_the_time_a_volunteer_did_it_is_kept_and_travels_on_the_event(
     data = await _leg_events(stack.kafka_bootstrap, leg["id"], ("leg.picked_up", "leg.delivered"))
     assert datetime.fromisoformat(data["leg.picked_up"]["occurred_at"]) == picked_up_at
     assert datetime.fromisoformat(data["leg.delivered"]["occurred_at"]) == delivered_at
+
+
+async def test_a_retried_problem_report_hands_the_leg_back_once_and_says_when(
+    client: Client, stack: Stack
+) -> None:
+    operator = await client.organisation()
+    place = somewhere()
+    _, token = await client.volunteer(operator, place)
+    task = await client.task(operator, place)
+    leg = task["legs"][0]
+    offer = await client.until_offered(token, leg["id"])
+    assert (await client.call("POST", f"{client.dispatcher}/v1/me/offers/{offer['id']}/accept", token))[
+        0
+    ] == 200
+    problem = f"{client.dispatcher}/v1/me/legs/{leg['id']}/problem"
+    when = (datetime.now(UTC) - timedelta(minutes=30)).replace(microsecond=0)
+    body = {"reason": "flat tyre", "occurred_at": when.isoformat()}
+    key = str(uuid.uuid4())
+    first = await client.call("POST", problem, token, json=body, **keyed(key))
+    assert first[0] == 200 and first[1]["status"] == "pending"
+    assert await client.call("POST", problem, token, json=body, **keyed(key)) == first
+    assert (await client.call("POST", problem, token, json=body))[0] == 404, "the leg is no longer theirs"
+    data = await _leg_events(stack.kafka_bootstrap, leg["id"], ("leg.problem_reported",))
+    assert datetime.fromisoformat(data["leg.problem_reported"]["occurred_at"]) == when
