@@ -190,6 +190,8 @@ class LegPickedUp(EventData):
     task_id: uuid.UUID
     leg_id: uuid.UUID
     volunteer_id: uuid.UUID
+    # When the volunteer did it, as their app said; the envelope's time is when it was recorded.
+    occurred_at: datetime | None = None
 
 
 class LegDelivered(EventData):
@@ -199,6 +201,7 @@ class LegDelivered(EventData):
     code_hash: str | None = None
     photo_sha256: str | None = None
     note: str | None = None
+    occurred_at: datetime | None = None
 
 
 class LegProblemReported(EventData):
@@ -206,6 +209,7 @@ class LegProblemReported(EventData):
     leg_id: uuid.UUID
     volunteer_id: uuid.UUID
     reason: str | None = None
+    occurred_at: datetime | None = None
 
 
 class TaskEscalated(EventData):

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     # caps end at local midnight here, and one insured until a date is covered to the end of it.
     local_time_zone: str = "Asia/Shanghai"
     long_poll_max_wait_s: float = Field(default=60.0, gt=0, le=300)
+    # How long ago a volunteer's picked-up, delivered or problem may say it happened (`occurred_at`:
+    # an app that was offline sends it later), and how far ahead a phone's clock may run.
+    volunteer_action_max_age_s: float = Field(default=24 * 3600.0, gt=0)
+    volunteer_action_max_skew_s: float = Field(default=300.0, ge=0, le=3600)
     # Dispatch, issue 4: candidates per leg, radius widening while a leg waits, escalation.
     dispatch_candidates_k: int = Field(default=16, ge=1, le=200)
     # Pending legs one matching round considers; more wait for the next window.

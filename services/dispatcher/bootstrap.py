@@ -13,6 +13,7 @@ from services.dispatcher.entrypoints.me import WAKEUPS
 from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
+from services.dispatcher.service_layer.volunteer_requests import purge_loop
 from shared.auth import RateLimiter
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
 from shared.http import create_base_app
@@ -58,6 +59,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
     app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))
+    purge = purge_loop(
+        runtime.sessionmaker,
+        retention_s=settings.idempotency_retention_s,
+        interval_s=settings.idempotency_purge_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("volunteer-requests-purge", purge))
     # Last in, so first out: buffered reports are written (and the relay may still publish them)
     # after requests have drained and before the connections close.
     app.cleanup_ctx.append(background_task("location-flusher", flusher.run, on_stop=locations.close))

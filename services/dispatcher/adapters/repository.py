@@ -6,12 +6,25 @@ volunteers (and legs by id), so two writers never wait on each other crosswise.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, literal_column, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +34,7 @@ from services.dispatcher.adapters.tables import (
     LegRow,
     OfferRow,
     RejectionRow,
+    VolunteerRequestRow,
     VolunteerRow,
 )
 from services.dispatcher.domain.leg import IN_HAND, WAITING, LegStatus
@@ -180,6 +194,19 @@ async def move_legs(
     if only_from is not None:
         statement = statement.where(LegRow.status == only_from)
     await session.execute(statement.values(status=to, updated_at=func.now() if now is None else now))
+
+
+async def record_leg_times(
+    session: AsyncSession,
+    leg_id: uuid.UUID,
+    *,
+    picked_up_at: datetime | None = None,
+    delivered_at: datetime | None = None,
+) -> None:
+    """Keep when the volunteer said they picked the leg up or delivered it."""
+    values = {name: at for name, at in (("picked_up_at", picked_up_at), ("delivered_at", delivered_at)) if at}
+    if values:
+        await session.execute(update(LegRow).where(LegRow.id == leg_id).values(**values))
 
 
 async def hand_leg(
@@ -566,3 +593,53 @@ async def notify_volunteers(session: AsyncSession, volunteer_ids: set[uuid.UUID]
             text("SELECT pg_notify(:channel, id) FROM unnest(CAST(:ids AS text[])) AS id"),
             {"channel": VOLUNTEER_CHANNEL, "ids": sorted(str(v) for v in volunteer_ids)},
         )
+
+
+# --- volunteers' requests sent with an Idempotency-Key
+
+
+async def lock_volunteer_request(session: AsyncSession, *, volunteer_id: uuid.UUID, key: str) -> bool:
+    """Hold the key for this transaction; False when another request with it is still running."""
+    digest = hashlib.sha256(f"volunteer-request:{volunteer_id}:{key}".encode()).digest()
+    lock_id = int.from_bytes(digest[:8], "big", signed=True)
+    return bool((await session.execute(select(func.pg_try_advisory_xact_lock(lock_id)))).scalar_one())
+
+
+async def volunteer_request(
+    session: AsyncSession, *, volunteer_id: uuid.UUID, key: str
+) -> VolunteerRequestRow | None:
+    return (
+        await session.execute(
+            select(VolunteerRequestRow).where(
+                VolunteerRequestRow.volunteer_id == volunteer_id, VolunteerRequestRow.key == key
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def add_volunteer_request(
+    session: AsyncSession,
+    *,
+    volunteer_id: uuid.UUID,
+    key: str,
+    request_hash: str,
+    status: int,
+    response: dict[str, Any],
+) -> None:
+    await session.execute(
+        insert(VolunteerRequestRow).values(
+            volunteer_id=volunteer_id, key=key, request_hash=request_hash, status=status, response=response
+        )
+    )
+
+
+async def purge_volunteer_requests(session: AsyncSession, *, retention_s: float) -> int:
+    """Delete volunteers' request records older than `retention_s` (by the database clock)."""
+    result = await session.execute(
+        delete(VolunteerRequestRow)
+        .where(
+            VolunteerRequestRow.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s)
+        )
+        .returning(VolunteerRequestRow.key)
+    )
+    return len(result.all())

@@ -122,6 +122,10 @@ class LegRow(DispatchBase):
     # The notifier flagged the leg after too many wrong codes: it takes no more delivery reports
     # until an operator resolves it.
     flagged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the volunteer said they picked it up and delivered it (their app may send that later);
+    # `updated_at` is when the dispatcher recorded the change.
+    picked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
@@ -191,3 +195,18 @@ class EscalationRow(DispatchBase):
 
 outbox = outbox_table(DispatchBase.metadata)
 inbox = inbox_table(DispatchBase.metadata)
+
+
+class VolunteerRequestRow(DispatchBase):
+    """A volunteer's action sent with an Idempotency-Key, and the answer it got, for its retries."""
+
+    __tablename__ = "volunteer_requests"
+
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )

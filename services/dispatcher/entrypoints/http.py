@@ -10,7 +10,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from services.dispatcher.domain.errors import DailyCapReached, RestOwed, TokenNoLongerValid
+from services.dispatcher.domain.errors import (
+    DailyCapReached,
+    IdempotencyKeyReused,
+    RestOwed,
+    TokenNoLongerValid,
+)
 from services.dispatcher.entrypoints import location_stream, me
 from services.dispatcher.entrypoints.api import api, organisation_scope
 from services.dispatcher.entrypoints.schemas import (
@@ -43,6 +48,7 @@ ERROR_STATUSES: dict[type[DomainError], Answer] = {
     TokenNoLongerValid: Answer(401, "Unauthorized"),
     RestOwed: Answer(409, "Rest owed"),
     DailyCapReached: Answer(409, "Daily cap reached"),
+    IdempotencyKeyReused: Answer(422, "Idempotency key reused"),
 }
 
 

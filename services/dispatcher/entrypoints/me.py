@@ -9,9 +9,14 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.domain import welfare
@@ -26,17 +31,86 @@ from services.dispatcher.entrypoints.schemas import (
     LegStatusOut,
     LocationIn,
     OfferDeclinedOut,
+    PickedUpIn,
     ProblemIn,
     VolunteerOut,
     WaitQuery,
+    check_occurred_at,
     respond,
     volunteer_view,
 )
-from services.dispatcher.service_layer import deliveries, offers, views, volunteers
+from services.dispatcher.service_layer import deliveries, offers, views, volunteer_requests, volunteers
 from shared.http import ProblemError, parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, token_revocation
+from shared.settings import Settings
 
 WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
+
+IDEMPOTENCY_KEY_MAX = 255
+# Optional on the volunteer's actions; printable ASCII, as HTTP carries it, without surrounding blanks.
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": IDEMPOTENCY_KEY_MAX,
+    "pattern": "^[!-~]([ -~]*[!-~])?$",
+}
+IDEMPOTENCY_HEADERS = {"Idempotency-Key": IDEMPOTENCY_KEY_SCHEMA}
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not (1 <= len(key) <= IDEMPOTENCY_KEY_MAX and key.isascii() and key.isprintable()):
+        raise ProblemError(
+            400,
+            "Bad request",
+            "The Idempotency-Key header must be 1 to 255 printable characters.",
+            errors=[{"field": "header:Idempotency-Key", "message": "1 to 255 printable characters"}],
+        )
+    return key
+
+
+async def _once(
+    request: web.Request,
+    session: AsyncSession,
+    volunteer_id: uuid.UUID,
+    body: BaseModel | None,
+    act: Callable[[], Awaitable[volunteer_requests.Answer]],
+) -> tuple[volunteer_requests.Answer, bool]:
+    """Run `act` in `session`'s transaction, unless its Idempotency-Key already has an answer.
+
+    Returns the answer and whether it is a replay; the answer is stored with the action's effect.
+    """
+    key = _idempotency_key(request)
+    if key is None:
+        return await act(), False
+    body_json = "" if body is None else body.model_dump_json()
+    digest = volunteer_requests.request_hash(request.method, request.path, body_json)
+    data_key = request.app[RUNTIME].settings.data_key
+    earlier = await volunteer_requests.earlier_answer(
+        session, volunteer_id=volunteer_id, key=key, request_hash=digest, data_key=data_key
+    )
+    if earlier is not None:
+        return earlier, True
+    answer = await act()
+    await volunteer_requests.remember_answer(
+        session, volunteer_id=volunteer_id, key=key, request_hash=digest, answer=answer, data_key=data_key
+    )
+    return answer, False
+
+
+def _occurred_at(occurred_at: datetime | None, settings: Settings) -> datetime:
+    return check_occurred_at(
+        occurred_at,
+        max_age_s=settings.volunteer_action_max_age_s,
+        max_skew_s=settings.volunteer_action_max_skew_s,
+    )
+
+
+def _answer(model: type[Any], answer: volunteer_requests.Answer, replayed: bool) -> web.Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return respond(model, answer.body, status=answer.status, headers=headers)
 
 
 @api.route(
@@ -140,15 +214,22 @@ async def get_assignments(request: web.Request) -> web.Response:
     response=LegOut,
     roles=("volunteer",),
     errors=(409,),
+    headers=IDEMPOTENCY_HEADERS,
 )
 async def post_accept(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     offer_id = path_uuid(request, "offer_id", "offer")
     runtime = request.app[RUNTIME]
     async with runtime.sessionmaker() as session, session.begin():
-        leg = await offers.accept_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
-        view = views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
-    return respond(LegOut, view)
+
+        async def accept() -> volunteer_requests.Answer:
+            leg = await offers.accept_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
+            return volunteer_requests.Answer(
+                200, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+            )
+
+        answer, replayed = await _once(request, session, volunteer_id, None, accept)
+    return _answer(LegOut, answer, replayed)
 
 
 @api.route(
@@ -159,32 +240,52 @@ async def post_accept(request: web.Request) -> web.Response:
     response=OfferDeclinedOut,
     roles=("volunteer",),
     errors=(409,),
+    headers=IDEMPOTENCY_HEADERS,
 )
 async def post_decline(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     offer_id = path_uuid(request, "offer_id", "offer")
     body = await parse_body(request, DeclineIn) if request.body_exists else DeclineIn()
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        await offers.decline_offer(session, offer_id=offer_id, volunteer_id=volunteer_id, reason=body.reason)
-    return respond(OfferDeclinedOut, {"id": str(offer_id), "status": "declined"})
+
+        async def decline() -> volunteer_requests.Answer:
+            await offers.decline_offer(
+                session, offer_id=offer_id, volunteer_id=volunteer_id, reason=body.reason
+            )
+            return volunteer_requests.Answer(200, {"id": str(offer_id), "status": "declined"})
+
+        answer, replayed = await _once(request, session, volunteer_id, body, decline)
+    return _answer(OfferDeclinedOut, answer, replayed)
 
 
 @api.route(
     "POST",
     "/v1/me/legs/{leg_id}/picked-up",
     summary="I have picked it up",
+    body=PickedUpIn,
     response=LegOut,
     roles=("volunteer",),
     errors=(409,),
+    headers=IDEMPOTENCY_HEADERS,
 )
 async def post_picked_up(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     leg_id = path_uuid(request, "leg_id", "leg")
+    body = await parse_body(request, PickedUpIn) if request.body_exists else PickedUpIn()
     runtime = request.app[RUNTIME]
+    occurred_at = _occurred_at(body.occurred_at, runtime.settings)
     async with runtime.sessionmaker() as session, session.begin():
-        leg = await deliveries.report_picked_up(session, leg_id=leg_id, volunteer_id=volunteer_id)
-        view = views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
-    return respond(LegOut, view)
+
+        async def picked_up() -> volunteer_requests.Answer:
+            leg = await deliveries.report_picked_up(
+                session, leg_id=leg_id, volunteer_id=volunteer_id, occurred_at=occurred_at
+            )
+            return volunteer_requests.Answer(
+                200, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+            )
+
+        answer, replayed = await _once(request, session, volunteer_id, body, picked_up)
+    return _answer(LegOut, answer, replayed)
 
 
 @api.route(
@@ -196,25 +297,34 @@ async def post_picked_up(request: web.Request) -> web.Response:
     status=202,
     roles=("volunteer",),
     errors=(409,),
+    headers=IDEMPOTENCY_HEADERS,
 )
 async def post_delivered(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     leg_id = path_uuid(request, "leg_id", "leg")
     body = await parse_body(request, DeliveredIn)
     runtime = request.app[RUNTIME]
+    occurred_at = _occurred_at(body.occurred_at, runtime.settings)
     async with runtime.sessionmaker() as session, session.begin():
-        leg = await deliveries.report_delivered(
-            session,
-            leg_id=leg_id,
-            volunteer_id=volunteer_id,
-            code_key=runtime.settings.code_key,
-            confirmation_code=body.confirmation_code,
-            photo_sha256=body.photo_sha256,
-            note=body.note,
-            today=welfare.local_day(datetime.now(UTC), volunteers.welfare_limits(runtime.settings)),
-        )
-        view = views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
-    return respond(LegOut, view, status=202)
+
+        async def delivered() -> volunteer_requests.Answer:
+            leg = await deliveries.report_delivered(
+                session,
+                leg_id=leg_id,
+                volunteer_id=volunteer_id,
+                code_key=runtime.settings.code_key,
+                confirmation_code=body.confirmation_code,
+                photo_sha256=body.photo_sha256,
+                note=body.note,
+                today=welfare.local_day(datetime.now(UTC), volunteers.welfare_limits(runtime.settings)),
+                occurred_at=occurred_at,
+            )
+            return volunteer_requests.Answer(
+                202, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
+            )
+
+        answer, replayed = await _once(request, session, volunteer_id, body, delivered)
+    return _answer(LegOut, answer, replayed)
 
 
 @api.route(
@@ -225,13 +335,20 @@ async def post_delivered(request: web.Request) -> web.Response:
     response=LegStatusOut,
     roles=("volunteer",),
     errors=(409,),
+    headers=IDEMPOTENCY_HEADERS,
 )
 async def post_problem(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)
     leg_id = path_uuid(request, "leg_id", "leg")
     body = await parse_body(request, ProblemIn) if request.body_exists else ProblemIn()
+    occurred_at = _occurred_at(body.occurred_at, request.app[RUNTIME].settings)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        leg = await deliveries.report_problem(
-            session, leg_id=leg_id, volunteer_id=volunteer_id, reason=body.reason
-        )
-    return respond(LegStatusOut, {"id": str(leg.id), "status": str(leg.status)})
+
+        async def problem() -> volunteer_requests.Answer:
+            leg = await deliveries.report_problem(
+                session, leg_id=leg_id, volunteer_id=volunteer_id, reason=body.reason, occurred_at=occurred_at
+            )
+            return volunteer_requests.Answer(200, {"id": str(leg.id), "status": str(leg.status)})
+
+        answer, replayed = await _once(request, session, volunteer_id, body, problem)
+    return _answer(LegStatusOut, answer, replayed)

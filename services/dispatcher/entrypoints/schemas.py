@@ -164,9 +164,41 @@ class DeclineIn(StorableModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
+OCCURRED_AT_DESCRIPTION = (
+    "When the volunteer did it, if not just now (an app that was offline sends it later): "
+    "by default at most a day ago and at most 5 minutes ahead of the server's clock "
+    "(VOLUNTEER_ACTION_MAX_AGE_S, VOLUNTEER_ACTION_MAX_SKEW_S)."
+)
+
+
 class ProblemIn(StorableModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: str | None = Field(default=None, max_length=500)
+    occurred_at: ClientTime | None = Field(default=None, description=OCCURRED_AT_DESCRIPTION)
+
+
+class PickedUpIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    occurred_at: ClientTime | None = Field(default=None, description=OCCURRED_AT_DESCRIPTION)
+
+
+def check_occurred_at(occurred_at: datetime | None, *, max_age_s: float, max_skew_s: float) -> datetime:
+    """When the volunteer's action happened: `occurred_at` within the bounds, else now; 422 outside them."""
+    now = datetime.now(UTC)
+    if occurred_at is None:
+        return now
+    if occurred_at > now + timedelta(seconds=max_skew_s):
+        message = f"time must be at most {int(max_skew_s)} seconds ahead"
+    elif occurred_at < now - timedelta(seconds=max_age_s):
+        message = f"time must be at most {int(max_age_s)} seconds ago"
+    else:
+        return occurred_at
+    raise ProblemError(
+        422,
+        "Validation failed",
+        "occurred_at is outside the times accepted.",
+        errors=[{"field": "$.occurred_at", "message": message, "type": "value_error"}],
+    )
 
 
 class AssignIn(StorableModel):
@@ -187,6 +219,7 @@ class DeliveredIn(StorableModel):
     confirmation_code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
     photo_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     note: str | None = Field(default=None, max_length=1000)
+    occurred_at: ClientTime | None = Field(default=None, description=OCCURRED_AT_DESCRIPTION)
 
     @model_validator(mode="after")
     def _code_or_photo(self) -> DeliveredIn:

@@ -25,15 +25,24 @@ async def own_leg(session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uui
     return leg
 
 
-async def report_picked_up(session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID) -> LegRow:
+async def report_picked_up(
+    session: AsyncSession,
+    *,
+    leg_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    occurred_at: datetime | None = None,
+) -> LegRow:
+    """The volunteer has the goods; `occurred_at` is when, as their app says (else now)."""
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
     if not lifecycle.can_pick_up(leg.status):
         return leg
+    occurred_at = occurred_at or datetime.now(UTC)
     await repository.move_legs(session, [leg.id], LegStatus.PICKED_UP)
-    leg.status = LegStatus.PICKED_UP
+    await repository.record_leg_times(session, leg.id, picked_up_at=occurred_at)
+    leg.status, leg.picked_up_at = LegStatus.PICKED_UP, occurred_at
     changes = Changes()
     changes.add(
-        LegPickedUp(task_id=leg.task_id, leg_id=leg.id, volunteer_id=volunteer_id),
+        LegPickedUp(task_id=leg.task_id, leg_id=leg.id, volunteer_id=volunteer_id, occurred_at=occurred_at),
         task_id=leg.task_id,
         volunteer_id=volunteer_id,
     )
@@ -51,6 +60,7 @@ async def report_delivered(
     photo_sha256: str | None,
     note: str | None,
     today: date,
+    occurred_at: datetime | None = None,
 ) -> LegRow:
     """The volunteer handed the goods over; the code travels on only as its keyed hash.
 
@@ -59,10 +69,12 @@ async def report_delivered(
     A leg already reported delivered may be reported again (the recipient read out the wrong code).
     """
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    occurred_at = occurred_at or datetime.now(UTC)
     if lifecycle.can_deliver(leg.status, flagged_at=leg.flagged_at):
         await repository.move_legs(session, [leg.id], LegStatus.DELIVERED)
         await repository.change_load(session, volunteer_id, active=-1, done=+1, today=today)
-        leg.status = LegStatus.DELIVERED
+        await repository.record_leg_times(session, leg.id, delivered_at=occurred_at)
+        leg.status, leg.delivered_at = LegStatus.DELIVERED, occurred_at
     changes = Changes()
     changes.add(
         LegDelivered(
@@ -72,6 +84,7 @@ async def report_delivered(
             code_hash=crypto.code_hash(code_key, leg.id, confirmation_code) if confirmation_code else None,
             photo_sha256=photo_sha256,
             note=note,
+            occurred_at=occurred_at,
         ),
         task_id=leg.task_id,
         volunteer_id=volunteer_id,
@@ -81,7 +94,12 @@ async def report_delivered(
 
 
 async def report_problem(
-    session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID, reason: str | None
+    session: AsyncSession,
+    *,
+    leg_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    reason: str | None,
+    occurred_at: datetime | None = None,
 ) -> LegRow:
     """The volunteer cannot carry on: the leg goes back to pending, and is not offered to them again."""
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
@@ -93,7 +111,13 @@ async def report_problem(
     leg.status, leg.volunteer_id = status, None
     changes = Changes()
     changes.add(
-        LegProblemReported(task_id=leg.task_id, leg_id=leg.id, volunteer_id=volunteer_id, reason=reason),
+        LegProblemReported(
+            task_id=leg.task_id,
+            leg_id=leg.id,
+            volunteer_id=volunteer_id,
+            reason=reason,
+            occurred_at=occurred_at or now,
+        ),
         task_id=leg.task_id,
         volunteer_id=volunteer_id,
     )
