@@ -34,6 +34,24 @@ class Invalid(DomainError):
     """The request is well-formed but breaks a rule of the domain."""
 
 
+# Any service that takes an Idempotency-Key refuses these alike.
+class IdempotencyKeyInFlight(Conflict):
+    """The first request with this Idempotency-Key has not finished yet."""
+
+    def __init__(self) -> None:
+        super().__init__("A request with this Idempotency-Key is still being processed.")
+
+
+class IdempotencyKeyReused(Invalid):
+    """This Idempotency-Key was already used with another request body."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This Idempotency-Key was used with a different request body.",
+            errors=[{"field": "header:Idempotency-Key", "message": "already used with another body"}],
+        )
+
+
 @dataclass(frozen=True)
 class Answer:
     """How the HTTP edge answers a domain error: a status and the problem's title."""
@@ -49,6 +67,7 @@ COMMON_STATUSES: dict[type[DomainError], Answer] = {
     NotFound: Answer(404, "Not found"),
     Conflict: Answer(409, "Conflict"),
     Invalid: Answer(422, "Validation failed"),
+    IdempotencyKeyReused: Answer(422, "Idempotency key reused"),
 }
 
 

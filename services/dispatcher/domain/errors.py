@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, DomainError, Invalid, NotFound
+from shared.errors import Conflict, DomainError, NotFound
 
 
 class LegNotFound(NotFound):
@@ -55,20 +55,3 @@ class RestOwed(Conflict):
 
 class DailyCapReached(Conflict):
     """The volunteer reached today's cap on duty hours or legs; they may go on duty after local midnight."""
-
-
-class IdempotencyKeyInFlight(Conflict):
-    """The first request with this Idempotency-Key has not finished yet."""
-
-    def __init__(self) -> None:
-        super().__init__("A request with this Idempotency-Key is still being processed.")
-
-
-class IdempotencyKeyReused(Invalid):
-    """This Idempotency-Key was already used with another request."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "This Idempotency-Key was used with a different request body.",
-            errors=[{"field": "header:Idempotency-Key", "message": "already used with another body"}],
-        )

@@ -12,7 +12,6 @@ from aiohttp import web
 
 from services.dispatcher.domain.errors import (
     DailyCapReached,
-    IdempotencyKeyReused,
     RestOwed,
     TokenNoLongerValid,
 )
@@ -48,7 +47,6 @@ ERROR_STATUSES: dict[type[DomainError], Answer] = {
     TokenNoLongerValid: Answer(401, "Unauthorized"),
     RestOwed: Answer(409, "Rest owed"),
     DailyCapReached: Answer(409, "Daily cap reached"),
-    IdempotencyKeyReused: Answer(422, "Idempotency key reused"),
 }
 
 

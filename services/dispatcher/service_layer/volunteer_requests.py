@@ -18,8 +18,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters import repository
-from services.dispatcher.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from shared import crypto
+from shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 
 log = structlog.get_logger(__name__)
 

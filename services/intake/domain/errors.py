@@ -32,20 +32,3 @@ class TaskAlreadyCompleted(Conflict):
 
     def __init__(self) -> None:
         super().__init__("The task is already completed and can no longer be cancelled.")
-
-
-class IdempotencyKeyInFlight(Conflict):
-    """The first request with this Idempotency-Key has not finished yet."""
-
-    def __init__(self) -> None:
-        super().__init__("A request with this Idempotency-Key is still being processed.")
-
-
-class IdempotencyKeyReused(Invalid):
-    """This Idempotency-Key was already used with another request body."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "This Idempotency-Key was used with a different request body.",
-            errors=[{"field": "header:Idempotency-Key", "message": "already used with another body"}],
-        )

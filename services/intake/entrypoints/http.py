@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.intake.domain.errors import IdempotencyKeyReused
 from services.intake.domain.model import ListPosition
 from services.intake.entrypoints.schemas import (
     CancelIn,
@@ -37,7 +36,6 @@ KEYS = web.AppKey("keys", submission.Keys)
 # How intake's domain errors are answered over HTTP; the problem's detail is the error's message.
 ERROR_STATUSES: dict[type[DomainError], Answer] = {
     **COMMON_STATUSES,
-    IdempotencyKeyReused: Answer(422, "Idempotency key reused"),
 }
 
 IDEMPOTENCY_KEY_MAX = 255

@@ -16,9 +16,9 @@ from services.intake.adapters.repository import (
     Submissions,
     purge_idempotency_records,
 )
-from services.intake.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from services.intake.entrypoints.schemas import TaskIn
 from shared import crypto
+from shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from shared.events import (
     CloudEvent,
     DropoffData,

@@ -11,7 +11,6 @@ from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.adapters.tables import IdempotencyRow
-from services.intake.domain.errors import IdempotencyKeyReused
 from services.intake.domain.model import ListPosition
 from services.intake.entrypoints.http import ERROR_STATUSES
 from services.intake.entrypoints.schemas import TaskIn, TaskListQuery
@@ -19,7 +18,7 @@ from services.intake.service_layer.progress import apply_progress
 from services.intake.service_layer.submission import Keys, purge_idempotency_keys, submit_task
 from services.intake.service_layer.tasks import get_task, list_tasks
 from shared.consumer import PermanentError
-from shared.errors import Answer, answer_for
+from shared.errors import Answer, IdempotencyKeyReused, answer_for
 from shared.events import (
     EventData,
     LegAssigned,

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from services.intake.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from services.intake.entrypoints.http import ERROR_STATUSES
 from services.intake.entrypoints.schemas import TaskIn
 from services.intake.service_layer.submission import Keys, Submission, submit
-from shared.errors import Answer, answer_for
+from shared.errors import Answer, IdempotencyKeyInFlight, IdempotencyKeyReused, answer_for
 from tests.unit.intake.fakes import FakeSubmissions
 
 KEYS = Keys(code_key=b"test-code-key", data_key=b"k" * 32)
