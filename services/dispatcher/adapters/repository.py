@@ -636,10 +636,8 @@ async def add_volunteer_request(
 async def purge_volunteer_requests(session: AsyncSession, *, retention_s: float) -> int:
     """Delete volunteers' request records older than `retention_s` (by the database clock)."""
     result = await session.execute(
-        delete(VolunteerRequestRow)
-        .where(
+        delete(VolunteerRequestRow).where(
             VolunteerRequestRow.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s)
         )
-        .returning(VolunteerRequestRow.key)
     )
-    return len(result.all())
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -29,7 +29,6 @@ from shared.fields import (
     LanguageCode,
     Number,
     Phone,
-    describe_storable_text,
 )
 from shared.http import StorableModel
 from shared.outbound import is_http_url
@@ -41,36 +40,9 @@ _EMAIL = f"^[^@{WHITESPACE}\\u0000]{{1,64}}@[^@{WHITESPACE}\\u0000]{{1,255}}\\.[
 _HTTP_URL = f"^https?://[^{WHITESPACE}\\u0000/?#]+{_TEXT}*$"
 
 
-def storable_text(value: str) -> str:
-    """`value` if PostgreSQL can store it as text: no NUL character, no lone UTF-16 surrogate."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("must be valid Unicode text") from exc
-    return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        str_strip_whitespace=True,
-        json_schema_extra=describe_storable_text,
-    )
-
-    @field_validator("*")
-    @classmethod
-    def _storable(cls, value: Any) -> Any:
-        # Every string (and list of strings) must survive a round trip through PostgreSQL text/JSONB.
-        if isinstance(value, str):
-            return storable_text(value)
-        if isinstance(value, list):
-            for element in value:
-                if isinstance(element, str):
-                    storable_text(element)
-        return value
+class _Strict(StorableModel):
+    # StorableModel keeps every string storable in PostgreSQL; intake also trims and refuses extras.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
 
 class PickupIn(_Strict):
