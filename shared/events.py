@@ -184,6 +184,10 @@ class LegAssigned(EventData):
     volunteer_name: str | None = None
     offer_id: uuid.UUID | None = None
     manual: bool = False
+    # An operator assigned it past a refusal (off duty, insurance, rest, daily cap): their reason.
+    override_reason: str | None = None
+    # An operator moved it from this volunteer, who no longer holds it.
+    moved_from: uuid.UUID | None = None
 
 
 class LegPickedUp(EventData):

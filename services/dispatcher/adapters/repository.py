@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -173,6 +173,30 @@ async def lock_assigned_leg_ids(session: AsyncSession, *, volunteer_id: uuid.UUI
             await session.execute(
                 select(LegRow.id)
                 .where(LegRow.volunteer_id == volunteer_id, LegRow.status == LegStatus.ASSIGNED)
+                .order_by(LegRow.id)
+                .with_for_update()
+            )
+        ).scalars()
+    )
+
+
+async def lock_volunteers_legs(
+    session: AsyncSession,
+    *,
+    volunteer_id: uuid.UUID,
+    organisation_id: uuid.UUID,
+    statuses: Sequence[LegStatus],
+) -> list[LegRow]:
+    """The volunteer's legs in these statuses, of this organisation only, locked in id order."""
+    return list(
+        (
+            await session.execute(
+                select(LegRow)
+                .where(
+                    LegRow.volunteer_id == volunteer_id,
+                    LegRow.organisation_id == organisation_id,
+                    LegRow.status.in_([str(status) for status in statuses]),
+                )
                 .order_by(LegRow.id)
                 .with_for_update()
             )
@@ -455,6 +479,20 @@ async def lock_organisations_volunteer(
     if reread:
         statement = statement.execution_options(populate_existing=True)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def lock_organisations_volunteers(
+    session: AsyncSession, *, volunteer_ids: Collection[uuid.UUID], organisation_id: uuid.UUID
+) -> dict[uuid.UUID, VolunteerRow]:
+    """Those of these volunteers who belong to this organisation, locked in id order (reread)."""
+    rows = await session.execute(
+        select(VolunteerRow)
+        .where(VolunteerRow.id.in_(sorted(volunteer_ids)), VolunteerRow.organisation_id == organisation_id)
+        .order_by(VolunteerRow.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.id: row for row in rows.scalars()}
 
 
 async def find_volunteer(

@@ -9,7 +9,9 @@ from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from services.dispatcher.domain import welfare
+from services.dispatcher.domain.errors import DailyCapReached, InsuranceLapsed, RestOwed, VolunteerOffDuty
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M, haversine_m, vehicle_satisfies
+from shared.errors import DomainError
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,59 @@ PAIR_RULES: tuple[PairRule, ...] = (
     not_rejected,
     within_radius,
 )
+
+
+# The volunteer-only rules an operator's hand assignment must respect too, unless they override them
+# with a reason: the very functions the matcher asks, so the two never disagree. Where the volunteer
+# is and how many legs they carry are the operator's call (the limit is checked by `leg.assign`).
+HAND_ASSIGNMENT_RULES: tuple[VolunteerRule, ...] = (on_duty, insured, rested, within_daily_caps)
+
+
+def hand_assignment_refusals(v: Volunteer, now: datetime, policy: Policy) -> list[DomainError]:
+    """Why an operator may not give this volunteer a leg now without an override; empty when they may.
+
+    One error per rule broken, in the order of `HAND_ASSIGNMENT_RULES`.
+    """
+    refusals: list[DomainError] = []
+    for rule in HAND_ASSIGNMENT_RULES:
+        if not rule(v, now, policy):
+            refusals.append(_hand_refusal(rule, v, now, policy))
+    return refusals
+
+
+def ensure_may_assign_by_hand(v: Volunteer, now: datetime, policy: Policy, *, overridden: bool) -> None:
+    """Unless `overridden`, refuse with the first of `hand_assignment_refusals`, its message naming all."""
+    if overridden:
+        return
+    refusals = hand_assignment_refusals(v, now, policy)
+    if refusals:
+        reasons = " ".join(refusal.message for refusal in refusals)
+        raise type(refusals[0])(f"{reasons} Send an override with a reason to assign them all the same.")
+
+
+def _hand_refusal(rule: VolunteerRule, v: Volunteer, now: datetime, policy: Policy) -> DomainError:
+    """The domain error saying, for an operator, why `rule` refuses the volunteer."""
+    limits = policy.welfare_limits
+    if rule is on_duty:
+        return VolunteerOffDuty("The volunteer is off duty.")
+    if rule is insured:
+        lapsed = (
+            f"The volunteer's insurance ended on {v.insured_until.isoformat()}."
+            if v.insured and v.insured_until is not None
+            else "The volunteer is not insured."
+        )
+        return InsuranceLapsed(lapsed)
+    if rule is rested:
+        until = welfare.shift_state(duty_record(v), now, limits).rest_owed_until
+        when = f" until {until.isoformat()}" if until is not None else ""
+        return RestOwed(f"The volunteer is owed rest{when}.")
+    cap = welfare.daily_cap_reached(duty_record(v), now, limits)
+    which = (
+        f"{limits.daily_max_legs} legs"
+        if cap == "daily_legs_cap"
+        else f"{limits.daily_max_on_duty.total_seconds() / 3600:g} h on duty"
+    )
+    return DailyCapReached(f"The volunteer reached today's cap of {which}.")
 
 
 def broken_rules(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> list[str]:

@@ -55,3 +55,11 @@ class RestOwed(Conflict):
 
 class DailyCapReached(Conflict):
     """The volunteer reached today's cap on duty hours or legs; they may go on duty after local midnight."""
+
+
+class VolunteerOffDuty(Conflict):
+    """An operator chose a volunteer who is off duty (an override with a reason lifts this)."""
+
+
+class InsuranceLapsed(Conflict):
+    """An operator chose a volunteer whose insurance is not in force (an override lifts this)."""

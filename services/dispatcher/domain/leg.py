@@ -5,8 +5,9 @@
 and the side exits: an offer declined or expired sends the leg back to pending (without that
 volunteer); a problem reported (or the volunteer deactivated) sends a leg in hand back to pending;
 a cancelled task takes every leg not yet picked up. An operator may assign a pending or offered leg
-by hand: the same `assign` as accepting an offer. `TRANSITIONS` is the whole list; a move not in it
-is refused.
+by hand: the same `assign` as accepting an offer; and may move an assigned leg, not yet picked up,
+to another volunteer (`move`), or release it to pending. `TRANSITIONS` is the whole list; a move
+not in it is refused.
 """
 
 from __future__ import annotations
@@ -66,8 +67,13 @@ TRANSITIONS: dict[LegStatus, dict[LegStatus, Transition]] = {
         S.CANCELLED: Transition("its task was cancelled"),
     },
     S.ASSIGNED: {
+        # Another holder, the goods still at the pickup (`leg.assigned` with `moved_from`).
+        S.ASSIGNED: Transition("an operator moved it to another volunteer", ("leg.assigned",)),
         S.PICKED_UP: Transition("the volunteer picked it up", ("leg.picked_up",)),
-        S.PENDING: Transition("the volunteer handed it back, or was deactivated", ("leg.problem_reported",)),
+        S.PENDING: Transition(
+            "the volunteer handed it back, was deactivated, or an operator released it",
+            ("leg.problem_reported",),
+        ),
         S.CANCELLED: Transition("its task was cancelled"),
     },
     S.PICKED_UP: {
@@ -133,6 +139,13 @@ def hand_back(current: LegStatus | str) -> LegStatus:
     return S.PENDING
 
 
+def release(current: LegStatus | str) -> LegStatus:
+    """An operator takes an assigned leg, not yet picked up, from its volunteer: it is pending again."""
+    ensure_movable(current)
+    ensure_transition(current, S.PENDING, refusal="The leg is {status} and cannot be released.")
+    return S.PENDING
+
+
 class Carrier(Protocol):
     """What `assign` reads of a volunteer."""
 
@@ -151,9 +164,32 @@ def already_assigned_to(current: LegStatus | str, *, holder: uuid.UUID | None, v
 
 def ensure_not_taken(current: LegStatus | str) -> None:
     """Refuse (TransitionRefused) to assign a leg someone has taken already, or that is over."""
+    if current == S.ASSIGNED:
+        raise TransitionRefused(
+            "The leg is assigned; only a leg not yet taken can be assigned (an operator may move it)."
+        )
     ensure_transition(
         current, S.ASSIGNED, refusal="The leg is {status}; only a leg not yet taken can be assigned."
     )
+
+
+def ensure_movable(current: LegStatus | str) -> None:
+    """Refuse (TransitionRefused) to move a leg that is not assigned, or whose goods were picked up."""
+    if current != S.ASSIGNED:
+        raise TransitionRefused(
+            f"The leg is {current}; only a leg assigned and not yet picked up can be moved."
+        )
+    ensure_transition(current, S.ASSIGNED, refusal="The leg is {status} and cannot be moved.")
+
+
+def move(current: LegStatus | str, volunteer: Carrier) -> LegStatus:
+    """An operator gives an assigned leg, not yet picked up, to another volunteer.
+
+    The new holder must be active and below their limit, as for any assignment.
+    """
+    ensure_movable(current)
+    _ensure_may_carry(volunteer, by_hand=True)
+    return S.ASSIGNED
 
 
 def assign(current: LegStatus | str, volunteer: Carrier, *, by_hand: bool) -> LegStatus:
@@ -162,6 +198,12 @@ def assign(current: LegStatus | str, volunteer: Carrier, *, by_hand: bool) -> Le
     The leg must not be taken yet, the volunteer active and below their limit.
     """
     ensure_not_taken(current)
+    _ensure_may_carry(volunteer, by_hand=by_hand)
+    return S.ASSIGNED
+
+
+def _ensure_may_carry(volunteer: Carrier, *, by_hand: bool) -> None:
+    """The volunteer is active and below their limit."""
     if volunteer.deactivated_at is not None:
         raise VolunteerDeactivated("The volunteer is deactivated.")
     if volunteer.active_legs >= volunteer.max_active_legs:
@@ -170,4 +212,3 @@ def assign(current: LegStatus | str, volunteer: Carrier, *, by_hand: bool) -> Le
             if by_hand
             else "You already carry as many legs as your limit allows."
         )
-    return S.ASSIGNED

@@ -1,4 +1,4 @@
-"""The dispatcher's HTTP API: the volunteer registry and hand assignment for operators.
+"""The dispatcher's HTTP API: the volunteer registry, and assigning and moving legs by hand, for operators.
 
 `api` carries every route: these, the app's `/v1/me` (`me`) and its location stream
 (`location_stream`). `ERROR_STATUSES` says how each domain error is answered.
@@ -10,16 +10,22 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from services.dispatcher.adapters.tables import LegRow
 from services.dispatcher.domain.errors import (
     DailyCapReached,
+    InsuranceLapsed,
     RestOwed,
     TokenNoLongerValid,
+    VolunteerOffDuty,
 )
 from services.dispatcher.entrypoints import location_stream, me
 from services.dispatcher.entrypoints.api import api, organisation_scope
 from services.dispatcher.entrypoints.schemas import (
     AssignedOut,
     AssignIn,
+    MoveIn,
+    ReleasedOut,
+    ReleaseIn,
     VolunteerCreatedOut,
     VolunteerIn,
     VolunteerListQuery,
@@ -33,6 +39,7 @@ from services.dispatcher.entrypoints.schemas import (
     volunteer_view,
 )
 from services.dispatcher.service_layer import legs, volunteers
+from services.dispatcher.service_layer.matcher import policy_from
 from shared.auth import Role
 from shared.errors import COMMON_STATUSES, Answer, DomainError
 from shared.http import parse_body, parse_query, path_uuid
@@ -47,6 +54,8 @@ ERROR_STATUSES: dict[type[DomainError], Answer] = {
     TokenNoLongerValid: Answer(401, "Unauthorized"),
     RestOwed: Answer(409, "Rest owed"),
     DailyCapReached: Answer(409, "Daily cap reached"),
+    VolunteerOffDuty: Answer(409, "Volunteer off duty"),
+    InsuranceLapsed: Answer(409, "Insurance lapsed"),
 }
 
 
@@ -194,7 +203,8 @@ async def post_deactivate_volunteer(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/v1/legs/{leg_id}/assign",
-    summary="Assign a leg by hand",
+    summary="Assign a leg by hand (refused for a volunteer off duty, uninsured, owed rest or at a "
+    "daily cap, unless overridden with a reason)",
     body=AssignIn,
     response=AssignedOut,
     roles=("operator",),
@@ -207,17 +217,85 @@ async def post_assign(request: web.Request) -> web.Response:
     body = await parse_body(request, AssignIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         leg = await legs.assign_by_hand(
-            session, leg_id=leg_id, volunteer_id=body.volunteer_id, organisation_id=principal.organisation_id
+            session,
+            leg_id=leg_id,
+            volunteer_id=body.volunteer_id,
+            organisation_id=principal.organisation_id,
+            policy=policy_from(request.app[RUNTIME].settings),
+            override_reason=body.override.reason if body.override else None,
         )
-    return respond(
-        AssignedOut,
-        {
-            "id": str(leg.id),
-            "task_id": str(leg.task_id),
-            "status": str(leg.status),
-            "volunteer_id": str(leg.volunteer_id),
-        },
-    )
+    return respond(AssignedOut, _assigned_view(leg))
+
+
+def _assigned_view(leg: LegRow) -> dict[str, str | None]:
+    return {
+        "id": str(leg.id),
+        "task_id": str(leg.task_id),
+        "status": str(leg.status),
+        "volunteer_id": None if leg.volunteer_id is None else str(leg.volunteer_id),
+    }
+
+
+@api.route(
+    "POST",
+    "/v1/legs/{leg_id}/move",
+    summary="Move an assigned leg, not yet picked up, to another volunteer (checked as a hand assignment)",
+    body=MoveIn,
+    response=AssignedOut,
+    roles=("operator",),
+    errors=(409,),
+)
+async def post_move(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    leg_id = path_uuid(request, "leg_id", "leg")
+    body = await parse_body(request, MoveIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        leg = await legs.move_leg(
+            session,
+            leg_id=leg_id,
+            volunteer_id=body.volunteer_id,
+            organisation_id=principal.organisation_id,
+            policy=policy_from(request.app[RUNTIME].settings),
+            override_reason=body.override.reason if body.override else None,
+        )
+    return respond(AssignedOut, _assigned_view(leg))
+
+
+@api.route(
+    "POST",
+    "/v1/volunteers/{volunteer_id}/legs/release",
+    summary="Take every leg a volunteer holds and has not picked up: to another volunteer, or back to "
+    "pending; legs already picked up are listed for a decision",
+    body=ReleaseIn,
+    response=ReleasedOut,
+    roles=("operator",),
+    errors=(409,),
+)
+async def post_release_legs(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    volunteer_id = path_uuid(request, "volunteer_id", "volunteer")
+    body = await parse_body(request, ReleaseIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        released = await legs.release_volunteers_legs(
+            session,
+            volunteer_id=volunteer_id,
+            organisation_id=principal.organisation_id,
+            policy=policy_from(request.app[RUNTIME].settings),
+            to_volunteer_id=body.to_volunteer_id,
+            override_reason=body.override.reason if body.override else None,
+            reason=body.reason,
+        )
+    view = {
+        "volunteer_id": str(volunteer_id),
+        "legs": [_assigned_view(leg) for leg in released.legs],
+        "needs_decision": [
+            {"id": str(leg.id), "task_id": str(leg.task_id), "status": str(leg.status)}
+            for leg in released.needs_decision
+        ],
+    }
+    return respond(ReleasedOut, view)
 
 
 @api.route(

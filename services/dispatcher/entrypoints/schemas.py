@@ -201,9 +201,39 @@ def check_occurred_at(occurred_at: datetime | None, *, max_age_s: float, max_ske
     )
 
 
+class OverrideIn(StorableModel):
+    """An operator's choice past a refusal (off duty, insurance lapsed, rest owed, a daily cap)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str = Field(min_length=1, max_length=500, description="Why; recorded on the leg.assigned event.")
+
+
+OVERRIDE_DESCRIPTION = (
+    "Assign even though the volunteer is off duty, uninsured, owed rest or at a daily cap. "
+    "Their deactivation and their limit on legs still hold."
+)
+
+
 class AssignIn(StorableModel):
     model_config = ConfigDict(extra="forbid")
     volunteer_id: uuid.UUID
+    override: OverrideIn | None = Field(default=None, description=OVERRIDE_DESCRIPTION)
+
+
+class MoveIn(StorableModel):
+    model_config = ConfigDict(extra="forbid")
+    volunteer_id: uuid.UUID = Field(description="The volunteer who takes the leg over.")
+    override: OverrideIn | None = Field(default=None, description=OVERRIDE_DESCRIPTION)
+
+
+class ReleaseIn(StorableModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    to_volunteer_id: uuid.UUID | None = Field(
+        default=None,
+        description="Who takes the legs over; without it they go back to pending, for the matcher.",
+    )
+    override: OverrideIn | None = Field(default=None, description=OVERRIDE_DESCRIPTION)
+    reason: str | None = Field(default=None, max_length=500, description="Why, e.g. 'fell ill'.")
 
 
 def _describe_delivery(schema: dict[str, Any], model: type[BaseModel]) -> None:
@@ -343,6 +373,27 @@ class AssignedOut(BaseModel):
     task_id: uuid.UUID
     status: LegStatusName
     volunteer_id: uuid.UUID
+
+
+class ReleasedLegOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    status: LegStatusName
+    volunteer_id: uuid.UUID | None = Field(description="Its new holder; null when back to pending.")
+
+
+class HeldLegOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    status: LegStatusName
+
+
+class ReleasedOut(BaseModel):
+    volunteer_id: uuid.UUID
+    legs: list[ReleasedLegOut] = Field(description="The legs taken from the volunteer, as they are now.")
+    needs_decision: list[HeldLegOut] = Field(
+        description="Legs already picked up: the goods are with the volunteer, an operator decides."
+    )
 
 
 class OfferDeclinedOut(BaseModel):

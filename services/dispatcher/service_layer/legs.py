@@ -1,24 +1,30 @@
-"""Legs as tasks bring and take them: taken in, assigned by hand, cancelled, flagged, confirmed."""
+"""Legs as tasks bring and take them: taken in, assigned or moved by hand, cancelled, flagged, confirmed."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
-from services.dispatcher.adapters.tables import LegRow
+from services.dispatcher.adapters.tables import LegRow, VolunteerRow
+from services.dispatcher.domain import eligibility
 from services.dispatcher.domain import leg as lifecycle
+from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.errors import LegNotFound, VolunteerNotFound
 from services.dispatcher.domain.leg import NOT_YET_PICKED_UP, LegStatus
 from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.roster import matching_view
 from shared import crypto
 from shared.consumer import PermanentError
+from shared.errors import Invalid
 from shared.events import (
     CloudEvent,
     LegAssigned,
     LegConfirmationFailed,
+    LegProblemReported,
     TaskCancelled,
     TaskSubmitted,
     parse_data,
@@ -69,12 +75,21 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def assign_by_hand(
-    session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID, organisation_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    leg_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    organisation_id: uuid.UUID,
+    policy: Policy,
+    override_reason: str | None = None,
+    now: datetime | None = None,
 ) -> LegRow:
-    """An operator's override: the leg goes to this volunteer of their organisation.
+    """An operator gives a pending or offered leg to this volunteer of their organisation.
 
-    Only the volunteer's limit still holds (the database enforces it); a live offer to someone else
-    is withdrawn.
+    The volunteer must be active and below their limit (the database enforces it too), and, unless
+    the operator overrides it with a reason, fit to be sent as the matcher would send them: on duty,
+    insured, rested, inside the day's caps (`eligibility.HAND_ASSIGNMENT_RULES`). A live offer to
+    someone else is withdrawn.
     """
     leg = await repository.lock_organisations_leg(session, leg_id=leg_id, organisation_id=organisation_id)
     if leg is None:
@@ -88,26 +103,198 @@ async def assign_by_hand(
     if volunteer is None:
         raise VolunteerNotFound("No such volunteer.")
     status = lifecycle.assign(leg.status, volunteer, by_hand=True)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
+    eligibility.ensure_may_assign_by_hand(
+        matching_view(volunteer), now, policy, overridden=override_reason is not None
+    )
     woken = await repository.withdraw_live_offers(session, leg_ids=[leg.id], now=now)
     await repository.hand_leg(session, leg.id, to=status, holder=volunteer_id, now=now)
     await repository.change_load(session, volunteer_id, active=+1)
     leg.status, leg.volunteer_id = status, volunteer_id
     changes = Changes()
     changes.add(
-        LegAssigned(
-            task_id=leg.task_id,
-            leg_id=leg.id,
-            volunteer_id=volunteer_id,
-            volunteer_name_masked=crypto.mask_name(volunteer.name),
-            manual=True,
-        ),
+        _assigned(leg, volunteer, override_reason=override_reason),
         task_id=leg.task_id,
         volunteer_id=volunteer_id,
     )
     changes.volunteers |= woken
     await changes.flush(session)
     return leg
+
+
+def _assigned(
+    leg: LegRow,
+    volunteer: VolunteerRow,
+    *,
+    override_reason: str | None,
+    moved_from: uuid.UUID | None = None,
+) -> LegAssigned:
+    """`leg.assigned` for a leg an operator gave to `volunteer` (moved from another, or not)."""
+    return LegAssigned(
+        task_id=leg.task_id,
+        leg_id=leg.id,
+        volunteer_id=volunteer.id,
+        volunteer_name_masked=crypto.mask_name(volunteer.name),
+        manual=True,
+        override_reason=override_reason,
+        moved_from=moved_from,
+    )
+
+
+async def move_leg(
+    session: AsyncSession,
+    *,
+    leg_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    organisation_id: uuid.UUID,
+    policy: Policy,
+    override_reason: str | None = None,
+    now: datetime | None = None,
+) -> LegRow:
+    """An operator moves an assigned leg, not yet picked up, to another volunteer of their organisation.
+
+    The new holder is checked as for `assign_by_hand`; the old one carries one leg fewer, and both
+    apps are woken. Moving a leg to its holder changes nothing.
+    """
+    leg = await repository.lock_organisations_leg(session, leg_id=leg_id, organisation_id=organisation_id)
+    if leg is None:
+        raise LegNotFound("No such leg.")
+    if leg.status == LegStatus.ASSIGNED and leg.volunteer_id == volunteer_id:
+        return leg
+    lifecycle.ensure_movable(leg.status)
+    holder = leg.volunteer_id
+    assert holder is not None, "an assigned leg has a holder"
+    volunteers = await repository.lock_organisations_volunteers(
+        session, volunteer_ids={holder, volunteer_id}, organisation_id=organisation_id
+    )
+    target = volunteers.get(volunteer_id)
+    if target is None:
+        raise VolunteerNotFound("No such volunteer.")
+    status = lifecycle.move(leg.status, target)
+    now = now or datetime.now(UTC)
+    eligibility.ensure_may_assign_by_hand(
+        matching_view(target), now, policy, overridden=override_reason is not None
+    )
+    await repository.hand_leg(session, leg.id, to=status, holder=volunteer_id, now=now)
+    await repository.change_load(session, holder, active=-1)
+    await repository.change_load(session, volunteer_id, active=+1)
+    leg.status, leg.volunteer_id = status, volunteer_id
+    changes = Changes()
+    changes.add(
+        _assigned(leg, target, override_reason=override_reason, moved_from=holder),
+        task_id=leg.task_id,
+        volunteer_id=volunteer_id,
+    )
+    changes.volunteers.add(holder)
+    await changes.flush(session)
+    return leg
+
+
+@dataclass(frozen=True)
+class Released:
+    """What releasing a volunteer's legs did: the legs taken from them, and those left for a decision."""
+
+    legs: list[LegRow]
+    needs_decision: list[LegRow]
+
+
+@dataclass
+class _Load:
+    """A volunteer's load as `lifecycle.move` reads it, counted up as legs are moved to them."""
+
+    active_legs: int
+    max_active_legs: int
+    deactivated_at: datetime | None
+
+
+async def release_volunteers_legs(
+    session: AsyncSession,
+    *,
+    volunteer_id: uuid.UUID,
+    organisation_id: uuid.UUID,
+    policy: Policy,
+    to_volunteer_id: uuid.UUID | None = None,
+    override_reason: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> Released:
+    """An operator takes every leg a volunteer holds and has not picked up (they fell ill, say).
+
+    With `to_volunteer_id` the legs move to that volunteer (checked as for `assign_by_hand`);
+    without, they go back to pending for the matcher. Either way they are not offered to the
+    volunteer again. Legs already picked up stay with them and are answered as needing a decision:
+    the goods are in their hands.
+    """
+    if to_volunteer_id == volunteer_id:
+        raise Invalid(
+            "The legs cannot be moved to the volunteer who holds them.",
+            errors=[{"field": "$.to_volunteer_id", "message": "is the volunteer whose legs are released"}],
+        )
+    if (
+        await repository.find_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
+        is None
+    ):
+        raise VolunteerNotFound("No such volunteer.")
+    # Legs before volunteers, the order every other writer locks them in.
+    held = await repository.lock_volunteers_legs(
+        session,
+        volunteer_id=volunteer_id,
+        organisation_id=organisation_id,
+        statuses=(LegStatus.ASSIGNED, LegStatus.PICKED_UP),
+    )
+    taken = [leg for leg in held if leg.status == LegStatus.ASSIGNED]
+    needs_decision = [leg for leg in held if leg.status != LegStatus.ASSIGNED]
+    now = now or datetime.now(UTC)
+    volunteers = await repository.lock_organisations_volunteers(
+        session,
+        volunteer_ids={volunteer_id} | ({to_volunteer_id} if to_volunteer_id else set()),
+        organisation_id=organisation_id,
+    )
+    changes = Changes()
+    changes.volunteers.add(volunteer_id)
+    if to_volunteer_id is not None:
+        target = volunteers.get(to_volunteer_id)
+        if target is None:
+            raise VolunteerNotFound("No such volunteer.")
+        if taken:
+            eligibility.ensure_may_assign_by_hand(
+                matching_view(target), now, policy, overridden=override_reason is not None
+            )
+        load = _Load(target.active_legs, target.max_active_legs, target.deactivated_at)
+        for leg in taken:
+            leg.status = lifecycle.move(leg.status, load)
+            load.active_legs += 1
+            await repository.hand_leg(session, leg.id, to=leg.status, holder=target.id, now=now)
+            await repository.remember_rejection(session, leg_id=leg.id, volunteer_id=volunteer_id)
+            leg.volunteer_id = target.id
+            changes.add(
+                _assigned(leg, target, override_reason=override_reason, moved_from=volunteer_id),
+                task_id=leg.task_id,
+                volunteer_id=target.id,
+            )
+        if taken:
+            await repository.change_load(session, target.id, active=+len(taken))
+    else:
+        said = "Released by an operator" + (f": {reason}" if reason else ".")
+        for leg in taken:
+            leg.status = lifecycle.release(leg.status)
+            await repository.hand_leg(session, leg.id, to=leg.status, holder=None, now=now)
+            await repository.remember_rejection(session, leg_id=leg.id, volunteer_id=volunteer_id)
+            leg.volunteer_id = None
+            changes.add(
+                LegProblemReported(
+                    task_id=leg.task_id,
+                    leg_id=leg.id,
+                    volunteer_id=volunteer_id,
+                    reason=said,
+                    occurred_at=now,
+                ),
+                task_id=leg.task_id,
+            )
+    if taken:
+        await repository.change_load(session, volunteer_id, active=-len(taken))
+    await changes.flush(session)
+    return Released(legs=taken, needs_decision=needs_decision)
 
 
 async def cancel_task(session: AsyncSession, event: CloudEvent) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -174,24 +174,34 @@ class Roster:
 
         Their open offers are as last counted (`volunteers_within` keeps them current).
         """
-        return eligibility.Volunteer(
-            id=row.id,
-            organisation_id=row.organisation_id,
-            on_duty=row.on_duty,
-            insured=row.insured,
-            vehicle=row.vehicle,
-            capacity_kg=row.capacity_kg,
-            skills=self._set(row.skills),
-            languages=self._set(row.languages),
-            max_active_legs=row.max_active_legs,
-            active_legs=row.active_legs,
-            live_offers=self._offers.get(row.id, 0),
-            lat=row.lat,
-            lon=row.lon,
-            location_at=row.location_at,
-            duty_started_at=row.duty_started_at,
-            rest_until=row.rest_until,
-            legs_done_today=row.legs_done_today,
-            duty=duty_record(row),
-            insured_until=row.insured_until,
-        )
+        return matching_view(row, live_offers=self._offers.get(row.id, 0), interned=self._set)
+
+
+def matching_view(
+    row: Any, *, live_offers: int = 0, interned: Callable[[list[str]], frozenset[str]] = frozenset
+) -> eligibility.Volunteer:
+    """A volunteer as the eligibility rules read them, from a volunteers row (or its `MATCHING_COLUMNS`).
+
+    `interned` turns skills and languages into sets (the roster shares equal ones between volunteers).
+    """
+    return eligibility.Volunteer(
+        id=row.id,
+        organisation_id=row.organisation_id,
+        on_duty=row.on_duty,
+        insured=row.insured,
+        vehicle=row.vehicle,
+        capacity_kg=row.capacity_kg,
+        skills=interned(row.skills),
+        languages=interned(row.languages),
+        max_active_legs=row.max_active_legs,
+        active_legs=row.active_legs,
+        live_offers=live_offers,
+        lat=row.lat,
+        lon=row.lon,
+        location_at=row.location_at,
+        duty_started_at=row.duty_started_at,
+        rest_until=row.rest_until,
+        legs_done_today=row.legs_done_today,
+        duty=duty_record(row),
+        insured_until=row.insured_until,
+    )
