@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, VolunteerRow
-from services.dispatcher.domain.eligibility import local_day
+from services.dispatcher.domain.eligibility import Policy, local_day
 from services.dispatcher.service_layer.deliveries import report_picked_up, report_problem
 from services.dispatcher.service_layer.escalation import escalate_waiting_legs
 from services.dispatcher.service_layer.legs import assign_by_hand, cancel_task
@@ -31,6 +31,7 @@ from tests.integration.dispatcher.conftest import (
 )
 
 Maker = async_sessionmaker[AsyncSession]
+POLICY = Policy()
 
 
 async def offers_for(session: AsyncSession, leg_ids: list[uuid.UUID]) -> dict[uuid.UUID, OfferRow]:
@@ -122,7 +123,7 @@ async def test_unplaced_leg_escalates_once_and_stays_dispatchable_for_a_hand_ass
     async with sessionmaker() as session, session.begin():
         v = await add_volunteer(session, lat=lat + 1, lon=lon, organisation_id=org)  # far away: manual only
         leg = await assign_by_hand(
-            session, leg_id=task.legs[0].leg_id, volunteer_id=v.id, organisation_id=org
+            session, leg_id=task.legs[0].leg_id, volunteer_id=v.id, organisation_id=org, policy=POLICY
         )
         assert leg.status == "assigned"
         assert (await outbox_types(session, task.task_id))[-1] == "leg.assigned"
@@ -142,7 +143,7 @@ async def test_hand_assignment_is_scoped_to_the_operators_organisation(
         async with sessionmaker() as session, session.begin():
             with pytest.raises(NotFound):
                 await assign_by_hand(
-                    session, leg_id=leg, volunteer_id=volunteer, organisation_id=organisation
+                    session, leg_id=leg, volunteer_id=volunteer, organisation_id=organisation, policy=POLICY
                 )
 
 
@@ -161,7 +162,9 @@ async def test_hand_assignment_withdraws_the_live_offer_of_another_volunteer(
         offer = (await offers_for(session, [leg_id]))[leg_id]
     assert offer.volunteer_id == offered.id
     async with sessionmaker() as session, session.begin():
-        await assign_by_hand(session, leg_id=leg_id, volunteer_id=chosen.id, organisation_id=org)
+        await assign_by_hand(
+            session, leg_id=leg_id, volunteer_id=chosen.id, organisation_id=org, policy=POLICY
+        )
     async with sessionmaker() as session, session.begin():
         with pytest.raises(Conflict):
             await accept_offer(session, offer_id=offer.id, volunteer_id=offered.id)
