@@ -126,7 +126,8 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
         async def assigned_by_hand() -> bool:
             async with http.post(
                 f"{dispatcher}/v1/legs/{far['legs'][0]['id']}/assign",
-                json={"volunteer_id": matrix_volunteer["id"]},
+                # The matrix's volunteer stays off duty: only an override gives them a leg.
+                json={"volunteer_id": matrix_volunteer["id"], "override": {"reason": "security matrix"}},
                 headers=operator_a,
             ) as r:
                 if r.status == 404:  # the dispatcher has not taken the task in yet
