@@ -135,7 +135,8 @@ async def measure_async(*, polls: int, idle_s: float, wakes: int) -> dict[str, A
                     started = time.perf_counter()
                     async with http.post(
                         f"{changer_url}/v1/legs/{leg_id}/assign",
-                        json={"volunteer_id": volunteer_id},
+                        # Off duty on purpose (see above): only an override gives them the leg.
+                        json={"volunteer_id": volunteer_id, "override": {"reason": "long-poll benchmark"}},
                         headers={"Authorization": f"Bearer {tokens['operator_token']}"},
                     ) as response:
                         if response.status == 200:

@@ -33,6 +33,16 @@ class ApiError(Exception):
     """A request that did not get a usable answer, after retries."""
 
 
+# Refusals of the volunteer chosen (not of the leg): the desk tries the next candidate.
+_VOLUNTEER_REFUSALS = ("volunteer-off-duty", "insurance-lapsed", "rest-owed", "daily-cap-reached")
+
+
+def _volunteer_refused(body: Any) -> bool:
+    """The hand assignment was refused for the volunteer: their limit, duty, insurance or welfare."""
+    kind = str(body.get("type", "")) if isinstance(body, dict) else ""
+    return "carries" in str(body) or kind.endswith(_VOLUNTEER_REFUSALS)
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -242,7 +252,7 @@ class OperatorDesk:
                 self._ledger.hand_assigned.add(leg_id)
                 app.wake()
                 return True
-            if answer.status == 409 and "carries" not in str(answer.body):
+            if answer.status == 409 and not _volunteer_refused(answer.body):
                 return False  # somebody took it meanwhile
         return False
 
