@@ -116,6 +116,8 @@ def key_facts(event_type: str, data: Mapping[str, Any]) -> list[str]:
         add("name", data.get("volunteer_name_masked"))
         if data.get("manual"):
             facts.append("manual")
+        add("moved_from", _short(data["moved_from"], False) if data.get("moved_from") else None)
+        add("override", json.dumps(data["override_reason"]) if data.get("override_reason") else None)
     elif event_type == "leg.delivered":
         add("by", "photo" if data.get("photo_sha256") else "code" if data.get("code_hash") else None)
     elif event_type == "leg.confirmed":

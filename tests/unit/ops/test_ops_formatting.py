@@ -25,6 +25,7 @@ from errands.ops import (
 )
 from shared.events import (
     DEADLETTER_TOPIC,
+    LegAssigned,
     LegConfirmationFailed,
     LegOffered,
     NotificationSent,
@@ -120,6 +121,21 @@ def test_a_failed_confirmation_shows_the_attempts_and_is_red_on_a_terminal() -> 
     assert "attempts=3" in plain and "flagged" in plain
     coloured = format_record(record, colour=True)
     assert "\033[1;31mleg.confirmation_failed" in coloured
+
+
+def test_a_leg_moved_past_a_refusal_shows_from_whom_and_the_operators_reason() -> None:
+    moved = LegAssigned(
+        task_id=TASK,
+        leg_id=LEG,
+        volunteer_id=uuid.uuid4(),
+        manual=True,
+        moved_from=VOLUNTEER,
+        override_reason="knows the family",
+    )
+    line = format_record(_event_record(moved))
+    assert "manual" in line and "moved_from=99999999" in line and 'override="knows the family"' in line
+    plain = format_record(_event_record(LegAssigned(task_id=TASK, leg_id=LEG, volunteer_id=VOLUNTEER)))
+    assert "moved_from" not in plain and "override" not in plain
 
 
 def test_colour_follows_the_type_family() -> None:
