@@ -256,18 +256,19 @@ async def release_volunteers_legs(
         target = volunteers.get(to_volunteer_id)
         if target is None:
             raise VolunteerNotFound("No such volunteer.")
+        # Every leg checked before any is moved: all of them go, or none.
+        load = _Load(target.active_legs, target.max_active_legs, target.deactivated_at)
+        statuses = []
+        for leg in taken:
+            statuses.append(lifecycle.move(leg.status, load))
+            load.active_legs += 1
         if taken:
             eligibility.ensure_may_assign_by_hand(
                 matching_view(target), now, policy, overridden=override_reason is not None
             )
-        # Every leg checked before any is moved: all of them go, or none.
-        load = _Load(target.active_legs, target.max_active_legs, target.deactivated_at)
-        for leg in taken:
-            lifecycle.move(leg.status, load)
-            load.active_legs += 1
-        for leg in taken:
-            leg.status = LegStatus.ASSIGNED
-            await repository.hand_leg(session, leg.id, to=leg.status, holder=target.id, now=now)
+        for leg, status in zip(taken, statuses, strict=True):
+            await repository.hand_leg(session, leg.id, to=status, holder=target.id, now=now)
+            leg.status = status
             await repository.remember_rejection(session, leg_id=leg.id, volunteer_id=volunteer_id)
             leg.volunteer_id = target.id
             changes.add(
