@@ -203,6 +203,13 @@ class Settings(BaseSettings):
     idempotency_retention_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)
     idempotency_purge_interval_s: float = Field(default=3600.0, gt=0)
 
+    # Personal data: names, phones, e-mails, free-text notes, addresses and photos of a task are
+    # erased this long after the task ended (30 days; shorter is allowed), by a job in each service
+    # that holds a copy, in batches of `personal_data_erase_batch`.
+    personal_data_retention_s: float = Field(default=30 * 86400.0, ge=0)
+    personal_data_erase_interval_s: float = Field(default=600.0, gt=0)
+    personal_data_erase_batch: int = Field(default=200, ge=1, le=10_000)
+
     # Local run.
     errands_demo: bool = True
     errands_state_dir: str = ".errands"
@@ -217,6 +224,16 @@ class Settings(BaseSettings):
                 f"LOCAL_TIME_ZONE must be an IANA time zone such as Asia/Shanghai, not {value!r}"
             ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _outbox_forgets_personal_data_in_time(self) -> Self:
+        """A retained event holds a task's (sealed) personal data: it must not outlive the retention."""
+        if self.outbox_retention_s > self.personal_data_retention_s:
+            raise ValueError(
+                "OUTBOX_RETENTION_S must not exceed PERSONAL_DATA_RETENTION_S: retained events hold "
+                "personal data"
+            )
+        return self
 
     @model_validator(mode="after")
     def _inbox_outlives_outbox(self) -> Self:
