@@ -44,7 +44,8 @@ def _body(phone: str = PHONE) -> dict[str, Any]:
 async def _rows(stack: Stack, query: str, *args: Any) -> list[asyncpg.Record]:
     connection = await asyncpg.connect(stack.settings().asyncpg_dsn)
     try:
-        return await connection.fetch(query, *args)
+        rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+        return rows
     finally:
         await connection.close()
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.dispatcher.domain.personal_data import erase_details
 from services.intake.domain.personal_data import erase_request, has_ended, normalise_email, normalise_phone
 
 
 def test_erasing_a_request_empties_people_and_keeps_what_reports_need() -> None:
-    request = {
+    request: dict[str, Any] = {
         "kind": "meal",
         "notes": "ring twice",
         "pickup": {
