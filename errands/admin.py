@@ -6,16 +6,20 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.entrypoints.schemas import ErasureIn
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
     create_role_token,
 )
+from services.intake.service_layer.personal_data import Erasure, erase_person
 from shared.auth import ApiToken, Organisation, Role, hash_token, revoke_token
 from shared.db import create_engine, create_sessionmaker
+from shared.errors import Invalid
 from shared.settings import Settings
 
 
@@ -52,6 +56,21 @@ async def new_role_token(settings: Settings, role: Role) -> dict[str, Any]:
 async def revoke(settings: Settings, token_id: uuid.UUID) -> bool:
     revoked: bool = await _in_transaction(settings, lambda s: revoke_token(s, token_id=token_id))
     return revoked
+
+
+async def erase(
+    settings: Settings, *, phone: str | None, email: str | None, organisation_id: uuid.UUID | None
+) -> dict[str, Any]:
+    """`errands admin erase`: what `POST /v1/erasures` does, with the same checks on its input."""
+    try:
+        body = ErasureIn(phone=phone, email=email, organisation_id=organisation_id)
+    except ValidationError as exc:
+        raise Invalid("; ".join(error["msg"] for error in exc.errors())) from None
+    erasure: Erasure = await _in_transaction(
+        settings,
+        lambda s: erase_person(s, phone=body.phone, email=body.email, organisation_id=body.organisation_id),
+    )
+    return {"tasks": erasure.tasks, "legs": erasure.legs, "fields": erasure.fields}
 
 
 async def bootstrap_demo(settings: Settings) -> dict[str, str]:

@@ -48,6 +48,11 @@ def _admin(args: argparse.Namespace) -> int:
         result = asyncio.run(admin.new_operator_token(settings, uuid.UUID(args.organisation_id)))
     elif args.admin_command == "create-token":
         result = asyncio.run(admin.new_role_token(settings, Role(args.role)))
+    elif args.admin_command == "erase":
+        organisation_id = uuid.UUID(args.organisation) if args.organisation else None
+        result = asyncio.run(
+            admin.erase(settings, phone=args.phone, email=args.email, organisation_id=organisation_id)
+        )
     else:
         if not asyncio.run(admin.revoke(settings, uuid.UUID(args.token_id))):
             print("no such live token", file=sys.stderr)
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations")
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("topics_command", choices=("create",))
-    admin = commands.add_parser("admin", help="organisations and tokens")
+    admin = commands.add_parser("admin", help="organisations, tokens and erasure")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     organisation = admin_commands.add_parser(
         "create-organisation", help="an organisation and its operator token"
@@ -102,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=("ops", "admin"), required=True)
     revoke = admin_commands.add_parser("revoke-token", help="revoke a token")
     revoke.add_argument("token_id")
+    erase = admin_commands.add_parser(
+        "erase", help="erase one person's personal data from every task that names them"
+    )
+    person = erase.add_mutually_exclusive_group(required=True)
+    person.add_argument("--phone", help="compared by its digits alone")
+    person.add_argument("--email", help="compared case-blind")
+    erase.add_argument("--organisation", help="only this organisation's tasks (default: every one)")
     _add_ops_commands(commands)
     from errands.simulation.run import add_arguments as add_simulation_arguments
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -92,6 +92,9 @@ class Place(EventData):
 
 
 class PickupData(Place):
+    # Fields a copy of this must lose when the task's personal data is erased.
+    PERSONAL: ClassVar[tuple[str, ...]] = ("contact_name_masked", "contact_phone_masked", "contact_sealed")
+
     contact_name_masked: str | None = None
     contact_phone_masked: str | None = None
     contact_sealed: str | None = None
@@ -99,6 +102,15 @@ class PickupData(Place):
 
 
 class DropoffData(Place):
+    PERSONAL: ClassVar[tuple[str, ...]] = (
+        "address",
+        "recipient_name_masked",
+        "recipient_phone_masked",
+        "recipient_email_masked",
+        "recipient_sealed",
+        "notes",
+    )
+
     recipient_name_masked: str | None = None
     recipient_phone_masked: str | None = None
     recipient_email_masked: str | None = None
@@ -147,6 +159,13 @@ class TaskCancelled(EventData):
     task_id: uuid.UUID
     organisation_id: uuid.UUID
     reason: str | None = None
+
+
+class TaskPersonalDataErased(EventData):
+    """An admin erased the personal data of a person named in this task: copies of it go too."""
+
+    task_id: uuid.UUID
+    organisation_id: uuid.UUID
 
 
 # --- errands.dispatch.v1 --------------------------------------------------------------------------
@@ -290,6 +309,7 @@ class NotificationFailed(NotificationSent):
 EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
     "task.submitted": (TASKS_TOPIC, TaskSubmitted),
     "task.cancelled": (TASKS_TOPIC, TaskCancelled),
+    "task.personal_data_erased": (TASKS_TOPIC, TaskPersonalDataErased),
     "leg.offered": (DISPATCH_TOPIC, LegOffered),
     "leg.offer_declined": (DISPATCH_TOPIC, LegOfferDeclined),
     "leg.offer_expired": (DISPATCH_TOPIC, LegOfferExpired),

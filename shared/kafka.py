@@ -58,6 +58,7 @@ async def create_topics(settings: Settings, topics: tuple[str, ...] = ALL_TOPICS
                             name=name,
                             num_partitions=settings.kafka_topic_partitions,
                             replication_factor=settings.kafka_replication_factor,
+                            topic_configs={"retention.ms": str(settings.kafka_topic_retention_ms)},
                         )
                         for name in missing
                     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,6 +178,31 @@ def background_task(
                 await task
 
     return context
+
+
+def periodic_job(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    name: str,
+    job: Callable[[AsyncSession], Awaitable[int]],
+    *,
+    interval_s: float,
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A loop that runs `job` in a transaction of its own every `interval_s`, logging what it did.
+
+    `job` answers how many records it handled; while it handles any, the next run follows at once
+    (a job works in batches), otherwise it waits the interval.
+    """
+
+    async def run() -> None:
+        while True:
+            async with sessionmaker() as session, session.begin():
+                done = await job(session)
+            if done:
+                log.info(name, records=done)
+                continue
+            await asyncio.sleep(interval_s)
+
+    return run
 
 
 async def _supervised(name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", description="Comma-separated brokers.")
     kafka_topic_partitions: int = Field(default=6, ge=1, le=1024)
     kafka_replication_factor: int = Field(default=1, ge=1, le=7)
+    # How long the broker keeps events (`retention.ms` of the topics Errands creates). Events hold
+    # personal data sealed and masked, so this must not exceed PERSONAL_DATA_RETENTION_S.
+    kafka_topic_retention_ms: int = Field(default=7 * 86_400_000, ge=3_600_000)
 
     intake_host: str = "127.0.0.1"
     intake_port: int = Field(default=8080, ge=0, le=65535)
@@ -203,6 +206,13 @@ class Settings(BaseSettings):
     idempotency_retention_s: float = Field(default=24 * 3600.0, ge=24 * 3600.0)
     idempotency_purge_interval_s: float = Field(default=3600.0, gt=0)
 
+    # Personal data: names, phones, e-mails, free-text notes, addresses and photos of a task are
+    # erased this long after the task ended (30 days; shorter is allowed), by a job in each service
+    # that holds a copy, in batches of `personal_data_erase_batch`.
+    personal_data_retention_s: float = Field(default=30 * 86400.0, ge=0)
+    personal_data_erase_interval_s: float = Field(default=600.0, gt=0)
+    personal_data_erase_batch: int = Field(default=200, ge=1, le=10_000)
+
     # Local run.
     errands_demo: bool = True
     errands_state_dir: str = ".errands"
@@ -217,6 +227,22 @@ class Settings(BaseSettings):
                 f"LOCAL_TIME_ZONE must be an IANA time zone such as Asia/Shanghai, not {value!r}"
             ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _copies_forget_personal_data_in_time(self) -> Self:
+        """Retained and published events hold a task's (sealed) personal data: neither may outlive
+        the retention."""
+        if self.outbox_retention_s > self.personal_data_retention_s:
+            raise ValueError(
+                "OUTBOX_RETENTION_S must not exceed PERSONAL_DATA_RETENTION_S: retained events hold "
+                "personal data"
+            )
+        if self.kafka_topic_retention_ms / 1000 > max(self.personal_data_retention_s, 3600):
+            raise ValueError(
+                "KAFKA_TOPIC_RETENTION_MS must not exceed PERSONAL_DATA_RETENTION_S: events on the "
+                "topics hold personal data"
+            )
+        return self
 
     @model_validator(mode="after")
     def _inbox_outlives_outbox(self) -> Self:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 
 from services.dispatcher.adapters.repository import VOLUNTEER_CHANNEL
@@ -10,14 +12,14 @@ from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.entrypoints.http import ERROR_STATUSES, api
 from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LOCATIONS, LocationStreams
 from services.dispatcher.entrypoints.me import WAKEUPS
+from services.dispatcher.service_layer import personal_data, volunteer_requests
 from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
-from services.dispatcher.service_layer.volunteer_requests import purge_loop
 from shared.auth import RateLimiter
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
 from shared.http import create_base_app
-from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
+from shared.runtime import RUNTIME, Runtime, background_task, periodic_job, runtime_context
 from shared.settings import Settings
 
 
@@ -43,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
         handlers={
             "task.submitted": take_in_task,
             "task.cancelled": cancel_task,
+            "task.personal_data_erased": personal_data.erase_task,
             "leg.confirmed": confirm_leg,
             "leg.confirmation_failed": flag_leg,
         },
@@ -59,12 +62,24 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
     app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))
-    purge = purge_loop(
+    purge = periodic_job(
         runtime.sessionmaker,
-        retention_s=settings.idempotency_retention_s,
+        "volunteer_requests.purged",
+        partial(volunteer_requests.purge, retention_s=settings.idempotency_retention_s),
         interval_s=settings.idempotency_purge_interval_s,
     )
     app.cleanup_ctx.append(background_task("volunteer-requests-purge", purge))
+    erase = periodic_job(
+        runtime.sessionmaker,
+        "personal_data.erased",
+        partial(
+            personal_data.erase_ended_legs,
+            retention_s=settings.personal_data_retention_s,
+            batch=settings.personal_data_erase_batch,
+        ),
+        interval_s=settings.personal_data_erase_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("personal-data-erasure", erase))
     # Last in, so first out: buffered reports are written (and the relay may still publish them)
     # after requests have drained and before the connections close.
     app.cleanup_ctx.append(background_task("location-flusher", flusher.run, on_stop=locations.close))

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any
+from functools import partial
 
 import structlog
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
 from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, api
 from services.intake.service_layer.dashboard import DashboardFeed
+from services.intake.service_layer.personal_data import erase_ended_tasks
 from services.intake.service_layer.progress import apply_progress
 from services.intake.service_layer.submission import Keys, purge_idempotency_keys
 from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
 from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, VOLUNTEERS_TOPIC
 from shared.http import create_base_app
-from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
+from shared.runtime import RUNTIME, Runtime, background_task, periodic_job, runtime_context
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -37,22 +35,6 @@ PROGRESS_EVENTS = (
     "leg.confirmation_failed",
     "task.completed",
 )
-
-
-def idempotency_purge(
-    sessionmaker: async_sessionmaker[AsyncSession], *, retention_s: float, interval_s: float
-) -> Callable[[], Coroutine[Any, Any, None]]:
-    """A loop that forgets idempotency records once they are older than the retention."""
-
-    async def run() -> None:
-        while True:
-            async with sessionmaker() as session, session.begin():
-                purged = await purge_idempotency_keys(session=session, retention_s=retention_s)
-            if purged:
-                log.info("idempotency.purged", records=purged)
-            await asyncio.sleep(interval_s)
-
-    return run
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -90,10 +72,22 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(background_task("read-model", progress.run, on_stop=progress.stop))
     app.cleanup_ctx.append(background_task("volunteers", volunteers.run, on_stop=volunteers.stop))
     app.cleanup_ctx.append(background_task("ops-feed", feed.run))
-    purge = idempotency_purge(
+    purge = periodic_job(
         runtime.sessionmaker,
-        retention_s=settings.idempotency_retention_s,
+        "idempotency.purged",
+        partial(purge_idempotency_keys, retention_s=settings.idempotency_retention_s),
         interval_s=settings.idempotency_purge_interval_s,
     )
     app.cleanup_ctx.append(background_task("idempotency-purge", purge))
+    erase = periodic_job(
+        runtime.sessionmaker,
+        "personal_data.erased",
+        partial(
+            erase_ended_tasks,
+            retention_s=settings.personal_data_retention_s,
+            batch=settings.personal_data_erase_batch,
+        ),
+        interval_s=settings.personal_data_erase_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("personal-data-erasure", erase))
     return app

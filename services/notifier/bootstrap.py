@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,7 @@ from services.notifier.adapters.channels import Channel, EmailChannel, SmsGatewa
 from services.notifier.adapters.tables import inbox, outbox
 from services.notifier.adapters.webhook_sender import WebhookSender
 from services.notifier.entrypoints.http import ERROR_STATUSES, URL_CHECK, api
+from services.notifier.service_layer import personal_data
 from services.notifier.service_layer.confirmations import Confirmer
 from services.notifier.service_layer.delivery import DeliveryWorker
 from services.notifier.service_layer.notifications import Notifications
@@ -18,7 +20,7 @@ from shared.consumer import Handler
 from shared.events import DISPATCH_TOPIC, TASKS_TOPIC, CloudEvent
 from shared.http import create_base_app
 from shared.outbound import check_url_is_public
-from shared.runtime import RUNTIME, Runtime, background_task, runtime_context
+from shared.runtime import RUNTIME, Runtime, background_task, periodic_job, runtime_context
 from shared.settings import Settings
 
 # Dispatcher events partners may subscribe to; the notifier forwards them as they arrive.
@@ -104,6 +106,7 @@ def create_app(settings: Settings) -> web.Application:
             "task.cancelled": _in_turn(confirmer.on_task_cancelled, forward),
             "leg.delivered": confirmer.on_leg_delivered,
             "leg.assigned": forward,
+            "task.personal_data_erased": personal_data.erase_task,
             **{event_type: forward for event_type in _FORWARDED},
         },
         inbox=inbox,
@@ -113,4 +116,15 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("delivery-worker", worker.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
+    erase = periodic_job(
+        runtime.sessionmaker,
+        "personal_data.erased",
+        partial(
+            personal_data.erase_ended_tasks,
+            retention_s=settings.personal_data_retention_s,
+            batch=settings.personal_data_erase_batch,
+        ),
+        interval_s=settings.personal_data_erase_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("personal-data-erasure", erase))
     return app

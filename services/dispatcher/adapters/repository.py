@@ -37,7 +37,7 @@ from services.dispatcher.adapters.tables import (
     VolunteerRequestRow,
     VolunteerRow,
 )
-from services.dispatcher.domain.leg import IN_HAND, WAITING, LegStatus
+from services.dispatcher.domain.leg import ENDED, IN_HAND, WAITING, LegStatus
 from services.dispatcher.domain.offer import OfferStatus
 from shared.db import snapshot_xmin
 
@@ -679,3 +679,26 @@ async def purge_volunteer_requests(session: AsyncSession, *, retention_s: float)
         )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- personal data --------------------------------------------------------------------------------
+
+
+async def lock_legs_to_erase(session: AsyncSession, *, retention_s: float, limit: int) -> list[LegRow]:
+    """Up to `limit` ended legs, last changed longer than `retention_s` ago, not yet erased; locked,
+    skipping those another replica's job holds."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s)
+    query = (
+        select(LegRow)
+        .where(LegRow.erased_at.is_(None), LegRow.status.in_(ENDED), LegRow.updated_at < cutoff)
+        .order_by(LegRow.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def erase_leg(session: AsyncSession, leg_id: uuid.UUID, *, details: dict[str, Any]) -> None:
+    await session.execute(
+        update(LegRow).where(LegRow.id == leg_id).values(details=details, erased_at=func.now())
+    )

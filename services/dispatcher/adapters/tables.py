@@ -127,11 +127,14 @@ class LegRow(DispatchBase):
     picked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the personal data in `details` was erased (after the retention, or on request).
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
         Index("ix_legs_volunteer", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
         Index("ix_legs_organisation", "organisation_id"),
+        Index("ix_legs_not_erased", "updated_at", postgresql_where=text("erased_at IS NULL")),
     )
 
 

@@ -100,6 +100,8 @@ NOT_YET_PICKED_UP = frozenset(s for s, moves in TRANSITIONS.items() if S.CANCELL
 IN_HAND = frozenset({S.ASSIGNED, S.PICKED_UP, S.DELIVERED})
 # Legs still waiting for a volunteer: escalation looks at these.
 WAITING = frozenset({S.PENDING, S.OFFERED})
+# Legs whose life is over: once the retention has passed, their personal data is erased.
+ENDED = frozenset({S.CONFIRMED, S.FAILED, S.CANCELLED})
 
 
 def can_move(current: LegStatus | str, target: LegStatus) -> bool:

@@ -7,15 +7,13 @@ An answer may hold the recipient's name and phone, so it is kept sealed under th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
 from shared import crypto
@@ -72,17 +70,6 @@ async def remember_answer(
     )
 
 
-def purge_loop(
-    sessionmaker: async_sessionmaker[AsyncSession], *, retention_s: float, interval_s: float
-) -> Callable[[], Coroutine[Any, Any, None]]:
-    """A loop that forgets volunteers' request records once they are older than the retention."""
-
-    async def run() -> None:
-        while True:
-            async with sessionmaker() as session, session.begin():
-                purged = await repository.purge_volunteer_requests(session, retention_s=retention_s)
-            if purged:
-                log.info("volunteer_requests.purged", records=purged)
-            await asyncio.sleep(interval_s)
-
-    return run
+async def purge(session: AsyncSession, *, retention_s: float) -> int:
+    """Forget volunteers' request records older than the retention; answers how many."""
+    return await repository.purge_volunteer_requests(session, retention_s=retention_s)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Row, delete, func, or_, select, tuple_, update
+from sqlalchemy import Row, delete, exists, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -28,6 +28,7 @@ from services.intake.adapters.tables import (
     outbox,
 )
 from services.intake.domain.model import ListPosition
+from services.intake.domain.personal_data import ENDED_LEG_STATUSES, ENDED_TASK_STATUSES
 from shared.auth import Organisation
 from shared.db import is_connection_error, snapshot_xmin
 from shared.events import CloudEvent
@@ -393,3 +394,76 @@ async def organisation_exists(session: AsyncSession, organisation_id: uuid.UUID)
 async def add_organisation(session: AsyncSession, organisation_id: uuid.UUID, *, name: str) -> None:
     session.add(Organisation(id=organisation_id, name=name))
     await session.flush()
+
+
+# --- personal data: erased once a task has ended and the retention passed, or on request -----------
+
+
+def _not_erased_tasks() -> Any:
+    return select(TaskRow).where(TaskRow.erased_at.is_(None))
+
+
+async def lock_tasks_to_erase(session: AsyncSession, *, retention_s: float, limit: int) -> list[TaskRow]:
+    """Up to `limit` ended tasks whose last change (theirs or a leg's) is older than `retention_s`.
+
+    Locked, skipping tasks another replica's job holds, so two jobs never erase the same task.
+    """
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s)
+    unfinished_or_recent_leg = exists().where(
+        LegRow.task_id == TaskRow.id,
+        or_(LegRow.status.not_in(ENDED_LEG_STATUSES), LegRow.updated_at >= cutoff),
+    )
+    query = (
+        _not_erased_tasks()
+        .where(
+            TaskRow.status.in_(ENDED_TASK_STATUSES),
+            TaskRow.updated_at < cutoff,
+            ~unfinished_or_recent_leg,
+        )
+        .order_by(TaskRow.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+_PERSON_MATCH = text(
+    """
+    EXISTS (
+        SELECT 1 FROM jsonb_array_elements(intake.tasks.request -> 'dropoffs') AS drop
+        WHERE regexp_replace(drop ->> 'recipient_phone', '[^0-9]', '', 'g') = :phone
+           OR lower(drop ->> 'recipient_email') = :email
+    )
+    OR regexp_replace(intake.tasks.request -> 'pickup' ->> 'contact_phone', '[^0-9]', '', 'g') = :phone
+    """
+)
+
+
+async def lock_tasks_of_person(
+    session: AsyncSession, *, phone: str | None, email: str | None, organisation_id: uuid.UUID | None
+) -> list[TaskRow]:
+    """Tasks not yet erased that name this phone (digits only) or e-mail (lower case), locked."""
+    query = (
+        _not_erased_tasks()
+        .where(_PERSON_MATCH.bindparams(phone=phone or "", email=email or ""))
+        .order_by(TaskRow.created_at)
+        .with_for_update()
+    )
+    if organisation_id is not None:
+        query = query.where(TaskRow.organisation_id == organisation_id)
+    return list((await session.execute(query)).scalars())
+
+
+async def leg_statuses(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    rows = await session.execute(select(LegRow.task_id, LegRow.status).where(LegRow.task_id.in_(task_ids)))
+    statuses: dict[uuid.UUID, list[str]] = {task_id: [] for task_id in task_ids}
+    for task_id, status in rows:
+        statuses[task_id].append(status)
+    return statuses
+
+
+async def erase_task(session: AsyncSession, task_id: uuid.UUID, *, request: dict[str, Any]) -> None:
+    """Store the task's request without its personal data (the timeline keeps none to begin with)."""
+    await session.execute(
+        update(TaskRow).where(TaskRow.id == task_id).values(request=request, erased_at=func.now())
+    )

@@ -51,8 +51,11 @@ class TaskRow(IntakeBase):
     # lower one can become visible after a higher one; listing in (xid, seq) order and only below
     # the oldest running transaction (pg_snapshot_xmin) is what makes cursors never skip a task.
     xid: Mapped[int] = mapped_column(BigInteger, server_default=CURRENT_XID)
+    # When the personal data in `request` was erased (after the retention, or on request).
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
+        Index("ix_tasks_not_erased", "updated_at", postgresql_where=text("erased_at IS NULL")),
         Index("ix_tasks_org_seq", "organisation_id", "seq"),
         Index("ix_tasks_org_xid_seq", "organisation_id", "xid", "seq"),
         Index("ix_tasks_xid_seq", "xid", "seq"),

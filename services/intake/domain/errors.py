@@ -32,3 +32,14 @@ class TaskAlreadyCompleted(Conflict):
 
     def __init__(self) -> None:
         super().__init__("The task is already completed and can no longer be cancelled.")
+
+
+class PersonHasTasksInProgress(Conflict):
+    """A person's data cannot be erased while a task of theirs is still going."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        super().__init__(
+            f"{len(task_ids)} task(s) naming this person are still in progress: finish or cancel them "
+            "first, then erase again.",
+            errors=[{"field": "task", "message": task_id} for task_id in task_ids],
+        )

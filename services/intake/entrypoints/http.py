@@ -7,6 +7,8 @@ from aiohttp import web
 from services.intake.domain.model import ListPosition
 from services.intake.entrypoints.schemas import (
     CancelIn,
+    ErasureIn,
+    ErasureOut,
     OrganisationCreatedOut,
     OrganisationIn,
     RoleTokenIn,
@@ -17,7 +19,7 @@ from services.intake.entrypoints.schemas import (
     TaskPageOut,
     TokenCreatedOut,
 )
-from services.intake.service_layer import submission, tasks
+from services.intake.service_layer import personal_data, submission, tasks
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
@@ -240,3 +242,22 @@ async def delete_token(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         await revoke_token(session=session, token_id=token_id)
     return web.Response(status=204)
+
+
+@api.route(
+    "POST",
+    "/v1/erasures",
+    summary="Erase one person's personal data from every task that names them",
+    body=ErasureIn,
+    response=ErasureOut,
+    roles=("admin",),
+    errors=(409,),
+)
+async def post_erasure(request: web.Request) -> web.Response:
+    await authorize(request, Role.ADMIN)
+    body = await parse_body(request, ErasureIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        erasure = await personal_data.erase_person(
+            session, phone=body.phone, email=body.email, organisation_id=body.organisation_id
+        )
+    return json_response(ErasureOut(tasks=erasure.tasks, legs=erasure.legs, fields=erasure.fields))

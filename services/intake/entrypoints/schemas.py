@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from services.intake.domain.model import (
     TASK_CURSOR_PATTERN,
@@ -142,6 +142,31 @@ class RoleTokenIn(BaseModel):
     role: Literal[Role.OPS, Role.ADMIN] = Field(description="Operator tokens belong to an organisation.")
 
 
+class ErasureIn(_Strict):
+    """The body of `POST /v1/erasures`: the person, by phone or by e-mail (one of the two)."""
+
+    phone: Phone | None = Field(default=None, description="Compared by its digits alone.")
+    email: str | None = Field(
+        default=None, max_length=320, pattern=_EMAIL, description="Compared case-blind."
+    )
+    organisation_id: uuid.UUID | None = Field(
+        default=None, description="Only this organisation's tasks; every organisation's when left out."
+    )
+
+    @field_validator("phone")
+    @classmethod
+    def _enough_digits(cls, value: str | None) -> str | None:
+        if value is not None and sum(ch.isdigit() for ch in value) < 5:
+            raise ValueError("phone must have at least 5 digits")
+        return value
+
+    @model_validator(mode="after")
+    def _one_person(self) -> ErasureIn:
+        if (self.phone is None) == (self.email is None):
+            raise ValueError("give either phone or email")
+        return self
+
+
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
 
 
@@ -225,6 +250,14 @@ class TaskPageOut(BaseModel):
         "that arrive meanwhile. Null only when nothing has been listed yet."
     )
     has_more: bool = Field(description="More tasks are listed after this page right now.")
+
+
+class ErasureOut(BaseModel):
+    """What was erased: intake's copy at once; the dispatcher's and the notifier's follow its event."""
+
+    tasks: int = Field(description="Tasks that named the person.")
+    legs: int = Field(description="Their drop-offs.")
+    fields: int = Field(description="Names, phones, e-mails, addresses and notes emptied.")
 
 
 class OrganisationCreatedOut(BaseModel):

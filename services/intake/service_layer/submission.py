@@ -196,6 +196,6 @@ async def submit(
     return Submission(_with_codes(previous.response, keys), replayed=True)
 
 
-async def purge_idempotency_keys(*, session: AsyncSession, retention_s: float) -> int:
+async def purge_idempotency_keys(session: AsyncSession, *, retention_s: float) -> int:
     """Forget idempotency records older than `retention_s` (by the database clock); returns how many."""
     return await purge_idempotency_records(session, retention_s=retention_s)

@@ -64,8 +64,11 @@ class Repository:
     async def cancel_task(self, *, task_id: uuid.UUID, organisation_id: uuid.UUID) -> None:
         await self.session.execute(
             insert(TaskRow)
-            .values(id=task_id, organisation_id=organisation_id, cancelled=True)
-            .on_conflict_do_update(index_elements=[TaskRow.id], set_={"cancelled": True})
+            .values(id=task_id, organisation_id=organisation_id, cancelled=True, ended_at=func.now())
+            .on_conflict_do_update(
+                index_elements=[TaskRow.id],
+                set_={"cancelled": True, "ended_at": func.coalesce(TaskRow.ended_at, func.now())},
+            )
         )
 
     async def add_legs(self, legs: list[dict[str, Any]]) -> None:
@@ -133,6 +136,36 @@ class Repository:
             )
         ).all()
         return [CloudEvent.from_bytes(row.payload) for row in sorted(parked, key=lambda row: row.time)]
+
+    # --- personal data ---------------------------------------------------------------------------
+
+    async def lock_tasks_to_erase(self, *, retention_s: float, limit: int) -> list[TaskRow]:
+        """Up to `limit` tasks ended longer than `retention_s` ago and not yet erased; locked, skipping
+        those another replica's job holds."""
+        cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s)
+        query = (
+            select(TaskRow)
+            .where(TaskRow.erased_at.is_(None), TaskRow.ended_at < cutoff)
+            .order_by(TaskRow.ended_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.execute(query)).scalars())
+
+    async def erase_task(self, task_id: uuid.UUID) -> None:
+        """Forget the task's recipients, its parked events and the payloads of its finished webhooks."""
+        await self.session.execute(
+            update(LegRow).where(LegRow.task_id == task_id).values(recipient_sealed=None)
+        )
+        await self.session.execute(delete(ParkedEventRow).where(ParkedEventRow.task_id == task_id))
+        finished = select(DeliveryRow.id).where(
+            DeliveryRow.task_id == task_id, DeliveryRow.status != "pending"
+        )
+        await self.session.execute(
+            delete(DeliveryAttemptRow).where(DeliveryAttemptRow.delivery_id.in_(finished))
+        )
+        await self.session.execute(delete(DeliveryRow).where(DeliveryRow.id.in_(finished)))
+        await self.session.execute(update(TaskRow).where(TaskRow.id == task_id).values(erased_at=func.now()))
 
     # --- webhook endpoints and the callback secret ----------------------------------------------
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -39,6 +40,11 @@ class TaskRow(NotifyBase):
     cancelled: Mapped[bool] = mapped_column(Boolean, server_default="false")
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     callback_url: Mapped[str | None] = mapped_column(Text)
+    # When the task was completed or cancelled, and when the personal data of its legs was erased.
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_tasks_not_erased", "ended_at", postgresql_where=text("erased_at IS NULL")),)
 
 
 class ParkedEventRow(NotifyBase):

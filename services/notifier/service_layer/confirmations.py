@@ -92,7 +92,7 @@ async def check_reports(
         and task_is_complete([leg.status for leg in legs.values()])
     ):
         confirmed = [leg.confirmed_at for leg in legs.values() if leg.confirmed_at is not None]
-        task.completed_at = max(confirmed)
+        task.completed_at = task.ended_at = max(confirmed)
         events.append(TaskCompleted(task_id=task_id, leg_ids=sorted(legs)))
     await records.flush()
     return events

@@ -1,0 +1,33 @@
+"""Erasing the personal data the dispatcher holds of legs: after the retention, or when intake says so."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatcher.adapters import repository
+from services.dispatcher.adapters.tables import LegRow
+from services.dispatcher.domain.personal_data import erase_details
+from shared.events import CloudEvent, TaskPersonalDataErased, parse_data
+
+
+async def _erase(session: AsyncSession, legs: list[LegRow]) -> int:
+    for leg in legs:
+        await repository.erase_leg(session, leg.id, details=erase_details(leg.details))
+    return len(legs)
+
+
+async def erase_ended_legs(session: AsyncSession, *, retention_s: float, batch: int) -> int:
+    """One batch of the retention job; answers how many legs it erased."""
+    return await _erase(
+        session, await repository.lock_legs_to_erase(session, retention_s=retention_s, limit=batch)
+    )
+
+
+async def erase_task(session: AsyncSession, event: CloudEvent) -> None:
+    """`task.personal_data_erased`: an admin erased a person named in the task; its legs lose it too."""
+    data = parse_data(event)
+    assert isinstance(data, TaskPersonalDataErased)
+    legs = await repository.lock_task_legs(
+        session, task_id=data.task_id, organisation_id=data.organisation_id
+    )
+    await _erase(session, legs)
