@@ -127,6 +127,13 @@ class LegRow(DispatchBase):
     picked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The estimates last published for a leg in hand (`domain/eta.py`), when they were made, whether
+    # the drop-off estimate is past `deliver_by`, and how many times it has slipped past it.
+    pickup_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dropoff_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    eta_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    eta_late: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    eta_slips: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     __table_args__ = (
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
@@ -191,6 +198,17 @@ class EscalationRow(DispatchBase):
     task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LegEscalationRow(DispatchBase):
+    """A leg escalated on its own, last time for this reason: the key lets one replica raise it, and
+    `escalated_at` keeps the next one for the same leg and reason a repeat interval away."""
+
+    __tablename__ = "leg_escalations"
+
+    leg_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, primary_key=True)
+    escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 outbox = outbox_table(DispatchBase.metadata)

@@ -33,6 +33,7 @@ from services.dispatcher.entrypoints.schemas import (
     volunteer_view,
 )
 from services.dispatcher.service_layer import legs, volunteers
+from services.dispatcher.service_layer.eta import eta_policy
 from shared.auth import Role
 from shared.errors import COMMON_STATUSES, Answer, DomainError
 from shared.http import parse_body, parse_query, path_uuid
@@ -207,7 +208,11 @@ async def post_assign(request: web.Request) -> web.Response:
     body = await parse_body(request, AssignIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         leg = await legs.assign_by_hand(
-            session, leg_id=leg_id, volunteer_id=body.volunteer_id, organisation_id=principal.organisation_id
+            session,
+            leg_id=leg_id,
+            volunteer_id=body.volunteer_id,
+            organisation_id=principal.organisation_id,
+            eta=eta_policy(request.app[RUNTIME].settings),
         )
     return respond(
         AssignedOut,

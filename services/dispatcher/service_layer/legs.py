@@ -11,8 +11,10 @@ from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import LegRow
 from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.errors import LegNotFound, VolunteerNotFound
+from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import NOT_YET_PICKED_UP, LegStatus
 from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.eta import update_eta_of_holder
 from shared import crypto
 from shared.consumer import PermanentError
 from shared.events import (
@@ -69,7 +71,12 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
 
 
 async def assign_by_hand(
-    session: AsyncSession, *, leg_id: uuid.UUID, volunteer_id: uuid.UUID, organisation_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    leg_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    organisation_id: uuid.UUID,
+    eta: EtaPolicy | None = None,
 ) -> LegRow:
     """An operator's override: the leg goes to this volunteer of their organisation.
 
@@ -106,6 +113,8 @@ async def assign_by_hand(
         volunteer_id=volunteer_id,
     )
     changes.volunteers |= woken
+    if eta is not None:
+        await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
     return leg
 

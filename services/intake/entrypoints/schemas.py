@@ -168,6 +168,14 @@ class VolunteerOut(BaseModel):
     name: str | None = None
 
 
+class LegEscalationOut(BaseModel):
+    reason: str = Field(
+        description="`waited_too_long_<status>` (pending, offered, assigned, picked_up), "
+        "or `will_miss_deliver_by`."
+    )
+    at: datetime
+
+
 class LegOut(BaseModel):
     id: uuid.UUID
     index: int
@@ -175,12 +183,26 @@ class LegOut(BaseModel):
     dropoff: DropoffIn
     volunteer: VolunteerOut | None = None
     transitions: dict[str, datetime]
+    pickup_eta: datetime | None = Field(
+        default=None,
+        description="Assigned: when the volunteer should reach the pickup, from their last location.",
+    )
+    dropoff_eta: datetime | None = Field(
+        default=None,
+        description="Assigned or picked up: when the volunteer should reach the drop-off; refreshed as "
+        "their location reports arrive.",
+    )
+    eta_late: bool = Field(default=False, description="The drop-off estimate is past the task's deliver_by.")
+    escalation: LegEscalationOut | None = Field(
+        default=None, description="The latest time this leg was escalated on its own, and why."
+    )
 
 
 class TimelineEntryOut(BaseModel):
     type: str
     time: datetime
     leg_id: uuid.UUID | None = None
+    reason: str | None = Field(default=None, description="Why, for `task.escalated`.")
 
 
 class TaskOut(BaseModel):
