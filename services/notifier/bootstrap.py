@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> web.Application:
             "task.cancelled": _in_turn(confirmer.on_task_cancelled, forward),
             "leg.delivered": confirmer.on_leg_delivered,
             "leg.assigned": forward,
+            "leg.eta_updated": forward,
             **{event_type: forward for event_type in _FORWARDED},
         },
         inbox=inbox,
