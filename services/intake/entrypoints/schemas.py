@@ -306,6 +306,18 @@ class EscalatedTaskOut(BaseModel):
     legs_waiting: int
 
 
+class EscalatedLegOut(BaseModel):
+    id: str
+    task_id: str
+    index: int
+    status: str
+    priority: str
+    reason: str = Field(description="`waited_too_long_<status>` or `will_miss_deliver_by`.")
+    escalated_at: datetime
+    dropoff_eta: datetime | None
+    deliver_by: datetime | None
+
+
 class WaitingLegOut(BaseModel):
     id: str
     task_id: str
@@ -333,6 +345,10 @@ class OpsSnapshotOut(BaseModel):
     tasks_by_status: dict[str, int]
     escalated_total: int
     escalated: list[EscalatedTaskOut]
+    escalated_legs_total: int = 0
+    escalated_legs: list[EscalatedLegOut] = Field(
+        default_factory=list, description="Legs escalated on their own (late or stuck), latest first."
+    )
     waiting_total: int
     waiting: list[WaitingLegOut]
     volunteers: VolunteersOut
