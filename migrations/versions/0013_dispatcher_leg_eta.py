@@ -18,7 +18,8 @@ from alembic import op
 revision: str = "0013_leg_eta"
 down_revision: str | None = "0011_volunteer_idempotency"
 branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+# It alters intake and notifier tables too: their own branches must be built first.
+depends_on: str | Sequence[str] | None = ("0003_intake_ops", "0003_notifier_parked")
 
 
 def upgrade() -> None:
