@@ -32,7 +32,7 @@ LIMIT :limit
 _ESCALATED_LEGS = text(
     """
 SELECT l.id, l.task_id, l."index", l.status, l.escalation_reason, l.escalated_at, l.dropoff_eta,
-       t.priority, t.deliver_by,
+       t.priority, (t.request->>'deliver_by')::timestamptz AS deliver_by,
        count(*) OVER () AS total
 FROM intake.legs l JOIN intake.tasks t ON t.id = l.task_id
 WHERE l.escalated_at IS NOT NULL
