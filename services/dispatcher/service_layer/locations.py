@@ -235,6 +235,7 @@ class LocationFlusher:
         except BaseException:
             self._buffer.restore(unwritten)
             raise
+        await self.refresh_etas(list(batch))
         return written
 
     async def run(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_small_moves_of_the_estimate_are_not_published_but_two_minutes_are() -> 
     before = eta.Eta(NOW + timedelta(minutes=5), NOW + timedelta(minutes=20))
     wobble = eta.Eta(NOW + timedelta(minutes=6), NOW + timedelta(minutes=21))
     moved = eta.Eta(NOW + timedelta(minutes=5), NOW + timedelta(minutes=22))
-    common = {"late_before": False, "deliver_by": None, "min_change_s": 120.0}
+    common: dict[str, Any] = {"late_before": False, "deliver_by": None, "min_change_s": 120.0}
     assert not eta.worth_publishing(before=before, after=wobble, **common)
     assert eta.worth_publishing(before=before, after=moved, **common)
     assert eta.worth_publishing(before=None, after=wobble, **common), "the first estimate is news"
@@ -149,7 +150,13 @@ def test_picking_up_is_news_even_when_the_dropoff_estimate_holds() -> None:
 @pytest.mark.parametrize("status", ["pending", "offered", "assigned", "picked_up"])
 def test_a_leg_too_long_in_any_status_escalates_with_that_status_in_the_reason(status: str) -> None:
     limit = LIMITS[status]
-    common = {"dropoff_eta": None, "deliver_by": None, "now": NOW, "wait_limits_s": LIMITS, "status": status}
+    common: dict[str, Any] = {
+        "dropoff_eta": None,
+        "deliver_by": None,
+        "now": NOW,
+        "wait_limits_s": LIMITS,
+        "status": status,
+    }
     assert eta.escalation_reasons(status_since=NOW - timedelta(seconds=limit - 1), **common) == []
     assert eta.escalation_reasons(status_since=NOW - timedelta(seconds=limit + 1), **common) == [
         f"waited_too_long_{status}"
@@ -158,7 +165,7 @@ def test_a_leg_too_long_in_any_status_escalates_with_that_status_in_the_reason(s
 
 def test_a_leg_whose_estimate_is_past_deliver_by_will_miss_it() -> None:
     deliver_by = NOW + timedelta(minutes=30)
-    common = {"status": "picked_up", "status_since": NOW, "now": NOW, "wait_limits_s": LIMITS}
+    common: dict[str, Any] = {"status": "picked_up", "status_since": NOW, "now": NOW, "wait_limits_s": LIMITS}
     assert (
         eta.escalation_reasons(dropoff_eta=NOW + timedelta(minutes=29), deliver_by=deliver_by, **common) == []
     )
