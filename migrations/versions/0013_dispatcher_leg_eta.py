@@ -35,6 +35,13 @@ def upgrade() -> None:
         sa.Column("eta_slips", sa.Integer(), server_default=sa.text("0"), nullable=False),
         schema="dispatch",
     )
+    op.create_index(
+        "ix_legs_live",
+        "legs",
+        ["status"],
+        schema="dispatch",
+        postgresql_where=sa.text("status IN ('pending', 'offered', 'assigned', 'picked_up')"),
+    )
     op.create_table(
         "leg_escalations",
         sa.Column("leg_id", sa.UUID(), nullable=False),
@@ -101,5 +108,6 @@ def downgrade() -> None:
     ):
         op.drop_column("legs", column, schema="intake")
     op.drop_table("leg_escalations", schema="dispatch")
+    op.drop_index("ix_legs_live", table_name="legs", schema="dispatch")
     for column in ("eta_slips", "eta_late", "eta_at", "dropoff_eta", "pickup_eta"):
         op.drop_column("legs", column, schema="dispatch")

@@ -137,6 +137,13 @@ class LegRow(DispatchBase):
 
     __table_args__ = (
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
+        # The legs not yet delivered, which the escalation sweep reads every round: the table keeps
+        # every delivered leg, and this stays the size of the live ones.
+        Index(
+            "ix_legs_live",
+            "status",
+            postgresql_where=text("status IN ('pending', 'offered', 'assigned', 'picked_up')"),
+        ),
         Index("ix_legs_volunteer", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
         Index("ix_legs_organisation", "organisation_id"),
     )
