@@ -238,7 +238,31 @@ class LegProblemReported(EventData):
 class TaskEscalated(EventData):
     task_id: uuid.UUID
     leg_ids: list[uuid.UUID]
+    # `waited_too_long` / `deadline_near`: the task's first escalation, a leg nobody took. A leg
+    # escalated again on its own: `waited_too_long_<status>` (pending, offered, assigned, picked_up)
+    # or `will_miss_deliver_by`, with the leg's status and its estimates when it had them.
     reason: str
+    leg_status: str | None = None
+    pickup_eta: datetime | None = None
+    dropoff_eta: datetime | None = None
+    deliver_by: datetime | None = None
+
+
+class LegEtaUpdated(EventData):
+    """A leg in hand has new estimates: at assignment, at pickup, and when a fix moves them enough."""
+
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    leg_status: str
+    pickup_eta: datetime | None = None
+    dropoff_eta: datetime
+    deliver_by: datetime | None = None
+    # Whether the drop-off estimate is past `deliver_by`; `slipped` only on the estimate that first
+    # went past it (once per slip: a leg back on time that slips again slips anew), numbered by `slip`.
+    late: bool = False
+    slipped: bool = False
+    slip: int = 0
 
 
 # --- errands.confirmations.v1 ---------------------------------------------------------------------
@@ -318,6 +342,7 @@ EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
     "leg.delivered": (DISPATCH_TOPIC, LegDelivered),
     "leg.problem_reported": (DISPATCH_TOPIC, LegProblemReported),
     "task.escalated": (DISPATCH_TOPIC, TaskEscalated),
+    "leg.eta_updated": (DISPATCH_TOPIC, LegEtaUpdated),
     "leg.confirmed": (CONFIRMATIONS_TOPIC, LegConfirmed),
     "leg.confirmation_failed": (CONFIRMATIONS_TOPIC, LegConfirmationFailed),
     "task.completed": (CONFIRMATIONS_TOPIC, TaskCompleted),

@@ -169,6 +169,26 @@ class Settings(BaseSettings):
         default=900.0, ge=0, description="Escalate a leg still unplaced this close to its deadline."
     )
 
+    # ETAs and delays: a leg in hand gets estimated pickup and drop-off times from the volunteer's
+    # last fix (straight line times `eta_road_factor`, at the vehicle's speed; a locked-down city's
+    # empty streets make cars slow only at checkpoints). A refresh is published only when an estimate
+    # moves by `eta_publish_min_change_s` or more, or the leg turns late or on time again.
+    eta_speed_foot_kmh: float = Field(default=4.5, gt=0, le=200)
+    eta_speed_bicycle_kmh: float = Field(default=12.0, gt=0, le=200)
+    eta_speed_ebike_kmh: float = Field(default=18.0, gt=0, le=200)
+    eta_speed_car_kmh: float = Field(default=25.0, gt=0, le=200)
+    eta_speed_van_kmh: float = Field(default=25.0, gt=0, le=200)
+    eta_road_factor: float = Field(default=1.3, ge=1, le=5, description="Road distance over straight line.")
+    eta_publish_min_change_s: float = Field(default=120.0, ge=0)
+    # A leg that waits longer than this in one status escalates again (`waited_too_long_<status>`),
+    # as does one whose drop-off estimate is past its `deliver_by` (`will_miss_deliver_by`); the same
+    # leg and reason escalate at most once per `leg_escalation_repeat_s`.
+    leg_wait_limit_pending_s: float = Field(default=1800.0, gt=0)
+    leg_wait_limit_offered_s: float = Field(default=900.0, gt=0)
+    leg_wait_limit_assigned_s: float = Field(default=2700.0, gt=0)
+    leg_wait_limit_picked_up_s: float = Field(default=3600.0, gt=0)
+    leg_escalation_repeat_s: float = Field(default=1800.0, gt=0)
+
     # Location reports (issue 4 point 3): buffered per volunteer, written and published in one
     # transaction every interval; a kill -9 loses at most about one interval of reports.
     location_flush_interval_ms: int = Field(default=50, ge=5, le=1000)

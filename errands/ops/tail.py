@@ -112,6 +112,11 @@ def key_facts(event_type: str, data: Mapping[str, Any]) -> list[str]:
         if isinstance(distance, int | float):
             add("distance", f"{distance / 1000:.2f}km" if distance >= 1000 else f"{distance:.0f}m")
         add("expires", _hhmmss(data["expires_at"]) if data.get("expires_at") else None)
+    elif event_type == "leg.eta_updated":
+        add("pickup", _hhmmss(data["pickup_eta"]) if data.get("pickup_eta") else None)
+        add("dropoff", _hhmmss(data["dropoff_eta"]) if data.get("dropoff_eta") else None)
+        if data.get("late"):
+            facts.append("late")
     elif event_type == "leg.assigned":
         add("name", data.get("volunteer_name_masked"))
         if data.get("manual"):

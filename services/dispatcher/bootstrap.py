@@ -13,6 +13,7 @@ from services.dispatcher.entrypoints.http import ERROR_STATUSES, api
 from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LOCATIONS, LocationStreams
 from services.dispatcher.entrypoints.me import WAKEUPS
 from services.dispatcher.service_layer import personal_data, volunteer_requests
+from services.dispatcher.service_layer.eta import eta_policy
 from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
@@ -36,7 +37,10 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[LOCATION_STREAMS] = streams
     flusher = LocationFlusher(
-        locations, runtime.sessionmaker, interval_s=settings.location_flush_interval_ms / 1000
+        locations,
+        runtime.sessionmaker,
+        interval_s=settings.location_flush_interval_ms / 1000,
+        eta=eta_policy(settings),
     )
     relay = runtime.outbox_relay(outbox)
     consumer = runtime.event_consumer(

@@ -31,6 +31,7 @@ PROGRESS_EVENTS = (
     "leg.delivered",
     "leg.problem_reported",
     "task.escalated",
+    "leg.eta_updated",
     "leg.confirmed",
     "leg.confirmation_failed",
     "task.completed",

@@ -107,6 +107,7 @@ def create_app(settings: Settings) -> web.Application:
             "leg.delivered": confirmer.on_leg_delivered,
             "leg.assigned": forward,
             "task.personal_data_erased": personal_data.erase_task,
+            "leg.eta_updated": forward,
             **{event_type: forward for event_type in _FORWARDED},
         },
         inbox=inbox,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatcher.adapters.tables import (
     PRIORITY_RANK_SQL,
     EscalationRow,
+    LegEscalationRow,
     LegRow,
     OfferRow,
     RejectionRow,
@@ -236,9 +237,20 @@ async def record_leg_times(
 async def hand_leg(
     session: AsyncSession, leg_id: uuid.UUID, *, to: LegStatus, holder: uuid.UUID | None, now: datetime
 ) -> None:
-    """Move the leg to `to` and give it to `holder` (None: nobody holds it)."""
+    """Move the leg to `to` and give it to `holder` (None: nobody holds it); the last holder's
+    estimates go with them."""
     await session.execute(
-        update(LegRow).where(LegRow.id == leg_id).values(status=to, volunteer_id=holder, updated_at=now)
+        update(LegRow)
+        .where(LegRow.id == leg_id)
+        .values(
+            status=to,
+            volunteer_id=holder,
+            updated_at=now,
+            pickup_eta=None,
+            dropoff_eta=None,
+            eta_at=None,
+            eta_late=False,
+        )
     )
 
 
@@ -278,6 +290,142 @@ async def record_escalation(session: AsyncSession, *, task_id: uuid.UUID, reason
         .values(task_id=task_id, reason=reason, escalated_at=at)
         .on_conflict_do_nothing()
         .returning(EscalationRow.task_id)
+    )
+    return inserted is not None
+
+
+# --- estimates and escalations of single legs
+
+_EN_ROUTE = (LegStatus.ASSIGNED.value, LegStatus.PICKED_UP.value)
+
+
+async def lock_legs_en_route(
+    session: AsyncSession, *, volunteer_ids: Sequence[uuid.UUID]
+) -> list[tuple[LegRow, float | None, float | None, str]]:
+    """The assigned and picked-up legs these volunteers hold, in their own organisation, with each
+    holder's last position and vehicle; legs another transaction holds are skipped (the next fix
+    refreshes them), so a refresh never waits on an accept or a delivery."""
+    if not volunteer_ids:
+        return []
+    rows = (
+        await session.execute(
+            select(LegRow, VolunteerRow.lat, VolunteerRow.lon, VolunteerRow.vehicle)
+            .join(VolunteerRow, VolunteerRow.id == LegRow.volunteer_id)
+            .where(
+                LegRow.volunteer_id.in_(list(volunteer_ids)),
+                LegRow.status.in_(_EN_ROUTE),
+                LegRow.organisation_id == VolunteerRow.organisation_id,
+            )
+            .order_by(LegRow.id)
+            .with_for_update(of=LegRow, skip_locked=True)
+        )
+    ).all()
+    return [(leg, lat, lon, vehicle) for leg, lat, lon, vehicle in rows]
+
+
+async def volunteer_whereabouts(
+    session: AsyncSession, volunteer_id: uuid.UUID
+) -> tuple[float | None, float | None, str] | None:
+    """A volunteer's last position and vehicle, unlocked."""
+    row = (
+        await session.execute(
+            select(VolunteerRow.lat, VolunteerRow.lon, VolunteerRow.vehicle).where(
+                VolunteerRow.id == volunteer_id
+            )
+        )
+    ).first()
+    return None if row is None else (row.lat, row.lon, row.vehicle)
+
+
+async def record_eta(
+    session: AsyncSession,
+    leg_id: uuid.UUID,
+    *,
+    pickup_eta: datetime | None,
+    dropoff_eta: datetime,
+    at: datetime,
+    late: bool,
+    slips: int,
+) -> None:
+    """Keep the estimates just published; not a change of status, so `updated_at` stays."""
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id == leg_id)
+        .values(pickup_eta=pickup_eta, dropoff_eta=dropoff_eta, eta_at=at, eta_late=late, eta_slips=slips)
+    )
+
+
+def status_since() -> ColumnElement[datetime]:
+    """When a leg entered its status: its last change, never before submission, and a pending leg
+    not before it is ready for pickup."""
+    return func.greatest(
+        LegRow.submitted_at,
+        LegRow.updated_at,
+        case((LegRow.status == LegStatus.PENDING, LegRow.ready_at), else_=None),
+    )
+
+
+async def overdue_legs(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    wait_limits_s: dict[str, float],
+    will_miss_reason: str,
+    repeat_s: float,
+    limit: int,
+) -> list[tuple[LegRow, datetime]]:
+    """Legs that may be due an escalation of their own, with when they entered their status: too
+    long in their status, or with a deadline their estimate (or now) is past, and not escalated for
+    that reason within `repeat_s`. The domain decides; this only narrows the search."""
+    since = status_since()
+    limit_of_status = case(
+        *((LegRow.status == status, literal(limit_s)) for status, limit_s in wait_limits_s.items()),
+        else_=None,
+    )
+    recent = now - timedelta(seconds=repeat_s)
+
+    def not_recently(reason: ColumnElement[str]) -> ColumnElement[bool]:
+        return ~(
+            select(LegEscalationRow.leg_id)
+            .where(
+                LegEscalationRow.leg_id == LegRow.id,
+                LegEscalationRow.reason == reason,
+                LegEscalationRow.escalated_at > recent,
+            )
+            .exists()
+        )
+
+    waited = and_(
+        since < literal(now) - limit_of_status * literal_column("interval '1 second'"),
+        not_recently(literal("waited_too_long_") + LegRow.status),
+    )
+    will_miss = and_(
+        LegRow.deliver_by < func.greatest(LegRow.dropoff_eta, now),
+        not_recently(literal(will_miss_reason)),
+    )
+    rows = (
+        await session.execute(
+            select(LegRow, since)
+            .where(LegRow.status.in_(list(wait_limits_s)), waited | will_miss)
+            .order_by(since)
+            .limit(limit)
+        )
+    ).all()
+    return [(leg, entered) for leg, entered in rows]
+
+
+async def record_leg_escalation(
+    session: AsyncSession, *, leg_id: uuid.UUID, reason: str, at: datetime, repeat_s: float
+) -> bool:
+    """Whether this transaction escalates the leg for `reason`: the key and the repeat interval let
+    one replica, once per interval, do so."""
+    statement = insert(LegEscalationRow).values(leg_id=leg_id, reason=reason, escalated_at=at)
+    inserted = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=[LegEscalationRow.leg_id, LegEscalationRow.reason],
+            set_={"escalated_at": statement.excluded.escalated_at},
+            where=LegEscalationRow.escalated_at <= at - timedelta(seconds=repeat_s),
+        ).returning(LegEscalationRow.leg_id)
     )
     return inserted is not None
 

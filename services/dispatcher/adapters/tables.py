@@ -129,9 +129,23 @@ class LegRow(DispatchBase):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # When the personal data in `details` was erased (after the retention, or on request).
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The estimates last published for a leg in hand (`domain/eta.py`), when they were made, whether
+    # the drop-off estimate is past `deliver_by`, and how many times it has slipped past it.
+    pickup_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dropoff_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    eta_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    eta_late: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    eta_slips: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     __table_args__ = (
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
+        # The legs not yet delivered, which the escalation sweep reads every round: the table keeps
+        # every delivered leg, and this stays the size of the live ones.
+        Index(
+            "ix_legs_live",
+            "status",
+            postgresql_where=text("status IN ('pending', 'offered', 'assigned', 'picked_up')"),
+        ),
         Index("ix_legs_volunteer", "volunteer_id", postgresql_where=text("volunteer_id IS NOT NULL")),
         Index("ix_legs_organisation", "organisation_id"),
         Index("ix_legs_not_erased", "updated_at", postgresql_where=text("erased_at IS NULL")),
@@ -194,6 +208,17 @@ class EscalationRow(DispatchBase):
     task_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LegEscalationRow(DispatchBase):
+    """A leg escalated on its own, last time for this reason: the key lets one replica raise it, and
+    `escalated_at` keeps the next one for the same leg and reason a repeat interval away."""
+
+    __tablename__ = "leg_escalations"
+
+    leg_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, primary_key=True)
+    escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 outbox = outbox_table(DispatchBase.metadata)

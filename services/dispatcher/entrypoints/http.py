@@ -39,6 +39,7 @@ from services.dispatcher.entrypoints.schemas import (
     volunteer_view,
 )
 from services.dispatcher.service_layer import legs, volunteers
+from services.dispatcher.service_layer.eta import eta_policy
 from services.dispatcher.service_layer.matcher import policy_from
 from shared.auth import Role
 from shared.errors import COMMON_STATUSES, Answer, DomainError
@@ -223,6 +224,7 @@ async def post_assign(request: web.Request) -> web.Response:
             organisation_id=principal.organisation_id,
             policy=policy_from(request.app[RUNTIME].settings),
             override_reason=body.override.reason if body.override else None,
+            eta=eta_policy(request.app[RUNTIME].settings),
         )
     return respond(AssignedOut, _assigned_view(leg))
 
@@ -258,6 +260,7 @@ async def post_move(request: web.Request) -> web.Response:
             organisation_id=principal.organisation_id,
             policy=policy_from(request.app[RUNTIME].settings),
             override_reason=body.override.reason if body.override else None,
+            eta=eta_policy(request.app[RUNTIME].settings),
         )
     return respond(AssignedOut, _assigned_view(leg))
 

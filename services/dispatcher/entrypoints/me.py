@@ -40,6 +40,7 @@ from services.dispatcher.entrypoints.schemas import (
     volunteer_view,
 )
 from services.dispatcher.service_layer import deliveries, offers, views, volunteer_requests, volunteers
+from services.dispatcher.service_layer.eta import eta_policy
 from shared.http import ProblemError, parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, token_revocation
 from shared.settings import Settings
@@ -223,7 +224,9 @@ async def post_accept(request: web.Request) -> web.Response:
     async with runtime.sessionmaker() as session, session.begin():
 
         async def accept() -> volunteer_requests.Answer:
-            leg = await offers.accept_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
+            leg = await offers.accept_offer(
+                session, offer_id=offer_id, volunteer_id=volunteer_id, eta=eta_policy(runtime.settings)
+            )
             return volunteer_requests.Answer(
                 200, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)
             )
@@ -278,7 +281,11 @@ async def post_picked_up(request: web.Request) -> web.Response:
 
         async def picked_up() -> volunteer_requests.Answer:
             leg = await deliveries.report_picked_up(
-                session, leg_id=leg_id, volunteer_id=volunteer_id, occurred_at=occurred_at
+                session,
+                leg_id=leg_id,
+                volunteer_id=volunteer_id,
+                occurred_at=occurred_at,
+                eta=eta_policy(runtime.settings),
             )
             return volunteer_requests.Answer(
                 200, views.leg_view(leg, assigned=True, data_key=runtime.settings.data_key)

@@ -354,6 +354,17 @@ class LegOut(BaseModel):
         default=False,
         description="Too many wrong codes: the leg takes no delivery report until an operator resolves it.",
     )
+    pickup_eta: datetime | None = Field(
+        default=None,
+        description="Assigned: when you should reach the pickup, from your last location. "
+        "Null once picked up.",
+    )
+    dropoff_eta: datetime | None = Field(
+        default=None,
+        description="Assigned or picked up: when you should reach the drop-off, refreshed as your location "
+        "reports arrive. Null before any estimate.",
+    )
+    eta_late: bool = Field(default=False, description="The drop-off estimate is past the leg's deliver_by.")
 
 
 class OfferOut(BaseModel):

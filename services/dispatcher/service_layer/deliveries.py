@@ -11,8 +11,10 @@ from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import LegRow
 from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.errors import LegNotFound
+from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import LegStatus
 from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.eta import update_eta_of_holder
 from shared import crypto
 from shared.events import LegDelivered, LegPickedUp, LegProblemReported
 
@@ -31,8 +33,10 @@ async def report_picked_up(
     leg_id: uuid.UUID,
     volunteer_id: uuid.UUID,
     occurred_at: datetime | None = None,
+    eta: EtaPolicy | None = None,
 ) -> LegRow:
-    """The volunteer has the goods; `occurred_at` is when, as their app says (else now)."""
+    """The volunteer has the goods; `occurred_at` is when, as their app says (else now). With `eta`,
+    the drop-off estimate from the pickup goes out with it: what the recipient is told."""
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
     if not lifecycle.can_pick_up(leg.status):
         return leg
@@ -46,6 +50,8 @@ async def report_picked_up(
         task_id=leg.task_id,
         volunteer_id=volunteer_id,
     )
+    if eta is not None:
+        await update_eta_of_holder(session, leg, now=datetime.now(UTC), policy=eta, changes=changes)
     await changes.flush(session)
     return leg
 

@@ -1,4 +1,5 @@
-"""Escalation: a task with a leg nobody took in time is raised to the operators, once."""
+"""Escalation: a task with a leg nobody took in time is raised to the operators, once; after that,
+each leg that waits too long in any status, or will miss its `deliver_by`, is raised again on its own."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
-from services.dispatcher.domain import eligibility
+from services.dispatcher.domain import eligibility, eta
+from services.dispatcher.domain.leg import LegStatus
 from services.dispatcher.service_layer.changes import Changes
 from shared.events import TaskEscalated
+from shared.settings import Settings
 
 
 async def escalate_waiting_legs(
@@ -38,3 +41,59 @@ async def escalate_waiting_legs(
                 TaskEscalated(task_id=task_id, leg_ids=sorted(leg_ids), reason=reason), task_id=task_id
             )
     return changes
+
+
+async def escalate_overdue_legs(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    wait_limits_s: dict[str, float],
+    repeat_s: float,
+    limit: int = 1000,
+) -> Changes:
+    """Each leg too long in its status, or whose estimate is past its `deliver_by`, raises
+    `task.escalated` again, naming that leg and why; the same leg and reason at most once per
+    `repeat_s`, whichever replica sees it first (the upsert's condition decides)."""
+    changes = Changes()
+    for leg, entered in await repository.overdue_legs(
+        session,
+        now=now,
+        wait_limits_s=wait_limits_s,
+        will_miss_reason=eta.WILL_MISS_DELIVER_BY,
+        repeat_s=repeat_s,
+        limit=limit,
+    ):
+        for reason in eta.escalation_reasons(
+            status=leg.status,
+            status_since=entered,
+            dropoff_eta=leg.dropoff_eta,
+            deliver_by=leg.deliver_by,
+            now=now,
+            wait_limits_s=wait_limits_s,
+        ):
+            if await repository.record_leg_escalation(
+                session, leg_id=leg.id, reason=reason, at=now, repeat_s=repeat_s
+            ):
+                changes.add(
+                    TaskEscalated(
+                        task_id=leg.task_id,
+                        leg_ids=[leg.id],
+                        reason=reason,
+                        leg_status=str(leg.status),
+                        pickup_eta=leg.pickup_eta,
+                        dropoff_eta=leg.dropoff_eta,
+                        deliver_by=leg.deliver_by,
+                    ),
+                    task_id=leg.task_id,
+                )
+    return changes
+
+
+def wait_limits(settings: Settings) -> dict[str, float]:
+    """How long a leg may stay in each status before it escalates on its own."""
+    return {
+        LegStatus.PENDING: settings.leg_wait_limit_pending_s,
+        LegStatus.OFFERED: settings.leg_wait_limit_offered_s,
+        LegStatus.ASSIGNED: settings.leg_wait_limit_assigned_s,
+        LegStatus.PICKED_UP: settings.leg_wait_limit_picked_up_s,
+    }

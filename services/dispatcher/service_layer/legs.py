@@ -14,8 +14,10 @@ from services.dispatcher.domain import eligibility
 from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.errors import LegNotFound, VolunteerNotFound
+from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import NOT_YET_PICKED_UP, LegStatus
 from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.eta import update_eta_of_holder
 from services.dispatcher.service_layer.roster import matching_view
 from shared import crypto
 from shared.consumer import PermanentError
@@ -83,6 +85,7 @@ async def assign_by_hand(
     policy: Policy,
     override_reason: str | None = None,
     now: datetime | None = None,
+    eta: EtaPolicy | None = None,
 ) -> LegRow:
     """An operator gives a pending or offered leg to this volunteer of their organisation.
 
@@ -118,6 +121,8 @@ async def assign_by_hand(
         volunteer_id=volunteer_id,
     )
     changes.volunteers |= woken
+    if eta is not None:
+        await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
     return leg
 
@@ -150,6 +155,7 @@ async def move_leg(
     policy: Policy,
     override_reason: str | None = None,
     now: datetime | None = None,
+    eta: EtaPolicy | None = None,
 ) -> LegRow:
     """An operator moves an assigned leg, not yet picked up, to another volunteer of their organisation.
 
@@ -186,6 +192,8 @@ async def move_leg(
         volunteer_id=volunteer_id,
     )
     changes.volunteers.add(holder)
+    if eta is not None:
+        await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
     return leg
 

@@ -16,6 +16,11 @@ the same 50 ms carry nothing the topic's readers (ops' map, analytics) could use
 caps the topic at one event per volunteer per flush however fast a misbehaving app sends; a
 late-arriving older fix publishes nothing, so the topic never walks anyone backwards.
 
+Once a flush has committed, the legs its volunteers have under way are re-estimated in a second,
+short transaction (`service_layer/eta.py`): it locks legs after the volunteers' rows are released,
+keeping the legs-before-volunteers lock order, and skips a leg another transaction holds. A refresh
+that fails is logged and left to the next fix; it never puts the fixes back.
+
 The buffer is bounded by the number of volunteers it holds: when full (the database has been away
 long enough, or cannot keep up), new reports get 503 with Retry-After, while a volunteer already
 buffered just replaces their fix. Failed flushes go back into the buffer and are retried, unless
@@ -36,6 +41,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters import repository
+from services.dispatcher.domain.eta import EtaPolicy
+from services.dispatcher.service_layer.eta import refresh_etas
 from shared.backoff import Backoff
 from shared.db import is_data_error
 from shared.events import VolunteerLocationReported, build_event
@@ -162,8 +169,10 @@ class LocationFlusher:
         *,
         interval_s: float = 0.05,
         final_flush_s: float = 8.0,
+        eta: EtaPolicy | None = None,
     ) -> None:
         self._buffer = buffer
+        self._eta = eta
         self._sessionmaker = sessionmaker
         self._interval_s = interval_s
         self._final_flush_s = final_flush_s
@@ -187,7 +196,23 @@ class LocationFlusher:
             self._buffer.restore(batch)
             raise
         self._buffer.done(batch)
+        await self.refresh_etas(list(batch))
         return len(batch)
+
+    async def refresh_etas(self, volunteer_ids: list[uuid.UUID]) -> None:
+        """Re-estimate the legs these volunteers have under way, from the fixes just written."""
+        if self._eta is None or not volunteer_ids:
+            return
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                changes = await refresh_etas(
+                    session, volunteer_ids=sorted(volunteer_ids), now=datetime.now(UTC), policy=self._eta
+                )
+                await changes.flush(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("locations.eta_refresh_failed", volunteers=len(volunteer_ids), error=repr(exc))
 
     async def _write_one_by_one(self, batch: dict[uuid.UUID, Fix]) -> int:
         """Each fix in its own transaction, dropping those the database refuses; the rest as `flush`."""
@@ -210,6 +235,7 @@ class LocationFlusher:
         except BaseException:
             self._buffer.restore(unwritten)
             raise
+        await self.refresh_etas(list(batch))
         return written
 
     async def run(self) -> None:

@@ -12,7 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.matching import Pool
-from services.dispatcher.service_layer.escalation import escalate_waiting_legs
+from services.dispatcher.service_layer.escalation import (
+    escalate_overdue_legs,
+    escalate_waiting_legs,
+    wait_limits,
+)
 from services.dispatcher.service_layer.offers import expire_offers, offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
 from services.dispatcher.service_layer.volunteers import welfare_limits
@@ -40,6 +44,7 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
     lead = window / 5
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
+    limits = wait_limits(settings)
     roster = Roster()
     frozen = 0
     loop = asyncio.get_running_loop()
@@ -85,6 +90,14 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                     now=datetime.now(UTC),
                     wait_limit_s=settings.escalation_wait_s,
                     deadline_margin_s=settings.escalation_deadline_margin_s,
+                )
+                await changes.flush(session)
+            async with sessionmaker() as session, session.begin():
+                changes = await escalate_overdue_legs(
+                    session,
+                    now=datetime.now(UTC),
+                    wait_limits_s=limits,
+                    repeat_s=settings.leg_escalation_repeat_s,
                 )
                 await changes.flush(session)
             if offered:

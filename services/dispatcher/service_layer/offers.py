@@ -17,10 +17,12 @@ from services.dispatcher.adapters.tables import LegRow, OfferRow
 from services.dispatcher.domain import eligibility
 from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.errors import OfferNotFound
+from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import LegStatus
 from services.dispatcher.domain.matching import Match, Pool, match_batch
 from services.dispatcher.domain.offer import OfferStatus, ensure_open, expiry
 from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.eta import update_eta_of_holder
 from services.dispatcher.service_layer.roster import Box, Roster, pickups_reach
 from shared import crypto
 from shared.events import LegAssigned, LegOfferDeclined, LegOffered, LegOfferExpired
@@ -195,8 +197,13 @@ async def _open_offer(
     return offer, leg
 
 
-async def accept_offer(session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID) -> LegRow:
-    """The volunteer takes the leg; returns it. OfferClosed when the offer expired or was withdrawn."""
+async def accept_offer(
+    session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, eta: EtaPolicy | None = None
+) -> LegRow:
+    """The volunteer takes the leg; returns it. OfferClosed when the offer expired or was withdrawn.
+
+    With `eta`, the leg's first estimates go out with it (`leg.eta_updated`) when the volunteer's
+    position is known."""
     now = datetime.now(UTC)
     offer, leg = await _open_offer(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
     volunteer = await repository.lock_volunteer(session, volunteer_id)
@@ -221,6 +228,8 @@ async def accept_offer(session: AsyncSession, *, offer_id: uuid.UUID, volunteer_
         task_id=leg.task_id,
         volunteer_id=volunteer_id,
     )
+    if eta is not None:
+        await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
     return leg
 

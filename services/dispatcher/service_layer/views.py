@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import LegRow
+from services.dispatcher.domain.leg import LegStatus
 from shared import crypto
 
 
@@ -34,6 +35,18 @@ def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
         "dropoff": dropoff,
         "items": details["items"],
         "flagged": leg.flagged_at is not None,
+        **(_estimates(leg) if assigned else {}),
+    }
+
+
+def _estimates(leg: LegRow) -> dict[str, Any]:
+    """The leg's latest estimates while it is under way (`service_layer/eta.py`)."""
+    if leg.status not in (LegStatus.ASSIGNED, LegStatus.PICKED_UP) or leg.dropoff_eta is None:
+        return {}
+    return {
+        "pickup_eta": leg.pickup_eta.isoformat() if leg.pickup_eta else None,
+        "dropoff_eta": leg.dropoff_eta.isoformat(),
+        "eta_late": leg.eta_late,
     }
 
 

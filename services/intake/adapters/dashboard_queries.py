@@ -27,6 +27,22 @@ LIMIT :limit
 """
 )
 
+# Legs escalated on their own (late, or stuck in a status) and not yet done, latest escalation first;
+# the partial index holds only legs ever escalated.
+_ESCALATED_LEGS = text(
+    """
+SELECT l.id, l.task_id, l."index", l.status, l.escalation_reason, l.escalated_at, l.dropoff_eta,
+       t.priority, (t.request->>'deliver_by')::timestamptz AS deliver_by,
+       count(*) OVER () AS total
+FROM intake.legs l JOIN intake.tasks t ON t.id = l.task_id
+WHERE l.escalated_at IS NOT NULL
+  AND l.status IN ('pending', 'offered', 'assigned', 'picked_up')
+  AND t.status NOT IN ('cancelled', 'completed')
+ORDER BY l.escalated_at DESC, l.id
+LIMIT :limit
+"""
+)
+
 # The legs nobody has taken yet, longest-waiting first; the partial index holds exactly these.
 _WAITING = text(
     """
@@ -92,6 +108,11 @@ async def task_counts(session: AsyncSession) -> dict[str, int]:
 async def escalated_tasks(session: AsyncSession, *, limit: int) -> list[Row[Any]]:
     """The escalated tasks, oldest first, each with how many of its legs still wait."""
     return list(await session.execute(_ESCALATED, {"limit": limit}))
+
+
+async def escalated_legs(session: AsyncSession, *, limit: int) -> list[Row[Any]]:
+    """Legs escalated on their own and not yet done, latest first, each row with the `total` of them."""
+    return list(await session.execute(_ESCALATED_LEGS, {"limit": limit}))
 
 
 async def waiting_legs(session: AsyncSession, *, limit: int) -> list[Row[Any]]:

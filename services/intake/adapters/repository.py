@@ -271,11 +271,17 @@ class SqlTasks:
         await self._session.execute(update(LegRow).where(LegRow.id == leg_id).values(**values))
 
     async def add_timeline(self, event: CloudEvent, *, task_id: uuid.UUID, leg_id: uuid.UUID | None) -> None:
-        """The event on the task's timeline, once however often it arrives."""
+        """The event on the task's timeline, once however often it arrives; an escalation keeps its reason."""
+        reason = event.data.get("reason") if event.type == "task.escalated" else None
         await self._session.execute(
             insert(TimelineRow)
             .values(
-                event_id=event.id, task_id=task_id, type=event.type, time=event.time, leg_id=leg_id, data={}
+                event_id=event.id,
+                task_id=task_id,
+                type=event.type,
+                time=event.time,
+                leg_id=leg_id,
+                data={"reason": reason} if reason else {},
             )
             .on_conflict_do_nothing()
         )

@@ -74,9 +74,18 @@ class LegRow(IntakeBase):
     volunteer_name: Mapped[str | None] = mapped_column(Text)
     transitions: Mapped[dict[str, Any]] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The dispatcher's latest estimates for the leg in hand (`leg.eta_updated`), and its latest
+    # escalation of this leg on its own (`task.escalated` naming it, with the reason).
+    pickup_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dropoff_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    eta_late: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    eta_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("task_id", "index"),
+        Index("ix_legs_escalated_at", "escalated_at", postgresql_where=text("escalated_at IS NOT NULL")),
         # The dashboard's "legs waiting longest" and its percentiles over recently changed legs.
         Index("ix_legs_waiting", "status", postgresql_where=text("status IN ('pending', 'offered')")),
         Index("ix_legs_updated_at", "updated_at"),

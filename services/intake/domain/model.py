@@ -136,15 +136,26 @@ def history_after(
     return updated
 
 
-def task_status_after(current: str, leg_statuses: list[str], event_type: str) -> str:
-    """A task's status given its legs' statuses once `event_type` has been applied."""
+def escalation_moves_task(escalated_leg_statuses: list[str]) -> bool:
+    """Whether a `task.escalated` makes the task `escalated`: only for a leg nobody has taken yet. A
+    leg under way that is late or stuck is escalated on its own, and its task stays in progress."""
+    return not escalated_leg_statuses or any(
+        LEG_RANK[s] < LEG_RANK["assigned"] for s in escalated_leg_statuses
+    )
+
+
+def task_status_after(
+    current: str, leg_statuses: list[str], event_type: str, *, escalates_task: bool = True
+) -> str:
+    """A task's status given its legs' statuses once `event_type` has been applied; a
+    `task.escalated` that does not move the task (`escalation_moves_task`) counts as no event."""
     if current in ("completed", "cancelled"):
         return current
     if event_type == "task.completed":
         return "completed"
     if event_type == "task.cancelled":
         return "cancelled"
-    if event_type == "task.escalated":
+    if event_type == "task.escalated" and escalates_task:
         return "escalated"
     if any(LEG_RANK[s] >= LEG_RANK["assigned"] and s not in ("failed", "cancelled") for s in leg_statuses):
         return "in_progress"

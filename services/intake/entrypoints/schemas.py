@@ -193,6 +193,14 @@ class VolunteerOut(BaseModel):
     name: str | None = None
 
 
+class LegEscalationOut(BaseModel):
+    reason: str = Field(
+        description="`waited_too_long_<status>` (pending, offered, assigned, picked_up), "
+        "or `will_miss_deliver_by`."
+    )
+    at: datetime
+
+
 class LegOut(BaseModel):
     id: uuid.UUID
     index: int
@@ -200,12 +208,26 @@ class LegOut(BaseModel):
     dropoff: DropoffIn
     volunteer: VolunteerOut | None = None
     transitions: dict[str, datetime]
+    pickup_eta: datetime | None = Field(
+        default=None,
+        description="Assigned: when the volunteer should reach the pickup, from their last location.",
+    )
+    dropoff_eta: datetime | None = Field(
+        default=None,
+        description="Assigned or picked up: when the volunteer should reach the drop-off; refreshed as "
+        "their location reports arrive.",
+    )
+    eta_late: bool = Field(default=False, description="The drop-off estimate is past the task's deliver_by.")
+    escalation: LegEscalationOut | None = Field(
+        default=None, description="The latest time this leg was escalated on its own, and why."
+    )
 
 
 class TimelineEntryOut(BaseModel):
     type: str
     time: datetime
     leg_id: uuid.UUID | None = None
+    reason: str | None = Field(default=None, description="Why, for `task.escalated`.")
 
 
 class TaskOut(BaseModel):
@@ -317,6 +339,18 @@ class EscalatedTaskOut(BaseModel):
     legs_waiting: int
 
 
+class EscalatedLegOut(BaseModel):
+    id: str
+    task_id: str
+    index: int
+    status: str
+    priority: str
+    reason: str = Field(description="`waited_too_long_<status>` or `will_miss_deliver_by`.")
+    escalated_at: datetime
+    dropoff_eta: datetime | None
+    deliver_by: datetime | None
+
+
 class WaitingLegOut(BaseModel):
     id: str
     task_id: str
@@ -344,6 +378,10 @@ class OpsSnapshotOut(BaseModel):
     tasks_by_status: dict[str, int]
     escalated_total: int
     escalated: list[EscalatedTaskOut]
+    escalated_legs_total: int = 0
+    escalated_legs: list[EscalatedLegOut] = Field(
+        default_factory=list, description="Legs escalated on their own (late or stuck), latest first."
+    )
     waiting_total: int
     waiting: list[WaitingLegOut]
     volunteers: VolunteersOut

@@ -82,6 +82,7 @@ async def ops_snapshot(
     counts.update(await queries.task_counts(session))
     escalated = [dict(row._mapping) for row in await queries.escalated_tasks(session, limit=limit)]
     waiting_rows = await queries.waiting_legs(session, limit=limit)
+    escalated_legs = await queries.escalated_legs(session, limit=limit)
     on_duty = await queries.volunteers_on_duty(session)
     points, outside = [], 0
     for row in await queries.volunteer_locations(session, stale_s=STALE_LOCATION_S, limit=POINTS_LIMIT):
@@ -111,6 +112,21 @@ async def ops_snapshot(
         "escalated_total": counts.get("escalated", 0),
         "escalated": [
             {**row, "id": str(row["id"]), "legs_waiting": int(row["legs_waiting"])} for row in escalated
+        ],
+        "escalated_legs_total": escalated_legs[0].total if escalated_legs else 0,
+        "escalated_legs": [
+            {
+                "id": str(row.id),
+                "task_id": str(row.task_id),
+                "index": row.index,
+                "status": row.status,
+                "priority": row.priority,
+                "reason": row.escalation_reason,
+                "escalated_at": row.escalated_at,
+                "dropoff_eta": row.dropoff_eta,
+                "deliver_by": row.deliver_by,
+            }
+            for row in escalated_legs
         ],
         "waiting_total": waiting_rows[0].total if waiting_rows else 0,
         "waiting": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event as orm_event
@@ -10,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from services.intake.adapters.repository import SqlTasks
+from services.intake.adapters.tables import LegRow
 from services.intake.domain.model import (
+    escalation_moves_task,
     history_after,
     leg_stage_of,
     leg_status_after,
@@ -31,10 +34,15 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
     if task is None:
         raise PermanentError(f"unknown task {task_id}")
     leg_id_raw = event.data.get("leg_id")
-    leg_id = uuid.UUID(leg_id_raw) if isinstance(leg_id_raw, str) else None
+    leg_id = uuid.UUID(leg_id_raw) if isinstance(leg_id_raw, str) else _escalated_leg(event)
     moment = event.time.isoformat()
-    await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id)
+    if event.type != "leg.eta_updated" or event.data.get("slipped"):
+        # Estimates come every few minutes while a leg is under way; the timeline keeps the slips.
+        await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id)
     legs = await tasks.legs(task_id)
+    escalates_task = event.type != "task.escalated" or escalation_moves_task(
+        [leg.status for leg in legs if str(leg.id) in event.data.get("leg_ids", [])]
+    )
     if leg_id is not None:
         leg = next((leg for leg in legs if leg.id == leg_id), None)
         if leg is None:
@@ -68,12 +76,16 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         elif status == "pending" and leg.volunteer_id is not None:
             values["volunteer_id"] = None
             values["volunteer_name"] = None
+        values |= _estimates_after(leg, event, status)
+        if event.type == "task.escalated":
+            values |= {"escalation_reason": event.data.get("reason"), "escalated_at": event.time}
         if values:
             await tasks.update_leg(leg_id, **values)
-    task_status = task_status_after(task.status, [leg.status for leg in legs], event.type)
-    history = history_after(
-        task.transitions, before=task.status, after=task_status, stage=task_stage_of(event.type), at=moment
+    task_status = task_status_after(
+        task.status, [leg.status for leg in legs], event.type, escalates_task=escalates_task
     )
+    stage = task_stage_of(event.type) if escalates_task else None
+    history = history_after(task.transitions, before=task.status, after=task_status, stage=stage, at=moment)
     task_values: dict[str, Any] = {}
     if history != task.transitions:
         task_values["transitions"] = history
@@ -81,6 +93,41 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         task_values |= {"status": task_status, "updated_at": event.time}
     if task_values:
         await tasks.update_task(task_id, **task_values)
+
+
+def _escalated_leg(event: CloudEvent) -> uuid.UUID | None:
+    """The leg a `task.escalated` raised on its own (it names its status), else None."""
+    leg_ids = event.data.get("leg_ids")
+    if event.type != "task.escalated" or not event.data.get("leg_status") or not isinstance(leg_ids, list):
+        return None
+    return uuid.UUID(leg_ids[0]) if len(leg_ids) == 1 else None
+
+
+_EN_ROUTE = ("assigned", "picked_up")
+_NO_ESTIMATES = {"pickup_eta": None, "dropoff_eta": None, "eta_late": False, "eta_updated_at": None}
+
+
+def _estimates_after(leg: LegRow, event: CloudEvent, status: str) -> dict[str, Any]:
+    """The leg's estimates once `event` is applied: a newer `leg.eta_updated` from its holder sets
+    them; a new holder, or a leg no longer under way, has none."""
+    if event.type == "leg.eta_updated":
+        newer = leg.eta_updated_at is None or event.time >= leg.eta_updated_at
+        holder = event.data.get("volunteer_id") == (str(leg.volunteer_id) if leg.volunteer_id else None)
+        if status not in _EN_ROUTE or not newer or not holder:
+            return {}
+        return {
+            "pickup_eta": _time(event.data.get("pickup_eta")),
+            "dropoff_eta": _time(event.data.get("dropoff_eta")),
+            "eta_late": bool(event.data.get("late")),
+            "eta_updated_at": event.time,
+        }
+    if leg.dropoff_eta is not None and (event.type == "leg.assigned" or status not in _EN_ROUTE):
+        return dict(_NO_ESTIMATES)
+    return {}
+
+
+def _time(raw: object) -> datetime | None:
+    return datetime.fromisoformat(raw) if isinstance(raw, str) else None
 
 
 _PENDING_TIMINGS = "intake.pending_dispatch_timings"

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.adapters.repository import SqlTasks, Tasks
+from services.intake.adapters.tables import LegRow
 from services.intake.domain.errors import TaskAlreadyCompleted, TaskNotFound
 from services.intake.domain.model import ListPosition, cancellation, leg_status_on_cancel
 from services.intake.entrypoints.schemas import TaskListQuery
@@ -49,6 +50,12 @@ async def read_task(tasks: Tasks, *, task_id: uuid.UUID, organisation_id: uuid.U
                 "dropoff": task.request["dropoffs"][leg.index],
                 "volunteer": _volunteer(leg.volunteer_id, leg.volunteer_name),
                 "transitions": leg.transitions,
+                **_estimates(leg),
+                "escalation": (
+                    {"reason": leg.escalation_reason, "at": leg.escalated_at.isoformat()}
+                    if leg.escalated_at is not None
+                    else None
+                ),
             }
             for leg in legs
         ],
@@ -57,9 +64,21 @@ async def read_task(tasks: Tasks, *, task_id: uuid.UUID, organisation_id: uuid.U
                 "type": row.type,
                 "time": row.time.isoformat(),
                 "leg_id": str(row.leg_id) if row.leg_id else None,
+                "reason": (row.data or {}).get("reason"),
             }
             for row in timeline
         ],
+    }
+
+
+def _estimates(leg: LegRow) -> dict[str, Any]:
+    """A leg under way: when the dispatcher expects it picked up and dropped off, and whether late."""
+    if leg.status not in ("assigned", "picked_up") or leg.dropoff_eta is None:
+        return {"pickup_eta": None, "dropoff_eta": None, "eta_late": False}
+    return {
+        "pickup_eta": leg.pickup_eta.isoformat() if leg.pickup_eta else None,
+        "dropoff_eta": leg.dropoff_eta.isoformat(),
+        "eta_late": bool(leg.eta_late),
     }
 
 

@@ -167,7 +167,11 @@ class RecipientMessageRow(NotifyBase):
 
     __tablename__ = "recipient_messages"
     __table_args__ = (
-        UniqueConstraint("leg_id", "template", "channel", name="uq_recipient_messages_leg_template_channel"),
+        # `occasion` tells apart the messages a leg may owe more than once (each slip past the time
+        # promised is a "delayed" of its own); '' for the once-only ones.
+        UniqueConstraint(
+            "leg_id", "template", "channel", "occasion", name="uq_recipient_messages_leg_template_channel"
+        ),
         Index("ix_recipient_messages_due", "next_attempt_at", postgresql_where="status = 'pending'"),
     )
 
@@ -177,6 +181,9 @@ class RecipientMessageRow(NotifyBase):
     template: Mapped[str] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(Text)
     language: Mapped[str] = mapped_column(Text)
+    occasion: Mapped[str] = mapped_column(Text, server_default="")
+    # For "on the way, about N minutes": N, as estimated when the message was owed.
+    minutes: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(Text, server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Literal, cast, get_args
 
-Template = Literal["volunteer_on_way", "delivery_arrived"]
+Template = Literal["volunteer_on_way", "eta_on_way", "delayed", "delivery_arrived"]
 
 DEFAULT_LANGUAGE = "zh"
 
@@ -26,6 +27,50 @@ _TEXTS: dict[Template, dict[str, tuple[str, str]]] = {
             "こんにちは。ボランティアがお届けを引き受け、向かっています。確認コードをご用意ください。",
         ),
     },
+    # Sent once per leg when it is picked up, with the drop-off estimate; `{duration}` is "N minutes".
+    "eta_on_way": {
+        "zh": (
+            "志愿者已取货，正在路上",
+            "您好！志愿者已取到您的物资，正在路上，大约{duration}后送达。请准备好您的确认码。",
+        ),
+        "en": (
+            "Your delivery is on the way",
+            "Hello! A volunteer has picked up your delivery and is on the way, arriving in about "
+            "{duration}. Please have your confirmation code ready.",
+        ),
+        "ko": (
+            "배달이 가는 중입니다",
+            "안녕하세요! 자원봉사자가 물품을 받아 가는 중이며, 약 {duration} 후 도착합니다. "
+            "확인 코드를 준비해 주세요.",
+        ),
+        "ja": (
+            "お届け物が向かっています",
+            "こんにちは。ボランティアがお届け物を受け取り、向かっています。約{duration}で到着します。"
+            "確認コードをご用意ください。",
+        ),
+    },
+    # Sent each time the drop-off estimate slips past the time promised, with the new estimate.
+    "delayed": {
+        "zh": (
+            "您的物资将延迟送达",
+            "很抱歉，您的物资将晚于约定时间送达，预计还需大约{duration}。志愿者仍在为您送来。",
+        ),
+        "en": (
+            "Your delivery is delayed",
+            "We are sorry: your delivery will arrive later than promised, in about {duration}. "
+            "The volunteer is still on the way.",
+        ),
+        "ko": (
+            "배달이 지연됩니다",
+            "죄송합니다. 물품이 약속된 시간보다 늦게, 약 {duration} 후 도착할 예정입니다. "
+            "자원봉사자는 계속 가는 중입니다.",
+        ),
+        "ja": (
+            "お届けが遅れています",
+            "申し訳ありません。お届けがお約束の時間より遅れ、約{duration}後になる見込みです。"
+            "ボランティアは引き続き向かっています。",
+        ),
+    },
     "delivery_arrived": {
         "zh": ("物资已送达", "您的物资已送达并确认。感谢您的耐心，祝您安康！"),
         "en": (
@@ -44,6 +89,19 @@ _TEXTS: dict[Template, dict[str, tuple[str, str]]] = {
 }
 
 SUPPORTED_LANGUAGES = frozenset(_TEXTS["volunteer_on_way"])
+TEMPLATES: frozenset[str] = frozenset(get_args(Template))
+
+
+def _duration(minutes: int, language: str) -> str:
+    if language == "en":
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
+    return {"zh": f"{minutes}分钟", "ko": f"{minutes}분", "ja": f"{minutes}分"}[language]
+
+
+def minutes_away(eta: datetime, now: datetime) -> int:
+    """Whole minutes until `eta`, rounded up, never below one: what a recipient is told."""
+    seconds = (eta - now).total_seconds()
+    return max(1, -int(-seconds // 60))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +118,16 @@ def message_language(requested: str | None) -> str:
     return base if base in SUPPORTED_LANGUAGES else DEFAULT_LANGUAGE
 
 
-def render(template: Template, requested_language: str | None) -> Message:
-    """The message for `template` in the recipient's language, falling back to Chinese."""
+def render(template: Template, requested_language: str | None, *, minutes: int | None = None) -> Message:
+    """The message for `template` in the recipient's language, falling back to Chinese; `minutes`
+    fills the estimate of the templates that carry one."""
     language = message_language(requested_language)
     subject, body = _TEXTS[template][language]
+    if "{duration}" in body:
+        body = body.format(duration=_duration(max(1, minutes or 1), language))
     return Message(template=template, language=language, subject=subject, body=body)
+
+
+def template_named(name: str) -> Template:
+    """A stored template name as a `Template`; an unknown one (a newer writer's): the plain "on the way"."""
+    return cast(Template, name) if name in TEMPLATES else "volunteer_on_way"

@@ -23,7 +23,7 @@ from services.notifier.adapters.channels import Channel, ChannelError
 from services.notifier.adapters.repository import WAKE_CHANNEL, Repository
 from services.notifier.adapters.tables import DeliveryAttemptRow, DeliveryRow
 from services.notifier.adapters.webhook_sender import PostResult, WebhookSender
-from services.notifier.domain.messages import Template, render
+from services.notifier.domain.messages import render, template_named
 from services.notifier.domain.retries import decide_after_attempt, next_message_attempt
 from services.notifier.domain.webhooks import sign
 from services.notifier.service_layer.notifications import Notifications
@@ -154,8 +154,7 @@ class DeliveryWorker:
         address = (
             channel.address_of(unseal(self._settings.data_key, leg.recipient_sealed)) if channel else None
         )
-        template: Template = "delivery_arrived" if row.template == "delivery_arrived" else "volunteer_on_way"
-        message = render(template, row.language)
+        message = render(template_named(row.template), row.language, minutes=row.minutes)
         error: str | None = None
         if channel is None or address is None:
             error = f"channel {row.channel} is not available"

@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifier.adapters.repository import WAKE_CHANNEL, Repository
-from services.notifier.domain.messages import Template, message_language
+from services.notifier.domain.messages import Template, message_language, minutes_away
 from services.notifier.domain.webhooks import WEBHOOK_EVENT_TYPES, endpoint_wants, new_secret
 from shared.crypto import seal, unseal
-from shared.events import CloudEvent, EventData, LegAssigned, LegConfirmed, build_event, parse_data
+from shared.events import (
+    CloudEvent,
+    EventData,
+    LegAssigned,
+    LegConfirmed,
+    LegEtaUpdated,
+    build_event,
+    parse_data,
+)
 
 if TYPE_CHECKING:
     from services.notifier.adapters.channels import Channel
@@ -63,6 +72,22 @@ class Notifications:
         await self.fan_out(repository, [event])
         if isinstance(data, LegAssigned):
             await self.schedule_message(repository, leg_id=data.leg_id, template="volunteer_on_way")
+        elif isinstance(data, LegEtaUpdated):
+            await self._tell_estimate(repository, data, at=event.time)
+
+    async def _tell_estimate(self, repository: Repository, data: LegEtaUpdated, *, at: datetime) -> None:
+        """ "On the way, about N minutes" once per leg, on the estimate made at pickup (the first with
+        the goods in hand; the unique key keeps it once, whatever comes later or is replayed), and
+        "delayed" on each estimate that slips past the time promised (each slip its own occasion)."""
+        minutes = minutes_away(data.dropoff_eta, at)
+        if data.leg_status == "picked_up":
+            await self.schedule_message(
+                repository, leg_id=data.leg_id, template="eta_on_way", minutes=minutes
+            )
+        if data.slipped:
+            await self.schedule_message(
+                repository, leg_id=data.leg_id, template="delayed", minutes=minutes, occasion=str(data.slip)
+            )
 
     async def fan_out(self, repository: Repository, events: Sequence[CloudEvent]) -> None:
         """One delivery per event and subscribed endpoint, plus one to the task's `callback_url`."""
@@ -109,7 +134,13 @@ class Notifications:
             await repository.wake_worker()
 
     async def schedule_message(
-        self, repository: Repository, *, leg_id: uuid.UUID, template: Template
+        self,
+        repository: Repository,
+        *,
+        leg_id: uuid.UUID,
+        template: Template,
+        minutes: int | None = None,
+        occasion: str = "",
     ) -> None:
         """Owe the leg's recipient `template` on every configured channel that has their address."""
         leg = await repository.leg(leg_id)
@@ -124,6 +155,8 @@ class Notifications:
                 "template": template,
                 "channel": name,
                 "language": message_language(leg.language),
+                "minutes": minutes,
+                "occasion": occasion,
             }
             for name, channel in self._channels.items()
             if channel.address_of(contact)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -191,3 +192,45 @@ async def test_an_unchanged_long_poll_waits_and_answers_not_modified(client: Cli
     status, _, again = await client.poll(token, etag=etag, wait=1)
     assert (status, again) == (304, etag)
     assert (await client.poll(token, etag='"stale"', wait=30))[0] == 200, "a stale ETag answers at once"
+
+
+async def test_an_accepted_leg_shows_estimates_that_a_new_location_refreshes_here_and_in_the_task(
+    client: Client,
+) -> None:
+    operator = await client.organisation()
+    place = somewhere()
+    _, token = await client.volunteer(operator, (place[0] - 0.01, place[1]))
+    task = await client.task(operator, place)
+    leg_id = task["legs"][0]["id"]
+    offer = await client.until_offered(token, leg_id)
+    status, accepted = await client.call(
+        "POST", f"{client.dispatcher}/v1/me/offers/{offer['id']}/accept", token
+    )
+    assert status == 200 and accepted["pickup_eta"] and accepted["dropoff_eta"]
+    first = datetime.fromisoformat(accepted["dropoff_eta"])
+    # Twenty kilometres further away by bicycle: well over an hour later.
+    far = {"lat": place[0] - 0.19, "lon": place[1]}
+    assert (await client.call("POST", f"{client.dispatcher}/v1/me/location", token, json=far))[0] == 202
+    _, view, etag = await client.poll(token)
+    for _ in range(50):
+        if view["legs"] and datetime.fromisoformat(view["legs"][0]["dropoff_eta"]) - first > timedelta(
+            hours=1
+        ):
+            break
+        status, changed, etag = await client.poll(token, etag=etag, wait=5)
+        view = changed if status == 200 else view
+    (leg,) = view["legs"]
+    assert datetime.fromisoformat(leg["dropoff_eta"]) - first > timedelta(hours=1)
+    refreshed = leg["dropoff_eta"]
+    # The operator's read model follows through the dispatch topic.
+    for _ in range(100):
+        status, read = await client.call("GET", f"{client.intake}/v1/tasks/{task['id']}", operator)
+        assert status == 200
+        if read["legs"][0]["dropoff_eta"] and datetime.fromisoformat(
+            read["legs"][0]["dropoff_eta"]
+        ) == datetime.fromisoformat(refreshed):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the task never showed the refreshed estimate: {read['legs'][0]}")
+    assert read["legs"][0]["pickup_eta"] is not None

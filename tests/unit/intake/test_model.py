@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from services.intake.domain.model import (
     ListPosition,
     cancellation,
+    escalation_moves_task,
     history_after,
     leg_stage_of,
     leg_status_after,
@@ -313,3 +314,18 @@ def test_a_foreign_cursor_is_refused(cursor: str) -> None:
 def test_deliver_by_and_ready_at_outside_the_years_served_are_refused(at: str) -> None:
     assert bad_fields(body(deliver_by=at)) == {"$.deliver_by"}
     assert bad_fields(body(pickup={"lat": 29.87, "lon": 121.55, "ready_at": at})) == {"$.pickup.ready_at"}
+
+
+def test_an_escalated_leg_nobody_took_makes_the_task_escalated() -> None:
+    assert escalation_moves_task(["pending"])
+    assert escalation_moves_task([]), "the task's first escalation names no single leg"
+    assert task_status_after("dispatching", ["pending"], "task.escalated", escalates_task=True) == "escalated"
+
+
+def test_a_leg_under_way_escalated_on_its_own_leaves_the_task_in_progress() -> None:
+    assert not escalation_moves_task(["picked_up"])
+    assert not escalation_moves_task(["assigned"])
+    status = task_status_after(
+        "in_progress", ["picked_up"], "task.escalated", escalates_task=escalation_moves_task(["picked_up"])
+    )
+    assert status == "in_progress"
