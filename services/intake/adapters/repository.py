@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Row, delete, false, func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import array, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.intake.adapters.tables import (
@@ -472,7 +472,7 @@ class SqlRegister:
         statement = select(RecipientRow).where(RecipientRow.organisation_id == organisation_id)
         matches = []
         if search_index:
-            matches.append(RecipientRow.search_index.contains(array(list(search_index))))
+            matches.append(RecipientRow.search_index.contains(list(search_index)))
         if phone_index is not None:
             matches.append(RecipientRow.phone_index == phone_index)
         if email_index is not None:
