@@ -10,10 +10,18 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from services.intake.domain.model import (
     TASK_CURSOR_PATTERN,
@@ -25,6 +33,7 @@ from services.intake.domain.model import (
 )
 from shared.auth import Role
 from shared.fields import (
+    LANGUAGE_PATTERN,
     WHITESPACE,
     Boolean,
     Integer,
@@ -48,10 +57,22 @@ class _Strict(StorableModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
 
-Latitude = Annotated[float, Strict(), Field(ge=-90, le=90)]
-Longitude = Annotated[float, Strict(), Field(ge=-180, le=180)]
-# Fields that may be left out but, when given, are never null: the schema lists no null for them.
-NOT_NULL = ("lat", "lon", "place_id", "recipient_id")
+# Fields that may be left out but, when given, are never null: their schema lists no null, and a
+# validator refuses one (`_refuse_null`). Nullable in Python, so an error names the field itself.
+Latitude = Annotated[
+    float | None,
+    Strict(),
+    Field(ge=-90, le=90),
+    WithJsonSchema({"type": "number", "minimum": -90, "maximum": 90}),
+]
+Longitude = Annotated[
+    float | None,
+    Strict(),
+    Field(ge=-180, le=180),
+    WithJsonSchema({"type": "number", "minimum": -180, "maximum": 180}),
+]
+RecordId = Annotated[uuid.UUID | None, WithJsonSchema({"type": "string", "format": "uuid"})]
+Flag = Annotated[bool | None, Strict(), WithJsonSchema({"type": "boolean"})]
 
 
 def _refuse_null(value: Any) -> Any:
@@ -82,9 +103,9 @@ class PickupIn(_Strict):
 
     model_config = ConfigDict(json_schema_extra=_where_from("place_id", "address"))
 
-    lat: Latitude | SkipJsonSchema[None] = None
-    lon: Longitude | SkipJsonSchema[None] = None
-    place_id: uuid.UUID | SkipJsonSchema[None] = Field(
+    lat: Latitude = None
+    lon: Longitude = None
+    place_id: RecordId = Field(
         default=None, description="A saved place: its location, address and contact fill what is left out."
     )
     address: str | None = Field(default=None, max_length=500)
@@ -105,14 +126,14 @@ class DropoffIn(_Strict):
 
     model_config = ConfigDict(json_schema_extra=_where_from("recipient_id", "place_id", "address"))
 
-    lat: Latitude | SkipJsonSchema[None] = None
-    lon: Longitude | SkipJsonSchema[None] = None
-    recipient_id: uuid.UUID | SkipJsonSchema[None] = Field(
+    lat: Latitude = None
+    lon: Longitude = None
+    recipient_id: RecordId = Field(
         default=None,
         description="A recipient of the register: their details fill every field left out; the task "
         "keeps a copy, so later edits of the record do not change it.",
     )
-    place_id: uuid.UUID | SkipJsonSchema[None] = Field(
+    place_id: RecordId = Field(
         default=None,
         description="A saved place: its location and address (and contact) fill what is left out.",
     )
@@ -452,8 +473,8 @@ class RecipientIn(_Strict):
     email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
     language: LanguageCode = Field(default="zh", max_length=12)
     address: str | None = Field(default=None, max_length=500)
-    lat: Latitude | SkipJsonSchema[None] = None
-    lon: Longitude | SkipJsonSchema[None] = None
+    lat: Latitude = None
+    lon: Longitude = None
     vulnerable: Boolean = False
     no_contact: Boolean = False
     access_notes: str | None = Field(
@@ -482,15 +503,19 @@ class RecipientPatchIn(_Strict):
 
     model_config = ConfigDict(json_schema_extra=_coordinates_together)
 
-    name: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=200)
+    name: Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200})] = Field(
+        default=None, min_length=1, max_length=200
+    )
     phone: Phone | None = None
     email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
-    language: LanguageCode | SkipJsonSchema[None] = Field(default=None, max_length=12)
+    language: Annotated[
+        str | None, WithJsonSchema({"type": "string", "pattern": LANGUAGE_PATTERN, "maxLength": 12})
+    ] = Field(default=None, pattern=LANGUAGE_PATTERN, max_length=12)
     address: str | None = Field(default=None, max_length=500)
-    lat: Latitude | SkipJsonSchema[None] = None
-    lon: Longitude | SkipJsonSchema[None] = None
-    vulnerable: Boolean | SkipJsonSchema[None] = None
-    no_contact: Boolean | SkipJsonSchema[None] = None
+    lat: Latitude = None
+    lon: Longitude = None
+    vulnerable: Flag = None
+    no_contact: Flag = None
     access_notes: str | None = Field(default=None, max_length=1000)
     consent_given_at: ClientTime | None = None
     consent_given_by: str | None = Field(default=None, max_length=200)
@@ -528,8 +553,8 @@ class PlaceIn(_Strict):
 
     name: str = Field(min_length=1, max_length=200)
     kind: PlaceKind = "other"
-    lat: Latitude | SkipJsonSchema[None] = None
-    lon: Longitude | SkipJsonSchema[None] = None
+    lat: Latitude = None
+    lon: Longitude = None
     address: str | None = Field(default=None, max_length=500)
     contact_name: str | None = Field(default=None, max_length=200)
     contact_phone: Phone | None = None
@@ -552,10 +577,14 @@ class PlacePatchIn(_Strict):
 
     model_config = ConfigDict(json_schema_extra=_coordinates_together)
 
-    name: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=200)
-    kind: PlaceKind | SkipJsonSchema[None] = None
-    lat: Latitude | SkipJsonSchema[None] = None
-    lon: Longitude | SkipJsonSchema[None] = None
+    name: Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200})] = Field(
+        default=None, min_length=1, max_length=200
+    )
+    kind: Annotated[
+        PlaceKind | None, WithJsonSchema({"type": "string", "enum": list(get_args(PlaceKind))})
+    ] = None
+    lat: Latitude = None
+    lon: Longitude = None
     address: str | None = Field(default=None, max_length=500)
     contact_name: str | None = Field(default=None, max_length=200)
     contact_phone: Phone | None = None

@@ -35,7 +35,7 @@ async def stranger(stack: Stack) -> Operator:
     return Operator(uuid.UUID(created["id"]), created["operator_token"])
 
 
-ALICE = {
+ALICE: dict[str, Any] = {
     "name": "Alice 王小明",
     "phone": "+86 138 1234 5678",
     "email": "Alice@Example.org",
@@ -229,7 +229,7 @@ async def test_without_a_geocoder_an_address_without_coordinates_is_refused_sayi
     }
 
 
-KITCHEN = {
+KITCHEN: dict[str, Any] = {
     "name": "Central kitchen",
     "kind": "kitchen",
     "lat": -45.87,
