@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from services.intake.service_layer.admin import (
     create_role_token,
 )
 from services.intake.service_layer.personal_data import Erasure, erase_person
+from services.intake.service_layer.register import RegisterKeys
 from shared.auth import ApiToken, Organisation, Role, hash_token, revoke_token
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import Invalid
@@ -68,9 +70,15 @@ async def erase(
         raise Invalid("; ".join(error["msg"] for error in exc.errors())) from None
     erasure: Erasure = await _in_transaction(
         settings,
-        lambda s: erase_person(s, phone=body.phone, email=body.email, organisation_id=body.organisation_id),
+        lambda s: erase_person(
+            s,
+            phone=body.phone,
+            email=body.email,
+            keys=RegisterKeys.from_data_key(settings.data_key),
+            organisation_id=body.organisation_id,
+        ),
     )
-    return {"tasks": erasure.tasks, "legs": erasure.legs, "fields": erasure.fields}
+    return dataclasses.asdict(erasure)
 
 
 async def bootstrap_demo(settings: Settings) -> dict[str, str]:

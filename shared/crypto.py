@@ -72,3 +72,18 @@ def mask_email(email: str | None) -> str | None:
         return mask_name(email)
     local, _, domain = email.partition("@")
     return (mask_name(local) or "") + "@" + domain
+
+
+def derived_key(key: bytes, purpose: str) -> bytes:
+    """A key for one purpose derived from a configured key, so one secret never serves two uses."""
+    return hmac.new(key, b"errands:derive:" + purpose.encode(), hashlib.sha256).digest()
+
+
+def blind_index(index_key: bytes, scope: str, value: str) -> str:
+    """A keyed hash of an already-normalised value, for exact-match search over sealed data.
+
+    `scope` (an organisation id and a field) makes equal values in two organisations or two
+    fields hash differently, so the index lets no one correlate them across either.
+    """
+    message = scope.encode() + b"\x00" + value.encode()
+    return hmac.new(index_key, message, hashlib.sha256).hexdigest()[:32]

@@ -233,6 +233,21 @@ class Settings(BaseSettings):
     personal_data_erase_interval_s: float = Field(default=600.0, gt=0)
     personal_data_erase_batch: int = Field(default=200, ge=1, le=10_000)
 
+    # Intake, issue 17: the register of people served and saved places.
+    # A recipient with no task and no renewal for this long is erased, by a loop in batches.
+    recipient_retention_days: int = Field(default=365, ge=1, le=36500)
+    recipient_erasure_interval_s: float = Field(default=3600.0, gt=0)
+    recipient_erasure_batch: int = Field(default=500, ge=1, le=10_000)
+    # A Nominatim-compatible geocoder (`GET {url}/search?q=...&format=jsonv2&limit=1`), asked when a
+    # task, a recipient or a place gives an address without coordinates; empty: off, and such an
+    # address is refused (422). Operator-configured, so the public-address guard does not apply.
+    geocoder_url: str = ""
+    geocoder_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Found coordinates are kept this long per normalised address (by keyed hash, never in clear).
+    geocoder_cache_ttl_s: float = Field(default=30 * 24 * 3600.0, ge=0)
+    # Nominatim's usage policy asks every client to identify itself.
+    geocoder_user_agent: str = "Errands/1.0 (volunteer dispatch)"
+
     # Local run.
     errands_demo: bool = True
     errands_state_dir: str = ".errands"

@@ -7,14 +7,17 @@ from functools import partial
 import structlog
 from aiohttp import web
 
+from services.intake.adapters.geocoder import Geocoder, purge_geocode_cache
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
-from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, api
+from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, REGISTER, Register, api
+from services.intake.service_layer import register
 from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.personal_data import erase_ended_tasks
 from services.intake.service_layer.progress import apply_progress
 from services.intake.service_layer.submission import Keys, purge_idempotency_keys
 from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
+from shared import crypto
 from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, VOLUNTEERS_TOPIC
 from shared.http import create_base_app
 from shared.runtime import RUNTIME, Runtime, background_task, periodic_job, runtime_context
@@ -43,6 +46,19 @@ def create_app(settings: Settings) -> web.Application:
     app = create_base_app(api=api, readiness=runtime.readiness_checks(), error_statuses=ERROR_STATUSES)
     app[RUNTIME] = runtime
     app[KEYS] = Keys(code_key=settings.code_key, data_key=settings.data_key)
+    register_keys = register.RegisterKeys.from_data_key(settings.data_key)
+    geocoder = None
+    if settings.geocoder_url:
+        geocoder = Geocoder(
+            url=settings.geocoder_url,
+            sessionmaker=runtime.sessionmaker,
+            cache_key=crypto.derived_key(settings.data_key, "geocode-cache"),
+            cache_ttl_s=settings.geocoder_cache_ttl_s,
+            timeout_s=settings.geocoder_timeout_s,
+            user_agent=settings.geocoder_user_agent,
+        )
+    retention_s = settings.recipient_retention_days * 86400.0
+    app[REGISTER] = Register(keys=register_keys, geocoder=geocoder, retention_s=retention_s)
     relay = runtime.outbox_relay(outbox)
     progress = runtime.event_consumer(
         group_id="intake-read-model",
@@ -91,4 +107,20 @@ def create_app(settings: Settings) -> web.Application:
         interval_s=settings.personal_data_erase_interval_s,
     )
     app.cleanup_ctx.append(background_task("personal-data-erasure", erase))
+    erase_recipients = periodic_job(
+        runtime.sessionmaker,
+        "recipients.erased",
+        partial(register.erase_inactive, retention_s=retention_s, batch=settings.recipient_erasure_batch),
+        interval_s=settings.recipient_erasure_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("recipient-erasure", erase_recipients))
+    forget_geocodes = periodic_job(
+        runtime.sessionmaker,
+        "geocode_cache.purged",
+        partial(purge_geocode_cache, ttl_s=settings.geocoder_cache_ttl_s),
+        interval_s=settings.recipient_erasure_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("geocode-cache-purge", forget_geocodes))
+    if geocoder is not None:
+        app.cleanup_ctx.append(geocoder.session_context)
     return app

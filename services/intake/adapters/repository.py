@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Row, delete, exists, func, or_, select, text, tuple_, update
+from sqlalchemy import Row, delete, exists, false, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.intake.adapters.tables import (
     IdempotencyRow,
     LegRow,
+    PlaceRow,
+    RecipientRow,
     TaskRow,
     TimelineRow,
     VolunteerRow,
@@ -60,6 +62,8 @@ class NewTask:
     # (leg id, hash of its confirmation code), in leg order.
     legs: list[tuple[uuid.UUID, str]]
     event: tuple[str, CloudEvent]
+    # Recipients of the register its drop-offs name: a task counts as their activity.
+    recipient_ids: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,10 @@ WITH gate AS (
     RETURNING 1
 ), event AS (
     {insert_event_sql(outbox, first_parameter=14, source="task")}
+    RETURNING 1
+), used AS (
+    UPDATE intake.recipients SET last_used_at = $11, active_at = greatest(active_at, $11)
+    WHERE organisation_id = $2::uuid AND id = ANY($19::uuid[]) AND EXISTS (SELECT 1 FROM task)
     RETURNING 1
 )
 SELECT (SELECT locked FROM gate) AS locked,
@@ -171,8 +179,22 @@ class SqlSubmissions:
                     ]
                 ),
                 *event_row(*task.event),
+                list(task.recipient_ids),
             )
         return SubmitOutcome(locked=bool(outcome["locked"]), stored=outcome["tasks"] == 1)
+
+    async def existing_record(self, organisation_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
+        """The record of a key already used, if any (a replay is answered before any other work)."""
+        row = (
+            await self._session.execute(
+                select(IdempotencyRow.request_hash, IdempotencyRow.response).where(
+                    IdempotencyRow.organisation_id == organisation_id, IdempotencyRow.key == key
+                )
+            )
+        ).one_or_none()
+        return (
+            None if row is None else IdempotencyRecord(request_hash=row.request_hash, response=row.response)
+        )
 
     async def idempotency_record(self, organisation_id: uuid.UUID, key: str) -> IdempotencyRecord:
         row = (
@@ -473,3 +495,202 @@ async def erase_task(session: AsyncSession, task_id: uuid.UUID, *, request: dict
     await session.execute(
         update(TaskRow).where(TaskRow.id == task_id).values(request=request, erased_at=func.now())
     )
+
+
+# --- the register of people served, and saved places --------------------------------------------------
+# Every statement names the organisation: another organisation's record is never read or changed.
+
+
+class SqlRegister:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add_recipient(self, **values: Any) -> RecipientRow:
+        row = RecipientRow(**values)
+        self._session.add(row)
+        await self._session.flush()
+        await self._session.refresh(row)
+        return row
+
+    async def recipient(self, organisation_id: uuid.UUID, recipient_id: uuid.UUID) -> RecipientRow | None:
+        found: RecipientRow | None = (
+            await self._session.execute(
+                select(RecipientRow).where(
+                    RecipientRow.organisation_id == organisation_id, RecipientRow.id == recipient_id
+                )
+            )
+        ).scalar_one_or_none()
+        return found
+
+    async def recipients(
+        self, organisation_id: uuid.UUID, recipient_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, RecipientRow]:
+        """These recipients of the organisation, by id (another organisation's ids find nothing)."""
+        if not recipient_ids:
+            return {}
+        rows = (
+            await self._session.execute(
+                select(RecipientRow).where(
+                    RecipientRow.organisation_id == organisation_id, RecipientRow.id.in_(recipient_ids)
+                )
+            )
+        ).scalars()
+        return {row.id: row for row in rows}
+
+    async def recipient_page(
+        self,
+        organisation_id: uuid.UUID,
+        *,
+        after: uuid.UUID | None,
+        limit: int,
+        search_index: Sequence[str] | None = None,
+        phone_index: str | None = None,
+        email_index: str | None = None,
+    ) -> list[RecipientRow]:
+        """Up to `limit` recipients after `after` in id order; with a search, those matching any of:
+        all the query's tokens, the phone, the e-mail."""
+        statement = select(RecipientRow).where(RecipientRow.organisation_id == organisation_id)
+        matches = []
+        if search_index:
+            matches.append(RecipientRow.search_index.contains(list(search_index)))
+        if phone_index is not None:
+            matches.append(RecipientRow.phone_index == phone_index)
+        if email_index is not None:
+            matches.append(RecipientRow.email_index == email_index)
+        if search_index is not None or phone_index is not None or email_index is not None:
+            statement = statement.where(or_(*matches) if matches else false())
+        if after is not None:
+            statement = statement.where(RecipientRow.id > after)
+        return list((await self._session.execute(statement.order_by(RecipientRow.id).limit(limit))).scalars())
+
+    async def update_recipient(
+        self, organisation_id: uuid.UUID, recipient_id: uuid.UUID, **values: Any
+    ) -> RecipientRow | None:
+        found: RecipientRow | None = (
+            await self._session.execute(
+                update(RecipientRow)
+                .where(RecipientRow.organisation_id == organisation_id, RecipientRow.id == recipient_id)
+                .values(**values)
+                .returning(RecipientRow)
+            )
+        ).scalar_one_or_none()
+        return found
+
+    async def renew_recipient(
+        self, organisation_id: uuid.UUID, recipient_id: uuid.UUID
+    ) -> RecipientRow | None:
+        """Keep the recipient another retention period from now."""
+        now = func.now()
+        return await self.update_recipient(organisation_id, recipient_id, renewed_at=now, active_at=now)
+
+    async def erase_recipient(self, organisation_id: uuid.UUID, recipient_id: uuid.UUID) -> bool:
+        result = await self._session.execute(
+            delete(RecipientRow)
+            .where(RecipientRow.organisation_id == organisation_id, RecipientRow.id == recipient_id)
+            .returning(RecipientRow.id)
+        )
+        return result.first() is not None
+
+    async def add_place(self, **values: Any) -> PlaceRow:
+        row = PlaceRow(**values)
+        self._session.add(row)
+        await self._session.flush()
+        await self._session.refresh(row)
+        return row
+
+    async def place(self, organisation_id: uuid.UUID, place_id: uuid.UUID) -> PlaceRow | None:
+        found: PlaceRow | None = (
+            await self._session.execute(
+                select(PlaceRow).where(PlaceRow.organisation_id == organisation_id, PlaceRow.id == place_id)
+            )
+        ).scalar_one_or_none()
+        return found
+
+    async def places(
+        self, organisation_id: uuid.UUID, place_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, PlaceRow]:
+        if not place_ids:
+            return {}
+        rows = (
+            await self._session.execute(
+                select(PlaceRow).where(
+                    PlaceRow.organisation_id == organisation_id, PlaceRow.id.in_(place_ids)
+                )
+            )
+        ).scalars()
+        return {row.id: row for row in rows}
+
+    async def place_page(
+        self, organisation_id: uuid.UUID, *, after: uuid.UUID | None, limit: int, archived: bool
+    ) -> list[PlaceRow]:
+        statement = select(PlaceRow).where(PlaceRow.organisation_id == organisation_id)
+        if not archived:
+            statement = statement.where(PlaceRow.archived_at.is_(None))
+        if after is not None:
+            statement = statement.where(PlaceRow.id > after)
+        return list((await self._session.execute(statement.order_by(PlaceRow.id).limit(limit))).scalars())
+
+    async def update_place(
+        self, organisation_id: uuid.UUID, place_id: uuid.UUID, **values: Any
+    ) -> PlaceRow | None:
+        found: PlaceRow | None = (
+            await self._session.execute(
+                update(PlaceRow)
+                .where(PlaceRow.organisation_id == organisation_id, PlaceRow.id == place_id)
+                .values(**values)
+                .returning(PlaceRow)
+            )
+        ).scalar_one_or_none()
+        return found
+
+
+async def erase_inactive_recipients(session: AsyncSession, *, retention_s: float, batch: int) -> int:
+    """Delete up to `batch` recipients inactive for `retention_s` (by the database clock); how many went.
+
+    Rows another transaction holds (being renewed, or used by a task) are skipped, not waited for.
+    """
+    inactive = (
+        select(RecipientRow.id)
+        .where(RecipientRow.active_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s))
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = await session.execute(
+        delete(RecipientRow)
+        .where(RecipientRow.id.in_(inactive))
+        .where(RecipientRow.active_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s))
+        .returning(RecipientRow.id)
+    )
+    return len(result.all())
+
+
+async def recipient_organisations(
+    session: AsyncSession, organisation_id: uuid.UUID | None
+) -> list[uuid.UUID]:
+    """The organisations whose register may hold a person: `organisation_id`'s, or every one with a record."""
+    if organisation_id is not None:
+        return [organisation_id]
+    return list((await session.execute(select(RecipientRow.organisation_id).distinct())).scalars())
+
+
+async def erase_recipients_matching(
+    session: AsyncSession, organisation_id: uuid.UUID, *, phone_index: str | None, email_index: str | None
+) -> int:
+    """Delete the organisation's register records with this phone's or e-mail's keyed hash; how many."""
+    matches = [
+        column == value
+        for column, value in (
+            (RecipientRow.phone_index, phone_index),
+            (RecipientRow.email_index, email_index),
+        )
+        if value is not None
+    ]
+    if not matches:
+        return 0
+    result = await session.execute(
+        delete(RecipientRow)
+        .where(RecipientRow.organisation_id == organisation_id, or_(*matches))
+        .returning(RecipientRow.id)
+    )
+    return len(result.all())

@@ -1,4 +1,5 @@
-"""Intake's schema: tasks as operators submitted them, legs, the read model, idempotency, outbox, inbox."""
+"""Intake's schema: tasks as operators submitted them, legs, the read model, idempotency, outbox, inbox,
+and the register of people served and saved places."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.consumer import inbox_table
@@ -135,6 +136,75 @@ class VolunteerRow(IntakeBase):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("ix_volunteers_on_duty", "on_duty", postgresql_where=text("on_duty")),)
+
+
+class RecipientRow(IntakeBase):
+    """A person an organisation serves. What identifies them is sealed (`sealed`, AES-GCM under the
+    data key); search goes through keyed hashes of normalised values (see domain/register.py)."""
+
+    __tablename__ = "recipients"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # name, phone, email, address, lat, lon, access_notes, consent_given_by
+    sealed: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(Text)
+    vulnerable: Mapped[bool] = mapped_column(Boolean)
+    no_contact: Mapped[bool] = mapped_column(Boolean)
+    consent_given_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    phone_index: Mapped[str | None] = mapped_column(Text)
+    email_index: Mapped[str | None] = mapped_column(Text)
+    search_index: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The latest of creation, renewal and use on a task: retention counts from here.
+    active_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("ix_recipients_org_id", "organisation_id", "id"),
+        Index("ix_recipients_org_phone", "organisation_id", "phone_index"),
+        Index("ix_recipients_org_email", "organisation_id", "email_index"),
+        Index("ix_recipients_search", "search_index", postgresql_using="gin"),
+        Index("ix_recipients_active_at", "active_at"),
+    )
+
+
+class PlaceRow(IntakeBase):
+    """A saved place of an organisation (kitchen, depot, checkpoint, hospital): usable as a stop by id."""
+
+    __tablename__ = "places"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    lat: Mapped[float] = mapped_column(Double)
+    lon: Mapped[float] = mapped_column(Double)
+    address: Mapped[str | None] = mapped_column(Text)
+    contact_name: Mapped[str | None] = mapped_column(Text)
+    contact_phone: Mapped[str | None] = mapped_column(Text)
+    opening_hours: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_places_org_id", "organisation_id", "id"),)
+
+
+class GeocodeRow(IntakeBase):
+    """Coordinates the geocoder found, by keyed hash of the normalised address (never the address)."""
+
+    __tablename__ = "geocode_cache"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    lat: Mapped[float] = mapped_column(Double)
+    lon: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
 
 
 outbox = outbox_table(IntakeBase.metadata)

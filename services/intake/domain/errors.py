@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, Invalid, NotFound
+from shared.errors import Conflict, DomainError, Invalid, NotFound
 
 
 class OrganisationNotFound(NotFound):
@@ -43,3 +43,49 @@ class PersonHasTasksInProgress(Conflict):
             "first, then erase again.",
             errors=[{"field": "task", "message": task_id} for task_id in task_ids],
         )
+
+
+class RecipientNotFound(NotFound):
+    """No recipient has this id in the caller's organisation (another's looks the same)."""
+
+    def __init__(self) -> None:
+        super().__init__("No such recipient.")
+
+
+class PlaceNotFound(NotFound):
+    """No saved place has this id in the caller's organisation (another's looks the same)."""
+
+    def __init__(self) -> None:
+        super().__init__("No such place.")
+
+
+# The messages a client sees in `errors[].message`; the OpenAPI contract test knows them as refusals
+# of well-formed requests that no schema can foresee.
+UNKNOWN_RECIPIENT = "no such recipient in this organisation"
+UNKNOWN_PLACE = "no such place in this organisation"
+ARCHIVED_PLACE = "this place is archived"
+NO_GEOCODER = "no coordinates, and no geocoder is configured to find them: give lat and lon"
+ADDRESS_NOT_FOUND = "the geocoder found no such address: give lat and lon"
+
+
+class UnknownReference(Invalid):
+    """A pickup or drop-off names a recipient or place this organisation does not have."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}.", errors=[{"field": field, "message": message}])
+
+
+class LocationMissing(Invalid):
+    """A stop or record has no coordinates and none can be found: `field` says what to give."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            f"{field}: {message}.", errors=[{"field": field, "message": message, "type": "location_missing"}]
+        )
+
+
+class GeocoderUnavailable(DomainError):
+    """The configured geocoder did not answer in time or answered with an error: worth a retry."""
+
+    def __init__(self) -> None:
+        super().__init__("The geocoder is unavailable for a moment; nothing was changed. Try again.")

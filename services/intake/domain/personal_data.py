@@ -8,7 +8,6 @@ report still works.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,12 +44,3 @@ def erase_request(request: dict[str, Any]) -> Erased:
         erased["pickup"] = emptied(request["pickup"], PICKUP_FIELDS)
     erased["dropoffs"] = [emptied(drop, DROPOFF_FIELDS) for drop in request.get("dropoffs") or []]
     return Erased(request=erased, fields=fields)
-
-
-def normalise_phone(phone: str) -> str:
-    """The digits of a phone number: how it is compared, whatever spaces or dashes it was typed with."""
-    return re.sub(r"[^0-9]", "", phone)
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().lower()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
 from aiohttp import web
 
+from services.intake.domain.errors import GeocoderUnavailable
 from services.intake.domain.model import ListPosition
 from services.intake.entrypoints.schemas import (
     CancelIn,
@@ -11,6 +15,16 @@ from services.intake.entrypoints.schemas import (
     ErasureOut,
     OrganisationCreatedOut,
     OrganisationIn,
+    PlaceIn,
+    PlaceListQuery,
+    PlaceOut,
+    PlacePageOut,
+    PlacePatchIn,
+    RecipientIn,
+    RecipientListQuery,
+    RecipientOut,
+    RecipientPageOut,
+    RecipientPatchIn,
     RoleTokenIn,
     TaskCreatedOut,
     TaskIn,
@@ -19,7 +33,7 @@ from services.intake.entrypoints.schemas import (
     TaskPageOut,
     TokenCreatedOut,
 )
-from services.intake.service_layer import personal_data, submission, tasks
+from services.intake.service_layer import personal_data, register, submission, tasks
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
@@ -35,9 +49,22 @@ from shared.runtime import RUNTIME, authorize
 
 KEYS = web.AppKey("keys", submission.Keys)
 
+
+@dataclass(frozen=True)
+class Register:
+    """What the register's routes and task submission need: keys, the geocoder (None: off), retention."""
+
+    keys: register.RegisterKeys
+    geocoder: register.Locator | None
+    retention_s: float
+
+
+REGISTER = web.AppKey("register", Register)
+
 # How intake's domain errors are answered over HTTP; the problem's detail is the error's message.
 ERROR_STATUSES: dict[type[DomainError], Answer] = {
     **COMMON_STATUSES,
+    GeocoderUnavailable: Answer(503, "Service unavailable"),
 }
 
 IDEMPOTENCY_KEY_MAX = 255
@@ -90,6 +117,12 @@ async def post_task(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if body.callback_url is not None and not runtime.settings.webhook_allow_private_urls:
         await _refuse_unless_public(body.callback_url)
+    stops = None
+    if submission.uses_register(body):
+        filled = await _fill_stops_or_replay(request, principal.organisation_id, key, body)
+        if isinstance(filled, submission.Submission):
+            return _created(filled)
+        stops = filled
     async with autocommit(runtime.engine) as connection:
         submitted = await submission.submit_task(
             session=connection,
@@ -97,7 +130,37 @@ async def post_task(request: web.Request) -> web.Response:
             idempotency_key=key,
             body=body,
             keys=request.app[KEYS],
+            stops=stops,
         )
+    return _created(submitted)
+
+
+async def _fill_stops_or_replay(
+    request: web.Request, organisation_id: uuid.UUID, key: str, body: TaskIn
+) -> submission.Submission | submission.Stops:
+    """A replay's first answer, or the stops filled from the register and the geocoder.
+
+    The records are read in one short session; the geocoder is asked after it closed, so no
+    database connection waits on it.
+    """
+    runtime, settings = request.app[RUNTIME], request.app[REGISTER]
+    async with runtime.sessionmaker() as session:
+        replayed = await submission.replay(
+            session=session,
+            organisation_id=organisation_id,
+            idempotency_key=key,
+            body=body,
+            keys=request.app[KEYS],
+        )
+        if replayed is not None:
+            return replayed
+        references = await submission.load_references(
+            session=session, organisation_id=organisation_id, body=body, keys=settings.keys
+        )
+    return await submission.resolve_stops(body, references, geocoder=settings.geocoder)
+
+
+def _created(submitted: submission.Submission) -> web.Response:
     task = TaskCreatedOut.model_validate(submitted.task)
     headers = {"Location": f"/v1/tasks/{task.id}"}
     if submitted.replayed:
@@ -258,6 +321,244 @@ async def post_erasure(request: web.Request) -> web.Response:
     body = await parse_body(request, ErasureIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         erasure = await personal_data.erase_person(
-            session, phone=body.phone, email=body.email, organisation_id=body.organisation_id
+            session,
+            phone=body.phone,
+            email=body.email,
+            keys=request.app[REGISTER].keys,
+            organisation_id=body.organisation_id,
         )
-    return json_response(ErasureOut(tasks=erasure.tasks, legs=erasure.legs, fields=erasure.fields))
+    return json_response(ErasureOut.model_validate(erasure, from_attributes=True))
+
+
+# --- the register of people served -----------------------------------------------------------------
+
+
+async def _operator(request: web.Request) -> uuid.UUID:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    return principal.organisation_id
+
+
+@api.route(
+    "POST",
+    "/v1/recipients",
+    summary="Register a person the organisation serves (an address without coordinates is geocoded)",
+    body=RecipientIn,
+    response=RecipientOut,
+    status=201,
+    roles=("operator",),
+)
+async def post_recipient(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    body = await parse_body(request, RecipientIn)
+    settings = request.app[REGISTER]
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await register.create_recipient(
+            session=session,
+            organisation_id=organisation_id,
+            body=body,
+            keys=settings.keys,
+            geocoder=settings.geocoder,
+            retention_s=settings.retention_s,
+        )
+    recipient = RecipientOut.model_validate(created)
+    return json_response(recipient, status=201, headers={"Location": f"/v1/recipients/{recipient.id}"})
+
+
+@api.route(
+    "GET",
+    "/v1/recipients",
+    summary="Recipients, masked; `q` finds them by phone, e-mail, or words of the name or address",
+    query=RecipientListQuery,
+    response=RecipientPageOut,
+    roles=("operator",),
+)
+async def list_recipients(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    query = parse_query(request, RecipientListQuery)
+    settings = request.app[REGISTER]
+    async with request.app[RUNTIME].sessionmaker() as session:
+        page = await register.list_recipients(
+            session=session,
+            organisation_id=organisation_id,
+            query=query,
+            keys=settings.keys,
+            retention_s=settings.retention_s,
+        )
+    return json_response(RecipientPageOut.model_validate(page))
+
+
+@api.route(
+    "GET",
+    "/v1/recipients/{recipient_id}",
+    summary="A recipient in full",
+    response=RecipientOut,
+    roles=("operator",),
+)
+async def get_recipient(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    recipient_id = path_uuid(request, "recipient_id", "recipient")
+    settings = request.app[REGISTER]
+    async with request.app[RUNTIME].sessionmaker() as session:
+        found = await register.get_recipient(
+            session=session,
+            organisation_id=organisation_id,
+            recipient_id=recipient_id,
+            keys=settings.keys,
+            retention_s=settings.retention_s,
+        )
+    return json_response(RecipientOut.model_validate(found))
+
+
+@api.route(
+    "PATCH",
+    "/v1/recipients/{recipient_id}",
+    summary="Change a recipient's details (tasks already submitted keep their copy)",
+    body=RecipientPatchIn,
+    response=RecipientOut,
+    roles=("operator",),
+)
+async def patch_recipient(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    recipient_id = path_uuid(request, "recipient_id", "recipient")
+    body = await parse_body(request, RecipientPatchIn)
+    settings = request.app[REGISTER]
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        updated = await register.update_recipient(
+            session=session,
+            organisation_id=organisation_id,
+            recipient_id=recipient_id,
+            body=body,
+            keys=settings.keys,
+            geocoder=settings.geocoder,
+            retention_s=settings.retention_s,
+        )
+    return json_response(RecipientOut.model_validate(updated))
+
+
+@api.route(
+    "POST",
+    "/v1/recipients/{recipient_id}/renew",
+    summary="Keep a recipient for another retention period",
+    response=RecipientOut,
+    roles=("operator",),
+)
+async def renew_recipient(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    recipient_id = path_uuid(request, "recipient_id", "recipient")
+    settings = request.app[REGISTER]
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        renewed = await register.renew_recipient(
+            session=session,
+            organisation_id=organisation_id,
+            recipient_id=recipient_id,
+            keys=settings.keys,
+            retention_s=settings.retention_s,
+        )
+    return json_response(RecipientOut.model_validate(renewed))
+
+
+@api.route(
+    "DELETE",
+    "/v1/recipients/{recipient_id}",
+    summary="Erase a recipient now, on request (tasks keep the copy they were submitted with)",
+    status=204,
+    roles=("operator",),
+)
+async def delete_recipient(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    recipient_id = path_uuid(request, "recipient_id", "recipient")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await register.erase_recipient(
+            session=session, organisation_id=organisation_id, recipient_id=recipient_id
+        )
+    return web.Response(status=204)
+
+
+# --- saved places ----------------------------------------------------------------------------------
+
+
+@api.route(
+    "POST",
+    "/v1/places",
+    summary="Save a place (kitchen, depot, checkpoint, hospital) usable as a pickup or drop-off by id",
+    body=PlaceIn,
+    response=PlaceOut,
+    status=201,
+    roles=("operator",),
+)
+async def post_place(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    body = await parse_body(request, PlaceIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await register.create_place(
+            session=session,
+            organisation_id=organisation_id,
+            body=body,
+            geocoder=request.app[REGISTER].geocoder,
+        )
+    place = PlaceOut.model_validate(created)
+    return json_response(place, status=201, headers={"Location": f"/v1/places/{place.id}"})
+
+
+@api.route(
+    "GET",
+    "/v1/places",
+    summary="Saved places (archived ones only when asked)",
+    query=PlaceListQuery,
+    response=PlacePageOut,
+    roles=("operator",),
+)
+async def list_places(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    query = parse_query(request, PlaceListQuery)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        page = await register.list_places(session=session, organisation_id=organisation_id, query=query)
+    return json_response(PlacePageOut.model_validate(page))
+
+
+@api.route("GET", "/v1/places/{place_id}", summary="A saved place", response=PlaceOut, roles=("operator",))
+async def get_place(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    place_id = path_uuid(request, "place_id", "place")
+    async with request.app[RUNTIME].sessionmaker() as session:
+        found = await register.get_place(session=session, organisation_id=organisation_id, place_id=place_id)
+    return json_response(PlaceOut.model_validate(found))
+
+
+@api.route(
+    "PATCH",
+    "/v1/places/{place_id}",
+    summary="Change a saved place (tasks already submitted keep their copy)",
+    body=PlacePatchIn,
+    response=PlaceOut,
+    roles=("operator",),
+)
+async def patch_place(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    place_id = path_uuid(request, "place_id", "place")
+    body = await parse_body(request, PlacePatchIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        updated = await register.update_place(
+            session=session,
+            organisation_id=organisation_id,
+            place_id=place_id,
+            body=body,
+            geocoder=request.app[REGISTER].geocoder,
+        )
+    return json_response(PlaceOut.model_validate(updated))
+
+
+@api.route(
+    "DELETE",
+    "/v1/places/{place_id}",
+    summary="Archive a saved place: it serves no new task (idempotent)",
+    status=204,
+    roles=("operator",),
+)
+async def delete_place(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    place_id = path_uuid(request, "place_id", "place")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await register.archive_place(session=session, organisation_id=organisation_id, place_id=place_id)
+    return web.Response(status=204)

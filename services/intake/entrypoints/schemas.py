@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from services.intake.domain.model import (
     TASK_CURSOR_PATTERN,
@@ -23,12 +33,14 @@ from services.intake.domain.model import (
 )
 from shared.auth import Role
 from shared.fields import (
+    LANGUAGE_PATTERN,
     WHITESPACE,
     Boolean,
     Integer,
     LanguageCode,
     Number,
     Phone,
+    describe_storable_text,
 )
 from shared.http import StorableModel
 from shared.outbound import is_http_url
@@ -45,18 +57,86 @@ class _Strict(StorableModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
 
 
+# Fields that may be left out but, when given, are never null: their schema lists no null, and a
+# validator refuses one (`_refuse_null`). Nullable in Python, so an error names the field itself.
+Latitude = Annotated[
+    float | None,
+    Strict(),
+    Field(ge=-90, le=90),
+    WithJsonSchema({"type": "number", "minimum": -90, "maximum": 90}),
+]
+Longitude = Annotated[
+    float | None,
+    Strict(),
+    Field(ge=-180, le=180),
+    WithJsonSchema({"type": "number", "minimum": -180, "maximum": 180}),
+]
+RecordId = Annotated[uuid.UUID | None, WithJsonSchema({"type": "string", "format": "uuid"})]
+Flag = Annotated[bool | None, Strict(), WithJsonSchema({"type": "boolean"})]
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must not be null; leave the field out instead")
+    return value
+
+
+def _where_from(*sources: str) -> Callable[[dict[str, Any], type[BaseModel]], None]:
+    """The JSON Schema of a stop: lat and lon together, or neither and one of `sources` instead."""
+
+    def describe(schema: dict[str, Any], model: type[BaseModel]) -> None:
+        describe_storable_text(schema, model)
+        without_coordinates = {"lat": False, "lon": False}
+        schema["anyOf"] = [
+            {"required": ["lat", "lon"]},
+            *(
+                {"required": [source], "properties": {**without_coordinates, source: {"type": "string"}}}
+                for source in sources
+            ),
+        ]
+
+    return describe
+
+
 class PickupIn(_Strict):
-    lat: Number = Field(ge=-90, le=90)
-    lon: Number = Field(ge=-180, le=180)
+    """Where the errand starts: lat and lon, or a saved place (`place_id`), or an address to look up."""
+
+    model_config = ConfigDict(json_schema_extra=_where_from("place_id", "address"))
+
+    lat: Latitude = None
+    lon: Longitude = None
+    place_id: RecordId = Field(
+        default=None, description="A saved place: its location, address and contact fill what is left out."
+    )
     address: str | None = Field(default=None, max_length=500)
     contact_name: str | None = Field(default=None, max_length=200)
     contact_phone: Phone | None = None
     ready_at: ClientTime | None = None
 
+    _not_null = field_validator("lat", "lon", "place_id", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Self:
+        _check_where(self, "place_id", "address")
+        return self
+
 
 class DropoffIn(_Strict):
-    lat: Number = Field(ge=-90, le=90)
-    lon: Number = Field(ge=-180, le=180)
+    """Where one leg ends: lat and lon, or a recipient of the register, a saved place, or an address."""
+
+    model_config = ConfigDict(json_schema_extra=_where_from("recipient_id", "place_id", "address"))
+
+    lat: Latitude = None
+    lon: Longitude = None
+    recipient_id: RecordId = Field(
+        default=None,
+        description="A recipient of the register: their details fill every field left out; the task "
+        "keeps a copy, so later edits of the record do not change it.",
+    )
+    place_id: RecordId = Field(
+        default=None,
+        description="A saved place: its location and address (and contact) fill what is left out.",
+    )
     address: str | None = Field(default=None, max_length=500)
     recipient_name: str | None = Field(default=None, max_length=200)
     recipient_phone: Phone | None = None
@@ -65,6 +145,25 @@ class DropoffIn(_Strict):
     no_contact: Boolean = False
     vulnerable: Boolean = False
     notes: str | None = Field(default=None, max_length=2000)
+
+    _not_null = field_validator("lat", "lon", "recipient_id", "place_id", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Self:
+        _check_where(self, "recipient_id", "place_id", "address")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The fields the request set, defaults left out, so a recipient's own values can fill them."""
+        return self.model_dump(include=self.model_fields_set, exclude_none=True)
+
+
+def _check_where(stop: Any, *sources: str) -> None:
+    has_lat, has_lon = stop.lat is not None, stop.lon is not None
+    if has_lat != has_lon:
+        raise ValueError("lat and lon go together: give both or neither")
+    if not has_lat and all(getattr(stop, source) is None for source in sources):
+        raise ValueError(f"give lat and lon, or {' or '.join(sources)}")
 
 
 class ItemIn(_Strict):
@@ -201,11 +300,40 @@ class LegEscalationOut(BaseModel):
     at: datetime
 
 
+class PickupOut(BaseModel):
+    """A task's pickup as submitted, with what a saved place filled in (a copy, kept with the task)."""
+
+    lat: float
+    lon: float
+    place_id: uuid.UUID | None = None
+    address: str | None = None
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    ready_at: datetime | None = None
+
+
+class DropoffOut(BaseModel):
+    """A leg's drop-off as submitted, with what the register filled in (a copy, kept with the task)."""
+
+    lat: float
+    lon: float
+    recipient_id: uuid.UUID | None = None
+    place_id: uuid.UUID | None = None
+    address: str | None = None
+    recipient_name: str | None = None
+    recipient_phone: str | None = None
+    recipient_email: str | None = None
+    language: str = "zh"
+    no_contact: bool = False
+    vulnerable: bool = False
+    notes: str | None = None
+
+
 class LegOut(BaseModel):
     id: uuid.UUID
     index: int
     status: LegStatus
-    dropoff: DropoffIn
+    dropoff: DropoffOut
     volunteer: VolunteerOut | None = None
     transitions: dict[str, datetime]
     pickup_eta: datetime | None = Field(
@@ -239,7 +367,7 @@ class TaskOut(BaseModel):
     updated_at: datetime
     deliver_by: datetime | None = None
     external_ref: str | None = None
-    pickup: PickupIn
+    pickup: PickupOut
     items: list[ItemIn]
     transitions: dict[str, datetime]
     legs: list[LegOut]
@@ -280,6 +408,7 @@ class ErasureOut(BaseModel):
     tasks: int = Field(description="Tasks that named the person.")
     legs: int = Field(description="Their drop-offs.")
     fields: int = Field(description="Names, phones, e-mails, addresses and notes emptied.")
+    recipients: int = Field(description="Records of the register of people served, deleted.")
 
 
 class OrganisationCreatedOut(BaseModel):
@@ -388,3 +517,230 @@ class OpsSnapshotOut(BaseModel):
     timings_window_s: int
     timings: list[TimingOut]
     map: MapOut
+
+
+# --- the register of people served, and saved places --------------------------------------------------
+
+
+def _coordinates_together(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    describe_storable_text(schema, model)
+    schema["anyOf"] = [{"required": ["lat", "lon"]}, {"properties": {"lat": False, "lon": False}}]
+
+
+def _check_coordinates_together(record: Any) -> None:
+    if (record.lat is None) != (record.lon is None):
+        raise ValueError("lat and lon go together: give both or neither")
+
+
+class RecipientIn(_Strict):
+    """The body of `POST /v1/recipients`: a person the organisation serves.
+
+    An address without lat and lon is looked up by the geocoder (422 when none is configured).
+    """
+
+    model_config = ConfigDict(json_schema_extra=_coordinates_together)
+
+    name: str = Field(min_length=1, max_length=200)
+    phone: Phone | None = None
+    email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
+    language: LanguageCode = Field(default="zh", max_length=12)
+    address: str | None = Field(default=None, max_length=500)
+    lat: Latitude = None
+    lon: Longitude = None
+    vulnerable: Boolean = False
+    no_contact: Boolean = False
+    access_notes: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Floor, gate code, dog: what a volunteer needs at the door.",
+    )
+    consent_given_at: ClientTime | None = None
+    consent_given_by: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Who gave consent to be registered (the person, a relative).",
+    )
+
+    _not_null = field_validator("lat", "lon", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _together(self) -> Self:
+        _check_coordinates_together(self)
+        return self
+
+
+class RecipientPatchIn(_Strict):
+    """The body of `PATCH /v1/recipients/{id}`: the fields given replace the record's; null clears an
+    optional one. A new address without lat and lon is looked up again."""
+
+    model_config = ConfigDict(json_schema_extra=_coordinates_together)
+
+    name: Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200})] = Field(
+        default=None, min_length=1, max_length=200
+    )
+    phone: Phone | None = None
+    email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
+    language: Annotated[
+        str | None, WithJsonSchema({"type": "string", "pattern": LANGUAGE_PATTERN, "maxLength": 12})
+    ] = Field(default=None, pattern=LANGUAGE_PATTERN, max_length=12)
+    address: str | None = Field(default=None, max_length=500)
+    lat: Latitude = None
+    lon: Longitude = None
+    vulnerable: Flag = None
+    no_contact: Flag = None
+    access_notes: str | None = Field(default=None, max_length=1000)
+    consent_given_at: ClientTime | None = None
+    consent_given_by: str | None = Field(default=None, max_length=200)
+
+    _not_null = field_validator("name", "language", "lat", "lon", "vulnerable", "no_contact", mode="before")(
+        _refuse_null
+    )
+
+    @model_validator(mode="after")
+    def _together(self) -> Self:
+        _check_coordinates_together(self)
+        return self
+
+
+class RecipientListQuery(BaseModel):
+    """The query of `GET /v1/recipients`."""
+
+    q: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="A phone number or e-mail (exact), or words of a name or address (each word a prefix).",
+    )
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: uuid.UUID | None = Field(default=None, description="`next_cursor` of the page before.")
+
+
+PlaceKind = Literal["kitchen", "depot", "checkpoint", "hospital", "shelter", "other"]
+
+
+class PlaceIn(_Strict):
+    """The body of `POST /v1/places`: a named place usable as a pickup or drop-off by id."""
+
+    model_config = ConfigDict(json_schema_extra=_where_from("address"))
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: PlaceKind = "other"
+    lat: Latitude = None
+    lon: Longitude = None
+    address: str | None = Field(default=None, max_length=500)
+    contact_name: str | None = Field(default=None, max_length=200)
+    contact_phone: Phone | None = None
+    opening_hours: str | None = Field(
+        default=None, max_length=500, description='Free text, e.g. OpenStreetMap style "Mo-Fr 08:00-18:00".'
+    )
+    notes: str | None = Field(default=None, max_length=2000)
+
+    _not_null = field_validator("lat", "lon", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Self:
+        _check_where(self, "address")
+        return self
+
+
+class PlacePatchIn(_Strict):
+    """The body of `PATCH /v1/places/{id}`: the fields given replace the place's; null clears an
+    optional one."""
+
+    model_config = ConfigDict(json_schema_extra=_coordinates_together)
+
+    name: Annotated[str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200})] = Field(
+        default=None, min_length=1, max_length=200
+    )
+    kind: Annotated[
+        PlaceKind | None, WithJsonSchema({"type": "string", "enum": list(get_args(PlaceKind))})
+    ] = None
+    lat: Latitude = None
+    lon: Longitude = None
+    address: str | None = Field(default=None, max_length=500)
+    contact_name: str | None = Field(default=None, max_length=200)
+    contact_phone: Phone | None = None
+    opening_hours: str | None = Field(default=None, max_length=500)
+    notes: str | None = Field(default=None, max_length=2000)
+
+    _not_null = field_validator("name", "kind", "lat", "lon", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _together(self) -> Self:
+        _check_coordinates_together(self)
+        return self
+
+
+class PlaceListQuery(BaseModel):
+    """The query of `GET /v1/places`."""
+
+    archived: bool = Field(default=False, description="Include archived places.")
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: uuid.UUID | None = Field(default=None, description="`next_cursor` of the page before.")
+
+
+class RecipientOut(BaseModel):
+    """A recipient in full: only on the record itself, to the operators of their organisation."""
+
+    id: uuid.UUID
+    name: str
+    phone: str | None = None
+    email: str | None = None
+    language: str
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    vulnerable: bool
+    no_contact: bool
+    access_notes: str | None = None
+    consent_given_at: datetime | None = None
+    consent_given_by: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    renewed_at: datetime | None = None
+    last_used_at: datetime | None = None
+    erase_after: datetime = Field(description="Erased then unless used on a task or renewed before.")
+
+
+class RecipientSummaryOut(BaseModel):
+    """A recipient in a list: identifying details masked."""
+
+    id: uuid.UUID
+    name_masked: str
+    phone_masked: str | None = None
+    email_masked: str | None = None
+    address_masked: str | None = None
+    has_location: bool
+    language: str
+    vulnerable: bool
+    no_contact: bool
+    last_used_at: datetime | None = None
+    erase_after: datetime
+
+
+class RecipientPageOut(BaseModel):
+    items: list[RecipientSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    has_more: bool
+
+
+class PlaceOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: PlaceKind
+    lat: float
+    lon: float
+    address: str | None = None
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    opening_hours: str | None = None
+    notes: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None = Field(default=None, description="Archived places serve no new task.")
+
+
+class PlacePageOut(BaseModel):
+    items: list[PlaceOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    has_more: bool

@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.adapters import repository
 from services.intake.adapters.tables import TaskRow
 from services.intake.domain.errors import PersonHasTasksInProgress
-from services.intake.domain.personal_data import erase_request, has_ended, normalise_email, normalise_phone
+from services.intake.domain.personal_data import erase_request, has_ended
+from services.intake.domain.register import normalised_email, normalised_phone
+from services.intake.service_layer.register import RegisterKeys, contact_indexes
 from shared.events import TaskPersonalDataErased, build_event
 
 
@@ -24,6 +26,7 @@ class Erasure:
     tasks: int
     legs: int
     fields: int
+    recipients: int = 0
 
 
 async def _erase(session: AsyncSession, tasks: list[TaskRow]) -> Erasure:
@@ -47,14 +50,14 @@ async def erase_person(
     *,
     phone: str | None,
     email: str | None,
+    keys: RegisterKeys,
     organisation_id: uuid.UUID | None = None,
 ) -> Erasure:
-    """Every task naming this phone or e-mail, erased at once; refused while any of them is going."""
+    """Every task naming this phone or e-mail, and the register's records of them, erased at once;
+    refused while any of those tasks is going."""
+    digits, address = normalised_phone(phone), normalised_email(email)
     tasks = await repository.lock_tasks_of_person(
-        session,
-        phone=normalise_phone(phone) if phone else None,
-        email=normalise_email(email) if email else None,
-        organisation_id=organisation_id,
+        session, phone=digits, email=address, organisation_id=organisation_id
     )
     statuses = await repository.leg_statuses(session, [task.id for task in tasks])
     going = [str(task.id) for task in tasks if not has_ended(task.status, statuses[task.id])]
@@ -71,4 +74,9 @@ async def erase_person(
             for task in tasks
         ]
     )
-    return erasure
+    recipients = 0
+    for scope in await repository.recipient_organisations(session, organisation_id):
+        recipients += await repository.erase_recipients_matching(
+            session, scope, **contact_indexes(keys, scope, phone=digits, email=address)
+        )
+    return Erasure(tasks=erasure.tasks, legs=erasure.legs, fields=erasure.fields, recipients=recipients)

@@ -20,6 +20,17 @@ def test_the_live_api_keeps_its_openapi_contract(intake: str, operator: Operator
         "GET /v1/tasks",
         "GET /v1/tasks/{task_id}",
         "POST /v1/tasks/{task_id}/cancel",
+        "POST /v1/recipients",
+        "GET /v1/recipients",
+        "GET /v1/recipients/{recipient_id}",
+        "PATCH /v1/recipients/{recipient_id}",
+        "POST /v1/recipients/{recipient_id}/renew",
+        "DELETE /v1/recipients/{recipient_id}",
+        "POST /v1/places",
+        "GET /v1/places",
+        "GET /v1/places/{place_id}",
+        "PATCH /v1/places/{place_id}",
+        "DELETE /v1/places/{place_id}",
     }
     statuses: dict[str, set[int]] = {label: set() for label in found}
     for label, operation in found.items():
@@ -35,3 +46,6 @@ def test_the_live_api_keeps_its_openapi_contract(intake: str, operator: Operator
     # The run reached the handlers' success paths, not only their refusals.
     assert 201 in statuses["POST /v1/tasks"], statuses
     assert 200 in statuses["GET /v1/tasks"], statuses
+    assert 201 in statuses["POST /v1/recipients"], statuses
+    assert 201 in statuses["POST /v1/places"], statuses
+    assert 200 in statuses["GET /v1/recipients"], statuses

@@ -112,7 +112,7 @@ async def test_an_admin_erases_a_person_everywhere_with_one_call(
         headers=bearer(demo_tokens["admin_token"]),
     ) as response:
         assert response.status == 200, await response.text()
-        assert await response.json() == {"tasks": 1, "legs": 1, "fields": 7}
+        assert await response.json() == {"tasks": 1, "legs": 1, "fields": 7, "recipients": 0}
 
     async def erased_everywhere() -> bool:
         rows = await _rows(
@@ -223,3 +223,24 @@ async def test_each_service_erases_ended_tasks_after_the_retention_once_even_whe
     # The default retention keeps a task that ended just now.
     async with sessionmaker() as session, session.begin():
         assert await intake_erasure.erase_ended_tasks(session, retention_s=30 * 86400, batch=10) == 0
+
+
+async def test_an_erasure_takes_the_persons_register_record_too(
+    http: aiohttp.ClientSession, intake: str, operator: Operator, demo_tokens: dict[str, str]
+) -> None:
+    phone = f"+86 136 {uuid.uuid4().int % 10**8:08d}"
+    async with http.post(
+        f"{intake}/v1/recipients",
+        json={"name": NAME, "phone": phone, "lat": -45.9, "lon": 170.5},
+        headers=operator.headers,
+    ) as response:
+        assert response.status == 201, await response.text()
+        recipient = await response.json()
+    digits_only = "".join(ch for ch in phone if ch.isdigit())
+    async with http.post(
+        f"{intake}/v1/erasures", json={"phone": digits_only}, headers=bearer(demo_tokens["admin_token"])
+    ) as response:
+        assert response.status == 200
+        assert (await response.json())["recipients"] == 1
+    async with http.get(f"{intake}/v1/recipients/{recipient['id']}", headers=operator.headers) as response:
+        assert response.status == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.dispatcher.domain.personal_data import erase_details
-from services.intake.domain.personal_data import erase_request, has_ended, normalise_email, normalise_phone
+from services.intake.domain.personal_data import erase_request, has_ended
 
 
 def test_erasing_a_request_empties_people_and_keeps_what_reports_need() -> None:
@@ -51,11 +51,6 @@ def test_a_task_is_over_only_when_every_leg_is() -> None:
     assert has_ended("cancelled", ["cancelled"])
     assert not has_ended("cancelled", ["cancelled", "picked_up"]), "goods still in a volunteer's hands"
     assert not has_ended("in_progress", ["confirmed"])
-
-
-def test_people_are_compared_by_digits_and_case_blind() -> None:
-    assert normalise_phone("+86 139-5741 (0001)") == "8613957410001"
-    assert normalise_email("  Wang.XY@Example.CN ") == "wang.xy@example.cn"
 
 
 def test_a_legs_details_lose_contacts_sealed_copies_and_notes() -> None:
