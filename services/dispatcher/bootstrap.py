@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
+from services.dispatcher.adapters.photo_store import PhotoStores
 from services.dispatcher.adapters.repository import VOLUNTEER_CHANNEL
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.entrypoints.http import ERROR_STATUSES, api
 from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LOCATIONS, LocationStreams
-from services.dispatcher.entrypoints.me import WAKEUPS
+from services.dispatcher.entrypoints.me import PHOTO_STORES, WAKEUPS
 from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
@@ -27,6 +30,8 @@ def create_app(settings: Settings) -> web.Application:
     app[RUNTIME] = runtime
     wakeups = VolunteerWakeups(runtime.listener, VOLUNTEER_CHANNEL)
     app[WAKEUPS] = wakeups
+    stores = PhotoStores.from_settings(settings)
+    app[PHOTO_STORES] = stores
     locations = LocationBuffer(capacity=settings.location_buffer_max_volunteers)
     app[LOCATIONS] = locations
     streams = LocationStreams(
@@ -56,6 +61,12 @@ def create_app(settings: Settings) -> web.Application:
         await streams.close()
 
     app.cleanup_ctx.append(runtime_context(runtime))
+
+    async def close_photo_stores(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await stores.close()
+
+    app.cleanup_ctx.append(close_photo_stores)
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
     app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, DomainError, NotFound
+from shared.errors import Conflict, DomainError, Invalid, NotFound
 
 
 class LegNotFound(NotFound):
@@ -55,3 +55,20 @@ class RestOwed(Conflict):
 
 class DailyCapReached(Conflict):
     """The volunteer reached today's cap on duty hours or legs; they may go on duty after local midnight."""
+
+
+class PhotoNotFound(NotFound):
+    """No such photo of this leg, or not one the caller may see (another organisation's)."""
+
+
+class TooManyPhotos(Conflict):
+    """The leg already has as many photos as one leg may have."""
+
+
+class ProofNotFound(Invalid):
+    """A delivery report names a photo that was never uploaded for this leg."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            f"{field.removeprefix('$.')} {message}.", errors=[{"field": field, "message": message}]
+        )
