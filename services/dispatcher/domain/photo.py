@@ -22,7 +22,7 @@ from shared.errors import Invalid
 
 # The media types an upload may be sent as, and the Pillow formats each may hold.
 _FORMATS: dict[str, tuple[str, ...]] = {
-    "image/jpeg": ("JPEG", "MPO"),
+    "image/jpeg": ("JPEG",),  # a phone's MPO (JPEG with a depth map) opens as JPEG too
     "image/png": ("PNG",),
     "image/webp": ("WEBP",),
 }
