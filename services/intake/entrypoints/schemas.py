@@ -168,6 +168,11 @@ class VolunteerOut(BaseModel):
     name: str | None = None
 
 
+class PhotoLinkOut(BaseModel):
+    id: uuid.UUID
+    url: str = Field(description="The dispatcher's path of the photo (GET with an operator's token).")
+
+
 class LegOut(BaseModel):
     id: uuid.UUID
     index: int
@@ -175,6 +180,9 @@ class LegOut(BaseModel):
     dropoff: DropoffIn
     volunteer: VolunteerOut | None = None
     transitions: dict[str, datetime]
+    photos: list[PhotoLinkOut] = Field(
+        default_factory=list, description="Proof-of-delivery photos the leg's delivery reports named."
+    )
 
 
 class TimelineEntryOut(BaseModel):

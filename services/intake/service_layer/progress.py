@@ -33,7 +33,7 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
     leg_id_raw = event.data.get("leg_id")
     leg_id = uuid.UUID(leg_id_raw) if isinstance(leg_id_raw, str) else None
     moment = event.time.isoformat()
-    await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id)
+    await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id, data=kept_data(event))
     legs = await tasks.legs(task_id)
     if leg_id is not None:
         leg = next((leg for leg in legs if leg.id == leg_id), None)
@@ -81,6 +81,14 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         task_values |= {"status": task_status, "updated_at": event.time}
     if task_values:
         await tasks.update_task(task_id, **task_values)
+
+
+def kept_data(event: CloudEvent) -> dict[str, Any]:
+    """What the timeline keeps of an event's data: a delivery's proof photo, for the task's view."""
+    photo_id = event.data.get("photo_id")
+    if event.type == "leg.delivered" and isinstance(photo_id, str):
+        return {"photo_id": photo_id}
+    return {}
 
 
 _PENDING_TIMINGS = "intake.pending_dispatch_timings"

@@ -49,6 +49,7 @@ async def read_task(tasks: Tasks, *, task_id: uuid.UUID, organisation_id: uuid.U
                 "dropoff": task.request["dropoffs"][leg.index],
                 "volunteer": _volunteer(leg.volunteer_id, leg.volunteer_name),
                 "transitions": leg.transitions,
+                "photos": _photos(leg.id, timeline),
             }
             for leg in legs
         ],
@@ -61,6 +62,16 @@ async def read_task(tasks: Tasks, *, task_id: uuid.UUID, organisation_id: uuid.U
             for row in timeline
         ],
     }
+
+
+def _photos(leg_id: uuid.UUID, timeline: list[Any]) -> list[dict[str, str]]:
+    """The photos the leg's delivery reports named, each once, with the dispatcher's path to fetch it."""
+    found: dict[str, dict[str, str]] = {}
+    for row in timeline:
+        photo_id = row.data.get("photo_id") if row.type == "leg.delivered" and row.leg_id == leg_id else None
+        if isinstance(photo_id, str) and photo_id not in found:
+            found[photo_id] = {"id": photo_id, "url": f"/v1/legs/{leg_id}/photos/{photo_id}"}
+    return list(found.values())
 
 
 def _volunteer(leg_volunteer_id: uuid.UUID | None, name: str | None) -> dict[str, Any] | None:

@@ -68,7 +68,8 @@ def test_a_small_photo_keeps_its_size_and_transparency_keeps_png() -> None:
 def test_what_is_no_image_or_a_broken_one_is_unreadable(data: bytes, media_type: str) -> None:
     with pytest.raises(PhotoUnreadable) as refused:
         normalise(data, media_type=media_type, **LIMITS)
-    assert refused.value.errors == [{"field": "body", "message": refused.value.errors[0]["message"]}]
+    errors = refused.value.errors or []
+    assert [error["field"] for error in errors] == ["body"]
 
 
 def test_a_png_bomb_is_refused_from_its_header_without_the_memory_it_claims() -> None:
