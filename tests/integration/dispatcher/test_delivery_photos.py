@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from errands import admin
 from errands.launcher import ServiceProcesses
 from services.dispatcher.adapters.tables import PhotoBlobRow, PhotoRow
+from services.dispatcher.domain.photo import supported_types
 from shared.events import CONFIRMATIONS_TOPIC, CloudEvent
 from tests import photo_samples
 from tests.client import bearer
@@ -242,6 +243,11 @@ async def test_what_is_no_acceptable_photo_is_refused_with_its_reason(client: Cl
     assert status == 415 and "image/jpeg" in problem["detail"] and "image/webp" in problem["detail"], problem
     status, problem, _ = await upload(client, token, leg["id"], b"{}", media_type="application/json")
     assert status == 415, problem
+    if "image/heic" not in supported_types():  # its decoder (pillow-heif) is optional
+        status, problem, _ = await upload(
+            client, token, leg["id"], b"\x00\x00\x00\x18ftypheic", media_type="image/heic"
+        )
+        assert status == 415 and "image/jpeg" in problem["detail"], problem
 
     too_big = photo_samples.phone_jpeg(300, 200) + b"\x00" * MAX_BYTES
     status, problem, _ = await upload(client, token, leg["id"], too_big)
