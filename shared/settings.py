@@ -187,6 +187,9 @@ class Settings(BaseSettings):
         description="An image claiming more pixels is refused from its header, before it is decoded.",
     )
     photo_max_per_leg: int = Field(default=10, ge=1, le=100, description="Further uploads get 409.")
+    # Photos decoded at once per process (each may take up to 3 bytes per pixel while it is decoded);
+    # further uploads wait their turn.
+    photo_decode_concurrency: int = Field(default=2, ge=1, le=64)
     # Where the stored bytes live: "postgres" (a table of its own, nothing more to run) or "s3", an
     # S3-compatible object store (MinIO in docker-compose.yml) at photo_s3_endpoint_url.
     photo_store: Literal["postgres", "s3"] = "postgres"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.entrypoints.http import ERROR_STATUSES, api
 from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LOCATIONS, LocationStreams
-from services.dispatcher.entrypoints.me import PHOTO_STORES, WAKEUPS
+from services.dispatcher.entrypoints.me import PHOTO_DECODING, PHOTO_STORES, WAKEUPS
 from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
@@ -32,6 +33,7 @@ def create_app(settings: Settings) -> web.Application:
     app[WAKEUPS] = wakeups
     stores = PhotoStores.from_settings(settings)
     app[PHOTO_STORES] = stores
+    app[PHOTO_DECODING] = asyncio.Semaphore(settings.photo_decode_concurrency)
     locations = LocationBuffer(capacity=settings.location_buffer_max_volunteers)
     app[LOCATIONS] = locations
     streams = LocationStreams(

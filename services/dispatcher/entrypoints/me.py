@@ -55,6 +55,8 @@ from shared.settings import Settings
 
 WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
 PHOTO_STORES = web.AppKey("photo_stores", PhotoStores)
+# Bounds the photos decoded at once, and so the memory decoding takes (PHOTO_DECODE_CONCURRENCY).
+PHOTO_DECODING = web.AppKey("photo_decoding", asyncio.Semaphore)
 
 IDEMPOTENCY_KEY_MAX = 255
 # Optional on the volunteer's actions; printable ASCII, as HTTP carries it, without surrounding blanks.
@@ -439,13 +441,14 @@ async def post_photo(request: web.Request) -> web.Response:
     if not data:
         raise photo.PhotoUnreadable("the body is empty")
     # Decoding is CPU work: off the event loop, which keeps serving the other requests meanwhile.
-    stored = await asyncio.to_thread(
-        photo.normalise,
-        data,
-        media_type=media_type,
-        max_side=settings.photo_max_side,
-        max_pixels=settings.photo_max_pixels,
-    )
+    async with request.app[PHOTO_DECODING]:
+        stored = await asyncio.to_thread(
+            photo.normalise,
+            data,
+            media_type=media_type,
+            max_side=settings.photo_max_side,
+            max_pixels=settings.photo_max_pixels,
+        )
     upload = _Upload(sha256=hashlib.sha256(data).hexdigest(), media_type=media_type)
     async with runtime.sessionmaker() as session, session.begin():
 
