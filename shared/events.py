@@ -222,7 +222,10 @@ class LegDelivered(EventData):
     leg_id: uuid.UUID
     volunteer_id: uuid.UUID
     code_hash: str | None = None
+    # A no-contact drop-off's proof: the SHA-256 of the photo's stored bytes, and (since photos are
+    # uploaded to the dispatcher) the photo's id, from which its fetch path follows.
     photo_sha256: str | None = None
+    photo_id: uuid.UUID | None = None
     note: str | None = None
     occurred_at: datetime | None = None
 

@@ -196,6 +196,32 @@ class Settings(BaseSettings):
         default=200_000, ge=1, description="Volunteers with an unwritten fix; beyond, new reports get 503."
     )
 
+    # Proof of delivery: photos a volunteer uploads for a no-contact drop-off. Each is decoded,
+    # stripped of its metadata (EXIF carries the phone's GPS position), turned upright, scaled down
+    # to `photo_max_side` on its longest side and re-encoded; only those bytes are stored.
+    photo_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024, description="Larger uploads get 413."
+    )
+    photo_max_side: int = Field(default=1600, ge=64, le=10_000, description="Longest side stored, in px.")
+    photo_max_pixels: int = Field(
+        default=50_000_000,
+        ge=10_000,
+        le=200_000_000,
+        description="An image claiming more pixels is refused from its header, before it is decoded.",
+    )
+    photo_max_per_leg: int = Field(default=10, ge=1, le=100, description="Further uploads get 409.")
+    # Photos decoded at once per process (each may take up to 3 bytes per pixel while it is decoded);
+    # further uploads wait their turn.
+    photo_decode_concurrency: int = Field(default=2, ge=1, le=64)
+    # Where the stored bytes live: "postgres" (a table of its own, nothing more to run) or "s3", an
+    # S3-compatible object store (MinIO in docker-compose.yml) at photo_s3_endpoint_url.
+    photo_store: Literal["postgres", "s3"] = "postgres"
+    photo_s3_endpoint_url: str = Field(default="", description="e.g. http://minio:9000; empty: AWS's own.")
+    photo_s3_bucket: str = "errands-photos"
+    photo_s3_region: str = "us-east-1"
+    photo_s3_access_key_id: str = ""
+    photo_s3_secret_access_key: str = ""
+
     # Notifier.
     confirmation_max_failures: int = Field(default=3, ge=1, le=100)
     webhook_allow_private_urls: bool = False

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 import time
 import uuid
@@ -57,6 +56,7 @@ async def call(
     *,
     token: str,
     json: Any = None,
+    data: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     attempts: int = 6,
     retry_on: frozenset[int] = frozenset({429, 502, 503, 504}),
@@ -68,7 +68,12 @@ async def call(
     for attempt in range(1, attempts + 1):
         try:
             async with http.request(
-                method, url, json=json, headers=all_headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+                method,
+                url,
+                json=json,
+                data=data,
+                headers=all_headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as response:
                 body: Any = None
                 if response.status != 304 and response.content_type.endswith("json"):
@@ -526,6 +531,20 @@ class VolunteerApp:
             self._legs.pop(leg_id, None)
             self._ledger.outcomes[f"picked-up refused ({answer.status})"] += 1
 
+    async def _upload_photo(self, leg_id: str) -> str | None:
+        """Photograph the bag at the door and upload it; the photo's id, or None when refused."""
+        answer = await self._me(
+            "POST",
+            f"/legs/{leg_id}/photos",
+            data=model.door_photo(self._rng),
+            headers={"Content-Type": "image/jpeg", "Idempotency-Key": str(uuid.uuid4())},
+        )
+        if answer.status != 201:
+            self._ledger.outcomes[f"photo refused ({answer.status})"] += 1
+            self._ledger.note_error(f"photo {leg_id}: {answer.status} {answer.body}")
+            return None
+        return str(answer.body["id"])
+
     async def _deliver(self, leg_id: str) -> None:
         """Hand over: the recipient reads out the code (sometimes a wrong one first), or a photo."""
         held = self._legs.pop(leg_id)
@@ -535,8 +554,10 @@ class VolunteerApp:
             self._ledger.note_error(f"leg {leg_id} is not one the simulation submitted")
             return
         if held.leg["dropoff"].get("no_contact"):
-            photo = hashlib.sha256(f"{leg_id}:{uuid.uuid4()}".encode()).hexdigest()
-            bodies = [{"photo_sha256": photo, "note": "Left at the door, recipient informed."}]
+            photo_id = await self._upload_photo(leg_id)
+            if photo_id is None:
+                return
+            bodies = [{"photo_id": photo_id, "note": "Left at the door, recipient informed."}]
             self._ledger.outcomes["no-contact photo"] += 1
         else:
             bodies = [{"confirmation_code": record.code}]

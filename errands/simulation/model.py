@@ -5,6 +5,7 @@ Everything random draws from a `random.Random` handed in, so one seed gives one 
 
 from __future__ import annotations
 
+import io
 import math
 import random
 from dataclasses import dataclass, field
@@ -599,3 +600,16 @@ def percentile(values: list[float], q: float) -> float | None:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def door_photo(rng: random.Random, width: int = 96, height: int = 128) -> bytes:
+    """A small JPEG a volunteer's phone might take of the bag at the door: a door and a bag."""
+    from PIL import Image, ImageDraw
+
+    door = tuple(rng.randrange(60, 200) for _ in range(3))
+    image = Image.new("RGB", (width, height), (door[0], door[1], door[2]))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((width // 3, height // 2, 2 * width // 3, height - 8), fill=(230, 220, 200))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=80)
+    return out.getvalue()

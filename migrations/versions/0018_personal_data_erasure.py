@@ -6,7 +6,7 @@ has passed, or at once when an admin erases a person on request. `erased_at` mar
 so the jobs skip it; a partial index of the rows not yet erased keeps each job's search small.
 
 Revision ID: 0018_personal_data_erasure
-Revises: 0016_intake_register
+Revises: 0017_photos
 Create Date: 2026-12-06 15:00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018_personal_data_erasure"
-down_revision: str | None = "0016_intake_register"
+down_revision: str | None = "0017_photos"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

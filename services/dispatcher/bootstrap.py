@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from functools import partial
 
 from aiohttp import web
 
+from services.dispatcher.adapters.photo_store import PhotoStores
 from services.dispatcher.adapters.repository import VOLUNTEER_CHANNEL
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.entrypoints.http import ERROR_STATUSES, api
 from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LOCATIONS, LocationStreams
-from services.dispatcher.entrypoints.me import WAKEUPS
+from services.dispatcher.entrypoints.me import PHOTO_DECODING, PHOTO_STORES, WAKEUPS
 from services.dispatcher.service_layer import personal_data, volunteer_requests
 from services.dispatcher.service_layer.eta import eta_policy
 from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
@@ -30,6 +33,9 @@ def create_app(settings: Settings) -> web.Application:
     app[RUNTIME] = runtime
     wakeups = VolunteerWakeups(runtime.listener, VOLUNTEER_CHANNEL)
     app[WAKEUPS] = wakeups
+    stores = PhotoStores.from_settings(settings)
+    app[PHOTO_STORES] = stores
+    app[PHOTO_DECODING] = asyncio.Semaphore(settings.photo_decode_concurrency)
     locations = LocationBuffer(capacity=settings.location_buffer_max_volunteers)
     app[LOCATIONS] = locations
     streams = LocationStreams(
@@ -63,6 +69,12 @@ def create_app(settings: Settings) -> web.Application:
         await streams.close()
 
     app.cleanup_ctx.append(runtime_context(runtime))
+
+    async def close_photo_stores(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await stores.close()
+
+    app.cleanup_ctx.append(close_photo_stores)
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
     app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))

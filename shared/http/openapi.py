@@ -29,6 +29,10 @@ class Operation:
     headers: dict[str, dict[str, Any]]
     errors: tuple[int, ...] = ()
     empty: tuple[tuple[int, str], ...] = ()
+    # A body that is not JSON (a photo): the media types it may be sent as, each read as raw bytes.
+    raw_body: tuple[str, ...] = ()
+    # An answer that is not JSON (a photo's bytes): the media types it may come as.
+    raw_response: tuple[str, ...] = ()
 
     def error_statuses(self) -> list[int]:
         """The problem statuses this operation can answer, documented one by one in `/openapi.json`.
@@ -43,6 +47,8 @@ class Operation:
             statuses |= {401, 403, 429}
         if self.body is not None:
             statuses |= {400, 413, 415, 422}
+        if self.raw_body:
+            statuses |= {413, 415, 422}
         if self.query is not None or self.headers:
             statuses.add(400)
         if re.search(r"{\w+}", self.path):
@@ -67,6 +73,13 @@ def _problem_response(status: int) -> dict[str, Any]:
     return entry
 
 
+def _raw_success(media_types: tuple[str, ...]) -> dict[str, Any]:
+    if not media_types:
+        return {"description": "Success"}
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"description": "Success", "content": {media_type: binary for media_type in media_types}}
+
+
 @dataclass
 class Api:
     """Routes registered with their models, so `/openapi.json` is generated from what validates requests."""
@@ -89,12 +102,16 @@ class Api:
         headers: dict[str, dict[str, Any]] | None = None,
         errors: Iterable[int] = (),
         empty: dict[int, str] | None = None,
+        raw_body: Iterable[str] = (),
+        raw_response: Iterable[str] = (),
     ) -> Callable[[View], View]:
         """Register a view; `headers` maps a required request header's name to its JSON schema.
 
         `errors` names problem statuses the handler answers beyond those its registration implies
         (see `Operation.error_statuses`), such as 409; each is documented in `/openapi.json`. `empty`
         documents other answers without a body, by status and description (e.g. a long poll's 304).
+        `raw_body` names the media types of a body read as bytes rather than JSON (an image upload),
+        `raw_response` those of an answer that is bytes (the image).
         """
 
         def register(view: View) -> View:
@@ -111,6 +128,8 @@ class Api:
                     headers or {},
                     tuple(errors),
                     tuple((empty or {}).items()),
+                    tuple(raw_body),
+                    tuple(raw_response),
                 )
             )
             self.routes.route(method, path)(view)
@@ -129,7 +148,7 @@ class Api:
             entry: dict[str, Any] = {
                 "summary": op.summary,
                 "responses": {
-                    str(op.status): {"description": "Success"}
+                    str(op.status): _raw_success(op.raw_response)
                     if op.response is None
                     else {
                         "description": "Success",
@@ -152,6 +171,14 @@ class Api:
                     "required": True,
                     "content": {
                         "application/json": {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}
+                    },
+                }
+            if op.raw_body:
+                entry["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        media_type: {"schema": {"type": "string", "format": "binary"}}
+                        for media_type in op.raw_body
                     },
                 }
             params = [

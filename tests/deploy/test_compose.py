@@ -54,9 +54,9 @@ ERRANDS_COMMANDS: dict[str, list[str]] = {
     "dispatcher": ["serve", "dispatcher"],
     "notifier": ["serve", "notifier"],
 }
-ONE_SHOT = {"migrate", "topics"}
+ONE_SHOT = {"migrate", "topics", "photo-bucket"}
 HTTP_PORTS = {"intake": 8080, "dispatcher": 8081, "notifier": 8082}
-EXPECTED_SERVICES = {"postgres", "kafka", "kafka-ui", *ERRANDS_COMMANDS}
+EXPECTED_SERVICES = {"postgres", "kafka", "kafka-ui", "minio", "photo-bucket", *ERRANDS_COMMANDS}
 
 # The only environment variables allowed that are not Settings fields: the third-party
 # containers' own configuration, keyed by image repository (prefixes, exact names).
@@ -64,6 +64,8 @@ THIRD_PARTY_ENV: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "postgres": (("POSTGRES_",), frozenset({"PGDATA"})),
     "apache/kafka": (("KAFKA_",), frozenset({"CLUSTER_ID"})),
     "ghcr.io/kafbat/kafka-ui": (("KAFKA_CLUSTERS_",), frozenset({"DYNAMIC_CONFIG_ENABLED"})),
+    "minio/minio": (("MINIO_",), frozenset()),
+    "minio/mc": (("MINIO_",), frozenset()),
 }
 # Image-level variables of deploy/Dockerfile that are not Settings fields.
 DOCKERFILE_ENV_ALLOWED = frozenset({"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"})
@@ -360,10 +362,14 @@ def test_startup_order() -> None:
         "migrate": "service_completed_successfully",
         "topics": "service_completed_successfully",
     }
+    # The dispatcher also keeps its photos in MinIO, once the bucket is there.
+    photo_store = {"minio": "service_healthy", "photo-bucket": "service_completed_successfully"}
     for name in HTTP_PORTS:
-        assert dependency_conditions(services[name]) == expected_for_servers, name
+        extra = photo_store if name == "dispatcher" else {}
+        assert dependency_conditions(services[name]) == expected_for_servers | extra, name
     assert dependency_conditions(services["migrate"]) == {"postgres": "service_healthy"}
     assert dependency_conditions(services["topics"]) == {"kafka": "service_healthy"}
+    assert dependency_conditions(services["photo-bucket"]) == {"minio": "service_healthy"}
 
 
 def test_dependencies_are_satisfiable() -> None:
@@ -556,6 +562,7 @@ def test_state_lives_in_named_volumes() -> None:
     expected_mounts = {
         "postgres": "/var/lib/postgresql/data",
         "kafka": environment_of(document["services"]["kafka"])["KAFKA_LOG_DIRS"],
+        "minio": "/data",
     }
     for name, target in expected_mounts.items():
         mounts = {}
@@ -855,3 +862,23 @@ def test_dockerfile_healthcheck_runs(status: int, healthy: bool) -> None:
             [sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30, check=False
         )
     assert (result.returncode == 0) is healthy, result.stderr.decode(errors="replace")
+
+
+def test_the_dispatcher_keeps_photos_in_the_minio_bucket_the_bucket_step_creates() -> None:
+    services = resolved_compose()["services"]
+    dispatcher = environment_of(services["dispatcher"])
+    minio = environment_of(services["minio"])
+    bucket = environment_of(services["photo-bucket"])
+    assert dispatcher["PHOTO_STORE"] == "s3"
+    assert urlsplit(dispatcher["PHOTO_S3_ENDPOINT_URL"]).netloc == "minio:9000"
+    assert "/data" in services["minio"]["command"]
+    assert dispatcher["PHOTO_S3_BUCKET"] == bucket["MINIO_BUCKET"]
+    assert dispatcher["PHOTO_S3_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"] == bucket["MINIO_ROOT_USER"]
+    assert (
+        dispatcher["PHOTO_S3_SECRET_ACCESS_KEY"]
+        == minio["MINIO_ROOT_PASSWORD"]
+        == bucket["MINIO_ROOT_PASSWORD"]
+    )
+    assert len(minio["MINIO_ROOT_PASSWORD"]) >= 8, "MinIO refuses a shorter root password"
+    assert "mc mb --ignore-existing" in " ".join(services["photo-bucket"]["command"])
+    assert healthcheck_command(services["minio"]) == ["CMD", "mc", "ready", "local"]

@@ -34,6 +34,7 @@ from services.dispatcher.adapters.tables import (
     LegEscalationRow,
     LegRow,
     OfferRow,
+    PhotoRow,
     RejectionRow,
     VolunteerRequestRow,
     VolunteerRow,
@@ -850,3 +851,61 @@ async def erase_leg(session: AsyncSession, leg_id: uuid.UUID, *, details: dict[s
     await session.execute(
         update(LegRow).where(LegRow.id == leg_id).values(details=details, erased_at=func.now())
     )
+
+
+async def add_photo(
+    session: AsyncSession,
+    *,
+    photo_id: uuid.UUID,
+    leg: LegRow,
+    volunteer_id: uuid.UUID,
+    sha256: str,
+    content_type: str,
+    size_bytes: int,
+    width: int,
+    height: int,
+    store: str,
+) -> PhotoRow:
+    row = PhotoRow(
+        id=photo_id,
+        leg_id=leg.id,
+        organisation_id=leg.organisation_id,
+        volunteer_id=volunteer_id,
+        sha256=sha256,
+        content_type=content_type,
+        size_bytes=size_bytes,
+        width=width,
+        height=height,
+        store=store,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def leg_photo(
+    session: AsyncSession, *, leg_id: uuid.UUID, photo_id: uuid.UUID | None = None, sha256: str | None = None
+) -> PhotoRow | None:
+    """A photo uploaded for this leg, by its id or by the hash of its stored bytes (the latest)."""
+    query = select(PhotoRow).where(PhotoRow.leg_id == leg_id)
+    if photo_id is not None:
+        query = query.where(PhotoRow.id == photo_id)
+    if sha256 is not None:
+        query = query.where(PhotoRow.sha256 == sha256)
+    found = await session.execute(query.order_by(PhotoRow.created_at.desc()).limit(1))
+    return found.scalar_one_or_none()
+
+
+async def organisations_photo(
+    session: AsyncSession, *, leg_id: uuid.UUID, photo_id: uuid.UUID, organisation_id: uuid.UUID | None
+) -> PhotoRow | None:
+    """The photo of this leg, if it belongs to the organisation (None: any organisation, for ops)."""
+    query = select(PhotoRow).where(PhotoRow.id == photo_id, PhotoRow.leg_id == leg_id)
+    if organisation_id is not None:
+        query = query.where(PhotoRow.organisation_id == organisation_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def count_leg_photos(session: AsyncSession, *, leg_id: uuid.UUID) -> int:
+    found = await session.execute(select(func.count()).select_from(PhotoRow).where(PhotoRow.leg_id == leg_id))
+    return int(found.scalar_one())

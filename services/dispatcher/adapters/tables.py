@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Text,
     func,
     text,
@@ -238,3 +239,37 @@ class VolunteerRequestRow(DispatchBase):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+
+
+class PhotoRow(DispatchBase):
+    """A proof-of-delivery photo a volunteer uploaded for a leg: what was stored, and where.
+
+    The id is random (UUIDv4): the fetch URL carries it and is not guessable. `sha256` is the hash
+    of the stored bytes, which `leg.delivered` and `leg.confirmed` carry.
+    """
+
+    __tablename__ = "photos"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    leg_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("dispatch.legs.id"), index=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    sha256: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    # Which store holds the bytes ("postgres" or "s3"), so a change of store leaves old photos readable
+    # where they were written.
+    store: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PhotoBlobRow(DispatchBase):
+    """The bytes of a photo, when PostgreSQL is the photo store (`photo_store = "postgres"`)."""
+
+    __tablename__ = "photo_blobs"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import Conflict, DomainError, NotFound
+from shared.errors import Conflict, DomainError, Invalid, NotFound
 
 
 class LegNotFound(NotFound):
@@ -63,3 +63,20 @@ class VolunteerOffDuty(Conflict):
 
 class InsuranceLapsed(Conflict):
     """An operator chose a volunteer whose insurance is not in force (an override lifts this)."""
+
+
+class PhotoNotFound(NotFound):
+    """No such photo of this leg, or not one the caller may see (another organisation's)."""
+
+
+class TooManyPhotos(Conflict):
+    """The leg already has as many photos as one leg may have."""
+
+
+class ProofNotFound(Invalid):
+    """A delivery report names a photo that was never uploaded for this leg."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            f"{field.removeprefix('$.')} {message}.", errors=[{"field": field, "message": message}]
+        )

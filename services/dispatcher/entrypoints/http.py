@@ -20,6 +20,7 @@ from services.dispatcher.domain.errors import (
 )
 from services.dispatcher.entrypoints import location_stream, me
 from services.dispatcher.entrypoints.api import api, organisation_scope
+from services.dispatcher.entrypoints.me import PHOTO_STORES
 from services.dispatcher.entrypoints.schemas import (
     AssignedOut,
     AssignIn,
@@ -38,7 +39,7 @@ from services.dispatcher.entrypoints.schemas import (
     respond,
     volunteer_view,
 )
-from services.dispatcher.service_layer import legs, volunteers
+from services.dispatcher.service_layer import legs, photos, volunteers
 from services.dispatcher.service_layer.eta import eta_policy
 from services.dispatcher.service_layer.matcher import policy_from
 from shared.auth import Role
@@ -318,3 +319,34 @@ async def get_volunteer(request: web.Request) -> web.Response:
         )
     status = volunteers.welfare_status(row, volunteers.welfare_limits(request.app[RUNTIME].settings))
     return respond(VolunteerOut, volunteer_view(row, status))
+
+
+@api.route(
+    "GET",
+    "/v1/legs/{leg_id}/photos/{photo_id}",
+    summary="A leg's proof-of-delivery photo, as stored (the task's organisation only)",
+    roles=("operator", "ops"),
+    raw_response=("image/jpeg", "image/png"),
+)
+async def get_photo(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR, Role.OPS)
+    leg_id = path_uuid(request, "leg_id", "leg")
+    photo_id = path_uuid(request, "photo_id", "photo")
+    async with request.app[RUNTIME].sessionmaker() as session:
+        row, data = await photos.read_photo(
+            session,
+            stores=request.app[PHOTO_STORES],
+            leg_id=leg_id,
+            photo_id=photo_id,
+            organisation_id=organisation_scope(principal),
+        )
+    return web.Response(
+        body=data,
+        content_type=row.content_type,
+        headers={
+            # A recipient's door: kept by no shared cache, nor by the browser once the tab is closed.
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            "ETag": f'"{row.sha256}"',
+        },
+    )

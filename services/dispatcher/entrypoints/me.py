@@ -18,8 +18,9 @@ from aiohttp import web
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.dispatcher.adapters.photo_store import PhotoStores
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
-from services.dispatcher.domain import welfare
+from services.dispatcher.domain import photo, welfare
 from services.dispatcher.entrypoints.api import acting_volunteer, api
 from services.dispatcher.entrypoints.location_stream import LOCATIONS, take_fix
 from services.dispatcher.entrypoints.schemas import (
@@ -31,6 +32,7 @@ from services.dispatcher.entrypoints.schemas import (
     LegStatusOut,
     LocationIn,
     OfferDeclinedOut,
+    PhotoOut,
     PickedUpIn,
     ProblemIn,
     VolunteerOut,
@@ -39,13 +41,23 @@ from services.dispatcher.entrypoints.schemas import (
     respond,
     volunteer_view,
 )
-from services.dispatcher.service_layer import deliveries, offers, views, volunteer_requests, volunteers
+from services.dispatcher.service_layer import (
+    deliveries,
+    offers,
+    photos,
+    views,
+    volunteer_requests,
+    volunteers,
+)
 from services.dispatcher.service_layer.eta import eta_policy
 from shared.http import ProblemError, parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, token_revocation
 from shared.settings import Settings
 
 WAKEUPS = web.AppKey("wakeups", VolunteerWakeups)
+PHOTO_STORES = web.AppKey("photo_stores", PhotoStores)
+# Bounds the photos decoded at once, and so the memory decoding takes (PHOTO_DECODE_CONCURRENCY).
+PHOTO_DECODING = web.AppKey("photo_decoding", asyncio.Semaphore)
 
 IDEMPOTENCY_KEY_MAX = 255
 # Optional on the volunteer's actions; printable ASCII, as HTTP carries it, without surrounding blanks.
@@ -321,6 +333,7 @@ async def post_delivered(request: web.Request) -> web.Response:
                 volunteer_id=volunteer_id,
                 code_key=runtime.settings.code_key,
                 confirmation_code=body.confirmation_code,
+                photo_id=body.photo_id,
                 photo_sha256=body.photo_sha256,
                 note=body.note,
                 today=welfare.local_day(datetime.now(UTC), volunteers.welfare_limits(runtime.settings)),
@@ -359,3 +372,103 @@ async def post_problem(request: web.Request) -> web.Response:
 
         answer, replayed = await _once(request, session, volunteer_id, body, problem)
     return _answer(LegStatusOut, answer, replayed)
+
+
+class _Upload(BaseModel):
+    """What makes two photo uploads the same request, for their Idempotency-Key: the bytes sent."""
+
+    sha256: str
+    media_type: str
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    too_large = ProblemError(
+        413,
+        "Payload too large",
+        f"The photo may be at most {limit} bytes.",
+        errors=[{"field": "body", "message": f"at most {limit} bytes"}],
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:  # a chunked body, or one longer than its Content-Length said
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def photo_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "leg_id": str(row.leg_id),
+        "sha256": row.sha256,
+        "content_type": row.content_type,
+        "width": row.width,
+        "height": row.height,
+        "size_bytes": row.size_bytes,
+        "url": photos.photo_path(row.leg_id, row.id),
+    }
+
+
+@api.route(
+    "POST",
+    "/v1/me/legs/{leg_id}/photos",
+    summary="Upload a photo of a leg I hold: the proof of a no-contact drop-off (stored without metadata)",
+    response=PhotoOut,
+    status=201,
+    roles=("volunteer",),
+    errors=(409,),
+    headers=IDEMPOTENCY_HEADERS,
+    raw_body=photo.supported_types(),
+)
+async def post_photo(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    leg_id = path_uuid(request, "leg_id", "leg")
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
+    media_type = request.content_type.lower()
+    supported = photo.supported_types()
+    if media_type not in supported:
+        raise ProblemError(
+            415,
+            "Unsupported media type",
+            f"Send the photo's bytes as one of {', '.join(supported)}, not {media_type}.",
+            errors=[{"field": "header:Content-Type", "message": f"one of {', '.join(supported)}"}],
+        )
+    if request.content_length is not None and request.content_length > settings.photo_max_bytes:
+        await _read_capped(request, settings.photo_max_bytes)  # refuses before reading anything
+    async with runtime.sessionmaker() as session, session.begin():
+        # Only a leg the volunteer holds is worth decoding a photo for.
+        await deliveries.own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    data = await _read_capped(request, settings.photo_max_bytes)
+    if not data:
+        raise photo.PhotoUnreadable("the body is empty")
+    # Decoding is CPU work: off the event loop, which keeps serving the other requests meanwhile.
+    async with request.app[PHOTO_DECODING]:
+        stored = await asyncio.to_thread(
+            photo.normalise,
+            data,
+            media_type=media_type,
+            max_side=settings.photo_max_side,
+            max_pixels=settings.photo_max_pixels,
+        )
+    upload = _Upload(sha256=hashlib.sha256(data).hexdigest(), media_type=media_type)
+    async with runtime.sessionmaker() as session, session.begin():
+
+        async def store() -> volunteer_requests.Answer:
+            row = await photos.add_photo(
+                session,
+                stores=request.app[PHOTO_STORES],
+                leg_id=leg_id,
+                volunteer_id=volunteer_id,
+                photo=stored,
+                max_per_leg=settings.photo_max_per_leg,
+            )
+            return volunteer_requests.Answer(201, photo_view(row))
+
+        answer, replayed = await _once(request, session, volunteer_id, upload, store)
+    return _answer(PhotoOut, answer, replayed)

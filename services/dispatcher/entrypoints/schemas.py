@@ -241,20 +241,29 @@ def _describe_delivery(schema: dict[str, Any], model: type[BaseModel]) -> None:
     schema["anyOf"] = [
         {"required": [name], "properties": {name: {"type": "string"}}}
         for name in ("confirmation_code", "photo_sha256")
-    ]
+    ] + [{"required": ["photo_id"], "properties": {"photo_id": {"type": "string", "format": "uuid"}}}]
 
 
 class DeliveredIn(StorableModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_describe_delivery)
     confirmation_code: str | None = Field(default=None, min_length=4, max_length=12, pattern=r"^[0-9]+$")
-    photo_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    photo_id: uuid.UUID | None = Field(
+        default=None,
+        description="A no-contact drop-off's proof: the id of a photo uploaded for this leg "
+        "(`POST /v1/me/legs/{leg_id}/photos`).",
+    )
+    photo_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Older apps' proof: the `sha256` an upload of this leg answered; prefer `photo_id`.",
+    )
     note: str | None = Field(default=None, max_length=1000)
     occurred_at: ClientTime | None = Field(default=None, description=OCCURRED_AT_DESCRIPTION)
 
     @model_validator(mode="after")
     def _code_or_photo(self) -> DeliveredIn:
-        if self.confirmation_code is None and self.photo_sha256 is None:
-            raise ValueError("send confirmation_code, or photo_sha256 for a no-contact drop-off")
+        if self.confirmation_code is None and self.photo_sha256 is None and self.photo_id is None:
+            raise ValueError("send confirmation_code, or photo_id for a no-contact drop-off")
         return self
 
 
@@ -365,6 +374,19 @@ class LegOut(BaseModel):
         "reports arrive. Null before any estimate.",
     )
     eta_late: bool = Field(default=False, description="The drop-off estimate is past the leg's deliver_by.")
+
+
+class PhotoOut(BaseModel):
+    """A photo as stored: re-encoded without metadata, upright, scaled down."""
+
+    id: uuid.UUID = Field(description="Name it as `photo_id` in the leg's delivered report.")
+    leg_id: uuid.UUID
+    sha256: str = Field(description="SHA-256 of the stored bytes (hex), as `leg.confirmed` carries it.")
+    content_type: Literal["image/jpeg", "image/png"]
+    width: int
+    height: int
+    size_bytes: int
+    url: str = Field(description="Where the task's operators fetch it (GET, operator's token).")
 
 
 class OfferOut(BaseModel):

@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
-from services.dispatcher.adapters.tables import LegRow
+from services.dispatcher.adapters.tables import LegRow, PhotoRow
 from services.dispatcher.domain import leg as lifecycle
-from services.dispatcher.domain.errors import LegNotFound
+from services.dispatcher.domain.errors import LegNotFound, ProofNotFound
 from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import LegStatus
 from services.dispatcher.service_layer.changes import Changes
@@ -63,18 +63,24 @@ async def report_delivered(
     volunteer_id: uuid.UUID,
     code_key: bytes,
     confirmation_code: str | None,
-    photo_sha256: str | None,
     note: str | None,
     today: date,
+    photo_id: uuid.UUID | None = None,
+    photo_sha256: str | None = None,
     occurred_at: datetime | None = None,
 ) -> LegRow:
     """The volunteer handed the goods over; the code travels on only as its keyed hash.
+
+    A no-contact drop-off is proven by a photo uploaded for this leg, named by `photo_id` (or, as
+    older apps do, by `photo_sha256`, the hash of its stored bytes): a photo never uploaded, or one
+    of another leg, is refused (ProofNotFound). The event carries the photo's id and stored hash.
 
     The leg counts towards the volunteer's legs on `today`, the local day.
 
     A leg already reported delivered may be reported again (the recipient read out the wrong code).
     """
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
+    photo = await _proof(session, leg_id=leg.id, photo_id=photo_id, photo_sha256=photo_sha256)
     occurred_at = occurred_at or datetime.now(UTC)
     if lifecycle.can_deliver(leg.status, flagged_at=leg.flagged_at):
         await repository.move_legs(session, [leg.id], LegStatus.DELIVERED)
@@ -88,7 +94,8 @@ async def report_delivered(
             leg_id=leg.id,
             volunteer_id=volunteer_id,
             code_hash=crypto.code_hash(code_key, leg.id, confirmation_code) if confirmation_code else None,
-            photo_sha256=photo_sha256,
+            photo_sha256=photo.sha256 if photo is not None else None,
+            photo_id=photo.id if photo is not None else None,
             note=note,
             occurred_at=occurred_at,
         ),
@@ -97,6 +104,25 @@ async def report_delivered(
     )
     await changes.flush(session)
     return leg
+
+
+async def _proof(
+    session: AsyncSession, *, leg_id: uuid.UUID, photo_id: uuid.UUID | None, photo_sha256: str | None
+) -> PhotoRow | None:
+    """The uploaded photo of this leg a delivery report names, if it names one."""
+    if photo_id is not None:
+        photo = await repository.leg_photo(session, leg_id=leg_id, photo_id=photo_id)
+        if photo is None:
+            raise ProofNotFound("$.photo_id", "names no photo uploaded for this leg")
+        if photo_sha256 is not None and photo_sha256 != photo.sha256:
+            raise ProofNotFound("$.photo_sha256", "is not the hash of the photo photo_id names")
+        return photo
+    if photo_sha256 is not None:
+        photo = await repository.leg_photo(session, leg_id=leg_id, sha256=photo_sha256)
+        if photo is None:
+            raise ProofNotFound("$.photo_sha256", "is the hash of no photo uploaded for this leg")
+        return photo
+    return None
 
 
 async def report_problem(

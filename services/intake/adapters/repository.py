@@ -234,7 +234,12 @@ class Tasks(Protocol):
     async def update_leg(self, leg_id: uuid.UUID, **values: Any) -> None: ...
 
     async def add_timeline(
-        self, event: CloudEvent, *, task_id: uuid.UUID, leg_id: uuid.UUID | None
+        self,
+        event: CloudEvent,
+        *,
+        task_id: uuid.UUID,
+        leg_id: uuid.UUID | None,
+        data: dict[str, Any] | None = None,
     ) -> None: ...
 
     async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None: ...
@@ -292,9 +297,16 @@ class SqlTasks:
     async def update_leg(self, leg_id: uuid.UUID, **values: Any) -> None:
         await self._session.execute(update(LegRow).where(LegRow.id == leg_id).values(**values))
 
-    async def add_timeline(self, event: CloudEvent, *, task_id: uuid.UUID, leg_id: uuid.UUID | None) -> None:
-        """The event on the task's timeline, once however often it arrives; an escalation keeps its reason."""
-        reason = event.data.get("reason") if event.type == "task.escalated" else None
+    async def add_timeline(
+        self,
+        event: CloudEvent,
+        *,
+        task_id: uuid.UUID,
+        leg_id: uuid.UUID | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """The event on the task's timeline, once however often it arrives, with what the read model
+        keeps of its data (`data`: none of the personal data, only what the task's view shows)."""
         await self._session.execute(
             insert(TimelineRow)
             .values(
@@ -303,7 +315,7 @@ class SqlTasks:
                 type=event.type,
                 time=event.time,
                 leg_id=leg_id,
-                data={"reason": reason} if reason else {},
+                data=data or {},
             )
             .on_conflict_do_nothing()
         )

@@ -329,6 +329,11 @@ class DropoffOut(BaseModel):
     notes: str | None = None
 
 
+class PhotoLinkOut(BaseModel):
+    id: uuid.UUID
+    url: str = Field(description="The dispatcher's path of the photo (GET with an operator's token).")
+
+
 class LegOut(BaseModel):
     id: uuid.UUID
     index: int
@@ -348,6 +353,9 @@ class LegOut(BaseModel):
     eta_late: bool = Field(default=False, description="The drop-off estimate is past the task's deliver_by.")
     escalation: LegEscalationOut | None = Field(
         default=None, description="The latest time this leg was escalated on its own, and why."
+    )
+    photos: list[PhotoLinkOut] = Field(
+        default_factory=list, description="Proof-of-delivery photos the leg's delivery reports named."
     )
 
 

@@ -38,7 +38,7 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
     moment = event.time.isoformat()
     if event.type != "leg.eta_updated" or event.data.get("slipped"):
         # Estimates come every few minutes while a leg is under way; the timeline keeps the slips.
-        await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id)
+        await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id, data=kept_data(event))
     legs = await tasks.legs(task_id)
     escalates_task = event.type != "task.escalated" or escalation_moves_task(
         [leg.status for leg in legs if str(leg.id) in event.data.get("leg_ids", [])]
@@ -128,6 +128,17 @@ def _estimates_after(leg: LegRow, event: CloudEvent, status: str) -> dict[str, A
 
 def _time(raw: object) -> datetime | None:
     return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+
+
+def kept_data(event: CloudEvent) -> dict[str, Any]:
+    """What the timeline keeps of an event's data, for the task's view: a delivery's proof photo and
+    an escalation's reason (a code such as `will_miss_deliver_by`); never personal data."""
+    photo_id, reason = event.data.get("photo_id"), event.data.get("reason")
+    if event.type == "leg.delivered" and isinstance(photo_id, str):
+        return {"photo_id": photo_id}
+    if event.type == "task.escalated" and isinstance(reason, str):
+        return {"reason": reason}
+    return {}
 
 
 _PENDING_TIMINGS = "intake.pending_dispatch_timings"

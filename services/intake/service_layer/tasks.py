@@ -56,6 +56,7 @@ async def read_task(tasks: Tasks, *, task_id: uuid.UUID, organisation_id: uuid.U
                     if leg.escalated_at is not None
                     else None
                 ),
+                "photos": _photos(leg.id, timeline),
             }
             for leg in legs
         ],
@@ -80,6 +81,16 @@ def _estimates(leg: LegRow) -> dict[str, Any]:
         "dropoff_eta": leg.dropoff_eta.isoformat(),
         "eta_late": bool(leg.eta_late),
     }
+
+
+def _photos(leg_id: uuid.UUID, timeline: list[Any]) -> list[dict[str, str]]:
+    """The photos the leg's delivery reports named, each once, with the dispatcher's path to fetch it."""
+    found: dict[str, dict[str, str]] = {}
+    for row in timeline:
+        photo_id = row.data.get("photo_id") if row.type == "leg.delivered" and row.leg_id == leg_id else None
+        if isinstance(photo_id, str) and photo_id not in found:
+            found[photo_id] = {"id": photo_id, "url": f"/v1/legs/{leg_id}/photos/{photo_id}"}
+    return list(found.values())
 
 
 def _volunteer(leg_volunteer_id: uuid.UUID | None, name: str | None) -> dict[str, Any] | None:

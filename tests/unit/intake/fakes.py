@@ -65,10 +65,22 @@ class FakeTasks:
         for name, value in values.items():
             setattr(self.legs_by_id[leg_id], name, value)
 
-    async def add_timeline(self, event: CloudEvent, *, task_id: uuid.UUID, leg_id: uuid.UUID | None) -> None:
+    async def add_timeline(
+        self,
+        event: CloudEvent,
+        *,
+        task_id: uuid.UUID,
+        leg_id: uuid.UUID | None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.timeline_rows.append(
             TimelineRow(
-                event_id=event.id, task_id=task_id, type=event.type, time=event.time, leg_id=leg_id, data={}
+                event_id=event.id,
+                task_id=task_id,
+                type=event.type,
+                time=event.time,
+                leg_id=leg_id,
+                data=data or {},
             )
         )
 

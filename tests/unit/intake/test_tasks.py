@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from services.intake.adapters.tables import LegRow, TaskRow
 from services.intake.domain.errors import TaskAlreadyCompleted, TaskNotFound
 from services.intake.entrypoints.http import ERROR_STATUSES
+from services.intake.entrypoints.schemas import TaskOut
+from services.intake.service_layer.progress import kept_data
 from services.intake.service_layer.tasks import cancel, read_task
 from shared.errors import Answer, answer_for
+from shared.events import LegDelivered, LegPickedUp, build_event
 from tests.unit.intake.fakes import FakeTasks
 
 ORG = uuid.uuid4()
@@ -89,3 +93,35 @@ async def test_another_organisations_task_is_not_found() -> None:
     assert answer_for(refused.value, ERROR_STATUSES) == Answer(404, "Not found")
     assert refused.value.message == "No such task."
     assert tasks.tasks[task_id].status == "submitted"
+
+
+async def test_the_photos_a_legs_delivery_reports_named_appear_on_the_leg_as_links() -> None:
+    tasks, task_id = store("in_progress", "delivered", "delivered")
+    legs = await tasks.legs(task_id)
+    photo, again, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    reports: list[tuple[uuid.UUID, dict[str, Any]]] = [
+        (legs[0].id, {"photo_id": photo, "photo_sha256": "a" * 64}),
+        (legs[0].id, {"code_hash": "b" * 64}),
+        (legs[0].id, {"photo_id": photo, "photo_sha256": "a" * 64}),  # the same photo named again
+        (legs[0].id, {"photo_id": again, "photo_sha256": "c" * 64}),
+        (legs[1].id, {"photo_id": other, "photo_sha256": "d" * 64}),
+    ]
+    for leg_id, proof in reports:
+        data = LegDelivered(task_id=task_id, leg_id=leg_id, volunteer_id=uuid.uuid4(), **proof)
+        _, event = build_event(data, source="/dispatcher", subject=task_id)
+        await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id, data=kept_data(event))
+    _, picked = build_event(
+        LegPickedUp(task_id=task_id, leg_id=legs[1].id, volunteer_id=uuid.uuid4()),
+        source="/dispatcher",
+        subject=task_id,
+    )
+    assert kept_data(picked) == {}, "the timeline keeps nothing of other events"
+
+    view = await read_task(tasks, task_id=task_id, organisation_id=ORG)
+    TaskOut.model_validate(view)
+    assert view["legs"][0]["photos"] == [
+        {"id": str(photo), "url": f"/v1/legs/{legs[0].id}/photos/{photo}"},
+        {"id": str(again), "url": f"/v1/legs/{legs[0].id}/photos/{again}"},
+    ]
+    assert view["legs"][1]["photos"] == [{"id": str(other), "url": f"/v1/legs/{legs[1].id}/photos/{other}"}]
+    assert all("sha256" not in str(row.data) for row in tasks.timeline_rows)

@@ -128,3 +128,24 @@ async def test_a_query_parameter_given_twice_is_a_400_problem_naming_it(aiohttp_
     assert (await response.json())["errors"] == [
         {"field": "limit", "message": "given more than once", "type": "repeated"}
     ]
+
+
+def test_a_raw_body_and_a_raw_answer_are_documented_as_binary_of_their_media_types() -> None:
+    raw = Api(title="Raw bodies")
+
+    @raw.route("POST", "/things/{thing_id}/pictures", summary="upload", raw_body=("image/png", "image/jpeg"))
+    async def upload(request: web.Request) -> web.Response:
+        return web.Response()
+
+    @raw.route("GET", "/things/{thing_id}/picture", summary="fetch", raw_response=("image/png",))
+    async def fetch(request: web.Request) -> web.Response:
+        return web.Response()
+
+    document = raw.document()
+    posted = document["paths"]["/things/{thing_id}/pictures"]["post"]
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    assert posted["requestBody"] == {"required": True, "content": {"image/png": binary, "image/jpeg": binary}}
+    assert {"413", "415", "422"} <= set(posted["responses"])
+    fetched = document["paths"]["/things/{thing_id}/picture"]["get"]
+    assert fetched["responses"]["200"]["content"] == {"image/png": binary}
+    assert "requestBody" not in fetched and "415" not in fetched["responses"]

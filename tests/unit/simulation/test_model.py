@@ -176,3 +176,11 @@ def test_percentile_interpolates() -> None:
     assert model.percentile([], 50) is None
     assert model.percentile([1, 2, 3, 4], 50) == 2.5
     assert model.percentile([5.0], 90) == 5.0
+
+
+def test_a_door_photo_is_a_small_jpeg_the_dispatcher_accepts() -> None:
+    from services.dispatcher.domain.photo import normalise
+
+    data = model.door_photo(random.Random(3))
+    stored = normalise(data, media_type="image/jpeg", max_side=1600, max_pixels=50_000_000)
+    assert len(data) < 10_000 and (stored.width, stored.height) == (96, 128)
