@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> web.Application:
         handlers={
             "task.submitted": take_in_task,
             "task.cancelled": cancel_task,
-            "task.personal_data_erased": personal_data.erase_task,
+            "task.personal_data_erased": partial(personal_data.erase_task, photos=stores),
             "leg.confirmed": confirm_leg,
             "leg.confirmation_failed": flag_leg,
         },
@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
             personal_data.erase_ended_legs,
             retention_s=settings.personal_data_retention_s,
             batch=settings.personal_data_erase_batch,
+            photos=stores,
         ),
         interval_s=settings.personal_data_erase_interval_s,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,9 @@ class PhotoStore(Protocol):
     async def get(self, session: AsyncSession, key: str) -> bytes | None:
         """The bytes stored under `key`, or None."""
 
+    async def delete(self, session: AsyncSession, key: str) -> None:
+        """Forget the bytes under `key` (nothing there is fine)."""
+
     async def close(self) -> None: ...
 
 
@@ -49,6 +52,9 @@ class PostgresPhotoStore:
     async def get(self, session: AsyncSession, key: str) -> bytes | None:
         found = await session.execute(select(PhotoBlobRow.data).where(PhotoBlobRow.key == key))
         return found.scalar_one_or_none()
+
+    async def delete(self, session: AsyncSession, key: str) -> None:
+        await session.execute(delete(PhotoBlobRow).where(PhotoBlobRow.key == key))
 
     async def close(self) -> None:
         return None
@@ -132,6 +138,10 @@ class S3PhotoStore:
         async with answer["Body"] as body:
             data: bytes = await body.read()
         return data
+
+    async def delete(self, session: AsyncSession, key: str) -> None:
+        s3 = await self._s3()
+        await s3.delete_object(Bucket=self._bucket, Key=self._prefix + key)
 
     async def close(self) -> None:
         self._client = None

@@ -847,6 +847,14 @@ async def lock_legs_to_erase(session: AsyncSession, *, retention_s: float, limit
     return list((await session.execute(query)).scalars())
 
 
+async def take_leg_photos(session: AsyncSession, leg_ids: Collection[uuid.UUID]) -> list[PhotoRow]:
+    """The legs' photos, their rows deleted: the caller deletes their bytes from the store."""
+    if not leg_ids:
+        return []
+    taken = await session.execute(delete(PhotoRow).where(PhotoRow.leg_id.in_(leg_ids)).returning(PhotoRow))
+    return list(taken.scalars())
+
+
 async def erase_leg(session: AsyncSession, leg_id: uuid.UUID, *, details: dict[str, Any]) -> None:
     await session.execute(
         update(LegRow).where(LegRow.id == leg_id).values(details=details, erased_at=func.now())

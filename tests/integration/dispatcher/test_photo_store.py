@@ -87,3 +87,18 @@ async def test_postgres_keeps_a_photo_only_when_its_transaction_commits(
         await session.rollback()
     async with sessionmaker() as session:
         assert await store.get(session, key) is None
+
+
+async def test_a_deleted_key_is_gone_and_deleting_nothing_is_fine(
+    store: PhotoStore, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    kept, deleted = str(uuid.uuid4()), str(uuid.uuid4())
+    async with sessionmaker() as session, session.begin():
+        await store.put(session, kept, b"kept", "image/jpeg")
+        await store.put(session, deleted, b"deleted", "image/jpeg")
+    async with sessionmaker() as session, session.begin():
+        await store.delete(session, deleted)
+        await store.delete(session, str(uuid.uuid4()))
+    async with sessionmaker() as session:
+        assert await store.get(session, deleted) is None
+        assert await store.get(session, kept) == b"kept"

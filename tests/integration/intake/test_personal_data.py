@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
+from services.dispatcher.adapters.photo_store import PhotoStores
 from services.dispatcher.service_layer import personal_data as dispatcher_erasure
 from services.intake.service_layer import personal_data as intake_erasure
 from services.notifier.service_layer import personal_data as notifier_erasure
@@ -210,7 +212,8 @@ async def test_each_service_erases_ended_tasks_after_the_retention_once_even_whe
 
     # Other tests' ended tasks may be erased too: count only that each of ours is, once.
     assert await twice_at_once(intake_erasure.erase_ended_tasks) >= 3
-    assert await twice_at_once(dispatcher_erasure.erase_ended_legs) >= 3
+    photos = PhotoStores.from_settings(stack.settings())
+    assert await twice_at_once(partial(dispatcher_erasure.erase_ended_legs, photos=photos)) >= 3
     assert await twice_at_once(notifier_erasure.erase_ended_tasks) >= 3
     for task_id in ended:
         left = await _copies(stack, task_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 import tracemalloc
 
 import pytest
@@ -76,14 +75,12 @@ def test_a_png_bomb_is_refused_from_its_header_without_the_memory_it_claims() ->
     bomb = photo_samples.png_bomb(100_000, 100_000)  # 10^10 pixels: 30 GB decoded
     assert len(bomb) < 200
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(PhotoTooManyPixels):
             normalise(bomb, media_type="image/png", **LIMITS)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 1.0
     assert peak < 5 * 1024 * 1024, f"refusing took {peak} bytes"
 
 
