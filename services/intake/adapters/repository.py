@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -28,7 +28,8 @@ from services.intake.adapters.tables import (
     outbox,
 )
 from services.intake.domain.model import ListPosition
-from shared.auth import Organisation
+from shared import audit
+from shared.auth import Actor, Organisation
 from shared.db import is_connection_error, snapshot_xmin
 from shared.events import CloudEvent
 from shared.outbox import add_events, event_row, insert_event_sql
@@ -59,6 +60,8 @@ class NewTask:
     # (leg id, hash of its confirmation code), in leg order.
     legs: list[tuple[uuid.UUID, str]]
     event: tuple[str, CloudEvent]
+    # Who submitted it, for the audit row written with the task.
+    actor: Actor = field(default_factory=lambda: Actor("system", None))
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,12 @@ WITH gate AS (
     RETURNING 1
 ), event AS (
     {insert_event_sql(outbox, first_parameter=14, source="task")}
+    RETURNING 1
+), audit AS (
+    INSERT INTO auth.audit (organisation_id, actor_kind, actor_id, action, task_id, detail)
+    SELECT $2::uuid, $19::text, $20::uuid, 'task.submitted', task.id,
+           jsonb_build_object('kind', $7::text, 'priority', $8::text, 'legs', jsonb_array_length($13::jsonb))
+    FROM task
     RETURNING 1
 )
 SELECT (SELECT locked FROM gate) AS locked,
@@ -170,6 +179,8 @@ class SqlSubmissions:
                     ]
                 ),
                 *event_row(*task.event),
+                task.actor.kind,
+                task.actor.id,
             )
         return SubmitOutcome(locked=bool(outcome["locked"]), stored=outcome["tasks"] == 1)
 
@@ -215,6 +226,10 @@ class Tasks(Protocol):
     ) -> None: ...
 
     async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None: ...
+
+    async def add_audit(
+        self, action: str, *, organisation_id: uuid.UUID, task_id: uuid.UUID, **detail: Any
+    ) -> None: ...
 
 
 # Tasks written by transactions older than every running one: no task can still appear before them.
@@ -282,6 +297,14 @@ class SqlTasks:
     async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None:
         """Queue events for the outbox relay; they are published only if this transaction commits."""
         await add_events(self._session, outbox, events)
+
+    async def add_audit(
+        self, action: str, *, organisation_id: uuid.UUID, task_id: uuid.UUID, **detail: Any
+    ) -> None:
+        """The command on the audit trail, by the request's actor, in this transaction."""
+        await audit.record(
+            self._session, action, organisation_id=organisation_id, task_id=task_id, detail=detail
+        )
 
     async def page(
         self,

@@ -17,7 +17,7 @@ from services.intake.adapters.repository import (
     purge_idempotency_records,
 )
 from services.intake.entrypoints.schemas import TaskIn
-from shared import crypto
+from shared import audit, crypto
 from shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from shared.events import (
     CloudEvent,
@@ -184,6 +184,7 @@ async def submit(
             submitted_at=now,
             legs=legs,
             event=_submitted_event(task_id, organisation_id, body, legs, keys),
+            actor=audit.request_actor(),
         )
     )
     if not outcome.locked:
