@@ -107,6 +107,15 @@ async def assign_by_hand(
     )
     changes.volunteers |= woken
     await changes.flush(session)
+    await repository.add_audit(
+        session,
+        "leg.assigned_by_hand",
+        organisation_id=organisation_id,
+        task_id=leg.task_id,
+        leg_id=leg.id,
+        volunteer_id=volunteer_id,
+        detail={"offers_withdrawn": len(woken)},
+    )
     return leg
 
 

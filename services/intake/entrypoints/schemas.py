@@ -335,7 +335,7 @@ class SessionOut(BaseModel):
 
 
 class ActorOut(BaseModel):
-    kind: Literal["person", "volunteer", "service", "token", "system"]
+    kind: Literal["person", "volunteer", "service", "token", "cli", "system"]
     id: uuid.UUID | None = Field(description="The person's or volunteer's id, or the token's for a service.")
 
 
