@@ -9,6 +9,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from shared.errors import DomainError
 from shared.settings import Settings
@@ -65,11 +66,8 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _owner(args: argparse.Namespace) -> dict[str, object]:
-    return {
-        "person_id": uuid.UUID(args.person) if args.person else None,
-        "service": args.service,
-    }
+def _owner(args: argparse.Namespace) -> dict[str, Any]:
+    return {"person_id": uuid.UUID(args.person) if args.person else None, "service": args.service}
 
 
 def _import(args: argparse.Namespace) -> int:
