@@ -33,11 +33,13 @@ from schemathesis.core.result import Ok
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 # The refusals of a well-formed request that no static schema can foresee, each documented: a
-# deadline already past, and an Idempotency-Key replayed with another body. (A 404 for an unknown id
+# deadline already past, an Idempotency-Key replayed with another body, and a set-password link that
+# is unknown, used or expired. (A 404 for an unknown id
 # and a 409 for a conflict are allowed by `positive_data_acceptance` itself.)
 SEMANTIC_REFUSALS = {
     (422, "$.deliver_by", "Value error, deliver_by must be in the future"),
     (422, "header:Idempotency-Key", "already used with another body"),
+    (422, "$.token", "not a valid set-password link"),
 }
 # Time ranges, on whichever field: a date-time's range is stated in the document (`formatMinimum`,
 # `formatMaximum`, the description) in keywords generators do not read.
