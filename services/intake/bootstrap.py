@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
 from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, api
+from services.intake.service_layer import staff
 from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.progress import apply_progress
 from services.intake.service_layer.submission import Keys, purge_idempotency_keys
@@ -40,9 +41,14 @@ PROGRESS_EVENTS = (
 
 
 def idempotency_purge(
-    sessionmaker: async_sessionmaker[AsyncSession], *, retention_s: float, interval_s: float
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    retention_s: float,
+    interval_s: float,
+    login_window_s: float = 3600.0,
 ) -> Callable[[], Coroutine[Any, Any, None]]:
-    """A loop that forgets idempotency records once they are older than the retention."""
+    """A loop that forgets idempotency records once they are older than the retention, and staff
+    sessions, set-password links and login failures that are long over."""
 
     async def run() -> None:
         while True:
@@ -50,6 +56,10 @@ def idempotency_purge(
                 purged = await purge_idempotency_keys(session=session, retention_s=retention_s)
             if purged:
                 log.info("idempotency.purged", records=purged)
+            async with sessionmaker() as session, session.begin():
+                spent = await staff.purge_spent(session=session, window_s=login_window_s)
+            if spent:
+                log.info("staff.purged", rows=spent)
             await asyncio.sleep(interval_s)
 
     return run
@@ -94,6 +104,7 @@ def create_app(settings: Settings) -> web.Application:
         runtime.sessionmaker,
         retention_s=settings.idempotency_retention_s,
         interval_s=settings.idempotency_purge_interval_s,
+        login_window_s=settings.login_failure_window_s,
     )
     app.cleanup_ctx.append(background_task("idempotency-purge", purge))
     return app

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -187,3 +187,19 @@ async def forget_failures(session: AsyncSession, key: str) -> None:
     await session.execute(
         update(LoginThrottle).where(LoginThrottle.key == key).values(failures=0, blocked_until=None)
     )
+
+
+async def purge_spent(session: AsyncSession, *, keep_s: float, window_s: float) -> int:
+    """Delete sessions and set-password links over for `keep_s`, and throttle counts gone quiet."""
+    over = func.now() - _seconds(keep_s)
+    deleted = 0
+    for statement in (
+        delete(StaffSession).where(func.coalesce(StaffSession.ended_at, StaffSession.expires_at) < over),
+        delete(PasswordSetup).where(func.coalesce(PasswordSetup.used_at, PasswordSetup.expires_at) < over),
+        delete(LoginThrottle).where(
+            LoginThrottle.last_failure_at < func.now() - _seconds(window_s),
+            func.coalesce(LoginThrottle.blocked_until, LoginThrottle.last_failure_at) < func.now(),
+        ),
+    ):
+        deleted += len((await session.execute(statement.returning(literal(1)))).all())
+    return deleted

@@ -282,3 +282,12 @@ async def person_view(*, session: AsyncSession, person_id: uuid.UUID) -> dict[st
     if person is None:
         raise PersonNotFound()
     return person_out(person)
+
+
+# Ended sessions and spent links are kept this long (for support questions), then deleted.
+SPENT_KEEP_S = 24 * 3600.0
+
+
+async def purge_spent(*, session: AsyncSession, window_s: float, keep_s: float = SPENT_KEEP_S) -> int:
+    """Forget sessions and set-password links long over, and login failures long quiet; how many rows."""
+    return await repository.purge_spent(session, keep_s=keep_s, window_s=window_s)

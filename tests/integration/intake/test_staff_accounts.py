@@ -16,12 +16,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
 from errands.launcher import ServiceProcesses
-from shared.auth import PasswordSetup
+from services.intake.service_layer import staff as staff_service
+from shared.auth import PasswordSetup, StaffSession
 from shared.events import TASKS_TOPIC, CloudEvent
 from tests.client import bearer
 from tests.conftest import Stack
@@ -554,3 +555,32 @@ def test_the_command_line_creates_a_person_and_prints_the_set_password_link(
     printed = json.loads(done.stdout)
     assert printed["email"] == email and printed["role"] == "ops"
     assert "#token=erp_" in printed["setup"]["url"]
+
+
+async def test_sessions_and_links_long_over_are_purged_and_live_ones_kept(
+    http: aiohttp.ClientSession,
+    intake: str,
+    admin_headers: dict[str, str],
+    operator: Operator,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    staff = await new_person(http, intake, admin_headers, operator.organisation_id)
+    ended, live = await browser(http, intake, staff), await browser(http, intake, staff)
+    async with http.delete(f"{intake}/v1/sessions/current", headers=ended.headers()) as logout:
+        assert logout.status == 204
+    person_id = uuid.UUID(staff.person_id)
+    async with sessionmaker() as session, session.begin():
+        # The logout happened two days ago (moved back in the database).
+        await session.execute(
+            update(StaffSession)
+            .where(StaffSession.person_id == person_id, StaffSession.ended_at.is_not(None))
+            .values(ended_at=func.now() - func.make_interval(0, 0, 0, 2))
+        )
+        await staff_service.purge_spent(session=session, window_s=3600)
+    async with sessionmaker() as session:
+        left = (
+            await session.execute(select(StaffSession.ended_at).where(StaffSession.person_id == person_id))
+        ).scalars()
+        assert list(left) == [None]  # only the live session is kept
+    async with http.get(f"{intake}/v1/sessions/current", headers=live.headers(csrf=False)) as current:
+        assert current.status == 200
