@@ -144,6 +144,6 @@ def client_address(request: web.Request, *, trusted_proxy: bool) -> str:
     if trusted_proxy:
         forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
         forwarded = [part for part in forwarded if part]
-        if forwarded:
+        if forwarded and forwarded[-1].isascii() and forwarded[-1].isprintable():
             return forwarded[-1][:100]
     return request.remote or "unknown"

@@ -141,7 +141,7 @@ class OrganisationIn(StorableModel):
 _SERVICE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
-class TokenOwnerIn(BaseModel):
+class TokenOwnerIn(StorableModel):
     """Who a machine's token acts for: a person (revoked when they are disabled) or a named service.
 
     Events and the audit trail name the person, or `service:<token id>` for a service's token.
@@ -169,7 +169,7 @@ class RoleTokenIn(TokenOwnerIn):
 StaffRole = Literal["admin", "operator", "ops"]
 
 
-class PersonIn(BaseModel):
+class PersonIn(StorableModel):
     email: str = Field(max_length=320, pattern=_EMAIL)
     role: StaffRole
     organisation_id: uuid.UUID | None = Field(
@@ -178,7 +178,7 @@ class PersonIn(BaseModel):
     )
 
 
-class RoleChangeIn(BaseModel):
+class RoleChangeIn(StorableModel):
     role: StaffRole
 
 
@@ -186,12 +186,12 @@ class PeopleQuery(BaseModel):
     organisation_id: uuid.UUID | None = None
 
 
-class PasswordSetupIn(BaseModel):
+class PasswordSetupIn(StorableModel):
     token: str = Field(min_length=1, max_length=200, description="From the one-time link (after `#token=`).")
     password: str = Field(min_length=12, max_length=1024, description="At least 12 characters.")
 
 
-class SessionIn(BaseModel):
+class SessionIn(StorableModel):
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
 
@@ -204,7 +204,9 @@ class AuditQuery(BaseModel):
     person_id: uuid.UUID | None = Field(default=None, description="Entries about or by this person.")
     since: ClientTime | None = Field(default=None, description="At or after this time.")
     until: ClientTime | None = Field(default=None, description="Before this time.")
-    before: int | None = Field(default=None, ge=1, description="`next_before` of the previous page.")
+    before: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="`next_before` of the previous page."
+    )
     limit: int = Field(default=100, ge=1, le=500)
 
 
