@@ -47,6 +47,7 @@ SEMANTIC_REFUSALS = {
 # `formatMaximum`, the description) in keywords generators do not read.
 SEMANTIC_MESSAGES = {
     (422, "Value error, time must be in the years 2000 to 2100"),
+    (400, "Value error, time must be in the years 2000 to 2100"),  # the same, in a query (GET /v1/audit)
     (422, "Value error, time must be at most 1 day ago"),
     (422, "Value error, time must be at most 5 minutes ahead"),
     (422, "Value error, name either a person or a service, not both"),

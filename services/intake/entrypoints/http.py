@@ -45,7 +45,6 @@ from shared.audit import AuditFilter
 from shared.auth import Principal, Role
 from shared.db import autocommit
 from shared.errors import COMMON_STATUSES, Answer, DomainError
-from shared.events import current_actor
 from shared.http import Api, ProblemError, json_response, parse_body, parse_query, path_uuid
 from shared.outbound import BlockedAddressError, check_url_is_public
 from shared.runtime import RUNTIME, authorize
@@ -250,6 +249,7 @@ async def post_organisation_token(request: web.Request) -> web.Response:
     response=TokenCreatedOut,
     status=201,
     roles=("admin",),
+    errors=(404,),
 )
 async def post_token(request: web.Request) -> web.Response:
     _cross_organisation_admin(await authorize(request, Role.ADMIN))
@@ -300,7 +300,7 @@ def _cross_organisation_admin(principal: Principal) -> None:
     response=PersonSetupOut,
     status=201,
     roles=("admin",),
-    errors=(409,),
+    errors=(404, 409),
 )
 async def post_person(request: web.Request) -> web.Response:
     principal = await authorize(request, Role.ADMIN)
@@ -334,6 +334,7 @@ async def post_person(request: web.Request) -> web.Response:
     query=PeopleQuery,
     response=PeopleOut,
     roles=("admin",),
+    errors=(404,),
 )
 async def get_people(request: web.Request) -> web.Response:
     principal = await authorize(request, Role.ADMIN)
@@ -483,6 +484,13 @@ async def post_session(request: web.Request) -> web.Response:
     return response
 
 
+def _session_of(principal: Principal) -> uuid.UUID:
+    """The session a cookie-authenticated principal came with; 401 for a bearer token."""
+    if principal.session_id is None:
+        raise ProblemError(401, "Unauthorized", "This needs the session cookie of a person who logged in.")
+    return principal.session_id
+
+
 @api.route(
     "GET",
     "/v1/sessions/current",
@@ -492,6 +500,7 @@ async def post_session(request: web.Request) -> web.Response:
 )
 async def get_current_session(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
+    _session_of(await authorize(request, Role.ADMIN, Role.OPERATOR, Role.OPS))
     current = await runtime.sessions.current(request)
     assert current.principal.person_id is not None
     async with runtime.sessionmaker() as session:
@@ -513,13 +522,14 @@ async def get_current_session(request: web.Request) -> web.Response:
 )
 async def delete_current_session(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    principal = await runtime.sessions.verify(request)  # the CSRF token is required here too
-    current_actor.set(str(principal.actor))
-    assert principal.session_id is not None and principal.person_id is not None
+    # With the cookie, `authorize` also requires the CSRF token, as for every change.
+    principal = await authorize(request, Role.ADMIN, Role.OPERATOR, Role.OPS)
+    session_id = _session_of(principal)
+    assert principal.person_id is not None
     async with runtime.sessionmaker() as session, session.begin():
         await staff.logout(
             session=session,
-            session_id=principal.session_id,
+            session_id=session_id,
             person_id=principal.person_id,
             organisation_id=principal.organisation_id,
         )
