@@ -250,9 +250,16 @@ async def test_a_cookie_authenticated_change_needs_the_csrf_token_and_bearer_tok
     ) as crossed:
         assert crossed.status == 403
 
-    # Machines send bearer tokens and no CSRF token, as before.
+    # Machines send bearer tokens and no CSRF token, as before; with a bearer token, a cookie sent
+    # along (a browser extension, a shared client) is not what authenticates, so no CSRF token either.
     status, _, _ = await submit(http, intake, operator)
     assert status == 201
+    async with http.post(
+        f"{intake}/v1/tasks",
+        json=task_body(),
+        headers={**session.headers(csrf=False), **operator.headers, "Idempotency-Key": str(uuid.uuid4())},
+    ) as both:
+        assert both.status == 201
 
 
 async def test_logging_out_ends_the_session_and_the_copied_cookie_is_refused(
