@@ -140,8 +140,20 @@ async def end_sessions_of(session: AsyncSession, person_id: uuid.UUID) -> int:
 # --- the login throttle ------------------------------------------------------------------------------
 
 
-async def blocked_for(session: AsyncSession, keys: list[str]) -> float:
-    """Seconds until every one of `keys` may try again (0: now), by the database clock."""
+async def blocked_for(session: AsyncSession, keys: list[str], *, lock: str) -> float:
+    """Seconds until every one of `keys` may try again (0: now), by the database clock.
+
+    The row of `lock` (the account's) stays locked until the transaction ends, so tries on one
+    account, in any replica, are checked one after another: none slips past a count still being
+    written. (An address's tries are not serialised: many people may share one.)
+    """
+    # A row to lock even before the first failure (an uncounted one: `failures` 0).
+    await session.execute(
+        insert(LoginThrottle)
+        .values(key=lock, failures=0, last_failure_at=func.now())
+        .on_conflict_do_nothing(index_elements=[LoginThrottle.key])
+    )
+    await session.execute(select(LoginThrottle.key).where(LoginThrottle.key == lock).with_for_update())
     wait = (
         await session.execute(
             select(func.max(func.extract("epoch", LoginThrottle.blocked_until - func.now()))).where(

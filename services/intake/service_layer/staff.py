@@ -211,7 +211,7 @@ async def login(
 ) -> Login:
     """Check an e-mail and password, unless the account or the client's address is throttled."""
     keys = (account_key(email), address_key(address))
-    wait_s = await repository.blocked_for(session, list(keys))
+    wait_s = await repository.blocked_for(session, list(keys), lock=keys[0])
     if wait_s > 0:
         return Login(refused="throttled", retry_after_s=wait_s)
     person = await repository.person_by_email(session, normal_email(email))

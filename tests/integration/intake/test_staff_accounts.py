@@ -400,6 +400,27 @@ async def test_wrong_passwords_on_an_account_slow_down_then_lock_it_in_every_rep
     assert status == 429 and int(other.headers["Retry-After"]) > 500
 
 
+async def test_wrong_passwords_sent_at_once_are_counted_one_after_another(
+    http: aiohttp.ClientSession,
+    intake: str,
+    throttled_intake: str,
+    admin_headers: dict[str, str],
+    operator: Operator,
+) -> None:
+    staff = await new_person(http, intake, admin_headers, operator.organisation_id)
+
+    async def attempt(n: int) -> int:
+        replica = throttled_intake if n % 2 else intake  # both replicas, one database
+        forwarded = {"X-Forwarded-For": f"203.0.114.{n}"}
+        return (await log_in(http, replica, staff.email, "wrong password!", **forwarded))[0]
+
+    statuses = await asyncio.gather(*(attempt(n) for n in range(1, 9)))
+    # The main service allows three failures before slowing down, the throttled replica two: at
+    # most three tries are checked before the account must wait, whatever arrives at the same time.
+    assert 2 <= statuses.count(401) <= 3, statuses
+    assert statuses.count(429) == 8 - statuses.count(401), statuses
+
+
 async def test_wrong_passwords_from_one_address_slow_down_then_lock_that_address(
     http: aiohttp.ClientSession,
     intake: str,
