@@ -1,4 +1,7 @@
-"""`errands admin ...`: organisations and tokens, straight against the database."""
+"""`errands admin ...`: organisations, people and tokens, straight against the database.
+
+The audit trail names the command line as their actor (`cli`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.entrypoints.schemas import ErasureIn
+from services.intake.service_layer import staff
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
@@ -22,11 +26,13 @@ from services.intake.service_layer.register import RegisterKeys
 from shared.auth import ApiToken, Organisation, Role, hash_token, revoke_token
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import Invalid
+from shared.events import current_actor
 from shared.settings import Settings
 
 
 async def _in_transaction(settings: Settings, action: Any) -> Any:
     engine = create_engine(settings, pool_size=1)
+    current_actor.set("cli")
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             return await action(session)
@@ -41,16 +47,59 @@ async def new_organisation(settings: Settings, name: str) -> dict[str, Any]:
     return result
 
 
-async def new_operator_token(settings: Settings, organisation_id: uuid.UUID) -> dict[str, Any]:
+async def new_operator_token(
+    settings: Settings,
+    organisation_id: uuid.UUID,
+    *,
+    person_id: uuid.UUID | None = None,
+    service: str | None = None,
+) -> dict[str, Any]:
     result: dict[str, Any] = await _in_transaction(
-        settings, lambda s: create_organisation_token(session=s, organisation_id=organisation_id)
+        settings,
+        lambda s: create_organisation_token(
+            session=s, organisation_id=organisation_id, person_id=person_id, service=service
+        ),
     )
     return result
 
 
-async def new_role_token(settings: Settings, role: Role) -> dict[str, Any]:
+async def new_role_token(
+    settings: Settings, role: Role, *, person_id: uuid.UUID | None = None, service: str | None = None
+) -> dict[str, Any]:
     result: dict[str, Any] = await _in_transaction(
-        settings, lambda s: create_role_token(session=s, role=role)
+        settings, lambda s: create_role_token(session=s, role=role, person_id=person_id, service=service)
+    )
+    return result
+
+
+async def new_person(
+    settings: Settings, organisation_id: uuid.UUID, *, email: str, role: str
+) -> dict[str, Any]:
+    """A member of staff and their one-time set-password link (in `setup.url`)."""
+    result: dict[str, Any] = await _in_transaction(
+        settings,
+        lambda s: staff.create_person(
+            session=s,
+            organisation_id=organisation_id,
+            email=email,
+            role=role,
+            setup_url=settings.password_setup_url,
+            setup_ttl_s=settings.password_setup_ttl_s,
+        ),
+    )
+    return result
+
+
+async def new_password_link(settings: Settings, person_id: uuid.UUID) -> dict[str, Any]:
+    result: dict[str, Any] = await _in_transaction(
+        settings,
+        lambda s: staff.new_setup_link(
+            session=s,
+            person_id=person_id,
+            organisation_id=None,
+            setup_url=settings.password_setup_url,
+            setup_ttl_s=settings.password_setup_ttl_s,
+        ),
     )
     return result
 

@@ -9,6 +9,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from shared.errors import DomainError
 from shared.settings import Settings
@@ -45,9 +46,17 @@ def _admin(args: argparse.Namespace) -> int:
     if args.admin_command == "create-organisation":
         result = asyncio.run(admin.new_organisation(settings, args.name))
     elif args.admin_command == "create-operator-token":
-        result = asyncio.run(admin.new_operator_token(settings, uuid.UUID(args.organisation_id)))
+        result = asyncio.run(
+            admin.new_operator_token(settings, uuid.UUID(args.organisation_id), **_owner(args))
+        )
     elif args.admin_command == "create-token":
-        result = asyncio.run(admin.new_role_token(settings, Role(args.role)))
+        result = asyncio.run(admin.new_role_token(settings, Role(args.role), **_owner(args)))
+    elif args.admin_command == "create-person":
+        result = asyncio.run(
+            admin.new_person(settings, uuid.UUID(args.organisation_id), email=args.email, role=args.role)
+        )
+    elif args.admin_command == "password-link":
+        result = asyncio.run(admin.new_password_link(settings, uuid.UUID(args.person_id)))
     elif args.admin_command == "erase":
         organisation_id = uuid.UUID(args.organisation) if args.organisation else None
         result = asyncio.run(
@@ -60,6 +69,10 @@ def _admin(args: argparse.Namespace) -> int:
         result = {"revoked": args.token_id}
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _owner(args: argparse.Namespace) -> dict[str, Any]:
+    return {"person_id": uuid.UUID(args.person) if args.person else None, "service": args.service}
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -95,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations")
     topics = commands.add_parser("topics", help="Kafka topics")
     topics.add_argument("topics_command", choices=("create",))
-    admin = commands.add_parser("admin", help="organisations, tokens and erasure")
+    admin = commands.add_parser("admin", help="organisations, people, tokens and erasure")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
     organisation = admin_commands.add_parser(
         "create-organisation", help="an organisation and its operator token"
@@ -105,14 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("organisation_id")
     token = admin_commands.add_parser("create-token", help="an ops or admin token")
     token.add_argument("--role", choices=("ops", "admin"), required=True)
+    for parser_ in (operator, token):
+        owner = parser_.add_mutually_exclusive_group()
+        owner.add_argument("--person", help="the id of the person who owns the token")
+        owner.add_argument("--service", help="or the name of the service it is for, e.g. crm-sync")
+    person = admin_commands.add_parser(
+        "create-person", help="a member of staff; prints their one-time set-password link"
+    )
+    person.add_argument("organisation_id")
+    person.add_argument("email")
+    person.add_argument("--role", choices=("admin", "operator", "ops"), required=True)
+    link = admin_commands.add_parser(
+        "password-link", help="a new one-time set-password link for a person (earlier ones stop working)"
+    )
+    link.add_argument("person_id")
     revoke = admin_commands.add_parser("revoke-token", help="revoke a token")
     revoke.add_argument("token_id")
     erase = admin_commands.add_parser(
         "erase", help="erase one person's personal data from every task that names them"
     )
-    person = erase.add_mutually_exclusive_group(required=True)
-    person.add_argument("--phone", help="compared by its digits alone")
-    person.add_argument("--email", help="compared case-blind")
+    erased = erase.add_mutually_exclusive_group(required=True)
+    erased.add_argument("--phone", help="compared by its digits alone")
+    erased.add_argument("--email", help="compared case-blind")
     erase.add_argument("--organisation", help="only this organisation's tasks (default: every one)")
     _add_ops_commands(commands)
     from errands.simulation.run import add_arguments as add_simulation_arguments

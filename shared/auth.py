@@ -14,8 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import ColumnElement, DateTime, ForeignKey, Text, func, select, text, update
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    Text,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -58,6 +70,85 @@ class ApiToken(AuthBase):
     volunteer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who a machine's token acts for: a person (revoked when they are disabled) or a named service.
+    person_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.people.id"), index=True
+    )
+    service_name: Mapped[str | None] = mapped_column(Text)
+
+
+class Person(AuthBase):
+    """A member of staff: an admin, operator or ops person of one organisation, who logs in by e-mail."""
+
+    __tablename__ = "people"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("auth.organisations.id"), index=True
+    )
+    # Stored lower-cased; one account per address across organisations.
+    email: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(Text)
+    # argon2id (argon2-cffi's defaults); None until the person has used their set-password link.
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PasswordSetup(AuthBase):
+    """A one-time link to set a person's password: stored as the hash of its token."""
+
+    __tablename__ = "password_setups"
+
+    token_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("auth.people.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StaffSession(AuthBase):
+    """A browser session: the cookie's hash, so a session can be ended server-side at once."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(Text, unique=True)
+    person_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("auth.people.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LoginThrottle(AuthBase):
+    """Recent failed logins of one account or one client address, and until when they are refused."""
+
+    __tablename__ = "login_throttle"
+
+    # "account:<sha256 of the e-mail>" or "address:<client address>"
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(AuthBase):
+    """One command and who gave it, by ids only: no names, phones, addresses or free text."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+    organisation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # person, volunteer (their device's token), service (a named token), token (an unnamed one), system
+    actor_kind: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    action: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    leg_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    volunteer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    person_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    detail: Mapped[dict[str, object]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +159,33 @@ class Principal:
     role: Role
     organisation_id: uuid.UUID | None = None
     volunteer_id: uuid.UUID | None = None
+    # The person behind a browser session or a token they own, or the service a token is named for.
+    person_id: uuid.UUID | None = None
+    service_name: str | None = None
+    # Set when the caller came with a session cookie rather than a bearer token.
+    session_id: uuid.UUID | None = None
+
+    @property
+    def actor(self) -> Actor:
+        """Who the audit trail and events say acted: the person, the volunteer, or the token itself."""
+        if self.person_id is not None:
+            return Actor("person", self.person_id)
+        if self.volunteer_id is not None:
+            return Actor("volunteer", self.volunteer_id)
+        if self.service_name is not None:
+            return Actor("service", self.token_id)
+        return Actor("token", self.token_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who gave a command, by kind and id: `person:<id>`, `volunteer:<id>`, `service:<token id>`..."""
+
+    kind: str
+    id: uuid.UUID | None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}" if self.id is not None else self.kind
 
 
 _PREFIX = {Role.OPERATOR: "erk_op_", Role.VOLUNTEER: "erk_vol_", Role.OPS: "erk_ops_", Role.ADMIN: "erk_adm_"}
@@ -84,6 +202,8 @@ async def issue_token(
     role: Role,
     organisation_id: uuid.UUID | None = None,
     volunteer_id: uuid.UUID | None = None,
+    person_id: uuid.UUID | None = None,
+    service_name: str | None = None,
 ) -> tuple[uuid.UUID, str]:
     """Create a token in the caller's transaction; returns its id and the only copy of its secret."""
     token = _PREFIX[role] + secrets.token_urlsafe(32)
@@ -93,6 +213,8 @@ async def issue_token(
         role=role.value,
         organisation_id=organisation_id,
         volunteer_id=volunteer_id,
+        person_id=person_id,
+        service_name=service_name,
     )
     session.add(row)
     await session.flush()
@@ -100,13 +222,25 @@ async def issue_token(
 
 
 async def revoke_token(
-    session: AsyncSession, *, token_id: uuid.UUID, volunteer_id: uuid.UUID | None = None
+    session: AsyncSession,
+    *,
+    token_id: uuid.UUID,
+    volunteer_id: uuid.UUID | None = None,
+    organisation_id: uuid.UUID | None = None,
 ) -> bool:
-    """Revoke a token, only if it is this volunteer's when one is named; False when there is none live."""
+    """Revoke a token, only if it is this volunteer's (or this organisation's) when one is named;
+    False when there is none live."""
     where = [ApiToken.id == token_id]
     if volunteer_id is not None:
         where.append(ApiToken.volunteer_id == volunteer_id)
+    if organisation_id is not None:
+        where.append(ApiToken.organisation_id == organisation_id)
     return bool(await _revoke(session, *where))
+
+
+async def revoke_person_tokens(session: AsyncSession, *, person_id: uuid.UUID) -> int:
+    """Revoke every live token a person owns; how many there were."""
+    return len(await _revoke(session, ApiToken.person_id == person_id))
 
 
 async def revoke_volunteer_tokens(session: AsyncSession, *, volunteer_id: uuid.UUID) -> int:
@@ -284,6 +418,8 @@ class TokenVerifier:
             role=Role(row.role),
             organisation_id=row.organisation_id,
             volunteer_id=row.volunteer_id,
+            person_id=row.person_id,
+            service_name=row.service_name,
         )
 
 

@@ -51,6 +51,9 @@ Source = Literal["/intake", "/dispatcher", "/notifier"]
 
 # The W3C trace context of the request or event being handled; events built meanwhile carry it on.
 current_traceparent: ContextVar[str | None] = ContextVar("current_traceparent", default=None)
+# Who gave the command being handled (`person:<id>`, `volunteer:<id>`, `service:<token id>`,
+# `token:<token id>`), set when a request is authorised; events built meanwhile carry it as `actor`.
+current_actor: ContextVar[str | None] = ContextVar("current_actor", default=None)
 
 
 class CloudEvent(BaseModel):
@@ -66,6 +69,8 @@ class CloudEvent(BaseModel):
     subject: str
     datacontenttype: Literal["application/json"] = "application/json"
     traceparent: str | None = None
+    # CloudEvents extension: who caused the event, as `<kind>:<id>` (ids only); absent for the system.
+    actor: str | None = None
     data: dict[str, Any]
 
     def to_bytes(self) -> bytes:
@@ -370,6 +375,7 @@ def build_event(
         type=type_,
         subject=str(subject),
         traceparent=traceparent or current_traceparent.get(),
+        actor=current_actor.get(),
         data=data.model_dump(mode="json", exclude_none=True),
     )
     return topic, event

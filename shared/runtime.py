@@ -18,11 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.auth import Principal, RateLimiter, Role, TokenVerifier, require_role
 from shared.consumer import EventConsumer, Handler
 from shared.db import create_engine, create_sessionmaker
+from shared.events import current_actor
 from shared.http import ProblemAppRunner, ReadinessCheck
 from shared.kafka import create_producer, start_with_retry
 from shared.listen import PgListener
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
+from shared.staff import SESSION_COOKIE, SessionVerifier
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +39,7 @@ class Runtime:
     producer: AIOKafkaProducer
     listener: PgListener
     tokens: TokenVerifier
+    sessions: SessionVerifier
     # What the process runs in the background; each must be working before the process is ready.
     consumers: list[EventConsumer] = field(default_factory=list)
     relays: list[OutboxRelay] = field(default_factory=list)
@@ -57,6 +60,7 @@ class Runtime:
                 listener=listener,
                 limiter=RateLimiter(per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
             ),
+            sessions=SessionVerifier(sessionmaker),
         )
 
     async def open(self) -> None:
@@ -125,18 +129,31 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 
 async def authorize(request: web.Request, *roles: Role) -> Principal:
-    """The caller behind the request's bearer token (401 otherwise), holding one of `roles` (else 403)."""
-    principal = await request.app[RUNTIME].tokens.verify(request.headers.get("Authorization"))
+    """The caller behind the request's bearer token or session cookie (401 otherwise), holding one of
+    `roles` (else 403). A cookie-authenticated request that changes something needs its CSRF token.
+
+    Who it is becomes the actor of the events the request causes (`shared.events.current_actor`).
+    """
+    runtime = request.app[RUNTIME]
+    authorization = request.headers.get("Authorization")
+    if authorization is None and SESSION_COOKIE in request.cookies:
+        principal = await runtime.sessions.verify(request)
+    else:
+        principal = await runtime.tokens.verify(authorization)
     require_role(principal, *roles)
+    current_actor.set(str(principal.actor))
     return principal
 
 
 @contextlib.asynccontextmanager
 async def token_revocation(request: web.Request) -> AsyncIterator[asyncio.Task[None]]:
-    """For a stream's life: a task that finishes once the token that opened it is revoked."""
-    revoked = asyncio.create_task(
-        request.app[RUNTIME].tokens.until_revoked(request.headers.get("Authorization"))
-    )
+    """For a stream's life: a task that finishes once the token (or session) that opened it is revoked."""
+    runtime = request.app[RUNTIME]
+    authorization = request.headers.get("Authorization")
+    if authorization is None and SESSION_COOKIE in request.cookies:
+        revoked = asyncio.create_task(runtime.sessions.until_ended(request))
+    else:
+        revoked = asyncio.create_task(runtime.tokens.until_revoked(authorization))
     try:
         yield revoked
     finally:

@@ -116,6 +116,28 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=50.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)
 
+    # Staff accounts (docs/api.md, "Staff accounts and sessions").
+    # Browser sessions last this long from login, then the person logs in again.
+    session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    # A set-password link works once, until this long after it was made.
+    password_setup_ttl_s: float = Field(default=72 * 3600.0, gt=0)
+    # Where the one-time link points: the page that asks for the new password; `#token=...` is appended.
+    password_setup_url: str = "http://127.0.0.1:8080/password-setup"  # noqa: S105 (a page, not a secret)
+    # Behind a proxy we run (it sets X-Forwarded-For / X-Forwarded-Proto): trust those headers for
+    # the client's address and whether it came over HTTPS. Never set it when clients reach us directly.
+    trusted_proxy: bool = False
+    # Wrong passwords: counted per account and per client address, forgotten after a quiet window.
+    # From `login_slow_after` failures on, each next try must wait longer (base doubling, up to max);
+    # from `login_lock_after` on, the account (or address) is refused for `login_lock_s`.
+    login_failure_window_s: float = Field(default=3600.0, gt=0)
+    login_slow_after: int = Field(default=3, ge=1)
+    login_lock_after: int = Field(default=10, ge=1)
+    login_address_slow_after: int = Field(default=10, ge=1)
+    login_address_lock_after: int = Field(default=50, ge=1)
+    login_delay_base_s: float = Field(default=1.0, gt=0)
+    login_delay_max_s: float = Field(default=60.0, gt=0)
+    login_lock_s: float = Field(default=900.0, gt=0)
+
     # Consumer and relay behaviour.
     # Event ids a consumer has applied are remembered this long (longer than topic retention).
     inbox_retention_s: float = Field(default=14 * 24 * 3600.0, ge=3600)

@@ -33,11 +33,15 @@ from schemathesis.core.result import Ok
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 # The refusals of a well-formed request that no static schema can foresee, each documented: a
-# deadline already past, and an Idempotency-Key replayed with another body. (A 404 for an unknown id
+# deadline already past, an Idempotency-Key replayed with another body, a set-password link that is
+# unknown, used or expired, a token given two owners, and a person added by an admin token of no
+# organisation without saying which. (A 404 for an unknown id
 # and a 409 for a conflict are allowed by `positive_data_acceptance` itself.)
 SEMANTIC_REFUSALS = {
     (422, "$.deliver_by", "Value error, deliver_by must be in the future"),
     (422, "header:Idempotency-Key", "already used with another body"),
+    (422, "$.token", "not a valid set-password link"),
+    (422, "$.organisation_id", "required for an admin token of no organisation"),
 }
 # Time ranges, on whichever field: a date-time's range is stated in the document (`formatMinimum`,
 # `formatMaximum`, the description) in keywords generators do not read.
@@ -48,8 +52,10 @@ SEMANTIC_MESSAGES = {
     (422, "no such place in this organisation"),
     (422, "no coordinates, and no geocoder is configured to find them: give lat and lon"),
     (422, "Value error, time must be in the years 2000 to 2100"),
+    (400, "Value error, time must be in the years 2000 to 2100"),  # the same, in a query (GET /v1/audit)
     (422, "Value error, time must be at most 1 day ago"),
     (422, "Value error, time must be at most 5 minutes ahead"),
+    (422, "Value error, name either a person or a service, not both"),
 }
 
 

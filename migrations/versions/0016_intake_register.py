@@ -2,7 +2,7 @@
 geocoding cache
 
 Revision ID: 0016_intake_register
-Revises: 0013_leg_eta
+Revises: 0015_staff_accounts
 Create Date: 2026-12-06 14:40:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0016_intake_register"
-down_revision: str | None = "0013_leg_eta"
+down_revision: str | None = "0015_staff_accounts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

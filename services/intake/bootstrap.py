@@ -11,7 +11,7 @@ from services.intake.adapters.geocoder import Geocoder, purge_geocode_cache
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
 from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, REGISTER, Register, api
-from services.intake.service_layer import register
+from services.intake.service_layer import register, staff
 from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.personal_data import erase_ended_tasks
 from services.intake.service_layer.progress import apply_progress
@@ -96,6 +96,13 @@ def create_app(settings: Settings) -> web.Application:
         interval_s=settings.idempotency_purge_interval_s,
     )
     app.cleanup_ctx.append(background_task("idempotency-purge", purge))
+    forget_sessions = periodic_job(
+        runtime.sessionmaker,
+        "staff.purged",
+        partial(staff.purge_spent, window_s=settings.login_failure_window_s),
+        interval_s=settings.idempotency_purge_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("staff-purge", forget_sessions))
     erase = periodic_job(
         runtime.sessionmaker,
         "personal_data.erased",

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from shared.db import is_connection_error
 from shared.errors import COMMON_STATUSES, DomainError, ErrorStatuses, answer_for
-from shared.events import current_traceparent
+from shared.events import current_actor, current_traceparent
 from shared.http.parsing import MAX_BODY_BYTES
 from shared.http.problems import ProblemError, problem_response
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -46,6 +46,8 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
     traceparent, trace_id = _trace_from(request)
     request_id = request.headers.get("X-Request-Id", "")[:200] or trace_id
     token = current_traceparent.set(traceparent)
+    # Requests on one keep-alive connection share a context: nobody inherits the last one's actor.
+    actor_token = current_actor.set(None)
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     status = 500
     try:
@@ -107,4 +109,5 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
                 trace_id=trace_id,
                 request_id=request_id,
             )
+        current_actor.reset(actor_token)
         current_traceparent.reset(token)

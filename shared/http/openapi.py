@@ -164,7 +164,10 @@ class Api:
                 },
             }
             if op.roles:
-                entry["security"] = [{"bearer": []}]
+                # A bearer token, or a staff session's cookie (then POST/PUT/PATCH/DELETE need X-CSRF-Token).
+                entry["security"] = (
+                    [{"bearer": []}] if "volunteer" in op.roles else [{"bearer": []}, {"session": []}]
+                )
                 entry["x-roles"] = list(op.roles)
             if op.body is not None:
                 entry["requestBody"] = {
@@ -220,6 +223,14 @@ class Api:
             "paths": paths,
             "components": {
                 "schemas": components,
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "session": {
+                        "type": "apiKey",
+                        "in": "cookie",
+                        "name": "errands_session",
+                        "description": "Set by POST /v1/sessions; changes also need the X-CSRF-Token header.",
+                    },
+                },
             },
         }

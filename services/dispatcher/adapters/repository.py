@@ -41,6 +41,7 @@ from services.dispatcher.adapters.tables import (
 )
 from services.dispatcher.domain.leg import ENDED, IN_HAND, WAITING, LegStatus
 from services.dispatcher.domain.offer import OfferStatus
+from shared import audit
 from shared.db import snapshot_xmin
 
 # The PostgreSQL channel a volunteer's id is sent on when their offers or legs change.
@@ -917,3 +918,25 @@ async def organisations_photo(
 async def count_leg_photos(session: AsyncSession, *, leg_id: uuid.UUID) -> int:
     found = await session.execute(select(func.count()).select_from(PhotoRow).where(PhotoRow.leg_id == leg_id))
     return int(found.scalar_one())
+
+
+async def add_audit(
+    session: AsyncSession,
+    action: str,
+    *,
+    organisation_id: uuid.UUID | None,
+    task_id: uuid.UUID | None = None,
+    leg_id: uuid.UUID | None = None,
+    volunteer_id: uuid.UUID | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """The command on the shared audit trail (`auth.audit`), by the request's actor, in this transaction."""
+    await audit.record(
+        session,
+        action,
+        organisation_id=organisation_id,
+        task_id=task_id,
+        leg_id=leg_id,
+        volunteer_id=volunteer_id,
+        detail=detail,
+    )

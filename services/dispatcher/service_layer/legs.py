@@ -124,6 +124,15 @@ async def assign_by_hand(
     if eta is not None:
         await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
+    await repository.add_audit(
+        session,
+        "leg.assigned_by_hand",
+        organisation_id=organisation_id,
+        task_id=leg.task_id,
+        leg_id=leg.id,
+        volunteer_id=volunteer_id,
+        detail={"offers_withdrawn": len(woken), "overridden": override_reason is not None},
+    )
     return leg
 
 
@@ -195,6 +204,15 @@ async def move_leg(
     if eta is not None:
         await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
+    await repository.add_audit(
+        session,
+        "leg.moved",
+        organisation_id=organisation_id,
+        task_id=leg.task_id,
+        leg_id=leg.id,
+        volunteer_id=volunteer_id,
+        detail={"moved_from": str(holder), "overridden": override_reason is not None},
+    )
     return leg
 
 
@@ -306,6 +324,19 @@ async def release_volunteers_legs(
     if taken:
         await repository.change_load(session, volunteer_id, active=-len(taken))
     await changes.flush(session)
+    for leg in taken:
+        await repository.add_audit(
+            session,
+            "leg.released",
+            organisation_id=organisation_id,
+            task_id=leg.task_id,
+            leg_id=leg.id,
+            volunteer_id=volunteer_id,
+            detail={
+                "to_volunteer": None if to_volunteer_id is None else str(to_volunteer_id),
+                "overridden": override_reason is not None,
+            },
+        )
     return Released(legs=taken, needs_decision=needs_decision)
 
 

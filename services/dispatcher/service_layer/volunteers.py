@@ -89,6 +89,9 @@ async def register_volunteer(
             )
         ],
     )
+    await repository.add_audit(
+        session, "volunteer.registered", organisation_id=organisation_id, volunteer_id=row.id
+    )
     return row, IssuedToken(id=token_id, token=token)
 
 
@@ -263,6 +266,14 @@ async def update_volunteer(
         row.home_lat, row.home_lon = (home["lat"], home["lon"]) if home else (None, None)
     row.updated_at = datetime.now(UTC)
     await session.flush()
+    # Which fields changed, never their values (names and phones are personal).
+    await repository.add_audit(
+        session,
+        "volunteer.changed",
+        organisation_id=row.organisation_id,
+        volunteer_id=row.id,
+        detail={"fields": sorted(changes)},
+    )
     return row
 
 
@@ -289,6 +300,13 @@ async def rotate_token(
     token_id, token = await issue_token(
         session, role=Role.VOLUNTEER, organisation_id=row.organisation_id, volunteer_id=row.id
     )
+    await repository.add_audit(
+        session,
+        "volunteer.token_rotated",
+        organisation_id=row.organisation_id,
+        volunteer_id=row.id,
+        detail={"token_id": str(token_id)},
+    )
     return IssuedToken(id=token_id, token=token)
 
 
@@ -299,6 +317,13 @@ async def revoke_token_of(
     row = await _operated_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
     if not await revoke_token(session, token_id=token_id, volunteer_id=row.id):
         raise TokenNotFound("No such token.")
+    await repository.add_audit(
+        session,
+        "volunteer.token_revoked",
+        organisation_id=row.organisation_id,
+        volunteer_id=row.id,
+        detail={"token_id": str(token_id)},
+    )
 
 
 async def deactivate_volunteer(
@@ -337,5 +362,12 @@ async def deactivate_volunteer(
                 )
             ],
         )
+    await repository.add_audit(
+        session,
+        "volunteer.deactivated",
+        organisation_id=row.organisation_id,
+        volunteer_id=row.id,
+        detail={"legs_handed_back": len(in_hand)},
+    )
     await session.refresh(row)
     return row

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,7 +31,8 @@ from services.intake.adapters.tables import (
 )
 from services.intake.domain.model import ListPosition
 from services.intake.domain.personal_data import ENDED_LEG_STATUSES, ENDED_TASK_STATUSES
-from shared.auth import Organisation
+from shared import audit
+from shared.auth import Actor, Organisation
 from shared.db import is_connection_error, snapshot_xmin
 from shared.events import CloudEvent
 from shared.outbox import add_events, event_row, insert_event_sql
@@ -64,6 +65,8 @@ class NewTask:
     event: tuple[str, CloudEvent]
     # Recipients of the register its drop-offs name: a task counts as their activity.
     recipient_ids: tuple[uuid.UUID, ...] = ()
+    # Who submitted it, for the audit row written with the task.
+    actor: Actor = field(default_factory=lambda: Actor("system", None))
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,12 @@ WITH gate AS (
 ), used AS (
     UPDATE intake.recipients SET last_used_at = $11, active_at = greatest(active_at, $11)
     WHERE organisation_id = $2::uuid AND id = ANY($19::uuid[]) AND EXISTS (SELECT 1 FROM task)
+    RETURNING 1
+), audit AS (
+    INSERT INTO auth.audit (organisation_id, actor_kind, actor_id, action, task_id, detail)
+    SELECT $2::uuid, $20::text, $21::uuid, 'task.submitted', task.id,
+           jsonb_build_object('kind', $7::text, 'priority', $8::text, 'legs', jsonb_array_length($13::jsonb))
+    FROM task
     RETURNING 1
 )
 SELECT (SELECT locked FROM gate) AS locked,
@@ -180,6 +189,8 @@ class SqlSubmissions:
                 ),
                 *event_row(*task.event),
                 list(task.recipient_ids),
+                task.actor.kind,
+                task.actor.id,
             )
         return SubmitOutcome(locked=bool(outcome["locked"]), stored=outcome["tasks"] == 1)
 
@@ -243,6 +254,10 @@ class Tasks(Protocol):
     ) -> None: ...
 
     async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None: ...
+
+    async def add_audit(
+        self, action: str, *, organisation_id: uuid.UUID, task_id: uuid.UUID, **detail: Any
+    ) -> None: ...
 
 
 # Tasks written by transactions older than every running one: no task can still appear before them.
@@ -323,6 +338,14 @@ class SqlTasks:
     async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None:
         """Queue events for the outbox relay; they are published only if this transaction commits."""
         await add_events(self._session, outbox, events)
+
+    async def add_audit(
+        self, action: str, *, organisation_id: uuid.UUID, task_id: uuid.UUID, **detail: Any
+    ) -> None:
+        """The command on the audit trail, by the request's actor, in this transaction."""
+        await audit.record(
+            self._session, action, organisation_id=organisation_id, task_id=task_id, detail=detail
+        )
 
     async def page(
         self,

@@ -89,3 +89,46 @@ class GeocoderUnavailable(DomainError):
 
     def __init__(self) -> None:
         super().__init__("The geocoder is unavailable for a moment; nothing was changed. Try again.")
+
+
+class PersonNotFound(NotFound):
+    """No person has this id in the caller's organisation (another organisation's look the same)."""
+
+    def __init__(self) -> None:
+        super().__init__("No such person.")
+
+
+class EmailTaken(Conflict):
+    """Another person already logs in with this e-mail address."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another person already has this e-mail address.",
+            errors=[{"field": "$.email", "message": "already in use"}],
+        )
+
+
+class SetupLinkInvalid(Invalid):
+    """The set-password link is unknown, used already, expired, or its person is disabled."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This set-password link is not valid (used, expired or replaced); ask an admin for a new one.",
+            errors=[{"field": "$.token", "message": "not a valid set-password link"}],
+        )
+
+
+class WrongCredentials(Exception):
+    """Wrong e-mail or password: answered 401 at the edge, counted by the login throttle."""
+
+
+class LoginThrottled(Exception):
+    """Too many recent wrong passwords for this account or address: wait `retry_after_s`."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"retry after {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+class OrganisationRequired(Invalid):
+    """An admin token of no organisation must say which organisation it acts in."""

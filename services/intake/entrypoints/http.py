@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.intake.domain.errors import GeocoderUnavailable
+from services.intake.domain.errors import GeocoderUnavailable, OrganisationNotFound, OrganisationRequired
 from services.intake.domain.model import ListPosition
+from services.intake.domain.staff import ThrottleRule
 from services.intake.entrypoints.schemas import (
+    AuditPageOut,
+    AuditQuery,
     CancelIn,
     ErasureIn,
     ErasureOut,
     OrganisationCreatedOut,
     OrganisationIn,
+    PasswordSetupIn,
+    PeopleOut,
+    PeopleQuery,
+    PersonIn,
+    PersonOut,
+    PersonSetupOut,
     PlaceIn,
     PlaceListQuery,
     PlaceOut,
@@ -25,27 +35,33 @@ from services.intake.entrypoints.schemas import (
     RecipientOut,
     RecipientPageOut,
     RecipientPatchIn,
+    RoleChangeIn,
     RoleTokenIn,
+    SessionIn,
+    SessionOut,
     TaskCreatedOut,
     TaskIn,
     TaskListQuery,
     TaskOut,
     TaskPageOut,
     TokenCreatedOut,
+    TokenOwnerIn,
 )
-from services.intake.service_layer import personal_data, register, submission, tasks
+from services.intake.service_layer import personal_data, register, staff, submission, tasks
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
     create_role_token,
     revoke_token,
 )
-from shared.auth import Role
+from shared.audit import AuditFilter
+from shared.auth import Principal, Role
 from shared.db import autocommit
 from shared.errors import COMMON_STATUSES, Answer, DomainError
 from shared.http import Api, ProblemError, json_response, parse_body, parse_query, path_uuid
 from shared.outbound import BlockedAddressError, check_url_is_public
 from shared.runtime import RUNTIME, authorize
+from shared.staff import SESSION_COOKIE, client_address, is_https
 
 KEYS = web.AppKey("keys", submission.Keys)
 
@@ -258,7 +274,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     roles=("admin",),
 )
 async def post_organisation(request: web.Request) -> web.Response:
-    await authorize(request, Role.ADMIN)
+    _cross_organisation_admin(await authorize(request, Role.ADMIN))
     body = await parse_body(request, OrganisationIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         created = await create_organisation(session=session, name=body.name)
@@ -268,16 +284,22 @@ async def post_organisation(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/v1/organisations/{organisation_id}/tokens",
-    summary="Another operator token",
+    summary="Another operator token, owned by a person or named for a service",
+    body=TokenOwnerIn,
     response=TokenCreatedOut,
     status=201,
     roles=("admin",),
 )
 async def post_organisation_token(request: web.Request) -> web.Response:
-    await authorize(request, Role.ADMIN)
+    principal = await authorize(request, Role.ADMIN)
     organisation_id = path_uuid(request, "organisation_id", "organisation")
+    _own_organisation(principal, organisation_id)
+    # The body is optional (tokens made before owners were named had none).
+    owner = await parse_body(request, TokenOwnerIn) if request.can_read_body else TokenOwnerIn()
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        created = await create_organisation_token(session=session, organisation_id=organisation_id)
+        created = await create_organisation_token(
+            session=session, organisation_id=organisation_id, person_id=owner.person_id, service=owner.service
+        )
     return json_response(TokenCreatedOut.model_validate(created), status=201)
 
 
@@ -289,21 +311,24 @@ async def post_organisation_token(request: web.Request) -> web.Response:
     response=TokenCreatedOut,
     status=201,
     roles=("admin",),
+    errors=(404,),
 )
 async def post_token(request: web.Request) -> web.Response:
-    await authorize(request, Role.ADMIN)
+    _cross_organisation_admin(await authorize(request, Role.ADMIN))
     body = await parse_body(request, RoleTokenIn)
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        created = await create_role_token(session=session, role=body.role)
+        created = await create_role_token(
+            session=session, role=body.role, person_id=body.person_id, service=body.service
+        )
     return json_response(TokenCreatedOut.model_validate(created), status=201)
 
 
 @api.route("DELETE", "/v1/tokens/{token_id}", summary="Revoke a token", status=204, roles=("admin",))
 async def delete_token(request: web.Request) -> web.Response:
-    await authorize(request, Role.ADMIN)
+    principal = await authorize(request, Role.ADMIN)
     token_id = path_uuid(request, "token_id", "token")
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        await revoke_token(session=session, token_id=token_id)
+        await revoke_token(session=session, token_id=token_id, organisation_id=principal.organisation_id)
     return web.Response(status=204)
 
 
@@ -562,3 +587,299 @@ async def delete_place(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         await register.archive_place(session=session, organisation_id=organisation_id, place_id=place_id)
     return web.Response(status=204)
+
+
+# --- staff accounts, sessions and the audit trail ------------------------------------------------------
+
+
+def _own_organisation(principal: Principal, requested: uuid.UUID | None) -> uuid.UUID | None:
+    """The organisation an admin acts in: a person's own (asking for another finds nothing), or,
+    for an admin token of no organisation, the one asked for (None: all)."""
+    if principal.organisation_id is None:
+        return requested
+    if requested is not None and requested != principal.organisation_id:
+        raise OrganisationNotFound(f"No organisation has the id {requested}.")
+    return principal.organisation_id
+
+
+def _cross_organisation_admin(principal: Principal) -> None:
+    if principal.organisation_id is not None:
+        raise ProblemError(
+            403,
+            "Forbidden",
+            "An organisation's admin acts within it; this needs an admin token of no organisation.",
+        )
+
+
+@api.route(
+    "POST",
+    "/v1/people",
+    summary="Add a member of staff; answers with their one-time set-password link",
+    body=PersonIn,
+    response=PersonSetupOut,
+    status=201,
+    roles=("admin",),
+    errors=(404, 409),
+)
+async def post_person(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.ADMIN)
+    body = await parse_body(request, PersonIn)
+    organisation_id = _own_organisation(principal, body.organisation_id)
+    if organisation_id is None:
+        raise OrganisationRequired(
+            "Say which organisation the person belongs to.",
+            errors=[
+                {"field": "$.organisation_id", "message": "required for an admin token of no organisation"}
+            ],
+        )
+    settings = request.app[RUNTIME].settings
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await staff.create_person(
+            session=session,
+            organisation_id=organisation_id,
+            email=body.email,
+            role=body.role,
+            setup_url=settings.password_setup_url,
+            setup_ttl_s=settings.password_setup_ttl_s,
+        )
+    out = PersonSetupOut.model_validate(created)
+    return json_response(out, status=201, headers={"Location": f"/v1/people/{out.id}"})
+
+
+@api.route(
+    "GET",
+    "/v1/people",
+    summary="Members of staff of the admin's organisation",
+    query=PeopleQuery,
+    response=PeopleOut,
+    roles=("admin",),
+    errors=(404,),
+)
+async def get_people(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.ADMIN)
+    query = parse_query(request, PeopleQuery)
+    scope = _own_organisation(principal, query.organisation_id)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        found = await staff.list_people(session=session, organisation_id=scope)
+    return json_response(PeopleOut.model_validate(found))
+
+
+@api.route(
+    "PATCH",
+    "/v1/people/{person_id}",
+    summary="Change a person's role (effective on their next request)",
+    body=RoleChangeIn,
+    response=PersonOut,
+    roles=("admin",),
+)
+async def patch_person(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.ADMIN)
+    person_id = path_uuid(request, "person_id", "person")
+    body = await parse_body(request, RoleChangeIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        changed = await staff.change_role(
+            session=session, person_id=person_id, organisation_id=principal.organisation_id, role=body.role
+        )
+    return json_response(PersonOut.model_validate(changed))
+
+
+@api.route(
+    "POST",
+    "/v1/people/{person_id}/disable",
+    summary="Disable a person: all their sessions end and their tokens are revoked, at once",
+    response=PersonOut,
+    roles=("admin",),
+)
+async def post_disable_person(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.ADMIN)
+    person_id = path_uuid(request, "person_id", "person")
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        disabled = await staff.disable_person(
+            session=session, person_id=person_id, organisation_id=principal.organisation_id
+        )
+    return json_response(PersonOut.model_validate(disabled))
+
+
+@api.route(
+    "POST",
+    "/v1/people/{person_id}/password-setup",
+    summary="A new one-time set-password link for a person (earlier links stop working)",
+    response=PersonSetupOut,
+    status=201,
+    roles=("admin",),
+)
+async def post_setup_link(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.ADMIN)
+    person_id = path_uuid(request, "person_id", "person")
+    settings = request.app[RUNTIME].settings
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        issued = await staff.new_setup_link(
+            session=session,
+            person_id=person_id,
+            organisation_id=principal.organisation_id,
+            setup_url=settings.password_setup_url,
+            setup_ttl_s=settings.password_setup_ttl_s,
+        )
+    return json_response(PersonSetupOut.model_validate(issued), status=201)
+
+
+@api.route(
+    "POST",
+    "/v1/password-setup",
+    summary="Set one's password with a one-time link (works once, until it expires)",
+    body=PasswordSetupIn,
+    status=204,
+)
+async def post_password_setup(request: web.Request) -> web.Response:
+    body = await parse_body(request, PasswordSetupIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        await staff.set_password(session=session, token=body.token, password=body.password)
+    return web.Response(status=204)
+
+
+@api.route(
+    "POST",
+    "/v1/sessions",
+    summary="Log in: sets the session cookie and answers its CSRF token",
+    body=SessionIn,
+    response=SessionOut,
+    status=201,
+    errors=(401, 429),
+)
+async def post_session(request: web.Request) -> web.Response:
+    body = await parse_body(request, SessionIn)
+    runtime = request.app[RUNTIME]
+    settings = runtime.settings
+    rules = staff.ThrottleRules(
+        account=ThrottleRule(
+            slow_after=settings.login_slow_after,
+            lock_after=settings.login_lock_after,
+            base_s=settings.login_delay_base_s,
+            max_s=settings.login_delay_max_s,
+            lock_s=settings.login_lock_s,
+        ),
+        address=ThrottleRule(
+            slow_after=settings.login_address_slow_after,
+            lock_after=settings.login_address_lock_after,
+            base_s=settings.login_delay_base_s,
+            max_s=settings.login_delay_max_s,
+            lock_s=settings.login_lock_s,
+        ),
+        window_s=settings.login_failure_window_s,
+    )
+    async with runtime.sessionmaker() as session, session.begin():
+        outcome = await staff.login(
+            session=session,
+            email=body.email,
+            password=body.password,
+            address=client_address(request, trusted_proxy=settings.trusted_proxy),
+            rules=rules,
+            session_ttl_s=settings.session_ttl_s,
+        )
+    if outcome.refused == "throttled":
+        raise ProblemError(
+            429,
+            "Too many requests",
+            "Too many wrong passwords for this account or from this address; wait before trying again.",
+            headers={"Retry-After": str(max(1, math.ceil(outcome.retry_after_s)))},
+        )
+    if outcome.refused is not None or outcome.secret is None:
+        raise ProblemError(401, "Unauthorized", "Wrong e-mail or password.")
+    response = json_response(
+        SessionOut.model_validate(
+            {"person": outcome.person, "csrf_token": outcome.csrf_token, "expires_at": outcome.expires_at}
+        ),
+        status=201,
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        outcome.secret,
+        max_age=int(settings.session_ttl_s),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=is_https(request, trusted_proxy=settings.trusted_proxy),
+    )
+    return response
+
+
+def _session_of(principal: Principal) -> uuid.UUID:
+    """The session a cookie-authenticated principal came with; 401 for a bearer token."""
+    if principal.session_id is None:
+        raise ProblemError(401, "Unauthorized", "This needs the session cookie of a person who logged in.")
+    return principal.session_id
+
+
+@api.route(
+    "GET",
+    "/v1/sessions/current",
+    summary="Who is logged in with this session cookie, and the session's CSRF token",
+    response=SessionOut,
+    roles=("admin", "operator", "ops"),
+)
+async def get_current_session(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    _session_of(await authorize(request, Role.ADMIN, Role.OPERATOR, Role.OPS))
+    current = await runtime.sessions.current(request)
+    assert current.principal.person_id is not None
+    async with runtime.sessionmaker() as session:
+        person = await staff.person_view(session=session, person_id=current.principal.person_id)
+    return json_response(
+        SessionOut.model_validate(
+            {"person": person, "csrf_token": current.csrf_token, "expires_at": current.expires_at}
+        ),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@api.route(
+    "DELETE",
+    "/v1/sessions/current",
+    summary="Log out: the session ends, and its cookie is refused from now on",
+    status=204,
+    roles=("admin", "operator", "ops"),
+)
+async def delete_current_session(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    # With the cookie, `authorize` also requires the CSRF token, as for every change.
+    principal = await authorize(request, Role.ADMIN, Role.OPERATOR, Role.OPS)
+    session_id = _session_of(principal)
+    assert principal.person_id is not None
+    async with runtime.sessionmaker() as session, session.begin():
+        await staff.logout(
+            session=session,
+            session_id=session_id,
+            person_id=principal.person_id,
+            organisation_id=principal.organisation_id,
+        )
+    response = web.Response(status=204)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@api.route(
+    "GET",
+    "/v1/audit",
+    summary="Who did what: commands with their actor, by task, volunteer, person and time",
+    query=AuditQuery,
+    response=AuditPageOut,
+    roles=("admin", "ops"),
+)
+async def get_audit(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.ADMIN, Role.OPS)
+    query = parse_query(request, AuditQuery)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        page = await staff.audit_trail(
+            session=session,
+            query=AuditFilter(
+                organisation_id=principal.organisation_id,
+                task_id=query.task_id,
+                volunteer_id=query.volunteer_id,
+                person_id=query.person_id,
+                since=query.since,
+                until=query.until,
+                before_id=query.before,
+                limit=query.limit,
+            ),
+        )
+    return json_response(AuditPageOut.model_validate(page), headers={"Cache-Control": "no-store"})

@@ -237,7 +237,31 @@ class OrganisationIn(StorableModel):
     name: str = Field(min_length=1, max_length=200)
 
 
-class RoleTokenIn(BaseModel):
+_SERVICE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class TokenOwnerIn(StorableModel):
+    """Who a machine's token acts for: a person (revoked when they are disabled) or a named service.
+
+    Events and the audit trail name the person, or `service:<token id>` for a service's token.
+    """
+
+    person_id: uuid.UUID | None = Field(default=None, description="The person who owns the token.")
+    service: str | None = Field(
+        default=None,
+        pattern=_SERVICE_NAME,
+        description="Or the service it is for, e.g. `crm-sync` (lower case, digits, `.`, `_`, `-`).",
+    )
+
+    @field_validator("service")
+    @classmethod
+    def _one_owner(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and info.data.get("person_id") is not None:
+            raise ValueError("name either a person or a service, not both")
+        return value
+
+
+class RoleTokenIn(TokenOwnerIn):
     role: Literal[Role.OPS, Role.ADMIN] = Field(description="Operator tokens belong to an organisation.")
 
 
@@ -264,6 +288,50 @@ class ErasureIn(_Strict):
         if (self.phone is None) == (self.email is None):
             raise ValueError("give either phone or email")
         return self
+
+
+StaffRole = Literal["admin", "operator", "ops"]
+
+
+class PersonIn(StorableModel):
+    email: str = Field(max_length=320, pattern=_EMAIL)
+    role: StaffRole
+    organisation_id: uuid.UUID | None = Field(
+        default=None,
+        description="Required for an admin token of no organisation; an organisation's admin may omit it.",
+    )
+
+
+class RoleChangeIn(StorableModel):
+    role: StaffRole
+
+
+class PeopleQuery(BaseModel):
+    organisation_id: uuid.UUID | None = None
+
+
+class PasswordSetupIn(StorableModel):
+    token: str = Field(min_length=1, max_length=200, description="From the one-time link (after `#token=`).")
+    password: str = Field(min_length=12, max_length=1024, description="At least 12 characters.")
+
+
+class SessionIn(StorableModel):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class AuditQuery(BaseModel):
+    """The query of `GET /v1/audit`: every filter given must match; newest entries first."""
+
+    task_id: uuid.UUID | None = None
+    volunteer_id: uuid.UUID | None = Field(default=None, description="Entries about or by this volunteer.")
+    person_id: uuid.UUID | None = Field(default=None, description="Entries about or by this person.")
+    since: ClientTime | None = Field(default=None, description="At or after this time.")
+    until: ClientTime | None = Field(default=None, description="Before this time.")
+    before: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="`next_before` of the previous page."
+    )
+    limit: int = Field(default=100, ge=1, le=500)
 
 
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
@@ -428,6 +496,59 @@ class OrganisationCreatedOut(BaseModel):
 class TokenCreatedOut(BaseModel):
     id: uuid.UUID
     token: str = Field(description="Shown this once.")
+
+
+class PersonOut(BaseModel):
+    id: uuid.UUID
+    organisation_id: uuid.UUID
+    email: str
+    role: StaffRole
+    created_at: datetime
+    password_set: bool
+    disabled_at: datetime | None
+
+
+class SetupLinkOut(BaseModel):
+    token: str = Field(description="Shown this once; works once, until `expires_at`.")
+    url: str = Field(description="The link to hand to the person.")
+    expires_at: datetime
+
+
+class PersonSetupOut(PersonOut):
+    setup: SetupLinkOut
+
+
+class PeopleOut(BaseModel):
+    items: list[PersonOut]
+
+
+class SessionOut(BaseModel):
+    person: PersonOut
+    csrf_token: str = Field(description="Send it as `X-CSRF-Token` with every POST, PUT, PATCH and DELETE.")
+    expires_at: datetime
+
+
+class ActorOut(BaseModel):
+    kind: Literal["person", "volunteer", "service", "token", "cli", "system"]
+    id: uuid.UUID | None = Field(description="The person's or volunteer's id, or the token's for a service.")
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime
+    organisation_id: uuid.UUID | None
+    actor: ActorOut
+    action: str
+    task_id: uuid.UUID | None
+    leg_id: uuid.UUID | None
+    volunteer_id: uuid.UUID | None
+    person_id: uuid.UUID | None
+    detail: dict[str, Any] = Field(description="Non-personal facts: statuses, roles, counts.")
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEntryOut]
+    next_before: int | None
 
 
 # --- what GET /ops/snapshot and every event of GET /ops/stream carry ----------------------------------

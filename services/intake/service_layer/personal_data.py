@@ -18,6 +18,7 @@ from services.intake.domain.errors import PersonHasTasksInProgress
 from services.intake.domain.personal_data import erase_request, has_ended
 from services.intake.domain.register import normalised_email, normalised_phone
 from services.intake.service_layer.register import RegisterKeys, contact_indexes
+from shared import audit
 from shared.events import TaskPersonalDataErased, build_event
 
 
@@ -79,4 +80,14 @@ async def erase_person(
         recipients += await repository.erase_recipients_matching(
             session, scope, **contact_indexes(keys, scope, phone=digits, email=address)
         )
+    for task in tasks:
+        await audit.record(
+            session, "personal_data.erased", organisation_id=task.organisation_id, task_id=task.id
+        )
+    await audit.record(
+        session,
+        "person.erased",
+        organisation_id=organisation_id,
+        detail={"tasks": erasure.tasks, "recipients": recipients, "by": "phone" if digits else "email"},
+    )
     return Erasure(tasks=erasure.tasks, legs=erasure.legs, fields=erasure.fields, recipients=recipients)

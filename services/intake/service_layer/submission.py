@@ -43,7 +43,7 @@ from services.intake.service_layer.register import (
     place_out,
     recipient_details,
 )
-from shared import crypto
+from shared import audit, crypto
 from shared.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
 from shared.events import (
     CloudEvent,
@@ -350,6 +350,7 @@ async def submit(
             legs=legs,
             event=_submitted_event(task_id, organisation_id, body, stops, legs, keys),
             recipient_ids=stops.recipient_ids,
+            actor=audit.request_actor(),
         )
     )
     if not outcome.locked:

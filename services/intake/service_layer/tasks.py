@@ -190,4 +190,11 @@ async def cancel(
         )
         await tasks.add_timeline(event, task_id=task_id, leg_id=None)
         await tasks.add_events([(topic, event)])
+        # The reason is free text a person typed: the trail keeps only whether there was one.
+        await tasks.add_audit(
+            "task.cancelled",
+            organisation_id=organisation_id,
+            task_id=task_id,
+            reason_given=reason is not None,
+        )
     return await read_task(tasks, task_id=task_id, organisation_id=organisation_id)

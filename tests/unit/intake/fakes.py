@@ -39,6 +39,7 @@ class FakeTasks:
         self.legs_by_id = {leg.id: leg for leg in legs}
         self.timeline_rows: list[TimelineRow] = []
         self.events: list[tuple[str, CloudEvent]] = []
+        self.audit: list[tuple[str, uuid.UUID, dict[str, Any]]] = []
 
     async def get(self, task_id: uuid.UUID, *, organisation_id: uuid.UUID | None) -> TaskRow | None:
         task = self.tasks.get(task_id)
@@ -86,3 +87,8 @@ class FakeTasks:
 
     async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None:
         self.events.extend(events)
+
+    async def add_audit(
+        self, action: str, *, organisation_id: uuid.UUID, task_id: uuid.UUID, **detail: Any
+    ) -> None:
+        self.audit.append((action, task_id, detail))
