@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, RejectionRow, VolunteerRow, outbox
@@ -164,6 +164,11 @@ async def test_moving_a_leg_shifts_the_load_and_the_apps_and_is_recorded(
         event = (await events_of(session, task.task_id))[-1]
         assert event.type == "leg.assigned"
         assert (event.data["volunteer_id"], event.data["moved_from"]) == (str(second.id), str(first.id))
+        audited = await session.execute(
+            text("SELECT action, volunteer_id FROM auth.audit WHERE leg_id = :leg ORDER BY id"),
+            {"leg": leg_id},
+        )
+        assert ("leg.moved", second.id) in [tuple(row) for row in audited]
     async with sessionmaker() as session:
         loads = {
             v.id: v.active_legs

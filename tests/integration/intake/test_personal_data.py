@@ -133,6 +133,15 @@ async def test_an_admin_erases_a_person_everywhere_with_one_call(
     (task,) = await _rows(stack, "SELECT status, request FROM intake.tasks WHERE id = $1", uuid.UUID(task_id))
     assert task["status"] == "cancelled" and '"lat": -45.88' in task["request"]
 
+    # On the audit trail, by ids alone.
+    audited = await _rows(
+        stack,
+        "SELECT action, coalesce(detail::text, '') AS detail FROM auth.audit WHERE task_id = $1 ORDER BY at",
+        uuid.UUID(task_id),
+    )
+    assert "personal_data.erased" in [row["action"] for row in audited]
+    assert not any(NAME in row["detail"] or "139" in row["detail"] for row in audited)
+
     # Erased already: asked again, nothing is left to erase.
     async with http.post(
         f"{intake}/v1/erasures", json={"email": EMAIL.upper()}, headers=bearer(demo_tokens["admin_token"])

@@ -24,7 +24,11 @@ def test_an_accounts_key_holds_no_address_and_ignores_case() -> None:
 
 def test_events_built_while_a_request_is_authorised_carry_its_actor() -> None:
     data = TaskCancelled(task_id=uuid.uuid4(), organisation_id=uuid.uuid4(), reason=None)
-    _, anonymous = build_event(data, source="/intake", subject=data.task_id)
+    nobody = current_actor.set(None)  # whatever an earlier test left in this thread's context
+    try:
+        _, anonymous = build_event(data, source="/intake", subject=data.task_id)
+    finally:
+        current_actor.reset(nobody)
     assert anonymous.actor is None and b'"actor"' not in anonymous.to_bytes()
     person = uuid.uuid4()
     token = current_actor.set(f"person:{person}")
