@@ -32,6 +32,8 @@ PROGRESS_EVENTS = (
     "leg.picked_up",
     "leg.delivered",
     "leg.problem_reported",
+    "leg.decided",
+    "leg.failed",
     "task.escalated",
     "leg.confirmed",
     "leg.confirmation_failed",

@@ -19,7 +19,7 @@ from shared.events import (
 
 def test_every_event_type_belongs_to_a_known_topic() -> None:
     assert {topic for topic, _ in EVENT_TYPES.values()} <= set(ALL_TOPICS)
-    assert len(EVENT_TYPES) == 18
+    assert len(EVENT_TYPES) == 20
 
 
 def test_an_event_round_trips_through_its_bytes_with_a_stable_id() -> None:
