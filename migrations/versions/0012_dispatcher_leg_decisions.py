@@ -21,7 +21,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("legs", sa.Column("released_at", sa.DateTime(timezone=True), nullable=True), schema="dispatch")
+    op.add_column(
+        "legs", sa.Column("released_at", sa.DateTime(timezone=True), nullable=True), schema="dispatch"
+    )
     op.add_column("delivery_reports", sa.Column("note", sa.Text(), nullable=True), schema="notify")
 
 

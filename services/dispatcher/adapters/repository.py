@@ -230,7 +230,9 @@ async def move_pickup(
     )
 
 
-async def release_delivered_legs(session: AsyncSession, leg_ids: Sequence[uuid.UUID], *, at: datetime) -> None:
+async def release_delivered_legs(
+    session: AsyncSession, leg_ids: Sequence[uuid.UUID], *, at: datetime
+) -> None:
     """These delivered legs leave their volunteer's list without a confirmation (their task was
     cancelled): the volunteer has nothing more to do for them."""
     if leg_ids:

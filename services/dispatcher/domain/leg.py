@@ -86,7 +86,8 @@ TRANSITIONS: dict[LegStatus, dict[LegStatus, Transition]] = {
     },
     S.NEEDS_DECISION: {
         S.PENDING: Transition(
-            "an operator sent the goods back to the pickup, or handed them over for matching", ("leg.decided",)
+            "an operator sent the goods back to the pickup, or handed them over for matching",
+            ("leg.decided",),
         ),
         S.ASSIGNED: Transition(
             "an operator handed the goods over to a volunteer", ("leg.decided", "leg.assigned")

@@ -51,6 +51,7 @@ async def decide_leg(
     if decision.pickup_moves:
         pickup = await _move_pickup_to_holder(session, leg, holder=holder, organisation_id=organisation_id)
     new_holder: uuid.UUID | None
+    taker_name: str | None = None
     if decision.status == LegStatus.ASSIGNED:
         assert volunteer_id is not None
         volunteer = await repository.find_volunteer(
@@ -59,6 +60,7 @@ async def decide_leg(
         if volunteer is None:
             raise VolunteerNotFound("No such volunteer.")
         lifecycle.ensure_may_carry(volunteer, by_hand=True)
+        taker_name = volunteer.name
         await repository.change_load(session, volunteer_id, active=+1)
         new_holder = volunteer_id
     elif decision.status == LegStatus.PENDING:
@@ -71,7 +73,7 @@ async def decide_leg(
         LegDecided(
             task_id=leg.task_id,
             leg_id=leg.id,
-            action=action,  # type: ignore[arg-type]  # checked by `decide`
+            action=action,
             status=decision.status,
             volunteer_id=holder,
             assigned_to=new_holder if decision.status == LegStatus.ASSIGNED else None,
@@ -88,7 +90,7 @@ async def decide_leg(
                 task_id=leg.task_id,
                 leg_id=leg.id,
                 volunteer_id=new_holder,
-                volunteer_name_masked=crypto.mask_name(volunteer.name),
+                volunteer_name_masked=crypto.mask_name(taker_name),
                 manual=True,
             ),
             task_id=leg.task_id,

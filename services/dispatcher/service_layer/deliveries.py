@@ -131,6 +131,8 @@ async def report_problem(
         volunteer_id=volunteer_id,
     )
     if needs_decision:
-        await escalate_now(session, changes, task_id=leg.task_id, leg_ids=[leg.id], reason=NEEDS_DECISION, now=now)
+        await escalate_now(
+            session, changes, task_id=leg.task_id, leg_ids=[leg.id], reason=NEEDS_DECISION, now=now
+        )
     await changes.flush(session)
     return leg

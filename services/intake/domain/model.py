@@ -122,7 +122,8 @@ def leg_status_after(current: str, event_type: str) -> str:
     if event_type in _HANDED_BACK:
         if not_yet_picked_up(current):
             return "pending"
-        return "needs_decision" if event_type == "leg.problem_reported" and current == "picked_up" else current
+        after_pickup = event_type == "leg.problem_reported" and current == "picked_up"
+        return "needs_decision" if after_pickup else current
     if event_type == _DECIDED:
         return "pending" if current == "needs_decision" else current
     target = _LEG_STATUS_AFTER.get(event_type)

@@ -125,9 +125,7 @@ def test_a_leg_handed_back_before_pickup_is_pending_again_and_after_pickup_needs
 def test_an_operator_decides_a_leg_handed_back_after_pickup(
     action: str, to_volunteer: bool, status: LegStatus, moves: bool
 ) -> None:
-    decision = lifecycle.decide(
-        LegStatus.NEEDS_DECISION, action, flagged_at=None, to_volunteer=to_volunteer
-    )
+    decision = lifecycle.decide(LegStatus.NEEDS_DECISION, action, flagged_at=None, to_volunteer=to_volunteer)
     assert decision == lifecycle.Decision(status, pickup_moves=moves)
 
 
