@@ -176,7 +176,7 @@ def task_status_after(current: str, leg_statuses: list[str], event_type: str) ->
     """A task's status given its legs' statuses once `event_type` has been applied.
 
     Once every leg has ended and one failed, the task ends too: `failed` when none was confirmed,
-    else `partially_completed`.
+    else `partially_completed`. While a leg waits for an operator's decision, the task is escalated.
     """
     if current in FINISHED_TASK:
         return current
@@ -187,8 +187,8 @@ def task_status_after(current: str, leg_statuses: list[str], event_type: str) ->
     ended = frozenset({"confirmed", "failed", "cancelled"})
     if leg_statuses and "failed" in leg_statuses and all(s in ended for s in leg_statuses):
         return "partially_completed" if "confirmed" in leg_statuses else "failed"
-    if event_type == "task.escalated":
-        return "escalated"
+    if event_type == "task.escalated" or "needs_decision" in leg_statuses:
+        return "escalated"  # an operator must act: it stays so while a leg waits for their decision
     if any(LEG_RANK[s] >= LEG_RANK["assigned"] and s not in ("failed", "cancelled") for s in leg_statuses):
         return "in_progress"
     if current == "escalated":

@@ -207,6 +207,7 @@ def test_a_problem_after_pickup_waits_for_a_decision_and_before_pickup_hands_the
 def test_a_decision_sends_a_leg_back_to_dispatch_or_fails_it() -> None:
     handed_back = ["leg.assigned@0", "leg.picked_up@0", "leg.problem_reported@0", "task.escalated"]
     assert fold(handed_back) == ("escalated", ["needs_decision"])
+    assert fold([*handed_back, "leg.assigned@1"], legs=2) == ("escalated", ["needs_decision", "assigned"])
     assert fold([*handed_back, "leg.decided@0"])[1] == ["pending"]
     assert fold([*handed_back, "leg.decided@0", "leg.assigned@0"]) == ("in_progress", ["assigned"])
     assert fold([*handed_back, "leg.failed@0"]) == ("failed", ["failed"])
