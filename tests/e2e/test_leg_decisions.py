@@ -310,15 +310,16 @@ async def test_notes_reach_the_carrier_and_a_delivered_leg_leaves_the_list_when_
         engine = create_engine(stack.settings(), pool_size=1)
         try:
 
-            async def recorded() -> str | None:
+            async def recorded() -> tuple[str | None] | None:
                 async with create_sessionmaker(engine)() as session:
                     notes = await session.scalars(
                         select(DeliveryReportRow.note).where(DeliveryReportRow.leg_id == uuid.UUID(leg_id))
                     )
-                    return next(iter(notes), None)
+                    found = list(notes)
+                    return (found[0],) if found else None
 
-            assert (
-                await until(recorded, what="the delivery report", timeout_s=30) == "Handed to the neighbour"
+            assert await until(recorded, what="the delivery report", timeout_s=30) == (
+                "Handed to the neighbour",
             )
         finally:
             await engine.dispose()
