@@ -25,7 +25,9 @@ from services.dispatcher.domain.geo import vehicle_satisfies
 from shared.geo import haversine_m, travel_time_s
 
 TERMINAL_LEG = frozenset({"confirmed", "failed", "cancelled"})
-TERMINAL_TASK = frozenset({"completed", "cancelled"})
+TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "partially_completed"})
+# Handed back after pickup: not lost, but waiting for the operator desk's decision.
+AWAITING_DECISION = "needs_decision"
 _RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
 
 
@@ -118,6 +120,7 @@ class Ledger:
     answers: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     hand_assigned: set[str] = field(default_factory=set)
+    decided: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
     def now(self) -> float:
@@ -244,6 +247,23 @@ class OperatorDesk:
                 return True
             if answer.status == 409 and "carries" not in str(answer.body):
                 return False  # somebody took it meanwhile
+        return False
+
+    async def decide(self, leg_id: str) -> bool:
+        """`POST /v1/legs/{id}/decision` for a leg handed back after pickup: the volunteer brings the
+        goods back to the pickup, and the leg is dispatched from there again."""
+        answer = await call(
+            self._http,
+            "POST",
+            f"{self._endpoints.dispatcher_url}/v1/legs/{leg_id}/decision",
+            token=self._endpoints.operator_token,
+            json={"action": "return_to_pickup", "note": "the volunteer brings the goods back"},
+        )
+        if answer.status == 200:
+            self._ledger.decided["return_to_pickup"] += 1
+            return True
+        if answer.status != 409:  # 409: decided already (our earlier answer was lost)
+            self._ledger.note_error(f"decision {leg_id}: {answer.status} {answer.body}")
         return False
 
 
@@ -478,7 +498,9 @@ class VolunteerApp:
         await asyncio.sleep(min(self._sleep_sim(self._behaviour.lingering_s), 2.0))
         if leg_id not in self._legs:
             return  # withdrawn on the way
-        if aboard:
+        if aboard and self._rng.random() < self._behaviour.problem and not self._draining.is_set():
+            await self._hand_back_in_hand(leg_id)
+        elif aboard:
             await self._deliver(leg_id)
         else:
             here = [
@@ -515,6 +537,15 @@ class VolunteerApp:
         else:
             self._legs.pop(leg_id, None)
             self._ledger.outcomes[f"picked-up refused ({answer.status})"] += 1
+
+    async def _hand_back_in_hand(self, leg_id: str) -> None:
+        """A problem on the way with the goods aboard: the leg waits for the operator's decision."""
+        answer = await self._me("POST", f"/legs/{leg_id}/problem", json={"reason": "van broke down"})
+        self._legs.pop(leg_id, None)
+        self._changed.set()
+        self._ledger.outcomes["problem reported after pickup (operator decides)"] += 1
+        if answer.status != 200:
+            self._ledger.note_error(f"problem {leg_id}: {answer.status} {answer.body}")
 
     async def _deliver(self, leg_id: str) -> None:
         """Hand over: the recipient reads out the code (sometimes a wrong one first), or a photo."""

@@ -19,7 +19,14 @@ import aiohttp
 
 from errands.local import local_state
 from errands.simulation import model
-from errands.simulation.agents import Endpoints, Ledger, OperatorDesk, TaskRecord, VolunteerApp
+from errands.simulation.agents import (
+    AWAITING_DECISION,
+    Endpoints,
+    Ledger,
+    OperatorDesk,
+    TaskRecord,
+    VolunteerApp,
+)
 from errands.simulation.report import Summary, summarise, write_report
 
 LOCAL_FILE = Path(".errands") / "local.json"
@@ -265,6 +272,11 @@ async def _drain(
         if not open_records or ledger.now() - began >= config.drain_s:
             return
         await desk.refresh_all(open_records, per_second=config.read_rate_per_s)
+        # The desk decides at once about legs handed back with the goods in hand.
+        for record in open_records:
+            for leg in (record.latest or {}).get("legs", []):
+                if leg["status"] == AWAITING_DECISION:
+                    await desk.decide(leg["id"])
         if ledger.now() - began >= config.hand_assign_after_s:
             for record in open_records:
                 for leg in (record.latest or {}).get("legs", []):
