@@ -206,10 +206,26 @@ class AssignIn(StorableModel):
     volunteer_id: uuid.UUID
 
 
+def _describe_decision(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    describe_storable_text(schema, model)
+    schema["allOf"] = [
+        # `confirm` says what proof in `note`.
+        {
+            "if": {"required": ["action"], "properties": {"action": {"const": "confirm"}}},
+            "then": {"required": ["note"], "properties": {"note": {"type": "string"}}},
+        },
+        # A volunteer is chosen with `hand_over` only.
+        {
+            "if": {"required": ["volunteer_id"], "properties": {"volunteer_id": {"type": "string"}}},
+            "then": {"properties": {"action": {"const": "hand_over"}}},
+        },
+    ]
+
+
 class DecisionIn(StorableModel):
     """An operator's decision on a leg handed back after pickup (`needs_decision`), or a flagged delivery."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_describe_decision)
     action: Literal["return_to_pickup", "hand_over", "fail", "confirm"] = Field(
         description=(
             "For a leg in `needs_decision`: `return_to_pickup` (the volunteer brings the goods back; the "
@@ -233,7 +249,7 @@ class DecisionIn(StorableModel):
                 "volunteer_id goes with hand_over only.",
                 errors=[{"field": "$.volunteer_id", "message": "only with action hand_over"}],
             )
-        if self.action == "confirm" and not self.note:
+        if self.action == "confirm" and self.note is None:
             raise ProblemError(
                 422,
                 "Validation failed",
