@@ -29,6 +29,10 @@ TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "partially_comple
 # Handed back after pickup: not lost, but waiting for the operator desk's decision.
 AWAITING_DECISION = "needs_decision"
 _RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
+# Real seconds a leg may wait in a volunteer's hands before it is their next stop, however far: the
+# nearest-stop route alone starves a far drop-off while nearer legs keep coming, and such a leg
+# stayed picked up until the drain ran out (counted lost, though no service lost it).
+ROUTE_PATIENCE_S = 20.0
 
 
 class ApiError(Exception):
@@ -272,6 +276,7 @@ class InHand:
     leg: dict[str, Any]
     picked_up: bool = False
     missing: int = 0  # answers in a row that did not list it (one may predate our own accept)
+    since: float = field(default_factory=time.monotonic)  # when the volunteer took it
 
 
 class VolunteerApp:
@@ -486,12 +491,21 @@ class VolunteerApp:
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
 
     async def _next_stop(self) -> None:
-        """Greedy route: the nearest of the pickups still to make and the drop-offs of what is aboard."""
+        """Greedy route: the nearest of the pickups still to make and the drop-offs of what is aboard;
+        but a leg held longer than `ROUTE_PATIENCE_S` comes first (the longest held), so none starves."""
         stops: list[tuple[float, str, bool]] = []
+        now = time.monotonic()
+        overdue = [
+            (held.since, leg_id) for leg_id, held in self._legs.items() if now - held.since > ROUTE_PATIENCE_S
+        ]
         for leg_id, held in self._legs.items():
             point = held.leg["dropoff"] if held.picked_up else held.leg["pickup"]
             stops.append((haversine_m(*self.position, point["lat"], point["lon"]), leg_id, held.picked_up))
-        _, leg_id, aboard = min(stops)
+        if overdue:
+            _, leg_id = min(overdue)
+            aboard = self._legs[leg_id].picked_up
+        else:
+            _, leg_id, aboard = min(stops)
         held = self._legs[leg_id]
         point = held.leg["dropoff"] if aboard else held.leg["pickup"]
         await self._travel((point["lat"], point["lon"]))
