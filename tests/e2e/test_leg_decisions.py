@@ -93,13 +93,13 @@ class Desk:
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )
         assert status == 201, task
-        return task
+        return dict(task)
 
     async def legs_known(self, task: dict[str, Any]) -> None:
         """Wait until the dispatcher took the task's legs in (assigning by hand needs them)."""
 
         async def known() -> bool:
-            status, body = await self.call(
+            status, _ = await self.call(
                 "POST",
                 f"{self.dispatcher}/v1/legs/{task['legs'][0]['id']}/decision",
                 self.operator,
@@ -145,7 +145,9 @@ class Desk:
                 return body
             return f"{body['status']} {now}"
 
-        return await until(shown, what=f"task {task} with legs {legs}", timeout_s=30)
+        found = await until(shown, what=f"task {task} with legs {legs}", timeout_s=30)
+        assert isinstance(found, dict)
+        return found
 
     async def legs_in_hand(self, token: str) -> dict[str, dict[str, Any]]:
         status, body = await self.call("GET", f"{self.dispatcher}/v1/me/assignments", token)
