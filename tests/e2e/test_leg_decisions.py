@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from services.dispatcher.adapters.tables import LegRow as DispatchLegRow
 from services.notifier.adapters.tables import DeliveryReportRow
 from shared.db import create_engine, create_sessionmaker
 from tests.client import bearer, until
@@ -333,3 +334,42 @@ async def test_notes_reach_the_carrier_and_a_delivered_leg_leaves_the_list_when_
             return leg_id not in await desk.legs_in_hand(carrier)
 
         await until(released, what="the delivered leg leaving the list", timeout_s=30)
+
+
+async def test_a_leg_waiting_for_a_decision_when_its_task_is_cancelled_goes_nowhere(
+    stack: Stack, system: ServiceProcesses
+) -> None:
+    pickup = far_place()
+    async with aiohttp.ClientSession() as http:
+        desk = Desk(http, system, await organisation(stack, http, system, "Cancelled"))
+        carrier = await desk.volunteer("Carrier", at=(pickup[0] + 0.01, pickup[1]))
+        task = await desk.submit(pickup, dropoffs=1)
+        leg_id = task["legs"][0]["id"]
+        await desk.legs_known(task)
+        await desk.assign(leg_id, carrier)
+        assert (await desk.me(carrier, "picked-up", leg_id))[0] == 200
+        assert (await desk.me(carrier, "problem", leg_id, {"reason": "ill"}))[1]["status"] == "needs_decision"
+        await desk.task_shows(task["id"], legs=["needs_decision"])
+
+        status, _ = await desk.call("POST", f"{desk.intake}/v1/tasks/{task['id']}/cancel", desk.operator, {})
+        assert status == 200
+        # Still waiting: the goods are with the volunteer whatever became of the task.
+        await desk.task_shows(task["id"], task="cancelled", legs=["needs_decision"])
+
+        # The dispatcher hears of the cancellation through Kafka: wait until it has.
+        engine = create_engine(stack.settings(), pool_size=1)
+        try:
+
+            async def heard() -> bool:
+                async with create_sessionmaker(engine)() as session:
+                    at = await session.scalar(
+                        select(DispatchLegRow.released_at).where(DispatchLegRow.id == uuid.UUID(leg_id))
+                    )
+                    return at is not None
+
+            await until(heard, what="the dispatcher hearing of the cancellation", timeout_s=30)
+        finally:
+            await engine.dispose()
+        status, body = await desk.decide(leg_id, {"action": "return_to_pickup"})
+        assert (status, body["status"], body["volunteer_id"]) == (200, "cancelled", None)
+        await desk.task_shows(task["id"], task="cancelled", legs=["cancelled"])

@@ -243,6 +243,12 @@ async def release_delivered_legs(
         )
 
 
+async def mark_task_cancelled(session: AsyncSession, leg_ids: Sequence[uuid.UUID], *, at: datetime) -> None:
+    """These legs, waiting for an operator's decision, belong to a task cancelled at `at`."""
+    if leg_ids:
+        await session.execute(update(LegRow).where(LegRow.id.in_(list(leg_ids))).values(released_at=at))
+
+
 async def flag_leg(session: AsyncSession, *, leg_id: uuid.UUID, at: datetime) -> None:
     """Stamp the leg flagged at `at`, unless it is already."""
     await session.execute(

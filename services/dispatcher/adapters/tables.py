@@ -126,7 +126,8 @@ class LegRow(DispatchBase):
     # `updated_at` is when the dispatcher recorded the change.
     picked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # A delivered leg left its volunteer's list unconfirmed: its task was cancelled.
+    # When its task was cancelled, for a leg then delivered but unconfirmed (it leaves its volunteer's
+    # list) or waiting for an operator's decision (returned or handed over, it is cancelled).
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -93,6 +93,10 @@ TRANSITIONS: dict[LegStatus, dict[LegStatus, Transition]] = {
             "an operator handed the goods over to a volunteer", ("leg.decided", "leg.assigned")
         ),
         S.FAILED: Transition("an operator failed it", ("leg.failed",)),
+        # Its task was cancelled while it waited: returned or handed over, it goes nowhere.
+        S.CANCELLED: Transition(
+            "an operator took the goods back after its task was cancelled", ("leg.decided",)
+        ),
     },
     S.DELIVERED: {
         # Reported again: the recipient read out the wrong code.
@@ -114,7 +118,9 @@ BACK_TO_PENDING = {status: moves[S.PENDING] for status, moves in TRANSITIONS.ite
 HANDED_BACK_TO: dict[LegStatus, LegStatus] = {S.ASSIGNED: S.PENDING, S.PICKED_UP: S.NEEDS_DECISION}
 HANDED_BACK_FROM = frozenset(HANDED_BACK_TO)
 # Legs a volunteer has not yet picked up: a cancelled task takes them back.
-NOT_YET_PICKED_UP = frozenset(s for s, moves in TRANSITIONS.items() if S.CANCELLED in moves)
+NOT_YET_PICKED_UP = frozenset(
+    s for s, moves in TRANSITIONS.items() if S.CANCELLED in moves and s != S.NEEDS_DECISION
+)
 # Legs a volunteer holds until the notifier confirms them: their app lists these.
 IN_HAND = frozenset({S.ASSIGNED, S.PICKED_UP, S.DELIVERED})
 # Legs still waiting for a volunteer: escalation looks at these.
@@ -179,7 +185,12 @@ class Decision:
 
 
 def decide(
-    current: LegStatus | str, action: str, *, flagged_at: datetime | None, to_volunteer: bool
+    current: LegStatus | str,
+    action: str,
+    *,
+    flagged_at: datetime | None,
+    to_volunteer: bool,
+    task_cancelled: bool = False,
 ) -> Decision:
     """An operator's decision on a leg waiting for one (TransitionRefused for any other leg).
 
@@ -187,6 +198,8 @@ def decide(
       the pickup), `hand_over` (the goods change hands where they are: assigned to the chosen
       volunteer, or pending for matching from there), or `fail`.
     - delivered and flagged for too many wrong codes: `confirm` (by other proof) or `fail`.
+
+    Once the task is cancelled, a leg returned or handed over goes nowhere: it is cancelled.
     """
     status = LegStatus(current) if current in set(LegStatus) else None
     allowed = DECISIONS.get(status) if status is not None else None
@@ -207,6 +220,8 @@ def decide(
         target, moves = (S.ASSIGNED if to_volunteer else S.PENDING), True
     else:
         target, moves = S.PENDING, False
+    if task_cancelled and target in (S.PENDING, S.ASSIGNED):
+        target, moves = S.CANCELLED, False
     ensure_transition(current, target, refusal="The leg is {status}.")
     return Decision(target, pickup_moves=moves)
 

@@ -43,7 +43,11 @@ async def decide_leg(
         raise LegNotFound("No such leg.")
     previous, holder = LegStatus(leg.status), leg.volunteer_id
     decision = lifecycle.decide(
-        leg.status, action, flagged_at=leg.flagged_at, to_volunteer=volunteer_id is not None
+        leg.status,
+        action,
+        flagged_at=leg.flagged_at,
+        to_volunteer=volunteer_id is not None,
+        task_cancelled=leg.released_at is not None,
     )
     now = datetime.now(UTC)
     changes = Changes()
@@ -63,7 +67,7 @@ async def decide_leg(
         taker_name = volunteer.name
         await repository.change_load(session, volunteer_id, active=+1)
         new_holder = volunteer_id
-    elif decision.status == LegStatus.PENDING:
+    elif decision.status in (LegStatus.PENDING, LegStatus.CANCELLED):
         new_holder = None
     else:
         new_holder = holder  # confirmed or failed: the record keeps who carried it

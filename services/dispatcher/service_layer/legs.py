@@ -129,6 +129,9 @@ async def cancel_task(session: AsyncSession, event: CloudEvent) -> None:
         await repository.notify_volunteers(
             session, {leg.volunteer_id for leg in delivered if leg.volunteer_id is not None}
         )
+    # A leg waiting for a decision keeps waiting (the goods are somewhere), marked as of a cancelled task.
+    waiting = [leg.id for leg in legs if leg.status == LegStatus.NEEDS_DECISION and leg.released_at is None]
+    await repository.mark_task_cancelled(session, waiting, at=now)
     releasable = [leg for leg in legs if leg.status in NOT_YET_PICKED_UP]
     if not releasable:
         return

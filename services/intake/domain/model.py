@@ -113,19 +113,22 @@ def not_yet_picked_up(status: str) -> bool:
     return status in NOT_YET_PICKED_UP
 
 
-def leg_status_after(current: str, event_type: str) -> str:
+def leg_status_after(current: str, event_type: str, *, decided: str | None = None) -> str:
     """A leg's status once `event_type` has happened to it.
 
     A problem reported before pickup sends the leg back to pending; after pickup it waits for an
-    operator's decision (`needs_decision`), which sends it back to pending (`leg.decided`) or fails it.
+    operator's decision (`needs_decision`), which sends it back to pending (`leg.decided`; cancelled
+    once its task is), or fails it.
     """
     if event_type in _HANDED_BACK:
         if not_yet_picked_up(current):
             return "pending"
         after_pickup = event_type == "leg.problem_reported" and current == "picked_up"
         return "needs_decision" if after_pickup else current
-    if event_type == _DECIDED:
-        return "pending" if current == "needs_decision" else current
+    if event_type == _DECIDED:  # `decided`: the status the dispatcher gave the leg
+        if current != "needs_decision":
+            return current
+        return "cancelled" if decided == "cancelled" else "pending"
     target = _LEG_STATUS_AFTER.get(event_type)
     if target is None or LEG_RANK[target] <= LEG_RANK[current]:
         return current

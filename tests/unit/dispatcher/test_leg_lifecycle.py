@@ -129,6 +129,18 @@ def test_an_operator_decides_a_leg_handed_back_after_pickup(
     assert decision == lifecycle.Decision(status, pickup_moves=moves)
 
 
+@pytest.mark.parametrize("action", ["return_to_pickup", "hand_over"])
+def test_once_its_task_is_cancelled_a_leg_returned_or_handed_over_is_cancelled(action: str) -> None:
+    decision = lifecycle.decide(
+        LegStatus.NEEDS_DECISION, action, flagged_at=None, to_volunteer=True, task_cancelled=True
+    )
+    assert decision == lifecycle.Decision(LegStatus.CANCELLED)
+    failed = lifecycle.decide(
+        LegStatus.NEEDS_DECISION, "fail", flagged_at=None, to_volunteer=False, task_cancelled=True
+    )
+    assert failed.status is LegStatus.FAILED
+
+
 def test_a_flagged_delivery_is_confirmed_or_failed_and_nothing_else() -> None:
     assert lifecycle.decide(LegStatus.DELIVERED, "confirm", flagged_at=NOW, to_volunteer=False).status == (
         LegStatus.CONFIRMED

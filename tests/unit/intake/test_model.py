@@ -211,6 +211,7 @@ def test_a_decision_sends_a_leg_back_to_dispatch_or_fails_it() -> None:
     assert fold([*handed_back, "leg.decided@0"])[1] == ["pending"]
     assert fold([*handed_back, "leg.decided@0", "leg.assigned@0"]) == ("in_progress", ["assigned"])
     assert fold([*handed_back, "leg.failed@0"]) == ("failed", ["failed"])
+    assert leg_status_after("needs_decision", "leg.decided", decided="cancelled") == "cancelled"
     # A decision on a leg not waiting for one (a flagged delivery confirmed) moves nothing here.
     assert fold(["leg.assigned@0", "leg.picked_up@0", "leg.delivered@0", "leg.decided@0"])[1] == ["delivered"]
 
