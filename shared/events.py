@@ -158,6 +158,8 @@ class TaskSubmitted(EventData):
     deliver_by: datetime | None = None
     callback_url: str | None = None
     external_ref: str | None = None
+    # The operator's notes for whoever carries the task (shown to the volunteer once a leg is theirs).
+    notes: str | None = None
 
 
 class TaskCancelled(EventData):
@@ -241,6 +243,40 @@ class LegProblemReported(EventData):
     volunteer_id: uuid.UUID
     reason: str | None = None
     occurred_at: datetime | None = None
+    # Handed back after pickup: the goods are with the volunteer and the leg waits for an operator's
+    # decision (`needs_decision`) instead of going back to pending.
+    needs_decision: bool = False
+
+
+# What an operator may decide about a leg waiting for it (see `leg.decided`).
+DecisionAction = Literal["return_to_pickup", "hand_over", "confirm", "fail"]
+
+
+class LegDecided(EventData):
+    """An operator decided about a leg handed back after pickup, or a flagged delivery.
+
+    `status` is where the leg went; a hand-over moves its pickup to `pickup` (where the goods are)
+    and, with a volunteer chosen, is followed by `leg.assigned`. A failed leg also raises `leg.failed`.
+    """
+
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    action: DecisionAction
+    status: str
+    volunteer_id: uuid.UUID | None = None  # who held the goods
+    assigned_to: uuid.UUID | None = None
+    pickup: Place | None = None
+    note: str | None = None
+
+
+class LegFailed(EventData):
+    """The leg will not be delivered: an operator failed it (`reason` says why it waited for them)."""
+
+    task_id: uuid.UUID
+    leg_id: uuid.UUID
+    volunteer_id: uuid.UUID | None = None
+    reason: Literal["handed_back", "flagged"]
+    note: str | None = None
 
 
 class TaskEscalated(EventData):
@@ -280,7 +316,8 @@ class LegConfirmed(EventData):
     task_id: uuid.UUID
     leg_id: uuid.UUID
     volunteer_id: uuid.UUID
-    method: Literal["code", "photo"]
+    # "operator": confirmed by an operator on other proof, after too many wrong codes.
+    method: Literal["code", "photo", "operator"]
     photo_sha256: str | None = None
 
 
@@ -349,6 +386,8 @@ EVENT_TYPES: dict[str, tuple[str, type[EventData]]] = {
     "leg.picked_up": (DISPATCH_TOPIC, LegPickedUp),
     "leg.delivered": (DISPATCH_TOPIC, LegDelivered),
     "leg.problem_reported": (DISPATCH_TOPIC, LegProblemReported),
+    "leg.decided": (DISPATCH_TOPIC, LegDecided),
+    "leg.failed": (DISPATCH_TOPIC, LegFailed),
     "task.escalated": (DISPATCH_TOPIC, TaskEscalated),
     "leg.eta_updated": (DISPATCH_TOPIC, LegEtaUpdated),
     "leg.confirmed": (CONFIRMATIONS_TOPIC, LegConfirmed),

@@ -24,8 +24,14 @@ from services.dispatcher.domain.geo import vehicle_satisfies
 from shared.geo import haversine_m, travel_time_s
 
 TERMINAL_LEG = frozenset({"confirmed", "failed", "cancelled"})
-TERMINAL_TASK = frozenset({"completed", "cancelled"})
+TERMINAL_TASK = frozenset({"completed", "cancelled", "failed", "partially_completed"})
+# Handed back after pickup: not lost, but waiting for the operator desk's decision.
+AWAITING_DECISION = "needs_decision"
 _RETRY_STATUSES = frozenset({409, 429, 502, 503, 504})
+# Real seconds a leg may wait in a volunteer's hands before it is their next stop, however far: the
+# nearest-stop route alone starves a far drop-off while nearer legs keep coming, and such a leg
+# stayed picked up until the drain ran out (counted lost, though no service lost it).
+ROUTE_PATIENCE_S = 20.0
 
 
 class ApiError(Exception):
@@ -133,6 +139,7 @@ class Ledger:
     answers: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     hand_assigned: set[str] = field(default_factory=set)
+    decided: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
     def now(self) -> float:
@@ -261,12 +268,30 @@ class OperatorDesk:
                 return False  # somebody took it meanwhile
         return False
 
+    async def decide(self, leg_id: str) -> bool:
+        """`POST /v1/legs/{id}/decision` for a leg handed back after pickup: the volunteer brings the
+        goods back to the pickup, and the leg is dispatched from there again."""
+        answer = await call(
+            self._http,
+            "POST",
+            f"{self._endpoints.dispatcher_url}/v1/legs/{leg_id}/decision",
+            token=self._endpoints.operator_token,
+            json={"action": "return_to_pickup", "note": "the volunteer brings the goods back"},
+        )
+        if answer.status == 200:
+            self._ledger.decided["return_to_pickup"] += 1
+            return True
+        if answer.status != 409:  # 409: decided already (our earlier answer was lost)
+            self._ledger.note_error(f"decision {leg_id}: {answer.status} {answer.body}")
+        return False
+
 
 @dataclass
 class InHand:
     leg: dict[str, Any]
     picked_up: bool = False
     missing: int = 0  # answers in a row that did not list it (one may predate our own accept)
+    since: float = field(default_factory=time.monotonic)  # when the volunteer took it
 
 
 class VolunteerApp:
@@ -481,19 +506,30 @@ class VolunteerApp:
                 await asyncio.wait_for(self._changed.wait(), timeout=wait)
 
     async def _next_stop(self) -> None:
-        """Greedy route: the nearest of the pickups still to make and the drop-offs of what is aboard."""
+        """Greedy route: the nearest of the pickups still to make and the drop-offs of what is aboard;
+        but a leg held longer than `ROUTE_PATIENCE_S` comes first (the longest held), so none starves."""
         stops: list[tuple[float, str, bool]] = []
+        now = time.monotonic()
+        overdue = [
+            (held.since, leg_id) for leg_id, held in self._legs.items() if now - held.since > ROUTE_PATIENCE_S
+        ]
         for leg_id, held in self._legs.items():
             point = held.leg["dropoff"] if held.picked_up else held.leg["pickup"]
             stops.append((haversine_m(*self.position, point["lat"], point["lon"]), leg_id, held.picked_up))
-        _, leg_id, aboard = min(stops)
+        if overdue:
+            _, leg_id = min(overdue)
+            aboard = self._legs[leg_id].picked_up
+        else:
+            _, leg_id, aboard = min(stops)
         held = self._legs[leg_id]
         point = held.leg["dropoff"] if aboard else held.leg["pickup"]
         await self._travel((point["lat"], point["lon"]))
         await asyncio.sleep(min(self._sleep_sim(self._behaviour.lingering_s), 2.0))
         if leg_id not in self._legs:
             return  # withdrawn on the way
-        if aboard:
+        if aboard and self._rng.random() < self._behaviour.problem and not self._draining.is_set():
+            await self._hand_back_in_hand(leg_id)
+        elif aboard:
             await self._deliver(leg_id)
         else:
             here = [
@@ -544,6 +580,15 @@ class VolunteerApp:
             self._ledger.note_error(f"photo {leg_id}: {answer.status} {answer.body}")
             return None
         return str(answer.body["id"])
+
+    async def _hand_back_in_hand(self, leg_id: str) -> None:
+        """A problem on the way with the goods aboard: the leg waits for the operator's decision."""
+        answer = await self._me("POST", f"/legs/{leg_id}/problem", json={"reason": "van broke down"})
+        self._legs.pop(leg_id, None)
+        self._changed.set()
+        self._ledger.outcomes["problem reported after pickup (operator decides)"] += 1
+        if answer.status != 200:
+            self._ledger.note_error(f"problem {leg_id}: {answer.status} {answer.body}")
 
     async def _deliver(self, leg_id: str) -> None:
         """Hand over: the recipient reads out the code (sometimes a wrong one first), or a photo."""

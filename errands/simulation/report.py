@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from errands.simulation import model
-from errands.simulation.agents import TERMINAL_LEG, Ledger
+from errands.simulation.agents import AWAITING_DECISION, TERMINAL_LEG, Ledger
 
 PRIORITIES = ("critical", "urgent", "routine")
 STAGES = ("offer", "assign", "confirm")
@@ -64,6 +64,10 @@ class Summary:
     language_matched_all: int
     errors: list[str] = field(default_factory=list)
     points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Handed back after pickup and still waiting for an operator's decision after the drain: known
+    # to the operators (escalated), so not lost; the desk decides them, so this stays empty.
+    awaiting_decision: list[LegOutcome] = field(default_factory=list)
+    decisions: dict[str, int] = field(default_factory=dict)
 
     def stage_times(self, stage: str, priority: str | None = None) -> list[float]:
         attribute = f"to_{stage}_s"
@@ -217,7 +221,9 @@ def summarise(
         arrivals_by_hour=dict(arrivals),
         rejected_submissions=dict(ledger.rejected_submissions),
         legs=legs,
-        lost=[leg for leg in legs if leg.status not in TERMINAL_LEG],
+        lost=[leg for leg in legs if leg.status not in TERMINAL_LEG and leg.status != AWAITING_DECISION],
+        awaiting_decision=[leg for leg in legs if leg.status == AWAITING_DECISION],
+        decisions=dict(ledger.decided),
         escalated_tasks=escalated,
         pickup_distance_m=list(ledger.pickup_distance_m),
         answers=dict(ledger.answers),
@@ -270,6 +276,10 @@ def markdown(summary: Summary, charts: dict[str, str]) -> str:
         f"- **Lost legs: {len(s.lost)}** (acknowledged but not confirmed, failed or cancelled after the "
         f"drain; must be 0){' — run interrupted, drain skipped' if s.interrupted else ''}",
     ]
+    lines.append(
+        f"- Legs handed back after pickup, decided by the operator: {s.decisions or 0}; still awaiting "
+        f"a decision after the drain: {len(s.awaiting_decision)}"
+    )
     if s.lost:
         by_status = Counter(leg.status for leg in s.lost)
         unseen = sum(1 for leg in s.lost if not leg.seen_by_dispatcher)

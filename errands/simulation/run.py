@@ -19,7 +19,14 @@ import aiohttp
 
 from errands.local import local_state
 from errands.simulation import model
-from errands.simulation.agents import Endpoints, Ledger, OperatorDesk, TaskRecord, VolunteerApp
+from errands.simulation.agents import (
+    AWAITING_DECISION,
+    Endpoints,
+    Ledger,
+    OperatorDesk,
+    TaskRecord,
+    VolunteerApp,
+)
 from errands.simulation.report import Summary, summarise, write_report
 
 LOCAL_FILE = Path(".errands") / "local.json"
@@ -46,7 +53,10 @@ class SimulationConfig:
     behaviour: model.Behaviour = field(default_factory=model.Behaviour)
     districts: tuple[str, ...] = ()  # default: as many core districts as the volunteers can staff
     max_tasks: int = 10_000
-    drain_s: float = 90.0  # after the duration: no new tasks, everyone on duty and saying yes
+    # After the duration: no new tasks, everyone on duty and saying yes, until every leg is done or
+    # no leg moved for `drain_s` (what is still open then is lost), at most `drain_cap` × `drain_s`.
+    drain_s: float = 90.0
+    drain_cap: float = 4.0
     hand_assign_after_s: float = 10.0  # into the drain, the operator places what is still unplaced
     poll_wait_s: float = 10.0
     read_rate_per_s: float = 20.0  # task reads while draining, inside the operator token's rate limit
@@ -258,13 +268,38 @@ async def _drain(
     apps: list[VolunteerApp],
     stop: asyncio.Event,
 ) -> None:
-    """Until every leg is done or the drain runs out: read open tasks; late on, place waiting legs by hand."""
-    began = ledger.now()
+    """Until every leg is done, or no leg moved for `drain_s` (or the cap ran out): read open tasks;
+    decide legs handed back after pickup; late on, place waiting legs by hand.
+
+    Volunteers still carrying legs keep the drain going, so a leg counted lost is one that stopped.
+    """
+    began = moved = ledger.now()
+    seen: dict[str, str] = {}
     while not stop.is_set():
         open_records = [r for r in ledger.tasks.values() if not r.finished()]
-        if not open_records or ledger.now() - began >= config.drain_s:
+        now = ledger.now()
+        if (
+            not open_records
+            or now - moved >= config.drain_s
+            or now - began >= config.drain_s * config.drain_cap
+        ):
             return
         await desk.refresh_all(open_records, per_second=config.read_rate_per_s)
+        statuses = {
+            leg["id"]: leg["status"]
+            for record in open_records
+            for leg in (record.latest or {}).get("legs", [])
+        }
+        if any(seen.get(leg_id) != status for leg_id, status in statuses.items()) or len(statuses) < len(
+            seen
+        ):
+            moved = ledger.now()
+        seen = statuses
+        # The desk decides at once about legs handed back with the goods in hand.
+        for record in open_records:
+            for leg in (record.latest or {}).get("legs", []):
+                if leg["status"] == AWAITING_DECISION:
+                    await desk.decide(leg["id"])
         if ledger.now() - began >= config.hand_assign_after_s:
             for record in open_records:
                 for leg in (record.latest or {}).get("legs", []):
@@ -336,7 +371,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated seconds per real second (default: the day 07:00-21:00 in the duration)",
     )
     parser.add_argument("--report", type=Path, metavar="PATH", help="Markdown report; PNG charts beside it")
-    parser.add_argument("--drain", type=float, default=90.0, metavar="SECONDS")
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=90.0,
+        metavar="SECONDS",
+        help="after the duration, give up once no leg moved for this long (at most 4x in all)",
+    )
     parser.add_argument("--accept", type=float, default=0.85, help="probability a volunteer accepts an offer")
     parser.add_argument("--decline", type=float, default=0.10, help="...declines it (else lets it expire)")
     parser.add_argument("--wrong-code", type=float, default=0.05, help="a wrong code is read out first")

@@ -6,7 +6,7 @@ on each leg of the read model. Notifier: a recipient message may be owed more th
 and template (one "delayed" per slip), and "on the way" carries its minutes.
 
 Revision ID: 0013_leg_eta
-Revises: 0011_volunteer_idempotency
+Revises: 0012_leg_decisions
 Create Date: 2026-12-06 14:40:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_leg_eta"
-down_revision: str | None = "0011_volunteer_idempotency"
+down_revision: str | None = "0012_leg_decisions"
 branch_labels: str | Sequence[str] | None = None
 # It alters intake and notifier tables too: their own branches must be built first.
 depends_on: str | Sequence[str] | None = ("0003_intake_ops", "0003_notifier_parked")

@@ -33,6 +33,8 @@ PROGRESS_EVENTS = (
     "leg.picked_up",
     "leg.delivered",
     "leg.problem_reported",
+    "leg.decided",
+    "leg.failed",
     "task.escalated",
     "leg.eta_updated",
     "leg.confirmed",

@@ -105,6 +105,8 @@ def create_app(settings: Settings) -> web.Application:
             "task.submitted": confirmer.on_task_submitted,
             "task.cancelled": _in_turn(confirmer.on_task_cancelled, forward),
             "leg.delivered": confirmer.on_leg_delivered,
+            "leg.decided": _in_turn(confirmer.on_leg_decided, forward),
+            "leg.failed": _in_turn(confirmer.on_leg_failed, forward),
             "leg.assigned": forward,
             "task.personal_data_erased": personal_data.erase_task,
             "leg.eta_updated": forward,

@@ -256,6 +256,37 @@ async def hand_leg(
     )
 
 
+async def move_pickup(
+    session: AsyncSession, leg_id: uuid.UUID, *, lat: float, lon: float, details: dict[str, Any]
+) -> None:
+    """The leg is picked up at (lat, lon) from now on, as `details` describe it to the volunteer; it
+    is ready there at once."""
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id == leg_id)
+        .values(pickup_lat=lat, pickup_lon=lon, ready_at=None, details=details)
+    )
+
+
+async def release_delivered_legs(
+    session: AsyncSession, leg_ids: Sequence[uuid.UUID], *, at: datetime
+) -> None:
+    """These delivered legs leave their volunteer's list without a confirmation (their task was
+    cancelled): the volunteer has nothing more to do for them."""
+    if leg_ids:
+        await session.execute(
+            update(LegRow)
+            .where(LegRow.id.in_(list(leg_ids)), LegRow.status == LegStatus.DELIVERED)
+            .values(released_at=at, updated_at=at)
+        )
+
+
+async def mark_task_cancelled(session: AsyncSession, leg_ids: Sequence[uuid.UUID], *, at: datetime) -> None:
+    """These legs, waiting for an operator's decision, belong to a task cancelled at `at`."""
+    if leg_ids:
+        await session.execute(update(LegRow).where(LegRow.id.in_(list(leg_ids))).values(released_at=at))
+
+
 async def flag_leg(session: AsyncSession, *, leg_id: uuid.UUID, at: datetime) -> None:
     """Stamp the leg flagged at `at`, unless it is already."""
     await session.execute(
@@ -447,6 +478,7 @@ async def legs_in_hand(session: AsyncSession, *, volunteer_id: uuid.UUID) -> lis
                 .where(
                     LegRow.volunteer_id == volunteer_id,
                     LegRow.status.in_([s.value for s in LegStatus if s in IN_HAND]),
+                    LegRow.released_at.is_(None),
                     _own_organisation(volunteer_id),
                 )
                 .order_by(LegRow.updated_at)

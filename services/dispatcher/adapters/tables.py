@@ -127,6 +127,9 @@ class LegRow(DispatchBase):
     # `updated_at` is when the dispatcher recorded the change.
     picked_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When its task was cancelled, for a leg then delivered but unconfirmed (it leaves its volunteer's
+    # list) or waiting for an operator's decision (returned or handed over, it is cancelled).
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # When the personal data in `details` was erased (after the retention, or on request).
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

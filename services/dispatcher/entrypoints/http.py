@@ -24,6 +24,8 @@ from services.dispatcher.entrypoints.me import PHOTO_STORES
 from services.dispatcher.entrypoints.schemas import (
     AssignedOut,
     AssignIn,
+    DecisionIn,
+    DecisionOut,
     MoveIn,
     ReleasedOut,
     ReleaseIn,
@@ -39,7 +41,7 @@ from services.dispatcher.entrypoints.schemas import (
     respond,
     volunteer_view,
 )
-from services.dispatcher.service_layer import legs, photos, volunteers
+from services.dispatcher.service_layer import decisions, legs, photos, volunteers
 from services.dispatcher.service_layer.eta import eta_policy
 from services.dispatcher.service_layer.matcher import policy_from
 from shared.auth import Role
@@ -300,6 +302,44 @@ async def post_release_legs(request: web.Request) -> web.Response:
         ],
     }
     return respond(ReleasedOut, view)
+
+
+@api.route(
+    "POST",
+    "/v1/legs/{leg_id}/decision",
+    summary=(
+        "Decide about a leg handed back after pickup (return to pickup, hand over, fail) or a delivery "
+        "flagged for wrong codes (confirm by other proof, fail)"
+    ),
+    body=DecisionIn,
+    response=DecisionOut,
+    roles=("operator",),
+    errors=(409,),
+)
+async def post_decision(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR)
+    assert principal.organisation_id is not None
+    leg_id = path_uuid(request, "leg_id", "leg")
+    body = await parse_body(request, DecisionIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        leg = await decisions.decide_leg(
+            session,
+            leg_id=leg_id,
+            organisation_id=principal.organisation_id,
+            action=body.action,
+            volunteer_id=body.volunteer_id,
+            note=body.note,
+        )
+    return respond(
+        DecisionOut,
+        {
+            "id": str(leg.id),
+            "task_id": str(leg.task_id),
+            "status": str(leg.status),
+            "volunteer_id": str(leg.volunteer_id) if leg.volunteer_id is not None else None,
+            "pickup": {"lat": leg.pickup_lat, "lon": leg.pickup_lon},
+        },
+    )
 
 
 @api.route(

@@ -236,6 +236,59 @@ class ReleaseIn(StorableModel):
     reason: str | None = Field(default=None, max_length=500, description="Why, e.g. 'fell ill'.")
 
 
+def _describe_decision(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    describe_storable_text(schema, model)
+    schema["allOf"] = [
+        # `confirm` says what proof in `note`.
+        {
+            "if": {"required": ["action"], "properties": {"action": {"const": "confirm"}}},
+            "then": {"required": ["note"], "properties": {"note": {"type": "string"}}},
+        },
+        # A volunteer is chosen with `hand_over` only.
+        {
+            "if": {"required": ["volunteer_id"], "properties": {"volunteer_id": {"type": "string"}}},
+            "then": {"properties": {"action": {"const": "hand_over"}}},
+        },
+    ]
+
+
+class DecisionIn(StorableModel):
+    """An operator's decision on a leg handed back after pickup (`needs_decision`), or a flagged delivery."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_describe_decision)
+    action: Literal["return_to_pickup", "hand_over", "fail", "confirm"] = Field(
+        description=(
+            "For a leg in `needs_decision`: `return_to_pickup` (the volunteer brings the goods back; the "
+            "leg is pending from its pickup), `hand_over` (the goods change hands where they are: the "
+            "pickup becomes the holder's last known location; to `volunteer_id`, or pending for "
+            "matching), or `fail`. For a delivered leg flagged for wrong codes: `confirm` (by other "
+            "proof, said in `note`) or `fail`."
+        )
+    )
+    volunteer_id: uuid.UUID | None = Field(
+        default=None, description="With `hand_over` only: the volunteer of your organisation who takes over."
+    )
+    note: str | None = Field(default=None, max_length=1000, description="Why; required with `confirm`.")
+
+    @model_validator(mode="after")
+    def _fits_action(self) -> Self:
+        if self.volunteer_id is not None and self.action != "hand_over":
+            raise ProblemError(
+                422,
+                "Validation failed",
+                "volunteer_id goes with hand_over only.",
+                errors=[{"field": "$.volunteer_id", "message": "only with action hand_over"}],
+            )
+        if self.action == "confirm" and self.note is None:
+            raise ProblemError(
+                422,
+                "Validation failed",
+                "A confirmation by other proof says what proof in note.",
+                errors=[{"field": "$.note", "message": "required with action confirm"}],
+            )
+        return self
+
+
 def _describe_delivery(schema: dict[str, Any], model: type[BaseModel]) -> None:
     describe_storable_text(schema, model)
     schema["anyOf"] = [
@@ -346,6 +399,7 @@ LegStatusName = Literal[
     LegStatus.CONFIRMED,
     LegStatus.FAILED,
     LegStatus.CANCELLED,
+    LegStatus.NEEDS_DECISION,
 ]
 
 
@@ -387,6 +441,11 @@ class PhotoOut(BaseModel):
     height: int
     size_bytes: int
     url: str = Field(description="Where the task's operators fetch it (GET, operator's token).")
+    notes: str | None = Field(
+        default=None,
+        description="The task's notes for whoever carries it; only once the leg is yours (the drop-off's "
+        "own `notes` likewise appear in `dropoff` only then).",
+    )
 
 
 class OfferOut(BaseModel):
@@ -427,6 +486,14 @@ class ReleasedOut(BaseModel):
     needs_decision: list[HeldLegOut] = Field(
         description="Legs already picked up: the goods are with the volunteer, an operator decides."
     )
+
+
+class DecisionOut(BaseModel):
+    id: uuid.UUID
+    task_id: uuid.UUID
+    status: LegStatusName
+    volunteer_id: uuid.UUID | None = Field(description="Who holds the leg now (null: nobody).")
+    pickup: PointOut = Field(description="Where the leg is picked up from now on.")
 
 
 class OfferDeclinedOut(BaseModel):

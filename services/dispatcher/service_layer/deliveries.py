@@ -14,6 +14,7 @@ from services.dispatcher.domain.errors import LegNotFound, ProofNotFound
 from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import LegStatus
 from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.escalation import NEEDS_DECISION, escalate_now
 from services.dispatcher.service_layer.eta import update_eta_of_holder
 from shared import crypto
 from shared.events import LegDelivered, LegPickedUp, LegProblemReported
@@ -133,14 +134,21 @@ async def report_problem(
     reason: str | None,
     occurred_at: datetime | None = None,
 ) -> LegRow:
-    """The volunteer cannot carry on: the leg goes back to pending, and is not offered to them again."""
+    """The volunteer cannot carry on, and the leg is not offered to them again.
+
+    Before pickup the leg goes back to pending. After pickup the goods are in their hands: the leg
+    waits in `needs_decision` (they stay its holder, off their count of legs) and its task is
+    escalated at once, for an operator to decide (`service_layer.decisions`).
+    """
     leg = await own_leg(session, leg_id=leg_id, volunteer_id=volunteer_id)
     status = lifecycle.hand_back(leg.status)
     now = datetime.now(UTC)
-    await repository.hand_leg(session, leg.id, to=status, holder=None, now=now)
+    needs_decision = status == LegStatus.NEEDS_DECISION
+    holder = volunteer_id if needs_decision else None
+    await repository.hand_leg(session, leg.id, to=status, holder=holder, now=now)
     await repository.change_load(session, volunteer_id, active=-1)
     await repository.remember_rejection(session, leg_id=leg.id, volunteer_id=volunteer_id)
-    leg.status, leg.volunteer_id = status, None
+    leg.status, leg.volunteer_id = status, holder
     changes = Changes()
     changes.add(
         LegProblemReported(
@@ -149,9 +157,14 @@ async def report_problem(
             volunteer_id=volunteer_id,
             reason=reason,
             occurred_at=occurred_at or now,
+            needs_decision=needs_decision,
         ),
         task_id=leg.task_id,
         volunteer_id=volunteer_id,
     )
+    if needs_decision:
+        await escalate_now(
+            session, changes, task_id=leg.task_id, leg_ids=[leg.id], reason=NEEDS_DECISION, now=now
+        )
     await changes.flush(session)
     return leg

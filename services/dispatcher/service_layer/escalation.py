@@ -1,5 +1,6 @@
 """Escalation: a task with a leg nobody took in time is raised to the operators, once; after that,
-each leg that waits too long in any status, or will miss its `deliver_by`, is raised again on its own."""
+each leg that waits too long in any status, or will miss its `deliver_by`, is raised again on its own;
+a leg handed back after pickup raises it at once, every time."""
 
 from __future__ import annotations
 
@@ -14,6 +15,25 @@ from services.dispatcher.domain.leg import LegStatus
 from services.dispatcher.service_layer.changes import Changes
 from shared.events import TaskEscalated
 from shared.settings import Settings
+
+# The reason of a `task.escalated` raised because a leg was handed back with the goods in hand.
+NEEDS_DECISION = "leg_needs_decision"
+
+
+async def escalate_now(
+    session: AsyncSession,
+    changes: Changes,
+    *,
+    task_id: uuid.UUID,
+    leg_ids: list[uuid.UUID],
+    reason: str,
+    now: datetime,
+) -> None:
+    """Raise `task.escalated` in this transaction, whether or not the task was escalated before: an
+    operator must act on these legs now. The task counts as escalated from then on (no second
+    escalation for waiting too long)."""
+    await repository.record_escalation(session, task_id=task_id, reason=reason, at=now)
+    changes.add(TaskEscalated(task_id=task_id, leg_ids=sorted(leg_ids), reason=reason), task_id=task_id)
 
 
 async def escalate_waiting_legs(

@@ -68,6 +68,7 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
                 "priority": data.priority,
                 "deliver_by": data.deliver_by.isoformat() if data.deliver_by else None,
                 "code_hash": leg.code_hash,
+                "notes": data.notes,
             },
             "submitted_at": event.time,
         }
@@ -343,7 +344,8 @@ async def release_volunteers_legs(
 async def cancel_task(session: AsyncSession, event: CloudEvent) -> None:
     """`task.cancelled`: live offers are withdrawn and legs not yet picked up are released.
 
-    A leg already picked up stays with its volunteer (the goods are in their hands).
+    A leg already picked up stays with its volunteer (the goods are in their hands); one delivered
+    but not yet confirmed leaves their list (nothing more for them to do).
     """
     data = parse_data(event)
     assert isinstance(data, TaskCancelled)
@@ -351,6 +353,15 @@ async def cancel_task(session: AsyncSession, event: CloudEvent) -> None:
     legs = await repository.lock_task_legs(
         session, task_id=data.task_id, organisation_id=data.organisation_id
     )
+    delivered = [leg for leg in legs if leg.status == LegStatus.DELIVERED and leg.released_at is None]
+    if delivered:
+        await repository.release_delivered_legs(session, [leg.id for leg in delivered], at=now)
+        await repository.notify_volunteers(
+            session, {leg.volunteer_id for leg in delivered if leg.volunteer_id is not None}
+        )
+    # A leg waiting for a decision keeps waiting (the goods are somewhere), marked as of a cancelled task.
+    waiting = [leg.id for leg in legs if leg.status == LegStatus.NEEDS_DECISION and leg.released_at is None]
+    await repository.mark_task_cancelled(session, waiting, at=now)
     releasable = [leg for leg in legs if leg.status in NOT_YET_PICKED_UP]
     if not releasable:
         return

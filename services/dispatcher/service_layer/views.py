@@ -17,9 +17,11 @@ from shared import crypto
 
 
 def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
-    """A leg as the volunteer's app shows it; the recipient's name and phone only once it is theirs."""
+    """A leg as the volunteer's app shows it; the recipient's name and phone, the task's notes and the
+    drop-off's notes only once it is theirs (an offer shows none of them)."""
     details = leg.details
-    dropoff = {k: v for k, v in details["dropoff"].items() if k != "recipient_sealed"}
+    hidden = {"recipient_sealed"} if assigned else {"recipient_sealed", "notes"}
+    dropoff = {k: v for k, v in details["dropoff"].items() if k not in hidden}
     if assigned and details["dropoff"].get("recipient_sealed"):
         recipient = crypto.unseal(data_key, details["dropoff"]["recipient_sealed"])
         dropoff["recipient_name"] = recipient.get("name")
@@ -35,6 +37,7 @@ def leg_view(leg: LegRow, *, assigned: bool, data_key: bytes) -> dict[str, Any]:
         "dropoff": dropoff,
         "items": details["items"],
         "flagged": leg.flagged_at is not None,
+        "notes": details.get("notes") if assigned else None,
         **(_estimates(leg) if assigned else {}),
     }
 

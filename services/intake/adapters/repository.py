@@ -29,8 +29,7 @@ from services.intake.adapters.tables import (
     VolunteerRow,
     outbox,
 )
-from services.intake.domain.model import ListPosition
-from services.intake.domain.personal_data import ENDED_LEG_STATUSES, ENDED_TASK_STATUSES
+from services.intake.domain.model import ENDED_LEG, FINISHED_TASK, ListPosition
 from shared import audit
 from shared.auth import Actor, Organisation
 from shared.db import is_connection_error, snapshot_xmin
@@ -474,12 +473,12 @@ async def lock_tasks_to_erase(session: AsyncSession, *, retention_s: float, limi
     cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, retention_s)
     unfinished_or_recent_leg = exists().where(
         LegRow.task_id == TaskRow.id,
-        or_(LegRow.status.not_in(ENDED_LEG_STATUSES), LegRow.updated_at >= cutoff),
+        or_(LegRow.status.not_in(ENDED_LEG), LegRow.updated_at >= cutoff),
     )
     query = (
         _not_erased_tasks()
         .where(
-            TaskRow.status.in_(ENDED_TASK_STATUSES),
+            TaskRow.status.in_(FINISHED_TASK),
             TaskRow.updated_at < cutoff,
             ~unfinished_or_recent_leg,
         )

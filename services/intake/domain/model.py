@@ -11,10 +11,34 @@ from typing import Literal
 Kind = Literal["errand", "meal", "supply_run"]
 Priority = Literal["routine", "urgent", "critical"]
 Vehicle = Literal["foot", "bicycle", "ebike", "car", "van"]
-TaskStatus = Literal["submitted", "dispatching", "in_progress", "completed", "cancelled", "escalated"]
-LegStatus = Literal[
-    "pending", "offered", "assigned", "picked_up", "delivered", "confirmed", "failed", "cancelled"
+# A task ends `completed` (every leg confirmed), `cancelled`, `failed` (every leg ended and none was
+# delivered: at least one failed) or `partially_completed` (some legs confirmed, some failed).
+TaskStatus = Literal[
+    "submitted",
+    "dispatching",
+    "in_progress",
+    "completed",
+    "cancelled",
+    "escalated",
+    "failed",
+    "partially_completed",
 ]
+# `needs_decision`: handed back after pickup, the goods with the volunteer, waiting for an operator.
+LegStatus = Literal[
+    "pending",
+    "offered",
+    "assigned",
+    "picked_up",
+    "delivered",
+    "confirmed",
+    "failed",
+    "cancelled",
+    "needs_decision",
+]
+# The statuses a task ends in: no event changes them.
+FINISHED_TASK: frozenset[str] = frozenset({"completed", "cancelled", "failed", "partially_completed"})
+# Leg statuses nothing follows.
+ENDED_LEG: frozenset[str] = frozenset({"confirmed", "failed", "cancelled"})
 
 # Two 63-bit numbers in hexadecimal: any string of this form is a position to list from.
 TASK_CURSOR_PATTERN = "^[0-7][0-9a-f]{15}[0-7][0-9a-f]{15}$"
@@ -61,6 +85,7 @@ LEG_RANK: dict[str, int] = {
     "offered": 1,
     "assigned": 2,
     "picked_up": 3,
+    "needs_decision": 3,
     "delivered": 4,
     "confirmed": 5,
     "failed": 6,
@@ -73,8 +98,12 @@ _LEG_STATUS_AFTER: dict[str, str] = {
     "leg.picked_up": "picked_up",
     "leg.delivered": "delivered",
     "leg.confirmed": "confirmed",
+    "leg.failed": "failed",
 }
 _HANDED_BACK = {"leg.offer_declined", "leg.offer_expired", "leg.problem_reported"}
+# An operator's decision sends a leg waiting for one back to dispatch (a hand-over to a chosen
+# volunteer is followed by its `leg.assigned`); `leg.failed` ends it.
+_DECIDED = "leg.decided"
 
 # A leg whose goods are still at the pickup: a hand-back returns it to dispatch, and cancelling its task
 # withdraws it. Once picked up, the goods are in a volunteer's hands and the leg finishes its trip.
@@ -86,10 +115,22 @@ def not_yet_picked_up(status: str) -> bool:
     return status in NOT_YET_PICKED_UP
 
 
-def leg_status_after(current: str, event_type: str) -> str:
-    """A leg's status once `event_type` has happened to it."""
+def leg_status_after(current: str, event_type: str, *, decided: str | None = None) -> str:
+    """A leg's status once `event_type` has happened to it.
+
+    A problem reported before pickup sends the leg back to pending; after pickup it waits for an
+    operator's decision (`needs_decision`), which sends it back to pending (`leg.decided`; cancelled
+    once its task is), or fails it.
+    """
     if event_type in _HANDED_BACK:
-        return "pending" if not_yet_picked_up(current) else current
+        if not_yet_picked_up(current):
+            return "pending"
+        after_pickup = event_type == "leg.problem_reported" and current == "picked_up"
+        return "needs_decision" if after_pickup else current
+    if event_type == _DECIDED:  # `decided`: the status the dispatcher gave the leg
+        if current != "needs_decision":
+            return current
+        return "cancelled" if decided == "cancelled" else "pending"
     target = _LEG_STATUS_AFTER.get(event_type)
     if target is None or LEG_RANK[target] <= LEG_RANK[current]:
         return current
@@ -147,16 +188,22 @@ def escalation_moves_task(escalated_leg_statuses: list[str]) -> bool:
 def task_status_after(
     current: str, leg_statuses: list[str], event_type: str, *, escalates_task: bool = True
 ) -> str:
-    """A task's status given its legs' statuses once `event_type` has been applied; a
-    `task.escalated` that does not move the task (`escalation_moves_task`) counts as no event."""
-    if current in ("completed", "cancelled"):
+    """A task's status given its legs' statuses once `event_type` has been applied.
+
+    Once every leg has ended and one failed, the task ends too: `failed` when none was confirmed,
+    else `partially_completed`. While a leg waits for an operator's decision, the task is escalated.
+    A `task.escalated` that does not move the task (`escalation_moves_task`) counts as no event.
+    """
+    if current in FINISHED_TASK:
         return current
     if event_type == "task.completed":
         return "completed"
     if event_type == "task.cancelled":
         return "cancelled"
-    if event_type == "task.escalated" and escalates_task:
-        return "escalated"
+    if leg_statuses and "failed" in leg_statuses and all(s in ENDED_LEG for s in leg_statuses):
+        return "partially_completed" if "confirmed" in leg_statuses else "failed"
+    if (event_type == "task.escalated" and escalates_task) or "needs_decision" in leg_statuses:
+        return "escalated"  # an operator must act: it stays so while a leg waits for their decision
     if any(LEG_RANK[s] >= LEG_RANK["assigned"] and s not in ("failed", "cancelled") for s in leg_statuses):
         return "in_progress"
     if current == "escalated":
@@ -173,7 +220,7 @@ def cancellation(task_status: str, leg_statuses: list[str]) -> Cancellation:
     """What cancelling a task in this state does: cancel it, nothing (already done), or refuse."""
     if task_status == "cancelled":
         return "already_cancelled"
-    if task_status == "completed" or (leg_statuses and all(s == "confirmed" for s in leg_statuses)):
+    if task_status in FINISHED_TASK or (leg_statuses and all(s == "confirmed" for s in leg_statuses)):
         return "completed"
     return "cancel"
 

@@ -12,16 +12,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from services.intake.domain.model import ENDED_LEG, FINISHED_TASK
+
 PICKUP_FIELDS = ("contact_name", "contact_phone")
 DROPOFF_FIELDS = ("recipient_name", "recipient_phone", "recipient_email", "address", "notes")
 TASK_FIELDS = ("notes",)
-ENDED_TASK_STATUSES = frozenset({"completed", "cancelled", "failed"})
-ENDED_LEG_STATUSES = frozenset({"confirmed", "failed", "cancelled"})
 
 
 def has_ended(task_status: str, leg_statuses: Iterable[str]) -> bool:
     """A task is over when it is and every leg is: a cancelled task's leg in hand is still going."""
-    return task_status in ENDED_TASK_STATUSES and all(s in ENDED_LEG_STATUSES for s in leg_statuses)
+    return task_status in FINISHED_TASK and all(s in ENDED_LEG for s in leg_statuses)
 
 
 @dataclass(frozen=True)

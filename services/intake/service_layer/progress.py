@@ -47,7 +47,10 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         leg = next((leg for leg in legs if leg.id == leg_id), None)
         if leg is None:
             raise PermanentError(f"leg {leg_id} is not part of task {task_id}")
-        status = leg_status_after(leg.status, event.type)
+        decided = event.data.get("status") if event.type == "leg.decided" else None
+        status = leg_status_after(
+            leg.status, event.type, decided=decided if isinstance(decided, str) else None
+        )
         history = history_after(
             leg.transitions, before=leg.status, after=status, stage=leg_stage_of(event.type), at=moment
         )

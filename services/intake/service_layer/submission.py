@@ -253,6 +253,7 @@ def _submitted_event(
         deliver_by=body.deliver_by,
         callback_url=body.callback_url,
         external_ref=body.external_ref,
+        notes=body.notes,
     )
     return build_event(data, source="/intake", subject=task_id)
 

@@ -86,6 +86,8 @@ class DeliveryReportRow(NotifyBase):
     volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     code_hash: Mapped[str | None] = mapped_column(Text)
     photo_sha256: Mapped[str | None] = mapped_column(Text)
+    # What the volunteer said with the delivery ("left with the neighbour"), kept with the report.
+    note: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     checked: Mapped[bool] = mapped_column(Boolean, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

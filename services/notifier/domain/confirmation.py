@@ -8,7 +8,7 @@ from typing import Literal
 
 from shared.crypto import hashes_match
 
-Method = Literal["code", "photo"]
+Method = Literal["code", "photo", "operator"]
 
 
 def check_delivery(
@@ -59,6 +59,8 @@ def judge_report(
     """
     if leg_status == "confirmed":
         return "already_confirmed"
+    if leg_status == "failed":
+        return "flagged"  # an operator failed it: no report changes that
     if leg_flagged:
         return "flagged"
     method = check_delivery(

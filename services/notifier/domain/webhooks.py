@@ -24,6 +24,8 @@ WEBHOOK_EVENT_TYPES = frozenset(
         "leg.assigned",
         "leg.picked_up",
         "leg.problem_reported",
+        "leg.decided",
+        "leg.failed",
         "leg.confirmed",
         "leg.confirmation_failed",
         "task.completed",

@@ -17,7 +17,9 @@ from shared.events import (
     EventData,
     LegConfirmationFailed,
     LegConfirmed,
+    LegDecided,
     LegDelivered,
+    LegFailed,
     TaskCancelled,
     TaskCompleted,
     TaskSubmitted,
@@ -98,6 +100,41 @@ async def check_reports(
     return events
 
 
+async def resolve_leg(
+    records: ConfirmationRecords, task_id: uuid.UUID, leg_id: uuid.UUID, *, confirm: bool, event: CloudEvent
+) -> list[EventData]:
+    """An operator resolved a leg: confirmed by other proof (`leg.confirmed`, method "operator", and
+    `task.completed` when it was the last) or failed (no report confirms it from then on)."""
+    task = await records.task_for_update(task_id)
+    legs = await records.legs_for_update(task_id)
+    leg = legs.get(leg_id)
+    if task is None or leg is None or leg.status in ("confirmed", "failed"):
+        return []
+    events: list[EventData] = []
+    if not confirm:
+        leg.status = "failed"
+    else:
+        leg.status, leg.confirmed_at = "confirmed", event.time
+        holder = event.data.get("volunteer_id")
+        events.append(
+            LegConfirmed(
+                task_id=task_id,
+                leg_id=leg_id,
+                volunteer_id=uuid.UUID(str(holder)) if holder else uuid.UUID(int=0),
+                method="operator",
+            )
+        )
+        if (
+            task.completed_at is None
+            and not task.cancelled
+            and task_is_complete([leg.status for leg in legs.values()])
+        ):
+            task.completed_at = max(leg.confirmed_at for leg in legs.values() if leg.confirmed_at)
+            events.append(TaskCompleted(task_id=task_id, leg_ids=sorted(legs)))
+    await records.flush()
+    return events
+
+
 class Confirmer:
     def __init__(self, *, max_failures: int, notifications: Notifications | None = None) -> None:
         self._max_failures = max_failures
@@ -146,13 +183,32 @@ class Confirmer:
                 "volunteer_id": data.volunteer_id,
                 "code_hash": data.code_hash,
                 "photo_sha256": data.photo_sha256,
+                "note": data.note,
                 "reported_at": event.time,
             }
         )
         await self._check_reports(repository, data.task_id)
 
+    async def on_leg_decided(self, session: AsyncSession, event: CloudEvent) -> None:
+        """`leg.decided`: an operator's `confirm` of a flagged delivery is this service's confirmation."""
+        data = parse_data(event)
+        assert isinstance(data, LegDecided)
+        if data.action == "confirm":
+            repository = Repository(session)
+            events = await resolve_leg(repository, data.task_id, data.leg_id, confirm=True, event=event)
+            await self._emit(repository, data.task_id, events)
+
+    async def on_leg_failed(self, session: AsyncSession, event: CloudEvent) -> None:
+        """`leg.failed`: the leg will never be confirmed, and the task never completed."""
+        data = parse_data(event)
+        assert isinstance(data, LegFailed)
+        await resolve_leg(Repository(session), data.task_id, data.leg_id, confirm=False, event=event)
+
     async def _check_reports(self, repository: Repository, task_id: uuid.UUID) -> None:
         events = await check_reports(repository, task_id, max_failures=self._max_failures)
+        await self._emit(repository, task_id, events)
+
+    async def _emit(self, repository: Repository, task_id: uuid.UUID, events: list[EventData]) -> None:
         if self._notifications is not None:
             await self._notifications.emit(repository, task_id=task_id, events=events)
         else:

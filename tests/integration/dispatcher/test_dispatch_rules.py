@@ -248,6 +248,29 @@ async def test_problem_hands_the_leg_back_and_the_next_batch_asks_someone_else(
         assert (await offers_for(session, [leg_id]))[leg_id].volunteer_id == farther.id
 
 
+async def test_a_problem_after_pickup_waits_for_a_decision_escalated_and_is_offered_to_nobody(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        near = await add_volunteer(session, lat=lat, lon=lon)
+        await add_volunteer(session, lat=lat + 0.01, lon=lon)
+        task = await submit_task(session, lat=lat, lon=lon)
+    leg_id = task.legs[0].leg_id
+    await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session, session.begin():
+        offer = (await offers_for(session, [leg_id]))[leg_id]
+        await accept_offer(session, offer_id=offer.id, volunteer_id=near.id)
+        await report_picked_up(session, leg_id=leg_id, volunteer_id=near.id)
+    async with sessionmaker() as session, session.begin():
+        leg = await report_problem(session, leg_id=leg_id, volunteer_id=near.id, reason="flat tyre")
+        assert (leg.status, leg.volunteer_id) == ("needs_decision", near.id), "they still hold the goods"
+        assert (await outbox_types(session, task.task_id))[-2:] == ["leg.problem_reported", "task.escalated"]
+    async with sessionmaker() as session:
+        assert (await session.get(VolunteerRow, near.id)).active_legs == 0  # type: ignore[union-attr]
+    assert await matching_round(sessionmaker, stack, ROSTER) == set(), "not re-dispatched from the pickup"
+
+
 async def test_supply_run_legs_are_offered_together_to_the_volunteer_who_can_carry_them(
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:

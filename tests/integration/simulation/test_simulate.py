@@ -56,3 +56,36 @@ async def test_short_seeded_day_confirms_legs_and_loses_none(
     assert len(charts) >= 5
     assert all(path.is_file() and path.stat().st_size > 1000 for path in charts)
     assert all(f"]({path.name})" in text for path in charts)
+
+
+async def test_legs_handed_back_after_pickup_are_decided_by_the_desk_and_none_is_lost(
+    stack: Stack, system: ServiceProcesses
+) -> None:
+    tokens = await admin.bootstrap_demo(stack.settings())
+    config = SimulationConfig(
+        volunteers=8,
+        tasks_per_minute=40,
+        duration_s=30,
+        seed=11,
+        time_compression=1500,
+        report=None,
+        intake_url=system.url("intake"),
+        dispatcher_url=system.url("dispatcher"),
+        operator_token=tokens["operator_token"],
+        # Many problems, so that some come with the goods aboard and wait for the desk's decision.
+        behaviour=Behaviour(accept=0.9, decline=0.1, wrong_code=0.0, problem=0.5),
+        drain_s=45,
+        hand_assign_after_s=8,
+        poll_wait_s=5,
+        quiet=True,
+    )
+
+    result = await simulate(config)
+
+    summary = result.summary
+    handed_back = summary.outcomes.get("problem reported after pickup (operator decides)", 0)
+    assert handed_back > 0, summary.outcomes
+    assert summary.decisions.get("return_to_pickup", 0) > 0, summary.decisions
+    assert summary.awaiting_decision == []
+    assert result.lost_legs == 0, [(leg.id, leg.status) for leg in summary.lost]
+    assert not result.interrupted

@@ -31,10 +31,14 @@ class Carrier:
     deactivated_at: datetime | None = None
 
 
-def test_only_a_declined_or_expired_offer_or_a_problem_sends_a_leg_back_to_pending() -> None:
-    assert set(lifecycle.BACK_TO_PENDING) == {LegStatus.OFFERED, LegStatus.ASSIGNED, LegStatus.PICKED_UP}
+def test_only_an_offer_declined_or_expired_a_problem_before_pickup_or_an_operator_sends_a_leg_back() -> None:
+    assert set(lifecycle.BACK_TO_PENDING) == {
+        LegStatus.OFFERED,
+        LegStatus.ASSIGNED,
+        LegStatus.NEEDS_DECISION,
+    }
     events = {event for move in lifecycle.BACK_TO_PENDING.values() for event in move.events}
-    assert events == {"leg.offer_declined", "leg.offer_expired", "leg.problem_reported"}
+    assert events == {"leg.offer_declined", "leg.offer_expired", "leg.problem_reported", "leg.decided"}
 
 
 def test_a_cancelled_task_takes_back_only_legs_not_yet_picked_up() -> None:
@@ -99,7 +103,68 @@ def test_a_flagged_leg_takes_no_delivery_report_and_a_delivered_one_may_be_repor
 def test_only_a_leg_in_hand_can_be_handed_back(status: LegStatus) -> None:
     with pytest.raises(TransitionRefused, match="only a leg in hand"):
         lifecycle.hand_back(status)
-    assert lifecycle.hand_back(LegStatus.PICKED_UP) is LegStatus.PENDING
+
+
+def test_a_leg_handed_back_before_pickup_is_pending_again_and_after_pickup_needs_a_decision() -> None:
+    assert lifecycle.hand_back(LegStatus.ASSIGNED) is LegStatus.PENDING
+    assert lifecycle.hand_back(LegStatus.PICKED_UP) is LegStatus.NEEDS_DECISION
+    assert not lifecycle.can_move(LegStatus.PICKED_UP, LegStatus.PENDING)
+    with pytest.raises(TransitionRefused, match="only a leg in hand"):
+        lifecycle.hand_back(LegStatus.NEEDS_DECISION)
+
+
+@pytest.mark.parametrize(
+    ("action", "to_volunteer", "status", "moves"),
+    [
+        ("return_to_pickup", False, LegStatus.PENDING, False),
+        ("hand_over", False, LegStatus.PENDING, True),
+        ("hand_over", True, LegStatus.ASSIGNED, True),
+        ("fail", False, LegStatus.FAILED, False),
+    ],
+)
+def test_an_operator_decides_a_leg_handed_back_after_pickup(
+    action: str, to_volunteer: bool, status: LegStatus, moves: bool
+) -> None:
+    decision = lifecycle.decide(LegStatus.NEEDS_DECISION, action, flagged_at=None, to_volunteer=to_volunteer)
+    assert decision == lifecycle.Decision(status, pickup_moves=moves)
+
+
+@pytest.mark.parametrize("action", ["return_to_pickup", "hand_over"])
+def test_once_its_task_is_cancelled_a_leg_returned_or_handed_over_is_cancelled(action: str) -> None:
+    decision = lifecycle.decide(
+        LegStatus.NEEDS_DECISION, action, flagged_at=None, to_volunteer=True, task_cancelled=True
+    )
+    assert decision == lifecycle.Decision(LegStatus.CANCELLED)
+    failed = lifecycle.decide(
+        LegStatus.NEEDS_DECISION, "fail", flagged_at=None, to_volunteer=False, task_cancelled=True
+    )
+    assert failed.status is LegStatus.FAILED
+
+
+def test_a_flagged_delivery_is_confirmed_or_failed_and_nothing_else() -> None:
+    assert lifecycle.decide(LegStatus.DELIVERED, "confirm", flagged_at=NOW, to_volunteer=False).status == (
+        LegStatus.CONFIRMED
+    )
+    assert lifecycle.decide(LegStatus.DELIVERED, "fail", flagged_at=NOW, to_volunteer=False).status == (
+        LegStatus.FAILED
+    )
+    with pytest.raises(TransitionRefused, match="one of confirm, fail"):
+        lifecycle.decide(LegStatus.DELIVERED, "hand_over", flagged_at=NOW, to_volunteer=False)
+    with pytest.raises(TransitionRefused, match="waits for an operator"):
+        lifecycle.decide(LegStatus.DELIVERED, "confirm", flagged_at=None, to_volunteer=False)
+    with pytest.raises(TransitionRefused, match="one of return_to_pickup"):
+        lifecycle.decide(LegStatus.NEEDS_DECISION, "confirm", flagged_at=None, to_volunteer=False)
+
+
+@pytest.mark.parametrize("status", [LegStatus.PENDING, LegStatus.PICKED_UP, LegStatus.FAILED])
+def test_a_leg_not_waiting_for_a_decision_takes_none(status: LegStatus) -> None:
+    with pytest.raises(TransitionRefused, match="waits for an operator"):
+        lifecycle.decide(status, "fail", flagged_at=None, to_volunteer=False)
+
+
+def test_a_leg_waiting_for_a_decision_is_not_assigned_by_hand() -> None:
+    with pytest.raises(TransitionRefused, match="needs an operator's decision"):
+        lifecycle.assign(LegStatus.NEEDS_DECISION, Carrier(), by_hand=True)
 
 
 def test_assigning_a_leg_again_to_its_holder_changes_nothing() -> None:

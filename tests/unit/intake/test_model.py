@@ -200,9 +200,31 @@ def test_a_late_or_repeated_event_never_moves_a_leg_backwards() -> None:
     assert fold(["leg.assigned@0", "leg.confirmed@0", "leg.delivered@0"]) == ("in_progress", ["confirmed"])
 
 
-def test_a_problem_after_pickup_does_not_hand_the_leg_back() -> None:
-    assert fold(["leg.assigned@0", "leg.picked_up@0", "leg.problem_reported@0"])[1] == ["picked_up"]
+def test_a_problem_after_pickup_waits_for_a_decision_and_before_pickup_hands_the_leg_back() -> None:
+    assert fold(["leg.assigned@0", "leg.picked_up@0", "leg.problem_reported@0"])[1] == ["needs_decision"]
     assert fold(["leg.assigned@0", "leg.problem_reported@0"])[1] == ["pending"]
+
+
+def test_a_decision_sends_a_leg_back_to_dispatch_or_fails_it() -> None:
+    handed_back = ["leg.assigned@0", "leg.picked_up@0", "leg.problem_reported@0", "task.escalated"]
+    assert fold(handed_back) == ("escalated", ["needs_decision"])
+    assert fold([*handed_back, "leg.assigned@1"], legs=2) == ("escalated", ["needs_decision", "assigned"])
+    assert fold([*handed_back, "leg.decided@0"])[1] == ["pending"]
+    assert fold([*handed_back, "leg.decided@0", "leg.assigned@0"]) == ("in_progress", ["assigned"])
+    assert fold([*handed_back, "leg.failed@0"]) == ("failed", ["failed"])
+    assert leg_status_after("needs_decision", "leg.decided", decided="cancelled") == "cancelled"
+    # A decision on a leg not waiting for one (a flagged delivery confirmed) moves nothing here.
+    assert fold(["leg.assigned@0", "leg.picked_up@0", "leg.delivered@0", "leg.decided@0"])[1] == ["delivered"]
+
+
+def test_a_task_whose_legs_ended_with_a_failure_is_failed_or_partially_completed() -> None:
+    one_confirmed = ["leg.assigned@0", "leg.picked_up@0", "leg.delivered@0", "leg.confirmed@0"]
+    assert fold([*one_confirmed, "leg.failed@1"], legs=2) == ("partially_completed", ["confirmed", "failed"])
+    assert fold(["leg.failed@0", "leg.failed@1"], legs=2) == ("failed", ["failed", "failed"])
+    # Still going while another leg is on its way.
+    assert fold(["leg.failed@0", "leg.assigned@1"], legs=2) == ("in_progress", ["failed", "assigned"])
+    assert cancellation("failed", ["failed"]) == "completed"
+    assert cancellation("partially_completed", ["confirmed", "failed"]) == "completed"
 
 
 def test_escalation_holds_until_a_leg_is_assigned() -> None:

@@ -6,9 +6,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from services.notifier.adapters.tables import DeliveryReportRow, LegRow, TaskRow
-from services.notifier.service_layer.confirmations import check_reports
+from services.notifier.service_layer.confirmations import check_reports, resolve_leg
 from shared.crypto import code_hash
-from shared.events import LegConfirmationFailed, LegConfirmed, TaskCompleted
+from shared.events import (
+    CloudEvent,
+    LegConfirmationFailed,
+    LegConfirmed,
+    LegDecided,
+    TaskCompleted,
+    build_event,
+)
 from tests.unit.notifier.fakes import FakeRepository
 
 KEY = b"test-key"
@@ -111,3 +118,44 @@ async def test_the_task_completes_only_when_every_leg_is_confirmed() -> None:
 
     assert [type(e) for e in events] == [LegConfirmed, TaskCompleted]
     assert repository.tasks[task_id].completed_at == T0 + timedelta(minutes=1)
+
+
+def _decided(task_id: uuid.UUID, leg_id: uuid.UUID) -> CloudEvent:
+    _, event = build_event(
+        LegDecided(
+            task_id=task_id, leg_id=leg_id, action="confirm", status="confirmed", volunteer_id=VOLUNTEER
+        ),
+        source="/dispatcher",
+        subject=task_id,
+    )
+    event.time = T0 + timedelta(hours=1)
+    return event
+
+
+async def test_an_operator_confirms_a_flagged_leg_and_the_task_completes() -> None:
+    repository = FakeRepository()
+    task_id, [flagged, done] = _task(repository, "111111", "222222")
+    for wrong in ("000001", "000002"):
+        _report(repository, task_id, flagged, wrong)
+    _report(repository, task_id, done, "222222")
+    await check_reports(repository, task_id, max_failures=2)
+
+    event = _decided(task_id, flagged)
+    events = await resolve_leg(repository, task_id, flagged, confirm=True, event=event)
+
+    assert [type(e) for e in events] == [LegConfirmed, TaskCompleted]
+    assert isinstance(events[0], LegConfirmed) and events[0].method == "operator"
+    assert repository.legs[flagged].status == "confirmed"
+    assert await resolve_leg(repository, task_id, flagged, confirm=True, event=event) == [], "once"
+
+
+async def test_a_failed_leg_takes_no_report_and_its_task_never_completes() -> None:
+    repository = FakeRepository()
+    task_id, [leg_id] = _task(repository, "123456")
+    assert (
+        await resolve_leg(repository, task_id, leg_id, confirm=False, event=_decided(task_id, leg_id)) == []
+    )
+    assert repository.legs[leg_id].status == "failed"
+    _report(repository, task_id, leg_id, "123456")
+    assert await check_reports(repository, task_id, max_failures=3) == []
+    assert repository.tasks[task_id].completed_at is None
