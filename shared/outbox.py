@@ -62,6 +62,12 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+def relay_lock_key(outbox: Table) -> int:
+    """The advisory lock a relay holds while it publishes `outbox`: whoever holds it keeps every
+    relay of that outbox from publishing (and so from deleting) its rows."""
+    return zlib.crc32(f"errands-outbox:{outbox.schema}".encode())
+
+
 def notify_channel(outbox: Table) -> str:
     return f"{outbox.schema}_outbox"
 
@@ -134,7 +140,7 @@ class OutboxRelay:
         self._idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
         self._next_observation = 0.0
-        self._lock_key = zlib.crc32(f"errands-outbox:{outbox.schema}".encode())
+        self._lock_key = relay_lock_key(outbox)
         self._publishing = False  # its last pass over the outbox went through
         listener.subscribe(notify_channel(outbox), lambda _payload: self._wake.set())
 

@@ -2,7 +2,8 @@
 
 Other tests' dispatcher processes may be running on the same database, so every test here lives at a
 time `FUTURE` a day ahead (legs ready then, locations fixed then) and in a far-off place of its own:
-the live matcher, which works in the present, never touches these legs.
+the live matcher, which works in the present, never touches these legs. Their outbox relay does
+publish and delete every committed event, so a test reading committed events holds `relay_held`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +26,7 @@ from services.dispatcher.service_layer.offers import offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
 from shared.db import create_engine, create_sessionmaker
 from shared.events import TaskSubmitted, build_event
+from shared.outbox import relay_lock_key
 from tests.conftest import Stack
 
 FUTURE = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
@@ -38,6 +41,19 @@ async def sessionmaker(stack: Stack) -> AsyncIterator[async_sessionmaker[AsyncSe
     engine = create_engine(stack.settings(), pool_size=4)
     yield create_sessionmaker(engine)
     await engine.dispose()
+
+
+@pytest.fixture
+async def relay_held(stack: Stack) -> AsyncIterator[None]:
+    """Holds the dispatcher outbox relay's lock for the test: a running dispatcher's relay publishes
+    nothing meanwhile, so the events the test commits stay in the outbox for it to read."""
+    holder = await asyncpg.connect(stack.database_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", relay_lock_key(outbox))
+        yield
+    finally:
+        await holder.execute("SELECT pg_advisory_unlock_all()")
+        await holder.close()
 
 
 @pytest.fixture

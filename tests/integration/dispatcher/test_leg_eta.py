@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, outbox
 from services.dispatcher.domain.eta import EtaPolicy
+from services.dispatcher.service_layer.changes import Changes
 from services.dispatcher.service_layer.deliveries import report_picked_up
 from services.dispatcher.service_layer.escalation import (
     escalate_overdue_legs,
@@ -87,6 +90,7 @@ async def assigned_leg(
     return task.task_id, task.legs[0].leg_id, v.id
 
 
+@pytest.mark.usefixtures("relay_held")
 async def test_an_accepted_leg_shows_its_estimates_in_the_volunteers_assignments(
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:
@@ -122,6 +126,7 @@ async def test_an_accepted_leg_shows_its_estimates_in_the_volunteers_assignments
     assert datetime.fromisoformat(announced.data["dropoff_eta"]) == dropoff_eta
 
 
+@pytest.mark.usefixtures("relay_held")
 async def test_a_new_fix_refreshes_the_estimates_and_a_small_move_publishes_nothing(
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:
@@ -155,16 +160,30 @@ async def test_a_new_fix_refreshes_the_estimates_and_a_small_move_publishes_noth
     assert len(await events_of(sessionmaker, task_id, "leg.eta_updated")) == 3
 
 
+async def swept(sessionmaker: Maker, sweep: Callable[[AsyncSession], Awaitable[Changes]]) -> list[CloudEvent]:
+    """The events of a sweep run until it raises nothing more, as the matcher's rounds run it: each
+    looks at a limited number of legs, oldest first, and the shared database holds other tests'."""
+    raised: list[CloudEvent] = []
+    while True:
+        async with sessionmaker() as session, session.begin():
+            changes = await sweep(session)
+            events = [event for _, event in changes.events]
+            await changes.flush(session)
+        if not events:
+            return raised
+        raised += events
+
+
 async def overdue(sessionmaker: Maker, settings: Settings, now: datetime) -> list[CloudEvent]:
-    async with sessionmaker() as session, session.begin():
-        changes = await escalate_overdue_legs(
+    return await swept(
+        sessionmaker,
+        lambda session: escalate_overdue_legs(
             session, now=now, wait_limits_s=wait_limits(settings), repeat_s=settings.leg_escalation_repeat_s
-        )
-        events = [event for _, event in changes.events]
-        await changes.flush(session)
-    return events
+        ),
+    )
 
 
+@pytest.mark.usefixtures("relay_held")
 async def test_a_leg_waiting_too_long_assigned_then_picked_up_escalates_again_with_the_reason(
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:
@@ -175,17 +194,16 @@ async def test_a_leg_waiting_too_long_assigned_then_picked_up_escalates_again_wi
         v = await add_volunteer(session, lat=lat, lon=lon)
         task = await submit_task(session, lat=lat, lon=lon, submitted_at=FUTURE - timedelta(seconds=30))
     leg_id = task.legs[0].leg_id
-    async with sessionmaker() as session, session.begin():
-        first = await escalate_waiting_legs(
+    first = await swept(
+        sessionmaker,
+        lambda session: escalate_waiting_legs(
             session,
             now=FUTURE + timedelta(seconds=settings.escalation_wait_s),
             wait_limit_s=settings.escalation_wait_s,
             deadline_margin_s=settings.escalation_deadline_margin_s,
-        )
-        assert [e.data["reason"] for _, e in first.events if e.subject == str(task.task_id)] == [
-            "waited_too_long"
-        ]
-        await first.flush(session)
+        ),
+    )
+    assert [e.data["reason"] for e in first if e.subject == str(task.task_id)] == ["waited_too_long"]
     async with sessionmaker() as session, session.begin():
         await assign_by_hand(
             session,
@@ -228,6 +246,7 @@ async def test_a_leg_waiting_too_long_assigned_then_picked_up_escalates_again_wi
     ]
 
 
+@pytest.mark.usefixtures("relay_held")
 async def test_a_leg_that_will_miss_its_deliver_by_slips_late_and_escalates_once_across_two_replicas(
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:
@@ -240,8 +259,10 @@ async def test_a_leg_that_will_miss_its_deliver_by_slips_late_and_escalates_once
     )
     (estimate,) = await events_of(sessionmaker, task_id, "leg.eta_updated")
     assert estimate.data["late"] is True and estimate.data["slipped"] is True and estimate.data["slip"] == 1
-    now = datetime.now(UTC)
-    # Two dispatchers' sweeps at the same moment: the key lets one of them raise it.
+    # A running dispatcher's sweep, in the present, may raise it first; the test's clock is a day
+    # ahead, past that escalation's repeat interval. Two dispatchers' sweeps at the same moment:
+    # the key lets one of them raise it.
+    now = FUTURE
     both = await asyncio.gather(overdue(sessionmaker, settings, now), overdue(sessionmaker, settings, now))
     raised = [e for events in both for e in events if e.subject == str(task_id)]
     assert [e.data["reason"] for e in raised] == ["will_miss_deliver_by"]
