@@ -156,8 +156,11 @@ async def test_task_travels_from_operator_to_confirmation(stack: Stack, system: 
         assert final["legs"][0]["volunteer"]["id"]
         assert {"submitted", "dispatching", "in_progress", "completed"} <= final["transitions"].keys()
 
-    events = await events_of_task(stack.kafka_bootstrap, task_id, count=7)
-    assert [e.type for e in events] == [
+    # The leg's life, and estimates published as it is taken and picked up (at least one each).
+    events = await events_of_task(stack.kafka_bootstrap, task_id, count=9)
+    estimates = [e for e in events if e.type == "leg.eta_updated"]
+    assert [e.data["leg_status"] for e in estimates][:2] == ["assigned", "picked_up"]
+    assert [e.type for e in events if e.type != "leg.eta_updated"] == [
         "task.submitted",
         "leg.offered",
         "leg.assigned",
