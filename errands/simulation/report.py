@@ -69,12 +69,13 @@ class Summary:
     awaiting_decision: list[LegOutcome] = field(default_factory=list)
     decisions: dict[str, int] = field(default_factory=dict)
 
-    def stage_times(self, stage: str, priority: str | None = None) -> list[float]:
+    def stage_times(self, stage: str, priority: str | None = None, kind: str | None = None) -> list[float]:
         attribute = f"to_{stage}_s"
         return [
             value
             for leg in self.legs
             if (priority is None or leg.priority == priority)
+            and (kind is None or leg.kind == kind)
             and (value := getattr(leg, attribute)) is not None
         ]
 
@@ -308,6 +309,25 @@ def markdown(summary: Summary, charts: dict[str, str]) -> str:
                 _fmt(max(values) if values else None),
             ]
         lines.append(f"| {priority or '**all**'} | {count} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Priorities compared within one kind of task: a supply run's legs need a car or a van and go to",
+        "checkpoints far out, so a kind's mix of priorities weighs on the table above.",
+        "",
+        "| kind | priority | legs | offer p50 | offer p90 | assign p50 | assign p90 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind in sorted({leg.kind for leg in s.legs}):
+        for priority in PRIORITIES:
+            count = sum(1 for leg in s.legs if leg.kind == kind and leg.priority == priority)
+            if not count:
+                continue
+            cells = [
+                _fmt(model.percentile(s.stage_times(stage, priority, kind), q))
+                for stage in ("offer", "assign")
+                for q in (50, 90)
+            ]
+            lines.append(f"| {kind} | {priority} | {count} | " + " | ".join(cells) + " |")
     offers = Counter(leg.offers for leg in s.legs)
     distances = [d / 1000 for d in s.pickup_distance_m]
     lines += [
