@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -215,19 +216,27 @@ async def post_deactivate_volunteer(request: web.Request) -> web.Response:
     errors=(409,),
 )
 async def post_assign(request: web.Request) -> web.Response:
+    return await _give_by_hand(request, AssignIn, legs.assign_by_hand)
+
+
+async def _give_by_hand(
+    request: web.Request, body_type: type[AssignIn | MoveIn], give: Callable[..., Awaitable[LegRow]]
+) -> web.Response:
+    """Assign or move a leg by hand: the same checks and override, another starting status."""
     principal = await authorize(request, Role.OPERATOR)
     assert principal.organisation_id is not None
     leg_id = path_uuid(request, "leg_id", "leg")
-    body = await parse_body(request, AssignIn)
+    body = await parse_body(request, body_type)
+    settings = request.app[RUNTIME].settings
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        leg = await legs.assign_by_hand(
+        leg = await give(
             session,
             leg_id=leg_id,
             volunteer_id=body.volunteer_id,
             organisation_id=principal.organisation_id,
-            policy=policy_from(request.app[RUNTIME].settings),
+            policy=policy_from(settings),
             override_reason=body.override.reason if body.override else None,
-            eta=eta_policy(request.app[RUNTIME].settings),
+            eta=eta_policy(settings),
         )
     return respond(AssignedOut, _assigned_view(leg))
 
@@ -251,21 +260,7 @@ def _assigned_view(leg: LegRow) -> dict[str, str | None]:
     errors=(409,),
 )
 async def post_move(request: web.Request) -> web.Response:
-    principal = await authorize(request, Role.OPERATOR)
-    assert principal.organisation_id is not None
-    leg_id = path_uuid(request, "leg_id", "leg")
-    body = await parse_body(request, MoveIn)
-    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
-        leg = await legs.move_leg(
-            session,
-            leg_id=leg_id,
-            volunteer_id=body.volunteer_id,
-            organisation_id=principal.organisation_id,
-            policy=policy_from(request.app[RUNTIME].settings),
-            override_reason=body.override.reason if body.override else None,
-            eta=eta_policy(request.app[RUNTIME].settings),
-        )
-    return respond(AssignedOut, _assigned_view(leg))
+    return await _give_by_hand(request, MoveIn, legs.move_leg)
 
 
 @api.route(

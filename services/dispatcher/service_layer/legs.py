@@ -122,19 +122,41 @@ async def assign_by_hand(
         volunteer_id=volunteer_id,
     )
     changes.volunteers |= woken
+    await _announce_by_hand(
+        session,
+        leg,
+        changes,
+        eta=eta,
+        now=now,
+        action="leg.assigned_by_hand",
+        detail={"offers_withdrawn": len(woken), "overridden": override_reason is not None},
+    )
+    return leg
+
+
+async def _announce_by_hand(
+    session: AsyncSession,
+    leg: LegRow,
+    changes: Changes,
+    *,
+    eta: EtaPolicy | None,
+    now: datetime,
+    action: str,
+    detail: dict[str, object],
+) -> None:
+    """A leg an operator gave its holder: its estimates from them, its events, and the audit row."""
     if eta is not None:
         await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
     await repository.add_audit(
         session,
-        "leg.assigned_by_hand",
-        organisation_id=organisation_id,
+        action,
+        organisation_id=leg.organisation_id,
         task_id=leg.task_id,
         leg_id=leg.id,
-        volunteer_id=volunteer_id,
-        detail={"offers_withdrawn": len(woken), "overridden": override_reason is not None},
+        volunteer_id=leg.volunteer_id,
+        detail=detail,
     )
-    return leg
 
 
 def _assigned(
@@ -202,16 +224,13 @@ async def move_leg(
         volunteer_id=volunteer_id,
     )
     changes.volunteers.add(holder)
-    if eta is not None:
-        await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
-    await changes.flush(session)
-    await repository.add_audit(
+    await _announce_by_hand(
         session,
-        "leg.moved",
-        organisation_id=organisation_id,
-        task_id=leg.task_id,
-        leg_id=leg.id,
-        volunteer_id=volunteer_id,
+        leg,
+        changes,
+        eta=eta,
+        now=now,
+        action="leg.moved",
         detail={"moved_from": str(holder), "overridden": override_reason is not None},
     )
     return leg
