@@ -29,7 +29,7 @@ def upgrade() -> None:
         schema="dispatch",
     )
     op.create_check_constraint(
-        "vetting_status_known",
+        op.f("ck_volunteers_vetting_status_known"),
         "volunteers",
         "vetting_status IN ('pending', 'approved', 'rejected')",
         schema="dispatch",
@@ -37,7 +37,7 @@ def upgrade() -> None:
     op.create_table(
         "enrolment_links",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("token_hash", sa.Text(), nullable=False, unique=True),
+        sa.Column("token_hash", sa.Text(), nullable=False),
         sa.Column("organisation_id", UUID(as_uuid=True), nullable=False),
         sa.Column(
             "volunteer_id", UUID(as_uuid=True), sa.ForeignKey("dispatch.volunteers.id"), nullable=False
@@ -46,16 +46,18 @@ def upgrade() -> None:
         sa.Column("used_at", sa.DateTime(timezone=True)),
         sa.Column("device_token_id", UUID(as_uuid=True)),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_enrolment_links_token_hash")),
         schema="dispatch",
     )
     op.create_index("ix_enrolment_links_volunteer", "enrolment_links", ["volunteer_id"], schema="dispatch")
     op.create_table(
         "invite_codes",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("code_hash", sa.Text(), nullable=False, unique=True),
+        sa.Column("code_hash", sa.Text(), nullable=False),
         sa.Column("organisation_id", UUID(as_uuid=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True)),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.UniqueConstraint("code_hash", name=op.f("uq_invite_codes_code_hash")),
         schema="dispatch",
     )
     op.create_table(
@@ -72,7 +74,9 @@ def upgrade() -> None:
         sa.Column("decision", sa.Text(), nullable=False),
         sa.Column("note", sa.Text()),
         sa.Column("at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint("decision IN ('approve', 'reject')", name="vetting_decision_known"),
+        sa.CheckConstraint(
+            "decision IN ('approve', 'reject')", name=op.f("ck_vetting_records_vetting_decision_known")
+        ),
         schema="dispatch",
     )
     op.create_index(
@@ -84,5 +88,5 @@ def downgrade() -> None:
     op.drop_table("vetting_records", schema="dispatch")
     op.drop_table("invite_codes", schema="dispatch")
     op.drop_table("enrolment_links", schema="dispatch")
-    op.drop_constraint("vetting_status_known", "volunteers", schema="dispatch")
+    op.drop_constraint(op.f("ck_volunteers_vetting_status_known"), "volunteers", schema="dispatch")
     op.drop_column("volunteers", "vetting_status", schema="dispatch")
