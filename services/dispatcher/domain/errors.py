@@ -92,7 +92,3 @@ class EnrolmentLinkNotFound(NotFound):
 
 class EnrolmentLinkSpent(DomainError):
     """The enrolment link was used already, or has expired: ask the operator for a new one."""
-
-
-class VolunteerAlreadyVetted(Conflict):
-    """The volunteer was approved or rejected already."""

@@ -32,7 +32,6 @@ from services.dispatcher.domain.errors import (
     EnrolmentLinkNotFound,
     EnrolmentLinkSpent,
     TokenNotFound,
-    VolunteerAlreadyVetted,
     VolunteerDeactivated,
     VolunteerNotFound,
 )
@@ -249,7 +248,7 @@ async def vet(
     now = now or datetime.now(UTC)
     row = await _volunteer(session, volunteer_id, organisation_id)
     if row.deactivated_at is not None:
-        raise VolunteerAlreadyVetted("The volunteer is deactivated.")
+        raise VolunteerDeactivated("The volunteer is deactivated.")
     record = VettingRecordRow(
         id=uuid.uuid4(),
         organisation_id=organisation_id,
