@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     password_setup_ttl_s: float = Field(default=72 * 3600.0, gt=0)
     # Where the one-time link points: the page that asks for the new password; `#token=...` is appended.
     password_setup_url: str = "http://127.0.0.1:8080/password-setup"  # noqa: S105 (a page, not a secret)
+    # How long a volunteer's one-time enrolment link (and its QR code) stays valid.
+    enrolment_link_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    # Where the enrolment link points: the app's page that exchanges it; `#token=...` is appended.
+    enrolment_url: str = "http://127.0.0.1:8080/enrol"
     # Behind a proxy we run (it sets X-Forwarded-For / X-Forwarded-Proto): trust those headers for
     # the client's address and whether it came over HTTPS. Never set it when clients reach us directly.
     trusted_proxy: bool = False

@@ -56,6 +56,9 @@ SEMANTIC_MESSAGES = {
     (422, "Value error, time must be at most 1 day ago"),
     (422, "Value error, time must be at most 5 minutes ahead"),
     (422, "Value error, name either a person or a service, not both"),
+    # A volunteer's `occurred_at` outside the default VOLUNTEER_ACTION_MAX_AGE_S / _MAX_SKEW_S.
+    (422, "time must be at most 86400 seconds ago"),
+    (422, "time must be at most 300 seconds ahead"),
 }
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    or_,
     select,
     text,
     tuple_,
@@ -30,18 +31,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters.tables import (
     PRIORITY_RANK_SQL,
+    EnrolmentLinkRow,
     EscalationRow,
+    InviteCodeRow,
     LegEscalationRow,
     LegRow,
     OfferRow,
     PhotoRow,
     RejectionRow,
+    VettingRecordRow,
     VolunteerRequestRow,
     VolunteerRow,
 )
 from services.dispatcher.domain.leg import ENDED, IN_HAND, WAITING, LegStatus
 from services.dispatcher.domain.offer import OfferStatus
 from shared import audit
+from shared.auth import ApiToken
 from shared.db import snapshot_xmin
 
 # The PostgreSQL channel a volunteer's id is sent on when their offers or legs change.
@@ -607,6 +612,7 @@ MATCHING_COLUMNS = (
     VolunteerRow.on_duty,
     VolunteerRow.insured,
     VolunteerRow.insured_until,
+    VolunteerRow.vetting_status,
     VolunteerRow.vehicle,
     VolunteerRow.capacity_kg,
     VolunteerRow.skills,
@@ -972,3 +978,61 @@ async def add_audit(
         volunteer_id=volunteer_id,
         detail=detail,
     )
+
+
+# --- Enrolment links, invite codes, vetting ---------------------------------------------------------
+
+
+async def spend_enrolment_link(
+    session: AsyncSession, *, token_hash: str, now: datetime
+) -> EnrolmentLinkRow | None:
+    """Mark the link used, in one statement so two phones racing for it cannot both win; None when
+    there is no such link, or it is used or expired."""
+    result = await session.execute(
+        update(EnrolmentLinkRow)
+        .where(
+            EnrolmentLinkRow.token_hash == token_hash,
+            EnrolmentLinkRow.used_at.is_(None),
+            EnrolmentLinkRow.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(EnrolmentLinkRow)
+    )
+    return result.scalar_one_or_none()
+
+
+async def find_enrolment_link(
+    session: AsyncSession, *, token_hash: str, organisation_id: uuid.UUID | None = None
+) -> EnrolmentLinkRow | None:
+    statement = select(EnrolmentLinkRow).where(EnrolmentLinkRow.token_hash == token_hash)
+    if organisation_id is not None:
+        statement = statement.where(EnrolmentLinkRow.organisation_id == organisation_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def find_invite_code(session: AsyncSession, *, code_hash: str, now: datetime) -> InviteCodeRow | None:
+    """The live invite code with this hash."""
+    statement = select(InviteCodeRow).where(
+        InviteCodeRow.code_hash == code_hash,
+        or_(InviteCodeRow.expires_at.is_(None), InviteCodeRow.expires_at > now),
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def vetting_records(session: AsyncSession, *, volunteer_id: uuid.UUID) -> Sequence[VettingRecordRow]:
+    statement = (
+        select(VettingRecordRow)
+        .where(VettingRecordRow.volunteer_id == volunteer_id)
+        .order_by(VettingRecordRow.at, VettingRecordRow.id)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def volunteer_devices(session: AsyncSession, *, volunteer_id: uuid.UUID) -> Sequence[Any]:
+    """Every token a volunteer's devices held, newest first, revoked ones included."""
+    statement = (
+        select(ApiToken.id, ApiToken.created_at, ApiToken.revoked_at)
+        .where(ApiToken.volunteer_id == volunteer_id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id)
+    )
+    return (await session.execute(statement)).all()

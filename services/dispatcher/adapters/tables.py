@@ -74,6 +74,9 @@ class VolunteerRow(DispatchBase):
     # An operator withdrew the volunteer (a lost phone, a volunteer who left): their tokens are
     # revoked and they stay off duty for good.
     deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # pending (signed up with an invite code, not yet vetted), approved, or rejected: only approved
+    # volunteers get offers or legs by hand (`eligibility.vetted`).
+    vetting_status: Mapped[str] = mapped_column(Text, server_default=text("'approved'"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The transaction that last wrote the row, set by a trigger on every update: the matcher's
@@ -85,6 +88,7 @@ class VolunteerRow(DispatchBase):
             "active_legs >= 0 AND active_legs <= max_active_legs", name="active_legs_within_limit"
         ),
         CheckConstraint("max_active_legs >= 1", name="max_active_legs_positive"),
+        CheckConstraint("vetting_status IN ('pending', 'approved', 'rejected')", name="vetting_status_known"),
         Index("ix_volunteers_listing", "organisation_id", "created_at", "id"),
     )
 
@@ -276,3 +280,56 @@ class PhotoBlobRow(DispatchBase):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EnrolmentLinkRow(DispatchBase):
+    """A one-time link that turns into a device token for a volunteer's phone; only its hash is kept."""
+
+    __tablename__ = "enrolment_links"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(Text, unique=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("dispatch.volunteers.id"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The device token it was exchanged for.
+    device_token_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_enrolment_links_volunteer", "volunteer_id"),)
+
+
+class InviteCodeRow(DispatchBase):
+    """An organisation's code volunteers sign up with (pending until vetted); only its hash is kept."""
+
+    __tablename__ = "invite_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(Text, unique=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class VettingRecordRow(DispatchBase):
+    """Who checked a volunteer's identity, insurance and training, what they decided, and when."""
+
+    __tablename__ = "vetting_records"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("dispatch.volunteers.id"))
+    # The actor, as the audit trail writes it: `person:<id>`, `token:<id>`...
+    checked_by: Mapped[str] = mapped_column(Text)
+    identity_checked: Mapped[bool] = mapped_column(Boolean)
+    insured_until: Mapped[date | None] = mapped_column(Date)
+    training_done: Mapped[bool] = mapped_column(Boolean)
+    decision: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("decision IN ('approve', 'reject')", name="vetting_decision_known"),
+        Index("ix_vetting_records_volunteer", "volunteer_id", "at"),
+    )

@@ -9,7 +9,13 @@ from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from services.dispatcher.domain import welfare
-from services.dispatcher.domain.errors import DailyCapReached, InsuranceLapsed, RestOwed, VolunteerOffDuty
+from services.dispatcher.domain.errors import (
+    DailyCapReached,
+    InsuranceLapsed,
+    RestOwed,
+    VolunteerNotVetted,
+    VolunteerOffDuty,
+)
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M, haversine_m, vehicle_satisfies
 from shared.errors import DomainError
 
@@ -37,6 +43,8 @@ class Volunteer:
     duty: welfare.DutyRecord | None = None
     # The last day their insurance covers, in `Policy.local_time_zone`; None: no end date.
     insured_until: date | None = None
+    # An operator approved them (identity, insurance, training); False while pending or once rejected.
+    vetted: bool = True
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,11 @@ def on_duty(v: Volunteer, now: datetime, policy: Policy) -> bool:
     return v.on_duty
 
 
+def vetted(v: Volunteer, now: datetime, policy: Policy) -> bool:
+    """Only volunteers an operator approved are sent out: not those pending vetting, nor the rejected."""
+    return v.vetted
+
+
 def insured(v: Volunteer, now: datetime, policy: Policy) -> bool:
     """Only insured volunteers are sent out, and only until their insurance's last day has passed."""
     if v.insured_until is None:  # most have no end date: no calendar arithmetic per round for them
@@ -189,6 +202,7 @@ PairRule = Callable[[Volunteer, Leg, datetime, Policy], bool]
 
 # Rules about the volunteer alone (whatever the leg) and rules about the pairing.
 VOLUNTEER_RULES: tuple[VolunteerRule, ...] = (
+    vetted,
     on_duty,
     insured,
     has_free_slot,
@@ -208,7 +222,7 @@ PAIR_RULES: tuple[PairRule, ...] = (
 # The volunteer-only rules an operator's hand assignment must respect too, unless they override them
 # with a reason: the very functions the matcher asks, so the two never disagree. Where the volunteer
 # is and how many legs they carry are the operator's call (the limit is checked by `leg.assign`).
-HAND_ASSIGNMENT_RULES: tuple[VolunteerRule, ...] = (on_duty, insured, rested, within_daily_caps)
+HAND_ASSIGNMENT_RULES: tuple[VolunteerRule, ...] = (vetted, on_duty, insured, rested, within_daily_caps)
 
 
 def hand_assignment_refusals(v: Volunteer, now: datetime, policy: Policy) -> list[DomainError]:
@@ -224,7 +238,12 @@ def hand_assignment_refusals(v: Volunteer, now: datetime, policy: Policy) -> lis
 
 
 def ensure_may_assign_by_hand(v: Volunteer, now: datetime, policy: Policy, *, overridden: bool) -> None:
-    """Unless `overridden`, refuse with the first of `hand_assignment_refusals`, its message naming all."""
+    """Unless `overridden`, refuse with the first of `hand_assignment_refusals`, its message naming all.
+
+    No override sends a volunteer an operator has not approved (pending vetting, or rejected).
+    """
+    if not vetted(v, now, policy):
+        raise _hand_refusal(vetted, v, now, policy)
     if overridden:
         return
     refusals = hand_assignment_refusals(v, now, policy)
@@ -236,6 +255,8 @@ def ensure_may_assign_by_hand(v: Volunteer, now: datetime, policy: Policy, *, ov
 def _hand_refusal(rule: VolunteerRule, v: Volunteer, now: datetime, policy: Policy) -> DomainError:
     """The domain error saying, for an operator, why `rule` refuses the volunteer."""
     limits = policy.welfare_limits
+    if rule is vetted:
+        return VolunteerNotVetted("The volunteer has not been approved by an operator.")
     if rule is on_duty:
         return VolunteerOffDuty("The volunteer is off duty.")
     if rule is insured:

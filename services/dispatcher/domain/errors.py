@@ -80,3 +80,15 @@ class ProofNotFound(Invalid):
         super().__init__(
             f"{field.removeprefix('$.')} {message}.", errors=[{"field": field, "message": message}]
         )
+
+
+class VolunteerNotVetted(Conflict):
+    """An operator chose a volunteer still pending vetting, or rejected (no override lifts this)."""
+
+
+class EnrolmentLinkNotFound(NotFound):
+    """No enrolment link, or an invite code, with this secret."""
+
+
+class EnrolmentLinkSpent(DomainError):
+    """The enrolment link was used already, or has expired: ask the operator for a new one."""

@@ -14,12 +14,14 @@ from aiohttp import web
 from services.dispatcher.adapters.tables import LegRow
 from services.dispatcher.domain.errors import (
     DailyCapReached,
+    EnrolmentLinkSpent,
     InsuranceLapsed,
     RestOwed,
     TokenNoLongerValid,
+    VolunteerNotVetted,
     VolunteerOffDuty,
 )
-from services.dispatcher.entrypoints import location_stream, me
+from services.dispatcher.entrypoints import enrolment, location_stream, me
 from services.dispatcher.entrypoints.api import api, organisation_scope
 from services.dispatcher.entrypoints.me import PHOTO_STORES
 from services.dispatcher.entrypoints.schemas import (
@@ -50,8 +52,8 @@ from shared.errors import COMMON_STATUSES, Answer, DomainError
 from shared.http import parse_body, parse_query, path_uuid
 from shared.runtime import RUNTIME, authorize
 
-# `me` and `location_stream` are imported for the routes they register on `api`.
-__all__ = ["ERROR_STATUSES", "api", "location_stream", "me"]
+# `me`, `enrolment` and `location_stream` are imported for the routes they register on `api`.
+__all__ = ["ERROR_STATUSES", "api", "enrolment", "location_stream", "me"]
 
 # How each of the dispatcher's domain errors is answered; a class not listed answers as its base.
 ERROR_STATUSES: dict[type[DomainError], Answer] = {
@@ -61,6 +63,8 @@ ERROR_STATUSES: dict[type[DomainError], Answer] = {
     DailyCapReached: Answer(409, "Daily cap reached"),
     VolunteerOffDuty: Answer(409, "Volunteer off duty"),
     InsuranceLapsed: Answer(409, "Insurance lapsed"),
+    VolunteerNotVetted: Answer(409, "Volunteer not vetted"),
+    EnrolmentLinkSpent: Answer(410, "Enrolment link spent"),
 }
 
 

@@ -365,6 +365,9 @@ class VolunteerOut(BaseModel):
         default=None, description="Rest is owed until then: no offers, and no going on duty, before it."
     )
     duty_today_s: float = Field(default=0.0, description="Time on duty since local midnight.")
+    vetting_status: Literal["pending", "approved", "rejected"] = Field(
+        default="approved", description="Only approved volunteers get offers or legs by hand."
+    )
     legs_done_today: int = Field(default=0, description="Legs delivered since local midnight.")
     limit_reached: Literal["rest_owed", "daily_duty_cap", "daily_legs_cap"] | None = Field(
         default=None, description="What stops the volunteer working now; null when nothing does."
@@ -377,6 +380,94 @@ class VolunteerOut(BaseModel):
 class VolunteerCreatedOut(VolunteerOut):
     token: str = Field(description="The volunteer app's token, shown this once.")
     token_id: uuid.UUID = Field(description="The token's id, to revoke it by.")
+
+
+class EnrolmentOut(BaseModel):
+    link: str = Field(description="The one-time enrolment link, shown this once; open it on the phone.")
+    expires_at: datetime
+    qr_png_url: str = Field(description="The link as a QR code, PNG (operator's token).")
+    qr_svg_url: str = Field(description="The link as a QR code, SVG (operator's token).")
+
+
+class EnrolmentExchangeOut(BaseModel):
+    volunteer_id: uuid.UUID
+    volunteer_token: str = Field(description="The new device's token, shown this once.")
+    device_id: uuid.UUID = Field(description="The device token's id, to revoke it by.")
+
+
+class InviteCodeIn(_Strict):
+    valid_for_s: int | None = Field(
+        default=None, ge=60, le=366 * 86400, description="How long the code works; null: until replaced."
+    )
+
+
+class InviteCodeOut(BaseModel):
+    id: uuid.UUID
+    code: str = Field(description="The invite code, shown this once.")
+    expires_at: datetime | None
+
+
+class SignupIn(_Strict):
+    invite_code: str = Field(min_length=8, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    phone: Phone | None = None
+    languages: list[str] = Field(default_factory=lambda: ["zh"], max_length=10)
+    skills: list[str] = Field(default_factory=list, max_length=20)
+    vehicle: Vehicle = "foot"
+    capacity_kg: Number = Field(default=10.0, ge=0, le=5_000)
+    home: Home | None = None
+
+
+class SignupOut(BaseModel):
+    volunteer_id: uuid.UUID
+    vetting_status: Literal["pending", "approved", "rejected"]
+    volunteer_token: str = Field(
+        description="The app's token, shown this once: it gets no offers until approved."
+    )
+    device_id: uuid.UUID
+
+
+class VettingIn(_Strict):
+    identity_checked: Boolean
+    insured_until: InsuredUntil | None = Field(
+        default=None, description="The last day the insurance seen covers; null: none shown or no end date."
+    )
+    insured: Boolean = Field(default=False, description="Whether insurance was shown at all.")
+    training_done: Boolean
+    decision: Literal["approve", "reject"]
+    note: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _insured_until_implies_insured(self) -> Self:
+        _insurance_given(self)
+        return self
+
+
+class VettingRecordOut(BaseModel):
+    id: uuid.UUID
+    checked_by: str = Field(description="Who checked: `person:<id>`, or `token:<id>` for a bare token.")
+    identity_checked: bool
+    insured_until: date | None
+    training_done: bool
+    decision: Literal["approve", "reject"]
+    note: str | None
+    at: datetime
+
+
+class VettingOut(BaseModel):
+    volunteer_id: uuid.UUID
+    vetting_status: Literal["pending", "approved", "rejected"]
+    records: list[VettingRecordOut]
+
+
+class DeviceOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class DeviceListOut(BaseModel):
+    items: list[DeviceOut]
 
 
 class VolunteerTokenOut(BaseModel):
@@ -545,6 +636,7 @@ def volunteer_view(row: VolunteerRow, welfare: Status) -> dict[str, Any]:
         "legs_done_today": welfare.legs_today,
         "limit_reached": refusal.reason if refusal is not None else None,
         "may_work_from": _utc(refusal.until) if refusal is not None else None,
+        "vetting_status": row.vetting_status,
     }
 
 

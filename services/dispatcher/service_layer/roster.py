@@ -204,4 +204,5 @@ def matching_view(
         legs_done_today=row.legs_done_today,
         duty=duty_record(row),
         insured_until=row.insured_until,
+        vetted=row.vetting_status == "approved",
     )

@@ -29,6 +29,7 @@ TODAY = e.local_day(NOW, POLICY.welfare_limits.time_zone)
 def test_hand_assignment_rules_are_the_matchers_own() -> None:
     assert set(e.HAND_ASSIGNMENT_RULES) <= set(e.VOLUNTEER_RULES)
     assert [r.__name__ for r in e.HAND_ASSIGNMENT_RULES] == [
+        "vetted",
         "on_duty",
         "insured",
         "rested",
