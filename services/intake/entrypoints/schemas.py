@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from datetime import date as date_type
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
@@ -871,5 +872,120 @@ class PlaceOut(BaseModel):
 
 class PlacePageOut(BaseModel):
     items: list[PlaceOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    has_more: bool
+
+
+# --- recurring deliveries ------------------------------------------------------------------------
+
+LOCAL_DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$"
+# A wall-clock time in the schedule's zone, without an offset: "2026-12-07T11:30".
+LocalDateTime = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": LOCAL_DATE_TIME_PATTERN,
+            "description": "A local date-time in `time_zone`, without an offset.",
+        }
+    ),
+]
+RULE_DESCRIPTION = (
+    "An RFC 5545 recurrence rule (`RRULE:` optional), e.g. `FREQ=WEEKLY;BYDAY=MO,TH`; UNTIL is a "
+    "local time without `Z`. Occurrences closer than 10 minutes are refused."
+)
+SCHEDULE_STATUSES = ("active", "paused", "ended")
+ScheduleStatus = Literal["active", "paused", "ended"]
+
+
+def _local(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is not None:
+        raise ValueError("a local date-time in time_zone, without an offset")
+    return value
+
+
+class ScheduleIn(_Strict):
+    """The body of `POST /v1/schedules` and `POST /v1/schedules/preview`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    rrule: str = Field(min_length=1, max_length=500, description=RULE_DESCRIPTION)
+    dtstart: LocalDateTime = Field(
+        description="The local start the rule counts from (its first time of day)."
+    )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA zone of the rule; the service's local zone when absent.",
+    )
+    task: TaskIn = Field(
+        description="The task each occurrence submits; `deliver_by` is set to the occurrence."
+    )
+
+    _local_start = field_validator("dtstart")(_local)
+
+
+class SchedulePatchIn(_Strict):
+    """The body of `PATCH /v1/schedules/{id}`: the fields given (not null) replace the schedule's, for
+    occurrences not made into tasks yet."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    rrule: str | None = Field(default=None, min_length=1, max_length=500, description=RULE_DESCRIPTION)
+    dtstart: Annotated[
+        datetime | None,
+        WithJsonSchema({"type": ["string", "null"], "pattern": LOCAL_DATE_TIME_PATTERN}),
+    ] = None
+    time_zone: str | None = Field(default=None, max_length=64)
+    task: TaskIn | None = None
+
+    _local_start = field_validator("dtstart")(_local)
+
+
+class ScheduleSkipIn(_Strict):
+    """The body of `POST /v1/schedules/{id}/skip`: a local date whose occurrences are not made."""
+
+    date: date_type
+
+
+class ScheduleListQuery(BaseModel):
+    """The query of `GET /v1/schedules`."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: uuid.UUID | None = Field(default=None, description="`next_cursor` of the page before.")
+
+
+class OccurrenceOut(BaseModel):
+    at: datetime = Field(description="The occurrence in UTC: the task's `deliver_by`.")
+    local: datetime = Field(description="The same instant in the schedule's zone, with its offset.")
+
+
+class MadeOccurrenceOut(BaseModel):
+    at: datetime
+    task_id: uuid.UUID | None = Field(description="The task made; null when it could not be (see error).")
+    error: str | None = None
+
+
+class SchedulePreviewOut(BaseModel):
+    time_zone: str
+    occurrences: list[OccurrenceOut]
+
+
+class ScheduleOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    rrule: str
+    dtstart: str = Field(description="The local start, without an offset.")
+    time_zone: str
+    status: ScheduleStatus
+    skipped_dates: list[date_type]
+    task: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+    next_occurrences: list[OccurrenceOut] = Field(description="The next occurrences not made yet.")
+    made: list[MadeOccurrenceOut] = Field(description="The latest occurrences made into tasks, newest first.")
+
+
+class SchedulePageOut(BaseModel):
+    items: list[ScheduleOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
     has_more: bool
