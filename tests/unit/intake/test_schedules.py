@@ -76,7 +76,11 @@ def test_skipped_dates_make_nothing_that_day_only() -> None:
         "FREQ=DAILY", datetime(2026, 1, 1, 11, 30), "Asia/Shanghai", frozenset({date(2026, 12, 8)})
     )
     found = lunch.next(utc(2026, 12, 6, 12), 3)
-    assert [lunch.local(at).date() for at in found] == [date(2026, 12, 7), date(2026, 12, 9), date(2026, 12, 10)]
+    assert [lunch.local(at).date() for at in found] == [
+        date(2026, 12, 7),
+        date(2026, 12, 9),
+        date(2026, 12, 10),
+    ]
 
 
 def test_between_is_after_exclusive_until_inclusive_and_bounded() -> None:
