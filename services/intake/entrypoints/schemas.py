@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -878,15 +879,36 @@ class PlacePageOut(BaseModel):
 
 # --- recurring deliveries ------------------------------------------------------------------------
 
-LOCAL_DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$"
+LOCAL_DATE_TIME_PATTERN = (
+    r"^20\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"
+)
+NOT_A_LOCAL_TIME = "not a local date-time in the years 2000 to 2099, without an offset"
+
+
+def _local_date_time(value: Any) -> Any:
+    """A wall-clock time as "2026-12-07T11:30": the calendar checked here, so a 30 February is
+    refused in the same words as any other value the pattern lets through."""
+    if isinstance(value, str):
+        if not re.match(LOCAL_DATE_TIME_PATTERN, value):
+            raise ValueError(NOT_A_LOCAL_TIME)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(NOT_A_LOCAL_TIME) from None
+    if isinstance(value, datetime) and value.tzinfo is None and 2000 <= value.year <= 2099:
+        return value
+    raise ValueError(NOT_A_LOCAL_TIME)
+
+
 # A wall-clock time in the schedule's zone, without an offset: "2026-12-07T11:30".
 LocalDateTime = Annotated[
     datetime,
+    BeforeValidator(_local_date_time),
     WithJsonSchema(
         {
             "type": "string",
             "pattern": LOCAL_DATE_TIME_PATTERN,
-            "description": "A local date-time in `time_zone`, without an offset.",
+            "description": "A local date-time in `time_zone`, without an offset (years 2000 to 2099).",
         }
     ),
 ]
@@ -896,12 +918,6 @@ RULE_DESCRIPTION = (
 )
 SCHEDULE_STATUSES = ("active", "paused", "ended")
 ScheduleStatus = Literal["active", "paused", "ended"]
-
-
-def _local(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is not None:
-        raise ValueError("a local date-time in time_zone, without an offset")
-    return value
 
 
 class ScheduleIn(_Strict):
@@ -921,8 +937,6 @@ class ScheduleIn(_Strict):
         description="The task each occurrence submits; `deliver_by` is set to the occurrence."
     )
 
-    _local_start = field_validator("dtstart")(_local)
-
 
 class SchedulePatchIn(_Strict):
     """The body of `PATCH /v1/schedules/{id}`: the fields given (not null) replace the schedule's, for
@@ -930,14 +944,9 @@ class SchedulePatchIn(_Strict):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     rrule: str | None = Field(default=None, min_length=1, max_length=500, description=RULE_DESCRIPTION)
-    dtstart: Annotated[
-        datetime | None,
-        WithJsonSchema({"type": ["string", "null"], "pattern": LOCAL_DATE_TIME_PATTERN}),
-    ] = None
+    dtstart: LocalDateTime | None = None
     time_zone: str | None = Field(default=None, max_length=64)
     task: TaskIn | None = None
-
-    _local_start = field_validator("dtstart")(_local)
 
 
 class ScheduleSkipIn(_Strict):
