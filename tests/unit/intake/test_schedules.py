@@ -16,8 +16,8 @@ from services.intake.domain.schedules import (
 )
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_daily_lunch_in_shanghai_is_at_0330_utc_every_day_all_year() -> None:
