@@ -300,6 +300,13 @@ class Settings(BaseSettings):
     # Nominatim's usage policy asks every client to identify itself.
     geocoder_user_agent: str = "Errands/1.0 (volunteer dispatch)"
 
+    # Intake, issue 17: recurring deliveries. Each occurrence of a schedule becomes a task this long
+    # before it is due, by a loop every `schedule_interval_s` that takes `schedule_batch` schedules at
+    # a time (replicas skip the ones another holds).
+    schedule_lead_time_s: float = Field(default=3600.0, ge=0, le=7 * 86400.0)
+    schedule_interval_s: float = Field(default=30.0, gt=0)
+    schedule_batch: int = Field(default=50, ge=1, le=1000)
+
     # Local run.
     errands_demo: bool = True
     errands_state_dir: str = ".errands"

@@ -39,6 +39,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 # and a 409 for a conflict are allowed by `positive_data_acceptance` itself.)
 SEMANTIC_REFUSALS = {
     (422, "$.deliver_by", "Value error, deliver_by must be in the future"),
+    (422, "$.task.deliver_by", "Value error, deliver_by must be in the future"),  # a schedule's template
     (422, "header:Idempotency-Key", "already used with another body"),
     (422, "$.token", "not a valid set-password link"),
     (422, "$.organisation_id", "required for an admin token of no organisation"),
@@ -59,6 +60,16 @@ SEMANTIC_MESSAGES = {
     # A volunteer's `occurred_at` outside the default VOLUNTEER_ACTION_MAX_AGE_S / _MAX_SKEW_S.
     (422, "time must be at most 86400 seconds ago"),
     (422, "time must be at most 300 seconds ahead"),
+    # A schedule's recurrence rule, zone and local start (services/intake/domain/schedules.py): what
+    # RFC 5545 allows, an IANA zone and a calendar date are beyond a pattern.
+    (422, "not an RFC 5545 recurrence rule"),
+    (422, "occurrences closer than 10 minutes are refused"),
+    (422, "the rule has no occurrence"),
+    (422, "not an IANA time zone"),
+    (422, "Value error, not a local date-time in the years 2000 to 2099, without an offset"),
+    # An erasure names one person: by phone (at least 5 digits) or by e-mail, not both, not neither.
+    (422, "Value error, give either phone or email"),
+    (422, "Value error, phone must have at least 5 digits"),
 }
 
 
@@ -100,9 +111,13 @@ def stops_at_coordinates(case: Any) -> None:
     """A stop takes one of several forms (coordinates, a saved place, a recipient, an address); this
     run has no records and no geocoder, so only the coordinates form can succeed: half the generated
     tasks are rewritten to it, which the document allows as well."""
-    if not isinstance(case.body, dict):
+    _at_coordinates(case.body)
+
+
+def _at_coordinates(body: Any) -> None:
+    if not isinstance(body, dict):
         return
-    for stop in [case.body.get("pickup"), *(case.body.get("dropoffs") or [])]:
+    for stop in [body.get("pickup"), *(body.get("dropoffs") or [])]:
         if isinstance(stop, dict):
             stop.pop("place_id", None)
             stop.pop("recipient_id", None)
@@ -110,8 +125,28 @@ def stops_at_coordinates(case: Any) -> None:
             stop.setdefault("lon", 10.0)
 
 
+def a_valid_schedule(case: Any) -> None:
+    """A schedule's rule and zone are free text no generator will make valid: half the generated
+    schedules get a daily rule in a real zone, and a task at coordinates."""
+    if not isinstance(case.body, dict):
+        return
+    if "rrule" in case.body or case.method == "POST":
+        case.body["rrule"] = "FREQ=DAILY"
+    if "time_zone" in case.body:
+        case.body["time_zone"] = "Asia/Shanghai"
+    task = case.body.get("task")
+    if isinstance(task, dict):
+        task.pop("deliver_by", None)
+        _at_coordinates(task)
+
+
 # Operations whose positive cases are half rewritten by default (see `run_operation`'s `narrow`).
-NARROWING: dict[tuple[str, str], Callable[[Any], None]] = {("POST", "/v1/tasks"): stops_at_coordinates}
+NARROWING: dict[tuple[str, str], Callable[[Any], None]] = {
+    ("POST", "/v1/tasks"): stops_at_coordinates,
+    ("POST", "/v1/schedules"): a_valid_schedule,
+    ("POST", "/v1/schedules/preview"): a_valid_schedule,
+    ("PATCH", "/v1/schedules/{schedule_id}"): a_valid_schedule,
+}
 
 
 def operations(base_url: str) -> dict[str, Any]:

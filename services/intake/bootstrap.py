@@ -11,7 +11,7 @@ from services.intake.adapters.geocoder import Geocoder, purge_geocode_cache
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
 from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, REGISTER, Register, api
-from services.intake.service_layer import register, staff
+from services.intake.service_layer import register, schedules, staff
 from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.personal_data import erase_ended_tasks
 from services.intake.service_layer.progress import apply_progress
@@ -130,6 +130,20 @@ def create_app(settings: Settings) -> web.Application:
         interval_s=settings.recipient_erasure_interval_s,
     )
     app.cleanup_ctx.append(background_task("geocode-cache-purge", forget_geocodes))
+    make_tasks = periodic_job(
+        runtime.sessionmaker,
+        "schedules.occurrences_made",
+        partial(
+            schedules.make_due_tasks,
+            keys=app[KEYS],
+            register_keys=register_keys,
+            geocoder=geocoder,
+            lead_time_s=settings.schedule_lead_time_s,
+            batch=settings.schedule_batch,
+        ),
+        interval_s=settings.schedule_interval_s,
+    )
+    app.cleanup_ctx.append(background_task("schedules", make_tasks))
     if geocoder is not None:
         app.cleanup_ctx.append(geocoder.session_context)
     return app

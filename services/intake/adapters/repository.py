@@ -24,6 +24,8 @@ from services.intake.adapters.tables import (
     LegRow,
     PlaceRow,
     RecipientRow,
+    ScheduleOccurrenceRow,
+    ScheduleRow,
     TaskRow,
     TimelineRow,
     VolunteerRow,
@@ -728,3 +730,91 @@ async def erase_recipients_matching(
         .returning(RecipientRow.id)
     )
     return len(result.all())
+
+
+# --- schedules: every statement names the organisation, except the runner's, which takes any due one.
+
+
+class SqlSchedules:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, **values: Any) -> ScheduleRow:
+        row = ScheduleRow(**values)
+        self._session.add(row)
+        await self._session.flush()
+        await self._session.refresh(row)
+        return row
+
+    async def get(
+        self, organisation_id: uuid.UUID, schedule_id: uuid.UUID, *, lock: bool = False
+    ) -> ScheduleRow | None:
+        statement = select(ScheduleRow).where(
+            ScheduleRow.organisation_id == organisation_id, ScheduleRow.id == schedule_id
+        )
+        if lock:
+            statement = statement.with_for_update()
+        found: ScheduleRow | None = (await self._session.execute(statement)).scalar_one_or_none()
+        return found
+
+    async def page(
+        self, organisation_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    ) -> list[ScheduleRow]:
+        statement = select(ScheduleRow).where(ScheduleRow.organisation_id == organisation_id)
+        if after is not None:
+            statement = statement.where(ScheduleRow.id > after)
+        rows = await self._session.execute(statement.order_by(ScheduleRow.id).limit(limit))
+        return list(rows.scalars())
+
+    async def lock_due(self, due_by: datetime, limit: int) -> list[ScheduleRow]:
+        """Active schedules with an occurrence due by `due_by`, locked; ones another replica holds are
+        skipped (it is making them)."""
+        rows = await self._session.execute(
+            select(ScheduleRow)
+            .where(ScheduleRow.status == "active", ScheduleRow.next_occurrence_at <= due_by)
+            .order_by(ScheduleRow.next_occurrence_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows.scalars())
+
+    async def claim_occurrence(self, schedule: ScheduleRow, occurrence_at: datetime) -> bool:
+        """Record the occurrence; False when it already was (the unique key: made once, ever)."""
+        claimed = await self._session.execute(
+            insert(ScheduleOccurrenceRow)
+            .values(
+                schedule_id=schedule.id,
+                occurrence_at=occurrence_at,
+                organisation_id=schedule.organisation_id,
+            )
+            .on_conflict_do_nothing(index_elements=["schedule_id", "occurrence_at"])
+            .returning(ScheduleOccurrenceRow.schedule_id)
+        )
+        return claimed.first() is not None
+
+    async def settle_occurrence(
+        self, schedule_id: uuid.UUID, occurrence_at: datetime, *, task_id: uuid.UUID | None, error: str | None
+    ) -> None:
+        await self._session.execute(
+            update(ScheduleOccurrenceRow)
+            .where(
+                ScheduleOccurrenceRow.schedule_id == schedule_id,
+                ScheduleOccurrenceRow.occurrence_at == occurrence_at,
+            )
+            .values(task_id=task_id, error=error)
+        )
+
+    async def occurrences(
+        self, organisation_id: uuid.UUID, schedule_id: uuid.UUID, limit: int
+    ) -> list[ScheduleOccurrenceRow]:
+        """The latest occurrences made, newest first."""
+        rows = await self._session.execute(
+            select(ScheduleOccurrenceRow)
+            .where(
+                ScheduleOccurrenceRow.organisation_id == organisation_id,
+                ScheduleOccurrenceRow.schedule_id == schedule_id,
+            )
+            .order_by(ScheduleOccurrenceRow.occurrence_at.desc())
+            .limit(limit)
+        )
+        return list(rows.scalars())

@@ -4,12 +4,13 @@ and the register of people served and saved places."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -209,3 +210,51 @@ class GeocodeRow(IntakeBase):
 
 outbox = outbox_table(IntakeBase.metadata)
 inbox = inbox_table(IntakeBase.metadata)
+
+
+class ScheduleRow(IntakeBase):
+    """A recurring delivery: a task template made into a task at each occurrence of an RFC 5545 rule."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    name: Mapped[str] = mapped_column(Text)
+    rrule: Mapped[str] = mapped_column(Text)
+    # The local wall-clock start the rule counts from, in `time_zone` (naive on purpose).
+    dtstart: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    time_zone: Mapped[str] = mapped_column(Text)
+    # The task template: a `POST /v1/tasks` body; each occurrence sets its `deliver_by`.
+    task: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # active, paused or ended.
+    status: Mapped[str] = mapped_column(Text)
+    skipped_dates: Mapped[list[date]] = mapped_column(ARRAY(Date))
+    # Every occurrence at or before this instant was made into a task, or will never be (paused,
+    # skipped, before the schedule existed); a changed schedule only ever affects later ones.
+    cursor_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The first occurrence after the cursor (null: none, or not active), which the runner waits for.
+    next_occurrence_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_schedules_org_id", "organisation_id", "id"),
+        Index("ix_schedules_due", "next_occurrence_at", postgresql_where=text("status = 'active'")),
+    )
+
+
+class ScheduleOccurrenceRow(IntakeBase):
+    """One occurrence of a schedule, made into a task once: the key is (schedule, occurrence)."""
+
+    __tablename__ = "schedule_occurrences"
+
+    schedule_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("intake.schedules.id"), primary_key=True
+    )
+    occurrence_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # The task made; null with `error` when the template could not make one (an archived place).
+    task_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

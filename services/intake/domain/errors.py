@@ -132,3 +132,24 @@ class LoginThrottled(Exception):
 
 class OrganisationRequired(Invalid):
     """An admin token of no organisation must say which organisation it acts in."""
+
+
+class ScheduleNotFound(NotFound):
+    """No schedule has this id in the caller's organisation (another's looks the same)."""
+
+    def __init__(self) -> None:
+        super().__init__("No such schedule.")
+
+
+class ScheduleEnded(Conflict):
+    """An ended schedule cannot be changed, paused, resumed or skipped."""
+
+    def __init__(self) -> None:
+        super().__init__("The schedule has ended; save a new one instead.")
+
+
+class ScheduleRuleInvalid(Invalid):
+    """A schedule's rule or zone that no schema can check: not RFC 5545, too frequent, never occurs."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}.", errors=[{"field": field, "message": message}])

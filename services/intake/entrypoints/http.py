@@ -37,6 +37,13 @@ from services.intake.entrypoints.schemas import (
     RecipientPatchIn,
     RoleChangeIn,
     RoleTokenIn,
+    ScheduleIn,
+    ScheduleListQuery,
+    ScheduleOut,
+    SchedulePageOut,
+    SchedulePatchIn,
+    SchedulePreviewOut,
+    ScheduleSkipIn,
     SessionIn,
     SessionOut,
     TaskCreatedOut,
@@ -47,7 +54,7 @@ from services.intake.entrypoints.schemas import (
     TokenCreatedOut,
     TokenOwnerIn,
 )
-from services.intake.service_layer import personal_data, register, staff, submission, tasks
+from services.intake.service_layer import personal_data, register, schedules, staff, submission, tasks
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
@@ -587,6 +594,156 @@ async def delete_place(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].sessionmaker() as session, session.begin():
         await register.archive_place(session=session, organisation_id=organisation_id, place_id=place_id)
     return web.Response(status=204)
+
+
+# --- recurring deliveries -------------------------------------------------------------------------
+
+
+async def _schedule_body(request: web.Request) -> ScheduleIn:
+    body = await parse_body(request, ScheduleIn)
+    if body.task.callback_url is not None and not request.app[RUNTIME].settings.webhook_allow_private_urls:
+        await _refuse_unless_public(body.task.callback_url)
+    return body
+
+
+@api.route(
+    "POST",
+    "/v1/schedules/preview",
+    summary="The next occurrences a schedule would make, without saving it",
+    body=ScheduleIn,
+    response=SchedulePreviewOut,
+    roles=("operator",),
+)
+async def preview_schedule(request: web.Request) -> web.Response:
+    await _operator(request)
+    body = await _schedule_body(request)
+    found = await schedules.preview(body, default_zone=request.app[RUNTIME].settings.local_time_zone)
+    return json_response(SchedulePreviewOut.model_validate(found))
+
+
+@api.route(
+    "POST",
+    "/v1/schedules",
+    summary="Save a recurring delivery: each occurrence of its rule becomes a task, once",
+    body=ScheduleIn,
+    response=ScheduleOut,
+    status=201,
+    roles=("operator",),
+)
+async def post_schedule(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    body = await _schedule_body(request)
+    zone = request.app[RUNTIME].settings.local_time_zone
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        created = await schedules.create(
+            session=session, organisation_id=organisation_id, body=body, default_zone=zone
+        )
+    schedule = ScheduleOut.model_validate(created)
+    return json_response(schedule, status=201, headers={"Location": f"/v1/schedules/{schedule.id}"})
+
+
+@api.route(
+    "GET",
+    "/v1/schedules",
+    summary="The organisation's schedules",
+    query=ScheduleListQuery,
+    response=SchedulePageOut,
+    roles=("operator",),
+)
+async def list_schedules(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    query = parse_query(request, ScheduleListQuery)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        page = await schedules.list_schedules(session=session, organisation_id=organisation_id, query=query)
+    return json_response(SchedulePageOut.model_validate(page))
+
+
+@api.route(
+    "GET",
+    "/v1/schedules/{schedule_id}",
+    summary="A schedule, its next occurrences and the latest tasks it made",
+    response=ScheduleOut,
+    roles=("operator",),
+)
+async def get_schedule(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    schedule_id = path_uuid(request, "schedule_id", "schedule")
+    async with request.app[RUNTIME].sessionmaker() as session:
+        found = await schedules.get(session=session, organisation_id=organisation_id, schedule_id=schedule_id)
+    return json_response(ScheduleOut.model_validate(found))
+
+
+@api.route(
+    "PATCH",
+    "/v1/schedules/{schedule_id}",
+    summary="Change a schedule: only occurrences not made into tasks yet are affected",
+    body=SchedulePatchIn,
+    response=ScheduleOut,
+    roles=("operator",),
+    errors=(409,),
+)
+async def patch_schedule(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    schedule_id = path_uuid(request, "schedule_id", "schedule")
+    body = await parse_body(request, SchedulePatchIn)
+    settings = request.app[RUNTIME].settings
+    if (
+        body.task is not None
+        and body.task.callback_url is not None
+        and not settings.webhook_allow_private_urls
+    ):
+        await _refuse_unless_public(body.task.callback_url)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        updated = await schedules.update(
+            session=session, organisation_id=organisation_id, schedule_id=schedule_id, body=body
+        )
+    return json_response(ScheduleOut.model_validate(updated))
+
+
+def _schedule_action(action: str, summary: str, *, errors: tuple[int, ...] = (409,)) -> None:
+    change = getattr(schedules, action)
+
+    async def handler(request: web.Request) -> web.Response:
+        organisation_id = await _operator(request)
+        schedule_id = path_uuid(request, "schedule_id", "schedule")
+        async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+            changed = await change(session=session, organisation_id=organisation_id, schedule_id=schedule_id)
+        return json_response(ScheduleOut.model_validate(changed))
+
+    handler.__name__ = f"{action}_schedule"
+    api.route(
+        "POST",
+        f"/v1/schedules/{{schedule_id}}/{action}",
+        summary=summary,
+        response=ScheduleOut,
+        roles=("operator",),
+        errors=errors,
+    )(handler)
+
+
+_schedule_action("pause", "Pause a schedule: no task is made until it is resumed")
+_schedule_action("resume", "Resume a schedule: occurrences that fell while paused are not made")
+_schedule_action("end", "End a schedule for good (tasks already made go on)", errors=())
+
+
+@api.route(
+    "POST",
+    "/v1/schedules/{schedule_id}/skip",
+    summary="Skip one local date: its occurrences not made yet will not be",
+    body=ScheduleSkipIn,
+    response=ScheduleOut,
+    roles=("operator",),
+    errors=(409,),
+)
+async def skip_schedule_date(request: web.Request) -> web.Response:
+    organisation_id = await _operator(request)
+    schedule_id = path_uuid(request, "schedule_id", "schedule")
+    body = await parse_body(request, ScheduleSkipIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        changed = await schedules.skip(
+            session=session, organisation_id=organisation_id, schedule_id=schedule_id, day=body.date
+        )
+    return json_response(ScheduleOut.model_validate(changed))
 
 
 # --- staff accounts, sessions and the audit trail ------------------------------------------------------

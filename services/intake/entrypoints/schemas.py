@@ -10,10 +10,12 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from datetime import date as date_type
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -871,5 +873,128 @@ class PlaceOut(BaseModel):
 
 class PlacePageOut(BaseModel):
     items: list[PlaceOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    has_more: bool
+
+
+# --- recurring deliveries ------------------------------------------------------------------------
+
+LOCAL_DATE_TIME_PATTERN = (
+    r"^20\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$"
+)
+NOT_A_LOCAL_TIME = "not a local date-time in the years 2000 to 2099, without an offset"
+
+
+def _local_date_time(value: Any) -> Any:
+    """A wall-clock time as "2026-12-07T11:30": the calendar checked here, so a 30 February is
+    refused in the same words as any other value the pattern lets through."""
+    if isinstance(value, str):
+        if not re.match(LOCAL_DATE_TIME_PATTERN, value):
+            raise ValueError(NOT_A_LOCAL_TIME)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(NOT_A_LOCAL_TIME) from None
+    if isinstance(value, datetime) and value.tzinfo is None and 2000 <= value.year <= 2099:
+        return value
+    raise ValueError(NOT_A_LOCAL_TIME)
+
+
+# A wall-clock time in the schedule's zone, without an offset: "2026-12-07T11:30".
+LocalDateTime = Annotated[
+    datetime,
+    BeforeValidator(_local_date_time),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": LOCAL_DATE_TIME_PATTERN,
+            "description": "A local date-time in `time_zone`, without an offset (years 2000 to 2099).",
+        }
+    ),
+]
+RULE_DESCRIPTION = (
+    "An RFC 5545 recurrence rule (`RRULE:` optional), e.g. `FREQ=WEEKLY;BYDAY=MO,TH`; UNTIL is a "
+    "local time without `Z`. Occurrences closer than 10 minutes are refused."
+)
+SCHEDULE_STATUSES = ("active", "paused", "ended")
+ScheduleStatus = Literal["active", "paused", "ended"]
+
+
+class ScheduleIn(_Strict):
+    """The body of `POST /v1/schedules` and `POST /v1/schedules/preview`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    rrule: str = Field(min_length=1, max_length=500, description=RULE_DESCRIPTION)
+    dtstart: LocalDateTime = Field(
+        description="The local start the rule counts from (its first time of day)."
+    )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA zone of the rule; the service's local zone when absent.",
+    )
+    task: TaskIn = Field(
+        description="The task each occurrence submits; `deliver_by` is set to the occurrence."
+    )
+
+
+class SchedulePatchIn(_Strict):
+    """The body of `PATCH /v1/schedules/{id}`: the fields given (not null) replace the schedule's, for
+    occurrences not made into tasks yet."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    rrule: str | None = Field(default=None, min_length=1, max_length=500, description=RULE_DESCRIPTION)
+    dtstart: LocalDateTime | None = None
+    time_zone: str | None = Field(default=None, max_length=64)
+    task: TaskIn | None = None
+
+
+class ScheduleSkipIn(_Strict):
+    """The body of `POST /v1/schedules/{id}/skip`: a local date whose occurrences are not made."""
+
+    date: date_type
+
+
+class ScheduleListQuery(BaseModel):
+    """The query of `GET /v1/schedules`."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: uuid.UUID | None = Field(default=None, description="`next_cursor` of the page before.")
+
+
+class OccurrenceOut(BaseModel):
+    at: datetime = Field(description="The occurrence in UTC: the task's `deliver_by`.")
+    local: datetime = Field(description="The same instant in the schedule's zone, with its offset.")
+
+
+class MadeOccurrenceOut(BaseModel):
+    at: datetime
+    task_id: uuid.UUID | None = Field(description="The task made; null when it could not be (see error).")
+    error: str | None = None
+
+
+class SchedulePreviewOut(BaseModel):
+    time_zone: str
+    occurrences: list[OccurrenceOut]
+
+
+class ScheduleOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    rrule: str
+    dtstart: str = Field(description="The local start, without an offset.")
+    time_zone: str
+    status: ScheduleStatus
+    skipped_dates: list[date_type]
+    task: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+    next_occurrences: list[OccurrenceOut] = Field(description="The next occurrences not made yet.")
+    made: list[MadeOccurrenceOut] = Field(description="The latest occurrences made into tasks, newest first.")
+
+
+class SchedulePageOut(BaseModel):
+    items: list[ScheduleOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
     has_more: bool

@@ -31,6 +31,15 @@ def test_the_live_api_keeps_its_openapi_contract(intake: str, operator: Operator
         "GET /v1/places/{place_id}",
         "PATCH /v1/places/{place_id}",
         "DELETE /v1/places/{place_id}",
+        "POST /v1/schedules",
+        "POST /v1/schedules/preview",
+        "GET /v1/schedules",
+        "GET /v1/schedules/{schedule_id}",
+        "PATCH /v1/schedules/{schedule_id}",
+        "POST /v1/schedules/{schedule_id}/pause",
+        "POST /v1/schedules/{schedule_id}/resume",
+        "POST /v1/schedules/{schedule_id}/skip",
+        "POST /v1/schedules/{schedule_id}/end",
     }
     statuses: dict[str, set[int]] = {label: set() for label in found}
     for label, operation in found.items():
@@ -49,3 +58,5 @@ def test_the_live_api_keeps_its_openapi_contract(intake: str, operator: Operator
     assert 201 in statuses["POST /v1/recipients"], statuses
     assert 201 in statuses["POST /v1/places"], statuses
     assert 200 in statuses["GET /v1/recipients"], statuses
+    assert 201 in statuses["POST /v1/schedules"], statuses
+    assert 200 in statuses["POST /v1/schedules/preview"], statuses
