@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     Strict,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -332,6 +333,23 @@ class AuditQuery(BaseModel):
         default=None, ge=1, le=2**63 - 1, description="`next_before` of the previous page."
     )
     limit: int = Field(default=100, ge=1, le=500)
+
+
+class ExportQuery(BaseModel):
+    """The query of `GET /v1/exports/tasks.csv`: tasks created at or after `from` and before `to`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: ClientTime = Field(alias="from", description="Tasks created at or after this time.")
+    to: ClientTime = Field(description="Tasks created before this time.")
+
+    @field_validator("to")
+    @classmethod
+    def _to_after_from(cls, value: datetime, info: ValidationInfo) -> datetime:
+        start = info.data.get("from_")
+        if start is not None and value <= start:
+            raise ValueError("to must be after from")
+        return value
 
 
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
