@@ -163,15 +163,14 @@ async def test_operators_see_their_organisation_only_and_ops_see_all_with_volunt
     assert "Li W." not in text
 
 
-async def test_a_bad_range_is_a_problem_naming_the_field(
+async def test_a_reversed_range_is_empty_and_a_missing_bound_a_problem(
     http: aiohttp.ClientSession, intake: str, operator: Operator
 ) -> None:
     window = _window()
     status, text, _ = await _export(
         http, intake, operator.headers, {"from": window["to"], "to": window["from"]}
     )
-    assert status == 400
-    assert '"field": "to"' in text or '"field":"to"' in text
+    assert status == 200 and text.splitlines() == [",".join(COLUMNS)]
     status, text, _ = await _export(http, intake, operator.headers, {"to": window["to"]})
     assert status == 400 and "from" in text
     status, _, _ = await _export(http, intake, {}, window)
