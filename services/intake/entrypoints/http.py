@@ -15,6 +15,7 @@ from services.intake.entrypoints.schemas import (
     AuditPageOut,
     AuditQuery,
     CancelIn,
+    DailyReportQuery,
     ErasureIn,
     ErasureOut,
     ExportQuery,
@@ -931,3 +932,32 @@ async def get_tasks_export(request: web.Request) -> web.StreamResponse:
             await response.write("".join(chunk).encode())
     await response.write_eof()
     return response
+
+
+@api.route(
+    "GET",
+    "/v1/reports/daily",
+    summary="The daily report of the tasks created on a local day, as an HTML page with charts",
+    query=DailyReportQuery,
+    roles=("operator", "ops"),
+    raw_response=("text/html",),
+)
+async def get_daily_report(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR, Role.OPS)
+    query = parse_query(request, DailyReportQuery)
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session:
+        page = await export.daily_report_html(
+            session=session,
+            organisation_id=principal.organisation_id if principal.role is Role.OPERATOR else None,
+            day=query.date,
+            time_zone=runtime.settings.local_time_zone,
+        )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+        },
+    )

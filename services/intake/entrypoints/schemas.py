@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from datetime import date as _Date
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
@@ -342,6 +343,12 @@ class ExportQuery(BaseModel):
 
     from_: ClientTime = Field(alias="from", description="Tasks created at or after this time.")
     to: ClientTime = Field(description="Tasks created before this time.")
+
+
+class DailyReportQuery(BaseModel):
+    """The query of `GET /v1/reports/daily`: a calendar day in the settings' local time zone."""
+
+    date: _Date = Field(description="The local day whose tasks are reported, YYYY-MM-DD.")
 
 
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
