@@ -46,8 +46,10 @@ _FILL = text(
                    'dropoffs', jsonb_build_array(
                        jsonb_build_object('lat', 29.80 + (i % 300) * 0.001, 'lon', 121.60,
                                           'recipient_name', 'withheld'))),
-               '{}'::jsonb, :start + make_interval(secs => i), :start + make_interval(secs => i)
-        FROM generate_series(1, :n) AS i
+               '{}'::jsonb,
+               CAST(:start AS timestamptz) + make_interval(secs => i),
+               CAST(:start AS timestamptz) + make_interval(secs => i)
+        FROM generate_series(1, CAST(:n AS integer)) AS i
         RETURNING id, created_at
     )
     INSERT INTO intake.legs (id, task_id, index, status, code_hash, volunteer_id, volunteer_name,
@@ -115,7 +117,8 @@ async def measure_async(settings: Settings, *, tasks: int, small: int) -> dict[s
     try:
         async with engine.begin() as connection:
             await connection.execute(_FILL, {"org": org, "start": START, "n": tasks})
-            await connection.execute(text("ANALYZE intake.tasks; ANALYZE intake.legs"))
+            await connection.execute(text("ANALYZE intake.tasks"))
+            await connection.execute(text("ANALYZE intake.legs"))
     finally:
         await engine.dispose()
     streamed_small = await _streamed(settings, org, small)
