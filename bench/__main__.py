@@ -17,6 +17,7 @@ from bench import (
     dispatch_latency,
     dispatch_quality,
     dispatch_stream,
+    export_memory,
     intake_throughput,
     location_reports,
     long_poll,
@@ -209,6 +210,28 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"<= {start['target_restart_offer_s']:.0f} s",
             )
         )
+    export = results.get("export_memory")
+    if export:
+        streamed = export["streamed"]
+        big, small = streamed[str(export["tasks"])], streamed[str(export["small"])]
+        rows.append(
+            (
+                f"CSV export peak memory, {export['tasks']:,} vs {export['small']:,} tasks",
+                f"{big['peak_mb']:.1f} MB",
+                f"{small['peak_mb']:.1f} MB",
+                f"{export['ratio_100k_vs_10k']:.2f}x",
+                f"<= {export['target_ratio_100k_vs_10k']:.1f}x",
+            )
+        )
+        rows.append(
+            (
+                f"CSV export peak memory vs holding {export['tasks']:,} rows",
+                f"{big['peak_mb']:.1f} MB",
+                f"{export['materialised']['peak_mb']:.1f} MB",
+                f"{export['ratio_streamed_vs_materialised']:.2f}x",
+                "",
+            )
+        )
     return rows
 
 
@@ -250,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     events = 600 if args.quick else 2000
     results["propagation"] = propagation.measure(events=events, fetch_max_wait_ms=10)
     results["propagation_default_fetch"] = propagation.measure(events=events)
+    print("== CSV export memory (100,000 tasks vs 10,000)")
+    results["export_memory"] = export_memory.measure()
     rows = _rows(results)
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     header = ("benchmark", "measured", "baseline", "ratio", "target")

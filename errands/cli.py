@@ -90,6 +90,26 @@ def _import(args: argparse.Namespace) -> int:
     return 1 if report.rejected else 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from errands.export import export_csv
+    from services.intake.entrypoints.schemas import ExportQuery
+
+    try:
+        query = ExportQuery.model_validate({"from": args.start, "to": args.end})
+        organisation_id = uuid.UUID(args.organisation) if args.organisation else None
+    except (ValidationError, ValueError) as exc:
+        print(f"errands export: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.reconfigure(newline="")  # type: ignore[union-attr]  # csv writes its own CRLF
+    rows = asyncio.run(
+        export_csv(Settings(), sys.stdout, start=query.from_, end=query.to, organisation_id=organisation_id)
+    )
+    print(f"errands export: {rows} legs", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="errands", description="Dispatch for volunteer errands and deliveries."
@@ -151,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("file", help="CSV with one row per drop-off, grouped by its `task` column")
     importer.add_argument("--intake-url", help="default: .errands/local.json")
     importer.add_argument("--token", help="operator token (or ERRANDS_TOKEN; default: .errands/local.json)")
+    exporter = commands.add_parser(
+        "export", help="tasks and legs created in a time range as CSV on stdout (no personal data)"
+    )
+    exporter.add_argument("--from", dest="start", required=True, help="ISO time with offset, inclusive")
+    exporter.add_argument("--to", dest="end", required=True, help="ISO time with offset, exclusive")
+    exporter.add_argument(
+        "--organisation",
+        help="only this organisation's tasks, with volunteers' masked names (default: all, with ids)",
+    )
     return parser
 
 
@@ -294,6 +323,8 @@ def _command(args: argparse.Namespace) -> int:
         return _ops(args)
     if args.command == "import":
         return _import(args)
+    if args.command == "export":
+        return _export(args)
     if args.command == "simulate":
         from errands.simulation.run import run_from_arguments
 

@@ -15,8 +15,10 @@ from services.intake.entrypoints.schemas import (
     AuditPageOut,
     AuditQuery,
     CancelIn,
+    DailyReportQuery,
     ErasureIn,
     ErasureOut,
+    ExportQuery,
     OrganisationCreatedOut,
     OrganisationIn,
     PasswordSetupIn,
@@ -54,7 +56,7 @@ from services.intake.entrypoints.schemas import (
     TokenCreatedOut,
     TokenOwnerIn,
 )
-from services.intake.service_layer import personal_data, register, schedules, staff, submission, tasks
+from services.intake.service_layer import export, personal_data, register, schedules, staff, submission, tasks
 from services.intake.service_layer.admin import (
     create_organisation,
     create_organisation_token,
@@ -89,6 +91,9 @@ ERROR_STATUSES: dict[type[DomainError], Answer] = {
     **COMMON_STATUSES,
     GeocoderUnavailable: Answer(503, "Service unavailable"),
 }
+
+# Bytes of CSV gathered before a write to the streamed export.
+EXPORT_CHUNK = 64 * 1024
 
 IDEMPOTENCY_KEY_MAX = 255
 # Printable ASCII, as HTTP carries it, without the surrounding blanks HTTP would trim.
@@ -1040,3 +1045,76 @@ async def get_audit(request: web.Request) -> web.Response:
             ),
         )
     return json_response(AuditPageOut.model_validate(page), headers={"Cache-Control": "no-store"})
+
+
+@api.route(
+    "GET",
+    "/v1/exports/tasks.csv",
+    summary="Tasks and their legs created in a time range, as CSV streamed row by row (no personal data)",
+    query=ExportQuery,
+    roles=("operator", "ops", "admin"),
+    raw_response=("text/csv",),
+)
+async def get_tasks_export(request: web.Request) -> web.StreamResponse:
+    principal = await authorize(request, Role.OPERATOR, Role.OPS, Role.ADMIN)
+    query = parse_query(request, ExportQuery)
+    operator = principal.role is Role.OPERATOR
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="tasks.csv"',
+            "Cache-Control": "no-store",
+        }
+    )
+    async with request.app[RUNTIME].sessionmaker() as session:
+        lines = export.export_lines(
+            session=session,
+            organisation_id=principal.organisation_id if operator else None,
+            start=query.from_,
+            end=query.to,
+            volunteer_names=operator,
+        )
+        # The query runs before the answer starts, so an unreachable database is still a 503.
+        first = await anext(lines)
+        await response.prepare(request)
+        chunk = [first]
+        size = len(first)
+        async for line in lines:
+            chunk.append(line)
+            size += len(line)
+            if size >= EXPORT_CHUNK:
+                await response.write("".join(chunk).encode())
+                chunk, size = [], 0
+        if chunk:
+            await response.write("".join(chunk).encode())
+    await response.write_eof()
+    return response
+
+
+@api.route(
+    "GET",
+    "/v1/reports/daily",
+    summary="The daily report of the tasks created on a local day, as an HTML page with charts",
+    query=DailyReportQuery,
+    roles=("operator", "ops"),
+    raw_response=("text/html",),
+)
+async def get_daily_report(request: web.Request) -> web.Response:
+    principal = await authorize(request, Role.OPERATOR, Role.OPS)
+    query = parse_query(request, DailyReportQuery)
+    runtime = request.app[RUNTIME]
+    async with runtime.sessionmaker() as session:
+        page = await export.daily_report_html(
+            session=session,
+            organisation_id=principal.organisation_id if principal.role is Role.OPERATOR else None,
+            day=query.date,
+            time_zone=runtime.settings.local_time_zone,
+        )
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+        },
+    )

@@ -336,6 +336,22 @@ class AuditQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=500)
 
 
+class ExportQuery(BaseModel):
+    """The query of `GET /v1/exports/tasks.csv`: tasks created at or after `from` and before `to`
+    (`to` at or before `from` is an empty range: the header alone)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: ClientTime = Field(alias="from", description="Tasks created at or after this time.")
+    to: ClientTime = Field(description="Tasks created before this time.")
+
+
+class DailyReportQuery(BaseModel):
+    """The query of `GET /v1/reports/daily`: a calendar day in the settings' local time zone."""
+
+    date: date_type = Field(description="The local day whose tasks are reported, YYYY-MM-DD.")
+
+
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
 
 

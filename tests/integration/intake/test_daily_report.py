@@ -1,0 +1,95 @@
+"""The daily report over HTTP: its sections, escaped content, and each organisation's own tasks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from errands import admin
+from services.intake.adapters.tables import LegRow
+from tests.client import bearer
+from tests.conftest import Stack
+from tests.integration.intake.conftest import Operator, submit, task_body
+
+SECTIONS = ("Tasks by kind and outcome", "Time to assign and to deliver, by priority",
+            "Volunteers' hours and rest", "Escalations", "Language matches")  # fmt: skip
+
+
+async def _report(
+    http: aiohttp.ClientSession, intake: str, headers: dict[str, str], day: str
+) -> tuple[int, str]:
+    async with http.get(f"{intake}/v1/reports/daily", params={"date": day}, headers=headers) as response:
+        return response.status, await response.text()
+
+
+async def test_the_daily_report_has_its_sections_escaped_and_scoped(
+    http: aiohttp.ClientSession,
+    intake: str,
+    operator: Operator,
+    stack: Stack,
+    demo_tokens: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    other_org = await admin.new_organisation(stack.settings(), f"org-{uuid.uuid4().hex[:8]}")
+    other = Operator(uuid.UUID(other_org["id"]), other_org["operator_token"])
+    status, mine, _ = await submit(http, intake, operator, task_body(priority="urgent"))
+    assert status == 201
+    status, theirs, _ = await submit(http, intake, other, task_body(kind="meal"))
+    assert status == 201
+    now = datetime.now(UTC)
+    volunteer = uuid.uuid4()
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(LegRow)
+            .where(LegRow.id == uuid.UUID(mine["legs"][0]["id"]))
+            .values(
+                volunteer_id=volunteer,
+                volunteer_name="<script>alert(1)</script>",
+                status="delivered",
+                transitions={
+                    "assigned": (now + timedelta(minutes=2)).isoformat(),
+                    "delivered": (now + timedelta(minutes=32)).isoformat(),
+                },
+                escalated_at=now,
+                escalation_reason="no_volunteer_in_time",
+            )
+        )
+        await session.execute(
+            update(LegRow)
+            .where(LegRow.id == uuid.UUID(theirs["legs"][0]["id"]))
+            .values(volunteer_id=uuid.uuid4(), volunteer_name="Other Org Person")
+        )
+    day = now.astimezone(ZoneInfo(stack.settings().local_time_zone)).date().isoformat()
+
+    status, page = await _report(http, intake, operator.headers, day)
+
+    assert status == 200, page
+    assert '<html lang="en">' in page
+    for section in SECTIONS:
+        assert section in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "no_volunteer_in_time" in page
+    assert "supply_run" in page and "meal" not in page  # the other organisation's task is not counted
+    assert "Other Org Person" not in page
+    assert "<svg" in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert '<th scope="col">' in page
+    assert "0.50" in page  # 30 minutes busy
+
+    status, page = await _report(http, intake, bearer(demo_tokens["ops_token"]), day)
+    assert status == 200
+    assert "meal" in page and str(volunteer) in page
+    assert "Other Org Person" not in page and "alert(1)" not in page  # ops see volunteer ids
+
+
+async def test_a_bad_date_is_a_problem_naming_it(
+    http: aiohttp.ClientSession, intake: str, operator: Operator, demo_tokens: dict[str, str]
+) -> None:
+    status, page = await _report(http, intake, operator.headers, "2026-13-40")
+    assert status == 400 and '"date"' in page
+    status, _ = await _report(http, intake, bearer(demo_tokens["admin_token"]), "2026-12-06")
+    assert status == 403
