@@ -333,7 +333,7 @@ class AuditQuery(BaseModel):
     before: int | None = Field(
         default=None, ge=1, le=2**63 - 1, description="`next_before` of the previous page."
     )
-    limit: int = Field(default=100, ge=1, le=500)
+    limit: int = Field(default=100, ge=1, le=200)
 
 
 class ExportQuery(BaseModel):
