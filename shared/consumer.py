@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.protocol.group import LeaveGroupRequest
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, delete, func
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -83,6 +84,17 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("consumer.assigned", group=self._loop.group_id, partitions=len(assigned))
         self._loop.assigned(assigned)
+
+
+def _first_generation_member(consumer: AIOKafkaConsumer) -> tuple[int, str] | None:
+    """The coordinator and member id if `consumer` is a member of generation 0 (see `_leave`)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or getattr(coordinator, "generation", None) != 0:
+        return None
+    member_id, coordinator_id = getattr(coordinator, "member_id", ""), coordinator.coordinator_id
+    if not member_id or coordinator_id is None:
+        return None
+    return int(coordinator_id), str(member_id)
 
 
 class EventConsumer:
@@ -188,13 +200,30 @@ class EventConsumer:
                 )
                 with contextlib.suppress(Exception):
                     await self.commit_processed()
+                first_generation = _first_generation_member(consumer)
                 with contextlib.suppress(Exception):
                     await consumer.stop()
+                if first_generation is not None and self._stopping.is_set():
+                    await self._leave(*first_generation)
                 self._consumer = None
                 self._processed.clear()
             if not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff.next_delay())
+
+    async def _leave(self, coordinator_id: int, member_id: str) -> None:
+        """Leave the group as a member of generation 0, which aiokafka's `stop` does not do.
+
+        Kafka numbers a group's generations from 1; Tansu, the embedded broker, from 0, and aiokafka
+        sends LeaveGroup only from generation 1 on. Without it the member stays until its session
+        times out and a dispatcher restarted at once waits on it to get the partitions back. The
+        consumer's own connection is closed by then: the producer's reaches the same broker.
+        """
+        try:
+            await self._producer.client.send(coordinator_id, LeaveGroupRequest(self.group_id, member_id))
+            log.info("consumer.left", group=self.group_id, generation=0)
+        except Exception as exc:
+            log.warning("consumer.leave_failed", group=self.group_id, error=repr(exc))
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
         loop = asyncio.get_running_loop()

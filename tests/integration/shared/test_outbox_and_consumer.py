@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import UnknownMemberIdError
+from aiokafka.protocol.group import HeartbeatRequest
 from sqlalchemy import Column, MetaData, Table, Text, func, insert, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -588,3 +590,46 @@ async def test_a_relay_is_ready_once_a_pass_over_its_outbox_went_through(
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await listener.stop()
+
+
+async def test_a_stopped_consumer_leaves_its_group_even_in_the_first_generation(
+    stack: Stack, scratch: Scratch
+) -> None:
+    """Tansu numbers generations from 0, where aiokafka's `stop` does not leave: the loop leaves itself,
+    so a member restarted at once does not wait on the session of the one it replaces."""
+    group = f"leave-{scratch.schema}"
+    # A session long enough that only leaving, not timing out, can take the member out here.
+    settings = stack.settings(consumer_session_timeout_ms=8_000, consumer_heartbeat_interval_ms=500)
+    consumer = EventConsumer(
+        settings=settings,
+        group_id=group,
+        topics=(scratch.topic,),
+        handlers={},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    running = asyncio.create_task(consumer.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while consumer._assignment is None:
+            assert asyncio.get_running_loop().time() < deadline, "the group never assigned partitions"
+            await asyncio.sleep(0.05)
+        assert consumer._consumer is not None
+        coordinator = consumer._consumer._coordinator
+        generation, member_id = coordinator.generation, coordinator.member_id
+        coordinator_id = coordinator.coordinator_id
+        if stack.embedded is not None:
+            assert generation == 0, "a fresh group's first generation on the embedded broker"
+
+        async def heartbeat_error() -> int:
+            response = await scratch.producer.client.send(
+                coordinator_id, HeartbeatRequest(group, generation, member_id)
+            )
+            return int(response.error_code)
+
+        assert await heartbeat_error() == 0, "the member is in the group while it runs"
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, timeout=30)
+    assert await heartbeat_error() == UnknownMemberIdError.errno
