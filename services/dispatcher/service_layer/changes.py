@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
-from services.dispatcher.adapters.tables import outbox
+from services.dispatcher.adapters.tables import LegRow, outbox
 from shared.events import CloudEvent, EventData, build_event
 from shared.outbox import add_events
 
@@ -30,3 +30,17 @@ class Changes:
         await add_events(session, outbox, self.events)
         await repository.notify_volunteers(session, self.volunteers)
         self.events, self.volunteers = [], set()
+
+
+async def audit_leg_action(
+    session: AsyncSession, action: str, leg: LegRow, *, volunteer_id: uuid.UUID
+) -> None:
+    """A volunteer's command on a leg, on the audit trail by its actor (their device token), ids only."""
+    await repository.add_audit(
+        session,
+        action,
+        organisation_id=leg.organisation_id,
+        task_id=leg.task_id,
+        leg_id=leg.id,
+        volunteer_id=volunteer_id,
+    )

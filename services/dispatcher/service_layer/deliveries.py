@@ -13,7 +13,7 @@ from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.errors import LegNotFound, ProofNotFound
 from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import LegStatus
-from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.changes import Changes, audit_leg_action
 from services.dispatcher.service_layer.escalation import NEEDS_DECISION, escalate_now
 from services.dispatcher.service_layer.eta import update_eta_of_holder
 from shared import crypto
@@ -54,6 +54,7 @@ async def report_picked_up(
     if eta is not None:
         await update_eta_of_holder(session, leg, now=datetime.now(UTC), policy=eta, changes=changes)
     await changes.flush(session)
+    await audit_leg_action(session, "leg.picked_up", leg, volunteer_id=volunteer_id)
     return leg
 
 
@@ -104,6 +105,7 @@ async def report_delivered(
         volunteer_id=volunteer_id,
     )
     await changes.flush(session)
+    await audit_leg_action(session, "leg.delivered", leg, volunteer_id=volunteer_id)
     return leg
 
 
@@ -167,4 +169,5 @@ async def report_problem(
             session, changes, task_id=leg.task_id, leg_ids=[leg.id], reason=NEEDS_DECISION, now=now
         )
     await changes.flush(session)
+    await audit_leg_action(session, "leg.problem_reported", leg, volunteer_id=volunteer_id)
     return leg

@@ -21,7 +21,7 @@ from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import LegStatus
 from services.dispatcher.domain.matching import Match, Pool, match_batch
 from services.dispatcher.domain.offer import OfferStatus, ensure_open, expiry
-from services.dispatcher.service_layer.changes import Changes
+from services.dispatcher.service_layer.changes import Changes, audit_leg_action
 from services.dispatcher.service_layer.eta import update_eta_of_holder
 from services.dispatcher.service_layer.roster import Box, Roster, pickups_reach
 from shared import crypto
@@ -231,6 +231,7 @@ async def accept_offer(
     if eta is not None:
         await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
+    await audit_leg_action(session, "offer.accepted", leg, volunteer_id=volunteer_id)
     return leg
 
 
@@ -250,3 +251,4 @@ async def decline_offer(
         volunteer_id=volunteer_id,
     )
     await changes.flush(session)
+    await audit_leg_action(session, "offer.declined", leg, volunteer_id=volunteer_id)

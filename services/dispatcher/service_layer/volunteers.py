@@ -199,6 +199,13 @@ async def set_duty(
             )
         ],
     )
+    await repository.add_audit(
+        session,
+        "volunteer.duty_changed",
+        organisation_id=row.organisation_id,
+        volunteer_id=volunteer_id,
+        detail={"on_duty": on_duty},
+    )
     await session.flush()
     return row
 

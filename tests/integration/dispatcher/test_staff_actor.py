@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
@@ -104,3 +105,36 @@ async def test_a_persons_hand_assignment_is_audited_and_its_event_names_them(
     # The operator's own session cannot read the trail.
     async with client.http.get(f"{client.intake}/v1/audit", headers=cookie) as refused:
         assert refused.status == 403
+
+
+async def test_a_volunteers_own_commands_are_on_the_audit_trail_by_their_device(
+    client: Client, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    operator = await client.organisation()
+    place = somewhere()
+    volunteer_id, token = await client.volunteer(operator, place)
+    task = await client.task(operator, place)
+    leg_id = task["legs"][0]["id"]
+    offer = await client.until_offered(token, leg_id)
+    me = f"{client.dispatcher}/v1/me"
+    assert (await client.call("POST", f"{me}/offers/{offer['id']}/accept", token))[0] == 200
+    assert (await client.call("POST", f"{me}/legs/{leg_id}/picked-up", token))[0] == 200
+    code = task["legs"][0]["confirmation_code"]
+    status, answer = await client.call(
+        "POST", f"{me}/legs/{leg_id}/delivered", token, json={"confirmation_code": code}
+    )
+    assert status == 202, answer
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT action, actor_kind, actor_id, volunteer_id FROM auth.audit"
+                    " WHERE leg_id = :leg ORDER BY id"
+                ),
+                {"leg": uuid.UUID(leg_id)},
+            )
+        ).all()
+    assert [row.action for row in rows] == ["offer.accepted", "leg.picked_up", "leg.delivered"]
+    assert {(row.actor_kind, str(row.actor_id), str(row.volunteer_id)) for row in rows} == {
+        ("volunteer", volunteer_id, volunteer_id)
+    }

@@ -33,6 +33,7 @@ class FakeRepository:
         self.volunteers: dict[uuid.UUID, VolunteerRow] = {}
         self.rejections: set[tuple[uuid.UUID, uuid.UUID]] = set()
         self.woken: set[uuid.UUID] = set()
+        self.audited: list[tuple[str, uuid.UUID | None]] = []
 
     async def lock_volunteers_offer(
         self, _: object, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID
@@ -76,6 +77,11 @@ class FakeRepository:
 
     async def notify_volunteers(self, _: object, volunteer_ids: set[uuid.UUID]) -> None:
         self.woken |= volunteer_ids
+
+    async def add_audit(
+        self, _: object, action: str, *, leg_id: uuid.UUID | None = None, **__: object
+    ) -> None:
+        self.audited.append((action, leg_id))
 
     def offer_a_leg(self, *, active_legs: int = 0, expires_in: timedelta = timedelta(seconds=60)) -> OfferRow:
         volunteer = VolunteerRow(
@@ -129,6 +135,7 @@ async def test_accepting_an_open_offer_assigns_the_leg_and_announces_it(
     assert fake.volunteers[offer.volunteer_id].active_legs == 1
     assert [event.type for event in published] == ["leg.assigned"]
     assert fake.woken == {offer.volunteer_id}
+    assert fake.audited == [("offer.accepted", leg.id)]
 
 
 async def test_accepting_an_expired_offer_is_refused_and_changes_nothing(
