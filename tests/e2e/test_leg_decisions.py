@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from errands import admin
 from errands.launcher import ServiceProcesses
@@ -224,6 +224,16 @@ async def test_a_leg_handed_back_after_pickup_waits_for_an_operators_decision(
         assert status == 200, body
         assert (body["status"], body["volunteer_id"]) == ("pending", None)
         assert (body["pickup"]["lat"], body["pickup"]["lon"]) == pytest.approx(pickup)
+        engine = create_engine(stack.settings(), pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                audited = await session.execute(
+                    text("SELECT action, detail ->> 'action' FROM auth.audit WHERE leg_id = :leg"),
+                    {"leg": uuid.UUID(legs[0])},
+                )
+                assert ("leg.decided", "return_to_pickup") in [tuple(row) for row in audited]
+        finally:
+            await engine.dispose()
 
         # Handed over where the goods are now: picked up from volunteer A's last known place, by B.
         b_id = await desk.volunteer_id(b)

@@ -112,6 +112,15 @@ async def decide_leg(
             task_id=leg.task_id,
         )
     await changes.flush(session)
+    await repository.add_audit(
+        session,
+        "leg.decided",
+        organisation_id=organisation_id,
+        task_id=leg.task_id,
+        leg_id=leg.id,
+        volunteer_id=leg.volunteer_id,
+        detail={"action": action, "status": str(leg.status)},
+    )
     return leg
 
 
