@@ -214,6 +214,8 @@ class LegAssigned(EventData):
     override_reason: str | None = None
     # An operator moved it from this volunteer, who no longer holds it.
     moved_from: uuid.UUID | None = None
+    # Whether the volunteer speaks the drop-off's language (the daily report's language matches).
+    speaks_dropoff_language: bool | None = None
 
 
 class LegPickedUp(EventData):

@@ -170,5 +170,7 @@ async def test_task_travels_from_operator_to_confirmation(stack: Stack, system: 
         "task.completed",
     ]
     assert {e.source for e in events} == {"/intake", "/dispatcher", "/notifier"}
+    (assigned,) = [e for e in events if e.type == "leg.assigned"]
+    assert assigned.data["speaks_dropoff_language"] is True, "an English speaker for an English recipient"
     raw = b"".join(e.to_bytes() for e in events)
     assert code.encode() not in raw and b"13900005678" not in raw, "no code or phone number in clear on Kafka"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.dispatcher.domain import welfare
@@ -323,3 +324,9 @@ def escalation_reason(
     if waiting_s >= wait_limit_s:
         return "waited_too_long"
     return None
+
+
+def speaks_dropoff_language(volunteer_languages: Iterable[str], details: Mapping[str, Any]) -> bool:
+    """Whether a volunteer speaks the language of a leg's drop-off (its recipient's)."""
+    dropoff = details.get("dropoff") or {}
+    return str(dropoff.get("language") or "zh") in set(volunteer_languages)

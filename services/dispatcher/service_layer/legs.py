@@ -175,6 +175,7 @@ def _assigned(
         manual=True,
         override_reason=override_reason,
         moved_from=moved_from,
+        speaks_dropoff_language=eligibility.speaks_dropoff_language(volunteer.languages, leg.details),
     )
 
 

@@ -224,6 +224,7 @@ async def accept_offer(
             volunteer_id=volunteer_id,
             offer_id=offer.id,
             volunteer_name_masked=crypto.mask_name(volunteer.name),
+            speaks_dropoff_language=eligibility.speaks_dropoff_language(volunteer.languages, leg.details),
         ),
         task_id=leg.task_id,
         volunteer_id=volunteer_id,

@@ -85,13 +85,17 @@ def summarise(rows: Iterable[Any], *, day: date, time_zone: str, volunteer_names
                     person.last = moment if person.last is None else max(person.last, moment)
         if row.escalated_at is not None:
             report.escalations[row.escalation_reason or "unspecified"] += 1
-        asked = row.languages_asked or []
-        language = row.language or "zh"
-        outcome = "assigned" if row.volunteer_id is not None else "not assigned"
-        if asked:
-            outcome += ", language asked" if language in asked else ", other language asked"
-        report.languages[(language, outcome)] += 1
+        report.languages[(row.language or "zh", _language_outcome(row))] += 1
     return report
+
+
+def _language_outcome(row: Any) -> str:
+    """Whether the volunteer who carries a leg speaks its drop-off's language, as `leg.assigned` said."""
+    if row.volunteer_id is None:
+        return "not assigned"
+    return {"true": "volunteer speaks it", "false": "volunteer does not speak it"}.get(
+        row.speaks_dropoff_language, "not recorded"
+    )
 
 
 def _minutes(seconds: float | None) -> str:
@@ -208,9 +212,8 @@ def render(report: DailyReport) -> str:
         _table("Legs escalated, by reason", ("Reason", "Legs"), sorted(report.escalations.items())),
         "</section>",
         '<section id="languages"><h2>Language matches</h2>',
-        "<p>The drop-off's language against whether the leg was assigned and whether the task asked"
-        " for that language (volunteers' languages are the dispatcher's to match; intake records"
-        " the request).</p>",
+        "<p>Each leg by its drop-off's language, and whether the volunteer who carries it speaks that"
+        " language (as the dispatcher said when it assigned the leg).</p>",
         _table(
             "Legs by the drop-off's language",
             ("Language", "Outcome", "Legs"),

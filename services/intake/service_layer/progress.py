@@ -134,13 +134,17 @@ def _time(raw: object) -> datetime | None:
 
 
 def kept_data(event: CloudEvent) -> dict[str, Any]:
-    """What the timeline keeps of an event's data, for the task's view: a delivery's proof photo and
-    an escalation's reason (a code such as `will_miss_deliver_by`); never personal data."""
+    """What the timeline keeps of an event's data, for the task's view and the daily report: a
+    delivery's proof photo, an escalation's reason (a code such as `will_miss_deliver_by`), whether
+    the assigned volunteer speaks the drop-off's language; never personal data."""
     photo_id, reason = event.data.get("photo_id"), event.data.get("reason")
     if event.type == "leg.delivered" and isinstance(photo_id, str):
         return {"photo_id": photo_id}
     if event.type == "task.escalated" and isinstance(reason, str):
         return {"reason": reason}
+    speaks = event.data.get("speaks_dropoff_language")
+    if event.type == "leg.assigned" and isinstance(speaks, bool):
+        return {"speaks_dropoff_language": speaks}
     return {}
 
 

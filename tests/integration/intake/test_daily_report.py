@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
-from services.intake.adapters.tables import LegRow
+from services.intake.adapters.tables import LegRow, TimelineRow
 from tests.client import bearer
 from tests.conftest import Stack
 from tests.integration.intake.conftest import Operator, submit, task_body
@@ -59,6 +59,17 @@ async def test_the_daily_report_has_its_sections_escaped_and_scoped(
                 escalation_reason="no_volunteer_in_time",
             )
         )
+        # As intake keeps `leg.assigned` on the timeline: whether the volunteer speaks the language.
+        session.add(
+            TimelineRow(
+                event_id=uuid.uuid4(),
+                task_id=uuid.UUID(mine["id"]),
+                type="leg.assigned",
+                time=now,
+                leg_id=uuid.UUID(mine["legs"][0]["id"]),
+                data={"speaks_dropoff_language": True},
+            )
+        )
         await session.execute(
             update(LegRow)
             .where(LegRow.id == uuid.UUID(theirs["legs"][0]["id"]))
@@ -79,6 +90,7 @@ async def test_the_daily_report_has_its_sections_escaped_and_scoped(
     assert "<svg" in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert '<th scope="col">' in page
     assert "0.50" in page  # 30 minutes busy
+    assert "volunteer speaks it" in page
 
     status, page = await _report(http, intake, bearer(demo_tokens["ops_token"]), day)
     assert status == 200

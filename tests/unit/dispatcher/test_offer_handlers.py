@@ -91,6 +91,7 @@ class FakeRepository:
             active_legs=active_legs,
             max_active_legs=2,
             deactivated_at=None,
+            languages=["zh", "en"],
         )
         leg = LegRow(
             id=uuid.uuid4(),
@@ -98,6 +99,7 @@ class FakeRepository:
             organisation_id=ORGANISATION,
             status=LegStatus.OFFERED,
             volunteer_id=None,
+            details={"dropoff": {"language": "ko"}},
         )
         offer = OfferRow(
             id=uuid.uuid4(),
@@ -134,6 +136,7 @@ async def test_accepting_an_open_offer_assigns_the_leg_and_announces_it(
     assert offer.status == OfferStatus.ACCEPTED
     assert fake.volunteers[offer.volunteer_id].active_legs == 1
     assert [event.type for event in published] == ["leg.assigned"]
+    assert published[0].data["speaks_dropoff_language"] is False  # a Korean drop-off, zh/en speaker
     assert fake.woken == {offer.volunteer_id}
     assert fake.audited == [("offer.accepted", leg.id)]
 
