@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 PRIORITIES = ("critical", "urgent", "routine")
 
@@ -54,18 +55,21 @@ class DailyReport:
     volunteers: dict[str, VolunteerDay] = field(default_factory=dict)
     escalations: Counter[str] = field(default_factory=Counter)
     languages: Counter[tuple[str, str]] = field(default_factory=Counter)
+    tasks_by_hour: Counter[int] = field(default_factory=Counter)
     legs: int = 0
 
 
 def summarise(rows: Iterable[Any], *, day: date, time_zone: str, volunteer_names: bool) -> DailyReport:
     """Figures from the legs of the day's tasks (see adapters/report_queries.day_legs)."""
     report = DailyReport(day, time_zone)
+    zone = ZoneInfo(time_zone)
     seen: set[Any] = set()
     for row in rows:
         report.legs += 1
         if row.task_id not in seen:
             seen.add(row.task_id)
             report.tasks_by_kind_status[(row.kind, row.task_status)] += 1
+            report.tasks_by_hour[row.created_at.astimezone(zone).hour] += 1
         times = row.transitions or {}
         assigned, delivered = _time(times.get("assigned")), _time(times.get("delivered"))
         if assigned:
@@ -162,6 +166,11 @@ def render(report: DailyReport) -> str:
             [(k, s, n) for (k, s), n in sorted(report.tasks_by_kind_status.items())],
         ),
         _bars("Tasks by kind", sorted(kinds.items()), "tasks"),
+        _bars(
+            "Tasks by hour of the day (local time)",
+            [(f"{hour:02d}:00", n) for hour, n in sorted(report.tasks_by_hour.items())],
+            "tasks",
+        ),
         "</section>",
         '<section id="timings"><h2>Time to assign and to deliver, by priority</h2>',
         _table(
@@ -206,6 +215,14 @@ def render(report: DailyReport) -> str:
                 (v.name, v.legs, f"{v.busy_s / 3600:.2f}", f"{v.rest_s / 3600:.2f}")
                 for v in sorted(report.volunteers.values(), key=lambda v: -v.busy_s)
             ],
+        ),
+        _bars(
+            "Hours carrying legs, busiest volunteers first",
+            [
+                (v.name, round(v.busy_s / 3600, 2))
+                for v in sorted(report.volunteers.values(), key=lambda v: -v.busy_s)[:20]
+            ],
+            "h",
         ),
         "</section>",
         '<section id="escalations"><h2>Escalations</h2>',

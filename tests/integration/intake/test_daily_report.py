@@ -91,6 +91,9 @@ async def test_the_daily_report_has_its_sections_escaped_and_scoped(
     assert '<th scope="col">' in page
     assert "0.50" in page  # 30 minutes busy
     assert "volunteer speaks it" in page
+    local_hour = now.astimezone(ZoneInfo(stack.settings().local_time_zone)).hour
+    assert "Tasks by hour of the day (local time)" in page and f"{local_hour:02d}:00" in page
+    assert "Hours carrying legs, busiest volunteers first" in page
 
     status, page = await _report(http, intake, bearer(demo_tokens["ops_token"]), day)
     assert status == 200
