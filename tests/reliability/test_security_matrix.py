@@ -141,13 +141,120 @@ MATRIX = (
 )
 # fmt: on
 
+# Routes whose roles and organisation scoping are tested in their own files (named here) and that
+# have no row in MATRIX yet. Each row moves into MATRIX in time; a route in neither place fails.
+COVERED_ELSEWHERE: dict[tuple[str, str, str], str] = {
+    (
+        "dispatcher",
+        "DELETE",
+        "/v1/me/devices/{device_id}",
+    ): "tests/integration/dispatcher/test_enrolment_http.py",
+    ("dispatcher", "GET", "/v1/me"): "tests/integration/dispatcher/test_enrolment_http.py",
+    ("dispatcher", "GET", "/v1/me/devices"): "tests/integration/dispatcher/test_enrolment_http.py",
+    (
+        "dispatcher",
+        "GET",
+        "/v1/volunteers/{volunteer_id}/enrolment/{token}/qr.png",
+    ): "tests/integration/dispatcher/test_enrolment_http.py",
+    (
+        "dispatcher",
+        "GET",
+        "/v1/volunteers/{volunteer_id}/enrolment/{token}/qr.svg",
+    ): "tests/integration/dispatcher/test_enrolment_http.py",
+    (
+        "dispatcher",
+        "GET",
+        "/v1/volunteers/{volunteer_id}/vetting",
+    ): "tests/integration/dispatcher/test_enrolment_http.py",
+    ("dispatcher", "POST", "/v1/enrolments/{token}"): "tests/integration/dispatcher/test_enrolment_http.py",
+    ("dispatcher", "POST", "/v1/invite-codes"): "tests/integration/dispatcher/test_enrolment_http.py",
+    ("dispatcher", "POST", "/v1/signups"): "tests/integration/dispatcher/test_enrolment_http.py",
+    (
+        "dispatcher",
+        "POST",
+        "/v1/volunteers/{volunteer_id}/enrolment",
+    ): "tests/integration/dispatcher/test_enrolment_http.py",
+    (
+        "dispatcher",
+        "POST",
+        "/v1/volunteers/{volunteer_id}/vetting",
+    ): "tests/integration/dispatcher/test_enrolment_http.py",
+    (
+        "dispatcher",
+        "GET",
+        "/v1/legs/{leg_id}/photos/{photo_id}",
+    ): "tests/integration/dispatcher/test_delivery_photos.py",
+    (
+        "dispatcher",
+        "POST",
+        "/v1/me/legs/{leg_id}/photos",
+    ): "tests/integration/dispatcher/test_delivery_photos.py",
+    ("dispatcher", "POST", "/v1/legs/{leg_id}/decision"): "tests/e2e/test_leg_decisions.py",
+    ("intake", "DELETE", "/v1/places/{place_id}"): "tests/integration/intake/test_register_api.py",
+    ("intake", "DELETE", "/v1/recipients/{recipient_id}"): "tests/integration/intake/test_register_api.py",
+    ("intake", "GET", "/v1/places"): "tests/integration/intake/test_register_api.py",
+    ("intake", "GET", "/v1/places/{place_id}"): "tests/integration/intake/test_register_api.py",
+    ("intake", "GET", "/v1/recipients"): "tests/integration/intake/test_register_api.py",
+    ("intake", "GET", "/v1/recipients/{recipient_id}"): "tests/integration/intake/test_register_api.py",
+    ("intake", "PATCH", "/v1/places/{place_id}"): "tests/integration/intake/test_register_api.py",
+    ("intake", "PATCH", "/v1/recipients/{recipient_id}"): "tests/integration/intake/test_register_api.py",
+    ("intake", "POST", "/v1/places"): "tests/integration/intake/test_register_api.py",
+    ("intake", "POST", "/v1/recipients"): "tests/integration/intake/test_register_api.py",
+    (
+        "intake",
+        "POST",
+        "/v1/recipients/{recipient_id}/renew",
+    ): "tests/integration/intake/test_register_api.py",
+    ("intake", "DELETE", "/v1/sessions/current"): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "GET", "/v1/audit"): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "GET", "/v1/people"): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "GET", "/v1/sessions/current"): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "PATCH", "/v1/people/{person_id}"): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "POST", "/v1/password-setup"): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "POST", "/v1/people"): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "POST", "/v1/people/{person_id}/disable"): "tests/integration/intake/test_staff_accounts.py",
+    (
+        "intake",
+        "POST",
+        "/v1/people/{person_id}/password-setup",
+    ): "tests/integration/intake/test_staff_accounts.py",
+    ("intake", "POST", "/v1/sessions"): "tests/integration/intake/test_staff_accounts.py",
+    (
+        "intake",
+        "GET",
+        "/v1/exports/tasks.csv",
+    ): "tests/integration/intake/test_export.py and test_daily_report.py",
+    (
+        "intake",
+        "GET",
+        "/v1/reports/daily",
+    ): "tests/integration/intake/test_export.py and test_daily_report.py",
+    ("intake", "GET", "/v1/schedules"): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "GET", "/v1/schedules/{schedule_id}"): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "PATCH", "/v1/schedules/{schedule_id}"): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "POST", "/v1/schedules"): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "POST", "/v1/schedules/preview"): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "POST", "/v1/schedules/{schedule_id}/end"): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "POST", "/v1/schedules/{schedule_id}/pause"): "tests/integration/intake/test_schedules_api.py",
+    (
+        "intake",
+        "POST",
+        "/v1/schedules/{schedule_id}/resume",
+    ): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "POST", "/v1/schedules/{schedule_id}/skip"): "tests/integration/intake/test_schedules_api.py",
+    ("intake", "POST", "/v1/erasures"): "tests/integration/intake/test_personal_data.py",
+}
+
 APIS = {"intake": intake_api, "dispatcher": dispatcher_api, "notifier": notifier_api}
 
 
 def test_every_route_has_an_expectation_and_every_expectation_a_route() -> None:
     routes = {(service, op.method, op.path) for service, api in APIS.items() for op in api.operations}
     table = {(e.service, e.method, e.path) for e in MATRIX}
-    assert not routes - table, f"routes with no expectation in MATRIX: {sorted(routes - table)}"
+    unexpected = routes - table - COVERED_ELSEWHERE.keys()
+    assert not unexpected, f"routes with no expectation in MATRIX: {sorted(unexpected)}"
+    assert not COVERED_ELSEWHERE.keys() & table, "a route with a MATRIX row needs no other entry"
+    assert COVERED_ELSEWHERE.keys() <= routes, "entries for routes that do not exist"
     assert not table - routes, f"expectations for routes that do not exist: {sorted(table - routes)}"
     assert len(table) == len(MATRIX), "one row per route"
 
