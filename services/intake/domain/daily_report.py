@@ -114,7 +114,8 @@ def _bars(title: str, items: Sequence[tuple[str, float]], unit: str) -> str:
     row_h, label_w, bar_w = 22, 220, 300
     height = row_h * len(items) + 10
     parts = [
-        f'<svg role="img" aria-label="{escape(title)}" width="{label_w + bar_w + 120}" height="{height}"'
+        f'<svg role="img" aria-label="{escape(title)}" viewBox="0 0 {label_w + bar_w + 120} {height}"'
+        f' width="100%" style="max-width:{label_w + bar_w + 120}px"'
         f' xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
     ]
     for i, (label, value) in enumerate(items):
@@ -140,14 +141,16 @@ def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[Any]]) 
     )
     if not body:
         body = f'<tr><td colspan="{len(headers)}">None.</td></tr>'
+    # A wide table scrolls inside its own box on a phone; the page itself never scrolls sideways.
     return (
-        f"<table><caption>{escape(caption)}</caption>"
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f'<div class="table"><table><caption>{escape(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
 
 STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}"
+    "body{font-family:system-ui,sans-serif;margin:1rem;max-width:70rem}"
+    ".table{overflow-x:auto}"
     "table{border-collapse:collapse;margin:1rem 0}"
     "th,td{border:1px solid #999;padding:.3rem .6rem;text-align:left}"
     "caption{font-weight:bold;text-align:left;padding:.3rem 0}"
@@ -241,6 +244,7 @@ def render(report: DailyReport) -> str:
     title = f"Daily report, {report.day.isoformat()}"
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{escape(title)}</h1><p>Tasks created on {report.day.isoformat()} ({escape(report.time_zone)}),"
         f" {sum(report.tasks_by_kind_status.values())} tasks, {report.legs} legs.</p>"
