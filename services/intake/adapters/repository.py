@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Row, delete, exists, false, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -537,41 +537,41 @@ async def erase_task(session: AsyncSession, task_id: uuid.UUID, *, request: dict
 # Every statement names the organisation: another organisation's record is never read or changed.
 
 
+# A register row: a recipient or a saved place, each of one organisation.
+_Owned = TypeVar("_Owned", RecipientRow, PlaceRow)
+
+
 class SqlRegister:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add_recipient(self, **values: Any) -> RecipientRow:
-        row = RecipientRow(**values)
+    async def _add(self, row: _Owned) -> _Owned:
         self._session.add(row)
         await self._session.flush()
         await self._session.refresh(row)
         return row
 
+    async def _by_ids(
+        self, table: type[_Owned], organisation_id: uuid.UUID, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, _Owned]:
+        """These rows of the organisation, by id (another organisation's ids find nothing)."""
+        if not ids:
+            return {}
+        rows = await self._session.execute(
+            select(table).where(table.organisation_id == organisation_id, table.id.in_(ids))
+        )
+        return {row.id: row for row in rows.scalars()}
+
+    async def add_recipient(self, **values: Any) -> RecipientRow:
+        return await self._add(RecipientRow(**values))
+
     async def recipient(self, organisation_id: uuid.UUID, recipient_id: uuid.UUID) -> RecipientRow | None:
-        found: RecipientRow | None = (
-            await self._session.execute(
-                select(RecipientRow).where(
-                    RecipientRow.organisation_id == organisation_id, RecipientRow.id == recipient_id
-                )
-            )
-        ).scalar_one_or_none()
-        return found
+        return (await self._by_ids(RecipientRow, organisation_id, [recipient_id])).get(recipient_id)
 
     async def recipients(
         self, organisation_id: uuid.UUID, recipient_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, RecipientRow]:
-        """These recipients of the organisation, by id (another organisation's ids find nothing)."""
-        if not recipient_ids:
-            return {}
-        rows = (
-            await self._session.execute(
-                select(RecipientRow).where(
-                    RecipientRow.organisation_id == organisation_id, RecipientRow.id.in_(recipient_ids)
-                )
-            )
-        ).scalars()
-        return {row.id: row for row in rows}
+        return await self._by_ids(RecipientRow, organisation_id, recipient_ids)
 
     async def recipient_page(
         self,
@@ -628,33 +628,15 @@ class SqlRegister:
         return result.first() is not None
 
     async def add_place(self, **values: Any) -> PlaceRow:
-        row = PlaceRow(**values)
-        self._session.add(row)
-        await self._session.flush()
-        await self._session.refresh(row)
-        return row
+        return await self._add(PlaceRow(**values))
 
     async def place(self, organisation_id: uuid.UUID, place_id: uuid.UUID) -> PlaceRow | None:
-        found: PlaceRow | None = (
-            await self._session.execute(
-                select(PlaceRow).where(PlaceRow.organisation_id == organisation_id, PlaceRow.id == place_id)
-            )
-        ).scalar_one_or_none()
-        return found
+        return (await self._by_ids(PlaceRow, organisation_id, [place_id])).get(place_id)
 
     async def places(
         self, organisation_id: uuid.UUID, place_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, PlaceRow]:
-        if not place_ids:
-            return {}
-        rows = (
-            await self._session.execute(
-                select(PlaceRow).where(
-                    PlaceRow.organisation_id == organisation_id, PlaceRow.id.in_(place_ids)
-                )
-            )
-        ).scalars()
-        return {row.id: row for row in rows}
+        return await self._by_ids(PlaceRow, organisation_id, place_ids)
 
     async def place_page(
         self, organisation_id: uuid.UUID, *, after: uuid.UUID | None, limit: int, archived: bool
