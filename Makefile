@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps run test lint typecheck unit e2e bench soak clean
+.PHONY: install system-deps run test lint typecheck unit e2e bench soak vendor clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench: system-deps install
 # Long reliability runs (10,000 tasks under repeated crashes).
 soak: install
 	ERRANDS_SOAK=1 $(BIN)/python -m pytest -m soak tests/reliability
+
+# The pages' front-end libraries, pinned in web/package.json, copied with their licences into
+# shared/web/vendor/ (committed: running the services never needs npm or a CDN).
+vendor:
+	cd web && npm ci --no-audit --no-fund --ignore-scripts && node vendor.mjs
 
 clean:
 	rm -rf $(VENV) .errands .mypy_cache .ruff_cache .pytest_cache

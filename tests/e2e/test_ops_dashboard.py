@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,56 +15,17 @@ from errands import admin
 from errands.launcher import ServiceProcesses
 from tests.client import bearer
 from tests.conftest import Stack
+from tests.pages import DESKTOP, chromium, needs_chromium, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "ops-dashboard.png"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium chromium-driver)",
-    ),
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 
 @pytest.fixture
-def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Headless Chromium through the distribution's chromedriver; nothing is ever downloaded."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common import selenium_manager
-
-    def no_downloads(*_: Any, **__: Any) -> Any:
-        raise AssertionError("Selenium Manager must not run: the browser and driver are given explicitly")
-
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    monkeypatch.setattr(selenium_manager.SeleniumManager, "binary_paths", no_downloads)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1440,1100",
-        "--lang=en-GB",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    try:
+def browser(tmp_path: Path) -> Iterator[Any]:
+    with chromium(tmp_path / "chromium-profile", size=DESKTOP, language="en") as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-async def wait_for(driver: Any, condition: Callable[[Any], Any], *, timeout_s: float = 60.0) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return await asyncio.to_thread(WebDriverWait(driver, timeout_s, poll_frequency=0.2).until, condition)
 
 
 def number(driver: Any, element_id: str) -> int:

@@ -1,0 +1,1 @@
+"""What every page of the services shares: vendored front-end libraries and the language catalogues."""
