@@ -22,6 +22,7 @@ from shared.events import CONFIRMATIONS_TOPIC, DISPATCH_TOPIC, VOLUNTEERS_TOPIC
 from shared.http import create_base_app
 from shared.runtime import RUNTIME, Runtime, background_task, periodic_job, runtime_context
 from shared.settings import Settings
+from shared.web.pages import setup_pages
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     feed = DashboardFeed(runtime.sessionmaker)
     app[dashboard.FEED] = feed
     app.router.add_routes(dashboard.routes)
+    setup_pages(app, "services.intake.entrypoints")
 
     async def end_dashboard_streams(_: web.Application) -> None:
         feed.close()

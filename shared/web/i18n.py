@@ -1,7 +1,9 @@
 """Language catalogues for the pages: one JSON file per language, the same keys in each.
 
 A page's catalogue is a directory holding `zh.json`, `en.json`, `ko.json` and `ja.json`, each a flat
-object from a key to a text; `{name}` marks a value filled in when the text is used. Chinese is the
+object from a key to a text; `{name}` marks a value filled in when the text is used. A catalogue may
+be split into parts by area (`zh.board.json` beside `zh.json`): a language's parts are merged, and a
+key may be defined only once. Chinese is the
 default. The language of a request is the `lang` query parameter, else the `lang` cookie (set when a
 person picks one), else the best match in `Accept-Language`, else Chinese.
 """
@@ -28,12 +30,25 @@ class Catalogue:
     def __init__(self, directory: Traversable) -> None:
         self.texts: dict[str, dict[str, str]] = {}
         for language in LANGUAGES:
-            loaded = json.loads(directory.joinpath(f"{language}.json").read_text(encoding="utf-8"))
-            if not isinstance(loaded, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
-            ):
-                raise ValueError(f"{directory}/{language}.json must be an object of strings")
-            self.texts[language] = loaded
+            parts = sorted(
+                entry.name
+                for entry in directory.iterdir()
+                if entry.name == f"{language}.json"
+                or (entry.name.startswith(f"{language}.") and entry.name.endswith(".json"))
+            )
+            if f"{language}.json" not in parts:
+                raise ValueError(f"{directory}/{language}.json is missing")
+            merged: dict[str, str] = {}
+            for name in parts:
+                loaded = json.loads(directory.joinpath(name).read_text(encoding="utf-8"))
+                if not isinstance(loaded, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in loaded.items()
+                ):
+                    raise ValueError(f"{directory}/{name} must be an object of strings")
+                if twice := merged.keys() & loaded.keys():
+                    raise ValueError(f"{directory}/{name} defines again: {sorted(twice)}")
+                merged.update(loaded)
+            self.texts[language] = merged
 
     def text(self, language: str, key: str, **values: object) -> str:
         """The text for `key` in `language`, with its `{placeholders}` filled from `values`."""

@@ -62,6 +62,12 @@ def test_catalogue_fills_placeholders_and_falls_back_to_chinese(tmp_path: Path) 
     catalogue = Catalogue(tmp_path)
     assert catalogue.text("ko", "hi", name="Mina") == "ko Mina"
     assert catalogue.text("fr", "hi", name="Li") == "zh Li"
+    (tmp_path / "ko.board.json").write_text(json.dumps({"bye": "ko {name}!"}))
+    assert Catalogue(tmp_path).text("ko", "bye", name="Mina") == "ko Mina!"
+    (tmp_path / "ko.extra.json").write_text(json.dumps({"bye": "again"}))
+    with pytest.raises(ValueError, match="defines again"):
+        Catalogue(tmp_path)
+    (tmp_path / "ko.extra.json").unlink()
     (tmp_path / "ja.json").write_text(json.dumps({"hi": 3}))
     with pytest.raises(ValueError, match=r"ja\.json"):
         Catalogue(tmp_path)
