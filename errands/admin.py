@@ -6,6 +6,7 @@ The audit trail names the command line as their actor (`cli`).
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -14,6 +15,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.adapters import staff as staff_repository
+from services.intake.domain.staff import normal_email
 from services.intake.entrypoints.schemas import ErasureIn
 from services.intake.service_layer import staff
 from services.intake.service_layer.admin import (
@@ -177,3 +180,67 @@ async def _demo_still_valid(session: AsyncSession, demo: Mapping[str, str]) -> b
         if row is None or row.role != role.value or row.organisation_id != organisation:
             return False
     return True
+
+
+DEMO_COORDINATOR_EMAIL = "coordinator@ningbo-demo.example"
+DEMO_COORDINATOR_ROLE = Role.OPERATOR
+
+
+async def demo_coordinator(
+    settings: Settings, organisation_id: uuid.UUID, saved: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """The demo organisation's coordinator: an operator who logs in to the console with a password.
+
+    The password is made once and kept (with the demo's tokens, `saved`): a restart finds the same
+    person and login, and sets the kept password again should it no longer be theirs. A kept address
+    that is another organisation's now (the demo organisation was made again) or disabled is left
+    alone, and a new coordinator is made under an address of their own.
+    """
+    saved = saved or {}
+    password = saved.get("console_password")
+    if not isinstance(password, str) or len(password) < 12:
+        password = secrets.token_urlsafe(15)
+    email = saved.get("console_email")
+    email = normal_email(email) if isinstance(email, str) and email else DEMO_COORDINATOR_EMAIL
+    result: dict[str, str] = await _in_transaction(
+        settings, lambda s: _ensure_coordinator(s, settings, organisation_id, email, password)
+    )
+    return result
+
+
+async def _ensure_coordinator(
+    session: AsyncSession, settings: Settings, organisation_id: uuid.UUID, email: str, password: str
+) -> dict[str, str]:
+    person = await staff_repository.person_by_email(session, email)
+    if person is not None and (person.organisation_id != organisation_id or person.disabled_at is not None):
+        local_part, domain = DEMO_COORDINATOR_EMAIL.split("@")
+        email, person = f"{local_part}-{secrets.token_hex(3)}@{domain}", None
+    setup_url, setup_ttl_s = settings.password_setup_url, settings.password_setup_ttl_s
+    if person is None:
+        made = await staff.create_person(
+            session=session,
+            organisation_id=organisation_id,
+            email=email,
+            role=DEMO_COORDINATOR_ROLE.value,
+            setup_url=setup_url,
+            setup_ttl_s=setup_ttl_s,
+        )
+        person_id, setup = uuid.UUID(made["id"]), made["setup"]
+    else:
+        person_id, setup = person.id, None
+        if person.role != DEMO_COORDINATOR_ROLE.value:
+            await staff.change_role(
+                session=session, person_id=person_id, organisation_id=None, role=DEMO_COORDINATOR_ROLE.value
+            )
+        if not await staff.password_matches(person, password):
+            renewed = await staff.new_setup_link(
+                session=session,
+                person_id=person_id,
+                organisation_id=None,
+                setup_url=setup_url,
+                setup_ttl_s=setup_ttl_s,
+            )
+            setup = renewed["setup"]
+    if setup is not None:
+        await staff.set_password(session=session, token=setup["token"], password=password)
+    return {"coordinator_id": str(person_id), "console_email": email, "console_password": password}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from errands import admin
+from errands import demo as demo_people
 from errands.local import local_keys
 from errands.migrate import upgrade
 from errands.simulation.run import BackgroundSimulation
@@ -200,23 +201,35 @@ def run(repo_root: Path, *, fresh: bool = False) -> int:
     services = ServiceProcesses(env=service_env(env), log_dir=state_dir / "logs", die_with_parent=True)
     try:
         settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
+        # The contract's default ports (8080, 8081, 8082) unless the environment names others.
+        services.ports |= {service: getattr(settings, f"{service}_port") for service in SERVICES}
+        pages = demo_people.page_settings(
+            intake_url=services.url("intake"), dispatcher_url=services.url("dispatcher"), environ=os.environ
+        )
+        services.env |= pages
+        settings = settings.model_copy(update={name.lower(): value for name, value in pages.items()})
         resent = prepare(settings, broker_is_new=embedded)
         if resent:
             print(f"Sending the new broker {resent} events kept from earlier runs...", flush=True)
-        # The contract's default ports (8080, 8081, 8082) unless the environment names others.
-        services.start("intake", port=settings.intake_port)
-        services.start("dispatcher", port=settings.dispatcher_port)
-        services.start("notifier", port=settings.notifier_port)
+        services.start_all()
         services.wait_ready()
-        tokens = asyncio.run(admin.demo_tokens(settings, _read_demo(state_dir)))
-        _write_demo(state_dir, tokens)
+        kept, shown = asyncio.run(
+            demo_people.prepare(
+                settings,
+                intake_url=services.url("intake"),
+                dispatcher_url=services.url("dispatcher"),
+                saved=_read_demo(state_dir),
+            )
+        )
+        _write_demo(state_dir, kept)
         local = {
             "intake_url": services.url("intake"),
             "dispatcher_url": services.url("dispatcher"),
             "notifier_url": services.url("notifier"),
             "kafka_bootstrap": settings.kafka_bootstrap_servers,
             "database_url": settings.database_url,
-            **tokens,
+            **{key: kept[key] for key in admin.DEMO_KEYS},
+            **shown,
         }
         (state_dir / "local.json").write_text(json.dumps(local, indent=2))
         if os.environ.get("ERRANDS_DEMO", "1") != "0":
@@ -230,6 +243,10 @@ def run(repo_root: Path, *, fresh: bool = False) -> int:
             f"  notifier    {local['notifier_url']}\n"
             f"  kafka       {local['kafka_bootstrap']}\n"
             f"  database    {local['database_url']}\n"
+            f"  app         {local['app_url']}\n"
+            f"              enrol a demo volunteer (the link works once): {local['app_enrol_url']}\n"
+            f"  console     {local['console_url']}\n"
+            f"              log in as {local['console_email']}, password {local['console_password']}\n"
             f"  tokens and addresses: {state_dir / 'local.json'}\n"
             f"  logs: {state_dir / 'logs'}\n"
             + ("  demo: a simulated day in Ningbo is playing (ERRANDS_DEMO=0 turns it off)\n" if demo else "")
@@ -262,10 +279,13 @@ def _read_demo(state_dir: Path) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) else None
 
 
-def _write_demo(state_dir: Path, tokens: dict[str, str]) -> None:
-    """Keep the demo's tokens for the next run (`local.json` goes when the run stops); owner only."""
+def _write_demo(state_dir: Path, kept: dict[str, str]) -> None:
+    """Keep the demo's tokens, coordinator's login and volunteer for the next run; owner only.
+
+    (`local.json` goes when the run stops.)
+    """
     path = state_dir / "demo.json"
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w") as file:
-        json.dump(tokens, file, indent=2)
+        json.dump(kept, file, indent=2)

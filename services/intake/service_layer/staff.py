@@ -49,6 +49,13 @@ def _check(password_hash: str | None, password: str) -> bool:
         return False
 
 
+async def password_matches(person: Person, password: str) -> bool:
+    """Whether `password` is the person's (hashed in a worker thread, as a login does)."""
+    return person.password_hash is not None and await asyncio.to_thread(
+        _check, person.password_hash, password
+    )
+
+
 def person_out(person: Person) -> dict[str, Any]:
     return {
         "id": str(person.id),

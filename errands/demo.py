@@ -1,0 +1,113 @@
+"""`make run`'s demo people, and the pages it points them at.
+
+A coordinator of the demo organisation logs in to the operator console (`<intake>/console`); a demo
+volunteer of the same organisation is enrolled on a phone from a one-time link to the volunteer app
+(`<dispatcher>/app`), made afresh on every start. The simulated day plays in that organisation too
+(its operator token), so what it does moves on the coordinator's board.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from errands import admin
+from errands.simulation.agents import ApiError, call
+from shared.settings import Settings
+
+APP_PATH = "/app"
+CONSOLE_PATH = "/console"
+PASSWORD_SETUP_PATH = "/password-setup"  # noqa: S105 (a page, not a secret)
+# The demo volunteer: insured, on an e-bike, at home in Ningbo's Haishu district, speaks zh and en.
+DEMO_VOLUNTEER = {
+    "name": "演示志愿者 Demo volunteer",
+    "languages": ["zh", "en"],
+    "vehicle": "ebike",
+    "capacity_kg": 10.0,
+    "insured": True,
+    "max_active_legs": 1,
+    "home": {"lat": 29.8683, "lon": 121.5440},
+}
+
+
+def page_settings(*, intake_url: str, dispatcher_url: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """Where the services' one-time links point when `make run` starts them, unless `environ` says.
+
+    An enrolment link opens the volunteer app, a set-password link the console's page for it.
+    """
+    defaults = {
+        "ENROLMENT_URL": dispatcher_url + APP_PATH,
+        "PASSWORD_SETUP_URL": intake_url + PASSWORD_SETUP_PATH,
+    }
+    return {name: environ.get(name) or value for name, value in defaults.items()}
+
+
+async def prepare(
+    settings: Settings, *, intake_url: str, dispatcher_url: str, saved: Mapping[str, Any] | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The demo's lasting state (kept for the next start) and what this start shows.
+
+    Kept: the organisation and its tokens, the coordinator's login, the demo volunteer's id. Shown:
+    the app's and console's addresses, a new one-time enrolment link, and the coordinator's login.
+    """
+    tokens = await admin.demo_tokens(settings, saved)
+    same_organisation = bool(saved) and (saved or {}).get("organisation_id") == tokens["organisation_id"]
+    kept_before = saved if same_organisation else None
+    coordinator = await admin.demo_coordinator(settings, uuid.UUID(tokens["organisation_id"]), kept_before)
+    async with aiohttp.ClientSession() as http:
+        volunteer_id = await _demo_volunteer(
+            http, dispatcher_url, tokens["operator_token"], (kept_before or {}).get("demo_volunteer_id")
+        )
+        answer = await call(
+            http,
+            "POST",
+            f"{dispatcher_url}/v1/volunteers/{volunteer_id}/enrolment",
+            token=tokens["operator_token"],
+        )
+        if answer.status != 201:
+            raise ApiError(f"an enrolment link for the demo volunteer: {answer.status} {answer.body}")
+    kept = {**tokens, **coordinator, "demo_volunteer_id": volunteer_id}
+    shown = {
+        "app_url": dispatcher_url + APP_PATH,
+        "app_enrol_url": str(answer.body["link"]),
+        "console_url": intake_url + CONSOLE_PATH,
+        "console_email": coordinator["console_email"],
+        "console_password": coordinator["console_password"],
+    }
+    return kept, shown
+
+
+async def _demo_volunteer(
+    http: aiohttp.ClientSession, dispatcher_url: str, operator_token: str, saved_id: Any
+) -> str:
+    """The demo volunteer of an earlier start if still active, else a new one with no device yet."""
+    if isinstance(saved_id, str):
+        try:
+            uuid.UUID(saved_id)
+        except ValueError:
+            saved_id = None
+        else:
+            found = await call(
+                http, "GET", f"{dispatcher_url}/v1/volunteers/{saved_id}", token=operator_token
+            )
+            if found.status == 200 and found.body.get("deactivated_at") is None:
+                return saved_id
+    made = await call(
+        http, "POST", f"{dispatcher_url}/v1/volunteers", token=operator_token, json=DEMO_VOLUNTEER
+    )
+    if made.status != 201:
+        raise ApiError(f"registering the demo volunteer: {made.status} {made.body}")
+    volunteer_id = str(made.body["id"])
+    # Registration hands out a device token; nobody holds it, so it goes: the phone enrols by link.
+    revoked = await call(
+        http,
+        "DELETE",
+        f"{dispatcher_url}/v1/volunteers/{volunteer_id}/tokens/{made.body['token_id']}",
+        token=operator_token,
+    )
+    if revoked.status != 204:
+        raise ApiError(f"revoking the demo volunteer's first token: {revoked.status} {revoked.body}")
+    return volunteer_id
