@@ -53,13 +53,13 @@ async def prepare(
     Kept: the organisation and its tokens, the coordinator's login, the demo volunteer's id. Shown:
     the app's and console's addresses, a new one-time enrolment link, and the coordinator's login.
     """
+    saved = saved or {}
     tokens = await admin.demo_tokens(settings, saved)
-    same_organisation = bool(saved) and (saved or {}).get("organisation_id") == tokens["organisation_id"]
-    kept_before = saved if same_organisation else None
-    coordinator = await admin.demo_coordinator(settings, uuid.UUID(tokens["organisation_id"]), kept_before)
+    # Kept people of another (earlier) demo organisation are not reused; its password is.
+    coordinator = await admin.demo_coordinator(settings, uuid.UUID(tokens["organisation_id"]), saved)
     async with aiohttp.ClientSession() as http:
         volunteer_id = await _demo_volunteer(
-            http, dispatcher_url, tokens["operator_token"], (kept_before or {}).get("demo_volunteer_id")
+            http, dispatcher_url, tokens["operator_token"], saved.get("demo_volunteer_id")
         )
         answer = await call(
             http,
@@ -83,7 +83,8 @@ async def prepare(
 async def _demo_volunteer(
     http: aiohttp.ClientSession, dispatcher_url: str, operator_token: str, saved_id: Any
 ) -> str:
-    """The demo volunteer of an earlier start if still active, else a new one with no device yet."""
+    """The demo volunteer of an earlier start if still active (and so of this organisation), else a new
+    one with no device yet."""
     if isinstance(saved_id, str):
         try:
             uuid.UUID(saved_id)
