@@ -8,6 +8,9 @@ volunteer of the same organisation is enrolled on a phone from a one-time link t
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import socket
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -33,10 +36,36 @@ DEMO_VOLUNTEER = {
 }
 
 
+def reachable_url(host: str, port: int) -> str:
+    """The address people open a page of a service bound to `host` at.
+
+    A service bound to every interface (`0.0.0.0`, `::`) is reached at this machine's address on the
+    local network, so a phone on the same network can open it; one bound to an address, at that.
+    """
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 (reading the setting, not binding)
+        host = _network_address()
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _network_address() -> str:
+    """This machine's address on its way out (a datagram socket's connect sends nothing), else loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: only the route is looked up
+            address: str = probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+    return address
+
+
 def page_settings(*, intake_url: str, dispatcher_url: str, environ: Mapping[str, str]) -> dict[str, str]:
     """Where the services' one-time links point when `make run` starts them, unless `environ` says.
 
-    An enrolment link opens the volunteer app, a set-password link the console's page for it.
+    An enrolment link opens the volunteer app, a set-password link the console's page for it;
+    the URLs are those people reach the services at (`reachable_url`).
     """
     defaults = {
         "ENROLMENT_URL": dispatcher_url + APP_PATH,
@@ -46,12 +75,14 @@ def page_settings(*, intake_url: str, dispatcher_url: str, environ: Mapping[str,
 
 
 async def prepare(
-    settings: Settings, *, intake_url: str, dispatcher_url: str, saved: Mapping[str, Any] | None
+    settings: Settings, *, dispatcher_url: str, console_url: str, saved: Mapping[str, Any] | None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The demo's lasting state (kept for the next start) and what this start shows.
 
     Kept: the organisation and its tokens, the coordinator's login, the demo volunteer's id. Shown:
-    the app's and console's addresses, a new one-time enrolment link, and the coordinator's login.
+    the app's address (`settings.enrolment_url`, where the dispatcher's links point) and the
+    console's, a new one-time enrolment link, and the coordinator's login. `dispatcher_url` is
+    where this machine calls the dispatcher's API.
     """
     saved = saved or {}
     tokens = await admin.demo_tokens(settings, saved)
@@ -71,9 +102,9 @@ async def prepare(
             raise ApiError(f"an enrolment link for the demo volunteer: {answer.status} {answer.body}")
     kept = {**tokens, **coordinator, "demo_volunteer_id": volunteer_id}
     shown = {
-        "app_url": dispatcher_url + APP_PATH,
+        "app_url": settings.enrolment_url,
         "app_enrol_url": str(answer.body["link"]),
-        "console_url": intake_url + CONSOLE_PATH,
+        "console_url": console_url,
         "console_email": coordinator["console_email"],
         "console_password": coordinator["console_password"],
     }

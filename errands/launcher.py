@@ -203,8 +203,13 @@ def run(repo_root: Path, *, fresh: bool = False) -> int:
         settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
         # The contract's default ports (8080, 8081, 8082) unless the environment names others.
         services.ports |= {service: getattr(settings, f"{service}_port") for service in SERVICES}
+        # Pages are opened where people reach them (a phone too, when a service listens on 0.0.0.0).
+        reachable = {
+            service: demo_people.reachable_url(getattr(settings, f"{service}_host"), services.ports[service])
+            for service in ("intake", "dispatcher")
+        }
         pages = demo_people.page_settings(
-            intake_url=services.url("intake"), dispatcher_url=services.url("dispatcher"), environ=os.environ
+            intake_url=reachable["intake"], dispatcher_url=reachable["dispatcher"], environ=os.environ
         )
         services.env |= pages
         settings = settings.model_copy(update={name.lower(): value for name, value in pages.items()})
@@ -216,8 +221,8 @@ def run(repo_root: Path, *, fresh: bool = False) -> int:
         kept, shown = asyncio.run(
             demo_people.prepare(
                 settings,
-                intake_url=services.url("intake"),
                 dispatcher_url=services.url("dispatcher"),
+                console_url=reachable["intake"] + demo_people.CONSOLE_PATH,
                 saved=_read_demo(state_dir),
             )
         )
