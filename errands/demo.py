@@ -114,8 +114,10 @@ async def prepare(
 async def _demo_volunteer(
     http: aiohttp.ClientSession, dispatcher_url: str, operator_token: str, saved_id: Any
 ) -> str:
-    """The demo volunteer of an earlier start if still active (and so of this organisation), else a new
-    one with no device yet."""
+    """The demo volunteer of an earlier start if still active, else a new one with no device yet.
+
+    One of an earlier demo organisation answers 404 to this organisation's token, so is not reused.
+    """
     if isinstance(saved_id, str):
         try:
             uuid.UUID(saved_id)
