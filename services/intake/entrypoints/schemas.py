@@ -350,6 +350,11 @@ class DailyReportQuery(BaseModel):
     """The query of `GET /v1/reports/daily`: a calendar day in the settings' local time zone."""
 
     date: date_type = Field(description="The local day whose tasks are reported, YYYY-MM-DD.")
+    lang: Literal["zh", "en", "ko", "ja"] | None = Field(
+        default=None,
+        description="The page's language, remembered in the `lang` cookie; otherwise the cookie's, "
+        "else the best of Accept-Language, else Chinese.",
+    )
 
 
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --
