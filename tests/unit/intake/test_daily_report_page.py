@@ -98,6 +98,7 @@ def test_charts_have_text_alternatives_and_tables_scroll_in_their_own_box() -> N
             assert f'id="{id_}"' in svg
         assert "<title" in svg and "<desc" in svg
     assert page.count("<svg") == 4
+    assert ">1 task</text>" in page and ">2 tasks</text>" in page  # one meal, two supply runs
     assert page.count('class="scroll" role="region"') == 5 and 'tabindex="0"' in page
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     assert all(f'hreflang="{lang}"' in page for lang in ("zh", "en", "ko", "ja"))
