@@ -46,7 +46,7 @@ from shared.fields import (
 )
 from shared.http import StorableModel
 from shared.outbound import is_http_url
-from shared.times import ClientTime
+from shared.times import ClientDate, ClientTime
 
 _TEXT = f"[^{WHITESPACE}\\u0000]"  # neither whitespace nor NUL
 _EMAIL = f"^[^@{WHITESPACE}\\u0000]{{1,64}}@[^@{WHITESPACE}\\u0000]{{1,255}}\\.[^@{WHITESPACE}\\u0000]{{2,}}$"
@@ -349,7 +349,7 @@ class ExportQuery(BaseModel):
 class DailyReportQuery(BaseModel):
     """The query of `GET /v1/reports/daily`: a calendar day in the settings' local time zone."""
 
-    date: date_type = Field(description="The local day whose tasks are reported, YYYY-MM-DD.")
+    date: ClientDate = Field(description="The local day whose tasks are reported, YYYY-MM-DD.")
     lang: Literal["zh", "en", "ko", "ja"] | None = Field(
         default=None,
         description="The page's language, remembered in the `lang` cookie; otherwise the cookie's, "

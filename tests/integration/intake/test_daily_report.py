@@ -112,6 +112,8 @@ async def test_a_bad_date_is_a_problem_naming_it(
 ) -> None:
     status, page = await _report(http, intake, operator.headers, "2026-13-40")
     assert status == 400 and '"date"' in page
+    status, page = await _report(http, intake, operator.headers, "0001-01-01")
+    assert status == 400 and '"date"' in page  # year 0 in UTC: no database could be asked
     status, page = await _report(http, intake, operator.headers, "2026-12-06", lang="fr")
     assert status == 400 and '"lang"' in page
     status, _ = await _report(http, intake, bearer(demo_tokens["admin_token"]), "2026-12-06")
