@@ -7,7 +7,7 @@ otherwise be answered 2xx and fail later, where nobody can tell the client.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, WithJsonSchema
@@ -39,29 +39,6 @@ ClientTime = Annotated[
             "formatMinimum": "2000-01-01T00:00:00Z",
             "formatMaximum": "2100-12-31T23:59:59.999999Z",
             "description": "RFC 3339 with an offset; in UTC within the years 2000 to 2100.",
-        }
-    ),
-]
-
-
-def a_day_within_the_years_served(value: date) -> date:
-    """`value` if it falls in the years 2000 to 2100 (a local day whose bounds any zone can carry)."""
-    if not EARLIEST.date() <= value < LATEST.date():
-        raise ValueError("date must be in the years 2000 to 2100")
-    return value
-
-
-# A calendar day clients send (a report's day): its midnights, in any zone, stay within the years served.
-ClientDate = Annotated[
-    date,
-    AfterValidator(a_day_within_the_years_served),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "format": "date",
-            "formatMinimum": "2000-01-01",
-            "formatMaximum": "2100-12-31",
-            "description": "YYYY-MM-DD within the years 2000 to 2100.",
         }
     ),
 ]

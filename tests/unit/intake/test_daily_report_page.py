@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from pydantic import ValidationError
 
 from services.intake.domain.daily_report import figures, summarise
 from services.intake.entrypoints import pages
+from services.intake.entrypoints.schemas import DailyReportQuery
 from shared.web.pages import setup_pages
 
 DAY = date(2026, 12, 6)
@@ -120,3 +122,12 @@ def test_the_policy_allows_the_pages_own_style_and_no_script() -> None:
 def test_names_are_escaped() -> None:
     _, page = _page("", [_leg(volunteer_name="<script>alert(1)</script>")])
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "1999-12-31", "2101-01-01", "9999-12-31"])
+def test_a_day_outside_the_years_served_is_refused_naming_it(day: str) -> None:
+    # Year 1's midnight in Asia/Shanghai is year 0 in UTC; 9999-12-31 has no next midnight.
+    with pytest.raises(ValidationError) as caught:
+        DailyReportQuery.model_validate({"date": day})
+    assert [error["loc"] for error in caught.value.errors()] == [("date",)]
+    assert DailyReportQuery.model_validate({"date": "2100-12-31"}).date == date(2100, 12, 31)

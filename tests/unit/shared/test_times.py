@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from services.dispatcher.entrypoints.schemas import LocationIn
 from services.notifier.entrypoints.schemas import DeliveriesQuery
 from shared.http import validation_problem
-from shared.times import ClientDate, ClientTime
+from shared.times import ClientTime
 
 
 class Stamped(BaseModel):
@@ -79,17 +79,3 @@ def test_the_deliveries_cursor_is_a_bounded_time_in_utc() -> None:
     assert refused(DeliveriesQuery, {"cursor": "9999-12-31T23:59:59-23:59"}) == ["$.cursor"]
     taken = DeliveriesQuery.model_validate({"cursor": "2026-06-01T12:00:00+02:00"}).cursor
     assert taken == datetime(2026, 6, 1, 10, tzinfo=UTC) and taken.utcoffset() == timedelta(0)
-
-
-class Day(BaseModel):
-    day: ClientDate
-
-
-@pytest.mark.parametrize("day", ["0001-01-01", "1999-12-31", "2101-01-01", "9999-12-31"])
-def test_a_day_outside_the_years_served_is_refused_naming_it(day: str) -> None:
-    # Year 1's midnight in Asia/Shanghai is year 0 in UTC; 9999-12-31 has no next midnight.
-    assert refused(Day, {"day": day}) == ["$.day"]
-
-
-def test_a_day_within_them_is_kept() -> None:
-    assert Day.model_validate({"day": "2026-12-06"}).day.isoformat() == "2026-12-06"
