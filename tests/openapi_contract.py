@@ -54,6 +54,7 @@ SEMANTIC_MESSAGES = {
     (422, "no coordinates, and no geocoder is configured to find them: give lat and lon"),
     (422, "Value error, time must be in the years 2000 to 2100"),
     (400, "Value error, time must be in the years 2000 to 2100"),  # the same, in a query (GET /v1/audit)
+    (400, "Value error, date must be in the years 2000 to 2100"),  # a report's day (GET /v1/reports/daily)
     (422, "Value error, time must be at most 1 day ago"),
     (422, "Value error, time must be at most 5 minutes ahead"),
     (422, "Value error, name either a person or a service, not both"),

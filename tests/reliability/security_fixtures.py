@@ -1,4 +1,5 @@
-"""A small world for the security matrix: two organisations, their volunteers, a live offer, a webhook.
+"""A small world for the security matrix: two organisations, their volunteers, a live offer, a webhook,
+staff people logged in with session cookies, and A's register (a recipient, a place, a schedule).
 
 Everything here is built over the services' public HTTP APIs, as a client would, so the matrix
 tests the same paths real callers take.
@@ -7,6 +8,8 @@ tests the same paths real callers take.
 from __future__ import annotations
 
 import random
+import secrets
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +17,7 @@ import aiohttp
 
 from errands import admin
 from errands.launcher import ServiceProcesses
+from tests import photo_samples
 from tests.client import bearer, until
 from tests.conftest import Stack
 from tests.reliability.public_api import (
@@ -53,6 +57,31 @@ class World:
     volunteer_with_token: str
     volunteer_token_to_revoke: str
     volunteer_to_deactivate: str
+    # Staff: a session cookie and its CSRF token per role (operators of A and B, ops, admin), and the
+    # credentials anyone may log in with.
+    sessions: dict[str, tuple[str, str]]
+    login_email: str
+    login_password: str
+    person_to_patch: str
+    person_to_disable: str
+    person_to_reset: str
+    new_person_email: str
+    # A's register and a volunteer's enrolment link, a device and a proof photo.
+    recipient_a: str
+    recipient_to_delete: str
+    place_a: str
+    place_to_delete: str
+    schedule_a: str
+    schedule_to_end: str
+    volunteer_to_enrol: str
+    enrolment_token: str
+    device_a: str  # a device (token) of the offerer, not the matrix's volunteer
+    photo_a: str  # on `leg_to_assign`, uploaded by the matrix's volunteer who holds it
+    unknown_secret: str  # shaped like a link's token or an invite code, but nobody's
+
+
+PASSWORD = "matrix correct horse"
+SESSION_COOKIE = "errands_session"
 
 
 def _task_body(lat: float, lon: float) -> dict[str, Any]:
@@ -148,6 +177,65 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
         async with http.post(f"{intake}/v1/tokens", json={"role": "ops"}, headers=admin_headers) as r:
             throwaway = await expect(r, 201)
 
+        async def person(organisation_id: str, role: str, *, password: bool = True) -> dict[str, Any]:
+            email = f"matrix-{uuid.uuid4().hex[:10]}@example.org"
+            body = {"email": email, "role": role, "organisation_id": organisation_id}
+            async with http.post(f"{intake}/v1/people", json=body, headers=admin_headers) as r:
+                created: dict[str, Any] = await expect(r, 201)
+            if password:
+                setup = {"token": created["setup"]["token"], "password": PASSWORD}
+                async with http.post(f"{intake}/v1/password-setup", json=setup) as r:
+                    assert r.status == 204, await r.text()
+            return {**created, "email": email}
+
+        async def log_in(email: str) -> tuple[str, str]:
+            body = {"email": email, "password": PASSWORD}
+            async with http.post(f"{intake}/v1/sessions", json=body) as r:
+                answer = await expect(r, 201)
+                return r.cookies[SESSION_COOKIE].value, answer["csrf_token"]
+
+        staff = {
+            "operator_a": await person(org_a["id"], "operator"),
+            "operator_b": await person(org_b["id"], "operator"),
+            "ops": await person(org_a["id"], "ops"),
+            "admin": await person(org_a["id"], "admin"),
+        }
+        sessions = {role: await log_in(p["email"]) for role, p in staff.items()}
+        someone = await person(org_a["id"], "operator")
+        to_patch, to_disable, to_reset = [
+            await person(org_a["id"], "operator", password=False) for _ in range(3)
+        ]
+
+        async def register(path: str, body: dict[str, Any]) -> str:
+            async with http.post(f"{intake}{path}", json=body, headers=operator_a) as r:
+                return str((await expect(r, 201))["id"])
+
+        recipient = {"name": "Wang Fang", "phone": "+8613900004444", "lat": lat + 0.01, "lon": lon + 0.01}
+        recipient_a, recipient_to_delete = [await register("/v1/recipients", recipient) for _ in range(2)]
+        place = {"name": "Kitchen A", "kind": "kitchen", "lat": lat, "lon": lon}
+        place_a, place_to_delete = [await register("/v1/places", place) for _ in range(2)]
+        # Far in the future, so no occurrence becomes a task while the matrix runs.
+        schedule = {
+            "name": "Lunch",
+            "rrule": "FREQ=DAILY",
+            "dtstart": "2036-01-01T11:30",
+            "task": _task_body(-45.0, 175.0),
+        }
+        schedule_a, schedule_to_end = [await register("/v1/schedules", schedule) for _ in range(2)]
+
+        to_enrol = await volunteer(lat - 5, lon - 5)
+        async with http.post(
+            f"{dispatcher}/v1/volunteers/{to_enrol['id']}/enrolment", headers=operator_a
+        ) as r:
+            link = await expect(r, 201)
+        enrolment_token = link["qr_png_url"].rsplit("/", 2)[-2]
+        async with http.post(
+            f"{dispatcher}/v1/me/legs/{far['legs'][0]['id']}/photos",
+            data=photo_samples.png(),
+            headers={**bearer(matrix_volunteer["token"]), "Content-Type": "image/png"},
+        ) as r:
+            photo = await expect(r, 201)
+
     return World(
         intake=intake,
         dispatcher=dispatcher,
@@ -177,4 +265,22 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
         volunteer_with_token=with_token["id"],
         volunteer_token_to_revoke=with_token["token_id"],
         volunteer_to_deactivate=to_deactivate["id"],
+        sessions=sessions,
+        login_email=someone["email"],
+        login_password=PASSWORD,
+        person_to_patch=to_patch["id"],
+        person_to_disable=to_disable["id"],
+        person_to_reset=to_reset["id"],
+        new_person_email=f"matrix-{uuid.uuid4().hex[:10]}@example.org",
+        recipient_a=recipient_a,
+        recipient_to_delete=recipient_to_delete,
+        place_a=place_a,
+        place_to_delete=place_to_delete,
+        schedule_a=schedule_a,
+        schedule_to_end=schedule_to_end,
+        volunteer_to_enrol=to_enrol["id"],
+        enrolment_token=enrolment_token,
+        device_a=offerer["token_id"],
+        photo_a=str(photo["id"]),
+        unknown_secret=secrets.token_urlsafe(32),
     )

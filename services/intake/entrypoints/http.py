@@ -11,6 +11,7 @@ from aiohttp import web
 from services.intake.domain.errors import GeocoderUnavailable, OrganisationNotFound, OrganisationRequired
 from services.intake.domain.model import ListPosition
 from services.intake.domain.staff import ThrottleRule
+from services.intake.entrypoints import pages
 from services.intake.entrypoints.schemas import (
     AuditPageOut,
     AuditQuery,
@@ -1094,7 +1095,8 @@ async def get_tasks_export(request: web.Request) -> web.StreamResponse:
 @api.route(
     "GET",
     "/v1/reports/daily",
-    summary="The daily report of the tasks created on a local day, as an HTML page with charts",
+    summary="The daily report of the tasks created on a local day, as an HTML page with charts, in the "
+    "reader's language (`?lang=`, else the `lang` cookie, else Accept-Language; Chinese by default)",
     query=DailyReportQuery,
     roles=("operator", "ops"),
     raw_response=("text/html",),
@@ -1104,17 +1106,10 @@ async def get_daily_report(request: web.Request) -> web.Response:
     query = parse_query(request, DailyReportQuery)
     runtime = request.app[RUNTIME]
     async with runtime.sessionmaker() as session:
-        page = await export.daily_report_html(
+        report = await export.daily_report(
             session=session,
             organisation_id=principal.organisation_id if principal.role is Role.OPERATOR else None,
             day=query.date,
             time_zone=runtime.settings.local_time_zone,
         )
-    return web.Response(
-        text=page,
-        content_type="text/html",
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-        },
-    )
+    return pages.daily_report_page(request, report)

@@ -14,6 +14,7 @@ from datetime import date as date_type
 from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -46,7 +47,7 @@ from shared.fields import (
 )
 from shared.http import StorableModel
 from shared.outbound import is_http_url
-from shared.times import ClientTime
+from shared.times import EARLIEST, LATEST, ClientTime
 
 _TEXT = f"[^{WHITESPACE}\\u0000]"  # neither whitespace nor NUL
 _EMAIL = f"^[^@{WHITESPACE}\\u0000]{{1,64}}@[^@{WHITESPACE}\\u0000]{{1,255}}\\.[^@{WHITESPACE}\\u0000]{{2,}}$"
@@ -346,10 +347,38 @@ class ExportQuery(BaseModel):
     to: ClientTime = Field(description="Tasks created before this time.")
 
 
+def _a_day_within_the_years_served(value: date_type) -> date_type:
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ValueError("date must be in the years 2000 to 2100")
+    return value
+
+
+# A report's day: its midnights, in any zone, stay within the years the services and the database serve
+# (year 1's midnight east of UTC is year 0 in UTC; 9999-12-31 has no next midnight).
+ReportDay = Annotated[
+    date_type,
+    AfterValidator(_a_day_within_the_years_served),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date",
+            "formatMinimum": "2000-01-01",
+            "formatMaximum": "2100-12-31",
+            "description": "The local day whose tasks are reported, YYYY-MM-DD, in the years 2000 to 2100.",
+        }
+    ),
+]
+
+
 class DailyReportQuery(BaseModel):
     """The query of `GET /v1/reports/daily`: a calendar day in the settings' local time zone."""
 
-    date: date_type = Field(description="The local day whose tasks are reported, YYYY-MM-DD.")
+    date: ReportDay
+    lang: Literal["zh", "en", "ko", "ja"] | None = Field(
+        default=None,
+        description="The page's language, remembered in the `lang` cookie; otherwise the cookie's, "
+        "else the best of Accept-Language, else Chinese.",
+    )
 
 
 # --- responses (they generate the OpenAPI document, and every answer is serialised through them) --

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.adapters.export_queries import export_legs
 from services.intake.adapters.report_queries import day_legs
-from services.intake.domain.daily_report import render, summarise
+from services.intake.domain.daily_report import DailyFigures, figures, summarise
 from services.intake.domain.export import HEADER, csv_line, row
 
 
@@ -37,14 +37,14 @@ async def export_lines(
         yield csv_line(row(leg, volunteer_names=volunteer_names))
 
 
-async def daily_report_html(
+async def daily_report(
     *, session: AsyncSession, organisation_id: uuid.UUID | None, day: date, time_zone: str
-) -> str:
-    """The report of the tasks created on `day` in `time_zone`; an organisation's operators see
+) -> DailyFigures:
+    """The figures of the tasks created on `day` in `time_zone`; an organisation's operators see
     volunteers' masked names, ops volunteer ids."""
     zone = ZoneInfo(time_zone)
     start = datetime.combine(day, time.min, tzinfo=zone)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone)
     rows = await day_legs(session, organisation_id=organisation_id, start=start, end=end)
     report = summarise(rows, day=day, time_zone=time_zone, volunteer_names=organisation_id is not None)
-    return render(report)
+    return figures(report)
