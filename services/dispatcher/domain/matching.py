@@ -418,11 +418,12 @@ def match_routes(
     """The round's offers as routes: every match carries the route it is offered with.
 
     1. A volunteer carrying an accepted route is a candidate for a leg only if the leg fits into
-       it (`routing.insert_leg`), at the cost of the travel it adds; the nearest
-       `ROUTE_CANDIDATES` such volunteers are tried per leg.
+       it (`routing.insert_leg`), at the cost of the travel it adds beyond the leg's own trip; the
+       nearest `ROUTE_CANDIDATES` such volunteers are tried per leg.
     2. Legs (not critical) whose pickups lie within `BUNDLE_PICKUP_M` of one another are planned
        into a route for the nearest candidate able to take two or more of them; the route's legs
-       become one unit, offered to that volunteer or to another candidate who can carry them all.
+       become one unit, offered to that volunteer or to another candidate who can carry them all,
+       at the cost of the route's travel beyond the legs' own trips (`_unit_cost`).
     3. Every other leg is a unit of its own; a volunteer is a candidate only if the leg alone keeps
        to the end of their shift. The assignment then chooses, one unit per volunteer; bundles
        nobody took go one by one to the volunteers left.
@@ -510,8 +511,11 @@ class _RoutePlanner:
                 continue
             if vi not in base:
                 base[vi] = routing.timeline(c, accepted.stops).travel_s
-            added = (grown.travel_s - base[vi]) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
-            kept[(li, vi)] = (added - _bonus(self.legs[li]), value[1])
+            extra = grown.travel_s - base[vi] - travel_time_s(self._own_m[li], v.vehicle)
+            kept[(li, vi)] = (
+                extra * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today) - _bonus(self.legs[li]),
+                value[1],
+            )
             self.planned[((li,), vi)] = (grown, accepted.id)
         return kept
 
@@ -570,12 +574,17 @@ class _RoutePlanner:
         return routing.plan_route(self.courier(vi), [self.route_legs[li] for li in indices], budget_s=budget)
 
     def _unit_cost(self, vi: int, unit: Unit, route: routing.Route) -> tuple[float, float]:
-        """As `bundle_cost`: the trip to the first pickup counts once, each leg's bonus counts."""
+        """The route's travel beyond each leg's own trip from pickup to drop-off, less each leg's bonus.
+
+        For one leg that is the trip to its pickup, as `pair_cost` counts it; legs sharing trips
+        save travel, legs carried one after another (too heavy together) add it.
+        """
         v, first = self.available[vi], route.stops[0]
         assert v.lat is not None and v.lon is not None
         distance = haversine_m(v.lat, v.lon, first.lat, first.lon)
-        eta = travel_time_s(distance, v.vehicle) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
-        return eta - sum(_bonus(self.legs[li]) for li in unit), distance
+        extra = route.travel_s - sum(travel_time_s(self._own_m[li], v.vehicle) for li in unit)
+        extra *= 1.0 + FAIRNESS_PER_LEG * v.legs_done_today
+        return extra - sum(_bonus(self.legs[li]) for li in unit), distance
 
     def _clusters(self, indices: list[int]) -> list[list[int]]:
         """Legs of one organisation whose pickups lie within `BUNDLE_PICKUP_M` of the first's, greedily."""
