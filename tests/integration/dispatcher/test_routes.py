@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, RejectionRow, RouteRow, VolunteerRow, outbox
+from services.dispatcher.domain import matching, routing
 from services.dispatcher.domain.errors import OfferClosed
 from services.dispatcher.service_layer.deliveries import report_picked_up
 from services.dispatcher.service_layer.legs import cancel_task
@@ -32,6 +33,14 @@ from tests.integration.dispatcher.conftest import (
 
 Maker = async_sessionmaker[AsyncSession]
 ROSTER = Roster()
+
+
+@pytest.fixture(autouse=True)
+def time_enough_to_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rounds here run in this process: their routing's wall-clock box is opened wide, so a busy
+    machine does not leave a route out of what the tests expect."""
+    monkeypatch.setattr(matching, "ROUTING_BUDGET_S", 10.0)
+    monkeypatch.setattr(routing, "PLAN_BUDGET_S", 1.0)
 
 
 async def live_offers(session: AsyncSession, leg_ids: list[uuid.UUID]) -> list[OfferRow]:

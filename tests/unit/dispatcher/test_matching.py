@@ -8,14 +8,25 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.dispatcher.domain import eligibility as e
-from services.dispatcher.domain import routing
+from services.dispatcher.domain import matching, routing
 from services.dispatcher.domain.matching import AcceptedRoute, Pool, courier, match_batch, route_leg
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def time_enough_to_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round's routing is time-boxed (wall clock): on a busy machine it would leave routes out.
+    These tests check what is planned and that it keeps the rules, so the box is opened wide."""
+    monkeypatch.setattr(matching, "ROUTING_BUDGET_S", 10.0)
+    monkeypatch.setattr(routing, "PLAN_BUDGET_S", 1.0)
+
+
 ORGANISATION = uuid.UUID(int=1)
 POLICY = e.Policy()
 VEHICLES = ("foot", "bicycle", "ebike", "car", "van")
