@@ -221,10 +221,11 @@ async def test_a_leg_that_would_make_an_accepted_stop_late_is_not_inserted(
         (offer,) = await live_offers(session, [first])
     async with sessionmaker() as session, session.begin():
         await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
-    # A lunch from a kitchen 2 km the other way, due in 40 minutes: before the first drop-off it
-    # makes that late when the first is due in 15; after it, it is itself late.
+    # A lunch from a kitchen 2 km the other way, due in 25 minutes (some 22 minutes' ride on its
+    # own): before the first drop-off it makes that late when the first is due in 15; after it
+    # (over 35 minutes in), it is itself late.
     async with sessionmaker() as session, session.begin():
-        (far,) = await lunches(session, lat - 0.018, lon, 1, deliver_by=FUTURE + timedelta(minutes=40))
+        (far,) = await lunches(session, lat - 0.018, lon, 1, deliver_by=FUTURE + timedelta(minutes=25))
     await matching_round(sessionmaker, stack, ROSTER, at=timedelta(seconds=5))
     async with sessionmaker() as session:
         offered = await live_offers(session, [far])
@@ -292,7 +293,8 @@ async def test_rounds_running_at_once_never_offer_one_leg_in_two_routes(
     async def one_round(roster: Roster) -> None:
         async with sessionmaker() as session, session.begin():
             pool = await prepare_pool(session, roster, now=now, policy=policy)
-        assert pool is not None
+        if pool is None:
+            return  # every leg is offered already
         async with sessionmaker() as session, session.begin():
             changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool)
             await changes.flush(session)
