@@ -366,3 +366,42 @@ async def test_two_offers_of_one_route_accepted_at_once_take_the_route_once(
         legs = (await session.execute(select(LegRow).where(LegRow.id.in_(leg_ids)))).scalars().all()
         assert {(leg.status, leg.volunteer_id) for leg in legs} == {("assigned", rider.id)}
         assert (await session.get(VolunteerRow, rider.id)).active_legs == 4  # type: ignore[union-attr]
+
+
+async def test_two_legs_offered_for_insertion_are_answered_one_by_one(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        rider = await add_volunteer(session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=3)
+        (first,) = await lunches(session, lat, lon, 1)
+    await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        (offer,) = await live_offers(session, [first])
+    async with sessionmaker() as session, session.begin():
+        await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
+    inserted = []
+    for round_no in (1, 2):  # one leg per volunteer per round: two rounds, two offers
+        async with sessionmaker() as session, session.begin():
+            (more,) = await lunches(session, lat, lon, 1)
+        await matching_round(sessionmaker, stack, ROSTER, at=timedelta(seconds=5 * round_no))
+        async with sessionmaker() as session:
+            (one,) = await live_offers(session, [more])
+        assert one.route_id == offer.route_id
+        inserted.append(one)
+    async with sessionmaker() as session, session.begin():
+        await decline_offer(session, offer_id=inserted[0].id, volunteer_id=rider.id, reason=None)
+    async with sessionmaker() as session:
+        assert [o.id for o in await live_offers(session, [inserted[1].leg_id])] == [inserted[1].id]
+        route = await session.get(RouteRow, offer.route_id)
+        assert route is not None and route.status == "active" and len(route.stops) == 2
+    async with sessionmaker() as session, session.begin():
+        await accept_offer(session, offer_id=inserted[1].id, volunteer_id=rider.id)
+    async with sessionmaker() as session:
+        ids = [first, inserted[0].leg_id, inserted[1].leg_id]
+        legs = (await session.execute(select(LegRow).where(LegRow.id.in_(ids)))).scalars()
+        assert {leg.id: (leg.status, leg.route_id) for leg in legs} == {
+            first: ("assigned", offer.route_id),
+            inserted[0].leg_id: ("pending", None),
+            inserted[1].leg_id: ("assigned", offer.route_id),
+        }
