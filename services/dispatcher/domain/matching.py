@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 
 from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, free_slots, is_available, suits
 from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
+from services.dispatcher.domain.leg import PRIORITY_ORDER
 from services.dispatcher.domain.welfare import local_day
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
@@ -126,15 +127,23 @@ class Pool:
 
 
 def candidate_pairs(
-    legs: list[Leg], pool: Pool, now: datetime, policy: Policy, *, k: int = 16
+    legs: list[Leg],
+    pool: Pool,
+    now: datetime,
+    policy: Policy,
+    *,
+    k: int = 16,
+    busy: Collection[int] = (),
+    waiting: Mapping[uuid.UUID, int] | None = None,
 ) -> dict[tuple[int, int], tuple[float, float]]:
     """The k nearest eligible volunteers of each leg, as {(leg index, pool index): (cost, distance)}.
 
-    Only the leg's own organisation's volunteers are candidates. The pool holds only volunteers who
-    pass the volunteer-only rules; the pairing rules are checked on the nearest few of each leg,
-    asking the index for more when too few of those qualify. When more of an organisation's legs
-    wait than it has volunteers free, pairs beyond the leg's `acceptable_pickup_m` are left out
-    (deferred to a later window).
+    Only the leg's own organisation's volunteers are candidates, and none of `busy` (pool indices
+    given a leg earlier in the round). The pool holds only volunteers who pass the volunteer-only
+    rules; the pairing rules are checked on the nearest few of each leg, asking the index for more
+    when too few of those qualify. When more of an organisation's legs wait (`waiting`, by
+    organisation; by default these legs) than it has volunteers free, pairs beyond the leg's
+    `acceptable_pickup_m` are left out (deferred to a later window).
     """
     legs_of: dict[uuid.UUID, list[int]] = {}
     for li, leg in enumerate(legs):
@@ -143,7 +152,8 @@ def candidate_pairs(
     for organisation, leg_indices in legs_of.items():
         team = pool.teams.get(organisation)
         if team is not None:
-            _team_pairs(legs, leg_indices, pool.volunteers, team, now, policy, k, pairs)
+            load = len(leg_indices) if waiting is None else waiting.get(organisation, 0)
+            _team_pairs(legs, leg_indices, pool.volunteers, team, now, policy, k, pairs, busy, load)
     return pairs
 
 
@@ -156,8 +166,11 @@ def _team_pairs(
     policy: Policy,
     k: int,
     pairs: dict[tuple[int, int], tuple[float, float]],
+    busy: Collection[int],
+    load: int,
 ) -> None:
-    """Add to `pairs` the k nearest eligible volunteers of `team` for each of these legs (all theirs)."""
+    """Add to `pairs` the k nearest eligible volunteers of `team` not `busy` for each of these legs
+    (all theirs); `load` legs of the organisation wait in the round."""
     tree, members, size = team.index, team.members, len(team.members)
     points = _xyz([(legs[li].pickup_lat, legs[li].pickup_lon) for li in leg_indices])
     want = min(size, k * 2)
@@ -165,7 +178,7 @@ def _team_pairs(
     # Plain lists: iterating numpy scalars one by one is several times slower.
     chords = chords.reshape(len(leg_indices), want).tolist()
     indices = indices.reshape(len(leg_indices), want).tolist()
-    crowded = len(leg_indices) > DEFER_LOAD * size  # volunteers are scarce: far pickups wait
+    crowded = load > DEFER_LOAD * size  # volunteers are scarce: far pickups wait
     for row, li in enumerate(leg_indices):
         leg = legs[li]
         row_chords, row_indices, asked, seen = chords[row], indices[row], want, 0
@@ -173,7 +186,7 @@ def _team_pairs(
         while True:
             for c, ti in zip(row_chords[seen:], row_indices[seen:], strict=True):
                 vi = members[ti]
-                if suits(available[vi], leg, now, policy):
+                if vi not in busy and suits(available[vi], leg, now, policy):
                     found.append((vi, _arc_m(c)))
                     if len(found) == k:
                         break
@@ -262,13 +275,44 @@ def match_batch(
 ) -> list[Match]:
     """Which volunteer to offer each leg in this batch; legs left out wait for the next one.
 
-    `volunteers` may be a pool built ahead (`Pool`); a plain list is pooled here, at `now`. Legs of
-    one supply run go to one volunteer together when someone eligible can carry them all;
-    otherwise, and for every other leg, each leg is matched on its own.
+    `volunteers` may be a pool built ahead (`Pool`); a plain list is pooled here, at `now`.
+    Priority decides who goes first: critical legs are matched first, then urgent ones among the
+    volunteers left, then routine ones (`PRIORITY_ORDER`; a priority not listed comes last), so a
+    lower leg never takes a volunteer a higher one waiting in the same round could have had. Within
+    a priority the assignment is optimal, vulnerable recipients first among equals (`pair_cost`).
     """
     pool = volunteers if isinstance(volunteers, Pool) else Pool(volunteers, now, policy)
+    waiting: dict[uuid.UUID, int] = {}
+    tiers: dict[int, list[Leg]] = {}
+    for leg in legs:
+        waiting[leg.organisation_id] = waiting.get(leg.organisation_id, 0) + 1
+        rank = PRIORITY_ORDER.index(leg.priority) if leg.priority in PRIORITY_ORDER else len(PRIORITY_ORDER)
+        tiers.setdefault(rank, []).append(leg)
+    index_of = {v.id: vi for vi, v in enumerate(pool.volunteers)}
+    busy: set[int] = set()
+    matches: list[Match] = []
+    for rank in sorted(tiers):
+        found = _match_tier(tiers[rank], pool, now, policy, k=k, busy=busy, waiting=waiting)
+        busy.update(index_of[m.volunteer_id] for m in found)
+        matches.extend(found)
+    return matches
+
+
+def _match_tier(
+    legs: list[Leg],
+    pool: Pool,
+    now: datetime,
+    policy: Policy,
+    *,
+    k: int,
+    busy: Collection[int],
+    waiting: Mapping[uuid.UUID, int],
+) -> list[Match]:
+    """One priority's legs matched to the volunteers not `busy`. Legs of one supply run go to one
+    volunteer together when someone eligible can carry them all; otherwise, and for every other
+    leg, each leg is matched on its own."""
     available = pool.volunteers
-    pairs = candidate_pairs(legs, pool, now, policy, k=k)
+    pairs = candidate_pairs(legs, pool, now, policy, k=k, busy=busy, waiting=waiting)
     bundled: set[int] = set()
     units: list[Unit] = []
     unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
@@ -292,11 +336,11 @@ def match_batch(
         return matches
     # Bundles nobody took this round: their legs may still go one by one to the volunteers left.
     placed = {m.leg_id for m in matches}
-    busy = {m.volunteer_id for m in matches}
+    taken = {m.volunteer_id for m in matches}
     leftover = {
         (li, vi): value
         for (li, vi), value in pairs.items()
-        if li in bundled and legs[li].id not in placed and available[vi].id not in busy
+        if li in bundled and legs[li].id not in placed and available[vi].id not in taken
     }
     return matches + solve(legs, available, leftover)
 
