@@ -1,17 +1,21 @@
 """Start-up: how soon after "ready" a task reaches a volunteer, and how soon after a dispatcher restart.
 
 One embedded stack, the three services as processes, one volunteer on duty at the pickup. Measured
-twice in the same run, with the consumer timings the embedded stack runs with and, as the baseline,
-with the settings' defaults (tuned for Apache Kafka, where a group's join does not wait on them):
+`repeat` times (3 by default; the machine may be shared, so the spread is printed) with the consumer
+timings the embedded stack runs with, then once, as a second baseline, with the settings' defaults
+(tuned for Apache Kafka, where a group's join does not wait on them):
 
 - `start_to_ready_s`: from starting the services to every `/readyz` answering 200;
 - `first_offer_s`: from submitting the first task after ready to the volunteer's app seeing the offer
-  (target: one batch window + 1 s);
+  (target: one batch window + 1 s); `cold_start_offer_s` is the two together, the baseline a restart
+  is compared with (`restart_ratio_vs_cold_start`, medians of the repeats);
 - `restart_offer_s`: from starting a dispatcher again (after SIGTERM) with a task submitted at that
   moment, to the volunteer's app seeing its offer (target: 5 s); `kill_restart_offer_s` the same
-  after `kill -9`.
+  after `kill -9`. `*_phases_s` say where the time went, from the dispatcher's own log: its code
+  imported (`imported`), serving HTTP (`serving`), its consumer owning its partitions
+  (`partitions_assigned`), the matcher writing the offer (`offer_written`), the app seeing it.
 
-Run: `python -m bench.startup`.
+Run: `python -m bench.startup [repeat] [--no-defaults]`.
 """
 
 from __future__ import annotations
