@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -127,23 +128,15 @@ class Pool:
 
 
 def candidate_pairs(
-    legs: list[Leg],
-    pool: Pool,
-    now: datetime,
-    policy: Policy,
-    *,
-    k: int = 16,
-    busy: Collection[int] = (),
-    waiting: Mapping[uuid.UUID, int] | None = None,
+    legs: list[Leg], pool: Pool, now: datetime, policy: Policy, *, k: int = 16
 ) -> dict[tuple[int, int], tuple[float, float]]:
     """The k nearest eligible volunteers of each leg, as {(leg index, pool index): (cost, distance)}.
 
-    Only the leg's own organisation's volunteers are candidates, and none of `busy` (pool indices
-    given a leg earlier in the round). The pool holds only volunteers who pass the volunteer-only
-    rules; the pairing rules are checked on the nearest few of each leg, asking the index for more
-    when too few of those qualify. When more of an organisation's legs wait (`waiting`, by
-    organisation; by default these legs) than it has volunteers free, pairs beyond the leg's
-    `acceptable_pickup_m` are left out (deferred to a later window).
+    Only the leg's own organisation's volunteers are candidates. The pool holds only volunteers who
+    pass the volunteer-only rules; the pairing rules are checked on the nearest few of each leg,
+    asking the index for more when too few of those qualify. When more of an organisation's legs
+    wait than it has volunteers free, pairs beyond the leg's `acceptable_pickup_m` are left out
+    (deferred to a later window).
     """
     legs_of: dict[uuid.UUID, list[int]] = {}
     for li, leg in enumerate(legs):
@@ -152,8 +145,7 @@ def candidate_pairs(
     for organisation, leg_indices in legs_of.items():
         team = pool.teams.get(organisation)
         if team is not None:
-            load = len(leg_indices) if waiting is None else waiting.get(organisation, 0)
-            _team_pairs(legs, leg_indices, pool.volunteers, team, now, policy, k, pairs, busy, load)
+            _team_pairs(legs, leg_indices, pool.volunteers, team, now, policy, k, pairs)
     return pairs
 
 
@@ -166,11 +158,8 @@ def _team_pairs(
     policy: Policy,
     k: int,
     pairs: dict[tuple[int, int], tuple[float, float]],
-    busy: Collection[int],
-    load: int,
 ) -> None:
-    """Add to `pairs` the k nearest eligible volunteers of `team` not `busy` for each of these legs
-    (all theirs); `load` legs of the organisation wait in the round."""
+    """Add to `pairs` the k nearest eligible volunteers of `team` for each of these legs (all theirs)."""
     tree, members, size = team.index, team.members, len(team.members)
     points = _xyz([(legs[li].pickup_lat, legs[li].pickup_lon) for li in leg_indices])
     want = min(size, k * 2)
@@ -178,7 +167,7 @@ def _team_pairs(
     # Plain lists: iterating numpy scalars one by one is several times slower.
     chords = chords.reshape(len(leg_indices), want).tolist()
     indices = indices.reshape(len(leg_indices), want).tolist()
-    crowded = load > DEFER_LOAD * size  # volunteers are scarce: far pickups wait
+    crowded = len(leg_indices) > DEFER_LOAD * size  # volunteers are scarce: far pickups wait
     for row, li in enumerate(leg_indices):
         leg = legs[li]
         row_chords, row_indices, asked, seen = chords[row], indices[row], want, 0
@@ -186,7 +175,7 @@ def _team_pairs(
         while True:
             for c, ti in zip(row_chords[seen:], row_indices[seen:], strict=True):
                 vi = members[ti]
-                if vi not in busy and suits(available[vi], leg, now, policy):
+                if suits(available[vi], leg, now, policy):
                     found.append((vi, _arc_m(c)))
                     if len(found) == k:
                         break
@@ -275,44 +264,13 @@ def match_batch(
 ) -> list[Match]:
     """Which volunteer to offer each leg in this batch; legs left out wait for the next one.
 
-    `volunteers` may be a pool built ahead (`Pool`); a plain list is pooled here, at `now`.
-    Priority decides who goes first: critical legs are matched first, then urgent ones among the
-    volunteers left, then routine ones (`PRIORITY_ORDER`; a priority not listed comes last), so a
-    lower leg never takes a volunteer a higher one waiting in the same round could have had. Within
-    a priority the assignment is optimal, vulnerable recipients first among equals (`pair_cost`).
+    `volunteers` may be a pool built ahead (`Pool`); a plain list is pooled here, at `now`. Legs of
+    one supply run go to one volunteer together when someone eligible can carry them all;
+    otherwise, and for every other leg, each leg is matched on its own.
     """
     pool = volunteers if isinstance(volunteers, Pool) else Pool(volunteers, now, policy)
-    waiting: dict[uuid.UUID, int] = {}
-    tiers: dict[int, list[Leg]] = {}
-    for leg in legs:
-        waiting[leg.organisation_id] = waiting.get(leg.organisation_id, 0) + 1
-        rank = PRIORITY_ORDER.index(leg.priority) if leg.priority in PRIORITY_ORDER else len(PRIORITY_ORDER)
-        tiers.setdefault(rank, []).append(leg)
-    index_of = {v.id: vi for vi, v in enumerate(pool.volunteers)}
-    busy: set[int] = set()
-    matches: list[Match] = []
-    for rank in sorted(tiers):
-        found = _match_tier(tiers[rank], pool, now, policy, k=k, busy=busy, waiting=waiting)
-        busy.update(index_of[m.volunteer_id] for m in found)
-        matches.extend(found)
-    return matches
-
-
-def _match_tier(
-    legs: list[Leg],
-    pool: Pool,
-    now: datetime,
-    policy: Policy,
-    *,
-    k: int,
-    busy: Collection[int],
-    waiting: Mapping[uuid.UUID, int],
-) -> list[Match]:
-    """One priority's legs matched to the volunteers not `busy`. Legs of one supply run go to one
-    volunteer together when someone eligible can carry them all; otherwise, and for every other
-    leg, each leg is matched on its own."""
     available = pool.volunteers
-    pairs = candidate_pairs(legs, pool, now, policy, k=k, busy=busy, waiting=waiting)
+    pairs = candidate_pairs(legs, pool, now, policy, k=k)
     bundled: set[int] = set()
     units: list[Unit] = []
     unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
@@ -336,13 +294,57 @@ def _match_tier(
         return matches
     # Bundles nobody took this round: their legs may still go one by one to the volunteers left.
     placed = {m.leg_id for m in matches}
-    taken = {m.volunteer_id for m in matches}
+    busy = {m.volunteer_id for m in matches}
     leftover = {
         (li, vi): value
         for (li, vi), value in pairs.items()
-        if li in bundled and legs[li].id not in placed and available[vi].id not in taken
+        if li in bundled and legs[li].id not in placed and available[vi].id not in busy
     }
-    return matches + solve(legs, available, leftover)
+    return _before_lower_priority(legs, available, pairs, matches + solve(legs, available, leftover))
+
+
+def _rank(leg: Leg) -> int:
+    """The leg's place in `PRIORITY_ORDER` (0 first); a priority not listed comes after all."""
+    return PRIORITY_ORDER.index(leg.priority) if leg.priority in PRIORITY_ORDER else len(PRIORITY_ORDER)
+
+
+def _before_lower_priority(
+    legs: list[Leg],
+    available: list[Volunteer],
+    pairs: dict[tuple[int, int], tuple[float, float]],
+    matches: list[Match],
+) -> list[Match]:
+    """`matches` with no volunteer holding a lower-priority leg that a higher one left waiting could have.
+
+    A supply run's legs are solved as one bundle, so a volunteer who could take just one of them is
+    not offered it in the same solve; when nobody takes the bundle, that volunteer may already hold a
+    routine leg while the run is urgent. Each such leg (most pressing first) takes, from the
+    volunteers holding a single lower-priority leg, the one it costs least, and that lower leg waits
+    for the next round. Carriers of a whole bundle keep it.
+    """
+    held = Counter(m.volunteer_id for m in matches)
+    single = {m.volunteer_id: i for i, m in enumerate(matches) if held[m.volunteer_id] == 1}
+    if not single:
+        return matches
+    placed = {m.leg_id for m in matches}
+    index_of = {leg.id: li for li, leg in enumerate(legs)}
+    candidates: dict[int, list[tuple[float, float, int]]] = {}
+    for (li, vi), (cost, distance) in pairs.items():
+        if legs[li].id not in placed and available[vi].id in single:
+            candidates.setdefault(li, []).append((cost, distance, vi))
+    result = list(matches)
+    for li in sorted(candidates, key=lambda li: (_rank(legs[li]), not legs[li].vulnerable)):
+        lower = [
+            (cost, distance, vi)
+            for cost, distance, vi in candidates[li]
+            if available[vi].id in single
+            and _rank(legs[index_of[result[single[available[vi].id]].leg_id]]) > _rank(legs[li])
+        ]
+        if not lower:
+            continue
+        cost, distance, vi = min(lower)
+        result[single.pop(available[vi].id)] = Match(legs[li].id, available[vi].id, distance, cost)
+    return result
 
 
 __all__ = [
