@@ -304,12 +304,15 @@ class EmbeddedKafka:
 
 # Tansu (0.6.0) holds every JoinGroup but the first of a new member while less than half the
 # session timeout has passed, sleeping a whole second at a time: 2.5 s of session holds a join for
-# 2 s (2 s of session would hold it for 1 s, the least it can be, but then an event loop busy for
-# 1.5 s on a loaded machine costs a rebalance). A member that goes away without leaving keeps the
-# partitions until its session times out. It has no setting for either. A short session makes
-# both quick; heartbeats every 0.5 s keep up with it on loopback.
+# 2 s, 2 s of session for 1 s (the least it can be; 1.5 s holds it as long). Every start and restart
+# of a service waits on that hold before its consumer owns a partition, so it is most of what a
+# restarted dispatcher's first offer waits for (bench.startup). A member that goes away without
+# leaving keeps the partitions until its session times out. Tansu has no setting for either. With
+# heartbeats every 0.5 s an event loop may stall for 1.5 s before its member is dropped (the solve
+# runs on a worker thread, so a round does not stall it); a drop costs one rejoin, never a record.
+# Static membership (`group.instance.id`) is no help: Tansu pauses its joins and syncs 3 s each.
 EMBEDDED_BROKER_TIMINGS = {
-    "CONSUMER_SESSION_TIMEOUT_MS": "2500",
+    "CONSUMER_SESSION_TIMEOUT_MS": "2000",
     "CONSUMER_HEARTBEAT_INTERVAL_MS": "500",
 }
 

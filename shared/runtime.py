@@ -242,6 +242,7 @@ def serve(create_app: Callable[[], web.Application], *, host: str, port: int, gr
     """
 
     async def main() -> None:
+        log.info("service.starting")  # the code is imported: what follows is the service's own start
         app = create_app()
         runner = ProblemAppRunner(app, handle_signals=False, shutdown_timeout=grace_s, access_log=None)
         await runner.setup()

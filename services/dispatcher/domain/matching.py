@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -36,6 +37,7 @@ from services.dispatcher.domain.eligibility import (
     suits,
 )
 from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
+from services.dispatcher.domain.leg import PRIORITY_ORDER
 from services.dispatcher.domain.welfare import local_day, shift_end
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
@@ -406,7 +408,51 @@ def match_batch(
         for (li, vi), value in pairs.items()
         if li in bundled and legs[li].id not in placed and available[vi].id not in busy
     }
-    return matches + solve(legs, available, leftover)
+    return _before_lower_priority(legs, available, pairs, matches + solve(legs, available, leftover))
+
+
+def _rank(leg: Leg) -> int:
+    """The leg's place in `PRIORITY_ORDER` (0 first); a priority not listed comes after all."""
+    return PRIORITY_ORDER.index(leg.priority) if leg.priority in PRIORITY_ORDER else len(PRIORITY_ORDER)
+
+
+def _before_lower_priority(
+    legs: list[Leg],
+    available: list[Volunteer],
+    pairs: dict[tuple[int, int], tuple[float, float]],
+    matches: list[Match],
+) -> list[Match]:
+    """`matches` with no volunteer holding a lower-priority leg that a higher one left waiting could have.
+
+    A supply run's legs are solved as one bundle, so a volunteer who could take just one of them is
+    not offered it in the same solve; when nobody takes the bundle, that volunteer may already hold a
+    routine leg while the run is urgent. Each such leg (most pressing first) takes, from the
+    volunteers holding a single lower-priority leg, the one it costs least, and that lower leg waits
+    for the next round. Carriers of a whole bundle keep it.
+    """
+    held = Counter(m.volunteer_id for m in matches)
+    single = {m.volunteer_id: i for i, m in enumerate(matches) if held[m.volunteer_id] == 1}
+    if not single:
+        return matches
+    placed = {m.leg_id for m in matches}
+    index_of = {leg.id: li for li, leg in enumerate(legs)}
+    candidates: dict[int, list[tuple[float, float, int]]] = {}
+    for (li, vi), (cost, distance) in pairs.items():
+        if legs[li].id not in placed and available[vi].id in single:
+            candidates.setdefault(li, []).append((cost, distance, vi))
+    result = list(matches)
+    for li in sorted(candidates, key=lambda li: (_rank(legs[li]), not legs[li].vulnerable)):
+        lower = [
+            (cost, distance, vi)
+            for cost, distance, vi in candidates[li]
+            if available[vi].id in single
+            and _rank(legs[index_of[result[single[available[vi].id]].leg_id]]) > _rank(legs[li])
+        ]
+        if not lower:
+            continue
+        cost, distance, vi = min(lower)
+        result[single.pop(available[vi].id)] = Match(legs[li].id, available[vi].id, distance, cost)
+    return result
 
 
 def match_routes(

@@ -158,6 +158,37 @@ def test_supply_run_legs_split_when_nobody_can_carry_them_all() -> None:
     assert len(matches) == 2 and {m.volunteer_id for m in matches} == {a.id, b.id}
 
 
+def test_an_urgent_supply_run_nobody_can_carry_whole_takes_a_volunteer_before_a_routine_leg() -> None:
+    # Two urgent supply runs, and one carrier who can take either whole: one run goes to them. The
+    # other's legs may still go one by one, and the van nearby with one slot free takes one of them,
+    # not the routine leg next to it (a round takes urgent legs before routine ones).
+    first, second = uuid.uuid4(), uuid.uuid4()
+    runs = [
+        leg(29.870, 121.550, task_id=task, kind="supply_run", priority="urgent", vehicle="car")
+        for task in (first, first, second, second)
+    ]
+    routine = leg(29.8705, 121.5505)
+    carrier = volunteer(29.875, 121.555, vehicle="car", capacity_kg=200.0, max_active_legs=8)
+    van = volunteer(29.8702, 121.5502, vehicle="van", capacity_kg=200.0, max_active_legs=1)
+    matches = match_batch([*runs, routine], [carrier, van], NOW, POLICY)
+    given_to = {m.leg_id: m.volunteer_id for m in matches}
+    assert routine.id not in given_to
+    assert Counter(given_to.values()) == {carrier.id: 2, van.id: 1}
+
+
+def test_a_round_never_gives_a_lower_priority_leg_a_volunteer_a_waiting_higher_one_could_have() -> None:
+    # Each critical leg can go only to the volunteer the urgent leg also wants, and so on down: the
+    # highest priority wins each volunteer, however many lower legs that leaves waiting.
+    critical = leg(29.870, 121.550, priority="critical")
+    urgent = [leg(29.870, 121.551, priority="urgent"), leg(29.870, 121.5512, priority="urgent")]
+    routine = [leg(29.870, 121.552 + i * 0.0002) for i in range(3)]
+    near = volunteer(29.8701, 121.5511, vehicle="foot")
+    other = volunteer(29.8701, 121.5521, vehicle="foot")
+    matches = match_batch([*routine, *urgent, critical], [near, other], NOW, POLICY)
+    priorities = {lg.id: lg.priority for lg in (critical, *urgent, *routine)}
+    assert sorted(priorities[m.leg_id] for m in matches) == ["critical", "urgent"]
+
+
 # --- property: whatever the snapshot, no produced assignment breaks a rule -------------------------
 
 coords = st.tuples(st.floats(29.80, 29.95), st.floats(121.45, 121.65))
