@@ -15,7 +15,7 @@ import re
 import shutil
 import string
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -136,6 +136,31 @@ def place_phone(driver: Any, origin: str, lat: float, lon: float) -> None:
     )
 
 
+def shows(text: str, tag: str = "button") -> Callable[[Any], Any]:
+    """A condition for `wait_for`: something visible reads `text`."""
+
+    def condition(driver: Any) -> Any:
+        try:
+            return by_text(driver, text, tag=tag)
+        except AssertionError:
+            return None
+
+    return condition
+
+
+def labelled(label: str) -> Callable[[Any], Any]:
+    """A condition for `wait_for`: a visible control is labelled `label`."""
+
+    def condition(driver: Any) -> Any:
+        try:
+            control = by_label(driver, label)
+        except AssertionError:
+            return None
+        return control if control.is_displayed() else None
+
+    return condition
+
+
 def card(driver: Any, kind: str, ident: str) -> Any:
     from selenium.webdriver.common.by import By
 
@@ -170,11 +195,11 @@ async def enrol_and_go_on_duty(driver: Any, centre: Centre, name: str, place: tu
     link = await centre.enrolment_link(volunteer_id)
     place_phone(driver, centre.dispatcher, *place)
     driver.get(link)
-    await wait_for(driver, lambda d: by_text(d, "Go on duty", tag="button"))
+    await wait_for(driver, shows("Go on duty"))
     assert "token=" not in driver.current_url, "the secret is taken out of the address bar"
     assert driver.execute_script("return localStorage.getItem('errands.token')"), "the device keeps its token"
     by_text(driver, "Go on duty", tag="button").click()
-    await wait_for(driver, lambda d: by_text(d, "Go off duty", tag="button"))
+    await wait_for(driver, shows("Go off duty"))
     await until(
         lambda: centre.located(volunteer_id), what="the phone's location reached the server", timeout_s=30
     )
@@ -297,7 +322,7 @@ async def test_offline_deliveries_sync_with_the_times_they_were_done(
 
     # No network at all from here.
     browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
-    await wait_for(browser, lambda d: by_text(d, "Offline", tag="p"))
+    await wait_for(browser, shows("Offline", tag="p"))
     before = datetime.now(UTC)
     button_in(card(browser, "leg", leg_a), "Picked up").click()
     await wait_for(browser, lambda d: labelled_in(card(d, "leg", leg_a), "Confirmation code"))
@@ -376,7 +401,7 @@ async def test_an_unanswered_offer_disappears_when_it_expires(
     )
     assert "expired" in browser.find_element(By.ID, "offer-announcer").get_attribute("textContent")
     by_text(browser, "Go off duty", tag="button").click()
-    await wait_for(browser, lambda d: by_text(d, "Go on duty", tag="button"))
+    await wait_for(browser, shows("Go on duty"))
 
 
 def shown_in(driver: Any, *, language: str) -> bool:
@@ -430,7 +455,7 @@ async def test_every_text_comes_from_the_catalogue_in_each_language(centre: Cent
         welcome = set(visible_texts(driver))
         assert "注册链接" in welcome and "邀请码" in welcome
         driver.get(link)
-        await wait_for(driver, lambda d: by_text(d, "开始值班", tag="button"))
+        await wait_for(driver, shows("开始值班"))
         for language in ("zh", *[lang for lang in LANGUAGES if lang != "zh"]):
             if language != "zh":
                 Select(driver.find_element(By.ID, "language")).select_by_visible_text(
@@ -448,13 +473,13 @@ async def test_every_text_comes_from_the_catalogue_in_each_language(centre: Cent
         # Back to English, as the person chose, even after a reload.
         Select(driver.find_element(By.ID, "language")).select_by_visible_text("English")
         driver.refresh()
-        await wait_for(driver, lambda d: by_text(d, "Go on duty", tag="button"))
+        await wait_for(driver, shows("Go on duty"))
         for control in ("Go on duty",):
             assert by_text(driver, control, tag="button")
         assert by_label(driver, "Language")
         token = driver.execute_script("return localStorage.getItem('errands.token')")
         by_text(driver, "Sign out this device", tag="button").click()
-        await wait_for(driver, lambda d: by_label(d, "Enrolment link").is_displayed())
+        await wait_for(driver, labelled("Enrolment link"))
         assert driver.execute_script("return localStorage.getItem('errands.token')") is None
         assert axe_violations(driver) == []
         screenshot(driver, "welcome", tmp_path)
@@ -472,11 +497,11 @@ async def test_a_volunteer_who_signs_up_waits_for_approval(
         assert response.status == 201, await response.text()
         code = (await response.json())["code"]
     browser.get(f"{centre.dispatcher}/app/")
-    await wait_for(browser, lambda d: by_label(d, "Invite code").is_displayed())
+    await wait_for(browser, labelled("Invite code"))
     by_label(browser, "Invite code").send_keys(code)
     by_label(browser, "Your name").send_keys("Tomas Example")
     by_text(browser, "Sign up", tag="button").click()
-    await wait_for(browser, lambda d: by_text(d, "Waiting for approval", tag="h2"))
+    await wait_for(browser, shows("Waiting for approval", tag="h2"))
     assert axe_violations(browser) == []
     screenshot(browser, "pending", tmp_path)
     token = browser.execute_script("return localStorage.getItem('errands.token')")
@@ -489,7 +514,7 @@ async def test_a_volunteer_who_signs_up_waits_for_approval(
     ) as response:
         assert response.status == 200, await response.text()
     by_text(browser, "Check again", tag="button").click()
-    await wait_for(browser, lambda d: by_text(d, "Go on duty", tag="button"))
+    await wait_for(browser, shows("Go on duty"))
     assert (
         json.loads(browser.execute_script("return localStorage.getItem('errands.me')"))["me"]["id"]
         == volunteer_id

@@ -43,8 +43,11 @@ function el(tag, attributes = {}, ...children) {
   return node;
 }
 
-function notify(message, kind = "error") {
+// A message to the volunteer: `words` is a function, so that it can be said again in another language.
+function notify(words, kind = "error") {
+  state.notice = { words, kind };
   const notice = $("notice");
+  const message = words ? words() : "";
   notice.textContent = message;
   notice.className = kind === "error" ? "notice" : "notice info";
   notice.hidden = !message;
@@ -104,7 +107,7 @@ async function replay() {
   try {
     const result = await outbox.replay();
     for (const { entry, error } of result.refused) {
-      notify(t("sync.refused", { action: t(`action.${entry.kind}`), reason: explain(error) }));
+      notify(() => t("sync.refused", { action: t(`action.${entry.kind}`), reason: explain(error) }));
     }
     if (result.stopped instanceof ApiError && result.stopped.status === 401) return signedOut();
     clearTimeout(state.replayTimer);
@@ -138,10 +141,10 @@ async function enrol(linkToken) {
     const issued = await response.json();
     token.set(issued.volunteer_token);
     localStorage.setItem(CACHE.device, issued.device_id);
-    notify(t("enrol.done"), "info");
+    notify(() => t("enrol.done"), "info");
     await start();
   } catch (error) {
-    notify(error instanceof ApiError && error.status === 404 ? t("enrol.unknown") : explain(error));
+    notify(() => (error instanceof ApiError && error.status === 404 ? t("enrol.unknown") : explain(error)));
     show("welcome");
   }
 }
@@ -159,16 +162,16 @@ async function signUp(form) {
   const phone = String(data.get("phone") || "").trim();
   if (phone) body.phone = phone;
   body.languages = [i18n.language];
-  if (body.invite_code.length < 8 || !body.name) return notify(t("signup.incomplete"));
+  if (body.invite_code.length < 8 || !body.name) return notify(() => t("signup.incomplete"));
   try {
     const response = await call("POST", "/v1/signups", { body });
     const created = await response.json();
     token.set(created.volunteer_token);
     localStorage.setItem(CACHE.device, created.device_id);
-    notify("", "info");
+    notify(null);
     await start();
   } catch (error) {
-    notify(error instanceof ApiError && error.status === 404 ? t("signup.unknown_code") : explain(error));
+    notify(() => (error instanceof ApiError && error.status === 404 ? t("signup.unknown_code") : explain(error)));
   }
 }
 
@@ -181,10 +184,10 @@ async function signOut() {
       // forgotten here either way; an operator can revoke the token too
     }
   }
-  signedOut(t("settings.signed_out"));
+  signedOut(() => t("settings.signed_out"));
 }
 
-async function signedOut(message = t("problem.unauthorized")) {
+async function signedOut(message = () => t("problem.unauthorized")) {
   token.forget();
   for (const key of Object.values(CACHE)) localStorage.removeItem(key);
   state.poll?.abort();
@@ -227,7 +230,7 @@ function route() {
     return;
   }
   show("work");
-  if (state.me.on_duty) whereabouts.start(() => notify(t("location.denied")));
+  if (state.me.on_duty) whereabouts.start(() => notify(() => t("location.denied")));
   else whereabouts.stop();
   renderDuty();
 }
@@ -269,11 +272,11 @@ async function toggleDuty() {
     state.me = await response.json();
     state.meAt = Date.now();
     saveJSON(CACHE.me, { me: state.me, at: state.meAt });
-    notify("");
+    notify(null);
     $("duty-state").focus?.();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return signedOut();
-    notify(explain(error));
+    notify(() => explain(error));
   } finally {
     route();
   }
@@ -622,6 +625,8 @@ async function changeLanguage(lang) {
   legCards.clear();
   setOnline(state.online);
   await refreshQueued();
+  if (state.notice) notify(state.notice.words, state.notice.kind);
+  $("offer-announcer").textContent = "";
   if (state.screen === "pending" && state.me) $("pending-text").textContent = t(`pending.${state.me.vetting_status}`);
   renderAll();
 }
@@ -636,7 +641,7 @@ async function setWakeLock(on) {
     }
   } catch {
     $("wake-lock").checked = false;
-    notify(t("settings.wake_lock_failed"));
+    notify(() => t("settings.wake_lock_failed"));
   }
 }
 
@@ -665,7 +670,7 @@ function bind() {
   $("enrol-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const linkToken = tokenFromLink($("enrol-link").value);
-    if (!linkToken) return notify(t("enrol.bad_link"));
+    if (!linkToken) return notify(() => t("enrol.bad_link"));
     enrol(linkToken);
   });
   $("signup-form").addEventListener("submit", (event) => {
@@ -726,4 +731,7 @@ async function boot() {
   document.body.dataset.ready = "true";
 }
 
-boot();
+boot().catch((error) => {
+  console.error(error);
+  document.body.dataset.error = String(error?.stack || error);
+});
