@@ -399,7 +399,7 @@ async def test_an_unanswered_offer_disappears_when_it_expires(
     await wait_for(
         browser, lambda d: not d.find_elements(By.CSS_SELECTOR, f'[data-offer-id="{offer_id}"]'), timeout_s=30
     )
-    assert "expired" in browser.find_element(By.ID, "offer-announcer").get_attribute("textContent")
+    assert "no longer open" in browser.find_element(By.ID, "offer-announcer").get_attribute("textContent")
     by_text(browser, "Go off duty", tag="button").click()
     await wait_for(browser, shows("Go on duty"))
 

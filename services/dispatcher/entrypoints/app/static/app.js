@@ -21,6 +21,7 @@ const state = {
   queued: [],
   announced: new Map(),
   expired: new Set(),
+  answered: new Set(),
   photos: new Map(),
   poll: null,
   backoffS: 1,
@@ -127,6 +128,7 @@ async function replay() {
 }
 
 async function act(kind, path, body, extra = {}) {
+  if (extra.offer_id) state.answered.add(extra.offer_id);
   await outbox.enqueue({ kind, path, body: { ...body }, key: newKey(), occurred_at: body.occurred_at, ...extra });
   await refreshQueued();
   renderAll();
@@ -450,6 +452,13 @@ function tickOffers() {
 function renderOffers() {
   const list = $("offers");
   const offers = state.assignments.offers.filter((o) => !state.expired.has(o.id) && new Date(o.expires_at) > new Date());
+  // A card the server no longer lists (taken by someone else, withdrawn, expired) goes, and is said to.
+  const now = new Set(offers.map((o) => o.id));
+  const answered = new Set(state.queued.map((entry) => entry.offer_id));
+  for (const item of list.querySelectorAll("li[data-offer-id]")) {
+    const id = item.dataset.offerId;
+    if (!now.has(id) && !answered.has(id) && !state.answered.has(id)) $("offer-announcer").textContent = t("offers.expired");
+  }
   const focused = document.activeElement?.closest?.("#offers li")?.dataset.offerId;
   list.replaceChildren(...offers.map(offerCard));
   if (focused) list.querySelector(`[data-offer-id="${focused}"] button`)?.focus();
