@@ -16,6 +16,7 @@ from shared.web.static import add_vendor_routes, vendor_url
 FIRST_LOAD = (
     "/app/",
     "/app/app.css",
+    "/app/boot.js",
     "/app/app.js",
     "/app/i18n.js",
     "/app/api.js",

@@ -232,7 +232,9 @@ function route() {
     return;
   }
   show("work");
-  if (state.me.on_duty) whereabouts.start(() => notify(() => t("location.denied")));
+  if (state.me.on_duty) whereabouts.start((error) => {
+    if (error.code === error.PERMISSION_DENIED) notify(() => t("location.denied"));
+  });
   else whereabouts.stop();
   renderDuty();
 }
@@ -251,7 +253,8 @@ function renderDuty() {
   button.textContent = me.on_duty ? t("duty.go_off") : t("duty.go_on");
   button.className = me.on_duty ? "big on" : "big";
   button.disabled = !state.online;
-  button.setAttribute("aria-describedby", state.online ? "" : "duty-offline");
+  if (state.online) button.removeAttribute("aria-describedby");
+  else button.setAttribute("aria-describedby", "rest-owed");
   const elapsed = (Date.now() - state.meAt) / 1000;
   const shift = me.shift_on_duty_s + (me.on_duty ? elapsed : 0);
   $("shift-clock").textContent = shift > 0 ? t("duty.shift", { duration: i18n.duration(shift) }) : "";
@@ -275,7 +278,6 @@ async function toggleDuty() {
     state.meAt = Date.now();
     saveJSON(CACHE.me, { me: state.me, at: state.meAt });
     notify(null);
-    $("duty-state").focus?.();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return signedOut();
     notify(() => explain(error));
@@ -400,8 +402,10 @@ function details(leg, { offer = null } = {}) {
     row("leg.recipient", firstName(dropoff.recipient_name));
     row("leg.access_notes", dropoff.notes);
     row("leg.notes", leg.notes);
-    const eta = leg.status === "assigned" ? leg.pickup_eta : leg.dropoff_eta;
-    if (eta) row(leg.status === "assigned" ? "leg.eta_pickup" : "leg.eta_dropoff", i18n.time(new Date(eta)) + (leg.eta_late ? ` (${t("leg.late")})` : ""));
+    // Estimates for what is still ahead, as the phone knows it (a queued report counts).
+    const { status } = localStatus(leg);
+    const eta = status === "assigned" ? leg.pickup_eta : status === "picked_up" ? leg.dropoff_eta : null;
+    if (eta) row(status === "assigned" ? "leg.eta_pickup" : "leg.eta_dropoff", i18n.time(new Date(eta)) + (leg.eta_late ? ` (${t("leg.late")})` : ""));
   }
   row("leg.items", itemsText(leg.items));
   row("leg.weight", totalWeight(leg.items));

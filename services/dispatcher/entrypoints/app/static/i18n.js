@@ -18,9 +18,14 @@ export function chosenLanguage() {
 }
 
 export async function load(lang) {
-  const response = await fetch(`/app/i18n/${lang}.json`);
-  if (!response.ok) throw new Error(`catalogue ${lang}: ${response.status}`);
-  texts = await response.json();
+  const early = window.errandsCatalogue; // requested by boot.js while the modules loaded
+  if (early && early.language === lang) {
+    texts = await early.texts;
+  } else {
+    const response = await fetch(`/app/i18n/${lang}.json`);
+    if (!response.ok) throw new Error(`catalogue ${lang}: ${response.status}`);
+    texts = await response.json();
+  }
   language = lang;
   document.documentElement.lang = lang;
 }
@@ -70,7 +75,7 @@ export function weight(kg) {
   return new Intl.NumberFormat(locale(), { style: "unit", unit: "kilogram", maximumFractionDigits: 1 }).format(kg);
 }
 
-// A span of time in hours and minutes ("1 h 5 min"), or seconds under a minute.
+// A span of time: hours and minutes ("1 hr 5 min"), minutes and seconds under ten minutes.
 export function duration(seconds) {
   const s = Math.max(0, Math.round(seconds));
   if (s < 60) return new Intl.NumberFormat(locale(), { style: "unit", unit: "second", unitDisplay: "short" }).format(s);
@@ -78,5 +83,9 @@ export function duration(seconds) {
   const minutes = Math.floor((s % 3600) / 60);
   const h = new Intl.NumberFormat(locale(), { style: "unit", unit: "hour", unitDisplay: "short" }).format(hours);
   const m = new Intl.NumberFormat(locale(), { style: "unit", unit: "minute", unitDisplay: "short" }).format(minutes);
-  return hours ? `${h} ${m}` : m;
+  if (hours) return `${h} ${m}`;
+  if (s >= 600 || s % 60 === 0) return m;
+  // Under ten minutes the seconds count too (an offer's countdown).
+  const rest = new Intl.NumberFormat(locale(), { style: "unit", unit: "second", unitDisplay: "short" }).format(s % 60);
+  return `${m} ${rest}`;
 }

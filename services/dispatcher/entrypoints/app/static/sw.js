@@ -5,6 +5,7 @@ const CACHE = `errands-app-${VERSION}`;
 const SHELL = [
   "/app/",
   "/app/app.css",
+  "/app/boot.js",
   "/app/app.js",
   "/app/api.js",
   "/app/i18n.js",
