@@ -51,6 +51,19 @@ async def test_the_page_has_a_strict_policy_and_no_inline_script() -> None:
     assert "__IDB_URL__" not in page
 
 
+async def test_the_page_reads_in_the_language_asked_before_any_script_runs() -> None:
+    async with TestClient(TestServer(served())) as client:
+        korean = await (await client.get("/app/", headers={"Accept-Language": "ko-KR,ko;q=0.9"})).text()
+        chosen = await (await client.get("/app/?lang=en", headers={"Accept-Language": "ko"})).text()
+        kept = await (await client.get("/app/", cookies={"lang": "ja"})).text()
+        default = await (await client.get("/app/")).text()
+    assert '<html lang="ko">' in korean and f">{CATALOGUE.text('ko', 'enrol.link')}<" in korean
+    assert '<html lang="en">' in chosen and ">Enrolment link<" in chosen
+    assert '<html lang="ja">' in kept and f"<title>{CATALOGUE.text('ja', 'app.title')}</title>" in kept
+    assert '<html lang="zh">' in default and f">{CATALOGUE.text('zh', 'duty.title')}<" in default
+    assert not re.search(r'data-i18n="[^"]+"></', default), "every marked element has its text"
+
+
 async def test_files_are_compressed_and_revalidated_by_etag() -> None:
     async with TestClient(TestServer(served())) as client:
         response = await client.get("/app/app.js", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)

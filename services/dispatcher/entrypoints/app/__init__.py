@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import html
 import json
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from shared.web.i18n import LANGUAGES, Catalogue
+from shared.web.i18n import LANGUAGES, Catalogue, request_language
 from shared.web.static import vendor_url
 
 APP_DIR = Path(__file__).resolve().parent
@@ -65,7 +67,7 @@ def _entry(body: bytes, content_type: str) -> AppFile:
 
 
 def load_files() -> dict[str, AppFile]:
-    """Every file of the app by its address under `/app/` (`""` is the page itself)."""
+    """Every file of the app by its address under `/app/`; the page itself as `#<language>`."""
     raw: dict[str, bytes] = {
         path.relative_to(STATIC_DIR).as_posix(): path.read_bytes()
         for path in sorted(STATIC_DIR.rglob("*"))
@@ -88,8 +90,27 @@ def load_files() -> dict[str, AppFile]:
                 .replace(VERSION_PLACEHOLDER, version.hexdigest()[:16])
                 .encode()
             )
-        files["" if name == "index.html" else name] = _entry(body, content_type)
+        if name == "index.html":
+            # The page in each language, its texts in place: it reads before any script has run.
+            for language in LANGUAGES:
+                files[f"#{language}"] = _entry(page_in(body.decode(), language).encode(), content_type)
+        else:
+            files[name] = _entry(body, content_type)
     return files
+
+
+_MARKED = re.compile(r'(<(\w+)\b[^>]*\sdata-i18n="([a-z0-9_.]+)"[^>]*>)(</\2>)')
+
+
+def page_in(page: str, language: str) -> str:
+    """The page with every `data-i18n` element's text, and its `lang`, in `language`."""
+    page = page.replace('<html lang="zh">', f'<html lang="{language}">', 1)
+    page = page.replace(
+        "<title>Errands</title>", f"<title>{html.escape(CATALOGUE.text(language, 'app.title'))}</title>"
+    )
+    return _MARKED.sub(
+        lambda m: m.group(1) + html.escape(CATALOGUE.text(language, m.group(3))) + m.group(4), page
+    )
 
 
 FILES = web.AppKey("app_files", dict)
@@ -97,13 +118,15 @@ FILES = web.AppKey("app_files", dict)
 
 async def _app_file(request: web.Request) -> web.Response:
     name = request.match_info.get("name", "")
+    if not name or name.startswith("#"):
+        name = f"#{request_language(request)}"
     found: AppFile | None = request.app[FILES].get(name)
     if found is None:
         raise web.HTTPNotFound()
     headers = {
         "Cache-Control": "no-cache",
         "ETag": found.etag,
-        "Vary": "Accept-Encoding",
+        "Vary": "Accept-Encoding, Accept-Language, Cookie",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,

@@ -632,6 +632,8 @@ function fillLanguages() {
 
 async function changeLanguage(lang) {
   localStorage.setItem("lang", lang);
+  // The page itself then comes in this language too, before any script runs.
+  document.cookie = `lang=${lang}; path=/app/; max-age=31536000; SameSite=Lax`;
   await i18n.load(lang);
   i18n.translate();
   fillLanguages();
