@@ -102,9 +102,15 @@ async function refreshQueued() {
 }
 
 let replaying = false;
+let replayAgain = false;
 async function replay() {
-  if (!token.get() || replaying) return;
+  if (!token.get()) return;
+  if (replaying) {
+    replayAgain = true; // an action queued meanwhile goes as soon as this replay ends
+    return;
+  }
   replaying = true;
+  replayAgain = false;
   try {
     const result = await outbox.replay();
     for (const { entry, error } of result.refused) {
@@ -112,9 +118,13 @@ async function replay() {
     }
     if (result.stopped instanceof ApiError && result.stopped.status === 401) return signedOut();
     clearTimeout(state.replayTimer);
+    state.replayTimer = null;
     if (result.stopped) {
       state.backoffS = Math.min(state.backoffS * 2, 60);
-      state.replayTimer = setTimeout(replay, state.backoffS * 1000);
+      state.replayTimer = setTimeout(() => {
+        state.replayTimer = null;
+        replay();
+      }, state.backoffS * 1000);
     } else {
       state.backoffS = 1;
     }
@@ -125,6 +135,7 @@ async function replay() {
     renderAll();
   }
   whereabouts.flush();
+  if (replayAgain && !state.replayTimer) replay();
 }
 
 async function act(kind, path, body, extra = {}) {

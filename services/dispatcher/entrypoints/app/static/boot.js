@@ -1,5 +1,6 @@
 // Runs while the app's modules are still downloading: the catalogue of the language the app will use
-// is requested now rather than after them, which saves a round trip on a slow link.
+// is requested now rather than after them, which saves a round trip on a slow link; and a phone not
+// enrolled yet sees the welcome screen at once.
 (function () {
   var languages = ["zh", "en", "ko", "ja"];
   var kept = null;
@@ -15,6 +16,16 @@
     if (languages.indexOf(primary) >= 0) chosen = primary;
   }
   chosen = chosen || "zh";
+  // Not enrolled yet: the welcome screen (its texts already in the page) shows now, not after the
+  // modules have loaded.
+  var enrolled = false;
+  try {
+    enrolled = Boolean(localStorage.getItem("errands.token"));
+  } catch (e) {
+    enrolled = false;
+  }
+  var welcome = document.getElementById("screen-welcome");
+  if (!enrolled && welcome && !/[#&]token=/.test(location.hash)) welcome.hidden = false;
   window.errandsCatalogue = {
     language: chosen,
     texts: fetch("/app/i18n/" + chosen + ".json").then(function (response) {
