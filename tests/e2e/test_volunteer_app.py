@@ -40,8 +40,17 @@ pytestmark = [pytest.mark.e2e, needs_chromium]
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
-def screenshot(driver: Any, screen: str, tmp_path: Path) -> None:
-    """The screen as it stands, kept in docs/img only when ERRANDS_SCREENSHOTS=1."""
+def screenshot(driver: Any, screen: str, tmp_path: Path, *, showing: str | None = None) -> None:
+    """The screen as it stands (from the top, or from the element with id `showing`), kept in
+    docs/img only when ERRANDS_SCREENSHOTS=1."""
+    if showing is None:
+        driver.execute_script("window.scrollTo(0, 0);")
+    else:
+        driver.execute_script(
+            "const el = document.getElementById(arguments[0]);"
+            "window.scrollTo(0, el.getBoundingClientRect().top + window.scrollY - 70);",
+            showing,
+        )
     path = tmp_path / f"volunteer-app-{screen}.png"
     assert driver.save_screenshot(str(path))
     if os.environ.get("ERRANDS_SCREENSHOTS") == "1":
@@ -217,8 +226,14 @@ async def accept_offer_for(driver: Any, task: dict[str, Any]) -> str:
                 return element
         return None
 
-    offer = await wait_for(driver, offer_card)
-    button_in(offer, "Accept").click()
+    def accepted(d: Any) -> bool:
+        offer = offer_card(d)
+        if offer is None:
+            return False
+        button_in(offer, "Accept").click()  # a card redrawn meanwhile is looked up again
+        return True
+
+    await wait_for(driver, accepted)
     await wait_for(driver, lambda d: card(d, "leg", leg_id).is_displayed())
     return str(leg_id)
 
@@ -299,11 +314,11 @@ async def test_offline_deliveries_sync_with_the_times_they_were_done(
     screenshot(browser, "duty", tmp_path)
 
     first = await centre.task(place, "Anna")
-    offer = await wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#offers li"))
-    assert "Expires in" in offer.text and "Urgent" in offer.text and "Meal" in offer.text
-    assert "Flat 5" not in offer.text, "no full drop-off address before the offer is accepted"
+    offer_text = await wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#offers li").text)
+    assert "Expires in" in offer_text and "Urgent" in offer_text and "Meal" in offer_text
+    assert "Flat 5" not in offer_text, "no full drop-off address before the offer is accepted"
     assert axe_violations(browser) == []
-    screenshot(browser, "offer", tmp_path)
+    screenshot(browser, "offer", tmp_path, showing="offers-title")
     leg_a = await accept_offer_for(browser, first)
     second = await centre.task(place, "Bjorn", kind="errand")
     leg_b = await accept_offer_for(browser, second)
@@ -318,7 +333,7 @@ async def test_offline_deliveries_sync_with_the_times_they_were_done(
     ]
     assert legs_order.index(leg_a) < legs_order.index(leg_b), "in the order the API gives them"
     assert axe_violations(browser) == []
-    screenshot(browser, "legs", tmp_path)
+    screenshot(browser, "legs", tmp_path, showing="legs-title")
 
     # No network at all from here.
     browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
@@ -343,13 +358,21 @@ async def test_offline_deliveries_sync_with_the_times_they_were_done(
 
     await wait_for(browser, lambda d: sync_badge(d) == "Waiting to sync (4)")
     assert "Waiting to sync" in card(browser, "leg", leg_a).text
+
+    # Opened again with no network: the service worker has the app, the phone its last assignments.
+    browser.refresh()
+    await wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    await wait_for(browser, lambda d: sync_badge(d) == "Waiting to sync (4)")
+    await wait_for(browser, lambda d: "Shown as last synced at" in d.find_element(By.ID, "legs-stale").text)
+    assert "Waiting to sync" in card(browser, "leg", leg_a).text
+    assert "Delivered: waiting for confirmation" in card(browser, "leg", leg_b).text
     assert browser.execute_async_script(SNAPSHOT_OUTBOX) == 4
     queued_photo = browser.execute_script(
         "return window.__outbox.filter((e) => e.photo).map((e) => [e.photo.type, e.photo.size]);"
     )
     assert len(queued_photo) == 1 and queued_photo[0][0] == "image/jpeg"
     assert axe_violations(browser) == []
-    screenshot(browser, "offline", tmp_path)
+    screenshot(browser, "offline", tmp_path, showing="legs-title")
 
     # Still nothing on the server; then the connection returns, well after the deliveries.
     assert {s for s, _, _ in (await leg_times(stack, [leg_a, leg_b])).values()} == {"assigned"}
@@ -391,8 +414,9 @@ async def test_an_unanswered_offer_disappears_when_it_expires(
     place = (78.2232, 15.6267)  # far from every other volunteer of the suite
     await enrol_and_go_on_duty(browser, centre, "Ola Example", place)
     await centre.task(place, "Kari")
-    offer = await wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#offers li"))
-    offer_id = offer.get_attribute("data-offer-id")
+    offer_id = await wait_for(
+        browser, lambda d: d.find_element(By.CSS_SELECTOR, "#offers li").get_attribute("data-offer-id")
+    )
     announcer = browser.find_element(By.ID, "offer-announcer")
     assert announcer.get_attribute("aria-live") == "assertive"
     await wait_for(browser, lambda d: "10 sec" in d.find_element(By.ID, "offer-announcer").text, timeout_s=90)

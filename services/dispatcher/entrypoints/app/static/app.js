@@ -212,6 +212,8 @@ async function signedOut(message = () => t("problem.unauthorized")) {
   state.assignments = { offers: [], legs: [] };
   show("welcome");
   notify(message, "info");
+  window.scrollTo(0, 0);
+  $("main").focus();
 }
 
 // ---------- the volunteer's record: vetting, duty, shift clock, rest
@@ -464,6 +466,8 @@ function tickOffers() {
   if (changed) $("offers-empty").hidden = document.querySelectorAll("#offers li").length > 0;
 }
 
+const offerCards = new Map();
+
 function renderOffers() {
   const list = $("offers");
   const offers = state.assignments.offers.filter((o) => !state.expired.has(o.id) && new Date(o.expires_at) > new Date());
@@ -474,9 +478,20 @@ function renderOffers() {
     const id = item.dataset.offerId;
     if (!now.has(id) && !answered.has(id) && !state.answered.has(id)) $("offer-announcer").textContent = t("offers.expired");
   }
-  const focused = document.activeElement?.closest?.("#offers li")?.dataset.offerId;
-  list.replaceChildren(...offers.map(offerCard));
-  if (focused) list.querySelector(`[data-offer-id="${focused}"] button`)?.focus();
+  // Cards whose offer did not change stay as they are (focus and screen reader position kept).
+  const cards = offers.map((offer) => {
+    const signature = JSON.stringify([offer, queuedFor("offer_id", offer.id).length, i18n.language]);
+    const known = offerCards.get(offer.id);
+    const built = known && known.signature === signature ? known.card : offerCard(offer);
+    return [offer.id, { card: built, signature }];
+  });
+  offerCards.clear();
+  for (const [id, value] of cards) offerCards.set(id, value);
+  const focused = document.activeElement;
+  if (cards.length !== list.children.length || cards.some(([, { card }], i) => list.children[i] !== card)) {
+    list.replaceChildren(...cards.map(([, { card }]) => card));
+  }
+  if (focused && focused !== document.activeElement && list.contains(focused)) focused.focus();
   $("offers-empty").hidden = offers.length > 0;
   tickOffers();
 }
@@ -649,6 +664,7 @@ async function changeLanguage(lang) {
   i18n.translate();
   fillLanguages();
   legCards.clear();
+  offerCards.clear();
   setOnline(state.online);
   await refreshQueued();
   if (state.notice) notify(state.notice.words, state.notice.kind);
