@@ -12,6 +12,7 @@ from services.dispatcher.adapters.photo_store import PhotoStores
 from services.dispatcher.adapters.repository import VOLUNTEER_CHANNEL
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
+from services.dispatcher.entrypoints.app import add_app_routes
 from services.dispatcher.entrypoints.http import ERROR_STATUSES, api
 from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LOCATIONS, LocationStreams
 from services.dispatcher.entrypoints.me import PHOTO_DECODING, PHOTO_STORES, WAKEUPS
@@ -25,12 +26,15 @@ from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
 from shared.http import create_base_app
 from shared.runtime import RUNTIME, Runtime, background_task, periodic_job, runtime_context
 from shared.settings import Settings
+from shared.web.static import add_vendor_routes
 
 
 def create_app(settings: Settings) -> web.Application:
     runtime = Runtime.build(settings, client_id="dispatcher")
     app = create_base_app(api=api, readiness=runtime.readiness_checks(), error_statuses=ERROR_STATUSES)
     app[RUNTIME] = runtime
+    add_app_routes(app)
+    add_vendor_routes(app)
     wakeups = VolunteerWakeups(runtime.listener, VOLUNTEER_CHANNEL)
     app[WAKEUPS] = wakeups
     stores = PhotoStores.from_settings(settings)
