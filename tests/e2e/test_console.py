@@ -141,7 +141,7 @@ async def test_log_in_see_who_and_log_out_leaves_nothing_behind(
 
 
 async def test_ops_sees_no_forms_and_a_wrong_role_gets_a_page_saying_so(
-    stack: Stack, intake: str, desktop: Any
+    stack: Stack, system: ServiceProcesses, intake: str, desktop: Any
 ) -> None:
     operator = await new_coordinator(stack, intake)
     ops = await new_coordinator(stack, intake, role="ops", organisation_id=operator.organisation_id)
@@ -151,6 +151,24 @@ async def test_ops_sees_no_forms_and_a_wrong_role_gets_a_page_saying_so(
     assert "New task" not in text
     desktop.get(f"{intake}/console/tasks/new")
     await wait_for(desktop, lambda d: "Your role cannot use this page." in body_text(d))
+    no_violations(desktop)
+
+    # A task of the organisation: ops reads it all, and is offered no action.
+    here = somewhere()
+    async with aiohttp.ClientSession() as http:
+        task = await Api(http, system, operator.operator_token).created(
+            f"{intake}/v1/tasks",
+            {
+                "kind": "errand",
+                "pickup": {"lat": here[0], "lon": here[1], "address": "Ops depot"},
+                "dropoffs": [{"lat": here[0], "lon": here[1] + 0.002, "address": "Ops door"}],
+            },
+        )
+    desktop.get(f"{intake}/console/tasks/{task['id']}")
+    await wait_for(desktop, lambda d: "Timeline" in body_text(d))
+    assert "Ops depot" in body_text(desktop)
+    assert "Actions" not in body_text(desktop)
+    assert desktop.find_elements("css selector", "main form") == []
     no_violations(desktop)
 
 

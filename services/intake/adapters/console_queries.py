@@ -20,23 +20,21 @@ from shared.ningbo import DISTRICTS
 _OPEN_ESCALATIONS = text(
     """
 SELECT t.id, t.kind, t.priority, t.status,
-       GREATEST(
-         (t.transitions->>'escalated')::timestamptz,
-         max(l.escalated_at) FILTER (WHERE l.status IN ('pending', 'offered', 'assigned', 'picked_up')),
-         max((l.transitions->>'needs_decision')::timestamptz) FILTER (WHERE l.status = 'needs_decision')
-       ) AS since,
-       bool_or(l.status = 'needs_decision') AS needs_decision,
+       EXISTS (SELECT 1 FROM intake.legs l WHERE l.task_id = t.id AND l.status = 'needs_decision')
+         AS needs_decision,
        count(*) OVER () AS total
-FROM intake.tasks t JOIN intake.legs l ON l.task_id = t.id
+FROM intake.tasks t
 WHERE t.organisation_id = :organisation_id
   AND t.status NOT IN ('cancelled', 'completed', 'failed', 'partially_completed')
-GROUP BY t.id
-HAVING (t.status = 'escalated'
+  AND ((t.status = 'escalated'
         AND NOT EXISTS (SELECT 1 FROM intake.timeline d
                         WHERE d.task_id = t.id AND d.type = 'leg.decided'
                           AND d.time >= (t.transitions->>'escalated')::timestamptz))
-    OR bool_or(l.status = 'needs_decision')
-    OR bool_or(l.escalated_at IS NOT NULL AND l.status IN ('pending', 'offered', 'assigned', 'picked_up'))
+       OR EXISTS (SELECT 1 FROM intake.legs l
+                  WHERE l.task_id = t.id AND l.status = 'needs_decision')
+       OR EXISTS (SELECT 1 FROM intake.legs l
+                  WHERE l.task_id = t.id AND l.escalated_at IS NOT NULL
+                    AND l.status IN ('pending', 'offered', 'assigned', 'picked_up')))
 ORDER BY t.created_at, t.id
 LIMIT :limit
 """
@@ -49,7 +47,6 @@ class EscalatedTask:
     kind: str
     priority: str
     status: str
-    since: datetime | None
     needs_decision: bool
 
 
@@ -72,7 +69,6 @@ async def escalations(session: AsyncSession, *, organisation_id: uuid.UUID, limi
                 kind=row.kind,
                 priority=row.priority,
                 status=row.status,
-                since=row.since,
                 needs_decision=bool(row.needs_decision),
             )
             for row in rows

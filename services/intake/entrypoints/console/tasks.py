@@ -202,10 +202,13 @@ class TaskForm:
                 "contact_name": pickup_recipient.get("name"),
                 "contact_phone": pickup_recipient.get("phone"),
             }
-        elif source == "address":
-            pickup["address"] = self._text("pickup_address")
-        elif source == "point":
-            pickup |= {"lat": self._number("pickup_lat"), "lon": self._number("pickup_lon")}
+        elif source in ("address", "point"):
+            # An address with coordinates needs no lookup; a point may say its address too.
+            pickup |= {
+                "address": self._text("pickup_address"),
+                "lat": self._number("pickup_lat"),
+                "lon": self._number("pickup_lon"),
+            }
         for name in ("contact_name", "contact_phone"):
             if self._text(f"pickup_{name}"):
                 pickup[name] = self._text(f"pickup_{name}")

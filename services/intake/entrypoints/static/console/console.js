@@ -1,7 +1,7 @@
 // The operator console's one script. Pages work without it; it adds: the one-time token from a
 // password-setup link's fragment, the tab title's escalation count after each poll, focus on the
-// first field with an error after a form comes back, and no page shown again from the back-forward
-// cache.
+// first field with an error after a form comes back, only the fields of the choice made, and no page
+// shown again from the back-forward cache.
 "use strict";
 
 (function () {
@@ -26,6 +26,31 @@
     document.title = total > 0 ? "(" + total + ") " + base : base;
   }
 
+  // Fields that apply to one choice only (`data-when="radio_name:value|value"`) are shown while that
+  // choice is made; without scripts every field shows, and the server reads the ones that apply.
+  function showChosenFields(form) {
+    form.querySelectorAll("[data-when]").forEach(function (field) {
+      const rule = field.getAttribute("data-when").split(":");
+      const checked = form.querySelector("input[type=radio][name='" + rule[0] + "']:checked");
+      const shown = !checked || rule[1].split("|").indexOf(checked.value) >= 0;
+      field.hidden = !shown;
+    });
+  }
+
+  function followChoices() {
+    document.querySelectorAll("form").forEach(function (form) {
+      if (!form.querySelector("[data-when]")) {
+        return;
+      }
+      showChosenFields(form);
+      form.addEventListener("change", function (event) {
+        if (event.target.type === "radio") {
+          showChosenFields(form);
+        }
+      });
+    });
+  }
+
   function focusFirstError() {
     const invalid = document.querySelector("[aria-invalid='true']");
     if (invalid) {
@@ -43,6 +68,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     fillFromFragment();
+    followChoices();
     retitle();
     focusFirstError();
     document.body.addEventListener("htmx:afterSettle", retitle);
