@@ -123,6 +123,19 @@ async def test_log_in_see_who_and_log_out_leaves_nothing_behind(
     assert phone.current_url.endswith("/console/tasks")
     no_violations(phone)
 
+    # A login form sent from another site is refused: nobody can log a person in as someone else.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{intake}/console/login",
+            data={"email": coordinator.email, "password": PASSWORD, "next": "/console/tasks"},
+            headers={"Origin": "https://elsewhere.example"},
+            allow_redirects=False,
+        ) as foreign,
+    ):
+        assert foreign.status == 403
+        assert "errands_session" not in foreign.cookies
+
     # English on a desktop; the ops-only menu is hidden from nobody here, the operator sees every page.
     await log_in(
         desktop, intake, coordinator, email_label="E-mail", password_label="Password", submit="Log in"

@@ -15,6 +15,7 @@ from services.intake.domain.errors import SetupLinkInvalid
 from services.intake.entrypoints.console.common import (
     FieldErrors,
     check_form_csrf,
+    check_same_origin,
     current_staff,
     field_errors,
     language_of,
@@ -67,6 +68,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 @routes.post("/console/login")
 async def login(request: web.Request) -> web.Response:
+    check_same_origin(request)
     form = await request.post()
     target = _safe_next(str(form.get("next") or ""))
     email = str(form.get("email") or "")
@@ -127,6 +129,7 @@ async def password_setup_page(request: web.Request) -> web.Response:
 
 @routes.post("/password-setup")
 async def password_setup(request: web.Request) -> web.Response:
+    check_same_origin(request)
     form = await request.post()
     token = str(form.get("token") or "")
     lang = language_of(request)

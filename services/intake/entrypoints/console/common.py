@@ -35,7 +35,7 @@ from shared.events import current_actor
 from shared.http import ProblemError
 from shared.ningbo import DISTRICTS
 from shared.runtime import RUNTIME
-from shared.staff import CSRF_HEADER, SESSION_COOKIE
+from shared.staff import CSRF_HEADER, SESSION_COOKIE, is_https
 from shared.web.i18n import request_language
 from shared.web.pages import render_page
 
@@ -179,6 +179,18 @@ def check_form_csrf(request: web.Request, form: MultiMapping[Any], staff: Staff)
         sent.encode(errors="replace"), staff.csrf_token.encode()
     ):
         raise PageAnswer(_render(request, "console/forbidden.html", staff, {"csrf": True}, status=403))
+
+
+def check_same_origin(request: web.Request) -> None:
+    """A form sent before any session exists (login, setting a password) must come from our own
+    pages: a browser's `Origin` naming another site is refused, so no site can log a person in as
+    someone else. (Forms of a session are protected by its CSRF token and SameSite cookie.)"""
+    origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+    trusted = request.app[RUNTIME].settings.trusted_proxy
+    scheme = "https" if is_https(request, trusted_proxy=trusted) else "http"
+    foreign = origin not in (None, "null", f"{scheme}://{request.host}")
+    if foreign or site in ("cross-site", "same-site"):
+        raise PageAnswer(_render(request, "console/forbidden.html", None, {"csrf": True}, status=403))
 
 
 def not_found(request: web.Request, staff: Staff) -> PageAnswer:
