@@ -429,6 +429,7 @@ async def test_a_task_made_in_the_console_is_followed_live_to_its_photo_and_its_
         choose(desktop, "Volunteer", value=zhou_id)
         by_text(desktop, "Assign drop-off 1", tag="button").click()
         await wait_for(desktop, lambda d: d.find_elements(By.CSS_SELECTOR, "form .problem"))
+        assert "insurance is not in force" in desktop.find_element(By.ID, "assign-volunteer-1-error").text
         no_violations(desktop)
         choose(desktop, "Volunteer", value=zhou_id)
         by_label(desktop, "Reason to override a limit").send_keys(

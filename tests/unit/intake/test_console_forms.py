@@ -53,3 +53,10 @@ def test_after_login_only_a_console_page_of_this_site_is_a_destination() -> None
     for elsewhere in ("https://evil.example/console", "//evil.example/console", "/v1/tasks", "", None):
         assert _safe_next(elsewhere) == "/console/tasks"
     assert _safe_next("/console/logout") == "/console/tasks"
+
+
+def test_the_dispatchers_refusal_of_a_volunteer_is_said_by_the_volunteer_field() -> None:
+    problem = {"status": 409, "title": "Insurance lapsed", "detail": "Insurance ended 2026-01-01."}
+    errors = field_errors(problem, "zh", refusal_field="volunteer_id")
+    assert errors.get("volunteer_id") == ["该志愿者的保险不在有效期内；如确需指派，请填写越过限制的理由。"]
+    assert not errors.general

@@ -347,6 +347,16 @@ _RULE_KEYS = (
 )
 
 
+# The dispatcher's refusals of a volunteer for a leg, by the problem's title, and their wording.
+_REFUSAL_KEYS = {
+    "Volunteer off duty": "refusal.off_duty",
+    "Insurance lapsed": "refusal.insurance",
+    "Rest owed": "refusal.rest",
+    "Daily cap reached": "refusal.daily_cap",
+    "Volunteer not vetted": "refusal.not_vetted",
+}
+
+
 def _error_key(error: Mapping[str, Any]) -> str | None:
     kind, message = str(error.get("type") or ""), str(error.get("message") or "")
     if kind == "value_error":
@@ -400,8 +410,10 @@ def field_errors(
     *,
     aliases: Mapping[str, str] | None = None,
     known_fields: Iterable[str] | None = None,
+    refusal_field: str | None = None,
 ) -> FieldErrors:
-    """A problem+json answer's errors as per-field messages in `lang` (see `FieldErrors`)."""
+    """A problem+json answer's errors as per-field messages in `lang` (see `FieldErrors`); a known
+    refusal without field errors (a volunteer off duty, uninsured...) is said under `refusal_field`."""
     result = FieldErrors()
     fields = set(known_fields) if known_fields is not None else None
     for error in problem.get("errors") or []:
@@ -418,7 +430,11 @@ def field_errors(
         else:
             result.add(name, message)
     if not result:
-        result.add(None, str(problem.get("detail") or problem.get("title") or ""))
+        key = _REFUSAL_KEYS.get(str(problem.get("title") or ""))
+        message = (
+            CATALOGUE.text(lang, key) if key else str(problem.get("detail") or problem.get("title") or "")
+        )
+        result.add(refusal_field if key else None, message)
     return result
 
 

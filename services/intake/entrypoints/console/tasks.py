@@ -618,7 +618,13 @@ async def _leg_action(
     )
     if answer.ok:
         return see_other(f"/console/tasks/{task_id}?done={done}#leg-{leg['index'] + 1}")
-    errors = field_errors(answer.problem, lang, aliases=_LEG_FIELDS, known_fields=_LEG_FIELDS.values())
+    errors = field_errors(
+        answer.problem,
+        lang,
+        aliases=_LEG_FIELDS,
+        known_fields=_LEG_FIELDS.values(),
+        refusal_field="volunteer_id",
+    )
     return await _task_page(request, staff, task_id, errors={key: errors}, status=answer.status)
 
 
