@@ -137,7 +137,8 @@ def _login_redirect(request: web.Request) -> PageAnswer:
 
 
 async def current_staff(request: web.Request) -> Staff | None:
-    """The person of the request's live session, or None (no cookie, ended, disabled, not staff)."""
+    """The person of the request's live session, or None (no cookie, ended, disabled, not staff);
+    a 403 page for a person of no organisation."""
     if SESSION_COOKIE not in request.cookies:
         return None
     try:
@@ -145,8 +146,11 @@ async def current_staff(request: web.Request) -> Staff | None:
     except ProblemError:
         return None
     principal = found.principal
-    if principal.person_id is None or principal.organisation_id is None:
+    if principal.person_id is None:
         return None
+    if principal.organisation_id is None:
+        # A person of no organisation (an administrator of them all) has no console to use.
+        raise PageAnswer(_render(request, "console/forbidden.html", None, {}, status=403))
     return Staff(
         person_id=principal.person_id,
         email=found.email,
