@@ -25,6 +25,7 @@ from services.intake.entrypoints.console.common import (
     render_console,
     staff_page,
 )
+from services.intake.entrypoints.pages import CATALOGUE
 from services.intake.service_layer import board
 from shared.auth import Role
 from shared.runtime import RUNTIME
@@ -87,7 +88,12 @@ async def volunteers_on_duty(
         answer = await request.app[DISPATCHER].call(request, staff, "GET", path)
         if not answer.ok:
             return found, answer.problem
-        found.extend(on_duty_from(item) for item in answer.body["items"] if not item.get("deactivated_at"))
+        found.extend(
+            on_duty_from(item)
+            for item in answer.body["items"]
+            # Only approved volunteers take legs; a sign-up still waiting for vetting is not a column.
+            if not item.get("deactivated_at") and item.get("vetting_status", "approved") == "approved"
+        )
         cursor = answer.body.get("next_cursor")
         if not cursor:
             return sorted(found, key=lambda v: (v.name.casefold(), v.id)), None
@@ -216,6 +222,4 @@ async def move_all(request: web.Request) -> web.Response:
 
 
 def _t(request: web.Request, key: str, **values: object) -> str:
-    from services.intake.entrypoints.pages import CATALOGUE
-
     return CATALOGUE.text(request_language(request), key, **values)

@@ -25,6 +25,7 @@ from services.intake.entrypoints.console.common import (
     staff_page,
 )
 from services.intake.entrypoints.http import REGISTER
+from services.intake.entrypoints.pages import CATALOGUE
 from services.intake.entrypoints.schemas import (
     PlaceIn,
     PlaceListQuery,
@@ -138,6 +139,16 @@ def _notice(request: web.Request) -> str | None:
     return notice if notice in NOTICES else None
 
 
+def _choices(request: web.Request, prefix: str, values: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(value, text) pairs for a select: each value worded from the catalogue in the staff's language."""
+    lang = request_language(request)
+    return [(value, CATALOGUE.text(lang, prefix + value)) for value in values]
+
+
+def _language_choices(request: web.Request) -> list[tuple[str, str]]:
+    return _choices(request, "rec.lang.", LANGUAGES)
+
+
 async def _form(request: web.Request, staff: Staff) -> MultiMapping[Any]:
     form = await request.post()
     check_form_csrf(request, form, staff)
@@ -188,6 +199,7 @@ async def _recipients_page(
         "errors": errors or FieldErrors(),
         "form": form or {},
         "languages": LANGUAGES,
+        "language_choices": _language_choices(request),
         "notice": _notice(request),
     }
     return await render_console(request, "console/records_recipients.html", staff, context, status=status)
@@ -266,6 +278,7 @@ async def _recipient_page(
         "errors": errors or FieldErrors(),
         "form": shown,
         "languages": LANGUAGES,
+        "language_choices": _language_choices(request),
         "notice": _notice(request),
     }
     return await render_console(request, "console/records_recipient.html", staff, context, status=status)
@@ -349,7 +362,7 @@ async def _places_page(
         "places": page["items"],
         "errors": errors or FieldErrors(),
         "form": form or {},
-        "kinds": PLACE_KINDS,
+        "kind_choices": _choices(request, "place.kind.", PLACE_KINDS),
         "notice": _notice(request),
     }
     return await render_console(request, "console/records_places.html", staff, context, status=status)
@@ -482,8 +495,9 @@ async def _schedules_page(
         "form": form or {"days": [], "kind": "meal", "priority": "routine", "time": "11:30"},
         "preview": preview,
         "weekdays": WEEKDAYS,
-        "kinds": TASK_KINDS,
-        "priorities": PRIORITIES,
+        "kind_choices": _choices(request, "board.kind.", TASK_KINDS),
+        "priority_choices": _choices(request, "board.priority.", PRIORITIES),
+        "place_choices": [(str(place["id"]), place["name"]) for place in places["items"]],
         "notice": _notice(request),
     }
     return await render_console(request, "console/records_schedules.html", staff, context, status=status)

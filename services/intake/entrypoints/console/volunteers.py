@@ -26,6 +26,7 @@ from services.intake.entrypoints.console.common import (
     render_console,
     staff_page,
 )
+from services.intake.entrypoints.pages import CATALOGUE
 from shared.auth import Role
 from shared.runtime import RUNTIME
 from shared.web.i18n import request_language
@@ -142,7 +143,10 @@ async def _render(
         "errors": errors or FieldErrors(),
         "form": form or {},
         "vetting_of": vetting_of,
-        "vehicles": VEHICLES,
+        "vehicle_choices": [
+            (vehicle, CATALOGUE.text(request_language(request), f"vol.vehicle.{vehicle}"))
+            for vehicle in VEHICLES
+        ],
         "warning_days": INSURANCE_WARNING_DAYS,
     }
     return await render_console(request, "console/volunteers.html", staff, context, status=status)
