@@ -39,9 +39,13 @@
       var lon = number(element.getAttribute("data-lon"));
       if (lat === null || lon === null) return;
       var name = element.getAttribute("data-name") || "";
+      // Circles for volunteers, squares for legs: told apart by shape, not only by colour.
       var marker = volunteer
-        ? L.circleMarker([lat, lon], { radius: 8, color: "#0b5394", weight: 2, fillOpacity: 0.8, interactive: false })
-        : L.rectangle([[lat - 0.002, lon - 0.002], [lat + 0.002, lon + 0.002]], { color: "#b45f06", weight: 2, fillOpacity: 0.6, interactive: false });
+        ? L.circleMarker([lat, lon], { radius: 8, color: "#0b5cad", weight: 2, fillOpacity: 0.8 })
+        : L.marker([lat, lon], {
+            icon: L.divIcon({ className: "map-leg", iconSize: [14, 14] }),
+            keyboard: false, // the queue and the columns say the same in words, in reading order
+          });
       var kind = mapBox.getAttribute(volunteer ? "data-volunteer-text" : "data-leg-text");
       marker.bindTooltip(kind + " " + name, { permanent: false });
       marker.addTo(layer);
