@@ -910,6 +910,28 @@ async def post_password_setup(request: web.Request) -> web.Response:
 )
 async def post_session(request: web.Request) -> web.Response:
     body = await parse_body(request, SessionIn)
+    outcome = await log_in(request, email=body.email, password=body.password)
+    if outcome.refused == "throttled":
+        raise ProblemError(
+            429,
+            "Too many requests",
+            "Too many wrong passwords for this account or from this address; wait before trying again.",
+            headers={"Retry-After": str(retry_after(outcome))},
+        )
+    if outcome.refused is not None or outcome.secret is None:
+        raise ProblemError(401, "Unauthorized", "Wrong e-mail or password.")
+    response = json_response(
+        SessionOut.model_validate(
+            {"person": outcome.person, "csrf_token": outcome.csrf_token, "expires_at": outcome.expires_at}
+        ),
+        status=201,
+    )
+    set_session_cookie(request, response, outcome.secret)
+    return response
+
+
+async def log_in(request: web.Request, *, email: str, password: str) -> staff.Login:
+    """Check an e-mail and password under the login throttle (the API's and the console's login)."""
     runtime = request.app[RUNTIME]
     settings = runtime.settings
     rules = staff.ThrottleRules(
@@ -930,39 +952,33 @@ async def post_session(request: web.Request) -> web.Response:
         window_s=settings.login_failure_window_s,
     )
     async with runtime.sessionmaker() as session, session.begin():
-        outcome = await staff.login(
+        return await staff.login(
             session=session,
-            email=body.email,
-            password=body.password,
+            email=email,
+            password=password,
             address=client_address(request, trusted_proxy=settings.trusted_proxy),
             rules=rules,
             session_ttl_s=settings.session_ttl_s,
         )
-    if outcome.refused == "throttled":
-        raise ProblemError(
-            429,
-            "Too many requests",
-            "Too many wrong passwords for this account or from this address; wait before trying again.",
-            headers={"Retry-After": str(max(1, math.ceil(outcome.retry_after_s)))},
-        )
-    if outcome.refused is not None or outcome.secret is None:
-        raise ProblemError(401, "Unauthorized", "Wrong e-mail or password.")
-    response = json_response(
-        SessionOut.model_validate(
-            {"person": outcome.person, "csrf_token": outcome.csrf_token, "expires_at": outcome.expires_at}
-        ),
-        status=201,
-    )
+
+
+def retry_after(outcome: staff.Login) -> int:
+    """Whole seconds to wait after a throttled login."""
+    return max(1, math.ceil(outcome.retry_after_s))
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, secret: str) -> None:
+    """The session cookie of a login: HttpOnly, SameSite=Strict, Secure over HTTPS."""
+    settings = request.app[RUNTIME].settings
     response.set_cookie(
         SESSION_COOKIE,
-        outcome.secret,
+        secret,
         max_age=int(settings.session_ttl_s),
         path="/",
         httponly=True,
         samesite="Strict",
         secure=is_https(request, trusted_proxy=settings.trusted_proxy),
     )
-    return response
 
 
 def _session_of(principal: Principal) -> uuid.UUID:
