@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,7 @@ async def far_task(
         },
         headers={**operator, "Idempotency-Key": str(uuid.uuid4())},
     ) as response:
-        created = await _json(response)
+        created: dict[str, Any] = await _json(response)
         assert response.status == 201, created
     return created
 
@@ -271,12 +271,12 @@ async def test_a_coordinator_dispatches_vets_registers_and_imports(
             await wait_for(
                 driver, lambda d: t(lang, "board.notice.moved") in d.find_element(By.TAG_NAME, "body").text
             )
-            for task in (first, second):
-                assert await until(
-                    lambda task=task: _holder_is(http, intake, operator, task["id"], zhou["id"]),
-                    timeout_s=30,
-                    what="moved to Zhou Min",
-                )
+            for task_id in (first["id"], second["id"]):
+
+                def moved(task_id: str = task_id) -> Awaitable[bool | None]:
+                    return _holder_is(http, intake, operator, task_id, zhou["id"])
+
+                assert await until(moved, timeout_s=30, what="moved to Zhou Min")
             await wait_for(
                 driver,
                 lambda d: len(column_of(d, zhou["id"]).find_elements(By.CSS_SELECTOR, ".leg-card")) == 2,
