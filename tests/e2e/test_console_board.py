@@ -42,13 +42,18 @@ async def _json(response: aiohttp.ClientResponse) -> Any:
 
 
 async def new_coordinator(
-    http: aiohttp.ClientSession, intake: str, admin_token: str, organisation_id: str
+    http: aiohttp.ClientSession,
+    intake: str,
+    admin_token: str,
+    organisation_id: str,
+    *,
+    role: str = "operator",
 ) -> str:
-    """A coordinator (operator) of the organisation with a password; their e-mail."""
+    """A coordinator (operator, or `ops`) of the organisation with a password; their e-mail."""
     email = f"coordinator-{uuid.uuid4().hex[:8]}@example.org"
     async with http.post(
         f"{intake}/v1/people",
-        json={"email": email, "role": "operator", "organisation_id": organisation_id},
+        json={"email": email, "role": role, "organisation_id": organisation_id},
         headers=bearer(admin_token),
     ) as response:
         created = await _json(response)

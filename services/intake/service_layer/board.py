@@ -135,3 +135,16 @@ async def held_legs(
         assert leg.volunteer_id is not None
         held.setdefault(leg.volunteer_id, []).append(leg)
     return held
+
+
+_ORGANISATION_VOLUNTEERS = text("SELECT id FROM intake.volunteers WHERE organisation_id = :organisation_id")
+
+
+async def organisation_volunteer_ids(session: AsyncSession, *, organisation_id: uuid.UUID) -> set[str]:
+    """The ids of the organisation's volunteers, as intake's projection of the registry knows them.
+
+    The dispatcher scopes an operator's lists to their organisation itself, but shows `ops` every
+    organisation's: the console keeps to the person's own with this set.
+    """
+    rows = await session.execute(_ORGANISATION_VOLUNTEERS, {"organisation_id": organisation_id})
+    return {str(row.id) for row in rows}

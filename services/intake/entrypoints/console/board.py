@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -36,6 +36,14 @@ routes = web.RouteTableDef()
 # Notices a redirect after an action may name; anything else in the query is ignored.
 NOTICES = frozenset({"assigned", "moved"})
 REFRESH_S = 5
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+V = TypeVar("V", bound=_Identified)
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,18 @@ async def volunteers_on_duty(
         )
         cursor = answer.body.get("next_cursor")
         if not cursor:
-            return sorted(found, key=lambda v: (v.name.casefold(), v.id)), None
+            break
+    found = await own_organisations(request, staff, found)
+    return sorted(found, key=lambda v: (v.name.casefold(), v.id)), None
+
+
+async def own_organisations(request: web.Request, staff: Staff, volunteers: list[V]) -> list[V]:
+    """`volunteers` of the staff member's own organisation only (see `organisation_volunteer_ids`)."""
+    if staff.role is Role.OPERATOR:
+        return volunteers  # the dispatcher already answered with the operator's organisation alone
+    async with request.app[RUNTIME].sessionmaker() as session:
+        ours = await board.organisation_volunteer_ids(session, organisation_id=staff.organisation_id)
+    return [volunteer for volunteer in volunteers if volunteer.id in ours]
 
 
 async def _board_context(request: web.Request, staff: Staff) -> dict[str, Any]:

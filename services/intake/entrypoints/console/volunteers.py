@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from services.intake.entrypoints.console.board import own_organisations
 from services.intake.entrypoints.console.common import (
     DISPATCHER,
     FieldErrors,
@@ -121,7 +122,7 @@ async def _all_volunteers(
         found.extend(view_of(item, today) for item in answer.body["items"])
         cursor = answer.body.get("next_cursor")
         if not cursor:
-            return found, None
+            return await own_organisations(request, staff, found), None
 
 
 async def _render(
