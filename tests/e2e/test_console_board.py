@@ -339,6 +339,14 @@ async def test_a_coordinator_dispatches_vets_registers_and_imports(
             await wait_for(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", qr) > 0)
             no_violations(driver, "enrolment")
             shot(driver, "enrolment-desktop")
+            # Disable a volunteer: the list says so in words.
+            driver.get(f"{intake}/console/volunteers")
+            by_text(driver, t(lang, "vol.disable", name="Chen Jie"), tag="button").click()
+            await wait_for(
+                driver, lambda d: t(lang, "vol.notice.disabled") in d.find_element(By.TAG_NAME, "body").text
+            )
+            row = driver.find_element(By.XPATH, "//tr[th[contains(., 'Chen Jie')]]")
+            assert t(lang, "vol.disabled") in row.text
 
             # Add a recipient, then find them by a word of their name and by their phone.
             driver.get(f"{intake}/console/recipients")
@@ -355,6 +363,17 @@ async def test_a_coordinator_dispatches_vets_registers_and_imports(
             )
             recipient_url = driver.current_url.split("?")[0]
             no_violations(driver, "recipient")
+            # Edit the record: the access notes change, the consent stays.
+            by_label(driver, t(lang, "rec.access_notes")).send_keys("3rd floor, ring twice")
+            by_text(driver, t(lang, "rec.save"), tag="button").click()
+            await wait_for(
+                driver, lambda d: t(lang, "rec.notice.saved") in d.find_element(By.TAG_NAME, "body").text
+            )
+            assert (
+                by_label(driver, t(lang, "rec.access_notes")).get_attribute("value")
+                == "3rd floor, ring twice"
+            )
+            assert by_label(driver, t(lang, "rec.consent_given")).is_selected()
             driver.get(f"{intake}/console/recipients")
             by_label(driver, t(lang, "rec.search")).send_keys("zhang" + Keys.ENTER)
             await wait_for(
@@ -421,6 +440,16 @@ async def test_a_coordinator_dispatches_vets_registers_and_imports(
                     in d.find_element(By.TAG_NAME, "body").text
                 ),
             )
+
+            # Erase Zhang Wei on request: gone from the register.
+            driver.get(recipient_url)
+            by_label(driver, t(lang, "rec.erase_sure")).click()
+            by_text(driver, t(lang, "rec.erase_button"), tag="button").click()
+            await wait_for(
+                driver, lambda d: t(lang, "rec.notice.erased") in d.find_element(By.TAG_NAME, "body").text
+            )
+            driver.get(recipient_url)
+            assert "Zhang Wei" not in driver.find_element(By.TAG_NAME, "body").text
 
             # Import a sheet with one bad row: the error names its row and column; the good row is a task.
             sheet = tmp_path / "hotline.csv"
