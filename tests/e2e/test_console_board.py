@@ -661,3 +661,65 @@ async def test_another_organisations_records_and_legs_are_not_found(
             f"{intake}/v1/recipients/{recipient['id']}", headers=bearer(ours["operator_token"])
         ) as response:
             assert response.status == 200, "still there"
+
+
+async def test_a_refused_assignment_asks_for_the_reason_and_goes_through_with_it(
+    stack: Stack, system: ServiceProcesses
+) -> None:
+    intake, dispatcher = system.url("intake"), system.url("dispatcher")
+    tokens = await admin.bootstrap_demo(stack.settings())
+    operator = bearer(tokens["operator_token"])
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+        # Insurance ended yesterday: the dispatcher refuses a hand assignment unless a reason is given.
+        volunteer = await on_duty_volunteer(
+            http,
+            dispatcher,
+            operator,
+            "Lapsed Cover",
+            29.9,
+            121.5,
+            insured_until=datetime.now(UTC).date() - timedelta(days=1),
+        )
+        try:
+            task = await far_task(http, intake, operator, "override")
+            leg_id = task["legs"][0]["id"]
+            email = await new_coordinator(http, intake, tokens["admin_token"], tokens["organisation_id"])
+            async with http.post(
+                f"{intake}/v1/sessions", json={"email": email, "password": PASSWORD}
+            ) as response:
+                session = await _json(response)
+                cookie = {
+                    "Cookie": f"errands_session={response.cookies['errands_session'].value}",
+                    "Accept-Language": "en",
+                }
+            form = {"csrf_token": session["csrf_token"], "leg_id": leg_id, "volunteer_id": volunteer["id"]}
+            async with http.post(f"{intake}/console/board/assign", data=form, headers=cookie) as response:
+                assert response.status == 409
+                page = await response.text()
+            assert t("en", "board.error.refused") in page
+            assert 'name="override_reason"' in page and t("en", "board.override_reason") in page
+            assert await leg_holder(http, intake, operator, task["id"]) is None
+
+            form["override_reason"] = "cover renewed, paper copy seen"
+            async with http.post(
+                f"{intake}/console/board/assign", data=form, headers=cookie, allow_redirects=False
+            ) as response:
+                assert response.status == 303, await response.text()
+                assert response.headers["Location"] == "/console/board?notice=assigned"
+            assert await until(
+                lambda: _holder_is(http, intake, operator, task["id"], volunteer["id"]),
+                timeout_s=30,
+                what="assigned with an override",
+            )
+            # Without the session's CSRF token nothing is sent to the dispatcher.
+            async with http.post(
+                f"{intake}/console/board/move",
+                data={"from_volunteer_id": volunteer["id"], "to_volunteer_id": str(uuid.uuid4())},
+                headers=cookie,
+            ) as response:
+                assert response.status == 403
+        finally:
+            async with http.put(
+                f"{dispatcher}/v1/me/duty", json={"on_duty": False}, headers=bearer(volunteer["token"])
+            ) as response:
+                assert response.status == 200
