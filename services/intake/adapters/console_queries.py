@@ -1,8 +1,9 @@
 """The operator console's reads that the API has no route for: one organisation's open escalations.
 
-An escalation is open while a task waits for a person: the task itself is escalated, one of its legs
-was escalated on its own (late or stuck) and is not done, or a leg was handed back after pickup and
-waits for a decision (`needs_decision`).
+An escalation is open while a task waits for a person: the task itself is escalated (and no
+coordinator has decided about one of its legs since), one of its legs was escalated on its own (late
+or stuck) and is not done, or a leg was handed back after pickup and waits for a decision
+(`needs_decision`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ FROM intake.tasks t JOIN intake.legs l ON l.task_id = t.id
 WHERE t.organisation_id = :organisation_id
   AND t.status NOT IN ('cancelled', 'completed', 'failed', 'partially_completed')
 GROUP BY t.id
-HAVING t.status = 'escalated'
+HAVING (t.status = 'escalated'
+        AND NOT EXISTS (SELECT 1 FROM intake.timeline d
+                        WHERE d.task_id = t.id AND d.type = 'leg.decided'
+                          AND d.time >= (t.transitions->>'escalated')::timestamptz))
     OR bool_or(l.status = 'needs_decision')
     OR bool_or(l.escalated_at IS NOT NULL AND l.status IN ('pending', 'offered', 'assigned', 'picked_up'))
 ORDER BY t.created_at, t.id

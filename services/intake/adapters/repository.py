@@ -322,7 +322,9 @@ class SqlTasks:
         data: dict[str, Any] | None = None,
     ) -> None:
         """The event on the task's timeline, once however often it arrives, with what the read model
-        keeps of its data (`data`: none of the personal data, only what the task's view shows)."""
+        keeps of its data (`data`: none of the personal data, only what the task's view shows) and who
+        caused it (the event's `actor`, `person:<id>` or `volunteer:<id>`; none for the system)."""
+        kept = {**(data or {}), **({"actor": event.actor} if event.actor else {})}
         await self._session.execute(
             insert(TimelineRow)
             .values(
@@ -331,7 +333,7 @@ class SqlTasks:
                 type=event.type,
                 time=event.time,
                 leg_id=leg_id,
-                data=data or {},
+                data=kept,
             )
             .on_conflict_do_nothing()
         )

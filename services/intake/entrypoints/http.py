@@ -142,25 +142,32 @@ async def post_task(request: web.Request) -> web.Response:
         )
     body = await parse_body(request, TaskIn)
     assert principal.organisation_id is not None
+    return _created(await submit_task(request, principal.organisation_id, key, body))
+
+
+async def submit_task(
+    request: web.Request, organisation_id: uuid.UUID, key: str, body: TaskIn
+) -> submission.Submission:
+    """A task submitted once per Idempotency-Key (the API's and the console's new task), its stops
+    filled from the register and the geocoder."""
     runtime = request.app[RUNTIME]
     if body.callback_url is not None and not runtime.settings.webhook_allow_private_urls:
         await _refuse_unless_public(body.callback_url)
     stops = None
     if submission.uses_register(body):
-        filled = await _fill_stops_or_replay(request, principal.organisation_id, key, body)
+        filled = await _fill_stops_or_replay(request, organisation_id, key, body)
         if isinstance(filled, submission.Submission):
-            return _created(filled)
+            return filled
         stops = filled
     async with autocommit(runtime.engine) as connection:
-        submitted = await submission.submit_task(
+        return await submission.submit_task(
             session=connection,
-            organisation_id=principal.organisation_id,
+            organisation_id=organisation_id,
             idempotency_key=key,
             body=body,
             keys=request.app[KEYS],
             stops=stops,
         )
-    return _created(submitted)
 
 
 async def _fill_stops_or_replay(

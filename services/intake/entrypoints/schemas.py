@@ -450,6 +450,11 @@ class TimelineEntryOut(BaseModel):
     time: datetime
     leg_id: uuid.UUID | None = None
     reason: str | None = Field(default=None, description="Why, for `task.escalated`.")
+    actor: str | None = Field(
+        default=None,
+        description="Who caused it: `person:<id>` (staff), `volunteer:<id>` or `token:<id>`; null for the "
+        "system (the matcher, timers) and for events recorded before actors were kept.",
+    )
 
 
 class TaskOut(BaseModel):

@@ -324,9 +324,22 @@ _ERROR_KEYS = {
     "datetime_parsing": "error.time",
     "datetime_from_date_parsing": "error.time",
     "timezone_aware": "error.time",
-    "value_error": "error.invalid",
     "string_pattern_mismatch": "error.invalid",
+    "location_missing": "error.location_missing",
 }
+# A rule's own refusal (`value_error`) worded by what its message says; others keep the API's words.
+_RULE_KEYS = (
+    ("lat and lon go together", "error.lat_lon"),
+    ("give lat and lon, or", "error.where"),
+    ("must be in the future", "error.future"),
+)
+
+
+def _error_key(error: Mapping[str, Any]) -> str | None:
+    kind, message = str(error.get("type") or ""), str(error.get("message") or "")
+    if kind == "value_error":
+        return next((key for text, key in _RULE_KEYS if text in message), None)
+    return _ERROR_KEYS.get(kind)
 
 
 @dataclass
@@ -381,8 +394,12 @@ def field_errors(
     fields = set(known_fields) if known_fields is not None else None
     for error in problem.get("errors") or []:
         api_field = str(error.get("field") or "")
-        key = _ERROR_KEYS.get(str(error.get("type") or ""))
-        message = CATALOGUE.text(lang, key) if key else str(error.get("message") or "")
+        key = _error_key(error)
+        message = (
+            CATALOGUE.text(lang, key)
+            if key
+            else str(error.get("message") or "").removeprefix("Value error, ")
+        )
         name = form_field_name(api_field, aliases) if api_field else None
         if name is not None and fields is not None and name not in fields:
             result.add(None, message if key is None else f"{name}: {message}")
