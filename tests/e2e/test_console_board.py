@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,15 @@ async def log_in(driver: Any, intake: str, email: str, lang: str) -> None:
     by_label(driver, t(lang, "login.password")).send_keys(PASSWORD)
     by_text(driver, t(lang, "login.submit"), tag="button").click()
     await wait_for(driver, lambda d: "/console/login" not in d.current_url)
+
+
+def heading_is(text: str) -> Callable[[Any], bool]:
+    def shown(driver: Any) -> bool:
+        from selenium.webdriver.common.by import By
+
+        return bool(driver.find_element(By.TAG_NAME, "h1").text == text)
+
+    return shown
 
 
 def shot(driver: Any, name: str) -> None:
@@ -568,6 +577,13 @@ async def test_every_screen_in_chinese_on_a_phone_has_no_serious_accessibility_p
             insured_until=datetime.now(UTC).date() + timedelta(days=3),
         )
         task = await far_task(http, intake, operator, "zh-1")
+        async with http.post(
+            f"{intake}/v1/recipients",
+            json={"name": "王芳", "phone": "+8613900005555", "lat": 29.87, "lon": 121.55},
+            headers=operator,
+        ) as response:
+            recipient = await _json(response)
+            assert response.status == 201, recipient
         try:
             with chromium(tmp_path / "phone", size=PHONE, language="zh") as driver:
                 await log_in(driver, intake, email, "zh")
@@ -600,6 +616,25 @@ async def test_every_screen_in_chinese_on_a_phone_has_no_serious_accessibility_p
                     date=(datetime.now(UTC).date() + timedelta(days=3)).isoformat(),
                 )
                 assert lapsing in driver.find_element(By.TAG_NAME, "body").text
+                # A volunteer's enrolment QR code, and one recipient's record.
+                by_text(driver, t("zh", "vol.enrol", name="林慧"), tag="button").click()
+                await wait_for(
+                    driver,
+                    lambda d: (
+                        d.find_element(By.TAG_NAME, "h1").text == t("zh", "vol.enrolment_title", name="林慧")
+                    ),
+                )
+                no_violations(driver, "enrolment (zh, phone)")
+                shot(driver, "enrolment-phone")
+                driver.get(f"{intake}/console/recipients/{recipient['id']}")
+                await wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text == "王芳")
+                no_violations(driver, "recipient (zh, phone)")
+                # Korean and Japanese read as well.
+                for lang in ("ko", "ja"):
+                    driver.get(f"{intake}/console/board?lang={lang}")
+                    await wait_for(driver, heading_is(t(lang, "board.title")))
+                    assert driver.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
+                    no_violations(driver, f"board ({lang}, phone)")
         finally:
             async with http.put(
                 f"{dispatcher}/v1/me/duty", json={"on_duty": False}, headers=bearer(volunteer["token"])
