@@ -498,9 +498,36 @@ async def test_every_console_screen_in_chinese_on_a_phone_reads_well_to_a_screen
                 "dropoffs": [{"lat": here[0], "lon": here[1] + 0.002, "address": "幸福小区 3 号楼"}],
             },
         )
+        in_haishu = await api.created(
+            f"{intake}/v1/tasks",
+            {
+                "kind": "meal",
+                "external_ref": "NB-0043",
+                "deliver_by": "2100-06-01T04:00:00Z",
+                "pickup": {"lat": 29.871, "lon": 121.551, "address": "天一广场"},
+                "dropoffs": [{"lat": 29.875, "lon": 121.545, "address": "药行街 5 号"}],
+            },
+        )
+    # The district of the pickup, chosen in the filters; then a time window around the deadline.
+    phone.get(f"{intake}/console/tasks")
+    by_text(phone, "筛选任务", tag="summary").click()
+    choose(phone, "区县（取货点）", text="海曙区")
+    by_text(phone, "筛选", tag="button").click()
+    await wait_for(phone, lambda d: "送餐 · NB-0043" in body_text(d))
+    assert "NB-0042" not in body_text(phone)
+    no_violations(phone)
+    phone.get(f"{intake}/console/tasks?since=2100-06-01T11:00&until=2100-06-01T13:00")
+    await wait_for(phone, lambda d: "送餐 · NB-0043" in body_text(d))
+    assert "NB-0042" not in body_text(phone) and in_haishu["id"]
+    phone.get(f"{intake}/console/tasks?since=2100-06-01T13:00")
+    await wait_for(phone, lambda d: "没有符合条件的任务。" in body_text(d))
+
     phone.get(f"{intake}/console/tasks?q=NB-0042")
     await wait_for(phone, lambda d: "物资配送 · NB-0042" in body_text(d))
     assert "特急" in body_text(phone)
+    no_violations(phone)
+    phone.get(f"{intake}/console/tasks")
+    await wait_for(phone, lambda d: "物资配送 · NB-0042" in body_text(d))
     no_violations(phone)
     screenshot(phone, "tasks-phone")
 

@@ -80,20 +80,25 @@ async def escalations(session: AsyncSession, *, organisation_id: uuid.UUID, limi
     )
 
 
-# The task list's filters. The district is the one whose centre is nearest the pickup; the time
+# The task list's filters. The district is the one whose centre is nearest the pickup (none when
+# the pickup is far from them all); the time
 # window matches a task due in it (its deadline), or created in it when it has none; the text is
 # looked for anywhere in the request (names, addresses, items, notes, reference).
 _DISTRICT_OF_PICKUP = """
 (SELECT d.name FROM (VALUES {values}) AS d(name, lat, lon)
-  ORDER BY power(d.lat - (t.request->'pickup'->>'lat')::float8, 2)
-         + power((d.lon - (t.request->'pickup'->>'lon')::float8) * cos(radians(d.lat)), 2)
+  CROSS JOIN LATERAL (SELECT power(d.lat - (t.request->'pickup'->>'lat')::float8, 2)
+         + power((d.lon - (t.request->'pickup'->>'lon')::float8) * cos(radians(d.lat)), 2) AS far) f
+  WHERE f.far < {reach}
+  ORDER BY f.far
   LIMIT 1)
 """
+# A pickup farther than this from every district's centre (in degrees, about 45 km) is in none.
+DISTRICT_REACH_DEG = 0.4
 
 
 def _district_sql() -> str:
     values = ", ".join(f"('{district.name}', {district.lat}, {district.lon})" for district in DISTRICTS)
-    return _DISTRICT_OF_PICKUP.format(values=values)
+    return _DISTRICT_OF_PICKUP.format(values=values, reach=DISTRICT_REACH_DEG**2)
 
 
 # Built once from constants (the districts' names and centres), never from input.
