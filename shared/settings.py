@@ -315,6 +315,12 @@ class Settings(BaseSettings):
     schedule_interval_s: float = Field(default=30.0, gt=0)
     schedule_batch: int = Field(default=50, ge=1, le=1000)
 
+    # Intake, the operator console's dispatch board: the map's tile layer, `{z}/{x}/{y}` in Leaflet's
+    # form (OpenStreetMap's `https://tile.openstreetmap.org/{z}/{x}/{y}.png` in production, with its
+    # attribution); empty: no tiles, and the board draws its points on a plain background.
+    console_tile_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    console_tile_attribution: str = ""
+
     # Local run.
     errands_demo: bool = True
     errands_state_dir: str = ".errands"
