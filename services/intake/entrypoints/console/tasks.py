@@ -21,6 +21,7 @@ from services.intake.entrypoints.console.common import (
     district_label,
     field_errors,
     form_time,
+    form_whole_number,
     language_of,
     local_zone,
     not_found,
@@ -99,7 +100,7 @@ def _filters(request: web.Request) -> tuple[console_queries.TaskFilter, dict[str
         since=_local_time(request, errors, "since"),
         until=_local_time(request, errors, "until"),
         text=text or None,
-        before=int(before) if before.isdigit() and len(before) < 19 else None,
+        before=form_whole_number(before, digits=18),
     )
     shown = {
         name: query.get(name, "")
@@ -265,7 +266,8 @@ def _without_none(value: Any) -> Any:
 
 
 def _count(raw: str | None, most: int) -> int:
-    return min(int(raw), most) if raw and raw.isdigit() and len(raw) < 4 and int(raw) > 0 else 1
+    number = form_whole_number(raw, digits=3)
+    return min(number, most) if number else 1
 
 
 async def _register_choices(request: web.Request, staff: Staff) -> dict[str, Any]:

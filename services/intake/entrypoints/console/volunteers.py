@@ -23,6 +23,7 @@ from services.intake.entrypoints.console.common import (
     Staff,
     check_form_csrf,
     field_errors,
+    form_whole_number,
     not_found,
     render_console,
     staff_page,
@@ -196,11 +197,8 @@ async def register_volunteer(request: web.Request) -> web.Response:
         body["insured_until"] = values["insured_until"]
         body["insured"] = True
     if values["max_active_legs"]:
-        body["max_active_legs"] = (
-            int(values["max_active_legs"])
-            if values["max_active_legs"].isdigit()
-            else values["max_active_legs"]
-        )
+        number = form_whole_number(values["max_active_legs"], digits=9)
+        body["max_active_legs"] = values["max_active_legs"] if number is None else number
     answer = await request.app[DISPATCHER].call(request, staff, "POST", "/v1/volunteers", json_body=body)
     if not answer.ok:
         errors = field_errors(answer.problem, request_language(request), known_fields=REGISTER_FIELDS)
