@@ -130,3 +130,57 @@ async def test_an_odd_legs_limit_for_a_new_volunteer_is_no_500(
     ) as response:
         text = await response.text()
         assert response.status == 422, text
+
+
+async def _place(http: aiohttp.ClientSession, intake: str, coordinator: Session) -> str:
+    form = {
+        "csrf_token": coordinator.csrf,
+        "name": "Kitchen",
+        "kind": "kitchen",
+        "lat": "29.87",
+        "lon": "121.55",
+    }
+    async with http.post(
+        f"{intake}/console/places", data=form, headers=coordinator.headers, allow_redirects=False
+    ) as response:
+        assert response.status == 303, await response.text()
+    async with http.get(f"{intake}/console/places", headers=coordinator.headers) as response:
+        page = await response.text()
+    return page.split('action="/console/places/', 1)[1].split("/", 1)[0]
+
+
+@pytest.mark.parametrize("action", ["preview", "save"])
+@pytest.mark.parametrize(("start_date", "time"), [("0001-01-01", "00:00"), ("9999-12-31", "23:59")])
+async def test_schedules_at_the_ends_of_the_calendar_are_no_500(
+    http: aiohttp.ClientSession, intake: str, coordinator: Session, action: str, start_date: str, time: str
+) -> None:
+    place = await _place(http, intake, coordinator)
+    form = {
+        "csrf_token": coordinator.csrf,
+        "name": "Lunch",
+        "days": "MO",
+        "time": time,
+        "start_date": start_date,
+        "place_id": place,
+        "recipient_id": f"place:{place}",
+        "kind": "meal",
+        "priority": "routine",
+        "action": action,
+    }
+    async with http.post(
+        f"{intake}/console/schedules", data=form, headers=coordinator.headers, allow_redirects=False
+    ) as response:
+        text = await response.text()
+        assert response.status < 500, text
+
+
+@pytest.mark.parametrize(("lat", "lon"), [("nan", "121.5"), ("29.8", "inf"), ("1e999", "-1e999")])
+async def test_places_at_no_point_are_refused_by_field(
+    http: aiohttp.ClientSession, intake: str, coordinator: Session, lat: str, lon: str
+) -> None:
+    form = {"csrf_token": coordinator.csrf, "name": "Nowhere", "kind": "other", "lat": lat, "lon": lon}
+    async with http.post(
+        f"{intake}/console/places", data=form, headers=coordinator.headers, allow_redirects=False
+    ) as response:
+        text = await response.text()
+        assert response.status == 422, text
