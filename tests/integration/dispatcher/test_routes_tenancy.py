@@ -4,15 +4,15 @@ route of a volunteer of another organisation, however near they are."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, RouteRow
 from services.dispatcher.domain import matching, routing
-from services.dispatcher.service_layer.offers import accept_offer
+from services.dispatcher.service_layer.offers import accept_offer, expire_offers
 from services.dispatcher.service_layer.roster import Roster
 from tests.conftest import Stack
 from tests.integration.dispatcher.conftest import add_volunteer, matching_round, submit_task
@@ -99,3 +99,43 @@ async def test_legs_of_two_organisations_at_one_kitchen_are_bundled_each_with_it
                 assert route is not None and route.organisation_id == org
                 assert {uuid.UUID(s["leg_id"]) for s in route.stops} <= set(leg_ids)
             assert offers, "each organisation's legs are offered to its own rider"
+
+
+async def test_a_route_accepted_after_one_of_its_offers_lapsed_holds_only_the_legs_taken(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    """The lapsed offer's leg is not the volunteer's: the accepted route neither plans its stops (nor
+    times the others around them) nor keeps it, and the expiry pass returns it as any other."""
+    lat, lon = place
+    org = uuid.uuid4()
+    async with sessionmaker() as session, session.begin():
+        rider = await add_volunteer(
+            session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=5, organisation_id=org
+        )
+        leg_ids = await lunches(session, lat, lon, 3, org)
+    await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        offers = sorted(await live_offers(session, leg_ids), key=lambda o: o.leg_id)
+    assert len(offers) == 3 and len({o.route_id for o in offers}) == 1
+    lapsed, named = offers[0], offers[1]
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(OfferRow)
+            .where(OfferRow.id == lapsed.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    async with sessionmaker() as session, session.begin():
+        await accept_offer(session, offer_id=named.id, volunteer_id=rider.id)
+    taken = {str(o.leg_id) for o in offers[1:]}
+    async with sessionmaker() as session:
+        route = await session.get(RouteRow, named.route_id)
+        assert route is not None and route.status == "active"
+        assert {stop["leg_id"] for stop in route.stops} == taken
+        left = await session.get(LegRow, lapsed.leg_id)
+        assert left is not None and left.volunteer_id is None and left.route_id is None
+    async with sessionmaker() as session, session.begin():
+        await expire_offers(session, now=datetime.now(UTC))
+    async with sessionmaker() as session:
+        left = await session.get(LegRow, lapsed.leg_id)
+        assert left is not None and (left.status, left.route_id) == ("pending", None)
+        assert (await session.get(RouteRow, named.route_id)).status == "active"  # type: ignore[union-attr]
