@@ -510,8 +510,18 @@ class DispatcherClient:
     async def call(
         self, request: web.Request, staff: Staff, method: str, path: str, *, json_body: Any = None
     ) -> DispatcherAnswer:
-        """`method path` on the dispatcher as the person of `request`; a problem answer when it is away."""
+        """`method path` on the dispatcher as the person of `request`; a problem answer when it is away.
+
+        `path` is a path of the dispatcher's (some come from what the dispatcher said, e.g. a photo's
+        address): anything else, such as `@host/...` that would make the base address a user name
+        and send the person's session to another host, is refused before any connection."""
         assert self._session is not None, "the dispatcher client is opened with the app"
+        if not path.startswith("/") or path.startswith("//") or "\\" in path:
+            return DispatcherAnswer(
+                502,
+                {"status": 502, "title": "Bad gateway", "detail": "No such address on the dispatcher."},
+                "application/problem+json",
+            )
         secret = request.cookies.get(SESSION_COOKIE, "")
         headers = {
             "Cookie": f"{SESSION_COOKIE}={secret}",
