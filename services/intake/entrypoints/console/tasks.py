@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from services.intake.adapters import console_queries
 from services.intake.domain.errors import RecipientNotFound, TaskNotFound
 from services.intake.domain.model import FINISHED_TASK, Kind, Priority, TaskStatus
+from services.intake.entrypoints.console.board import listed_volunteers
 from services.intake.entrypoints.console.common import (
     DISPATCHER,
     FieldErrors,
@@ -507,11 +508,10 @@ async def _commands(request: web.Request, staff: Staff, task_id: uuid.UUID) -> l
 
 
 async def _volunteers(request: web.Request, staff: Staff) -> list[dict[str, Any]]:
-    """The organisation's volunteers, as the dispatcher lists them to this person (on duty first)."""
-    answer = await request.app[DISPATCHER].call(request, staff, "GET", "/v1/volunteers?limit=200")
-    if not answer.ok or not isinstance(answer.body, dict):
-        return []
-    found = [v for v in answer.body.get("items", []) if not v.get("deactivated_at")]
+    """The organisation's volunteers (every page), as the dispatcher lists them to this person (on duty
+    first)."""
+    items, _ = await listed_volunteers(request, staff)
+    found = [v for v in items if not v.get("deactivated_at")]
     return sorted(found, key=lambda v: (not v.get("on_duty"), v.get("name") or ""))
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from services.intake.entrypoints.console.board import own_organisations
+from services.intake.entrypoints.console.board import listed_volunteers
 from services.intake.entrypoints.console.common import (
     DISPATCHER,
     FieldErrors,
@@ -112,18 +112,9 @@ def _today(request: web.Request) -> date:
 async def _all_volunteers(
     request: web.Request, staff: Staff
 ) -> tuple[list[VolunteerView], dict[str, Any] | None]:
-    found: list[VolunteerView] = []
-    cursor: str | None = None
+    items, problem = await listed_volunteers(request, staff)
     today = _today(request)
-    while True:
-        path = "/v1/volunteers?limit=200" + (f"&cursor={cursor}" if cursor else "")
-        answer = await request.app[DISPATCHER].call(request, staff, "GET", path)
-        if not answer.ok:
-            return found, answer.problem
-        found.extend(view_of(item, today) for item in answer.body["items"])
-        cursor = answer.body.get("next_cursor")
-        if not cursor:
-            return await own_organisations(request, staff, found), None
+    return [view_of(item, today) for item in items], problem
 
 
 async def _render(
