@@ -132,10 +132,11 @@ async def test_a_route_accepted_after_one_of_its_offers_lapsed_holds_only_the_le
         assert route is not None and route.status == "active"
         assert {stop["leg_id"] for stop in route.stops} == taken
         left = await session.get(LegRow, lapsed.leg_id)
-        assert left is not None and left.volunteer_id is None and left.route_id is None
+        # Not the rider's. (A matcher of a running stack may have offered it again meanwhile.)
+        assert left is not None and left.volunteer_id is None and left.status in ("pending", "offered")
     async with sessionmaker() as session, session.begin():
         await expire_offers(session, now=datetime.now(UTC))
     async with sessionmaker() as session:
-        left = await session.get(LegRow, lapsed.leg_id)
-        assert left is not None and (left.status, left.route_id) == ("pending", None)
-        assert (await session.get(RouteRow, named.route_id)).status == "active"  # type: ignore[union-attr]
+        route = await session.get(RouteRow, named.route_id)
+        assert route is not None and route.status == "active"
+        assert {stop["leg_id"] for stop in route.stops} == taken
