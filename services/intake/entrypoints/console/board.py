@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -36,14 +36,6 @@ routes = web.RouteTableDef()
 # Notices a redirect after an action may name; anything else in the query is ignored.
 NOTICES = frozenset({"assigned", "moved"})
 REFRESH_S = 5
-
-
-class _Identified(Protocol):
-    @property
-    def id(self) -> str: ...
-
-
-V = TypeVar("V", bound=_Identified)
 
 
 @dataclass(frozen=True)
@@ -89,33 +81,44 @@ async def volunteers_on_duty(
     request: web.Request, staff: Staff
 ) -> tuple[list[OnDuty], dict[str, Any] | None]:
     """The organisation's volunteers on duty (all pages), or the dispatcher's problem when it failed."""
-    found: list[OnDuty] = []
+    items, problem = await listed_volunteers(request, staff, "status=on_duty")
+    found = [
+        on_duty_from(item)
+        for item in items
+        # Only approved volunteers take legs; a sign-up still waiting for vetting is not a column.
+        if not item.get("deactivated_at") and item.get("vetting_status", "approved") == "approved"
+    ]
+    return sorted(found, key=lambda v: (v.name.casefold(), v.id)), problem
+
+
+async def listed_volunteers(
+    request: web.Request, staff: Staff, query: str = ""
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The volunteers the dispatcher lists to this person (`query` narrowing it), every page, of the
+    person's own organisation only; with the dispatcher's problem when a page failed (the pages read
+    until then are kept)."""
+    found: list[dict[str, Any]] = []
+    problem: dict[str, Any] | None = None
     cursor: str | None = None
     while True:
-        path = "/v1/volunteers?status=on_duty&limit=200" + (f"&cursor={cursor}" if cursor else "")
-        answer = await request.app[DISPATCHER].call(request, staff, "GET", path)
-        if not answer.ok:
-            return found, answer.problem
-        found.extend(
-            on_duty_from(item)
-            for item in answer.body["items"]
-            # Only approved volunteers take legs; a sign-up still waiting for vetting is not a column.
-            if not item.get("deactivated_at") and item.get("vetting_status", "approved") == "approved"
+        path = "/v1/volunteers?" + (f"{query}&" if query else "") + "limit=200"
+        answer = await request.app[DISPATCHER].call(
+            request, staff, "GET", path + (f"&cursor={cursor}" if cursor else "")
         )
+        body = answer.body
+        if not answer.ok or not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            problem = answer.problem
+            break
+        found.extend(item for item in answer.body["items"] if isinstance(item, dict))
         cursor = answer.body.get("next_cursor")
         if not cursor:
             break
-    found = await own_organisations(request, staff, found)
-    return sorted(found, key=lambda v: (v.name.casefold(), v.id)), None
-
-
-async def own_organisations(request: web.Request, staff: Staff, volunteers: list[V]) -> list[V]:
-    """`volunteers` of the staff member's own organisation only (see `organisation_volunteer_ids`)."""
-    if staff.role is Role.OPERATOR:
-        return volunteers  # the dispatcher already answered with the operator's organisation alone
-    async with request.app[RUNTIME].sessionmaker() as session:
-        ours = await board.organisation_volunteer_ids(session, organisation_id=staff.organisation_id)
-    return [volunteer for volunteer in volunteers if volunteer.id in ours]
+    if staff.role is not Role.OPERATOR:
+        # The dispatcher scopes an operator's list itself, but shows `ops` every organisation's.
+        async with request.app[RUNTIME].sessionmaker() as session:
+            ours = await board.organisation_volunteer_ids(session, organisation_id=staff.organisation_id)
+        found = [item for item in found if str(item.get("id")) in ours]
+    return found, problem
 
 
 async def _board_context(request: web.Request, staff: Staff) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -303,9 +303,24 @@ def district_label(lang: str, name: str | None) -> str:
 
 
 def form_time(raw: str, *, zone: ZoneInfo) -> datetime:
-    """A `datetime-local` field's value (no zone) as a time in `zone`; ValueError if it is none."""
+    """A `datetime-local` field's value (no zone) as a time in `zone`; ValueError if it is none, or is
+    a moment with no UTC time (the first hours of year 1 east of Greenwich, which the database and
+    every comparison with an aware time would fail on)."""
     value = datetime.fromisoformat(raw)
-    return value if value.tzinfo else value.replace(tzinfo=zone)
+    value = value if value.tzinfo else value.replace(tzinfo=zone)
+    try:
+        value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"{raw!r} has no UTC time") from exc
+    return value
+
+
+def form_whole_number(raw: str | None, *, digits: int) -> int | None:
+    """A field's value as a whole number of at most `digits` ASCII digits, else None (`str.isdigit`
+    also accepts digits `int` refuses, such as superscripts)."""
+    if raw and len(raw) <= digits and raw.isascii() and raw.isdigit():
+        return int(raw)
+    return None
 
 
 def language_of(request: web.Request) -> str:
@@ -495,8 +510,18 @@ class DispatcherClient:
     async def call(
         self, request: web.Request, staff: Staff, method: str, path: str, *, json_body: Any = None
     ) -> DispatcherAnswer:
-        """`method path` on the dispatcher as the person of `request`; a problem answer when it is away."""
+        """`method path` on the dispatcher as the person of `request`; a problem answer when it is away.
+
+        `path` is a path of the dispatcher's (some come from what the dispatcher said, e.g. a photo's
+        address): anything else, such as `@host/...` that would make the base address a user name
+        and send the person's session to another host, is refused before any connection."""
         assert self._session is not None, "the dispatcher client is opened with the app"
+        if not path.startswith("/") or path.startswith("//") or "\\" in path:
+            return DispatcherAnswer(
+                502,
+                {"status": 502, "title": "Bad gateway", "detail": "No such address on the dispatcher."},
+                "application/problem+json",
+            )
         secret = request.cookies.get(SESSION_COOKIE, "")
         headers = {
             "Cookie": f"{SESSION_COOKIE}={secret}",

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from services.intake.adapters import console_queries
 from services.intake.domain.errors import RecipientNotFound, TaskNotFound
 from services.intake.domain.model import FINISHED_TASK, Kind, Priority, TaskStatus
+from services.intake.entrypoints.console.board import listed_volunteers
 from services.intake.entrypoints.console.common import (
     DISPATCHER,
     FieldErrors,
@@ -21,6 +22,7 @@ from services.intake.entrypoints.console.common import (
     district_label,
     field_errors,
     form_time,
+    form_whole_number,
     language_of,
     local_zone,
     not_found,
@@ -99,7 +101,7 @@ def _filters(request: web.Request) -> tuple[console_queries.TaskFilter, dict[str
         since=_local_time(request, errors, "since"),
         until=_local_time(request, errors, "until"),
         text=text or None,
-        before=int(before) if before.isdigit() and len(before) < 19 else None,
+        before=form_whole_number(before, digits=18),
     )
     shown = {
         name: query.get(name, "")
@@ -265,7 +267,8 @@ def _without_none(value: Any) -> Any:
 
 
 def _count(raw: str | None, most: int) -> int:
-    return min(int(raw), most) if raw and raw.isdigit() and len(raw) < 4 and int(raw) > 0 else 1
+    number = form_whole_number(raw, digits=3)
+    return min(number, most) if number else 1
 
 
 async def _register_choices(request: web.Request, staff: Staff) -> dict[str, Any]:
@@ -505,11 +508,10 @@ async def _commands(request: web.Request, staff: Staff, task_id: uuid.UUID) -> l
 
 
 async def _volunteers(request: web.Request, staff: Staff) -> list[dict[str, Any]]:
-    """The organisation's volunteers, as the dispatcher lists them to this person (on duty first)."""
-    answer = await request.app[DISPATCHER].call(request, staff, "GET", "/v1/volunteers?limit=200")
-    if not answer.ok or not isinstance(answer.body, dict):
-        return []
-    found = [v for v in answer.body.get("items", []) if not v.get("deactivated_at")]
+    """The organisation's volunteers (every page), as the dispatcher lists them to this person (on duty
+    first)."""
+    items, _ = await listed_volunteers(request, staff)
+    found = [v for v in items if not v.get("deactivated_at")]
     return sorted(found, key=lambda v: (not v.get("on_duty"), v.get("name") or ""))
 
 

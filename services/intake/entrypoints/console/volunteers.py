@@ -16,13 +16,14 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from services.intake.entrypoints.console.board import own_organisations
+from services.intake.entrypoints.console.board import listed_volunteers
 from services.intake.entrypoints.console.common import (
     DISPATCHER,
     FieldErrors,
     Staff,
     check_form_csrf,
     field_errors,
+    form_whole_number,
     not_found,
     render_console,
     staff_page,
@@ -111,18 +112,9 @@ def _today(request: web.Request) -> date:
 async def _all_volunteers(
     request: web.Request, staff: Staff
 ) -> tuple[list[VolunteerView], dict[str, Any] | None]:
-    found: list[VolunteerView] = []
-    cursor: str | None = None
+    items, problem = await listed_volunteers(request, staff)
     today = _today(request)
-    while True:
-        path = "/v1/volunteers?limit=200" + (f"&cursor={cursor}" if cursor else "")
-        answer = await request.app[DISPATCHER].call(request, staff, "GET", path)
-        if not answer.ok:
-            return found, answer.problem
-        found.extend(view_of(item, today) for item in answer.body["items"])
-        cursor = answer.body.get("next_cursor")
-        if not cursor:
-            return await own_organisations(request, staff, found), None
+    return [view_of(item, today) for item in items], problem
 
 
 async def _render(
@@ -196,11 +188,8 @@ async def register_volunteer(request: web.Request) -> web.Response:
         body["insured_until"] = values["insured_until"]
         body["insured"] = True
     if values["max_active_legs"]:
-        body["max_active_legs"] = (
-            int(values["max_active_legs"])
-            if values["max_active_legs"].isdigit()
-            else values["max_active_legs"]
-        )
+        number = form_whole_number(values["max_active_legs"], digits=9)
+        body["max_active_legs"] = values["max_active_legs"] if number is None else number
     answer = await request.app[DISPATCHER].call(request, staff, "POST", "/v1/volunteers", json_body=body)
     if not answer.ok:
         errors = field_errors(answer.problem, request_language(request), known_fields=REGISTER_FIELDS)
