@@ -485,6 +485,20 @@ EVENT_TYPES = (
 )
 
 
+# Why a leg was escalated (the dispatcher's codes, and the read model's own for a flagged delivery).
+ESCALATION_REASONS = (
+    "waited_too_long",
+    "deadline_near",
+    "waited_too_long_pending",
+    "waited_too_long_offered",
+    "waited_too_long_assigned",
+    "waited_too_long_picked_up",
+    "will_miss_deliver_by",
+    "leg_needs_decision",
+    "delivery_flagged",
+)
+
+
 async def _commands(request: web.Request, staff: Staff, task_id: uuid.UUID) -> list[dict[str, Any]]:
     """The task's commands from the audit trail, as timeline entries with their actor."""
     async with request.app[RUNTIME].sessionmaker() as session:
@@ -551,6 +565,7 @@ async def _task_page(
             "leg_numbers": leg_numbers,
             "tones": STATUS_TONES,
             "known_events": {f"event.{name}" for name in EVENT_TYPES},
+            "known_reasons": {f"escalation_reason.{code}" for code in ESCALATION_REASONS},
             "can_change": can_change,
             "volunteers": volunteers,
             "assignable": ASSIGNABLE,
