@@ -229,3 +229,82 @@ async def test_too_many_wrong_passwords_are_told_in_the_staffs_language_with_the
         assert throttled in answers[-1], answers[-1]
         assert re.search(wait, answers[-1]), answers[-1]
         no_violations(phone)
+
+
+async def test_the_new_task_form_finds_a_recipient_and_a_place_beyond_the_first_page(
+    stack: Stack, system: ServiceProcesses, intake: str, desktop: Any
+) -> None:
+    coordinator = await new_coordinator(stack, intake)
+    here = far_place()
+    headers = {"Authorization": f"Bearer {coordinator.operator_token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), headers=headers) as http:
+        for n in range(205):
+            async with http.post(
+                f"{intake}/v1/recipients",
+                json={
+                    "name": f"Person{n:03d} Family",
+                    "address": f"{n} Long Road",
+                    "lat": here[0],
+                    "lon": here[1],
+                },
+            ) as response:
+                assert response.status == 201, await response.text()
+            async with http.post(
+                f"{intake}/v1/places", json={"name": f"Kitchen {n:03d}", "lat": here[0], "lon": here[1]}
+            ) as response:
+                assert response.status == 201, await response.text()
+        # Which ones lie beyond the first page, in the register's own order.
+        async with http.get(f"{intake}/v1/recipients?limit=200") as response:
+            first = await response.json()
+        async with http.get(f"{intake}/v1/recipients?limit=200&cursor={first['next_cursor']}") as response:
+            beyond = (await response.json())["items"]
+        async with http.get(f"{intake}/v1/recipients/{beyond[0]['id']}") as response:
+            wanted = await response.json()
+        async with http.get(f"{intake}/v1/places?limit=200") as response:
+            first_places = {item["name"] for item in (await response.json())["items"]}
+        absent = next(f"Kitchen {n:03d}" for n in range(205) if f"Kitchen {n:03d}" not in first_places)
+
+        await log_in(
+            desktop, intake, coordinator, email_label="E-mail", password_label="Password", submit="Log in"
+        )
+        desktop.get(f"{intake}/console/tasks/new")
+        await wait_for(desktop, lambda d: by_label(d, "Recipient of the register"))
+        assert "Only the first 200 are listed; find the one you need." in body_text(desktop)
+
+        def values(label: str) -> list[str]:
+            return [str(o.get_attribute("value")) for o in Select(by_label(desktop, label)).options[1:]]
+
+        def texts(label: str) -> list[str]:
+            return [str(o.text) for o in Select(by_label(desktop, label)).options[1:]]
+
+        assert len(values("Recipient of the register")) == 200
+        assert wanted["id"] not in values("Recipient of the register")
+        assert absent not in texts("Saved place")
+
+        # A place by words of its name, from a plain GET (no script needed).
+        desktop.get(f"{intake}/console/tasks/new?find=" + absent.replace(" ", "+"))
+        await wait_for(desktop, lambda d: "Found: 1 saved places, 0 recipients." in body_text(d))
+        assert texts("Saved place") == [absent]
+        tick(desktop, "Pick up from", "a saved place")
+        Select(by_label(desktop, "Saved place")).select_by_visible_text(absent)
+        by_label(desktop, "Notes").send_keys("Ring twice")
+
+        # The recipient by their name, with the form's Find button: what was typed and chosen stays.
+        by_label(desktop, "Name, address, phone or e-mail").clear()
+        by_label(desktop, "Name, address, phone or e-mail").send_keys(wanted["name"].split()[0])
+        by_text(desktop, "Find", tag="button").click()
+        await wait_for(desktop, lambda d: "Found: 0 saved places, 1 recipients." in body_text(d))
+        assert values("Recipient of the register") == [wanted["id"]]
+        assert texts("Saved place") == [absent], "the chosen place stays choosable"
+        assert by_label(desktop, "Notes").get_attribute("value") == "Ring twice"
+        no_violations(desktop)
+
+        Select(by_label(desktop, "Recipient of the register")).select_by_value(wanted["id"])
+        by_text(desktop, "Create task", tag="button").click()
+        await wait_for(desktop, lambda d: "Task created" in body_text(d))
+        async with http.get(f"{intake}/v1/tasks?limit=10") as response:
+            tasks = (await response.json())["items"]
+        assert len(tasks) == 1
+        async with http.get(f"{intake}/v1/tasks/{tasks[0]['id']}") as response:
+            task = await response.json()
+        assert task["legs"][0]["dropoff"]["recipient_name"] == wanted["name"]
