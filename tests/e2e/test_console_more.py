@@ -4,7 +4,9 @@ task's page and checked through the API; the sound for new escalations; the logi
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -308,3 +310,92 @@ async def test_the_new_task_form_finds_a_recipient_and_a_place_beyond_the_first_
         async with http.get(f"{intake}/v1/tasks/{tasks[0]['id']}") as response:
             task = await response.json()
         assert task["legs"][0]["dropoff"]["recipient_name"] == wanted["name"]
+
+
+I18N = Path(__file__).resolve().parents[2] / "services" / "intake" / "entrypoints" / "i18n"
+RAW_KEY = re.compile(r"\b[a-z][a-z_]*\.[a-z_]+(?:\.[a-z_]+)*\b")
+
+
+def catalogue(language: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for part in sorted(I18N.glob(f"{language}*.json")):
+        found |= json.loads(part.read_text(encoding="utf-8"))
+    return found
+
+
+def untranslated(text: str, language: str) -> list[str]:
+    """Catalogue keys shown as they are, and English texts (the parts between placeholders) shown
+    where the language says something else."""
+    own, english = catalogue(language), catalogue("en")
+    keys = [key for key in RAW_KEY.findall(text) if key in own]
+    shown = []
+    for key, value in english.items():
+        if own.get(key) == value:
+            continue
+        for fragment in re.split(r"\{[a-z_]+\}", value):
+            fragment = fragment.strip(" .,:;·…()")
+            if len(fragment) >= 8 and fragment in text:
+                shown.append(f"{key}: {fragment}")
+    return keys + shown
+
+
+@pytest.mark.parametrize(
+    ("language", "email_label", "password_label", "submit"),
+    [("ko", "이메일", "비밀번호", "로그인"), ("ja", "メールアドレス", "パスワード", "ログイン")],
+)
+async def test_every_console_screen_in_korean_and_japanese_on_a_phone(
+    stack: Stack,
+    system: ServiceProcesses,
+    intake: str,
+    tmp_path: Path,
+    language: str,
+    email_label: str,
+    password_label: str,
+    submit: str,
+) -> None:
+    coordinator = await new_coordinator(stack, intake)
+    here = far_place()
+    headers = {"Authorization": f"Bearer {coordinator.operator_token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(
+            f"{intake}/v1/recipients",
+            json={"name": "王芳", "address": "幸福小区 3 号楼", "lat": here[0], "lon": here[1]},
+        ) as response:
+            assert response.status == 201
+            recipient = await response.json()
+        async with http.post(
+            f"{intake}/v1/places", json={"name": "海曙食物银行", "lat": here[0], "lon": here[1]}
+        ) as response:
+            assert response.status == 201
+        desk = Desk(http, system, coordinator.operator_token)
+        task = await desk.submit(here, dropoffs=1)
+        await desk.volunteer("李华", at=None)
+    with chromium(tmp_path / language, size=PHONE, language=language) as phone:
+        phone.get(f"{intake}/console/login")
+        await wait_for(phone, lambda d: by_label(d, email_label))
+        screens = {"login": body_text(phone)}
+        no_violations(phone)
+        by_label(phone, email_label).send_keys(coordinator.email)
+        by_label(phone, password_label).send_keys("a long enough password")
+        by_text(phone, submit, tag="button").click()
+        await wait_for(phone, lambda d: coordinator.email in body_text(d))
+        for path in (
+            "/console/tasks",
+            f"/console/tasks/{task['id']}",
+            "/console/tasks/new",
+            "/console/board",
+            "/console/volunteers",
+            "/console/recipients",
+            f"/console/recipients/{recipient['id']}",
+            "/console/places",
+            "/console/schedules",
+            "/console/files",
+            f"/console/tasks/{uuid.uuid4()}",
+        ):
+            phone.get(f"{intake}{path}")
+            await wait_for(phone, lambda d: d.find_elements(By.TAG_NAME, "main"))
+            assert phone.find_element(By.TAG_NAME, "html").get_attribute("lang") == language
+            no_violations(phone)
+            screens[path] = body_text(phone)
+        problems = {path: untranslated(text, language) for path, text in screens.items()}
+        assert {path: found for path, found in problems.items() if found} == {}
