@@ -399,3 +399,51 @@ async def test_every_console_screen_in_korean_and_japanese_on_a_phone(
             screens[path] = body_text(phone)
         problems = {path: untranslated(text, language) for path, text in screens.items()}
         assert {path: found for path, found in problems.items() if found} == {}
+
+
+BOARD_STATE = """
+return {
+  volunteers: Array.from(document.querySelectorAll('.volunteer-col')).map(
+    (c) => [c.dataset.volunteerId, c.dataset.lat || '', c.dataset.lon || '',
+            c.querySelectorAll('.leg-card').length]),
+  queue: Array.from(document.querySelectorAll('.queue .leg-card')).map((c) => c.dataset.legId),
+  held: Array.from(document.querySelectorAll('.volunteer-col .leg-card')).map((c) => c.innerText),
+};
+"""
+
+
+async def test_make_runs_demo_moves_volunteers_and_legs_on_the_board(
+    stack: Stack, intake: str, system: ServiceProcesses, desktop: Any
+) -> None:
+    """`make run`'s demo, as the launcher starts it (its own settings), in a coordinator's organisation."""
+    from errands.simulation.run import BackgroundSimulation, demo_config
+
+    coordinator = await new_coordinator(stack, intake)
+    local = {
+        "intake_url": intake,
+        "dispatcher_url": system.url("dispatcher"),
+        "operator_token": coordinator.operator_token,
+    }
+    demo = BackgroundSimulation(demo_config(local)).start()
+    try:
+        await log_in(
+            desktop, intake, coordinator, email_label="E-mail", password_label="Password", submit="Log in"
+        )
+        desktop.get(f"{intake}/console/board")
+        await wait_for(desktop, lambda d: d.execute_script(BOARD_STATE)["volunteers"], timeout_s=60)
+        first = desktop.execute_script(BOARD_STATE)
+        where = {v[0]: (v[1], v[2]) for v in first["volunteers"]}
+        desktop.execute_script("window.__samePage = true;")
+
+        def moved(d: Any) -> bool:
+            now = d.execute_script(BOARD_STATE)
+            return any(v[0] in where and (v[1], v[2]) != where[v[0]] and v[1] for v in now["volunteers"])
+
+        await wait_for(desktop, moved, timeout_s=120)
+        await wait_for(desktop, lambda d: d.execute_script(BOARD_STATE)["held"], timeout_s=120)
+        held = desktop.execute_script(BOARD_STATE)["held"]
+        await wait_for(desktop, lambda d: d.execute_script(BOARD_STATE)["held"] != held, timeout_s=120)
+        assert desktop.execute_script("return window.__samePage === true;"), "it moved without a reload"
+        assert demo.error is None, demo.error
+    finally:
+        demo.stop(timeout_s=10)
