@@ -89,9 +89,10 @@
 
   function followChoices() {
     document.querySelectorAll("form").forEach(function (form) {
-      if (!form.querySelector("[data-when]")) {
+      if (!form.querySelector("[data-when]") || form.hasAttribute("data-following")) {
         return;
       }
+      form.setAttribute("data-following", "");
       showChosenFields(form);
       form.addEventListener("change", function (event) {
         if (event.target.type === "radio") {
@@ -123,5 +124,7 @@
     retitle();
     focusFirstError();
     document.body.addEventListener("htmx:afterSettle", retitle);
+    // A form htmx brought back (the new-task form after a search) follows its choices too.
+    document.body.addEventListener("htmx:afterSettle", followChoices);
   });
 })();
