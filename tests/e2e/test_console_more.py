@@ -395,6 +395,7 @@ async def test_every_console_screen_in_korean_and_japanese_on_a_phone(
             "/console/schedules",
             "/console/files",
             f"/console/tasks/{uuid.uuid4()}",
+            "/password-setup",
         ):
             phone.get(f"{intake}{path}")
             await wait_for(phone, lambda d: d.find_elements(By.TAG_NAME, "main"))
