@@ -2,8 +2,8 @@
 
 An escalation is open while a task waits for a person: the task itself is escalated (and no
 coordinator has decided about one of its legs since), one of its legs was escalated on its own (late
-or stuck) and is not done, or a leg was handed back after pickup and waits for a decision
-(`needs_decision`).
+or stuck) and is not done, a leg was handed back after pickup and waits for a decision
+(`needs_decision`), or a delivery was flagged for too many wrong codes (delivered and escalated).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from shared.ningbo import DISTRICTS
 _OPEN_ESCALATIONS = text(
     """
 SELECT t.id, t.kind, t.priority, t.status,
-       EXISTS (SELECT 1 FROM intake.legs l WHERE l.task_id = t.id AND l.status = 'needs_decision')
+       EXISTS (SELECT 1 FROM intake.legs l WHERE l.task_id = t.id
+               AND (l.status = 'needs_decision'
+                    OR (l.status = 'delivered' AND l.escalation_reason = 'delivery_flagged')))
          AS needs_decision,
        count(*) OVER () AS total
 FROM intake.tasks t
@@ -34,7 +36,8 @@ WHERE t.organisation_id = :organisation_id
                   WHERE l.task_id = t.id AND l.status = 'needs_decision')
        OR EXISTS (SELECT 1 FROM intake.legs l
                   WHERE l.task_id = t.id AND l.escalated_at IS NOT NULL
-                    AND l.status IN ('pending', 'offered', 'assigned', 'picked_up')))
+                    AND (l.status IN ('pending', 'offered', 'assigned', 'picked_up')
+                         OR (l.status = 'delivered' AND l.escalation_reason = 'delivery_flagged'))))
 ORDER BY t.created_at, t.id
 LIMIT :limit
 """

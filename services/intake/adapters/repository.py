@@ -641,9 +641,20 @@ class SqlRegister:
         return await self._by_ids(PlaceRow, organisation_id, place_ids)
 
     async def place_page(
-        self, organisation_id: uuid.UUID, *, after: uuid.UUID | None, limit: int, archived: bool
+        self,
+        organisation_id: uuid.UUID,
+        *,
+        after: uuid.UUID | None,
+        limit: int,
+        archived: bool,
+        name: str | None = None,
     ) -> list[PlaceRow]:
         statement = select(PlaceRow).where(PlaceRow.organisation_id == organisation_id)
+        if name:
+            # Words of the name, each anywhere in it, case-insensitive (`%` and `_` taken literally).
+            for word in name.split():
+                literal = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                statement = statement.where(PlaceRow.name.ilike(f"%{literal}%", escape="\\"))
         if not archived:
             statement = statement.where(PlaceRow.archived_at.is_(None))
         if after is not None:

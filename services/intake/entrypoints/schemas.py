@@ -856,6 +856,12 @@ class PlaceListQuery(BaseModel):
     """The query of `GET /v1/places`."""
 
     archived: bool = Field(default=False, description="Include archived places.")
+    q: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Words of the place's name, each found anywhere in it (case-insensitive).",
+    )
     limit: int = Field(default=50, ge=1, le=200)
     cursor: uuid.UUID | None = Field(default=None, description="`next_cursor` of the page before.")
 

@@ -49,7 +49,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 # (delivery photos) through the console's own routes; no inline script, nothing from elsewhere.
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 
@@ -572,7 +572,12 @@ def static_url(name: str) -> str:
     return f"{CONSOLE_STATIC}/{name}?v={_static_version(name)}"
 
 
-_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+_STATIC_TYPES = {
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".svg": "image/svg+xml",
+    ".wav": "audio/wav",
+}
 
 
 @routes.get(CONSOLE_STATIC + "/{name}")
@@ -587,7 +592,7 @@ async def console_static(request: web.Request) -> web.Response:
     return web.Response(
         body=resource.read_bytes(),
         content_type=_STATIC_TYPES[suffix],
-        charset="utf-8",
+        charset=None if suffix == ".wav" else "utf-8",
         headers={"Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff"},
     )
 

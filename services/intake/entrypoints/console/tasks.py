@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from services.intake.adapters import console_queries
-from services.intake.domain.errors import RecipientNotFound, TaskNotFound
+from services.intake.domain.errors import PlaceNotFound, RecipientNotFound, TaskNotFound
 from services.intake.domain.model import FINISHED_TASK, Kind, Priority, TaskStatus
 from services.intake.entrypoints.console.board import listed_volunteers
 from services.intake.entrypoints.console.common import (
@@ -37,7 +37,7 @@ from services.intake.entrypoints.schemas import CancelIn, PlaceListQuery, Recipi
 from services.intake.service_layer import register
 from services.intake.service_layer import staff as staff_service
 from services.intake.service_layer import tasks as tasks_service
-from shared import audit
+from shared import audit, crypto
 from shared.auth import Role
 from shared.errors import DomainError, IdempotencyKeyReused
 from shared.http import ProblemError, validation_problem
@@ -271,39 +271,95 @@ def _count(raw: str | None, most: int) -> int:
     return min(number, most) if number else 1
 
 
-async def _register_choices(request: web.Request, staff: Staff) -> dict[str, Any]:
-    """The organisation's places and recipients to choose from (recipients masked, as the API lists them)."""
+def _find_text(raw: str | None) -> str | None:
+    """What to look for in the register, as the API's searches take it (none when blank)."""
+    text = " ".join((raw or "").split())[:TEXT_MAX]
+    return text or None
+
+
+def _recipient_label(recipient: Mapping[str, Any]) -> str:
+    return " · ".join(
+        part
+        for part in (
+            crypto.mask_name(recipient.get("name")) if "name" in recipient else recipient["name_masked"],
+            crypto.mask_phone(recipient.get("phone")) if "name" in recipient else recipient["phone_masked"],
+            crypto.mask_name(recipient.get("address"))
+            if "name" in recipient
+            else recipient["address_masked"],
+        )
+        if part
+    )
+
+
+async def _keep_chosen(
+    request: web.Request,
+    staff: Staff,
+    form: TaskForm,
+    places: list[tuple[str, str]],
+    recipients: list[tuple[str, str]],
+) -> None:
+    """The places and recipients the form has chosen stay choosable whatever is looked for since."""
+    settings = request.app[REGISTER]
+    chosen_recipients = [form.get("pickup_recipient_id")] + [
+        form.get(f"dropoffs_{index}_recipient_id") for index in range(form.dropoffs)
+    ]
+    async with request.app[RUNTIME].sessionmaker() as session:
+        raw = form.get("pickup_place_id")
+        if raw and raw not in dict(places):
+            try:
+                place = await register.get_place(
+                    session=session, organisation_id=staff.organisation_id, place_id=uuid.UUID(raw)
+                )
+                places.insert(0, (raw, place["name"]))
+            except (ValueError, PlaceNotFound):
+                pass
+        for raw in chosen_recipients:
+            if raw and raw not in dict(recipients):
+                try:
+                    recipient = await register.get_recipient(
+                        session=session,
+                        organisation_id=staff.organisation_id,
+                        recipient_id=uuid.UUID(raw),
+                        keys=settings.keys,
+                        retention_s=settings.retention_s,
+                    )
+                    recipients.insert(0, (raw, _recipient_label(recipient)))
+                except (ValueError, RecipientNotFound):
+                    pass
+
+
+async def _register_choices(
+    request: web.Request, staff: Staff, form: TaskForm, find: str | None
+) -> dict[str, Any]:
+    """The organisation's places and recipients to choose from (recipients masked, as the API lists
+    them): the first `REGISTER_OPTIONS`, or those `find` matches (a recipient by the register's
+    blind-index search: name or address words, a phone or an e-mail; a place by words of its name)."""
     settings = request.app[REGISTER]
     async with request.app[RUNTIME].sessionmaker() as session:
         places = await register.list_places(
             session=session,
             organisation_id=staff.organisation_id,
-            query=PlaceListQuery(limit=REGISTER_OPTIONS),
+            query=PlaceListQuery(q=find, limit=REGISTER_OPTIONS),
         )
         recipients = await register.list_recipients(
             session=session,
             organisation_id=staff.organisation_id,
-            query=RecipientListQuery(limit=REGISTER_OPTIONS),
+            query=RecipientListQuery(q=find, limit=REGISTER_OPTIONS),
             keys=settings.keys,
             retention_s=settings.retention_s,
         )
+    place_choices = [(str(place["id"]), place["name"]) for place in places["items"]]
+    recipient_choices = [
+        (str(recipient["id"]), _recipient_label(recipient)) for recipient in recipients["items"]
+    ]
+    await _keep_chosen(request, staff, form, place_choices, recipient_choices)
     return {
-        "places": [(str(place["id"]), place["name"]) for place in places["items"]],
-        "recipients": [
-            (
-                str(recipient["id"]),
-                " · ".join(
-                    part
-                    for part in (
-                        recipient["name_masked"],
-                        recipient["phone_masked"],
-                        recipient["address_masked"],
-                    )
-                    if part
-                ),
-            )
-            for recipient in recipients["items"]
-        ],
+        "find": find or "",
+        "register_options": REGISTER_OPTIONS,
+        "more_in_register": bool(places["has_more"] or recipients["has_more"]),
+        "places": place_choices,
+        "recipients": recipient_choices,
+        "found": (len(places["items"]), len(recipients["items"])),
         "geocoder": settings.geocoder is not None,
     }
 
@@ -323,7 +379,7 @@ async def _new_task_page(
             "pickup_sources": PICKUP_SOURCES,
             "dropoff_sources": DROPOFF_SOURCES,
             "languages": LANGUAGES,
-            **await _register_choices(request, staff),
+            **await _register_choices(request, staff, form, _find_text(form.get("find"))),
         },
         status=status,
     )
@@ -332,7 +388,15 @@ async def _new_task_page(
 @routes.get("/console/tasks/new")
 async def new_task(request: web.Request) -> web.Response:
     staff = await staff_page(request, Role.OPERATOR)
-    form = TaskForm({"idempotency_key": str(uuid.uuid4()), "kind": "errand", "priority": "routine"}, request)
+    form = TaskForm(
+        {
+            "idempotency_key": str(uuid.uuid4()),
+            "kind": "errand",
+            "priority": "routine",
+            "find": _find_text(request.query.get("find")) or "",
+        },
+        request,
+    )
     return await _new_task_page(request, staff, form)
 
 
@@ -345,6 +409,9 @@ async def submit_new_task(request: web.Request) -> web.Response:
     lang = language_of(request)
     form = TaskForm(values, request)
     action = values.get("action", "submit")
+    if action == "find":
+        # Look in the register and come back with everything typed so far, scripts or not.
+        return await _new_task_page(request, staff, form)
     if action in ("add_dropoff", "add_item", "remove_dropoff", "remove_item"):
         if action == "add_dropoff":
             form.dropoffs = min(form.dropoffs + 1, MAX_DROPOFFS)
@@ -488,6 +555,20 @@ EVENT_TYPES = (
 )
 
 
+# Why a leg was escalated (the dispatcher's codes, and the read model's own for a flagged delivery).
+ESCALATION_REASONS = (
+    "waited_too_long",
+    "deadline_near",
+    "waited_too_long_pending",
+    "waited_too_long_offered",
+    "waited_too_long_assigned",
+    "waited_too_long_picked_up",
+    "will_miss_deliver_by",
+    "leg_needs_decision",
+    "delivery_flagged",
+)
+
+
 async def _commands(request: web.Request, staff: Staff, task_id: uuid.UUID) -> list[dict[str, Any]]:
     """The task's commands from the audit trail, as timeline entries with their actor."""
     async with request.app[RUNTIME].sessionmaker() as session:
@@ -553,6 +634,7 @@ async def _task_page(
             "leg_numbers": leg_numbers,
             "tones": STATUS_TONES,
             "known_events": {f"event.{name}" for name in EVENT_TYPES},
+            "known_reasons": {f"escalation_reason.{code}" for code in ESCALATION_REASONS},
             "can_change": can_change,
             "volunteers": volunteers,
             "assignable": ASSIGNABLE,

@@ -1,7 +1,8 @@
 // The operator console's one script. Pages work without it; it adds: the one-time token from a
 // password-setup link's fragment, the tab title's escalation count after each poll, focus on the
-// first field with an error after a form comes back, only the fields of the choice made, and no page
-// shown again from the back-forward cache.
+// first field with an error after a form comes back, only the fields of the choice made, no page
+// shown again from the back-forward cache, and a short sound when escalations rise, only for a person
+// who switched it on (a click, remembered in this browser; nothing ever plays by itself).
 "use strict";
 
 (function () {
@@ -19,11 +20,60 @@
     }
   }
 
+  const SOUND_KEY = "errands.console.escalation-sound";
+  let lastTotal = null;
+
+  function soundOn() {
+    try {
+      return window.localStorage.getItem(SOUND_KEY) === "on";
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function cue() {
+    const audio = document.getElementById("escalation-cue");
+    if (audio && soundOn()) {
+      const playing = audio.play();
+      if (playing && playing.catch) {
+        playing.catch(function () {}); // the browser may still refuse; the title says it anyway
+      }
+    }
+  }
+
+  function showSound(button) {
+    const on = soundOn();
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    button.textContent = button.getAttribute(on ? "data-on" : "data-off");
+  }
+
+  function offerSound() {
+    const button = document.getElementById("escalation-sound");
+    if (!button) {
+      return;
+    }
+    showSound(button);
+    button.parentElement.hidden = false;
+    button.addEventListener("click", function () {
+      try {
+        window.localStorage.setItem(SOUND_KEY, soundOn() ? "off" : "on");
+      } catch (error) {
+        return;
+      }
+      showSound(button);
+      cue(); // heard once on switching on, so the person knows what it sounds like
+    });
+  }
+
   function retitle() {
     const escalations = document.getElementById("escalations");
     const base = document.body.getAttribute("data-title") || document.title;
     const total = escalations ? Number(escalations.getAttribute("data-total") || "0") : 0;
     document.title = total > 0 ? "(" + total + ") " + base : base;
+    if (lastTotal !== null && total > lastTotal) {
+      cue();
+    }
+    lastTotal = total;
   }
 
   // Fields that apply to one choice only (`data-when="radio_name:value|value"`) are shown while that
@@ -39,9 +89,10 @@
 
   function followChoices() {
     document.querySelectorAll("form").forEach(function (form) {
-      if (!form.querySelector("[data-when]")) {
+      if (!form.querySelector("[data-when]") || form.hasAttribute("data-following")) {
         return;
       }
+      form.setAttribute("data-following", "");
       showChosenFields(form);
       form.addEventListener("change", function (event) {
         if (event.target.type === "radio") {
@@ -69,8 +120,11 @@
   document.addEventListener("DOMContentLoaded", function () {
     fillFromFragment();
     followChoices();
+    offerSound();
     retitle();
     focusFirstError();
     document.body.addEventListener("htmx:afterSettle", retitle);
+    // A form htmx brought back (the new-task form after a search) follows its choices too.
+    document.body.addEventListener("htmx:afterSettle", followChoices);
   });
 })();
