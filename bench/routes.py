@@ -1,0 +1,555 @@
+"""Routes: a day of meals and a supply run, one leg at a time and with routes, against VROOM's plan.
+
+A day of meals (offline discrete-event simulation, seeded, no services):
+
+- Three kitchens, in Haishu, Jiangbei and Yinzhou (`shared.ningbo` centre points), cook about 300
+  meals a day: breakfast 07:00-08:30, a lunch peak 11:00-12:30 (60 % of the meals) and dinner
+  17:00-18:30. Each kitchen hands over a batch every ten minutes of a service. A meal goes either
+  to an elderly person's home (one meal, one leg) or, in a box of 4-10, to a front-line post of the
+  kitchen's district (eight posts each). Every leg must be delivered within `MEAL_WINDOW_S` of its
+  batch being ready.
+- Volunteers on bicycles and scooters (`ebike`) live around the three centres, on an early
+  (06:45-13:00) or a late (10:30-19:00) shift.
+- A leg becomes known to the online matchers when its batch is ready. Every `ROUND_S` a round
+  looks at the legs waiting and the volunteers on shift:
+  one-leg: the production `match_batch`, one leg per volunteer who has nothing to do (today);
+  routes:  the route matcher, which may give a volunteer several legs as a route and add legs to
+           a route already under way (`ROUTE_POLICY`: the hook the route planner plugs into);
+  vroom:   VROOM's plan of the whole day, every order known in advance (`bench.vroom_reference`).
+  A volunteer rides from stop to stop at their vehicle's speed (`travel_time_s`, streets' detour
+  included), waits at a pickup until the batch is ready, spends `SERVICE_S` at each stop, and
+  stays at their last drop-off when the route is done. Offers are accepted at once.
+- Figures: volunteer-km per delivered meal (every metre ridden from home to the last drop-off,
+  the same street distance for all three), p90 time from ready to delivered (per meal), meals
+  late or never delivered.
+
+A supply run: one depot to nine checkpoints with a van (the seed's tents for nine towns'
+checkpoints), several seeded instances around Ninghai: the route length of our planner, of VROOM
+and of the exact optimum (Held-Karp), from the depot to the last checkpoint.
+
+Run: `.venv/bin/python -m bench.routes [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import math
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from bench import vroom_reference
+from bench.dispatch_quality import CANDIDATES_K, CAPACITY_KG, ORGANISATION
+from bench.vroom_reference import Courier, Point, Shipment, path_m, street_m
+from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer
+from services.dispatcher.domain.geo import haversine_m, travel_time_s
+from services.dispatcher.domain.matching import match_batch
+from shared.ningbo import DISTRICTS
+
+MEAL_DISTRICTS = ("Haishu", "Jiangbei", "Yinzhou")
+# (first batch, last batch, share of the day's meals), seconds since midnight.
+SERVICES = (
+    (7 * 3600, 8 * 3600 + 1800, 0.15),
+    (11 * 3600, 12 * 3600 + 1800, 0.60),
+    (17 * 3600, 18 * 3600 + 1800, 0.25),
+)
+BATCH_EVERY_S = 600
+MEAL_KG = 0.6
+MEAL_WINDOW_S = 45 * 60  # a hot meal is delivered within 45 minutes of leaving the kitchen
+SERVICE_S = 90  # at the kitchen and at the door
+POSTS_PER_DISTRICT = 8
+POST_SHARE = 0.25  # of the orders; each a box of 4-10 meals
+DROPOFF_SPREAD_KM = 2.0  # per axis, around the district centre
+HOME_SPREAD_KM = 2.0
+SHIFTS = ((6 * 3600 + 2700, 13 * 3600), (10 * 3600 + 1800, 19 * 3600))
+ROUTE_MAX_LEGS = 4  # `max_active_legs` of the volunteers in the route case
+ROUND_S = 15
+EPOCH = datetime(2026, 12, 1, tzinfo=UTC)  # midnight, local time as UTC: the model has one day
+POLICY = Policy()
+TARGETS = {
+    "km_vs_one_leg": 0.5,
+    "km_vs_vroom": 1.2,
+    "p90_within_window_s": MEAL_WINDOW_S,
+    "supply_vs_vroom": 1.05,
+}
+
+
+def _offset(centre: Point, rng: np.random.Generator, spread_km: float) -> Point:
+    north_km, east_km = rng.normal(0.0, spread_km, size=2)
+    lat = centre[0] + north_km / 111.0
+    return (lat, centre[1] + east_km / (111.0 * math.cos(math.radians(centre[0]))))
+
+
+@dataclass(frozen=True)
+class MealLeg:
+    id: int
+    kitchen: int
+    pickup: Point
+    dropoff: Point
+    meals: int
+    ready_s: int
+    to_post: bool
+
+    @property
+    def deliver_by_s(self) -> int:
+        return self.ready_s + MEAL_WINDOW_S
+
+    @property
+    def weight_kg(self) -> float:
+        return self.meals * MEAL_KG
+
+
+@dataclass(frozen=True)
+class Rider:
+    id: int
+    vehicle: str
+    home: Point
+    shift_from_s: int
+    shift_until_s: int
+
+    @property
+    def capacity_kg(self) -> float:
+        return CAPACITY_KG[self.vehicle]
+
+
+@dataclass(frozen=True)
+class MealDay:
+    kitchens: list[Point]
+    posts: list[Point]
+    legs: list[MealLeg]
+    riders: list[Rider]
+
+    @property
+    def meals(self) -> int:
+        return sum(leg.meals for leg in self.legs)
+
+
+def make_meal_day(*, meals: int = 300, riders: int = 36, seed: int = 11) -> MealDay:
+    """A seeded day: kitchens, posts, the legs with their ready times, the volunteers and their shifts."""
+    rng = np.random.default_rng(seed)
+    districts = [d for d in DISTRICTS if d.name in MEAL_DISTRICTS]
+    centres = [(d.lat, d.lon) for d in districts]
+    weights = np.array([d.population_10k for d in districts], dtype=float)
+    weights /= weights.sum()
+    kitchens = [_offset(c, rng, 0.5) for c in centres]
+    posts = [_offset(c, rng, DROPOFF_SPREAD_KM) for c in centres for _ in range(POSTS_PER_DISTRICT)]
+    legs: list[MealLeg] = []
+    for first_s, last_s, share in SERVICES:
+        slots = list(range(first_s, last_s + 1, BATCH_EVERY_S))
+        for k, weight in enumerate(weights):
+            to_cook = round(meals * share * weight)
+            while to_cook > 0:
+                ready = int(slots[int(rng.integers(len(slots)))])
+                if rng.random() < POST_SHARE:
+                    count = min(to_cook, int(rng.integers(4, 11)))
+                    post = posts[k * POSTS_PER_DISTRICT + int(rng.integers(POSTS_PER_DISTRICT))]
+                    legs.append(MealLeg(len(legs), k, kitchens[k], post, count, ready, True))
+                else:
+                    count = 1
+                    home = _offset(centres[k], rng, DROPOFF_SPREAD_KM)
+                    legs.append(MealLeg(len(legs), k, kitchens[k], home, 1, ready, False))
+                to_cook -= count
+    legs.sort(key=lambda leg: (leg.ready_s, leg.id))
+    legs = [
+        MealLeg(i, leg.kitchen, leg.pickup, leg.dropoff, leg.meals, leg.ready_s, leg.to_post)
+        for i, leg in enumerate(legs)
+    ]
+    people: list[Rider] = []
+    for i in range(riders):
+        k = int(rng.choice(len(centres), p=weights))
+        vehicle = "bicycle" if rng.random() < 0.6 else "ebike"
+        shift_from, shift_until = SHIFTS[i % len(SHIFTS)]
+        people.append(Rider(i, vehicle, _offset(centres[k], rng, HOME_SPREAD_KM), shift_from, shift_until))
+    return MealDay(kitchens, posts, legs, people)
+
+
+# --- the online simulation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stop:
+    leg: MealLeg
+    kind: str  # "pickup" | "dropoff"
+
+    @property
+    def place(self) -> Point:
+        return self.leg.pickup if self.kind == "pickup" else self.leg.dropoff
+
+
+@dataclass
+class RiderState:
+    """Where a volunteer is and what they have promised to do, as the matcher sees it each round.
+
+    `at`/`free_s`: the place and time from which the volunteer can be re-planned: their position
+    when idle, otherwise the stop they are riding to (a ride under way is never diverted) and when
+    its service ends. `stops`: the stops after that one, in order. `on_board`: legs picked up and
+    not yet delivered (including the stop under way when it is a pickup).
+    """
+
+    rider: Rider
+    at: Point
+    free_s: float
+    stops: list[Stop] = field(default_factory=list)
+    on_board: list[MealLeg] = field(default_factory=list)
+    current: Stop | None = None  # the stop under way
+    legs_done: int = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.current is None and not self.stops
+
+    @property
+    def active_legs(self) -> set[int]:
+        current = {self.current.leg.id} if self.current else set()
+        return current | {s.leg.id for s in self.stops} | {leg.id for leg in self.on_board}
+
+
+# A round of a matcher: (now, legs waiting, the volunteers on shift) -> the new stop list of each
+# volunteer given legs this round (the whole list after the stop under way, new legs included).
+RoundPolicy = Callable[[float, list[MealLeg], list[RiderState]], dict[int, list[Stop]]]
+
+
+def _as_volunteer(state: RiderState, now: float) -> Volunteer:
+    at = EPOCH + timedelta(seconds=now)
+    return Volunteer(
+        id=uuid.UUID(int=1_000_000 + state.rider.id),
+        organisation_id=ORGANISATION,
+        on_duty=True,
+        insured=True,
+        vehicle=state.rider.vehicle,
+        capacity_kg=state.rider.capacity_kg,
+        skills=frozenset(),
+        languages=frozenset({"zh"}),
+        max_active_legs=1,
+        active_legs=0,
+        live_offers=0,
+        lat=state.at[0],
+        lon=state.at[1],
+        location_at=at,
+        duty_started_at=None,
+        rest_until=None,
+        legs_done_today=state.legs_done,
+    )
+
+
+def _as_leg(leg: MealLeg, now: float) -> Leg:
+    return Leg(
+        id=uuid.UUID(int=leg.id),
+        task_id=uuid.UUID(int=leg.id),
+        organisation_id=ORGANISATION,
+        priority="urgent" if now - leg.ready_s > MEAL_WINDOW_S / 2 else "routine",
+        pickup_lat=leg.pickup[0],
+        pickup_lon=leg.pickup[1],
+        vehicle=None,
+        weight_kg=leg.weight_kg,
+        skills=frozenset(),
+        languages=frozenset({"zh"}),
+        vulnerable=not leg.to_post,
+        waiting_s=now - leg.ready_s,
+    )
+
+
+def one_leg_round(now: float, waiting: list[MealLeg], riders: list[RiderState]) -> dict[int, list[Stop]]:
+    """Today's matcher: `match_batch` over the idle volunteers, one leg each."""
+    idle = [r for r in riders if r.idle]
+    if not idle or not waiting:
+        return {}
+    by_leg = {uuid.UUID(int=leg.id): leg for leg in waiting}
+    by_rider = {uuid.UUID(int=1_000_000 + r.rider.id): r for r in idle}
+    at = EPOCH + timedelta(seconds=now)
+    matches = match_batch(
+        [_as_leg(leg, now) for leg in waiting],
+        [_as_volunteer(r, now) for r in idle],
+        at,
+        POLICY,
+        k=CANDIDATES_K,
+    )
+    return {
+        by_rider[m.volunteer_id].rider.id: [
+            Stop(by_leg[m.leg_id], "pickup"),
+            Stop(by_leg[m.leg_id], "dropoff"),
+        ]
+        for m in matches
+    }
+
+
+# The route matcher's round, set when the route planner is available (see `route_round`).
+ROUTE_POLICY: RoundPolicy | None = None
+
+
+@dataclass
+class DayOutcome:
+    km: float = 0.0
+    delivered_s: dict[int, float] = field(default_factory=dict)  # leg id -> drop-off service start
+    legs_per_trip: list[int] = field(default_factory=list)
+    matcher_s: float = 0.0
+    rounds: int = 0
+
+
+def _ride_s(rider: Rider, a: Point, b: Point) -> float:
+    return travel_time_s(haversine_m(a[0], a[1], b[0], b[1]), rider.vehicle)
+
+
+def simulate_day(day: MealDay, round_policy: RoundPolicy, *, end_s: int = 22 * 3600) -> DayOutcome:
+    """Play the day through one matcher; every volunteer serves their stops in the order last given."""
+    outcome = DayOutcome()
+    states = {r.id: RiderState(r, r.home, float(r.shift_from_s)) for r in day.riders}
+    events: list[tuple[float, int, int]] = []  # (service end at the stop under way, seq, rider id)
+    seq = itertools.count()
+    waiting: list[MealLeg] = []
+    released = 0
+    legs = day.legs
+    changed = False
+
+    def start_next(state: RiderState, now: float) -> None:
+        """Ride to the next stop on the list; it becomes the one under way."""
+        stop = state.stops.pop(0)
+        outcome.km += street_m(state.at, stop.place) / 1000.0
+        begin = now + _ride_s(state.rider, state.at, stop.place)
+        if stop.kind == "pickup":
+            begin = max(begin, float(stop.leg.ready_s))
+            state.on_board.append(stop.leg)
+        else:
+            outcome.delivered_s[stop.leg.id] = begin
+        state.at = stop.place
+        state.free_s = begin + SERVICE_S
+        state.current = stop
+        heapq.heappush(events, (state.free_s, next(seq), state.rider.id))
+
+    t = float(min(leg.ready_s for leg in legs))
+    while t <= end_s:
+        while events and events[0][0] <= t:
+            done_at, _, rid = heapq.heappop(events)
+            state = states[rid]
+            stop, state.current = state.current, None
+            assert stop is not None
+            if stop.kind == "dropoff":
+                state.on_board = [leg for leg in state.on_board if leg.id != stop.leg.id]
+                state.legs_done += 1
+            if state.stops:
+                start_next(state, done_at)
+            changed = True
+        while released < len(legs) and legs[released].ready_s <= t:
+            waiting.append(legs[released])
+            released += 1
+            changed = True
+        on_shift = [s for s in states.values() if s.rider.shift_from_s <= t < s.rider.shift_until_s]
+        if changed and waiting and on_shift:
+            changed = False
+            for s in on_shift:
+                if s.current is None:  # idle: re-planned from where they are, now
+                    s.free_s = max(s.free_s, t)
+            started = time.perf_counter()
+            plans = round_policy(t, list(waiting), on_shift)
+            outcome.matcher_s += time.perf_counter() - started
+            outcome.rounds += 1
+            given: set[int] = set()
+            for rid, stops in plans.items():
+                state = states[rid]
+                new = {s.leg.id for s in stops} - state.active_legs
+                given |= new
+                if state.idle:
+                    outcome.legs_per_trip.append(len(new))
+                state.stops = list(stops)
+                if state.current is None and state.stops:
+                    start_next(state, state.free_s)
+            if given:
+                waiting = [leg for leg in waiting if leg.id not in given]
+                changed = True
+        if released >= len(legs) and not waiting and not events:
+            break
+        t += ROUND_S
+    return outcome
+
+
+def vroom_day(day: MealDay, *, timeout_s: float | None = None) -> tuple[DayOutcome, vroom_reference.Plan]:
+    """VROOM's plan of the whole day, every leg known in advance, the same volunteers and rules."""
+    shipments = [
+        Shipment(leg.id, leg.pickup, leg.dropoff, leg.weight_kg, leg.ready_s, leg.deliver_by_s, SERVICE_S)
+        for leg in day.legs
+    ]
+    couriers = [
+        Courier(r.id, r.vehicle, r.home, r.shift_from_s, r.shift_until_s, r.capacity_kg, ROUTE_MAX_LEGS)
+        for r in day.riders
+    ]
+    plan = vroom_reference.solve(shipments, couriers, timeout_s=timeout_s)
+    outcome = DayOutcome(km=plan.total_m / 1000.0, matcher_s=plan.solve_s)
+    for visits in plan.routes.values():
+        for visit in visits:
+            if visit.kind == "dropoff":
+                outcome.delivered_s[visit.shipment_id] = float(visit.at_s)
+    return outcome, plan
+
+
+def _day_summary(day: MealDay, outcome: DayOutcome) -> dict[str, Any]:
+    per_meal: list[float] = []
+    late = 0
+    for leg in day.legs:
+        delivered = outcome.delivered_s.get(leg.id)
+        if delivered is None:
+            continue
+        per_meal += [delivered - leg.ready_s] * leg.meals
+        late += leg.meals if delivered > leg.deliver_by_s else 0
+    delivered_meals = len(per_meal)
+    per_meal.sort()
+    return {
+        "meals_delivered": delivered_meals,
+        "meals_not_delivered": day.meals - delivered_meals,
+        "meals_late": late,
+        "volunteer_km": round(outcome.km, 2),
+        "km_per_meal": round(outcome.km / max(delivered_meals, 1), 4),
+        "p90_ready_to_delivered_s": round(per_meal[int(0.9 * (len(per_meal) - 1))], 1) if per_meal else None,
+        "mean_ready_to_delivered_s": round(statistics.fmean(per_meal), 1) if per_meal else None,
+        "mean_legs_per_trip": round(statistics.fmean(outcome.legs_per_trip), 2)
+        if outcome.legs_per_trip
+        else None,
+        "matcher_cpu_s": round(outcome.matcher_s, 3),
+    }
+
+
+def measure_meal_day(
+    *, meals: int = 300, riders: int = 36, seed: int = 11, vroom_timeout_s: float | None = None
+) -> dict[str, Any]:
+    day = make_meal_day(meals=meals, riders=riders, seed=seed)
+    results: dict[str, Any] = {
+        "model": {
+            "meals": day.meals,
+            "legs": len(day.legs),
+            "volunteers": len(day.riders),
+            "bicycles": sum(r.vehicle == "bicycle" for r in day.riders),
+            "scooters": sum(r.vehicle == "ebike" for r in day.riders),
+            "meal_window_s": MEAL_WINDOW_S,
+            "round_s": ROUND_S,
+            "route_max_legs": ROUTE_MAX_LEGS,
+            "seed": seed,
+        }
+    }
+    one_leg = _day_summary(day, simulate_day(day, one_leg_round))
+    vroom_outcome, plan = vroom_day(day, timeout_s=vroom_timeout_s)
+    vroom = _day_summary(day, vroom_outcome)
+    vroom["unassigned_legs"] = len(plan.unassigned)
+    results["one_leg"] = one_leg
+    results["vroom"] = vroom
+    results["one_leg_vs_vroom_km"] = round(one_leg["km_per_meal"] / vroom["km_per_meal"], 4)
+    if ROUTE_POLICY is not None:
+        routes = _day_summary(day, simulate_day(day, ROUTE_POLICY))
+        results["routes"] = routes
+        results["km_ratio_vs_one_leg"] = round(routes["km_per_meal"] / one_leg["km_per_meal"], 4)
+        results["km_ratio_vs_vroom"] = round(routes["km_per_meal"] / vroom["km_per_meal"], 4)
+        results["met"] = (
+            results["km_ratio_vs_one_leg"] <= TARGETS["km_vs_one_leg"]
+            and results["km_ratio_vs_vroom"] <= TARGETS["km_vs_vroom"]
+            and routes["p90_ready_to_delivered_s"] is not None
+            and routes["p90_ready_to_delivered_s"] <= MEAL_WINDOW_S
+        )
+    else:
+        results["routes"] = None
+    return results
+
+
+# --- the supply run ---------------------------------------------------------------------------
+
+
+def make_supply_run(*, checkpoints: int = 9, seed: int = 0) -> tuple[Point, list[Point]]:
+    """A depot near Ninghai's centre and `checkpoints` remote checkpoints around the county."""
+    rng = np.random.default_rng(seed)
+    ninghai = next(d for d in DISTRICTS if d.name == "Ninghai")
+    depot = _offset((ninghai.lat, ninghai.lon), rng, 1.0)
+    return depot, [
+        _offset((ninghai.lat, ninghai.lon), rng, ninghai.spread_km / 2) for _ in range(checkpoints)
+    ]
+
+
+def optimum_open_path_m(start: Point, points: list[Point]) -> float:
+    """The shortest path from `start` through every point (Held-Karp, exact; fine up to ~12 points)."""
+    n = len(points)
+    if n == 0:
+        return 0.0
+    d = [[street_m(a, b) for b in points] for a in points]
+    best: dict[tuple[int, int], float] = {(1 << j, j): street_m(start, points[j]) for j in range(n)}
+    for size in range(2, n + 1):
+        for subset in itertools.combinations(range(n), size):
+            mask = sum(1 << j for j in subset)
+            for j in subset:
+                prev = mask ^ (1 << j)
+                best[(mask, j)] = min(best[(prev, i)] + d[i][j] for i in subset if i != j)
+    full = (1 << n) - 1
+    return min(best[(full, j)] for j in range(n))
+
+
+# Our planner's order for one vehicle from a depot, set when the route planner is available:
+# (depot, the van's checkpoints) -> the checkpoints in the planned order.
+SUPPLY_PLANNER: Callable[[Point, list[Point]], list[Point]] | None = None
+VAN_KG = CAPACITY_KG["van"]
+
+
+def vroom_supply_run(depot: Point, checkpoints: list[Point]) -> float:
+    shipments = [Shipment(i, depot, c, 20.0, 8 * 3600, 20 * 3600, 300) for i, c in enumerate(checkpoints)]
+    courier = Courier(0, "van", depot, 8 * 3600, 20 * 3600, VAN_KG, len(checkpoints))
+    plan = vroom_reference.solve(shipments, [courier])
+    assert not plan.unassigned, plan.unassigned
+    return plan.total_m
+
+
+def measure_supply_run(*, instances: int = 10, seed: int = 100) -> dict[str, Any]:
+    rows = []
+    for i in range(instances):
+        depot, checkpoints = make_supply_run(seed=seed + i)
+        row: dict[str, Any] = {
+            "vroom_m": round(vroom_supply_run(depot, checkpoints), 1),
+            "optimum_m": round(optimum_open_path_m(depot, checkpoints), 1),
+        }
+        if SUPPLY_PLANNER is not None:
+            row["ours_m"] = round(path_m([depot, *SUPPLY_PLANNER(depot, checkpoints)]), 1)
+        rows.append(row)
+    results: dict[str, Any] = {
+        "instances": instances,
+        "checkpoints": 9,
+        "vroom_vs_optimum_mean": round(statistics.fmean(r["vroom_m"] / r["optimum_m"] for r in rows), 4),
+        "mean_vroom_km": round(statistics.fmean(r["vroom_m"] for r in rows) / 1000.0, 2),
+    }
+    if SUPPLY_PLANNER is not None:
+        ratios = [r["ours_m"] / r["vroom_m"] for r in rows]
+        results["ours_vs_vroom_mean"] = round(statistics.fmean(ratios), 4)
+        results["ours_vs_vroom_max"] = round(max(ratios), 4)
+        results["met"] = results["ours_vs_vroom_max"] <= TARGETS["supply_vs_vroom"]
+    results["rows"] = rows
+    return results
+
+
+def measure(*, quick: bool = False) -> dict[str, Any]:
+    return {
+        "meal_day": measure_meal_day(vroom_timeout_s=30.0 if quick else None),
+        "supply_run": measure_supply_run(instances=4 if quick else 10),
+        "targets": TARGETS,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a VROOM time limit and fewer supply runs")
+    parser.add_argument("--meals", type=int, default=300)
+    parser.add_argument("--volunteers", type=int, default=36)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    if args.meals != 300 or args.volunteers != 36 or args.seed != 11:
+        print(
+            json.dumps(measure_meal_day(meals=args.meals, riders=args.volunteers, seed=args.seed), indent=2)
+        )
+        return
+    print(json.dumps(measure(quick=args.quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()
