@@ -50,6 +50,7 @@ import numpy as np
 from bench import vroom_reference
 from bench.dispatch_quality import CANDIDATES_K, CAPACITY_KG, ORGANISATION
 from bench.vroom_reference import Courier, Point, Shipment, path_m, street_m
+from services.dispatcher.domain import routing
 from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer
 from services.dispatcher.domain.geo import haversine_m, travel_time_s
 from services.dispatcher.domain.matching import match_batch
@@ -486,14 +487,30 @@ def optimum_open_path_m(start: Point, points: list[Point]) -> float:
     return min(best[(full, j)] for j in range(n))
 
 
-# Our planner's order for one vehicle from a depot, set when the route planner is available:
-# (depot, the van's checkpoints) -> the checkpoints in the planned order.
-SUPPLY_PLANNER: Callable[[Point, list[Point]], list[Point]] | None = None
 VAN_KG = CAPACITY_KG["van"]
+SUPPLY_KG = 20.0  # tents and masks for one checkpoint
+SUPPLY_SERVICE_S = 300
+
+
+def planned_supply_run(
+    depot: Point, checkpoints: list[Point], *, budget_s: float = routing.PLAN_BUDGET_S
+) -> list[Point]:
+    """Our planner's order (`routing.plan_route` in the round's time budget): the checkpoints in turn."""
+    courier = routing.Courier(depot[0], depot[1], "van", 8 * 3600, VAN_KG, len(checkpoints), 20 * 3600)
+    legs = [
+        routing.route_leg(i, pickup=depot, dropoff=c, weight_kg=SUPPLY_KG, service_s=SUPPLY_SERVICE_S)
+        for i, c in enumerate(checkpoints)
+    ]
+    route = routing.plan_route(courier, legs, budget_s=budget_s)
+    assert route is not None and len(route.leg_ids) == len(checkpoints), route
+    return [(stop.lat, stop.lon) for stop in route.stops if stop.kind == "dropoff"]
 
 
 def vroom_supply_run(depot: Point, checkpoints: list[Point]) -> float:
-    shipments = [Shipment(i, depot, c, 20.0, 8 * 3600, 20 * 3600, 300) for i, c in enumerate(checkpoints)]
+    shipments = [
+        Shipment(i, depot, c, SUPPLY_KG, 8 * 3600, 20 * 3600, SUPPLY_SERVICE_S)
+        for i, c in enumerate(checkpoints)
+    ]
     courier = Courier(0, "van", depot, 8 * 3600, 20 * 3600, VAN_KG, len(checkpoints))
     plan = vroom_reference.solve(shipments, [courier])
     assert not plan.unassigned, plan.unassigned
@@ -508,8 +525,10 @@ def measure_supply_run(*, instances: int = 10, seed: int = 100) -> dict[str, Any
             "vroom_m": round(vroom_supply_run(depot, checkpoints), 1),
             "optimum_m": round(optimum_open_path_m(depot, checkpoints), 1),
         }
-        if SUPPLY_PLANNER is not None:
-            row["ours_m"] = round(path_m([depot, *SUPPLY_PLANNER(depot, checkpoints)]), 1)
+        started = time.perf_counter()
+        order = planned_supply_run(depot, checkpoints)
+        row["ours_ms"] = round((time.perf_counter() - started) * 1000.0, 2)
+        row["ours_m"] = round(path_m([depot, *order]), 1)
         rows.append(row)
     results: dict[str, Any] = {
         "instances": instances,
@@ -517,11 +536,11 @@ def measure_supply_run(*, instances: int = 10, seed: int = 100) -> dict[str, Any
         "vroom_vs_optimum_mean": round(statistics.fmean(r["vroom_m"] / r["optimum_m"] for r in rows), 4),
         "mean_vroom_km": round(statistics.fmean(r["vroom_m"] for r in rows) / 1000.0, 2),
     }
-    if SUPPLY_PLANNER is not None:
-        ratios = [r["ours_m"] / r["vroom_m"] for r in rows]
-        results["ours_vs_vroom_mean"] = round(statistics.fmean(ratios), 4)
-        results["ours_vs_vroom_max"] = round(max(ratios), 4)
-        results["met"] = results["ours_vs_vroom_max"] <= TARGETS["supply_vs_vroom"]
+    ratios = [r["ours_m"] / r["vroom_m"] for r in rows]
+    results["ours_vs_vroom_mean"] = round(statistics.fmean(ratios), 4)
+    results["ours_vs_vroom_max"] = round(max(ratios), 4)
+    results["ours_plan_ms_max"] = max(r["ours_ms"] for r in rows)
+    results["met"] = results["ours_vs_vroom_max"] <= TARGETS["supply_vs_vroom"]
     results["rows"] = rows
     return results
 
