@@ -8,6 +8,7 @@ import math
 import pytest
 
 from bench import routes
+from bench.dispatch_quality import CAPACITY_KG
 from bench.vroom_reference import Courier, Shipment, path_m, solve, street_m
 from services.dispatcher.domain.geo import haversine_m, travel_time_s
 from shared.ningbo import DISTRICTS
@@ -70,7 +71,7 @@ def test_a_day_of_meals_has_a_lunch_peak_from_three_kitchens_in_three_districts(
     centres = [(d.lat, d.lon) for d in DISTRICTS if d.name in routes.MEAL_DISTRICTS]
     for leg in day.legs:
         assert min(haversine_m(*leg.dropoff, *c) for c in centres) < 12_000
-        assert leg.weight_kg <= routes.CAPACITY_KG["bicycle"]
+        assert leg.weight_kg <= CAPACITY_KG["bicycle"]
     assert {r.vehicle for r in day.riders} == {"bicycle", "ebike"}
     assert routes.make_meal_day(seed=3) == day  # seeded
     assert routes.make_meal_day(seed=4) != day
