@@ -22,6 +22,7 @@ from bench import (
     location_reports,
     long_poll,
     propagation,
+    routes,
     startup,
 )
 
@@ -153,6 +154,61 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     "",
                 )
             )
+    day = results.get("routes", {}).get("meal_day")
+    if day:
+        one_leg, vroom, by_route = day["one_leg"], day["vroom"], day.get("routes")
+        if by_route:
+            rows.append(
+                (
+                    f"day of {day['model']['meals']} meals: volunteer-km/meal, routes vs one leg",
+                    f"{by_route['km_per_meal']:.2f} km",
+                    f"{one_leg['km_per_meal']:.2f} km",
+                    f"{day['km_ratio_vs_one_leg']:.2f}x",
+                    "<= 0.5x",
+                )
+            )
+            rows.append(
+                (
+                    "day of meals: volunteer-km/meal, routes vs VROOM (whole day offline)",
+                    f"{by_route['km_per_meal']:.2f} km",
+                    f"{vroom['km_per_meal']:.2f} km",
+                    f"{day['km_ratio_vs_vroom']:.2f}x",
+                    "<= 1.2x",
+                )
+            )
+        rows.append(
+            (
+                "day of meals: volunteer-km/meal, one leg vs VROOM (whole day offline)",
+                f"{one_leg['km_per_meal']:.2f} km",
+                f"{vroom['km_per_meal']:.2f} km",
+                f"{day['one_leg_vs_vroom_km']:.2f}x",
+                "",
+            )
+        )
+        window_s = day["model"]["meal_window_s"]
+        for name, figures in (("routes", by_route), ("one leg", one_leg), ("VROOM", vroom)):
+            if figures:
+                p90 = figures["p90_ready_to_delivered_s"]
+                rows.append(
+                    (
+                        f"day of meals: p90 ready->delivered, {name}",
+                        f"{p90 / 60:.0f} min",
+                        f"window {window_s / 60:.0f} min",
+                        f"{p90 / window_s:.2f}x",
+                        "<= 1.0x" if name == "routes" else "",
+                    )
+                )
+    supply = results.get("routes", {}).get("supply_run")
+    if supply:
+        rows.append(
+            (
+                f"supply run, depot to {supply['checkpoints']} checkpoints: our route vs VROOM (mean / max)",
+                f"{supply['ours_vs_vroom_mean']:.3f}x",
+                f"VROOM {supply['mean_vroom_km']:.1f} km",
+                f"{supply['ours_vs_vroom_max']:.3f}x",
+                "<= 1.05x",
+            )
+        )
     latency = results.get("dispatch_latency")
     if latency:
         rows.append(
@@ -261,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         results["dispatch_stream"] = dispatch_stream.measure(volunteers=300, duration_s=7200, warmup_s=1800)
     else:
         results["dispatch_stream"] = dispatch_stream.measure()
+    print("== routes: a day of meals and a supply run against VROOM (simulation)")
+    results["routes"] = routes.measure(quick=args.quick)
     print("== submission -> offer latency (real services)")
     results["dispatch_latency"] = dispatch_latency.measure(
         rate=200.0, seconds=10.0 if args.quick else 20.0, volunteers=20_000

@@ -8,8 +8,10 @@ A day of meals (offline discrete-event simulation, seeded, no services):
   to an elderly person's home (one meal, one leg) or, in a box of 4-10, to a front-line post of the
   kitchen's district (eight posts each). Every leg must be delivered within `MEAL_WINDOW_S` of its
   batch being ready.
-- Volunteers on bicycles and scooters (`ebike`) live around the three centres, on an early
-  (06:45-13:00) or a late (10:30-19:00) shift.
+- 60 volunteers, 60 % on bicycles and the rest on scooters (`ebike`), live around the three
+  centres (weighted by population) and work one four-hour shift each (the welfare rules' cap):
+  a quarter at breakfast (from 06:45), half at lunch (from 10:30), a quarter at dinner (from
+  16:15). That is about the team with which one leg at a time keeps the p90 within the window.
 - A leg becomes known to the online matchers when its batch is ready. Every `ROUND_S` a round
   looks at the legs waiting and the volunteers on shift:
   one-leg: the production `match_batch`, one leg per volunteer who has nothing to do (today);
@@ -18,7 +20,9 @@ A day of meals (offline discrete-event simulation, seeded, no services):
   vroom:   VROOM's plan of the whole day, every order known in advance (`bench.vroom_reference`).
   A volunteer rides from stop to stop at their vehicle's speed (`travel_time_s`, streets' detour
   included), waits at a pickup until the batch is ready, spends `SERVICE_S` at each stop, and
-  stays at their last drop-off when the route is done. Offers are accepted at once.
+  stays at their last drop-off when the route is done. A changed route that no longer starts
+  with the stop they are riding to turns them round where they are (the matcher sees their
+  position, as it sees a fresh location fix). Offers are accepted at once.
 - Figures: volunteer-km per delivered meal (every metre ridden from home to the last drop-off,
   the same street distance for all three), p90 time from ready to delivered (per meal), meals
   late or never delivered.
@@ -33,7 +37,6 @@ Run: `.venv/bin/python -m bench.routes [--quick]`.
 from __future__ import annotations
 
 import argparse
-import heapq
 import itertools
 import json
 import math
@@ -42,8 +45,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -71,10 +75,12 @@ POSTS_PER_DISTRICT = 8
 POST_SHARE = 0.25  # of the orders; each a box of 4-10 meals
 DROPOFF_SPREAD_KM = 2.0  # per axis, around the district centre
 HOME_SPREAD_KM = 2.0
-SHIFTS = ((6 * 3600 + 2700, 13 * 3600), (10 * 3600 + 1800, 19 * 3600))
-ROUTE_MAX_LEGS = 4  # `max_active_legs` of the volunteers in the route case
+# Four-hour shifts (the welfare rules' cap): breakfast, lunch (twice the people) and dinner.
+SHIFT_S = 4 * 3600
+SHIFT_STARTS = (6 * 3600 + 2700, 10 * 3600 + 1800, 10 * 3600 + 1800, 16 * 3600 + 900)
+ROUTE_MAX_LEGS = 6  # `max_active_legs` of the meal volunteers: a bag of lunches (the default is 3)
 ROUND_S = 15
-EPOCH = datetime(2026, 12, 1, tzinfo=UTC)  # midnight, local time as UTC: the model has one day
+EPOCH = datetime(2026, 12, 1, tzinfo=ZoneInfo("Asia/Shanghai"))  # the day's local midnight
 POLICY = Policy()
 TARGETS = {
     "km_vs_one_leg": 0.5,
@@ -134,7 +140,7 @@ class MealDay:
         return sum(leg.meals for leg in self.legs)
 
 
-def make_meal_day(*, meals: int = 300, riders: int = 36, seed: int = 11) -> MealDay:
+def make_meal_day(*, meals: int = 300, riders: int = 60, seed: int = 11) -> MealDay:
     """A seeded day: kitchens, posts, the legs with their ready times, the volunteers and their shifts."""
     rng = np.random.default_rng(seed)
     districts = [d for d in DISTRICTS if d.name in MEAL_DISTRICTS]
@@ -168,8 +174,8 @@ def make_meal_day(*, meals: int = 300, riders: int = 36, seed: int = 11) -> Meal
     for i in range(riders):
         k = int(rng.choice(len(centres), p=weights))
         vehicle = "bicycle" if rng.random() < 0.6 else "ebike"
-        shift_from, shift_until = SHIFTS[i % len(SHIFTS)]
-        people.append(Rider(i, vehicle, _offset(centres[k], rng, HOME_SPREAD_KM), shift_from, shift_until))
+        start = SHIFT_STARTS[i % len(SHIFT_STARTS)]
+        people.append(Rider(i, vehicle, _offset(centres[k], rng, HOME_SPREAD_KM), start, start + SHIFT_S))
     return MealDay(kitchens, posts, legs, people)
 
 
@@ -188,38 +194,47 @@ class Stop:
 
 @dataclass
 class RiderState:
-    """Where a volunteer is and what they have promised to do, as the matcher sees it each round.
+    """A volunteer during the day: where they were last, and the stops they have promised, in order.
 
-    `at`/`free_s`: the place and time from which the volunteer can be re-planned: their position
-    when idle, otherwise the stop they are riding to (a ride under way is never diverted) and when
-    its service ends. `stops`: the stops after that one, in order. `on_board`: legs picked up and
-    not yet delivered (including the stop under way when it is a pickup).
+    `at`/`since_s`: the place and time they set off for `stops[0]` (home at the start of the shift,
+    else the last stop done or where they were when their route changed). `position`: where they
+    are at the round being played (on the straight line to `stops[0]`, or at it once arrived).
+    `on_board`: legs picked up and not yet delivered.
     """
 
     rider: Rider
     at: Point
-    free_s: float
+    since_s: float
     stops: list[Stop] = field(default_factory=list)
     on_board: list[MealLeg] = field(default_factory=list)
-    current: Stop | None = None  # the stop under way
     legs_done: int = 0
+    position: Point = (0.0, 0.0)
 
     @property
     def idle(self) -> bool:
-        return self.current is None and not self.stops
+        return not self.stops
 
     @property
     def active_legs(self) -> set[int]:
-        current = {self.current.leg.id} if self.current else set()
-        return current | {s.leg.id for s in self.stops} | {leg.id for leg in self.on_board}
+        return {s.leg.id for s in self.stops} | {leg.id for leg in self.on_board}
+
+    def where(self, now: float) -> tuple[Point, float]:
+        """Where they are at `now`, and the share of the ride to `stops[0]` already done (1: arrived)."""
+        if not self.stops:
+            return self.at, 1.0
+        target = self.stops[0].place
+        ride = _ride_s(self.rider, self.at, target)
+        done = 1.0 if ride <= 0 else min(1.0, max(0.0, (now - self.since_s) / ride))
+        lat = self.at[0] + done * (target[0] - self.at[0])
+        return (lat, self.at[1] + done * (target[1] - self.at[1])), done
 
 
-# A round of a matcher: (now, legs waiting, the volunteers on shift) -> the new stop list of each
-# volunteer given legs this round (the whole list after the stop under way, new legs included).
+# A round of a matcher: (now, legs waiting, the volunteers on shift, `position` set) -> the new
+# stop list of each volunteer given legs this round (every stop still to do, new legs included).
 RoundPolicy = Callable[[float, list[MealLeg], list[RiderState]], dict[int, list[Stop]]]
 
 
-def _as_volunteer(state: RiderState, now: float) -> Volunteer:
+def _as_volunteer(state: RiderState, now: float, *, max_legs: int) -> Volunteer:
     at = EPOCH + timedelta(seconds=now)
     return Volunteer(
         id=uuid.UUID(int=1_000_000 + state.rider.id),
@@ -230,13 +245,13 @@ def _as_volunteer(state: RiderState, now: float) -> Volunteer:
         capacity_kg=state.rider.capacity_kg,
         skills=frozenset(),
         languages=frozenset({"zh"}),
-        max_active_legs=1,
-        active_legs=0,
+        max_active_legs=max_legs,
+        active_legs=len(state.active_legs),
         live_offers=0,
-        lat=state.at[0],
-        lon=state.at[1],
+        lat=state.position[0],
+        lon=state.position[1],
         location_at=at,
-        duty_started_at=None,
+        duty_started_at=EPOCH + timedelta(seconds=state.rider.shift_from_s),
         rest_until=None,
         legs_done_today=state.legs_done,
     )
@@ -269,7 +284,7 @@ def one_leg_round(now: float, waiting: list[MealLeg], riders: list[RiderState]) 
     at = EPOCH + timedelta(seconds=now)
     matches = match_batch(
         [_as_leg(leg, now) for leg in waiting],
-        [_as_volunteer(r, now) for r in idle],
+        [_as_volunteer(r, now, max_legs=1) for r in idle],
         at,
         POLICY,
         k=CANDIDATES_K,
@@ -291,7 +306,7 @@ ROUTE_POLICY: RoundPolicy | None = None
 class DayOutcome:
     km: float = 0.0
     delivered_s: dict[int, float] = field(default_factory=dict)  # leg id -> drop-off service start
-    legs_per_trip: list[int] = field(default_factory=list)
+    trips: int = 0  # times a volunteer with nothing to do was given legs
     matcher_s: float = 0.0
     rounds: int = 0
 
@@ -300,73 +315,78 @@ def _ride_s(rider: Rider, a: Point, b: Point) -> float:
     return travel_time_s(haversine_m(a[0], a[1], b[0], b[1]), rider.vehicle)
 
 
-def simulate_day(day: MealDay, round_policy: RoundPolicy, *, end_s: int = 22 * 3600) -> DayOutcome:
-    """Play the day through one matcher; every volunteer serves their stops in the order last given."""
+def _advance(state: RiderState, now: float, outcome: DayOutcome) -> bool:
+    """Serve every stop whose service is over by `now`; whether any was."""
+    served = False
+    while state.stops:
+        stop = state.stops[0]
+        begin = state.since_s + _ride_s(state.rider, state.at, stop.place)
+        if stop.kind == "pickup":
+            begin = max(begin, float(stop.leg.ready_s))
+        if begin + SERVICE_S > now:
+            return served
+        outcome.km += street_m(state.at, stop.place) / 1000.0
+        state.at, state.since_s = stop.place, begin + SERVICE_S
+        state.stops.pop(0)
+        if stop.kind == "pickup":
+            state.on_board.append(stop.leg)
+        else:
+            state.on_board = [leg for leg in state.on_board if leg.id != stop.leg.id]
+            outcome.delivered_s[stop.leg.id] = begin
+            state.legs_done += 1
+        served = True
+    return served
+
+
+def _reroute(state: RiderState, now: float, stops: list[Stop], outcome: DayOutcome) -> None:
+    """Give the volunteer a new list of stops; a ride under way to another stop ends where they are."""
+    if state.stops and stops and stops[0] == state.stops[0]:
+        state.stops = list(stops)
+        return
+    if state.stops:  # turning off the ride under way: count the part ridden
+        position, done = state.where(now)
+        outcome.km += done * street_m(state.at, state.stops[0].place) / 1000.0
+        state.at = position
+    state.since_s = max(state.since_s, now)
+    state.stops = list(stops)
+
+
+def simulate_day(day: MealDay, round_policy: RoundPolicy, *, end_s: int = 23 * 3600) -> DayOutcome:
+    """Play the day through one matcher, a round every `ROUND_S` when something changed."""
     outcome = DayOutcome()
-    states = {r.id: RiderState(r, r.home, float(r.shift_from_s)) for r in day.riders}
-    events: list[tuple[float, int, int]] = []  # (service end at the stop under way, seq, rider id)
-    seq = itertools.count()
+    states = [RiderState(r, r.home, float(r.shift_from_s)) for r in day.riders]
+    by_id = {s.rider.id: s for s in states}
     waiting: list[MealLeg] = []
     released = 0
     legs = day.legs
     changed = False
-
-    def start_next(state: RiderState, now: float) -> None:
-        """Ride to the next stop on the list; it becomes the one under way."""
-        stop = state.stops.pop(0)
-        outcome.km += street_m(state.at, stop.place) / 1000.0
-        begin = now + _ride_s(state.rider, state.at, stop.place)
-        if stop.kind == "pickup":
-            begin = max(begin, float(stop.leg.ready_s))
-            state.on_board.append(stop.leg)
-        else:
-            outcome.delivered_s[stop.leg.id] = begin
-        state.at = stop.place
-        state.free_s = begin + SERVICE_S
-        state.current = stop
-        heapq.heappush(events, (state.free_s, next(seq), state.rider.id))
-
     t = float(min(leg.ready_s for leg in legs))
     while t <= end_s:
-        while events and events[0][0] <= t:
-            done_at, _, rid = heapq.heappop(events)
-            state = states[rid]
-            stop, state.current = state.current, None
-            assert stop is not None
-            if stop.kind == "dropoff":
-                state.on_board = [leg for leg in state.on_board if leg.id != stop.leg.id]
-                state.legs_done += 1
-            if state.stops:
-                start_next(state, done_at)
-            changed = True
+        for state in states:
+            changed |= _advance(state, t, outcome)
         while released < len(legs) and legs[released].ready_s <= t:
             waiting.append(legs[released])
             released += 1
             changed = True
-        on_shift = [s for s in states.values() if s.rider.shift_from_s <= t < s.rider.shift_until_s]
+        on_shift = [s for s in states if s.rider.shift_from_s <= t < s.rider.shift_until_s]
         if changed and waiting and on_shift:
             changed = False
             for s in on_shift:
-                if s.current is None:  # idle: re-planned from where they are, now
-                    s.free_s = max(s.free_s, t)
+                s.position = s.where(t)[0]
             started = time.perf_counter()
             plans = round_policy(t, list(waiting), on_shift)
             outcome.matcher_s += time.perf_counter() - started
             outcome.rounds += 1
             given: set[int] = set()
             for rid, stops in plans.items():
-                state = states[rid]
-                new = {s.leg.id for s in stops} - state.active_legs
-                given |= new
-                if state.idle:
-                    outcome.legs_per_trip.append(len(new))
-                state.stops = list(stops)
-                if state.current is None and state.stops:
-                    start_next(state, state.free_s)
+                state = by_id[rid]
+                given |= {s.leg.id for s in stops} - state.active_legs
+                outcome.trips += state.idle and bool(stops)
+                _reroute(state, t, stops, outcome)
             if given:
                 waiting = [leg for leg in waiting if leg.id not in given]
                 changed = True
-        if released >= len(legs) and not waiting and not events:
+        if released >= len(legs) and not waiting and all(s.idle for s in states):
             break
         t += ROUND_S
     return outcome
@@ -410,15 +430,13 @@ def _day_summary(day: MealDay, outcome: DayOutcome) -> dict[str, Any]:
         "km_per_meal": round(outcome.km / max(delivered_meals, 1), 4),
         "p90_ready_to_delivered_s": round(per_meal[int(0.9 * (len(per_meal) - 1))], 1) if per_meal else None,
         "mean_ready_to_delivered_s": round(statistics.fmean(per_meal), 1) if per_meal else None,
-        "mean_legs_per_trip": round(statistics.fmean(outcome.legs_per_trip), 2)
-        if outcome.legs_per_trip
-        else None,
+        "legs_per_trip": round(len(outcome.delivered_s) / outcome.trips, 2) if outcome.trips else None,
         "matcher_cpu_s": round(outcome.matcher_s, 3),
     }
 
 
 def measure_meal_day(
-    *, meals: int = 300, riders: int = 36, seed: int = 11, vroom_timeout_s: float | None = None
+    *, meals: int = 300, riders: int = 60, seed: int = 11, vroom_timeout_s: float | None = None
 ) -> dict[str, Any]:
     day = make_meal_day(meals=meals, riders=riders, seed=seed)
     results: dict[str, Any] = {
@@ -559,10 +577,10 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a VROOM time limit and fewer supply runs")
     parser.add_argument("--meals", type=int, default=300)
-    parser.add_argument("--volunteers", type=int, default=36)
+    parser.add_argument("--volunteers", type=int, default=60)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    if args.meals != 300 or args.volunteers != 36 or args.seed != 11:
+    if args.meals != 300 or args.volunteers != 60 or args.seed != 11:
         print(
             json.dumps(measure_meal_day(meals=args.meals, riders=args.volunteers, seed=args.seed), indent=2)
         )
