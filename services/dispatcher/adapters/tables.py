@@ -93,6 +93,35 @@ class VolunteerRow(DispatchBase):
     )
 
 
+class RouteRow(DispatchBase):
+    """One volunteer's legs in the order they visit the stops (`domain/routing.py`).
+
+    `offered` while its legs' offers are open, `active` once accepted (one per volunteer: legs
+    accepted later are inserted into it), `ended` when declined, expired or done. `stops` is the
+    ordered list of stops with their ETAs as last planned; a leg's own status says which are done.
+    """
+
+    __tablename__ = "routes"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("dispatch.volunteers.id"))
+    status: Mapped[str] = mapped_column(Text)
+    stops: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("status IN ('offered', 'active', 'ended')", name="route_status_known"),
+        Index(
+            "uq_routes_one_active_per_volunteer",
+            "volunteer_id",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+
 class LegRow(DispatchBase):
     __tablename__ = "legs"
 
@@ -144,8 +173,11 @@ class LegRow(DispatchBase):
     eta_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     eta_late: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     eta_slips: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The route the leg is offered in or carried on (`RouteRow`); one column, so never two routes.
+    route_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("dispatch.routes.id"))
 
     __table_args__ = (
+        Index("ix_legs_route", "route_id", postgresql_where=text("route_id IS NOT NULL")),
         Index("ix_legs_dispatchable", "status", postgresql_where=text("status = 'pending'")),
         # The legs not yet delivered, which the escalation sweep reads every round: the table keeps
         # every delivered leg, and this stays the size of the live ones.
@@ -190,8 +222,17 @@ class OfferRow(DispatchBase):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The route the offer proposes the leg in (a new one, or one already accepted it would be
+    # inserted into), and that route's stops as they would be once accepted.
+    route_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    route_stops: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
     __table_args__ = (
+        Index(
+            "ix_offers_live_route",
+            "route_id",
+            postgresql_where=text("status = 'live' AND route_id IS NOT NULL"),
+        ),
         Index("uq_offers_one_live_per_leg", "leg_id", unique=True, postgresql_where=text("status = 'live'")),
         Index("ix_offers_live_volunteer", "volunteer_id", postgresql_where=text("status = 'live'")),
         Index("ix_offers_live_expiry", "expires_at", postgresql_where=text("status = 'live'")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,12 @@ class Leg:
     waiting_s: float = 0.0
     rejected_by: frozenset[uuid.UUID] = field(default_factory=frozenset)
     kind: str = "errand"
+    # Where it goes (None: not known; a route then sees it dropped off where it is picked up), when
+    # it is ready for pickup and when it must be delivered by, in POSIX seconds (routes plan on these).
+    dropoff_lat: float | None = None
+    dropoff_lon: float | None = None
+    ready_s: float = -math.inf
+    due_s: float = math.inf
 
 
 # The time zone of `Settings.local_time_zone`'s default: one zone object shared by every policy.

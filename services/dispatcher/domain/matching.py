@@ -1,10 +1,22 @@
-"""Batch matching: candidates from a spatial index, then an optimal assignment over them."""
+"""Batch matching: candidates from a spatial index, then an optimal assignment over them.
+
+With routes (`match_batch(..., plan=True)`, the dispatcher's default) a volunteer may be offered
+several legs at once, as a route (`domain/routing.py`): legs whose pickups lie close together are
+planned into one route for each of a few candidate volunteers, and the assignment then chooses
+among those routes and single legs. A volunteer already carrying an accepted route is only
+offered a leg that fits into it (`routing.insert_leg`) without any accepted stop missing its
+window, at the cost of the detour it adds. Every route keeps the volunteer's capacity, free
+slots, the legs' windows and the end of their shift. Routing work per round is bounded: a few
+candidates per bundle and per leg, at most `MAX_ROUTE_LEGS` legs per route, and a wall-clock
+budget (`ROUTING_BUDGET_S`) after which the round's remaining legs go one by one.
+"""
 
 from __future__ import annotations
 
 import math
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -13,9 +25,18 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer, free_slots, is_available, suits
+from services.dispatcher.domain import routing
+from services.dispatcher.domain.eligibility import (
+    Leg,
+    Policy,
+    Volunteer,
+    duty_record,
+    free_slots,
+    is_available,
+    suits,
+)
 from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
-from services.dispatcher.domain.welfare import local_day
+from services.dispatcher.domain.welfare import local_day, shift_end
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
 # volunteer is an hour further away. Vulnerable recipients come first among equals.
@@ -36,12 +57,68 @@ DEFER_PER_WAIT_S_M = 3.0  # metres added per second the leg has waited (about 11
 DEFER_PRIORITIES = frozenset({"routine", "urgent"})
 
 
+# Routes. Legs whose pickups are this close may share a route; at most this many legs in a route
+# planned in one round; this many volunteers tried for each bundle, and this many volunteers
+# carrying a route tried for inserting each leg; and the wall-clock time a round may spend planning.
+BUNDLE_PICKUP_M = 500.0
+MAX_ROUTE_LEGS = 10
+ROUTE_CANDIDATES = 4
+ROUTING_BUDGET_S = 0.06
+# Critical legs go straight to their drop-off: never bundled with others in a new route.
+UNBUNDLED_PRIORITIES = frozenset({"critical"})
+
+
 @dataclass(frozen=True)
 class Match:
     leg_id: uuid.UUID
     volunteer_id: uuid.UUID
     distance_m: float
     cost: float
+    # The whole route offered with this leg (the same object for legs offered together); None when
+    # the round did not plan routes.
+    route: routing.Route | None = None
+    # The accepted route this leg would be inserted into; None for a new route.
+    route_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class AcceptedRoute:
+    """An accepted route: its stops still to do, in order (a leg picked up has only its drop-off)."""
+
+    id: uuid.UUID
+    stops: tuple[routing.Stop, ...]
+
+
+def route_leg(leg: Leg) -> routing.RouteLeg:
+    """The leg as a route sees it: picked up once ready, dropped off by its deadline, with its weight."""
+    dropoff = (
+        (leg.dropoff_lat, leg.dropoff_lon)
+        if leg.dropoff_lat is not None and leg.dropoff_lon is not None
+        else (leg.pickup_lat, leg.pickup_lon)
+    )
+    return routing.route_leg(
+        leg.id,
+        pickup=(leg.pickup_lat, leg.pickup_lon),
+        dropoff=dropoff,
+        ready_s=leg.ready_s,
+        due_s=leg.due_s,
+        weight_kg=leg.weight_kg,
+    )
+
+
+def courier(v: Volunteer, now: datetime, policy: Policy, *, max_legs: int) -> routing.Courier:
+    """The volunteer as a route sees them: from where they are now, until the end of their shift."""
+    assert v.lat is not None and v.lon is not None
+    ends = shift_end(duty_record(v), now, policy.welfare_limits)
+    return routing.Courier(
+        v.lat,
+        v.lon,
+        v.vehicle,
+        now.timestamp(),
+        capacity_kg=v.capacity_kg,
+        max_legs=max_legs,
+        shift_end_s=ends.timestamp(),
+    )
 
 
 def pair_cost(v: Volunteer, leg: Leg, *, distance_m: float | None = None) -> tuple[float, float]:
@@ -51,8 +128,12 @@ def pair_cost(v: Volunteer, leg: Leg, *, distance_m: float | None = None) -> tup
         assert v.lon is not None
         distance_m = haversine_m(v.lat, v.lon, leg.pickup_lat, leg.pickup_lon)
     eta = travel_time_s(distance_m, v.vehicle) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
-    bonus = PRIORITY_BONUS_S.get(leg.priority, 0.0) + (VULNERABLE_BONUS_S if leg.vulnerable else 0.0)
-    return eta - bonus, distance_m
+    return eta - _bonus(leg), distance_m
+
+
+def _bonus(leg: Leg) -> float:
+    """Seconds of travel the leg's priority and recipient are worth (`pair_cost`)."""
+    return PRIORITY_BONUS_S.get(leg.priority, 0.0) + (VULNERABLE_BONUS_S if leg.vulnerable else 0.0)
 
 
 def acceptable_pickup_m(leg: Leg) -> float:
@@ -214,7 +295,13 @@ def _solve_units(
     volunteers: list[Volunteer],
     units: list[Unit],
     pairs: dict[tuple[Unit, int], tuple[float, float]],
+    routes: Mapping[tuple[Unit, int], tuple[routing.Route | None, uuid.UUID | None]] | None = None,
 ) -> list[Match]:
+    """The assignment; `routes` gives the route (and accepted route's id) each pair would be offered with.
+
+    Leaving a unit out costs as much per leg as it holds: a route of several legs is worth placing
+    before a single one.
+    """
     if not pairs:
         return []
     vol_cols = sorted({vi for _, vi in pairs})
@@ -222,7 +309,7 @@ def _solve_units(
     col_of = {vi: c for c, vi in enumerate(vol_cols)}
     rows = [row_of[unit] for unit, _ in pairs] + list(range(len(units)))
     cols = [col_of[vi] for _, vi in pairs] + [len(vol_cols) + r for r in range(len(units))]
-    costs = [c + _SHIFT_S for c, _ in pairs.values()] + [_UNPLACED_S + _SHIFT_S] * len(units)
+    costs = [c + _SHIFT_S for c, _ in pairs.values()] + [_UNPLACED_S * len(unit) + _SHIFT_S for unit in units]
     graph = csr_array((costs, (rows, cols)), shape=(len(units), len(vol_cols) + len(units)))
     matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
     matches: list[Match] = []
@@ -232,7 +319,11 @@ def _solve_units(
         unit, vi = units[r], vol_cols[c]
         cost, distance = pairs[(unit, vi)]
         share = cost / len(unit)
-        matches.extend(Match(legs[li].id, volunteers[vi].id, distance, share) for li in unit)
+        route, route_id = routes.get((unit, vi), (None, None)) if routes is not None else (None, None)
+        matches.extend(
+            Match(legs[li].id, volunteers[vi].id, distance, share, route=route, route_id=route_id)
+            for li in unit
+        )
     return matches
 
 
@@ -258,17 +349,32 @@ def bundle_cost(v: Volunteer, bundle: list[Leg]) -> tuple[float, float]:
 
 
 def match_batch(
-    legs: list[Leg], volunteers: Sequence[Volunteer] | Pool, now: datetime, policy: Policy, *, k: int = 16
+    legs: list[Leg],
+    volunteers: Sequence[Volunteer] | Pool,
+    now: datetime,
+    policy: Policy,
+    *,
+    k: int = 16,
+    plan: bool = False,
+    pairs: dict[tuple[int, int], tuple[float, float]] | None = None,
+    routes: Mapping[uuid.UUID, AcceptedRoute] | None = None,
 ) -> list[Match]:
     """Which volunteer to offer each leg in this batch; legs left out wait for the next one.
 
-    `volunteers` may be a pool built ahead (`Pool`); a plain list is pooled here, at `now`. Legs of
-    one supply run go to one volunteer together when someone eligible can carry them all;
-    otherwise, and for every other leg, each leg is matched on its own.
+    `volunteers` may be a pool built ahead (`Pool`); a plain list is pooled here, at `now`; `pairs`
+    may be `candidate_pairs` worked out ahead for these legs and this pool.
+
+    With `plan`, the offers are routes (`match_routes`; `routes` holds the accepted routes of the
+    volunteers carrying one, by volunteer id). Without, one leg at a time: legs of one supply run
+    go to one volunteer together when someone eligible can carry them all; otherwise, and for every
+    other leg, each leg is matched on its own.
     """
     pool = volunteers if isinstance(volunteers, Pool) else Pool(volunteers, now, policy)
     available = pool.volunteers
-    pairs = candidate_pairs(legs, pool, now, policy, k=k)
+    if pairs is None:
+        pairs = candidate_pairs(legs, pool, now, policy, k=k)
+    if plan:
+        return match_routes(legs, available, pairs, now, policy, routes or {})
     bundled: set[int] = set()
     units: list[Unit] = []
     unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
@@ -301,7 +407,217 @@ def match_batch(
     return matches + solve(legs, available, leftover)
 
 
+def match_routes(
+    legs: list[Leg],
+    available: list[Volunteer],
+    pairs: dict[tuple[int, int], tuple[float, float]],
+    now: datetime,
+    policy: Policy,
+    routes: Mapping[uuid.UUID, AcceptedRoute],
+) -> list[Match]:
+    """The round's offers as routes: every match carries the route it is offered with.
+
+    1. A volunteer carrying an accepted route is a candidate for a leg only if the leg fits into
+       it (`routing.insert_leg`), at the cost of the travel it adds; the nearest
+       `ROUTE_CANDIDATES` such volunteers are tried per leg.
+    2. Legs (not critical) whose pickups lie within `BUNDLE_PICKUP_M` of one another are planned
+       into a route for the nearest candidate able to take two or more of them; the route's legs
+       become one unit, offered to that volunteer or to another candidate who can carry them all.
+    3. Every other leg is a unit of its own; a volunteer is a candidate only if the leg alone keeps
+       to the end of their shift. The assignment then chooses, one unit per volunteer; bundles
+       nobody took go one by one to the volunteers left.
+    """
+    deadline = time.perf_counter() + ROUTING_BUDGET_S
+    planner = _RoutePlanner(legs, available, now, policy, routes, deadline)
+    pairs = planner.fit(pairs)
+    units, unit_pairs, bundled = planner.bundles(pairs)
+    for li in sorted({li for li, _ in pairs} - bundled):
+        units.append((li,))
+    for (li, vi), value in pairs.items():
+        if li not in bundled:
+            unit_pairs[((li,), vi)] = value
+    matches = _solve_units(legs, available, units, unit_pairs, planner.planned)
+    if bundled:
+        placed = {m.leg_id for m in matches}
+        busy = {m.volunteer_id for m in matches}
+        leftover: dict[tuple[Unit, int], tuple[float, float]] = {
+            ((li,), vi): value
+            for (li, vi), value in pairs.items()
+            if li in bundled and legs[li].id not in placed and available[vi].id not in busy
+        }
+        units = sorted({unit for unit, _ in leftover})
+        matches += _solve_units(legs, available, units, leftover, planner.planned)
+    return [planner.routed(m) for m in matches]
+
+
+class _RoutePlanner:
+    """One round's route planning, under one wall-clock deadline."""
+
+    def __init__(
+        self,
+        legs: list[Leg],
+        available: list[Volunteer],
+        now: datetime,
+        policy: Policy,
+        routes: Mapping[uuid.UUID, AcceptedRoute],
+        deadline: float,
+    ) -> None:
+        self.legs, self.available, self.now, self.policy = legs, available, now, policy
+        self.routes, self.deadline = routes, deadline
+        self.route_legs = [route_leg(leg) for leg in legs]
+        self.index_of = {leg.id: li for li, leg in enumerate(legs)}
+        self.planned: dict[tuple[Unit, int], tuple[routing.Route | None, uuid.UUID | None]] = {}
+        self._couriers: dict[int, routing.Courier] = {}
+        # Each leg's own trip, pickup to drop-off, in metres, and the time spent at its two stops.
+        self._own_m = [
+            haversine_m(rl.pickup.lat, rl.pickup.lon, rl.dropoff.lat, rl.dropoff.lon)
+            for rl in self.route_legs
+        ]
+        self._own_service_s = [rl.pickup.service_s + rl.dropoff.service_s for rl in self.route_legs]
+        self._volunteer_index: dict[uuid.UUID, int] | None = None
+
+    def courier(self, vi: int) -> routing.Courier:
+        """The volunteer as a route sees them, free slots and the legs on their accepted route counted."""
+        found = self._couriers.get(vi)
+        if found is None:
+            v = self.available[vi]
+            accepted = self.routes.get(v.id)
+            held = len({stop.leg_id for stop in accepted.stops}) if accepted is not None else 0
+            found = self._couriers[vi] = courier(v, self.now, self.policy, max_legs=held + free_slots(v))
+        return found
+
+    def fit(
+        self, pairs: dict[tuple[int, int], tuple[float, float]]
+    ) -> dict[tuple[int, int], tuple[float, float]]:
+        """The pairs a route allows: insertion into an accepted route, or a lone leg within the shift."""
+        kept: dict[tuple[int, int], tuple[float, float]] = {}
+        tried: dict[int, int] = {}
+        base: dict[int, float] = {}
+        for (li, vi), value in pairs.items():  # each leg's candidates come nearest first
+            v = self.available[vi]
+            c = self.courier(vi)
+            accepted = self.routes.get(v.id)
+            if accepted is None:
+                trip_m = value[1] + self._own_m[li]
+                if c.start_s + travel_time_s(trip_m, v.vehicle) + self._own_service_s[li] <= c.shift_end_s:
+                    kept[(li, vi)] = value
+                continue
+            if tried.get(li, 0) >= ROUTE_CANDIDATES or time.perf_counter() > self.deadline:
+                continue
+            tried[li] = tried.get(li, 0) + 1
+            grown = routing.insert_leg(c, accepted.stops, self.route_legs[li])
+            if grown is None:
+                continue
+            if vi not in base:
+                base[vi] = routing.timeline(c, accepted.stops).travel_s
+            added = (grown.travel_s - base[vi]) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
+            kept[(li, vi)] = (added - _bonus(self.legs[li]), value[1])
+            self.planned[((li,), vi)] = (grown, accepted.id)
+        return kept
+
+    def bundles(
+        self, pairs: dict[tuple[int, int], tuple[float, float]]
+    ) -> tuple[list[Unit], dict[tuple[Unit, int], tuple[float, float]], set[int]]:
+        """Units of two or more legs with close pickups, each with the volunteers who could carry it."""
+        units: list[Unit] = []
+        unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
+        bundled: set[int] = set()
+        candidates: dict[int, dict[int, float]] = {}  # leg -> {volunteer: distance}, free volunteers only
+        for (li, vi), (_, distance) in pairs.items():
+            if self.available[vi].id not in self.routes and free_slots(self.available[vi]) >= 2:
+                candidates.setdefault(li, {})[vi] = distance
+        for cluster in self._clusters(
+            [li for li in candidates if self.legs[li].priority not in UNBUNDLED_PRIORITIES]
+        ):
+            remaining = list(cluster)
+            near: dict[int, float] = {}
+            for li in cluster:
+                for vi, distance in candidates[li].items():
+                    near[vi] = min(distance, near.get(vi, math.inf))
+            owners = 0
+            for vi in sorted(near, key=near.__getitem__):
+                if len(remaining) < 2 or owners >= ROUTE_CANDIDATES or time.perf_counter() > self.deadline:
+                    break
+                theirs = [li for li in remaining if vi in candidates[li]][:MAX_ROUTE_LEGS]
+                if len(theirs) < 2:
+                    continue
+                owners += 1
+                route = self._plan(vi, theirs)
+                if route is None or len(route.leg_ids) < 2:
+                    continue
+                unit = tuple(sorted(self.index_of[leg_id] for leg_id in route.leg_ids))  # type: ignore[index]
+                units.append(unit)
+                bundled.update(unit)
+                remaining = [li for li in remaining if li not in unit]
+                unit_pairs[(unit, vi)] = self._unit_cost(vi, unit, route)
+                self.planned[(unit, vi)] = (route, None)
+                # Others who could carry the very same legs, for the assignment to choose among.
+                tried = 1
+                for wi in sorted(near, key=near.__getitem__):
+                    if tried >= ROUTE_CANDIDATES or time.perf_counter() > self.deadline:
+                        break
+                    if wi == vi or any(wi not in candidates[li] for li in unit):
+                        continue
+                    tried += 1
+                    theirs_too = self._plan(wi, list(unit))
+                    if theirs_too is not None and len(theirs_too.leg_ids) == len(unit):
+                        unit_pairs[(unit, wi)] = self._unit_cost(wi, unit, theirs_too)
+                        self.planned[(unit, wi)] = (theirs_too, None)
+        return units, unit_pairs, bundled
+
+    def _plan(self, vi: int, indices: list[int]) -> routing.Route | None:
+        budget = min(routing.PLAN_BUDGET_S, max(0.0, self.deadline - time.perf_counter()))
+        return routing.plan_route(self.courier(vi), [self.route_legs[li] for li in indices], budget_s=budget)
+
+    def _unit_cost(self, vi: int, unit: Unit, route: routing.Route) -> tuple[float, float]:
+        """As `bundle_cost`: the trip to the first pickup counts once, each leg's bonus counts."""
+        v, first = self.available[vi], route.stops[0]
+        assert v.lat is not None and v.lon is not None
+        distance = haversine_m(v.lat, v.lon, first.lat, first.lon)
+        eta = travel_time_s(distance, v.vehicle) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
+        return eta - sum(_bonus(self.legs[li]) for li in unit), distance
+
+    def _clusters(self, indices: list[int]) -> list[list[int]]:
+        """Legs of one organisation whose pickups lie within `BUNDLE_PICKUP_M` of the first's, greedily."""
+        clusters: list[list[int]] = []
+        by_organisation: dict[uuid.UUID, list[int]] = {}
+        for li in indices:
+            by_organisation.setdefault(self.legs[li].organisation_id, []).append(li)
+        chord = 2 * math.sin(BUNDLE_PICKUP_M / (2 * EARTH_RADIUS_M))
+        for members in by_organisation.values():
+            if len(members) < 2:
+                continue
+            points = _xyz([(self.legs[li].pickup_lat, self.legs[li].pickup_lon) for li in members])
+            tree = cKDTree(points)
+            taken = [False] * len(members)
+            for i in range(len(members)):
+                if taken[i]:
+                    continue
+                near = [j for j in sorted(tree.query_ball_point(points[i], chord)) if not taken[j]]
+                near = near[: 2 * MAX_ROUTE_LEGS]
+                if len(near) >= 2:
+                    for j in near:
+                        taken[j] = True
+                    clusters.append([members[j] for j in near])
+        return clusters
+
+    def routed(self, m: Match) -> Match:
+        """The match with a route: the one planned, else the leg alone from where the volunteer is."""
+        if m.route is not None:
+            return m
+        if self._volunteer_index is None:
+            self._volunteer_index = {v.id: vi for vi, v in enumerate(self.available)}
+        li, vi = self.index_of[m.leg_id], self._volunteer_index[m.volunteer_id]
+        rl = self.route_legs[li]
+        return replace(m, route=routing.timeline(self.courier(vi), (rl.pickup, rl.dropoff)))
+
+
 __all__ = [
+    "BUNDLE_PICKUP_M",
+    "MAX_ROUTE_LEGS",
+    "ROUTE_CANDIDATES",
+    "ROUTING_BUDGET_S",
+    "AcceptedRoute",
     "Match",
     "Pool",
     "Team",
@@ -309,8 +625,11 @@ __all__ = [
     "bundle_cost",
     "can_carry",
     "candidate_pairs",
+    "courier",
     "match_batch",
+    "match_routes",
     "pair_cost",
+    "route_leg",
     "solve",
     "supply_run_bundles",
 ]

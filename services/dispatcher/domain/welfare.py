@@ -106,6 +106,14 @@ def shift_state(record: DutyRecord, now: datetime, limits: Limits) -> ShiftState
     return ShiftState(on_duty=since_cap - limits.rest, rest_owed_until=None)
 
 
+def shift_end(record: DutyRecord, now: datetime, limits: Limits) -> datetime:
+    """When the volunteer must stop working if they carry on from `now`: the end of the shift or of
+    the day's time on duty, whichever comes first (a route running past it is not offered)."""
+    left = limits.shift_max_on_duty - shift_state(record, now, limits).on_duty
+    day_left = limits.daily_max_on_duty - duty_today(record, now, limits)
+    return now + max(timedelta(0), min(left, day_left))
+
+
 def rest_owed(record: DutyRecord, now: datetime, limits: Limits) -> bool:
     """Whether rest is owed at `now`: `shift_state`'s answer, quicker for the many well inside the cap."""
     if record.rest_until is not None and now < record.rest_until:

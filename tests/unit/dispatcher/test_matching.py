@@ -1,4 +1,4 @@
-"""Batch matching: optimal over candidates, never breaking a rule, supply runs kept together."""
+"""Batch matching: optimal over candidates, never breaking a rule, supply runs kept together, routes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.dispatcher.domain import eligibility as e
-from services.dispatcher.domain.matching import Pool, match_batch
+from services.dispatcher.domain import routing
+from services.dispatcher.domain.matching import AcceptedRoute, Pool, courier, match_batch, route_leg
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ORGANISATION = uuid.UUID(int=1)
@@ -235,3 +236,99 @@ def test_no_assignment_the_matcher_produces_breaks_a_rule(
         if count > 1:  # only a supply run's legs are carried together, and they must fit at once
             assert load[volunteer_id] <= v.capacity_kg
             assert len({by_leg[m.leg_id].task_id for m in matches if m.volunteer_id == volunteer_id}) == 1
+
+
+# --- routes: several legs to one volunteer, within every rule -------------------------------------
+
+
+def test_ten_lunches_from_one_kitchen_go_to_one_volunteer_as_a_route() -> None:
+    kitchen = (29.870, 121.550)
+    lunches = [
+        leg(
+            *kitchen,
+            weight_kg=0.5,
+            dropoff_lat=29.870 + 0.003 * (i % 5),
+            dropoff_lon=121.552 + 0.002 * (i // 5),
+        )
+        for i in range(10)
+    ]
+    riders = [volunteer(29.8705 + 0.001 * i, 121.5505, max_active_legs=10) for i in range(10)]
+    matches = match_batch(lunches, riders, NOW, POLICY, plan=True)
+    assert {m.leg_id for m in matches} == {lg.id for lg in lunches}
+    assert len({m.volunteer_id for m in matches}) == 1
+    route = matches[0].route
+    assert route is not None and all(m.route is route for m in matches)
+    assert set(route.leg_ids) == {lg.id for lg in lunches}
+    (carrier,) = {m.volunteer_id for m in matches}
+    v = next(r for r in riders if r.id == carrier)
+    assert routing.broken_rule(courier(v, NOW, POLICY, max_legs=10), route.stops) is None
+
+
+def test_one_leg_is_a_route_of_one_leg() -> None:
+    errand = leg(29.870, 121.550, dropoff_lat=29.875, dropoff_lon=121.555)
+    (m,) = match_batch([errand], [volunteer(29.871, 121.551)], NOW, POLICY, plan=True)
+    assert m.route is not None and m.route_id is None
+    assert [(s.leg_id, s.kind) for s in m.route.stops] == [(errand.id, "pickup"), (errand.id, "dropoff")]
+
+
+def test_a_volunteer_near_the_end_of_their_shift_gets_no_leg_that_runs_past_it() -> None:
+    errand = leg(29.870, 121.550, dropoff_lat=29.95, dropoff_lon=121.65)  # over 10 km
+    tired = volunteer(29.871, 121.551, duty_started_at=NOW - timedelta(hours=3, minutes=55))
+    assert match_batch([errand], [tired], NOW, POLICY, plan=True) == []
+    assert len(match_batch([errand], [replace(tired, duty_started_at=NOW)], NOW, POLICY, plan=True)) == 1
+
+
+def test_a_leg_is_inserted_into_an_accepted_route_only_where_no_accepted_stop_misses_its_window() -> None:
+    busy = volunteer(29.870, 121.550, active_legs=1)
+    accepted_leg = leg(29.870, 121.550, dropoff_lat=29.880, dropoff_lon=121.550)
+    accepted = routing.plan_route(
+        courier(busy, NOW, POLICY, max_legs=3),
+        [
+            replace(
+                route_leg(accepted_leg),
+                dropoff=replace(route_leg(accepted_leg).dropoff, latest_s=NOW.timestamp() + 900),
+            )
+        ],
+    )
+    assert accepted is not None
+    routes = {busy.id: AcceptedRoute(uuid.uuid4(), accepted.stops)}
+    on_the_way = leg(29.872, 121.550, dropoff_lat=29.878, dropoff_lon=121.550)
+    (m,) = match_batch([on_the_way], [busy], NOW, POLICY, plan=True, routes=routes)
+    assert m.route_id == routes[busy.id].id and m.route is not None
+    assert set(m.route.leg_ids) == {accepted_leg.id, on_the_way.id}
+    assert [s for s in m.route.stops if s.leg_id == accepted_leg.id] == list(accepted.stops)
+    # The other way, and due soon: before the accepted drop-off it makes that late, after it is late itself.
+    away = leg(29.860, 121.550, dropoff_lat=29.850, dropoff_lon=121.550, due_s=NOW.timestamp() + 1000)
+    assert match_batch([away], [busy], NOW, POLICY, plan=True, routes=routes) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    snapshots(), st.lists(st.tuples(st.floats(-0.02, 0.02), st.floats(-0.02, 0.02)), min_size=25, max_size=25)
+)
+def test_no_route_the_matcher_offers_breaks_a_rule(
+    snapshot: tuple[list[e.Leg], list[e.Volunteer]], offsets: list[tuple[float, float]]
+) -> None:
+    legs, vols = snapshot
+    legs = [
+        replace(lg, dropoff_lat=lg.pickup_lat + d_lat, dropoff_lon=lg.pickup_lon + d_lon)
+        for lg, (d_lat, d_lon) in zip(legs, offsets, strict=False)
+    ]
+    by_leg = {lg.id: lg for lg in legs}
+    by_volunteer = {v.id: v for v in vols}
+    matches = match_batch(legs, vols, NOW, POLICY, k=4, plan=True)
+    assert len({m.leg_id for m in matches}) == len(matches), "a leg is offered at most once per batch"
+    by_carrier: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for m in matches:
+        v = by_volunteer[m.volunteer_id]
+        assert e.suits(v, by_leg[m.leg_id], NOW, POLICY) and e.is_available(v, NOW, POLICY)
+        by_carrier.setdefault(v.id, []).append(m.leg_id)
+    for volunteer_id, leg_ids in by_carrier.items():
+        v = by_volunteer[volunteer_id]
+        routes = {id(m.route) for m in matches if m.volunteer_id == volunteer_id}
+        assert len(routes) == 1, "one route per volunteer per round"
+        route = next(m.route for m in matches if m.volunteer_id == volunteer_id)
+        assert route is not None and set(route.leg_ids) == set(leg_ids)
+        assert v.active_legs + v.live_offers + len(leg_ids) <= v.max_active_legs
+        if len(leg_ids) > 1:
+            assert routing.broken_rule(courier(v, NOW, POLICY, max_legs=len(leg_ids)), route.stops) is None
