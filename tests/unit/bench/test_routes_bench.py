@@ -67,7 +67,8 @@ def test_a_day_of_meals_has_a_lunch_peak_from_three_kitchens_in_three_districts(
     assert {leg.pickup for leg in day.legs} == set(day.kitchens)
     lunch = sum(leg.meals for leg in day.legs if 11 * 3600 <= leg.ready_s <= 12 * 3600 + 1800)
     assert 0.5 <= lunch / day.meals <= 0.7
-    assert any(leg.to_post for leg in day.legs) and any(not leg.to_post for leg in day.legs)
+    assert any(leg.meals > 1 for leg in day.legs) and any(leg.vulnerable for leg in day.legs)
+    assert all(leg.due_s == leg.ready_s + routes.MEAL_WINDOW_S for leg in day.legs)
     centres = [(d.lat, d.lon) for d in DISTRICTS if d.name in routes.MEAL_DISTRICTS]
     for leg in day.legs:
         assert min(haversine_m(*leg.dropoff, *c) for c in centres) < 12_000
@@ -99,3 +100,20 @@ def test_the_supply_runs_optimum_is_exact_and_both_planners_visit_every_checkpoi
     assert sorted(ours) == sorted(checkpoints)
     assert path_m([depot, *ours]) >= brute - 1e-6
     assert routes.vroom_supply_run(depot, checkpoints) == pytest.approx(brute, rel=1e-3)
+
+
+def test_the_route_matcher_carries_a_kitchens_batch_in_one_trip_where_one_leg_rides_back_each_time() -> None:
+    kitchen = east(0)
+    legs = [
+        routes.Delivery(
+            i, kitchen, east(1.0 + 0.3 * i), 11 * 3600.0, 11 * 3600.0 + routes.MEAL_WINDOW_S, 0.6, meals=1
+        )
+        for i in range(3)
+    ]
+    rider = routes.Rider(0, "bicycle", east(-0.2), 10.5 * 3600, 14.5 * 3600, 15.0)
+    by_route = routes.simulate(legs, [rider], routes.route_round(3))
+    one_leg = routes.simulate(legs, [rider], routes.one_leg_round)
+    assert set(by_route.delivered_s) == set(one_leg.delivered_s) == {0, 1, 2}
+    assert by_route.trips == 1 and one_leg.trips == 3
+    assert all(by_route.delivered_s[leg.id] <= leg.due_s for leg in legs)
+    assert by_route.km < 0.6 * one_leg.km
