@@ -154,6 +154,27 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     "",
                 )
             )
+            by_route = point.get("routes")
+            if by_route:
+                legs = by_route["max_active_legs"]
+                rows.append(
+                    (
+                        f"stream at {label}% (greedy) util: routes (<= {legs} legs) vs greedy pickup",
+                        f"{by_route['mean_pickup_m']:.0f} m",
+                        f"{greedy['mean_pickup_m']:.0f} m",
+                        f"{point['routes_distance_ratio']:.2f}x",
+                        "<= 0.35x",
+                    )
+                )
+                rows.append(
+                    (
+                        f"stream at {label}% (greedy) util: routes (<= {legs} legs) vs greedy wait",
+                        f"{by_route['mean_wait_s']:.1f} s",
+                        f"{greedy['mean_wait_s']:.1f} s",
+                        f"{point['routes_wait_ratio']:.2f}x",
+                        "<= 0.25x",
+                    )
+                )
     day = results.get("routes", {}).get("meal_day")
     if day:
         one_leg, vroom, by_route = day["one_leg"], day["vroom"], day.get("routes")

@@ -218,6 +218,7 @@ class RiderState:
     on_board: list[Delivery] = field(default_factory=list)
     legs_done: int = 0
     position: Point = (0.0, 0.0)
+    service_s: float = SERVICE_S  # at each stop
 
     @property
     def idle(self) -> bool:
@@ -386,7 +387,7 @@ def _next_done_s(state: RiderState) -> float:
     begin = state.since_s + _ride_s(state.rider, state.at, stop.place)
     if stop.kind == "pickup":
         begin = max(begin, stop.leg.ready_s)
-    return begin + SERVICE_S
+    return begin + state.service_s
 
 
 def _advance(state: RiderState, now: float, outcome: Outcome) -> bool:
@@ -401,7 +402,7 @@ def _advance(state: RiderState, now: float, outcome: Outcome) -> bool:
             state.on_board.append(stop.leg)
         else:
             state.on_board = [leg for leg in state.on_board if leg.id != stop.leg.id]
-            outcome.delivered_s[stop.leg.id] = state.since_s - SERVICE_S
+            outcome.delivered_s[stop.leg.id] = state.since_s - state.service_s
             state.legs_done += 1
         served = True
     return served
@@ -427,6 +428,7 @@ def simulate(
     *,
     round_s: float = ROUND_S,
     end_s: float = 23 * 3600,
+    service_s: float = SERVICE_S,
 ) -> Outcome:
     """Play the legs through one matcher: a round every `round_s` when something changed.
 
@@ -434,7 +436,7 @@ def simulate(
     leg has waited another `Policy.widen_step_s` (its search radius widens).
     """
     outcome = Outcome()
-    states = [RiderState(r, r.home, r.shift_from_s) for r in riders]
+    states = [RiderState(r, r.home, r.shift_from_s, service_s=service_s) for r in riders]
     by_id = {s.rider.id: s for s in states}
     due = [_next_done_s(s) for s in states]
     waiting: list[Delivery] = []

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench import routes
+from bench import dispatch_stream, routes
 from bench.dispatch_quality import CAPACITY_KG
 from bench.vroom_reference import Courier, Shipment, path_m, solve, street_m
 from services.dispatcher.domain.geo import haversine_m, travel_time_s
@@ -117,3 +117,15 @@ def test_the_route_matcher_carries_a_kitchens_batch_in_one_trip_where_one_leg_ri
     assert by_route.trips == 1 and one_leg.trips == 3
     assert all(by_route.delivered_s[leg.id] <= leg.due_s for leg in legs)
     assert by_route.km < 0.6 * one_leg.km
+
+
+def test_the_stream_through_the_route_matcher_places_its_legs_and_reports_waits_and_pickups() -> None:
+    pool = dispatch_stream.make_pool(40, seed=1)
+    arrivals = dispatch_stream.make_arrivals(0.02, 1_800.0, seed=2)
+    outcome = dispatch_stream.simulate_routes(pool, arrivals, duration_s=1_800.0, warmup_s=300.0, max_legs=3)
+    measured = [a for a in arrivals if a.at_s >= 300.0]
+    assert len(outcome.wait_s) == len(measured) > 0
+    assert len(outcome.pickup_m) == len(measured) - outcome.unassigned
+    assert all(w >= 0 for w in outcome.wait_s)
+    summary = dispatch_stream._summary(outcome)
+    assert summary["utilisation"] is None and summary["mean_pickup_m"] is not None
