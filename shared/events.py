@@ -185,6 +185,9 @@ class LegOffered(EventData):
     volunteer_id: uuid.UUID
     expires_at: datetime
     distance_m: float | None = None
+    # The route the leg is offered in or carried on (`GET /v1/me/assignments` shows its stops);
+    # None for a leg assigned by hand.
+    route_id: uuid.UUID | None = None
 
 
 class LegOfferDeclined(EventData):
@@ -193,6 +196,9 @@ class LegOfferDeclined(EventData):
     offer_id: uuid.UUID
     volunteer_id: uuid.UUID
     reason: str | None = None
+    # The route the leg is offered in or carried on (`GET /v1/me/assignments` shows its stops);
+    # None for a leg assigned by hand.
+    route_id: uuid.UUID | None = None
 
 
 class LegOfferExpired(EventData):
@@ -200,6 +206,9 @@ class LegOfferExpired(EventData):
     leg_id: uuid.UUID
     offer_id: uuid.UUID
     volunteer_id: uuid.UUID
+    # The route the leg is offered in or carried on (`GET /v1/me/assignments` shows its stops);
+    # None for a leg assigned by hand.
+    route_id: uuid.UUID | None = None
 
 
 class LegAssigned(EventData):
@@ -216,6 +225,9 @@ class LegAssigned(EventData):
     moved_from: uuid.UUID | None = None
     # Whether the volunteer speaks the drop-off's language (the daily report's language matches).
     speaks_dropoff_language: bool | None = None
+    # The route the leg is offered in or carried on (`GET /v1/me/assignments` shows its stops);
+    # None for a leg assigned by hand.
+    route_id: uuid.UUID | None = None
 
 
 class LegPickedUp(EventData):

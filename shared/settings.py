@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     dispatch_candidates_k: int = Field(default=16, ge=1, le=200)
     # Pending legs one matching round considers; more wait for the next window.
     dispatch_batch_max_legs: int = Field(default=2000, ge=1, le=20_000)
+    # Offers are routes: several legs to one volunteer, or a leg inserted into the route they carry
+    # (`domain/routing.py`). Off: one leg at a time (only a supply run's legs go together).
+    dispatch_routes: bool = True
     radius_widen_step_s: float = Field(
         default=60.0, gt=0, description="Every this many seconds a leg waits..."
     )

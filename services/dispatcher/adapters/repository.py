@@ -39,6 +39,7 @@ from services.dispatcher.adapters.tables import (
     OfferRow,
     PhotoRow,
     RejectionRow,
+    RouteRow,
     VettingRecordRow,
     VolunteerRequestRow,
     VolunteerRow,
@@ -600,6 +601,169 @@ async def live_offer_counts(session: AsyncSession) -> dict[uuid.UUID, int]:
         .group_by(OfferRow.volunteer_id)
     )
     return {volunteer_id: count for volunteer_id, count in rows.all()}
+
+
+# --- routes
+
+
+async def add_routes(session: AsyncSession, routes: list[dict[str, Any]]) -> None:
+    if routes:
+        await session.execute(insert(RouteRow), routes)
+
+
+async def offer_legs(
+    session: AsyncSession, legs: Sequence[tuple[uuid.UUID, uuid.UUID | None]], *, now: datetime
+) -> None:
+    """These legs (id, route id) are offered now, each in its route: one statement for them all."""
+    if legs:
+        await session.execute(
+            text(
+                "UPDATE dispatch.legs AS l SET status = :status, route_id = v.route_id, updated_at = :now "
+                "FROM unnest(CAST(:ids AS uuid[]), CAST(:routes AS uuid[])) AS v(id, route_id) "
+                "WHERE l.id = v.id"
+            ),
+            {
+                "status": str(LegStatus.OFFERED),
+                "now": now,
+                "ids": [leg_id for leg_id, _ in legs],
+                "routes": [route_id for _, route_id in legs],
+            },
+        )
+
+
+async def return_offered_legs(session: AsyncSession, leg_ids: Sequence[uuid.UUID], *, now: datetime) -> None:
+    """These legs, if still offered, are pending again and out of the route they were offered in."""
+    await session.execute(
+        update(LegRow)
+        .where(LegRow.id.in_(list(leg_ids)), LegRow.status == LegStatus.OFFERED)
+        .values(status=LegStatus.PENDING, route_id=None, updated_at=now)
+    )
+
+
+async def lock_route(session: AsyncSession, route_id: uuid.UUID) -> RouteRow | None:
+    return (
+        await session.execute(
+            select(RouteRow)
+            .where(RouteRow.id == route_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def lock_active_route(session: AsyncSession, volunteer_id: uuid.UUID) -> RouteRow | None:
+    """The volunteer's accepted route, locked, if they have one."""
+    return (
+        await session.execute(
+            select(RouteRow)
+            .where(RouteRow.volunteer_id == volunteer_id, RouteRow.status == "active")
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def routes_by_id(session: AsyncSession, route_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, RouteRow]:
+    if not route_ids:
+        return {}
+    rows = await session.execute(select(RouteRow).where(RouteRow.id.in_(list(route_ids))))
+    return {row.id: row for row in rows.scalars()}
+
+
+async def active_routes(
+    session: AsyncSession, volunteer_ids: Collection[uuid.UUID]
+) -> list[tuple[RouteRow, dict[uuid.UUID, str]]]:
+    """The accepted routes of these volunteers, unlocked, each with the status of every leg still on it."""
+    if not volunteer_ids:
+        return []
+    routes = list(
+        (
+            await session.execute(
+                select(RouteRow).where(
+                    RouteRow.volunteer_id.in_(list(volunteer_ids)), RouteRow.status == "active"
+                )
+            )
+        ).scalars()
+    )
+    statuses = await route_leg_statuses(session, [route.id for route in routes])
+    return [(route, statuses.get(route.id, {})) for route in routes]
+
+
+async def route_leg_statuses(
+    session: AsyncSession, route_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, dict[uuid.UUID, str]]:
+    """By route: the status of each leg on it."""
+    found: dict[uuid.UUID, dict[uuid.UUID, str]] = {}
+    if route_ids:
+        rows = await session.execute(
+            select(LegRow.route_id, LegRow.id, LegRow.status).where(LegRow.route_id.in_(list(route_ids)))
+        )
+        for route_id, leg_id, status in rows.all():
+            if route_id is not None:
+                found.setdefault(route_id, {})[leg_id] = status
+    return found
+
+
+async def set_route(
+    session: AsyncSession, route_id: uuid.UUID, *, stops: list[dict[str, Any]], status: str, now: datetime
+) -> None:
+    """The route's stops as planned now, and its status; while it is only offered, its live offers
+    show the new stops too (an offer to insert a leg into an accepted route keeps its own)."""
+    await session.execute(
+        update(RouteRow).where(RouteRow.id == route_id).values(stops=stops, status=status, updated_at=now)
+    )
+    if status != "offered":
+        return
+    await session.execute(
+        update(OfferRow)
+        .where(OfferRow.route_id == route_id, OfferRow.status == OfferStatus.LIVE)
+        .values(route_stops=stops)
+    )
+
+
+async def put_legs_on_route(
+    session: AsyncSession, leg_ids: Sequence[uuid.UUID], route_id: uuid.UUID | None
+) -> None:
+    if leg_ids:
+        await session.execute(update(LegRow).where(LegRow.id.in_(list(leg_ids))).values(route_id=route_id))
+
+
+async def end_unoffered_routes(
+    session: AsyncSession, route_ids: Collection[uuid.UUID], *, now: datetime
+) -> None:
+    """Routes still only offered whose offers are all closed now (declined, expired, withdrawn) end."""
+    if route_ids:
+        await session.execute(
+            update(RouteRow)
+            .where(
+                RouteRow.id.in_(list(route_ids)),
+                RouteRow.status == "offered",
+                ~select(OfferRow.id)
+                .where(OfferRow.route_id == RouteRow.id, OfferRow.status == OfferStatus.LIVE)
+                .exists(),
+            )
+            .values(status="ended", updated_at=now)
+        )
+
+
+async def lock_route_offers(
+    session: AsyncSession, *, route_id: uuid.UUID, volunteer_id: uuid.UUID
+) -> list[tuple[OfferRow, LegRow]]:
+    """The volunteer's live offers in this route with their legs, locked in leg id order."""
+    rows = (
+        await session.execute(
+            select(OfferRow, LegRow)
+            .join(LegRow, LegRow.id == OfferRow.leg_id)
+            .where(
+                OfferRow.route_id == route_id,
+                OfferRow.volunteer_id == volunteer_id,
+                OfferRow.status == OfferStatus.LIVE,
+            )
+            .order_by(LegRow.id)
+            .with_for_update(of=(LegRow, OfferRow))
+        )
+    ).all()
+    return [(offer, leg) for offer, leg in rows]
 
 
 # --- volunteers

@@ -252,6 +252,16 @@ class Carrier(Protocol):
     def deactivated_at(self) -> datetime | None: ...
 
 
+@dataclass
+class Load:
+    """A volunteer's load as `assign` and `move` read it, counted up as several legs go to them at once
+    (a route accepted, legs moved together): each is checked against the legs before it."""
+
+    active_legs: int
+    max_active_legs: int
+    deactivated_at: datetime | None
+
+
 def already_assigned_to(current: LegStatus | str, *, holder: uuid.UUID | None, volunteer: uuid.UUID) -> bool:
     """The leg is this volunteer's already (assigning it again changes nothing)."""
     return holder == volunteer and current in (S.ASSIGNED, S.PICKED_UP, S.DELIVERED, S.CONFIRMED)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
@@ -58,12 +58,14 @@ DEFER_PRIORITIES = frozenset({"routine", "urgent"})
 
 
 # Routes. Legs whose pickups are this close may share a route; at most this many legs in a route
-# planned in one round; this many volunteers tried for each bundle, and this many volunteers
-# carrying a route tried for inserting each leg; and the wall-clock time a round may spend planning.
+# planned in one round; this many volunteers tried for each bundle, and this many of the nearest
+# volunteers carrying a route tried for inserting each leg; and the wall-clock time a round may
+# spend planning (then the rest goes one leg at a time).
 BUNDLE_PICKUP_M = 500.0
 MAX_ROUTE_LEGS = 10
 ROUTE_CANDIDATES = 4
-ROUTING_BUDGET_S = 0.06
+INSERT_CANDIDATES = 3
+ROUTING_BUDGET_S = 0.03
 # Critical legs go straight to their drop-off: never bundled with others in a new route.
 UNBUNDLED_PRIORITIES = frozenset({"critical"})
 
@@ -295,9 +297,9 @@ def _solve_units(
     volunteers: list[Volunteer],
     units: list[Unit],
     pairs: dict[tuple[Unit, int], tuple[float, float]],
-    routes: Mapping[tuple[Unit, int], tuple[routing.Route | None, uuid.UUID | None]] | None = None,
+    route_of: Callable[[Unit, int], tuple[routing.Route | None, uuid.UUID | None]] | None = None,
 ) -> list[Match]:
-    """The assignment; `routes` gives the route (and accepted route's id) each pair would be offered with.
+    """The assignment; `route_of` gives the route (and accepted route's id) a pair is offered with.
 
     Leaving a unit out costs as much per leg as it holds: a route of several legs is worth placing
     before a single one.
@@ -319,7 +321,7 @@ def _solve_units(
         unit, vi = units[r], vol_cols[c]
         cost, distance = pairs[(unit, vi)]
         share = cost / len(unit)
-        route, route_id = routes.get((unit, vi), (None, None)) if routes is not None else (None, None)
+        route, route_id = route_of(unit, vi) if route_of is not None else (None, None)
         matches.extend(
             Match(legs[li].id, volunteers[vi].id, distance, share, route=route, route_id=route_id)
             for li in unit
@@ -418,11 +420,12 @@ def match_routes(
     """The round's offers as routes: every match carries the route it is offered with.
 
     1. A volunteer carrying an accepted route is a candidate for a leg only if the leg fits into
-       it (`routing.insert_leg`), at the cost of the travel it adds; the nearest
-       `ROUTE_CANDIDATES` such volunteers are tried per leg.
+       it (`routing.insert_leg`), at the cost of the travel it adds beyond the leg's own trip; the
+       nearest `INSERT_CANDIDATES` such volunteers are tried per leg.
     2. Legs (not critical) whose pickups lie within `BUNDLE_PICKUP_M` of one another are planned
        into a route for the nearest candidate able to take two or more of them; the route's legs
-       become one unit, offered to that volunteer or to another candidate who can carry them all.
+       become one unit, offered to that volunteer or to another candidate who can carry them all,
+       at the cost of the route's travel beyond the legs' own trips (`_unit_cost`).
     3. Every other leg is a unit of its own; a volunteer is a candidate only if the leg alone keeps
        to the end of their shift. The assignment then chooses, one unit per volunteer; bundles
        nobody took go one by one to the volunteers left.
@@ -436,7 +439,7 @@ def match_routes(
     for (li, vi), value in pairs.items():
         if li not in bundled:
             unit_pairs[((li,), vi)] = value
-    matches = _solve_units(legs, available, units, unit_pairs, planner.planned)
+    matches = _solve_units(legs, available, units, unit_pairs, planner.route_for)
     if bundled:
         placed = {m.leg_id for m in matches}
         busy = {m.volunteer_id for m in matches}
@@ -446,8 +449,8 @@ def match_routes(
             if li in bundled and legs[li].id not in placed and available[vi].id not in busy
         }
         units = sorted({unit for unit, _ in leftover})
-        matches += _solve_units(legs, available, units, leftover, planner.planned)
-    return [planner.routed(m) for m in matches]
+        matches += _solve_units(legs, available, units, leftover, planner.route_for)
+    return matches
 
 
 class _RoutePlanner:
@@ -474,16 +477,42 @@ class _RoutePlanner:
             for rl in self.route_legs
         ]
         self._own_service_s = [rl.pickup.service_s + rl.dropoff.service_s for rl in self.route_legs]
-        self._volunteer_index: dict[uuid.UUID, int] | None = None
+        self._accepted: dict[int, AcceptedRoute | None] = {}
+        self._shift_ends: dict[int, float] = {}
+        self.now_s = now.timestamp()
+
+    def accepted(self, vi: int) -> AcceptedRoute | None:
+        """The route the volunteer accepted, if any (looked up once: ids hash slowly)."""
+        if vi not in self._accepted:
+            self._accepted[vi] = self.routes.get(self.available[vi].id) if self.routes else None
+        return self._accepted[vi]
+
+    def shift_end_s(self, vi: int) -> float:
+        """When the volunteer's shift (or day on duty) ends, in POSIX seconds."""
+        found = self._shift_ends.get(vi)
+        if found is None:
+            ends = shift_end(duty_record(self.available[vi]), self.now, self.policy.welfare_limits)
+            found = self._shift_ends[vi] = ends.timestamp()
+        return found
 
     def courier(self, vi: int) -> routing.Courier:
         """The volunteer as a route sees them, free slots and the legs on their accepted route counted."""
         found = self._couriers.get(vi)
         if found is None:
             v = self.available[vi]
-            accepted = self.routes.get(v.id)
-            held = len({stop.leg_id for stop in accepted.stops}) if accepted is not None else 0
-            found = self._couriers[vi] = courier(v, self.now, self.policy, max_legs=held + free_slots(v))
+            accepted = self.accepted(vi)
+            # Every leg on a route has its drop-off still to do.
+            held = sum(stop.kind == "dropoff" for stop in accepted.stops) if accepted is not None else 0
+            assert v.lat is not None and v.lon is not None
+            found = self._couriers[vi] = routing.Courier(
+                v.lat,
+                v.lon,
+                v.vehicle,
+                self.now_s,
+                capacity_kg=v.capacity_kg,
+                max_legs=held + free_slots(v),
+                shift_end_s=self.shift_end_s(vi),
+            )
         return found
 
     def fit(
@@ -495,14 +524,16 @@ class _RoutePlanner:
         base: dict[int, float] = {}
         for (li, vi), value in pairs.items():  # each leg's candidates come nearest first
             v = self.available[vi]
-            c = self.courier(vi)
-            accepted = self.routes.get(v.id)
+            accepted = self.accepted(vi)
             if accepted is None:
                 trip_m = value[1] + self._own_m[li]
-                if c.start_s + travel_time_s(trip_m, v.vehicle) + self._own_service_s[li] <= c.shift_end_s:
+                if self.now_s + travel_time_s(trip_m, v.vehicle) + self._own_service_s[
+                    li
+                ] <= self.shift_end_s(vi):
                     kept[(li, vi)] = value
                 continue
-            if tried.get(li, 0) >= ROUTE_CANDIDATES or time.perf_counter() > self.deadline:
+            c = self.courier(vi)
+            if tried.get(li, 0) >= INSERT_CANDIDATES or time.perf_counter() > self.deadline:
                 continue
             tried[li] = tried.get(li, 0) + 1
             grown = routing.insert_leg(c, accepted.stops, self.route_legs[li])
@@ -510,8 +541,11 @@ class _RoutePlanner:
                 continue
             if vi not in base:
                 base[vi] = routing.timeline(c, accepted.stops).travel_s
-            added = (grown.travel_s - base[vi]) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
-            kept[(li, vi)] = (added - _bonus(self.legs[li]), value[1])
+            extra = grown.travel_s - base[vi] - travel_time_s(self._own_m[li], v.vehicle)
+            kept[(li, vi)] = (
+                extra * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today) - _bonus(self.legs[li]),
+                value[1],
+            )
             self.planned[((li,), vi)] = (grown, accepted.id)
         return kept
 
@@ -524,7 +558,7 @@ class _RoutePlanner:
         bundled: set[int] = set()
         candidates: dict[int, dict[int, float]] = {}  # leg -> {volunteer: distance}, free volunteers only
         for (li, vi), (_, distance) in pairs.items():
-            if self.available[vi].id not in self.routes and free_slots(self.available[vi]) >= 2:
+            if self.accepted(vi) is None and free_slots(self.available[vi]) >= 2:
                 candidates.setdefault(li, {})[vi] = distance
         for cluster in self._clusters(
             [li for li in candidates if self.legs[li].priority not in UNBUNDLED_PRIORITIES]
@@ -570,12 +604,17 @@ class _RoutePlanner:
         return routing.plan_route(self.courier(vi), [self.route_legs[li] for li in indices], budget_s=budget)
 
     def _unit_cost(self, vi: int, unit: Unit, route: routing.Route) -> tuple[float, float]:
-        """As `bundle_cost`: the trip to the first pickup counts once, each leg's bonus counts."""
+        """The route's travel beyond each leg's own trip from pickup to drop-off, less each leg's bonus.
+
+        For one leg that is the trip to its pickup, as `pair_cost` counts it; legs sharing trips
+        save travel, legs carried one after another (too heavy together) add it.
+        """
         v, first = self.available[vi], route.stops[0]
         assert v.lat is not None and v.lon is not None
         distance = haversine_m(v.lat, v.lon, first.lat, first.lon)
-        eta = travel_time_s(distance, v.vehicle) * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today)
-        return eta - sum(_bonus(self.legs[li]) for li in unit), distance
+        extra = route.travel_s - sum(travel_time_s(self._own_m[li], v.vehicle) for li in unit)
+        extra *= 1.0 + FAIRNESS_PER_LEG * v.legs_done_today
+        return extra - sum(_bonus(self.legs[li]) for li in unit), distance
 
     def _clusters(self, indices: list[int]) -> list[list[int]]:
         """Legs of one organisation whose pickups lie within `BUNDLE_PICKUP_M` of the first's, greedily."""
@@ -601,19 +640,20 @@ class _RoutePlanner:
                     clusters.append([members[j] for j in near])
         return clusters
 
-    def routed(self, m: Match) -> Match:
-        """The match with a route: the one planned, else the leg alone from where the volunteer is."""
-        if m.route is not None:
-            return m
-        if self._volunteer_index is None:
-            self._volunteer_index = {v.id: vi for vi, v in enumerate(self.available)}
-        li, vi = self.index_of[m.leg_id], self._volunteer_index[m.volunteer_id]
+    def route_for(self, unit: Unit, vi: int) -> tuple[routing.Route | None, uuid.UUID | None]:
+        """The route a chosen pair is offered with: the one planned, else the leg alone from where the
+        volunteer is."""
+        found = self.planned.get((unit, vi))
+        if found is not None:
+            return found
+        (li,) = unit
         rl = self.route_legs[li]
-        return replace(m, route=routing.timeline(self.courier(vi), (rl.pickup, rl.dropoff)))
+        return routing.timeline(self.courier(vi), (rl.pickup, rl.dropoff)), None
 
 
 __all__ = [
     "BUNDLE_PICKUP_M",
+    "INSERT_CANDIDATES",
     "MAX_ROUTE_LEGS",
     "ROUTE_CANDIDATES",
     "ROUTING_BUDGET_S",

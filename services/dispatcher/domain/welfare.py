@@ -109,6 +109,13 @@ def shift_state(record: DutyRecord, now: datetime, limits: Limits) -> ShiftState
 def shift_end(record: DutyRecord, now: datetime, limits: Limits) -> datetime:
     """When the volunteer must stop working if they carry on from `now`: the end of the shift or of
     the day's time on duty, whichever comes first (a route running past it is not offered)."""
+    if record.rest_until is None and record.duty_started_at is not None:
+        # The usual case, quick: on duty inside the cap, and the day's cap further off than the
+        # shift's even if all of today's duty counted (`duty_today` is never more).
+        stretch = now - record.duty_started_at
+        left = limits.shift_max_on_duty - record.shift_duty - stretch
+        if left > timedelta(0) and record.duty_today + stretch + left <= limits.daily_max_on_duty:
+            return now + left
     left = limits.shift_max_on_duty - shift_state(record, now, limits).on_duty
     day_left = limits.daily_max_on_duty - duty_today(record, now, limits)
     return now + max(timedelta(0), min(left, day_left))

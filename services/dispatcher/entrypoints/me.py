@@ -223,7 +223,7 @@ async def get_assignments(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/v1/me/offers/{offer_id}/accept",
-    summary="Accept an offer (409 once it expired or was withdrawn)",
+    summary="Accept an offer and every other offer of its route (409 once it expired or was withdrawn)",
     response=LegOut,
     roles=("volunteer",),
     errors=(409,),
@@ -250,7 +250,7 @@ async def post_accept(request: web.Request) -> web.Response:
 @api.route(
     "POST",
     "/v1/me/offers/{offer_id}/decline",
-    summary="Decline an offer",
+    summary="Decline an offer and every other offer of its route",
     body=DeclineIn,
     response=OfferDeclinedOut,
     roles=("volunteer",),

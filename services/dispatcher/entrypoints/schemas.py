@@ -519,6 +519,10 @@ class LegOut(BaseModel):
         "reports arrive. Null before any estimate.",
     )
     eta_late: bool = Field(default=False, description="The drop-off estimate is past the leg's deliver_by.")
+    route: RouteOut | None = Field(
+        default=None,
+        description="In `legs`: the route you carry this leg on (null for a leg assigned by hand).",
+    )
 
 
 class PhotoOut(BaseModel):
@@ -539,11 +543,38 @@ class PhotoOut(BaseModel):
     )
 
 
+class RoutePlaceOut(BaseModel):
+    lat: float
+    lon: float
+    address: str | None = None
+
+
+class RouteStopOut(BaseModel):
+    leg_id: uuid.UUID
+    kind: Literal["pickup", "dropoff"]
+    place: RoutePlaceOut
+    eta: datetime | None = Field(description="When you should be there, as the route was last planned.")
+
+
+class RouteOut(BaseModel):
+    """Legs carried together in one trip: the stops still to do, in order (every pickup before its
+    drop-off). Each leg is still picked up, delivered and confirmed on its own."""
+
+    id: uuid.UUID
+    stops: list[RouteStopOut]
+
+
 class OfferOut(BaseModel):
     id: uuid.UUID
     expires_at: datetime
     distance_m: float
     leg: LegOut
+    route: RouteOut | None = Field(
+        default=None,
+        description="The route this offer is part of, as it would be once accepted: several offers may "
+        "share one (accepting one takes them all, declining one returns them all), or the leg goes into "
+        "the route you already carry. A single leg is a route of its own.",
+    )
 
 
 class AssignmentsOut(BaseModel):

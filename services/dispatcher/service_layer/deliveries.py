@@ -13,6 +13,7 @@ from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.errors import LegNotFound, ProofNotFound
 from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import LegStatus
+from services.dispatcher.service_layer import routes
 from services.dispatcher.service_layer.changes import Changes, audit_leg_action
 from services.dispatcher.service_layer.escalation import NEEDS_DECISION, escalate_now
 from services.dispatcher.service_layer.eta import update_eta_of_holder
@@ -147,6 +148,7 @@ async def report_problem(
     now = datetime.now(UTC)
     needs_decision = status == LegStatus.NEEDS_DECISION
     holder = volunteer_id if needs_decision else None
+    await routes.leave(session, [leg], now=now)
     await repository.hand_leg(session, leg.id, to=status, holder=holder, now=now)
     await repository.change_load(session, volunteer_id, active=-1)
     await repository.remember_rejection(session, leg_id=leg.id, volunteer_id=volunteer_id)

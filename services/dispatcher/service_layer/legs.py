@@ -16,6 +16,7 @@ from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.errors import LegNotFound, VolunteerNotFound
 from services.dispatcher.domain.eta import EtaPolicy
 from services.dispatcher.domain.leg import NOT_YET_PICKED_UP, LegStatus
+from services.dispatcher.service_layer import routes
 from services.dispatcher.service_layer.changes import Changes
 from services.dispatcher.service_layer.eta import update_eta_of_holder
 from services.dispatcher.service_layer.roster import matching_view
@@ -112,6 +113,7 @@ async def assign_by_hand(
         matching_view(volunteer), now, policy, overridden=override_reason is not None
     )
     woken = await repository.withdraw_live_offers(session, leg_ids=[leg.id], now=now)
+    woken |= await routes.leave(session, [leg], now=now)
     await repository.hand_leg(session, leg.id, to=status, holder=volunteer_id, now=now)
     await repository.change_load(session, volunteer_id, active=+1)
     leg.status, leg.volunteer_id = status, volunteer_id
@@ -214,6 +216,7 @@ async def move_leg(
     eligibility.ensure_may_assign_by_hand(
         matching_view(target), now, policy, overridden=override_reason is not None
     )
+    await routes.leave(session, [leg], now=now)
     await repository.hand_leg(session, leg.id, to=status, holder=volunteer_id, now=now)
     await repository.change_load(session, holder, active=-1)
     await repository.change_load(session, volunteer_id, active=+1)
@@ -243,15 +246,6 @@ class Released:
 
     legs: list[LegRow]
     needs_decision: list[LegRow]
-
-
-@dataclass
-class _Load:
-    """A volunteer's load as `lifecycle.move` reads it, counted up as legs are moved to them."""
-
-    active_legs: int
-    max_active_legs: int
-    deactivated_at: datetime | None
 
 
 async def release_volunteers_legs(
@@ -299,12 +293,13 @@ async def release_volunteers_legs(
     )
     changes = Changes()
     changes.volunteers.add(volunteer_id)
+    await routes.leave(session, taken, now=now)
     if to_volunteer_id is not None:
         target = volunteers.get(to_volunteer_id)
         if target is None:
             raise VolunteerNotFound("No such volunteer.")
         # Every leg checked before any is moved: all of them go, or none.
-        load = _Load(target.active_legs, target.max_active_legs, target.deactivated_at)
+        load = lifecycle.Load(target.active_legs, target.max_active_legs, target.deactivated_at)
         statuses = []
         for leg in taken:
             statuses.append(lifecycle.move(leg.status, load))
@@ -386,6 +381,8 @@ async def cancel_task(session: AsyncSession, event: CloudEvent) -> None:
     if not releasable:
         return
     woken = await repository.withdraw_live_offers(session, leg_ids=[leg.id for leg in releasable], now=now)
+    # Each route they were on is planned again without them (an offered route keeps its other legs).
+    woken |= await routes.leave(session, releasable, now=now)
     released: dict[uuid.UUID, int] = {}
     for leg in releasable:
         if leg.status == LegStatus.ASSIGNED and leg.volunteer_id is not None:

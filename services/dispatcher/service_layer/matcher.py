@@ -78,6 +78,7 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                         pool=pool,
                         k=settings.dispatch_candidates_k,
                         limit=settings.dispatch_batch_max_legs,
+                        plan=settings.dispatch_routes,
                     )
                     offered = len(changes.events)
                     await changes.flush(session)

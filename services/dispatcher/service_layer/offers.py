@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,9 +19,9 @@ from services.dispatcher.domain import eligibility
 from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.errors import OfferNotFound
 from services.dispatcher.domain.eta import EtaPolicy
-from services.dispatcher.domain.leg import LegStatus
-from services.dispatcher.domain.matching import Match, Pool, match_batch
-from services.dispatcher.domain.offer import OfferStatus, ensure_open, expiry
+from services.dispatcher.domain.matching import AcceptedRoute, Match, Pool, candidate_pairs, match_batch
+from services.dispatcher.domain.offer import OfferStatus, ensure_open, expiry, has_lapsed
+from services.dispatcher.service_layer import routes
 from services.dispatcher.service_layer.changes import Changes, audit_leg_action
 from services.dispatcher.service_layer.eta import update_eta_of_holder
 from services.dispatcher.service_layer.roster import Box, Roster, pickups_reach
@@ -53,25 +54,6 @@ async def prepare_pool(
     return await asyncio.to_thread(Pool, within, now, policy)
 
 
-def _matching_view(leg: LegRow, *, rejected_by: list[uuid.UUID] | None, now: datetime) -> eligibility.Leg:
-    return eligibility.Leg(
-        id=leg.id,
-        task_id=leg.task_id,
-        organisation_id=leg.organisation_id,
-        priority=leg.priority,
-        pickup_lat=leg.pickup_lat,
-        pickup_lon=leg.pickup_lon,
-        vehicle=leg.vehicle,
-        weight_kg=leg.weight_kg,
-        skills=frozenset(leg.skills),
-        languages=frozenset(leg.languages),
-        vulnerable=leg.vulnerable,
-        waiting_s=(now - leg.submitted_at).total_seconds(),
-        rejected_by=frozenset(rejected_by or ()),
-        kind=leg.kind,
-    )
-
-
 async def offer_batch(
     session: AsyncSession,
     *,
@@ -81,28 +63,59 @@ async def offer_batch(
     pool: Pool,
     limit: int = 500,
     k: int = 16,
+    plan: bool = True,
 ) -> Changes:
     """One matching round: lock the pending legs, solve their assignment to `pool`, write the offers.
 
-    Whoever in the pool has since gone off duty or filled their slots is left out when the chosen
-    volunteers are locked.
+    With `plan` (the default) the offers are routes (`matching.match_routes`): the legs offered to
+    one volunteer in a round share one route, new or the one they accepted before (a leg inserted
+    into it). Whoever in the pool has since gone off duty or filled their slots is left out when
+    the chosen volunteers are locked.
     """
     changes = Changes()
     picked = await repository.take_waiting_legs(session, now=now, limit=limit)
     legs = [leg for leg, _ in picked]
     if not legs or not pool.volunteers:
         return changes
-    views = [_matching_view(leg, rejected_by=ids, now=now) for leg, ids in picked]
+    views = [routes.matching_leg(leg, rejected_by=ids, now=now) for leg, ids in picked]
     task_of = {leg.id: leg.task_id for leg in legs}
     # The solve is pure CPU; on a worker thread the event loop keeps serving polls meanwhile.
-    solved = await asyncio.to_thread(match_batch, views, pool, now, policy, k=k)
-    matches = await _lock_chosen(
-        session, solved, organisation_of={leg.id: leg.organisation_id for leg in legs}
+    pairs = await asyncio.to_thread(candidate_pairs, views, pool, now, policy, k=k)
+    accepted: dict[uuid.UUID, AcceptedRoute] = {}
+    if plan:
+        holders = {pool.volunteers[vi].id for _, vi in pairs if pool.volunteers[vi].active_legs > 0}
+        accepted = await routes.accepted_routes(session, holders)
+    solved = await asyncio.to_thread(
+        match_batch, views, pool, now, policy, k=k, plan=plan, pairs=pairs, routes=accepted
     )
+    organisation_of = {leg.id: leg.organisation_id for leg in legs}
+    matches = await _lock_chosen(session, solved, organisation_of=organisation_of)
     if not matches:
         return changes
     expires_at = expiry(offered_at=now, ttl=offer_ttl)
     offer_ids = [uuid.uuid4() for _ in matches]
+    # One route per volunteer this round: the accepted one a leg goes into, or a new one.
+    route_of: dict[uuid.UUID, uuid.UUID] = {}
+    new_routes: list[dict[str, Any]] = []
+    stops_of: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for m in matches:
+        if m.route is None or m.volunteer_id in route_of:
+            continue
+        stops_of[m.volunteer_id] = routes.stops_json(m.route)
+        if m.route_id is not None:
+            route_of[m.volunteer_id] = m.route_id
+            continue
+        route_of[m.volunteer_id] = uuid.uuid4()
+        new_routes.append(
+            {
+                "id": route_of[m.volunteer_id],
+                "organisation_id": organisation_of[m.leg_id],
+                "volunteer_id": m.volunteer_id,
+                "status": "offered",
+                "stops": stops_of[m.volunteer_id],
+            }
+        )
+    await repository.add_routes(session, new_routes)
     await repository.add_offers(
         session,
         [
@@ -114,11 +127,13 @@ async def offer_batch(
                 "distance_m": m.distance_m,
                 "created_at": now,
                 "expires_at": expires_at,
+                "route_id": route_of.get(m.volunteer_id),
+                "route_stops": stops_of.get(m.volunteer_id),
             }
             for offer_id, m in zip(offer_ids, matches, strict=True)
         ],
     )
-    await repository.move_legs(session, [m.leg_id for m in matches], LegStatus.OFFERED, now=now)
+    await repository.offer_legs(session, [(m.leg_id, route_of.get(m.volunteer_id)) for m in matches], now=now)
     for offer_id, m in zip(offer_ids, matches, strict=True):
         changes.add(
             LegOffered(
@@ -128,6 +143,7 @@ async def offer_batch(
                 volunteer_id=m.volunteer_id,
                 expires_at=expires_at,
                 distance_m=round(m.distance_m, 1),
+                route_id=route_of.get(m.volunteer_id),
             ),
             task_id=task_of[m.leg_id],
             volunteer_id=m.volunteer_id,
@@ -162,12 +178,13 @@ async def _lock_chosen(
 
 
 async def _hand_back(session: AsyncSession, offer: OfferRow, *, status: OfferStatus, now: datetime) -> None:
-    """Close the offer; its leg is pending again and not offered to that volunteer again."""
+    """Close the offer; its leg is pending again, out of the route it was offered in, and not offered
+    to that volunteer again. A new route whose offers are all closed ends."""
     await repository.decide_offer(session, offer_id=offer.id, status=status, now=now)
     await repository.remember_rejection(session, leg_id=offer.leg_id, volunteer_id=offer.volunteer_id)
-    await repository.move_legs(
-        session, [offer.leg_id], LegStatus.PENDING, now=now, only_from=LegStatus.OFFERED
-    )
+    await repository.return_offered_legs(session, [offer.leg_id], now=now)
+    if offer.route_id is not None:
+        await repository.end_unoffered_routes(session, [offer.route_id], now=now)
 
 
 async def expire_offers(session: AsyncSession, *, now: datetime) -> Changes:
@@ -177,7 +194,11 @@ async def expire_offers(session: AsyncSession, *, now: datetime) -> Changes:
         await _hand_back(session, offer, status=OfferStatus.EXPIRED, now=now)
         changes.add(
             LegOfferExpired(
-                task_id=task_id, leg_id=offer.leg_id, offer_id=offer.id, volunteer_id=offer.volunteer_id
+                task_id=task_id,
+                leg_id=offer.leg_id,
+                offer_id=offer.id,
+                volunteer_id=offer.volunteer_id,
+                route_id=offer.route_id,
             ),
             task_id=task_id,
             volunteer_id=offer.volunteer_id,
@@ -185,71 +206,107 @@ async def expire_offers(session: AsyncSession, *, now: datetime) -> Changes:
     return changes
 
 
-async def _open_offer(
+async def _open_offers(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, now: datetime
-) -> tuple[OfferRow, LegRow]:
-    """The volunteer's offer and its leg, locked; refused unless the offer is still open."""
+) -> list[tuple[OfferRow, LegRow]]:
+    """The volunteer's offer and every other live offer of its route, with their legs, locked; refused
+    unless the offer is still open. The offer named comes first."""
     found = await repository.lock_volunteers_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
     if found is None:
         raise OfferNotFound("No such offer.")
     offer, leg = found
     ensure_open(status=offer.status, expires_at=offer.expires_at, now=now)
-    return offer, leg
+    together = [(offer, leg)]
+    if offer.route_id is not None:
+        for other, other_leg in await repository.lock_route_offers(
+            session, route_id=offer.route_id, volunteer_id=volunteer_id
+        ):
+            if other.id != offer.id and not has_lapsed(
+                status=other.status, expires_at=other.expires_at, now=now
+            ):
+                together.append((other, other_leg))
+    return together
 
 
 async def accept_offer(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, eta: EtaPolicy | None = None
 ) -> LegRow:
-    """The volunteer takes the leg; returns it. OfferClosed when the offer expired or was withdrawn.
+    """The volunteer takes the offer's route: the leg, and every other leg offered with it; returns the
+    leg of the offer named. OfferClosed when the offer expired or was withdrawn.
 
-    With `eta`, the leg's first estimates go out with it (`leg.eta_updated`) when the volunteer's
-    position is known."""
+    Each leg is assigned (`leg.assigned`, with its route) and is picked up and delivered on its own
+    from then on. A new route becomes the volunteer's accepted route, or joins the one they have
+    (`routes.take_on`). With `eta`, the legs' first estimates go out with them (`leg.eta_updated`)
+    when the volunteer's position is known."""
     now = datetime.now(UTC)
-    offer, leg = await _open_offer(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
+    together = await _open_offers(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
     volunteer = await repository.lock_volunteer(session, volunteer_id)
-    if volunteer.organisation_id != leg.organisation_id:
+    if any(volunteer.organisation_id != leg.organisation_id for _, leg in together):
         # Matching offers a leg within its own organisation only; an offer that says otherwise
         # must not hand over the recipient's name and phone.
         raise OfferNotFound("No such offer.")
-    status = lifecycle.assign(leg.status, volunteer, by_hand=False)
-    await repository.decide_offer(session, offer_id=offer.id, status=OfferStatus.ACCEPTED, now=now)
-    await repository.hand_leg(session, leg.id, to=status, holder=volunteer_id, now=now)
-    await repository.change_load(session, volunteer_id, active=+1)
-    leg.status, leg.volunteer_id, leg.updated_at = status, volunteer_id, now
+    # Every leg is checked before any is taken: the whole route, or nothing.
+    load = lifecycle.Load(volunteer.active_legs, volunteer.max_active_legs, volunteer.deactivated_at)
+    statuses = []
+    for _, leg in together:
+        statuses.append(lifecycle.assign(leg.status, load, by_hand=False))
+        load.active_legs += 1
+    for (offer, leg), status in zip(together, statuses, strict=True):
+        await repository.decide_offer(session, offer_id=offer.id, status=OfferStatus.ACCEPTED, now=now)
+        await repository.hand_leg(session, leg.id, to=status, holder=volunteer_id, now=now)
+        leg.status, leg.volunteer_id, leg.updated_at = status, volunteer_id, now
+    await repository.change_load(session, volunteer_id, active=+len(together))
+    route_id = together[0][0].route_id
+    if route_id is not None:
+        route_id = await routes.take_on(
+            session, volunteer=volunteer, route_id=route_id, legs=[leg for _, leg in together], now=now
+        )
     changes = Changes()
-    changes.add(
-        LegAssigned(
+    for offer, leg in together:
+        leg.route_id = route_id
+        changes.add(
+            LegAssigned(
+                task_id=leg.task_id,
+                leg_id=leg.id,
+                volunteer_id=volunteer_id,
+                offer_id=offer.id,
+                volunteer_name_masked=crypto.mask_name(volunteer.name),
+                speaks_dropoff_language=eligibility.speaks_dropoff_language(volunteer.languages, leg.details),
+                route_id=route_id,
+            ),
             task_id=leg.task_id,
-            leg_id=leg.id,
             volunteer_id=volunteer_id,
-            offer_id=offer.id,
-            volunteer_name_masked=crypto.mask_name(volunteer.name),
-            speaks_dropoff_language=eligibility.speaks_dropoff_language(volunteer.languages, leg.details),
-        ),
-        task_id=leg.task_id,
-        volunteer_id=volunteer_id,
-    )
-    if eta is not None:
-        await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
+        )
+        if eta is not None:
+            await update_eta_of_holder(session, leg, now=now, policy=eta, changes=changes)
     await changes.flush(session)
-    await audit_leg_action(session, "offer.accepted", leg, volunteer_id=volunteer_id)
-    return leg
+    for _, leg in together:
+        await audit_leg_action(session, "offer.accepted", leg, volunteer_id=volunteer_id)
+    return together[0][1]
 
 
 async def decline_offer(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, reason: str | None
 ) -> None:
-    """The volunteer says no: the leg goes to the next batch without them."""
+    """The volunteer says no to the offer's route: every leg offered in it goes to the next batch
+    without them."""
     now = datetime.now(UTC)
-    offer, leg = await _open_offer(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
-    await _hand_back(session, offer, status=OfferStatus.DECLINED, now=now)
+    together = await _open_offers(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
     changes = Changes()
-    changes.add(
-        LegOfferDeclined(
-            task_id=leg.task_id, leg_id=leg.id, offer_id=offer.id, volunteer_id=volunteer_id, reason=reason
-        ),
-        task_id=leg.task_id,
-        volunteer_id=volunteer_id,
-    )
+    for offer, leg in together:
+        await _hand_back(session, offer, status=OfferStatus.DECLINED, now=now)
+        changes.add(
+            LegOfferDeclined(
+                task_id=leg.task_id,
+                leg_id=leg.id,
+                offer_id=offer.id,
+                volunteer_id=volunteer_id,
+                reason=reason,
+                route_id=offer.route_id,
+            ),
+            task_id=leg.task_id,
+            volunteer_id=volunteer_id,
+        )
     await changes.flush(session)
-    await audit_leg_action(session, "offer.declined", leg, volunteer_id=volunteer_id)
+    for _, leg in together:
+        await audit_leg_action(session, "offer.declined", leg, volunteer_id=volunteer_id)

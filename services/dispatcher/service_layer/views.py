@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import LegRow
 from services.dispatcher.domain.leg import LegStatus
+from services.dispatcher.service_layer import routes
 from shared import crypto
 
 
@@ -54,12 +55,14 @@ def _estimates(leg: LegRow) -> dict[str, Any]:
 
 
 async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_key: bytes) -> dict[str, Any]:
-    """What a volunteer's app shows: open offers, and legs in hand until confirmed.
+    """What a volunteer's app shows: open offers, and legs in hand until confirmed, each with its route.
 
     Only legs of the volunteer's own organisation, whatever offer or assignment points elsewhere.
     """
     offers = await repository.open_offers(session, volunteer_id=volunteer_id)
     legs = await repository.legs_in_hand(session, volunteer_id=volunteer_id)
+    known = [leg for _, leg in offers] + legs
+    accepted = await repository.routes_by_id(session, {leg.route_id for leg in legs if leg.route_id})
     return {
         "offers": [
             {
@@ -67,8 +70,40 @@ async def assignments(session: AsyncSession, *, volunteer_id: uuid.UUID, data_ke
                 "expires_at": offer.expires_at.isoformat(),
                 "distance_m": round(offer.distance_m, 1),
                 "leg": leg_view(leg, assigned=False, data_key=data_key),
+                "route": route_view(offer.route_id, offer.route_stops, known),
             }
             for offer, leg in offers
         ],
-        "legs": [leg_view(leg, assigned=True, data_key=data_key) for leg in legs],
+        "legs": [
+            {
+                **leg_view(leg, assigned=True, data_key=data_key),
+                "route": route_view(
+                    leg.route_id, accepted[leg.route_id].stops if leg.route_id in accepted else None, known
+                ),
+            }
+            for leg in legs
+        ],
     }
+
+
+def route_view(
+    route_id: uuid.UUID | None, stops: list[dict[str, Any]] | None, legs: list[LegRow]
+) -> dict[str, Any] | None:
+    """A route as the volunteer's app shows it: the stops still to do, in order, of legs offered to
+    them or in their hands (`legs`), each with its place and ETA."""
+    if route_id is None or stops is None:
+        return None
+    by_id = {leg.id: leg for leg in legs}
+    shown = []
+    for stop in routes.ahead(stops, {leg.id: leg.status for leg in legs}):
+        leg = by_id[uuid.UUID(stop["leg_id"])]
+        place = leg.details.get(stop["kind"]) or {}
+        shown.append(
+            {
+                "leg_id": stop["leg_id"],
+                "kind": stop["kind"],
+                "place": {"lat": stop["lat"], "lon": stop["lon"], "address": place.get("address")},
+                "eta": stop["eta"],
+            }
+        )
+    return {"id": str(route_id), "stops": shown}

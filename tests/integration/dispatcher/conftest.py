@@ -164,7 +164,7 @@ async def matching_round(
     if pool is None:
         return set()
     async with sessionmaker() as session, session.begin():
-        limits = {} if limit is None else {"limit": limit}
+        limits: dict[str, Any] = {} if limit is None else {"limit": limit}
         changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool, **limits)
         offered = set(changes.volunteers)
         await changes.flush(session)

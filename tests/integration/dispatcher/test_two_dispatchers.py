@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from errands import admin
 from errands.launcher import ServiceProcesses
-from services.dispatcher.adapters.tables import LegRow, OfferRow, VolunteerRow
+from services.dispatcher.adapters.tables import LegRow, OfferRow, RouteRow, VolunteerRow
 from tests.conftest import Stack
 from tests.integration.dispatcher.api_client import Client, leg_arrives, somewhere
 
@@ -110,7 +110,13 @@ async def test_two_dispatchers_never_double_assign_under_concurrent_load(
         etag = None
         while not stop.is_set():
             _, body, etag = await client.poll(token, etag=etag, wait=2, base=app_rng.choice(bases))
+            decided: set[str] = set()
             for offer in body.get("offers", []):
+                # One answer per route: accepting or declining one offer answers them all.
+                route = (offer.get("route") or {}).get("id") or offer["id"]
+                if route in decided:
+                    continue
+                decided.add(route)
                 if app_rng.random() < 0.2:
                     await client.call(
                         "POST", f"{app_rng.choice(bases)}/v1/me/offers/{offer['id']}/decline", token
@@ -194,6 +200,30 @@ async def test_two_dispatchers_never_double_assign_under_concurrent_load(
             ).all()
         )
         assert all(legs[leg_id].volunteer_id == volunteer for leg_id, volunteer in accepted_by.items())
+        # Each leg is on one route at most, and that route is its holder's.
+        holders = dict(
+            (
+                await session.execute(
+                    select(RouteRow.id, RouteRow.volunteer_id).where(
+                        RouteRow.id.in_({leg.route_id for leg in legs.values() if leg.route_id})
+                    )
+                )
+            ).all()
+        )
+        assert all(holders[leg.route_id] == leg.volunteer_id for leg in legs.values() if leg.route_id)
+        offered_in = (
+            await session.execute(
+                select(OfferRow.leg_id, OfferRow.route_id, OfferRow.volunteer_id).where(
+                    OfferRow.leg_id.in_(leg_ids), OfferRow.route_id.is_not(None)
+                )
+            )
+        ).all()
+        assert offered_in, "the offers were routes"
+        routes_of_volunteer: dict[uuid.UUID, set[uuid.UUID]] = {}
+        for _, route_id, volunteer in offered_in:
+            if route_id is not None:
+                routes_of_volunteer.setdefault(route_id, set()).add(volunteer)
+        assert all(len(v) == 1 for v in routes_of_volunteer.values()), "a route is one volunteer's"
     assert races and set(races) == {(200, 409)}, Counter(races)
 
 

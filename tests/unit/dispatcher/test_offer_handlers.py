@@ -56,18 +56,10 @@ class FakeRepository:
     ) -> None:
         self.legs[leg_id].status, self.legs[leg_id].volunteer_id = to, holder
 
-    async def move_legs(
-        self,
-        _: object,
-        leg_ids: Sequence[uuid.UUID],
-        to: LegStatus,
-        *,
-        now: datetime | None = None,
-        only_from: LegStatus | None = None,
-    ) -> None:
+    async def return_offered_legs(self, _: object, leg_ids: Sequence[uuid.UUID], *, now: datetime) -> None:
         for leg_id in leg_ids:
-            if only_from is None or self.legs[leg_id].status == only_from:
-                self.legs[leg_id].status = to
+            if self.legs[leg_id].status == LegStatus.OFFERED:
+                self.legs[leg_id].status, self.legs[leg_id].route_id = LegStatus.PENDING, None
 
     async def change_load(self, _: object, volunteer_id: uuid.UUID, *, active: int, done: int = 0) -> None:
         self.volunteers[volunteer_id].active_legs += active

@@ -6,6 +6,9 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from services.dispatcher.domain import eligibility as e
 from services.dispatcher.domain import welfare as w
 
@@ -150,3 +153,45 @@ def test_no_offers_once_a_daily_cap_is_reached() -> None:
     )
     assert e.within_daily_caps(volunteer(long_day), T0 + timedelta(seconds=59), policy)
     assert not e.within_daily_caps(volunteer(long_day), now, policy)
+
+
+# --- when the shift ends: a route running past it is not offered
+
+
+def _shift_end_the_long_way(record: w.DutyRecord, now: datetime, limits: w.Limits) -> datetime:
+    left = limits.shift_max_on_duty - w.shift_state(record, now, limits).on_duty
+    day_left = limits.daily_max_on_duty - w.duty_today(record, now, limits)
+    return now + max(timedelta(0), min(left, day_left))
+
+
+def test_the_shift_ends_at_the_cap_or_at_the_days_cap_whichever_comes_first() -> None:
+    limits = w.Limits()
+    record = w.DutyRecord(duty_started_at=T0 - timedelta(hours=1), duty_day=w.local_day(T0, limits))
+    assert w.shift_end(record, T0, limits) == T0 + timedelta(hours=3)
+    tired = replace(record, duty_today=timedelta(hours=8, minutes=30))
+    assert w.shift_end(tired, T0, limits) == T0 + timedelta(minutes=30)
+    resting = replace(record, rest_until=T0 + timedelta(minutes=10))
+    assert w.shift_end(resting, T0, limits) == _shift_end_the_long_way(resting, T0, limits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    started_min=st.one_of(st.none(), st.integers(0, 600)),
+    shift_min=st.integers(0, 300),
+    today_min=st.integers(0, 700),
+    rest_min=st.one_of(st.none(), st.integers(-60, 60)),
+    yesterday=st.booleans(),
+)
+def test_the_quick_shift_end_is_the_shift_clocks(
+    started_min: int | None, shift_min: int, today_min: int, rest_min: int | None, yesterday: bool
+) -> None:
+    limits = w.Limits()
+    day = w.local_day(T0, limits) - timedelta(days=1 if yesterday else 0)
+    record = w.DutyRecord(
+        duty_started_at=None if started_min is None else T0 - timedelta(minutes=started_min),
+        shift_duty=timedelta(minutes=shift_min),
+        rest_until=None if rest_min is None else T0 + timedelta(minutes=rest_min),
+        duty_day=day,
+        duty_today=timedelta(minutes=today_min),
+    )
+    assert w.shift_end(record, T0, limits) == _shift_end_the_long_way(record, T0, limits)
