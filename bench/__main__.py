@@ -22,6 +22,7 @@ from bench import (
     location_reports,
     long_poll,
     propagation,
+    route_round,
     routes,
     startup,
 )
@@ -230,6 +231,19 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "<= 1.05x",
             )
         )
+    cost = results.get("route_round")
+    if cost:
+        model = cost["model"]
+        rows.append(
+            (
+                f"matcher round with routes vs one leg, {model['volunteers']} on duty, "
+                f"{model['legs_per_round']} legs (p50 / p95)",
+                f"{cost['routes_ms']['p50']:.0f} / {cost['routes_ms']['p95']:.0f} ms",
+                f"{cost['one_leg_ms']['p50']:.0f} / {cost['one_leg_ms']['p95']:.0f} ms",
+                f"{cost['p95_ratio']:.2f}x",
+                f"routing budget {model['routing_budget_ms']:.0f} ms",
+            )
+        )
     latency = results.get("dispatch_latency")
     if latency:
         rows.append(
@@ -340,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         results["dispatch_stream"] = dispatch_stream.measure()
     print("== routes: a day of meals and a supply run against VROOM (simulation)")
     results["routes"] = routes.measure(quick=args.quick)
+    print("== the matcher round with routes vs one leg at a time (same snapshots)")
+    results["route_round"] = route_round.measure(rounds=8 if args.quick else 20)
     print("== submission -> offer latency (real services)")
     results["dispatch_latency"] = dispatch_latency.measure(
         rate=200.0, seconds=10.0 if args.quick else 20.0, volunteers=20_000
