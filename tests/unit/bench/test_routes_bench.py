@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench import dispatch_stream, routes
+from bench import dispatch_stream, route_round, routes
 from bench.dispatch_quality import CAPACITY_KG
 from bench.vroom_reference import Courier, Shipment, path_m, solve, street_m
 from services.dispatcher.domain.geo import haversine_m, travel_time_s
@@ -129,3 +129,17 @@ def test_the_stream_through_the_route_matcher_places_its_legs_and_reports_waits_
     assert all(w >= 0 for w in outcome.wait_s)
     summary = dispatch_stream._summary(outcome)
     assert summary["utilisation"] is None and summary["mean_pickup_m"] is not None
+
+
+def test_the_round_cost_snapshots_hold_legs_with_drop_offs_and_routes_that_match_active_legs() -> None:
+    legs, people, accepted = route_round.make_round(volunteers=400, carrying=0.5, seed=3)
+    assert len(legs) == route_round.LEGS_PER_ROUND
+    assert all(leg.dropoff_lat is not None and leg.dropoff_lon is not None for leg in legs)
+    holders = {v.id: v for v in people if v.id in accepted}
+    assert 100 < len(holders) < 300
+    for vid, route in accepted.items():
+        legs_held = {stop.leg_id for stop in route.stops}
+        assert holders[vid].active_legs == len(legs_held) <= holders[vid].max_active_legs
+        assert route.stops[0].kind == "dropoff"  # the first leg is on board already
+    figures = route_round.measure(rounds=1, volunteers=400, carrying=0.5, repeats=1)
+    assert figures["offers_per_round"]["routes"] > 0 and figures["routes_ms"]["p50"] > 0
