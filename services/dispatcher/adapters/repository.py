@@ -746,6 +746,17 @@ async def end_unoffered_routes(
         )
 
 
+async def offer_route(
+    session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The route of the volunteer's offer, unlocked (None: no route, or no such offer of theirs)."""
+    return (
+        await session.execute(
+            select(OfferRow.route_id).where(OfferRow.id == offer_id, OfferRow.volunteer_id == volunteer_id)
+        )
+    ).scalar_one_or_none()
+
+
 async def lock_route_offers(
     session: AsyncSession, *, route_id: uuid.UUID, volunteer_id: uuid.UUID
 ) -> list[tuple[OfferRow, LegRow]]:

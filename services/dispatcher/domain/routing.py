@@ -227,31 +227,48 @@ class _Plan:
                 t = travel_time_s(haversine_m(*points[i], *points[j]), courier.vehicle)
                 self.seconds[i][j] = self.seconds[j][i] = t
         self.index = {(s.leg_id, s.kind): i + 1 for i, s in enumerate(self.stops)}
+        # By node (0 is the courier): what feasibility reads, as plain lists.
+        self.delta = [0.0] + [s.weight_kg if s.kind == "pickup" else -s.weight_kg for s in self.stops]
+        self.is_dropoff = [False] + [s.kind == "dropoff" for s in self.stops]
+        # A drop-off whose pickup is not among the nodes: that leg is on board from the start.
+        self.on_board = [0.0] + [
+            s.weight_kg if s.kind == "dropoff" and (s.leg_id, "pickup") not in self.index else 0.0
+            for s in self.stops
+        ]
+        self.earliest = [0.0] + [s.earliest_s for s in self.stops]
+        self.latest = [0.0] + [s.latest_s for s in self.stops]
+        self.service = [0.0] + [s.service_s for s in self.stops]
 
     def feasible(self, seq: Sequence[int]) -> bool:
+        """Whether the order keeps every rule. Orders built here keep precedence by construction and
+        hold each leg's drop-off, so legs are counted by drop-offs."""
         c = self.courier
-        stops, seconds = self.stops, self.seconds
-        picked = {stops[n - 1].leg_id for n in seq if stops[n - 1].kind == "pickup"}
-        legs = {stops[n - 1].leg_id for n in seq}
-        if len(legs) > c.max_legs:
+        legs, load = 0, 0.0
+        for n in seq:
+            if self.is_dropoff[n]:
+                legs += 1
+                load += self.on_board[n]
+        if legs > c.max_legs or load > c.capacity_kg + 1e-9:
             return False
-        load = sum(
-            stops[n - 1].weight_kg
-            for n in seq
-            if stops[n - 1].kind == "dropoff" and stops[n - 1].leg_id not in picked
+        seconds, delta, earliest, latest, service = (
+            self.seconds,
+            self.delta,
+            self.earliest,
+            self.latest,
+            self.service,
         )
+        capacity = c.capacity_kg + 1e-9
         clock, here = c.start_s, 0
         for n in seq:
-            stop = stops[n - 1]
-            load += stop.weight_kg if stop.kind == "pickup" else -stop.weight_kg
-            if load > c.capacity_kg + 1e-9:
+            load += delta[n]
+            if load > capacity:
                 return False
             start = clock + seconds[here][n]
-            if start < stop.earliest_s:
-                start = stop.earliest_s
-            if start > stop.latest_s + 1e-6:
+            if start < earliest[n]:
+                start = earliest[n]
+            if start > latest[n] + 1e-6:
                 return False
-            clock, here = start + stop.service_s, n
+            clock, here = start + service[n], n
         return clock <= c.shift_end_s + 1e-6
 
     def travel(self, seq: Sequence[int]) -> float:

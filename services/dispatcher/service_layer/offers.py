@@ -210,22 +210,32 @@ async def _open_offers(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, now: datetime
 ) -> list[tuple[OfferRow, LegRow]]:
     """The volunteer's offer and every other live offer of its route, with their legs, locked; refused
-    unless the offer is still open. The offer named comes first."""
+    unless the offer is still open. The offer named comes first.
+
+    A route's offers are locked together in leg id order, as a cancellation locks a task's legs:
+    two answers to two offers of one route (two taps, two devices) wait for each other instead of
+    deadlocking.
+    """
+    route_id = await repository.offer_route(session, offer_id=offer_id, volunteer_id=volunteer_id)
+    if route_id is not None:
+        together = await repository.lock_route_offers(session, route_id=route_id, volunteer_id=volunteer_id)
+        named = [pair for pair in together if pair[0].id == offer_id]
+        if named:
+            ensure_open(status=named[0][0].status, expires_at=named[0][0].expires_at, now=now)
+            others = [
+                (offer, leg)
+                for offer, leg in together
+                if offer.id != offer_id
+                and not has_lapsed(status=offer.status, expires_at=offer.expires_at, now=now)
+            ]
+            return [named[0], *others]
+    # No route, or the offer is no longer live: on its own (refused below unless open).
     found = await repository.lock_volunteers_offer(session, offer_id=offer_id, volunteer_id=volunteer_id)
     if found is None:
         raise OfferNotFound("No such offer.")
     offer, leg = found
     ensure_open(status=offer.status, expires_at=offer.expires_at, now=now)
-    together = [(offer, leg)]
-    if offer.route_id is not None:
-        for other, other_leg in await repository.lock_route_offers(
-            session, route_id=offer.route_id, volunteer_id=volunteer_id
-        ):
-            if other.id != offer.id and not has_lapsed(
-                status=other.status, expires_at=other.expires_at, now=now
-            ):
-                together.append((other, other_leg))
-    return together
+    return [(offer, leg)]
 
 
 async def accept_offer(

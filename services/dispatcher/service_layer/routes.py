@@ -155,9 +155,11 @@ async def take_on(
     active = await repository.lock_active_route(session, volunteer.id)
     leg_ids = [leg.id for leg in legs]
     if route is not None and route.status == "offered" and active is None:
+        # The order offered, timed again from where the volunteer is now.
         statuses = await repository.route_leg_statuses(session, [route.id])
-        stops = ahead(route.stops, statuses.get(route.id, {}))
-        await repository.set_route(session, route.id, stops=list(stops), status="active", now=now)
+        offered = stops_of(ahead(route.stops, statuses.get(route.id, {})))
+        timed = routing.timeline(_courier(volunteer, now, offered[0] if offered else None), offered)
+        await repository.set_route(session, route.id, stops=stops_json(timed), status="active", now=now)
         return route.id
     if active is None:
         # The route it was offered in is gone (its other legs left it): a route of its own.
@@ -178,8 +180,12 @@ async def take_on(
     else:
         target = active.id
         statuses = await repository.route_leg_statuses(session, [active.id])
-        current = stops_of(ahead(active.stops, statuses.get(active.id, {})))
-        current = tuple(stop for stop in current if stop.leg_id not in set(leg_ids))
+        taken = set(leg_ids)
+        current = tuple(
+            stop
+            for stop in stops_of(ahead(active.stops, statuses.get(active.id, {})))
+            if stop.leg_id not in taken
+        )
     courier = _courier(volunteer, now, current[0] if current else None)
     fitted = _fit(courier, current, legs)
     await repository.put_legs_on_route(session, leg_ids, target)

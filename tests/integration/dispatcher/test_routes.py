@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.adapters.tables import LegRow, OfferRow, RejectionRow, RouteRow, VolunteerRow, outbox
+from services.dispatcher.domain import matching, routing
+from services.dispatcher.domain.errors import OfferClosed
 from services.dispatcher.service_layer.deliveries import report_picked_up
 from services.dispatcher.service_layer.legs import cancel_task
 from services.dispatcher.service_layer.matcher import policy_from
@@ -31,6 +33,14 @@ from tests.integration.dispatcher.conftest import (
 
 Maker = async_sessionmaker[AsyncSession]
 ROSTER = Roster()
+
+
+@pytest.fixture(autouse=True)
+def time_enough_to_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rounds here run in this process: their routing's wall-clock box is opened wide, so a busy
+    machine does not leave a route out of what the tests expect."""
+    monkeypatch.setattr(matching, "ROUTING_BUDGET_S", 10.0)
+    monkeypatch.setattr(routing, "PLAN_BUDGET_S", 1.0)
 
 
 async def live_offers(session: AsyncSession, leg_ids: list[uuid.UUID]) -> list[OfferRow]:
@@ -325,3 +335,32 @@ async def test_rounds_running_at_once_never_offer_one_leg_in_two_routes(
             )
             == 0
         )
+
+
+async def test_two_offers_of_one_route_accepted_at_once_take_the_route_once(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        rider = await add_volunteer(session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=5)
+        leg_ids = await lunches(session, lat, lon, 4)
+    await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        offers = sorted(await live_offers(session, leg_ids), key=lambda o: o.leg_id)
+    assert len(offers) == 4 and len({o.route_id for o in offers}) == 1
+
+    async def accept(offer: OfferRow) -> str:
+        try:
+            async with sessionmaker() as session, session.begin():
+                await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
+        except OfferClosed:
+            return "closed"
+        return "accepted"
+
+    # The last and the first: opposite ends of the route's lock order.
+    answers = await asyncio.gather(accept(offers[-1]), accept(offers[0]))
+    assert sorted(answers) == ["accepted", "closed"]
+    async with sessionmaker() as session:
+        legs = (await session.execute(select(LegRow).where(LegRow.id.in_(leg_ids)))).scalars().all()
+        assert {(leg.status, leg.volunteer_id) for leg in legs} == {("assigned", rider.id)}
+        assert (await session.get(VolunteerRow, rider.id)).active_legs == 4  # type: ignore[union-attr]

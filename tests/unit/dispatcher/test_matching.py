@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.dispatcher.domain import eligibility as e
-from services.dispatcher.domain import routing
+from services.dispatcher.domain import matching, routing
 from services.dispatcher.domain.matching import AcceptedRoute, Pool, courier, match_batch, route_leg
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def time_enough_to_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round's routing is time-boxed (wall clock): on a busy machine it would leave routes out.
+    These tests check what is planned and that it keeps the rules, so the box is opened wide."""
+    monkeypatch.setattr(matching, "ROUTING_BUDGET_S", 10.0)
+    monkeypatch.setattr(routing, "PLAN_BUDGET_S", 1.0)
+
+
 ORGANISATION = uuid.UUID(int=1)
 POLICY = e.Policy()
 VEHICLES = ("foot", "bicycle", "ebike", "car", "van")
@@ -332,3 +344,85 @@ def test_no_route_the_matcher_offers_breaks_a_rule(
         assert v.active_legs + v.live_offers + len(leg_ids) <= v.max_active_legs
         if len(leg_ids) > 1:
             assert routing.broken_rule(courier(v, NOW, POLICY, max_legs=len(leg_ids)), route.stops) is None
+
+
+@st.composite
+def kitchens_st(draw: st.DrawFn) -> tuple[list[e.Leg], list[e.Volunteer], dict[uuid.UUID, AcceptedRoute]]:
+    """Lunches from a few kitchens close together, volunteers around them, some carrying a route."""
+    base = (29.87, 121.55)
+    kitchens = [
+        (base[0] + draw(st.floats(-0.004, 0.004)), base[1] + draw(st.floats(-0.004, 0.004)))
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    legs = []
+    for _ in range(draw(st.integers(1, 14))):
+        k = draw(st.sampled_from(kitchens))
+        due = draw(st.one_of(st.just(math.inf), st.integers(15, 120).map(lambda m: NOW.timestamp() + 60 * m)))
+        legs.append(
+            leg(
+                k[0],
+                k[1],
+                priority=draw(st.sampled_from(["routine", "routine", "urgent", "critical"])),
+                weight_kg=draw(st.sampled_from([0.5, 2.0, 8.0])),
+                dropoff_lat=k[0] + draw(st.floats(-0.02, 0.02)),
+                dropoff_lon=k[1] + draw(st.floats(-0.02, 0.02)),
+                due_s=due,
+            )
+        )
+    vols, routes = [], {}
+    for _ in range(draw(st.integers(1, 8))):
+        max_active = draw(st.integers(1, 6))
+        active = draw(st.integers(0, min(2, max_active)))
+        lat, lon = base[0] + draw(st.floats(-0.01, 0.01)), base[1] + draw(st.floats(-0.01, 0.01))
+        v = volunteer(
+            lat,
+            lon,
+            vehicle=draw(st.sampled_from(VEHICLES)),
+            capacity_kg=draw(st.sampled_from([5.0, 15.0, 40.0])),
+            max_active_legs=max_active,
+            active_legs=active,
+            duty_started_at=NOW - timedelta(minutes=draw(st.sampled_from([10, 120, 225, 235]))),
+        )
+        vols.append(v)
+        if active and draw(st.booleans()):
+            due = NOW.timestamp() + 60 * draw(st.integers(10, 90))
+            held = route_leg(leg(lat + 0.002, lon, dropoff_lat=lat + 0.01, dropoff_lon=lon, due_s=due))
+            routes[v.id] = AcceptedRoute(uuid.uuid4(), (held.pickup, held.dropoff))
+    return legs, vols, routes
+
+
+@settings(max_examples=200, deadline=None)
+@given(kitchens_st())
+def test_no_route_or_insertion_the_matcher_offers_breaks_a_rule(
+    case: tuple[list[e.Leg], list[e.Volunteer], dict[uuid.UUID, AcceptedRoute]],
+) -> None:
+    legs, vols, routes = case
+    by_leg = {lg.id: lg for lg in legs}
+    by_volunteer = {v.id: v for v in vols}
+    matches = match_batch(legs, vols, NOW, POLICY, k=4, plan=True, routes=routes)
+    assert len({m.leg_id for m in matches}) == len(matches), "a leg is offered at most once per batch"
+    by_carrier: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for m in matches:
+        v = by_volunteer[m.volunteer_id]
+        assert e.suits(v, by_leg[m.leg_id], NOW, POLICY) and e.is_available(v, NOW, POLICY)
+        by_carrier.setdefault(v.id, []).append(m.leg_id)
+    for volunteer_id, leg_ids in by_carrier.items():
+        v = by_volunteer[volunteer_id]
+        (route,) = {id(m.route): m.route for m in matches if m.volunteer_id == volunteer_id}.values()
+        (route_id,) = {m.route_id for m in matches if m.volunteer_id == volunteer_id}
+        assert route is not None
+        assert v.active_legs + v.live_offers + len(leg_ids) <= v.max_active_legs
+        accepted = routes.get(volunteer_id)
+        if accepted is None:
+            assert route_id is None and set(route.leg_ids) == set(leg_ids)
+            if len(leg_ids) > 1:  # a route keeps every rule
+                assert (
+                    routing.broken_rule(courier(v, NOW, POLICY, max_legs=len(leg_ids)), route.stops) is None
+                )
+            else:  # a lone leg keeps to the end of the shift (its deadline is not the volunteer's to keep)
+                assert route.end_s <= courier(v, NOW, POLICY, max_legs=1).shift_end_s + 1e-6
+        else:
+            assert route_id == accepted.id and len(leg_ids) == 1
+            assert [s for s in route.stops if s.leg_id != leg_ids[0]] == list(accepted.stops)
+            c = courier(v, NOW, POLICY, max_legs=1 + e.free_slots(v))
+            assert routing.broken_rule(c, route.stops) is None
