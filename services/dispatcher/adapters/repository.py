@@ -746,13 +746,18 @@ async def end_unoffered_routes(
         )
 
 
-async def offer_route(
+async def proposed_route(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID
 ) -> uuid.UUID | None:
-    """The route of the volunteer's offer, unlocked (None: no route, or no such offer of theirs)."""
+    """The new route the volunteer's offer proposes, unlocked; None when it proposes none (a leg to
+    insert into a route already accepted is offered on its own), or is no offer of theirs."""
     return (
         await session.execute(
-            select(OfferRow.route_id).where(OfferRow.id == offer_id, OfferRow.volunteer_id == volunteer_id)
+            select(OfferRow.route_id)
+            .join(RouteRow, RouteRow.id == OfferRow.route_id)
+            .where(
+                OfferRow.id == offer_id, OfferRow.volunteer_id == volunteer_id, RouteRow.status == "offered"
+            )
         )
     ).scalar_one_or_none()
 

@@ -209,14 +209,15 @@ async def expire_offers(session: AsyncSession, *, now: datetime) -> Changes:
 async def _open_offers(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, now: datetime
 ) -> list[tuple[OfferRow, LegRow]]:
-    """The volunteer's offer and every other live offer of its route, with their legs, locked; refused
-    unless the offer is still open. The offer named comes first.
+    """The volunteer's offer and every other live offer of the new route it proposes, with their
+    legs, locked; refused unless the offer is still open. The offer named comes first. An offer to
+    insert a leg into a route already accepted stands alone.
 
     A route's offers are locked together in leg id order, as a cancellation locks a task's legs:
     two answers to two offers of one route (two taps, two devices) wait for each other instead of
     deadlocking.
     """
-    route_id = await repository.offer_route(session, offer_id=offer_id, volunteer_id=volunteer_id)
+    route_id = await repository.proposed_route(session, offer_id=offer_id, volunteer_id=volunteer_id)
     if route_id is not None:
         together = await repository.lock_route_offers(session, route_id=route_id, volunteer_id=volunteer_id)
         named = [pair for pair in together if pair[0].id == offer_id]
@@ -241,8 +242,9 @@ async def _open_offers(
 async def accept_offer(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, eta: EtaPolicy | None = None
 ) -> LegRow:
-    """The volunteer takes the offer's route: the leg, and every other leg offered with it; returns the
-    leg of the offer named. OfferClosed when the offer expired or was withdrawn.
+    """The volunteer takes the offer's route: the leg, and every other leg offered with it in a new
+    route (an offer to insert a leg into their accepted route: that leg only); returns the leg of
+    the offer named. OfferClosed when the offer expired or was withdrawn.
 
     Each leg is assigned (`leg.assigned`, with its route) and is picked up and delivered on its own
     from then on. A new route becomes the volunteer's accepted route, or joins the one they have
@@ -299,7 +301,7 @@ async def decline_offer(
     session: AsyncSession, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID, reason: str | None
 ) -> None:
     """The volunteer says no to the offer's route: every leg offered in it goes to the next batch
-    without them."""
+    without them (an offer to insert a leg into their accepted route: that leg only)."""
     now = datetime.now(UTC)
     together = await _open_offers(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
     changes = Changes()

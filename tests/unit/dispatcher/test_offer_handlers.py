@@ -43,11 +43,10 @@ class FakeRepository:
             return None
         return offer, self.legs[offer.leg_id]
 
-    async def offer_route(
+    async def proposed_route(
         self, _: object, *, offer_id: uuid.UUID, volunteer_id: uuid.UUID
     ) -> uuid.UUID | None:
-        offer = self.offers.get(offer_id)
-        return offer.route_id if offer is not None and offer.volunteer_id == volunteer_id else None
+        return None  # offers of one leg each here
 
     async def lock_volunteer(self, _: object, volunteer_id: uuid.UUID) -> VolunteerRow:
         return self.volunteers[volunteer_id]
