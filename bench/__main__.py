@@ -23,6 +23,8 @@ from bench import (
     location_reports,
     long_poll,
     propagation,
+    route_round,
+    routes,
     startup,
     volunteer_app,
 )
@@ -155,6 +157,95 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     "",
                 )
             )
+            by_route = point.get("routes")
+            if by_route:
+                legs = by_route["max_active_legs"]
+                rows.append(
+                    (
+                        f"stream at {label}% (greedy) util: routes (<= {legs} legs) vs greedy pickup",
+                        f"{by_route['mean_pickup_m']:.0f} m",
+                        f"{greedy['mean_pickup_m']:.0f} m",
+                        f"{point['routes_distance_ratio']:.2f}x",
+                        "<= 0.35x",
+                    )
+                )
+                rows.append(
+                    (
+                        f"stream at {label}% (greedy) util: routes (<= {legs} legs) vs greedy wait",
+                        f"{by_route['mean_wait_s']:.1f} s",
+                        f"{greedy['mean_wait_s']:.1f} s",
+                        f"{point['routes_wait_ratio']:.2f}x",
+                        "<= 0.25x",
+                    )
+                )
+    day = results.get("routes", {}).get("meal_day")
+    if day:
+        one_leg, vroom, by_route = day["one_leg"], day["vroom"], day.get("routes")
+        if by_route:
+            rows.append(
+                (
+                    f"day of {day['model']['meals']} meals: volunteer-km/meal, routes vs one leg",
+                    f"{by_route['km_per_meal']:.2f} km",
+                    f"{one_leg['km_per_meal']:.2f} km",
+                    f"{day['km_ratio_vs_one_leg']:.2f}x",
+                    "<= 0.5x",
+                )
+            )
+            rows.append(
+                (
+                    "day of meals: volunteer-km/meal, routes vs VROOM (whole day offline)",
+                    f"{by_route['km_per_meal']:.2f} km",
+                    f"{vroom['km_per_meal']:.2f} km",
+                    f"{day['km_ratio_vs_vroom']:.2f}x",
+                    "<= 1.2x",
+                )
+            )
+        rows.append(
+            (
+                "day of meals: volunteer-km/meal, one leg vs VROOM (whole day offline)",
+                f"{one_leg['km_per_meal']:.2f} km",
+                f"{vroom['km_per_meal']:.2f} km",
+                f"{day['one_leg_vs_vroom_km']:.2f}x",
+                "",
+            )
+        )
+        window_s = day["model"]["meal_window_s"]
+        for name, figures in (("routes", by_route), ("one leg", one_leg), ("VROOM", vroom)):
+            if figures:
+                p90 = figures["p90_ready_to_delivered_s"]
+                rows.append(
+                    (
+                        f"day of meals: p90 ready->delivered, {name}",
+                        f"{p90 / 60:.0f} min",
+                        f"window {window_s / 60:.0f} min",
+                        f"{p90 / window_s:.2f}x",
+                        "<= 1.0x" if name == "routes" else "",
+                    )
+                )
+    supply = results.get("routes", {}).get("supply_run")
+    if supply:
+        rows.append(
+            (
+                f"supply run, depot to {supply['checkpoints']} checkpoints: our route vs VROOM (mean / max)",
+                f"{supply['ours_vs_vroom_mean']:.3f}x",
+                f"VROOM {supply['mean_vroom_km']:.1f} km",
+                f"{supply['ours_vs_vroom_max']:.3f}x",
+                "<= 1.05x",
+            )
+        )
+    cost = results.get("route_round")
+    if cost:
+        model = cost["model"]
+        rows.append(
+            (
+                f"matcher round with routes vs one leg, {model['volunteers']} on duty, "
+                f"{model['legs_per_round']} legs (p50 / p95)",
+                f"{cost['routes_ms']['p50']:.0f} / {cost['routes_ms']['p95']:.0f} ms",
+                f"{cost['one_leg_ms']['p50']:.0f} / {cost['one_leg_ms']['p95']:.0f} ms",
+                f"{cost['p95_ratio']:.2f}x",
+                f"routing budget {model['routing_budget_ms']:.0f} ms",
+            )
+        )
     latency = results.get("dispatch_latency")
     if latency:
         rows.append(
@@ -295,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         results["dispatch_stream"] = dispatch_stream.measure(volunteers=300, duration_s=7200, warmup_s=1800)
     else:
         results["dispatch_stream"] = dispatch_stream.measure()
+    print("== routes: a day of meals and a supply run against VROOM (simulation)")
+    results["routes"] = routes.measure(quick=args.quick)
+    print("== the matcher round with routes vs one leg at a time (same snapshots)")
+    results["route_round"] = route_round.measure(rounds=8 if args.quick else 20)
     print("== submission -> offer latency (real services)")
     results["dispatch_latency"] = dispatch_latency.measure(
         rate=200.0, seconds=10.0 if args.quick else 20.0, volunteers=20_000
