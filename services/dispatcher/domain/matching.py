@@ -20,11 +20,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.sparse import csr_array
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-from scipy.spatial import cKDTree
 
 from services.dispatcher.domain import routing
 from services.dispatcher.domain.eligibility import (
@@ -39,6 +37,9 @@ from services.dispatcher.domain.eligibility import (
 from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
 from services.dispatcher.domain.leg import PRIORITY_ORDER
 from services.dispatcher.domain.welfare import local_day, shift_end
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
 # volunteer is an hour further away. Vulnerable recipients come first among equals.
@@ -158,6 +159,15 @@ def _xyz(degrees: list[tuple[float, float]]) -> np.ndarray:
     return np.column_stack((np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)))
 
 
+def load_solvers() -> None:
+    """Import the spatial index and the assignment solver (SciPy, a fifth of the dispatcher's
+    import time). The functions below import them where they use them, so that a starting dispatcher
+    does not wait for them before it joins its consumer group: the matcher calls this at start-up,
+    in a thread, while the group join (which waits on the broker) goes on."""
+    import scipy.sparse.csgraph
+    import scipy.spatial  # noqa: F401
+
+
 def _arc_m(chord: float) -> float:
     """Great-circle distance for a chord between unit-sphere points (what the index measures)."""
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2))
@@ -200,6 +210,8 @@ class Pool:
         members: dict[int, list[int]] = {}
         for vi, organisation in enumerate([v.organisation_id.int for v in self.volunteers]):
             members.setdefault(organisation, []).append(vi)
+        from scipy.spatial import cKDTree
+
         points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
         self.teams = {
             # One organisation alone (the usual case) indexes the points as they are, not a copy.
@@ -308,6 +320,9 @@ def _solve_units(
     """
     if not pairs:
         return []
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
     vol_cols = sorted({vi for _, vi in pairs})
     row_of = {unit: r for r, unit in enumerate(units)}
     col_of = {vi: c for c, vi in enumerate(vol_cols)}
@@ -668,6 +683,8 @@ class _RoutePlanner:
         by_organisation: dict[uuid.UUID, list[int]] = {}
         for li in indices:
             by_organisation.setdefault(self.legs[li].organisation_id, []).append(li)
+        from scipy.spatial import cKDTree
+
         chord = 2 * math.sin(BUNDLE_PICKUP_M / (2 * EARTH_RADIUS_M))
         for members in by_organisation.values():
             if len(members) < 2:
