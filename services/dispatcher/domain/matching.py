@@ -436,6 +436,7 @@ def _before_lower_priority(
     available: list[Volunteer],
     pairs: dict[tuple[int, int], tuple[float, float]],
     matches: list[Match],
+    route_of: Callable[[Unit, int], tuple[routing.Route | None, uuid.UUID | None]] | None = None,
 ) -> list[Match]:
     """`matches` with no volunteer holding a lower-priority leg that a higher one left waiting could have.
 
@@ -443,7 +444,8 @@ def _before_lower_priority(
     not offered it in the same solve; when nobody takes the bundle, that volunteer may already hold a
     routine leg while the run is urgent. Each such leg (most pressing first) takes, from the
     volunteers holding a single lower-priority leg, the one it costs least, and that lower leg waits
-    for the next round. Carriers of a whole bundle keep it.
+    for the next round. Carriers of a whole bundle keep it. `route_of` gives the route the leg is
+    then offered with, as for `_solve_units`.
     """
     held = Counter(m.volunteer_id for m in matches)
     single = {m.volunteer_id: i for i, m in enumerate(matches) if held[m.volunteer_id] == 1}
@@ -466,7 +468,10 @@ def _before_lower_priority(
         if not lower:
             continue
         cost, distance, vi = min(lower)
-        result[single.pop(available[vi].id)] = Match(legs[li].id, available[vi].id, distance, cost)
+        route, route_id = route_of((li,), vi) if route_of is not None else (None, None)
+        result[single.pop(available[vi].id)] = Match(
+            legs[li].id, available[vi].id, distance, cost, route=route, route_id=route_id
+        )
     return result
 
 
@@ -489,7 +494,8 @@ def match_routes(
        at the cost of the route's travel beyond the legs' own trips (`_unit_cost`).
     3. Every other leg is a unit of its own; a volunteer is a candidate only if the leg alone keeps
        to the end of their shift. The assignment then chooses, one unit per volunteer; bundles
-       nobody took go one by one to the volunteers left.
+       nobody took go one by one to the volunteers left, and then to volunteers holding a single
+       lower-priority leg, which waits for the next round (`_before_lower_priority`).
     """
     deadline = time.perf_counter() + ROUTING_BUDGET_S
     planner = _RoutePlanner(legs, available, now, policy, routes, deadline)
@@ -511,6 +517,9 @@ def match_routes(
         }
         units = sorted({unit for unit, _ in leftover})
         matches += _solve_units(legs, available, units, leftover, planner.route_for)
+        # A route's legs were offered only together, so a volunteer who could take one of them
+        # alone may hold a lower-priority leg now: the higher one takes them back.
+        matches = _before_lower_priority(legs, available, pairs, matches, planner.route_for)
     return matches
 
 
