@@ -304,16 +304,6 @@ def solve(
 # the sparse solver reads a zero as "no edge".
 _UNPLACED_S = 1e7
 _SHIFT_S = 1e6
-# A leg left out weighs this many times more than one of the next lower priority: the solver
-# places a critical leg before any route of urgent or routine legs (a route holds at most
-# MAX_ROUTE_LEGS), and only then as many legs as it can.
-_UNPLACED_PRIORITY_FACTOR = 100.0
-
-
-def _unplaced_cost(legs: list[Leg], unit: Unit) -> float:
-    """What leaving the unit out of the round costs the solve: per leg, more the higher its priority."""
-    lowest = len(PRIORITY_ORDER) - 1
-    return _UNPLACED_S * sum(_UNPLACED_PRIORITY_FACTOR ** max(0, lowest - _rank(legs[li])) for li in unit)
 
 
 def _solve_units(
@@ -325,9 +315,8 @@ def _solve_units(
 ) -> list[Match]:
     """The assignment; `route_of` gives the route (and accepted route's id) a pair is offered with.
 
-    Leaving a unit out costs as much per leg as it holds, weighted by priority (`_unplaced_cost`):
-    a route of several legs is worth placing before a single one of the same priority, never
-    before a leg of a higher one.
+    Leaving a unit out costs as much per leg as it holds: a route of several legs is worth placing
+    before a single one.
     """
     if not pairs:
         return []
@@ -339,9 +328,7 @@ def _solve_units(
     col_of = {vi: c for c, vi in enumerate(vol_cols)}
     rows = [row_of[unit] for unit, _ in pairs] + list(range(len(units)))
     cols = [col_of[vi] for _, vi in pairs] + [len(vol_cols) + r for r in range(len(units))]
-    costs = [c + _SHIFT_S for c, _ in pairs.values()] + [
-        _unplaced_cost(legs, unit) + _SHIFT_S for unit in units
-    ]
+    costs = [c + _SHIFT_S for c, _ in pairs.values()] + [_UNPLACED_S * len(unit) + _SHIFT_S for unit in units]
     graph = csr_array((costs, (rows, cols)), shape=(len(units), len(vol_cols) + len(units)))
     matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
     matches: list[Match] = []
