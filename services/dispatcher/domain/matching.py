@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -438,41 +437,51 @@ def _before_lower_priority(
     matches: list[Match],
     route_of: Callable[[Unit, int], tuple[routing.Route | None, uuid.UUID | None]] | None = None,
 ) -> list[Match]:
-    """`matches` with no volunteer holding a lower-priority leg that a higher one left waiting could have.
+    """`matches` with no volunteer holding lower-priority legs that a higher one left waiting could have.
 
-    A supply run's legs are solved as one bundle, so a volunteer who could take just one of them is
-    not offered it in the same solve; when nobody takes the bundle, that volunteer may already hold a
-    routine leg while the run is urgent. Each such leg (most pressing first) takes, from the
-    volunteers holding a single lower-priority leg, the one it costs least, and that lower leg waits
-    for the next round. Carriers of a whole bundle keep it. `route_of` gives the route the leg is
-    then offered with, as for `_solve_units`.
+    A supply run's (or a route's) legs are solved as one unit, so a volunteer who could take just
+    one of them is not offered it in the same solve; when nobody takes the unit, that volunteer may
+    already hold a routine leg while the run is urgent. And the solve places as many legs as it can
+    before it weighs priorities, so a volunteer may carry a unit of two urgent legs while the one
+    critical leg they alone could take waits. Each such leg (most pressing first) takes, from the
+    volunteers whose legs this round are all of lower priority, the one it costs least, and their
+    legs wait for the next round. `route_of` gives the route the leg is then offered with, as for
+    `_solve_units`.
     """
-    held = Counter(m.volunteer_id for m in matches)
-    single = {m.volunteer_id: i for i, m in enumerate(matches) if held[m.volunteer_id] == 1}
-    if not single:
-        return matches
-    placed = {m.leg_id for m in matches}
+    held: dict[uuid.UUID, list[int]] = {}
+    for i, m in enumerate(matches):
+        held.setdefault(m.volunteer_id, []).append(i)
     index_of = {leg.id: li for li, leg in enumerate(legs)}
+    # The priority rank of each holder's most pressing leg this round.
+    top = {
+        volunteer_id: min(_rank(legs[index_of[matches[i].leg_id]]) for i in indices)
+        for volunteer_id, indices in held.items()
+    }
+    placed = {m.leg_id for m in matches}
     candidates: dict[int, list[tuple[float, float, int]]] = {}
     for (li, vi), (cost, distance) in pairs.items():
-        if legs[li].id not in placed and available[vi].id in single:
+        if legs[li].id not in placed and top.get(available[vi].id, -1) > _rank(legs[li]):
             candidates.setdefault(li, []).append((cost, distance, vi))
-    result = list(matches)
+    if not candidates:
+        return matches
+    result: list[Match | None] = list(matches)
     for li in sorted(candidates, key=lambda li: (_rank(legs[li]), not legs[li].vulnerable)):
         lower = [
             (cost, distance, vi)
             for cost, distance, vi in candidates[li]
-            if available[vi].id in single
-            and _rank(legs[index_of[result[single[available[vi].id]].leg_id]]) > _rank(legs[li])
+            if top.get(available[vi].id, -1) > _rank(legs[li])
         ]
         if not lower:
             continue
         cost, distance, vi = min(lower)
+        volunteer_id = available[vi].id
         route, route_id = route_of((li,), vi) if route_of is not None else (None, None)
-        result[single.pop(available[vi].id)] = Match(
-            legs[li].id, available[vi].id, distance, cost, route=route, route_id=route_id
-        )
-    return result
+        first, *rest = held.pop(volunteer_id)
+        del top[volunteer_id]
+        result[first] = Match(legs[li].id, volunteer_id, distance, cost, route=route, route_id=route_id)
+        for i in rest:
+            result[i] = None
+    return [m for m in result if m is not None]
 
 
 def match_routes(
