@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import compileall
+import importlib.util
 import json
 import os
 import shutil
@@ -130,12 +132,28 @@ def service_env(settings_env: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **settings_env, "PYTHONUNBUFFERED": "1"}
 
 
+def compile_sources() -> None:
+    """Compile the project's own modules to bytecode, as pip does for every installed dependency.
+
+    An editable install (`make install`) leaves them as sources, and with PYTHONDONTWRITEBYTECODE
+    set (as on many machines and in the image) each service would compile them again at every
+    start, a third of a restarted dispatcher's import time on a busy machine. Only what changed is
+    compiled; a tree we may not write to (an installed wheel, compiled by pip already) is left as is.
+    """
+    for package in ("errands", "services", "shared"):
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            compileall.compile_dir(location, quiet=2)
+
+
 def prepare(settings: Settings, *, broker_is_new: bool = False) -> int:
-    """Migrate the database and create the topics (both safe to repeat).
+    """Migrate the database and create the topics (both safe to repeat), and compile the services'
+    code, before the services start.
 
     `broker_is_new`: the broker came up empty on a database that was kept, so the events the outboxes
     retained are marked to be published again; returns how many. Run it before the services start.
     """
+    compile_sources()
     upgrade(settings)
     resent = asyncio.run(resend_to_new_broker(settings)) if broker_is_new else 0
     asyncio.run(create_topics(settings))

@@ -16,15 +16,12 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.sparse import csr_array
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-from scipy.spatial import cKDTree
 
 from services.dispatcher.domain import routing
 from services.dispatcher.domain.eligibility import (
@@ -39,6 +36,9 @@ from services.dispatcher.domain.eligibility import (
 from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
 from services.dispatcher.domain.leg import PRIORITY_ORDER
 from services.dispatcher.domain.welfare import local_day, shift_end
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 # Seconds of pickup time a priority is worth: a critical leg beats an urgent one even if its
 # volunteer is an hour further away. Vulnerable recipients come first among equals.
@@ -158,6 +158,15 @@ def _xyz(degrees: list[tuple[float, float]]) -> np.ndarray:
     return np.column_stack((np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)))
 
 
+def load_solvers() -> None:
+    """Import the spatial index and the assignment solver (SciPy, a fifth of the dispatcher's
+    import time). The functions below import them where they use them, so that a starting dispatcher
+    does not wait for them before it joins its consumer group: the matcher calls this at start-up,
+    in a thread, while the group join (which waits on the broker) goes on."""
+    import scipy.sparse.csgraph
+    import scipy.spatial  # noqa: F401
+
+
 def _arc_m(chord: float) -> float:
     """Great-circle distance for a chord between unit-sphere points (what the index measures)."""
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, chord / 2))
@@ -200,6 +209,8 @@ class Pool:
         members: dict[int, list[int]] = {}
         for vi, organisation in enumerate([v.organisation_id.int for v in self.volunteers]):
             members.setdefault(organisation, []).append(vi)
+        from scipy.spatial import cKDTree
+
         points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
         self.teams = {
             # One organisation alone (the usual case) indexes the points as they are, not a copy.
@@ -308,6 +319,9 @@ def _solve_units(
     """
     if not pairs:
         return []
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
     vol_cols = sorted({vi for _, vi in pairs})
     row_of = {unit: r for r, unit in enumerate(units)}
     col_of = {vi: c for c, vi in enumerate(vol_cols)}
@@ -421,38 +435,53 @@ def _before_lower_priority(
     available: list[Volunteer],
     pairs: dict[tuple[int, int], tuple[float, float]],
     matches: list[Match],
+    route_of: Callable[[Unit, int], tuple[routing.Route | None, uuid.UUID | None]] | None = None,
 ) -> list[Match]:
-    """`matches` with no volunteer holding a lower-priority leg that a higher one left waiting could have.
+    """`matches` with no volunteer holding lower-priority legs that a higher one left waiting could have.
 
-    A supply run's legs are solved as one bundle, so a volunteer who could take just one of them is
-    not offered it in the same solve; when nobody takes the bundle, that volunteer may already hold a
-    routine leg while the run is urgent. Each such leg (most pressing first) takes, from the
-    volunteers holding a single lower-priority leg, the one it costs least, and that lower leg waits
-    for the next round. Carriers of a whole bundle keep it.
+    A supply run's (or a route's) legs are solved as one unit, so a volunteer who could take just
+    one of them is not offered it in the same solve; when nobody takes the unit, that volunteer may
+    already hold a routine leg while the run is urgent. And the solve places as many legs as it can
+    before it weighs priorities, so a volunteer may carry a unit of two urgent legs while the one
+    critical leg they alone could take waits. Each such leg (most pressing first) takes, from the
+    volunteers whose legs this round are all of lower priority, the one it costs least, and their
+    legs wait for the next round. `route_of` gives the route the leg is then offered with, as for
+    `_solve_units`.
     """
-    held = Counter(m.volunteer_id for m in matches)
-    single = {m.volunteer_id: i for i, m in enumerate(matches) if held[m.volunteer_id] == 1}
-    if not single:
-        return matches
-    placed = {m.leg_id for m in matches}
+    held: dict[uuid.UUID, list[int]] = {}
+    for i, m in enumerate(matches):
+        held.setdefault(m.volunteer_id, []).append(i)
     index_of = {leg.id: li for li, leg in enumerate(legs)}
+    # The priority rank of each holder's most pressing leg this round.
+    top = {
+        volunteer_id: min(_rank(legs[index_of[matches[i].leg_id]]) for i in indices)
+        for volunteer_id, indices in held.items()
+    }
+    placed = {m.leg_id for m in matches}
     candidates: dict[int, list[tuple[float, float, int]]] = {}
     for (li, vi), (cost, distance) in pairs.items():
-        if legs[li].id not in placed and available[vi].id in single:
+        if legs[li].id not in placed and top.get(available[vi].id, -1) > _rank(legs[li]):
             candidates.setdefault(li, []).append((cost, distance, vi))
-    result = list(matches)
+    if not candidates:
+        return matches
+    result: list[Match | None] = list(matches)
     for li in sorted(candidates, key=lambda li: (_rank(legs[li]), not legs[li].vulnerable)):
         lower = [
             (cost, distance, vi)
             for cost, distance, vi in candidates[li]
-            if available[vi].id in single
-            and _rank(legs[index_of[result[single[available[vi].id]].leg_id]]) > _rank(legs[li])
+            if top.get(available[vi].id, -1) > _rank(legs[li])
         ]
         if not lower:
             continue
         cost, distance, vi = min(lower)
-        result[single.pop(available[vi].id)] = Match(legs[li].id, available[vi].id, distance, cost)
-    return result
+        volunteer_id = available[vi].id
+        route, route_id = route_of((li,), vi) if route_of is not None else (None, None)
+        first, *rest = held.pop(volunteer_id)
+        del top[volunteer_id]
+        result[first] = Match(legs[li].id, volunteer_id, distance, cost, route=route, route_id=route_id)
+        for i in rest:
+            result[i] = None
+    return [m for m in result if m is not None]
 
 
 def match_routes(
@@ -474,7 +503,8 @@ def match_routes(
        at the cost of the route's travel beyond the legs' own trips (`_unit_cost`).
     3. Every other leg is a unit of its own; a volunteer is a candidate only if the leg alone keeps
        to the end of their shift. The assignment then chooses, one unit per volunteer; bundles
-       nobody took go one by one to the volunteers left.
+       nobody took go one by one to the volunteers left, and then to volunteers holding a single
+       lower-priority leg, which waits for the next round (`_before_lower_priority`).
     """
     deadline = time.perf_counter() + ROUTING_BUDGET_S
     planner = _RoutePlanner(legs, available, now, policy, routes, deadline)
@@ -496,6 +526,9 @@ def match_routes(
         }
         units = sorted({unit for unit, _ in leftover})
         matches += _solve_units(legs, available, units, leftover, planner.route_for)
+        # A route's legs were offered only together, so a volunteer who could take one of them
+        # alone may hold a lower-priority leg now: the higher one takes them back.
+        matches = _before_lower_priority(legs, available, pairs, matches, planner.route_for)
     return matches
 
 
@@ -668,6 +701,8 @@ class _RoutePlanner:
         by_organisation: dict[uuid.UUID, list[int]] = {}
         for li in indices:
             by_organisation.setdefault(self.legs[li].organisation_id, []).append(li)
+        from scipy.spatial import cKDTree
+
         chord = 2 * math.sin(BUNDLE_PICKUP_M / (2 * EARTH_RADIUS_M))
         for members in by_organisation.values():
             if len(members) < 2:

@@ -11,7 +11,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
-from services.dispatcher.domain.matching import Pool
+from services.dispatcher.domain.matching import Pool, load_solvers
 from services.dispatcher.service_layer.escalation import (
     escalate_overdue_legs,
     escalate_waiting_legs,
@@ -48,6 +48,9 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
     roster = Roster()
     frozen = 0
     loop = asyncio.get_running_loop()
+    # Beside the consumer's group join at start-up, not before the service starts: no round runs
+    # before a leg is taken in, and none is taken in before the join.
+    await asyncio.to_thread(load_solvers)
     next_round = loop.time()
 
     async def pool_for_round() -> Pool | None:

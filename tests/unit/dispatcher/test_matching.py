@@ -176,6 +176,44 @@ def test_an_urgent_supply_run_nobody_can_carry_whole_takes_a_volunteer_before_a_
     assert Counter(given_to.values()) == {carrier.id: 2, van.id: 1}
 
 
+@pytest.mark.parametrize("plan", [False, True], ids=["supply-run", "routes"])
+def test_a_critical_leg_is_not_left_waiting_for_a_volunteer_to_carry_two_urgent_ones(plan: bool) -> None:
+    # One volunteer with two slots: the two urgent legs (one supply run, close pickups) would place
+    # more legs, but a round takes critical legs first.
+    critical = leg(29.8702, 121.5502, priority="critical")
+    task = uuid.uuid4()
+    urgent = [leg(29.870, 121.550, priority="urgent", kind="supply_run", task_id=task) for _ in "ab"]
+    only = volunteer(29.870, 121.5505, max_active_legs=2)
+    matches = match_batch([critical, *urgent], [only], NOW, POLICY, plan=plan)
+    assert [m.leg_id for m in matches] == [critical.id]
+    if plan:  # offered with a route of its own
+        assert matches[0].route is not None and matches[0].route.leg_ids == (critical.id,)
+
+
+def test_a_route_nobody_took_takes_back_a_van_its_leg_alone_could_have_from_a_routine_leg() -> None:
+    # Planning routes, the carrier takes the three-leg run (more legs placed); the two-leg run's legs
+    # were offered only as a route, so the van with one slot went to the routine leg nearby. One
+    # urgent leg alone fits the van: it takes the van, the routine leg waits for the next round.
+    two, three = uuid.uuid4(), uuid.uuid4()
+    pair = [
+        leg(29.870, 121.550, task_id=two, kind="supply_run", priority="urgent", vehicle="car") for _ in "ab"
+    ]
+    trio = [
+        leg(29.880, 121.550, task_id=three, kind="supply_run", priority="urgent", vehicle="car")
+        for _ in "abc"
+    ]
+    routine = leg(29.870, 121.5565)  # more than BUNDLE_PICKUP_M from the pair's pickup
+    carrier = volunteer(29.877, 121.550, vehicle="car", capacity_kg=200.0, max_active_legs=3)
+    van = volunteer(29.870, 121.553, vehicle="van", capacity_kg=200.0, max_active_legs=1)
+    matches = match_batch([*pair, *trio, routine], [carrier, van], NOW, POLICY, plan=True)
+    given_to = {m.leg_id: m for m in matches}
+    assert {lg.id for lg in trio} <= given_to.keys() and routine.id not in given_to
+    (taken,) = [given_to[lg.id] for lg in pair if lg.id in given_to]
+    assert taken.volunteer_id == van.id
+    # Offered with its own route, from where the van is.
+    assert taken.route is not None and taken.route.leg_ids == (taken.leg_id,) and taken.route_id is None
+
+
 def test_a_round_never_gives_a_lower_priority_leg_a_volunteer_a_waiting_higher_one_could_have() -> None:
     # Each critical leg can go only to the volunteer the urgent leg also wants, and so on down: the
     # highest priority wins each volunteer, however many lower legs that leaves waiting.
