@@ -4,6 +4,7 @@ import { t } from "./i18n.js";
 import { ApiError, call, explain, newKey, token } from "./api.js";
 import * as outbox from "./outbox.js";
 import * as whereabouts from "./location.js";
+import { configuredApps, mapLinks } from "./maps.js";
 
 const $ = (id) => document.getElementById(id);
 const CACHE = { me: "errands.me", assignments: "errands.assignments", device: "errands.device" };
@@ -500,12 +501,21 @@ function renderOffers() {
 
 const legCards = new Map();
 
-function navigateLink(leg, target) {
-  const { lat, lon } = target;
-  const name = encodeURIComponent(stopName(target));
+// One link per map app the dispatcher offers (see maps.js): the first reads "Navigate", the others
+// name their app.
+function navigateLinks(target) {
+  const apps = configuredApps(document.querySelector('meta[name="errands-map-apps"]')?.content);
   const apple = /iPhone|iPad|iPod|Macintosh/.test(navigator.userAgent) && "ontouchend" in document;
-  const href = apple ? `https://maps.apple.com/?daddr=${lat},${lon}` : `geo:${lat},${lon}?q=${lat},${lon}(${name})`;
-  return el("a", { class: "button", href, text: t("leg.navigate"), rel: "noopener" });
+  const links = mapLinks(apps, { lat: target.lat, lon: target.lon, name: stopName(target) }, { apple });
+  return links.map(({ app, href }, index) =>
+    el("a", {
+      class: "button",
+      href,
+      rel: "noopener",
+      "data-map-app": app,
+      text: index === 0 ? t("leg.navigate") : t("leg.navigate_with", { app: t(`maps.${app}`) }),
+    }),
+  );
 }
 
 function localStatus(leg) {
@@ -603,14 +613,14 @@ function legCard(leg, index) {
   if (queued) card.append(el("p", { class: "queued", text: t("sync.this_waits") }));
   card.append(details(leg));
   if (status === "assigned") {
-    card.append(el("div", { class: "actions" }, navigateLink(leg, leg.pickup), el("button", {
+    card.append(el("div", { class: "actions" }, ...navigateLinks(leg.pickup), el("button", {
       type: "button",
       class: "primary",
       text: t("leg.picked_up"),
       onclick: () => act("picked_up", `/v1/me/legs/${leg.id}/picked-up`, { occurred_at: new Date().toISOString() }, { leg_id: leg.id }),
     })));
   } else if (status === "picked_up") {
-    card.append(el("div", { class: "actions" }, navigateLink(leg, leg.dropoff)));
+    card.append(el("div", { class: "actions" }, ...navigateLinks(leg.dropoff)));
     card.append(deliveryForm(leg));
   }
   if (status === "assigned" || status === "picked_up") card.append(problemForm(leg));
