@@ -89,11 +89,11 @@ async def test_fixes_reach_the_server_over_the_websocket_not_http(centre: Centre
 
 
 async def sql(stack: Stack, statement: str, **values: Any) -> Any:
+    """The first value the statement returns (an UPDATE says RETURNING)."""
     engine = create_engine(stack.settings(), pool_size=1)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            result = await session.execute(text(statement), values)
-            return result.scalar() if result.returns_rows else None
+            return (await session.execute(text(statement), values)).scalar()
     finally:
         await engine.dispose()
 
@@ -121,7 +121,8 @@ async def test_refusals_decline_a_problem_report_and_an_action_refused_on_replay
     # Owed rest (a shift just ended): going on duty is refused, and the reason is said in words.
     await sql(
         stack,
-        "UPDATE dispatch.volunteers SET rest_until = now() + interval '25 minutes' WHERE id = :id",
+        "UPDATE dispatch.volunteers SET rest_until = now() + interval '25 minutes'"
+        " WHERE id = :id RETURNING id",
         id=uuid.UUID(volunteer_id),
     )
     by_text(browser, "Go on duty", tag="button").click()
@@ -129,7 +130,9 @@ async def test_refusals_decline_a_problem_report_and_an_action_refused_on_replay
     assert by_text(browser, "Go on duty", tag="button").is_displayed(), "still off duty"
     assert axe_violations(browser) == []
     await sql(
-        stack, "UPDATE dispatch.volunteers SET rest_until = NULL WHERE id = :id", id=uuid.UUID(volunteer_id)
+        stack,
+        "UPDATE dispatch.volunteers SET rest_until = NULL WHERE id = :id RETURNING id",
+        id=uuid.UUID(volunteer_id),
     )
     by_text(browser, "Go on duty", tag="button").click()
     await wait_for(browser, shows("Go off duty"))

@@ -122,7 +122,9 @@ def _protocol_authorised(request: web.Request) -> web.Request:
         for header in request.headers.getall("Sec-WebSocket-Protocol", [])
         for value in header.split(",")
     ]
-    tokens = [value[len(BEARER_PROTOCOL_PREFIX) :] for value in offered if value.startswith(BEARER_PROTOCOL_PREFIX)]
+    tokens = [
+        value[len(BEARER_PROTOCOL_PREFIX) :] for value in offered if value.startswith(BEARER_PROTOCOL_PREFIX)
+    ]
     if not tokens:
         return request
     if len(tokens) > 1 or STREAM_PROTOCOL not in offered:
