@@ -272,6 +272,9 @@ class Settings(BaseSettings):
     delivery_poll_s: float = Field(default=1.0, gt=0)
     delivery_batch_size: int = Field(default=50, ge=1, le=1000)
     notification_max_attempts: int = Field(default=5, ge=1, le=50)
+    # A volunteer who asked for an SMS on a new offer gets at most one per offer, and none sooner
+    # than this after the last one (a round of several offers is one SMS).
+    offer_sms_min_interval_s: float = Field(default=300.0, ge=0)
     # Recipient channels: a channel with no address configured is off.
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=0, le=65535)

@@ -344,6 +344,18 @@ class Repository:
         """Messages owed; one per leg, template and channel, whatever is replayed."""
         await self.session.execute(insert(RecipientMessageRow).on_conflict_do_nothing(), messages)
 
+    async def volunteer_messaged_since(self, volunteer_id: uuid.UUID, *, since: datetime) -> bool:
+        """Whether a message to this volunteer was owed since `since`; holds their lock till commit,
+        so two offers consumed at once cannot both pass."""
+        key = int.from_bytes(volunteer_id.bytes[:8], "big", signed=True)
+        await self.session.execute(select(func.pg_advisory_xact_lock(key)))
+        found = await self.session.execute(
+            select(RecipientMessageRow.id)
+            .where(RecipientMessageRow.volunteer_id == volunteer_id, RecipientMessageRow.created_at >= since)
+            .limit(1)
+        )
+        return found.first() is not None
+
     async def claim_due_messages(self, *, now: datetime, limit: int) -> list[RecipientMessageRow]:
         """Due messages, locked; rows another worker holds are skipped, never waited for."""
         rows = await self.session.execute(

@@ -28,6 +28,7 @@ const state = {
   backoffS: 1,
   replayTimer: null,
   wakeLock: null,
+  prefs: null,
 };
 
 // ---------- small helpers
@@ -210,6 +211,8 @@ async function signedOut(message = () => t("problem.unauthorized")) {
   await outbox.clear();
   await refreshQueued();
   state.me = null;
+  state.prefs = null;
+  renderPreferences();
   state.assignments = { offers: [], legs: [] };
   show("welcome");
   notify(message, "info");
@@ -246,6 +249,7 @@ function route() {
     return;
   }
   show("work");
+  renderPreferences();
   if (state.me.on_duty) whereabouts.start((error) => {
     if (error.code === error.PERMISSION_DENIED) notify(() => t("location.denied"));
   });
@@ -680,6 +684,8 @@ async function changeLanguage(lang) {
   if (state.notice) notify(state.notice.words, state.notice.kind);
   $("offer-announcer").textContent = "";
   if (state.screen === "pending" && state.me) $("pending-text").textContent = t(`pending.${state.me.vetting_status}`);
+  renderPreferences();
+  if (state.prefs?.sms_on_offer) setSms(true); // the texts come in the new language too
   renderAll();
 }
 
@@ -695,6 +701,39 @@ async function setWakeLock(on) {
     $("wake-lock").checked = false;
     notify(() => t("settings.wake_lock_failed"));
   }
+}
+
+// An SMS when a new offer waits: the app cannot be woken by Web Push where push services are out
+// of reach (mainland China), so the volunteer may ask the centre's SMS gateway instead.
+async function loadPreferences() {
+  try {
+    const response = await call("GET", "/v1/me/preferences");
+    state.prefs = await response.json();
+  } catch {
+    return; // offline: the switch shows once the record can be read
+  }
+  renderPreferences();
+}
+
+function renderPreferences() {
+  const prefs = state.prefs;
+  $("sms-row").hidden = !prefs || !token.get() || state.me?.vetting_status !== "approved";
+  if (!prefs) return;
+  const box = $("sms-on-offer");
+  box.checked = prefs.sms_on_offer;
+  box.disabled = !prefs.has_phone;
+  $("sms-hint").textContent = t(prefs.has_phone ? "settings.sms_hint" : "settings.sms_no_phone");
+}
+
+async function setSms(on) {
+  try {
+    const response = await call("PUT", "/v1/me/preferences", { body: { sms_on_offer: on, language: i18n.language } });
+    state.prefs = await response.json();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signedOut();
+    notify(() => explain(error));
+  }
+  renderPreferences();
 }
 
 function installNote() {
@@ -715,6 +754,7 @@ async function start() {
   await refreshMe();
   renderAll();
   replay();
+  loadPreferences();
   if (!state.poll) pollLoop();
 }
 
@@ -731,6 +771,7 @@ function bind() {
   });
   $("pending-check").addEventListener("click", refreshMe);
   $("duty-switch").addEventListener("click", toggleDuty);
+  $("sms-on-offer").addEventListener("change", (event) => setSms(event.target.checked));
   $("sign-out").addEventListener("click", signOut);
   $("language").addEventListener("change", (event) => changeLanguage(event.target.value));
   $("install-dismiss").addEventListener("click", () => {
