@@ -25,12 +25,13 @@ from tests.e2e.test_volunteer_app import (
     card,
     centre,
     enrol_and_go_on_duty,
+    labelled,
     place_phone,
     shows,
     sync_badge,
 )
 from tests.integration.dispatcher.test_volunteer_retries import _leg_events
-from tests.pages import axe_violations, by_text, needs_chromium, wait_for
+from tests.pages import axe_violations, by_label, by_text, needs_chromium, wait_for
 
 pytestmark = [pytest.mark.e2e, needs_chromium]
 __all__ = ["browser", "centre"]  # fixtures, shared with the first file
@@ -86,6 +87,43 @@ async def test_fixes_reach_the_server_over_the_websocket_not_http(centre: Centre
     await until(stream_counted, what="the location stream was used", timeout_s=15)
     assert await requests_served(centre.http, centre.dispatcher, "/v1/me/location", "POST") == posted
     assert axe_violations(browser) == []
+
+
+async def test_the_sms_switch_keeps_the_preference_on_the_server(centre: Centre, browser: Any) -> None:
+    place = (70.0733, 29.7497)
+    volunteer_id = await centre.volunteer("Unni Example")
+    link = await centre.enrolment_link(volunteer_id)
+    place_phone(browser, centre.dispatcher, *place)
+    browser.get(link)
+    switch = await wait_for(browser, labelled("Text me when a new offer waits"))
+    assert switch.get_attribute("role") == "switch" and not switch.is_selected()
+    token = browser.execute_script("return localStorage.getItem('errands.token')")
+
+    async def preference() -> dict[str, Any]:
+        async with centre.http.get(
+            f"{centre.dispatcher}/v1/me/preferences", headers=bearer(token)
+        ) as response:
+            assert response.status == 200
+            body: dict[str, Any] = await response.json()
+            return body
+
+    switch.click()
+    await until(
+        lambda: _is(preference(), {"sms_on_offer": True, "sms_language": "en", "has_phone": True}),
+        what="the preference on the server",
+        timeout_s=15,
+    )
+    assert axe_violations(browser) == []
+    by_label(browser, "Text me when a new offer waits").click()
+    await until(
+        lambda: _is(preference(), {"sms_on_offer": False, "sms_language": "en", "has_phone": True}),
+        what="the preference off again",
+        timeout_s=15,
+    )
+
+
+async def _is(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
 
 
 async def sql(stack: Stack, statement: str, **values: Any) -> Any:
