@@ -228,6 +228,7 @@ async function refreshMe() {
     state.me = await response.json();
     state.meAt = Date.now();
     saveJSON(CACHE.me, { me: state.me, at: state.meAt });
+    if (!state.prefs) loadPreferences(); // once online and signed in (the switch waits till then)
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return signedOut();
     if (!state.me) {
@@ -754,7 +755,6 @@ async function start() {
   await refreshMe();
   renderAll();
   replay();
-  loadPreferences();
   if (!state.poll) pollLoop();
 }
 
