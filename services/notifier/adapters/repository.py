@@ -157,6 +157,11 @@ class Repository:
         await self.session.execute(
             update(LegRow).where(LegRow.task_id == task_id).values(recipient_sealed=None)
         )
+        await self.session.execute(
+            update(RecipientMessageRow)
+            .where(RecipientMessageRow.task_id == task_id, RecipientMessageRow.address_sealed.is_not(None))
+            .values(address_sealed=None)
+        )
         await self.session.execute(delete(ParkedEventRow).where(ParkedEventRow.task_id == task_id))
         finished = select(DeliveryRow.id).where(
             DeliveryRow.task_id == task_id, DeliveryRow.status != "pending"

@@ -189,6 +189,7 @@ class DeliveryWorker:
             }
             if error is None:
                 current.status = "sent"
+                current.address_sealed = None  # a volunteer's phone is kept only while it is needed
                 await self._notifications.emit(
                     repository, task_id=current.task_id, events=[NotificationSent(**common)]
                 )
@@ -209,6 +210,7 @@ class DeliveryWorker:
                 )
             else:
                 current.status = "failed"
+                current.address_sealed = None
                 await self._notifications.emit(
                     repository, task_id=current.task_id, events=[NotificationFailed(**common, error=error)]
                 )

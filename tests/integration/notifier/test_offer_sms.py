@@ -192,6 +192,7 @@ async def test_a_volunteer_who_asked_gets_one_sms_per_offer_in_their_language_an
     assert [(row.template, row.channel, row.language, row.status) for row in rows] == [
         ("offer_waiting", "sms", "ko", "sent")
     ]
+    assert rows[0].address_sealed is None, "the sealed phone is forgotten once sent"
     sms = [json.loads(r.body) for r in receiver.requests]
     assert [(s["to"], s["language"]) for s in sms] == [(PHONE, "ko")]
     assert "새 배달 제안" in sms[0]["text"]
