@@ -177,6 +177,7 @@ async def get_preferences(request: web.Request) -> web.Response:
     body=PreferencesIn,
     response=PreferencesOut,
     roles=("volunteer",),
+    errors=(409,),
 )
 async def put_preferences(request: web.Request) -> web.Response:
     volunteer_id = await acting_volunteer(request)

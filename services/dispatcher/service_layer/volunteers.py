@@ -17,6 +17,7 @@ from services.dispatcher.domain import eligibility, welfare
 from services.dispatcher.domain.errors import (
     DailyCapReached,
     LimitBelowLoad,
+    NoPhoneOnRecord,
     RestOwed,
     TokenNoLongerValid,
     TokenNotFound,
@@ -26,7 +27,7 @@ from services.dispatcher.domain.errors import (
 from services.dispatcher.service_layer import deliveries
 from shared import crypto
 from shared.auth import Role, issue_token, revoke_token, revoke_volunteer_tokens
-from shared.errors import DomainError, Invalid
+from shared.errors import DomainError
 from shared.events import VolunteerDutyChanged, VolunteerRegistered, build_event
 from shared.outbox import add_events
 from shared.settings import Settings
@@ -160,7 +161,7 @@ async def set_preferences(
     """The volunteer's own settings: whether a new offer also comes by SMS, and in which language."""
     row = await repository.lock_volunteer(session, volunteer_id)
     if sms_on_offer and not row.phone:
-        raise Invalid(
+        raise NoPhoneOnRecord(
             "No phone number is on record for you: ask your centre to add it first.",
             errors=[{"field": "$.sms_on_offer", "message": "needs a phone number on record"}],
         )
