@@ -214,7 +214,8 @@ async def test_refusals_decline_a_problem_report_and_an_action_refused_on_replay
     browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
     await wait_for(browser, shows("Offline", tag="p"))
     button_in(card(browser, "leg", leg), "Picked up").click()
-    await wait_for(browser, lambda d: sync_badge(d) == "Waiting to sync (1)")
+    await wait_for(browser, lambda d: "Waiting to sync" in card(d, "leg", leg).text)
+    assert sync_badge(browser) == "Waiting to sync (1)", sync_badge(browser)
     async with centre.http.post(
         f"{centre.dispatcher}/v1/volunteers/{volunteer_id}/legs/release",
         json={"reason": "fell ill"},
