@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     password_setup_ttl_s: float = Field(default=72 * 3600.0, gt=0)
     # Where the one-time link points: the page that asks for the new password; `#token=...` is appended.
     password_setup_url: str = "http://127.0.0.1:8080/password-setup"  # noqa: S105 (a page, not a secret)
+    # Operator console (intake): where the intake reaches the dispatcher for the actions it owns
+    # (assign, move, decide, leg photos), forwarding the person's own session; empty: the dispatcher
+    # on this host at `dispatcher_port`.
+    dispatcher_url: str = Field(default="", max_length=2048)
+    dispatcher_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # How long a volunteer's one-time enrolment link (and its QR code) stays valid.
     enrolment_link_ttl_s: float = Field(default=24 * 3600.0, gt=0)
     # Where the enrolment link points: the app's page that exchanges it; `#token=...` is appended.
@@ -320,6 +325,12 @@ class Settings(BaseSettings):
     schedule_interval_s: float = Field(default=30.0, gt=0)
     schedule_batch: int = Field(default=50, ge=1, le=1000)
 
+    # Intake, the operator console's dispatch board: the map's tile layer, `{z}/{x}/{y}` in Leaflet's
+    # form (OpenStreetMap's `https://tile.openstreetmap.org/{z}/{x}/{y}.png` in production, with its
+    # attribution); empty: no tiles, and the board draws its points on a plain background.
+    console_tile_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    console_tile_attribution: str = ""
+
     # Local run.
     errands_demo: bool = True
     errands_state_dir: str = ".errands"
@@ -379,6 +390,11 @@ class Settings(BaseSettings):
                 if weakness is not None:
                     raise ValueError(f"{name} {weakness}; {_KEY_HOWTO}")
         return self
+
+    @property
+    def dispatcher_base_url(self) -> str:
+        """The dispatcher's address for the intake's server-to-server calls, without a trailing slash."""
+        return (self.dispatcher_url or f"http://127.0.0.1:{self.dispatcher_port}").rstrip("/")
 
     @property
     def sqlalchemy_url(self) -> str:

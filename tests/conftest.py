@@ -116,7 +116,10 @@ def system(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         ),
         log_dir=log_dir,
     )
-    services.start_all()
+    # The intake's console calls the dispatcher: it is started first, so the intake knows its address.
+    services.start("dispatcher")
+    services.start("intake", extra_env={"DISPATCHER_URL": services.url("dispatcher")})
+    services.start("notifier")
     try:
         services.wait_ready(timeout_s=90)
         yield services

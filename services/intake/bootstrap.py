@@ -10,6 +10,7 @@ from aiohttp import web
 from services.intake.adapters.geocoder import Geocoder, purge_geocode_cache
 from services.intake.adapters.tables import inbox, outbox
 from services.intake.entrypoints import dashboard
+from services.intake.entrypoints.console import add_console
 from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, REGISTER, Register, api
 from services.intake.service_layer import register, schedules, staff
 from services.intake.service_layer.dashboard import DashboardFeed
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app[dashboard.FEED] = feed
     app.router.add_routes(dashboard.routes)
     setup_pages(app, "services.intake.entrypoints")
+    add_console(app, settings)
 
     async def end_dashboard_streams(_: web.Application) -> None:
         feed.close()

@@ -45,6 +45,7 @@ class World:
     leg_to_assign: str
     volunteer_a: str  # the matrix's own volunteer (off duty); also the one operators read and patch
     offerer_token: str  # another volunteer of A, who holds `offer_a` and then `leg_a`
+    offerer_at: tuple[float, float]  # where the offerer is on duty: a task there is offered to them
     offer_a: str
     leg_a: str
     webhook_a: str
@@ -84,7 +85,7 @@ PASSWORD = "matrix correct horse"
 SESSION_COOKIE = "errands_session"
 
 
-def _task_body(lat: float, lon: float) -> dict[str, Any]:
+def task_body(lat: float, lon: float) -> dict[str, Any]:
     return {
         "kind": "errand",
         "priority": "urgent",
@@ -144,10 +145,10 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
         async def submit(body: dict[str, Any]) -> dict[str, Any]:
             return await submit_task(http, intake, operator=operator_a, body=body)
 
-        task_a = await submit(_task_body(lat, lon))
+        task_a = await submit(task_body(lat, lon))
         # Far from any volunteer: stays pending, so an operator's manual assignment is possible.
-        far = await submit(_task_body(-40.0 + random.uniform(0, 5), 170.0 + random.uniform(0, 5)))
-        to_cancel = await submit(_task_body(-45.0, 175.0))
+        far = await submit(task_body(-40.0 + random.uniform(0, 5), 170.0 + random.uniform(0, 5)))
+        to_cancel = await submit(task_body(-45.0, 175.0))
 
         live_offer = await first_offer(http, dispatcher, me=me, timeout_s=30)
         assert live_offer["leg"]["id"] == task_a["legs"][0]["id"]
@@ -219,7 +220,7 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
             "name": "Lunch",
             "rrule": "FREQ=DAILY",
             "dtstart": "2036-01-01T11:30",
-            "task": _task_body(-45.0, 175.0),
+            "task": task_body(-45.0, 175.0),
         }
         schedule_a, schedule_to_end = [await register("/v1/schedules", schedule) for _ in range(2)]
 
@@ -255,6 +256,7 @@ async def build_world(stack: Stack, system: ServiceProcesses) -> World:
         leg_to_assign=far["legs"][0]["id"],
         volunteer_a=matrix_volunteer["id"],
         offerer_token=offerer["token"],
+        offerer_at=(lat, lon),
         offer_a=live_offer["id"],
         leg_a=live_offer["leg"]["id"],
         webhook_a=webhooks[0]["id"],

@@ -155,9 +155,15 @@ async def take_on(
     active = await repository.lock_active_route(session, volunteer.id)
     leg_ids = [leg.id for leg in legs]
     if route is not None and route.status == "offered" and active is None:
-        # The order offered, timed again from where the volunteer is now.
-        statuses = await repository.route_leg_statuses(session, [route.id])
-        offered = stops_of(ahead(route.stops, statuses.get(route.id, {})))
+        # The order offered, of the legs taken, timed again from where the volunteer is now. A leg
+        # offered with them whose offer lapsed is not the volunteer's: it leaves the route (the
+        # expiry pass returns it), so neither its stops nor the time they take are planned.
+        on_route = (await repository.route_leg_statuses(session, [route.id])).get(route.id, {})
+        taken = set(leg_ids)
+        await repository.put_legs_on_route(
+            session, [leg_id for leg_id in on_route if leg_id not in taken], None
+        )
+        offered = stops_of(ahead(route.stops, {k: v for k, v in on_route.items() if k in taken}))
         timed = routing.timeline(_courier(volunteer, now, offered[0] if offered else None), offered)
         await repository.set_route(session, route.id, stops=stops_json(timed), status="active", now=now)
         return route.id

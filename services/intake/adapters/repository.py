@@ -322,7 +322,9 @@ class SqlTasks:
         data: dict[str, Any] | None = None,
     ) -> None:
         """The event on the task's timeline, once however often it arrives, with what the read model
-        keeps of its data (`data`: none of the personal data, only what the task's view shows)."""
+        keeps of its data (`data`: none of the personal data, only what the task's view shows) and who
+        caused it (the event's `actor`, `person:<id>` or `volunteer:<id>`; none for the system)."""
+        kept = {**(data or {}), **({"actor": event.actor} if event.actor else {})}
         await self._session.execute(
             insert(TimelineRow)
             .values(
@@ -331,7 +333,7 @@ class SqlTasks:
                 type=event.type,
                 time=event.time,
                 leg_id=leg_id,
-                data=data or {},
+                data=kept,
             )
             .on_conflict_do_nothing()
         )
@@ -639,9 +641,20 @@ class SqlRegister:
         return await self._by_ids(PlaceRow, organisation_id, place_ids)
 
     async def place_page(
-        self, organisation_id: uuid.UUID, *, after: uuid.UUID | None, limit: int, archived: bool
+        self,
+        organisation_id: uuid.UUID,
+        *,
+        after: uuid.UUID | None,
+        limit: int,
+        archived: bool,
+        name: str | None = None,
     ) -> list[PlaceRow]:
         statement = select(PlaceRow).where(PlaceRow.organisation_id == organisation_id)
+        if name:
+            # Words of the name, each anywhere in it, case-insensitive (`%` and `_` taken literally).
+            for word in name.split():
+                literal = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                statement = statement.where(PlaceRow.name.ilike(f"%{literal}%", escape="\\"))
         if not archived:
             statement = statement.where(PlaceRow.archived_at.is_(None))
         if after is not None:

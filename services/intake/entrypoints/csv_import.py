@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import io
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -189,31 +191,35 @@ def idempotency_key(organisation_hint: str, body: dict[str, Any]) -> str:
     return "csv-" + hashlib.sha256(f"{organisation_hint}\n{canonical}".encode()).hexdigest()
 
 
-def _read_groups(path: Path) -> tuple[list[_Group], list[RowResult]]:
+def _read_groups(handle: Iterable[str], source: str) -> tuple[list[_Group], list[RowResult]]:
     groups: dict[str, _Group] = {}
     rejected: list[RowResult] = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or TASK_COLUMN not in reader.fieldnames:
-            raise ValueError(f"{path}: the header must have a '{TASK_COLUMN}' column")
-        for row in reader:
-            line = reader.line_num
-            if None in row:  # more cells than header columns
+    reader = csv.DictReader(handle)
+    if reader.fieldnames is None or TASK_COLUMN not in reader.fieldnames:
+        raise ValueError(f"{source}: the header must have a '{TASK_COLUMN}' column")
+    for row in reader:
+        line = reader.line_num
+        if None in row:  # more cells than header columns
+            rejected.append(
+                RowResult(line, "", "rejected", problems=[RowProblem(None, "more cells than columns")])
+            )
+            continue
+        name = _cell(row, TASK_COLUMN)
+        if name is None:
+            if any(_cell(row, column) for column in row):
                 rejected.append(
-                    RowResult(line, "", "rejected", problems=[RowProblem(None, "more cells than columns")])
+                    RowResult(line, "", "rejected", problems=[RowProblem(TASK_COLUMN, "no task given")])
                 )
-                continue
-            name = _cell(row, TASK_COLUMN)
-            if name is None:
-                if any(_cell(row, column) for column in row):
-                    rejected.append(
-                        RowResult(line, "", "rejected", problems=[RowProblem(TASK_COLUMN, "no task given")])
-                    )
-                continue
-            group = groups.setdefault(name, _Group(name, [], []))
-            group.lines.append(line)
-            group.rows.append(row)
+            continue
+        group = groups.setdefault(name, _Group(name, [], []))
+        group.lines.append(line)
+        group.rows.append(row)
     return list(groups.values()), rejected
+
+
+def _read_file(path: Path) -> tuple[list[_Group], list[RowResult]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return _read_groups(handle, str(path))
 
 
 def _problems_per_row(group: _Group, problem: dict[str, Any]) -> dict[int, list[RowProblem]]:
@@ -238,9 +244,9 @@ def _problems_per_row(group: _Group, problem: dict[str, Any]) -> dict[int, list[
 
 
 async def _submit(
-    http: aiohttp.ClientSession, url: str, token: str, key: str, body: dict[str, Any]
+    http: aiohttp.ClientSession, url: str, auth: Mapping[str, str], key: str, body: dict[str, Any]
 ) -> tuple[int, dict[str, Any], bool]:
-    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+    headers = {**auth, "Idempotency-Key": key}
     for attempt in range(5):
         async with http.post(url, json=body, headers=headers) as response:
             payload: dict[str, Any] = await response.json(content_type=None)
@@ -259,18 +265,49 @@ async def import_csv(
     timeout_s: float = 30.0,
 ) -> ImportReport:
     """Submit every task of a hotline CSV through `POST /v1/tasks`; report per row what happened."""
-    groups, results = _read_groups(Path(path))
-    url = intake_url.rstrip("/") + "/v1/tasks"
+    groups, results = _read_file(Path(path))
     # Keys are scoped per organisation by the API; the token's hash only keeps files of different
     # organisations that happen to be identical from sharing a key in our own logs.
     token_hint = hashlib.sha256(token.encode()).hexdigest()[:16]
+    return await _import(
+        groups,
+        results,
+        intake_url=intake_url,
+        auth={"Authorization": f"Bearer {token}"},
+        hint=token_hint,
+        timeout_s=timeout_s,
+    )
+
+
+async def import_csv_text(
+    text: str,
+    *,
+    intake_url: str,
+    auth: Mapping[str, str],
+    hint: str,
+    timeout_s: float = 30.0,
+) -> ImportReport:
+    """`import_csv` of a sheet already read (an upload), sent with the given credentials (e.g. a
+    logged-in person's session cookie and CSRF token); `hint` keeps keys apart per organisation."""
+    groups, results = _read_groups(io.StringIO(text.removeprefix("\ufeff"), newline=""), "the file")
+    return await _import(groups, results, intake_url=intake_url, auth=auth, hint=hint, timeout_s=timeout_s)
+
+
+async def _import(
+    groups: list[_Group],
+    results: list[RowResult],
+    *,
+    intake_url: str,
+    auth: Mapping[str, str],
+    hint: str,
+    timeout_s: float,
+) -> ImportReport:
+    url = intake_url.rstrip("/") + "/v1/tasks"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http:
         for group in groups:
             body = task_body(group.rows)
             try:
-                status, payload, replayed = await _submit(
-                    http, url, token, idempotency_key(token_hint, body), body
-                )
+                status, payload, replayed = await _submit(http, url, auth, idempotency_key(hint, body), body)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 for line in group.lines:
                     results.append(

@@ -143,25 +143,32 @@ async def post_task(request: web.Request) -> web.Response:
         )
     body = await parse_body(request, TaskIn)
     assert principal.organisation_id is not None
+    return _created(await submit_task(request, principal.organisation_id, key, body))
+
+
+async def submit_task(
+    request: web.Request, organisation_id: uuid.UUID, key: str, body: TaskIn
+) -> submission.Submission:
+    """A task submitted once per Idempotency-Key (the API's and the console's new task), its stops
+    filled from the register and the geocoder."""
     runtime = request.app[RUNTIME]
     if body.callback_url is not None and not runtime.settings.webhook_allow_private_urls:
         await _refuse_unless_public(body.callback_url)
     stops = None
     if submission.uses_register(body):
-        filled = await _fill_stops_or_replay(request, principal.organisation_id, key, body)
+        filled = await _fill_stops_or_replay(request, organisation_id, key, body)
         if isinstance(filled, submission.Submission):
-            return _created(filled)
+            return filled
         stops = filled
     async with autocommit(runtime.engine) as connection:
-        submitted = await submission.submit_task(
+        return await submission.submit_task(
             session=connection,
-            organisation_id=principal.organisation_id,
+            organisation_id=organisation_id,
             idempotency_key=key,
             body=body,
             keys=request.app[KEYS],
             stops=stops,
         )
-    return _created(submitted)
 
 
 async def _fill_stops_or_replay(
@@ -911,6 +918,28 @@ async def post_password_setup(request: web.Request) -> web.Response:
 )
 async def post_session(request: web.Request) -> web.Response:
     body = await parse_body(request, SessionIn)
+    outcome = await log_in(request, email=body.email, password=body.password)
+    if outcome.refused == "throttled":
+        raise ProblemError(
+            429,
+            "Too many requests",
+            "Too many wrong passwords for this account or from this address; wait before trying again.",
+            headers={"Retry-After": str(retry_after(outcome))},
+        )
+    if outcome.refused is not None or outcome.secret is None:
+        raise ProblemError(401, "Unauthorized", "Wrong e-mail or password.")
+    response = json_response(
+        SessionOut.model_validate(
+            {"person": outcome.person, "csrf_token": outcome.csrf_token, "expires_at": outcome.expires_at}
+        ),
+        status=201,
+    )
+    set_session_cookie(request, response, outcome.secret)
+    return response
+
+
+async def log_in(request: web.Request, *, email: str, password: str) -> staff.Login:
+    """Check an e-mail and password under the login throttle (the API's and the console's login)."""
     runtime = request.app[RUNTIME]
     settings = runtime.settings
     rules = staff.ThrottleRules(
@@ -931,39 +960,33 @@ async def post_session(request: web.Request) -> web.Response:
         window_s=settings.login_failure_window_s,
     )
     async with runtime.sessionmaker() as session, session.begin():
-        outcome = await staff.login(
+        return await staff.login(
             session=session,
-            email=body.email,
-            password=body.password,
+            email=email,
+            password=password,
             address=client_address(request, trusted_proxy=settings.trusted_proxy),
             rules=rules,
             session_ttl_s=settings.session_ttl_s,
         )
-    if outcome.refused == "throttled":
-        raise ProblemError(
-            429,
-            "Too many requests",
-            "Too many wrong passwords for this account or from this address; wait before trying again.",
-            headers={"Retry-After": str(max(1, math.ceil(outcome.retry_after_s)))},
-        )
-    if outcome.refused is not None or outcome.secret is None:
-        raise ProblemError(401, "Unauthorized", "Wrong e-mail or password.")
-    response = json_response(
-        SessionOut.model_validate(
-            {"person": outcome.person, "csrf_token": outcome.csrf_token, "expires_at": outcome.expires_at}
-        ),
-        status=201,
-    )
+
+
+def retry_after(outcome: staff.Login) -> int:
+    """Whole seconds to wait after a throttled login."""
+    return max(1, math.ceil(outcome.retry_after_s))
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, secret: str) -> None:
+    """The session cookie of a login: HttpOnly, SameSite=Strict, Secure over HTTPS."""
+    settings = request.app[RUNTIME].settings
     response.set_cookie(
         SESSION_COOKIE,
-        outcome.secret,
+        secret,
         max_age=int(settings.session_ttl_s),
         path="/",
         httponly=True,
         samesite="Strict",
         secure=is_https(request, trusted_proxy=settings.trusted_proxy),
     )
-    return response
 
 
 def _session_of(principal: Principal) -> uuid.UUID:

@@ -479,6 +479,11 @@ class TimelineEntryOut(BaseModel):
     time: datetime
     leg_id: uuid.UUID | None = None
     reason: str | None = Field(default=None, description="Why, for `task.escalated`.")
+    actor: str | None = Field(
+        default=None,
+        description="Who caused it: `person:<id>` (staff), `volunteer:<id>` or `token:<id>`; null for the "
+        "system (the matcher, timers) and for events recorded before actors were kept.",
+    )
 
 
 class TaskOut(BaseModel):
@@ -851,6 +856,12 @@ class PlaceListQuery(BaseModel):
     """The query of `GET /v1/places`."""
 
     archived: bool = Field(default=False, description="Include archived places.")
+    q: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Words of the place's name, each found anywhere in it (case-insensitive).",
+    )
     limit: int = Field(default=50, ge=1, le=200)
     cursor: uuid.UUID | None = Field(default=None, description="`next_cursor` of the page before.")
 

@@ -82,6 +82,9 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         values |= _estimates_after(leg, event, status)
         if event.type == "task.escalated":
             values |= {"escalation_reason": event.data.get("reason"), "escalated_at": event.time}
+        elif event.type == "leg.confirmation_failed" and event.data.get("flagged"):
+            # A delivery flagged for too many wrong codes waits for a coordinator's decision.
+            values |= {"escalation_reason": DELIVERY_FLAGGED, "escalated_at": event.time}
         if values:
             await tasks.update_leg(leg_id, **values)
     task_status = task_status_after(
@@ -107,6 +110,8 @@ def _escalated_leg(event: CloudEvent) -> uuid.UUID | None:
 
 
 _EN_ROUTE = ("assigned", "picked_up")
+# The escalation of a delivered leg flagged for too many wrong confirmation codes.
+DELIVERY_FLAGGED = "delivery_flagged"
 _NO_ESTIMATES = {"pickup_eta": None, "dropoff_eta": None, "eta_late": False, "eta_updated_at": None}
 
 

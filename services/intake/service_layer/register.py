@@ -318,7 +318,7 @@ async def list_places(
     *, session: AsyncSession, organisation_id: uuid.UUID, query: PlaceListQuery
 ) -> dict[str, Any]:
     rows = await SqlRegister(session).place_page(
-        organisation_id, after=query.cursor, limit=query.limit + 1, archived=query.archived
+        organisation_id, after=query.cursor, limit=query.limit + 1, archived=query.archived, name=query.q
     )
     page, more = rows[: query.limit], len(rows) > query.limit
     return {

@@ -66,6 +66,7 @@ async def read_task(tasks: Tasks, *, task_id: uuid.UUID, organisation_id: uuid.U
                 "time": row.time.isoformat(),
                 "leg_id": str(row.leg_id) if row.leg_id else None,
                 "reason": (row.data or {}).get("reason"),
+                "actor": (row.data or {}).get("actor"),
             }
             for row in timeline
         ],

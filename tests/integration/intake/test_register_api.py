@@ -272,6 +272,29 @@ async def test_places_are_saved_listed_changed_and_archived(
     assert status == 200 and got["archived_at"] is not None
 
 
+async def test_places_are_found_by_words_of_their_name(
+    http: aiohttp.ClientSession, intake: str, operator: Operator, stranger: Operator
+) -> None:
+    made = {}
+    for name in ("Haishu Food Bank", "Jiangbei food depot", "Pharmacy 100% open", "Pharmacy 1000"):
+        status, place = await call(http, "POST", f"{intake}/v1/places", operator, {**KITCHEN, "name": name})
+        assert status == 201, place
+        made[name] = place["id"]
+
+    async def found(q: str, who: Operator = operator) -> list[str]:
+        status, page = await call(http, "GET", f"{intake}/v1/places?{_q(q)}", who)
+        assert status == 200, page
+        return sorted(item["name"] for item in page["items"])
+
+    assert await found("FOOD") == ["Haishu Food Bank", "Jiangbei food depot"]
+    assert await found("food bank") == ["Haishu Food Bank"]
+    assert await found("100%") == ["Pharmacy 100% open"], "a % is a percent sign, not a wildcard"
+    assert await found("_") == []
+    assert await found("food", stranger) == []
+    status, problem = await call(http, "GET", f"{intake}/v1/places?q=", operator)
+    assert status == 400 and problem["errors"][0]["field"] == "q", problem
+
+
 async def test_a_task_names_a_place_and_recipients_and_keeps_a_copy_of_what_it_used(
     http: aiohttp.ClientSession, intake: str, operator: Operator, stack: Stack
 ) -> None:
