@@ -188,6 +188,9 @@ class LegOffered(EventData):
     # The route the leg is offered in or carried on (`GET /v1/me/assignments` shows its stops);
     # None for a leg assigned by hand.
     route_id: uuid.UUID | None = None
+    # Only when the volunteer asked for an SMS on a new offer: `{"phone", "language"}` sealed with
+    # the shared data key (see shared.crypto.seal), for the notifier to send it.
+    sms_sealed: str | None = None
 
 
 class LegOfferDeclined(EventData):

@@ -179,6 +179,13 @@ class Settings(BaseSettings):
     # The IANA time zone the organisations' calendar days are counted in: a volunteer's day and its
     # caps end at local midnight here, and one insured until a date is covered to the end of it.
     local_time_zone: str = "Asia/Shanghai"
+    # The maps apps the volunteer app's "Navigate" offers, in order (comma-separated): `geo` (Android's
+    # geo: URI), `apple` (Apple Maps, on Apple's phones), `amap` (Amap) and `baidu` (Baidu Maps).
+    app_map_apps: str = Field(
+        default="geo,apple",
+        pattern=r"^(geo|apple|amap|baidu)(,(geo|apple|amap|baidu))*$",
+        description="e.g. geo,apple,amap,baidu",
+    )
     long_poll_max_wait_s: float = Field(default=60.0, gt=0, le=300)
     # How long ago a volunteer's picked-up, delivered or problem may say it happened (`occurred_at`:
     # an app that was offline sends it later), and how far ahead a phone's clock may run.
@@ -270,6 +277,9 @@ class Settings(BaseSettings):
     delivery_poll_s: float = Field(default=1.0, gt=0)
     delivery_batch_size: int = Field(default=50, ge=1, le=1000)
     notification_max_attempts: int = Field(default=5, ge=1, le=50)
+    # A volunteer who asked for an SMS on a new offer gets at most one per offer, and none sooner
+    # than this after the last one (a round of several offers is one SMS).
+    offer_sms_min_interval_s: float = Field(default=300.0, ge=0)
     # Recipient channels: a channel with no address configured is off.
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=0, le=65535)

@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> web.Application:
     runtime = Runtime.build(settings, client_id="dispatcher")
     app = create_base_app(api=api, readiness=runtime.readiness_checks(), error_statuses=ERROR_STATUSES)
     app[RUNTIME] = runtime
-    add_app_routes(app)
+    add_app_routes(app, map_apps=settings.app_map_apps)
     add_vendor_routes(app)
     wakeups = VolunteerWakeups(runtime.listener, VOLUNTEER_CHANNEL)
     app[WAKEUPS] = wakeups

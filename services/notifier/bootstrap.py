@@ -80,7 +80,10 @@ def create_app(settings: Settings) -> web.Application:
     app[URL_CHECK] = check_url_is_public
     channels = build_channels(settings)
     notifications = Notifications(
-        data_key=settings.data_key, webhook_max_attempts=settings.webhook_max_attempts, channels=channels
+        data_key=settings.data_key,
+        webhook_max_attempts=settings.webhook_max_attempts,
+        channels=channels,
+        offer_sms_min_interval_s=settings.offer_sms_min_interval_s,
     )
     confirmer = Confirmer(max_failures=settings.confirmation_max_failures, notifications=notifications)
     sender = WebhookSender(
@@ -110,6 +113,7 @@ def create_app(settings: Settings) -> web.Application:
             "leg.assigned": forward,
             "task.personal_data_erased": personal_data.erase_task,
             "leg.eta_updated": forward,
+            "leg.offered": notifications.on_leg_offered,
             **{event_type: forward for event_type in _FORWARDED},
         },
         inbox=inbox,

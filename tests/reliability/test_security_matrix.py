@@ -153,6 +153,9 @@ MATRIX = (
            body={}, params={"volunteer_id": "volunteer_to_rekey"}),
     Expect(DI, "PUT",    "/v1/me/duty",                                              403, 403, 200, 403, 403,
            body={"on_duty": False}),
+    Expect(DI, "GET",    "/v1/me/preferences",                                       403, 403, 200, 403, 403),
+    Expect(DI, "PUT",    "/v1/me/preferences",                                       403, 403, 200, 403, 403,
+           body={"sms_on_offer": False}),
     Expect(DI, "POST",   "/v1/me/location",                                          403, 403, 202, 403, 403,
            body={"lat": -60.0, "lon": 10.0, "accuracy_m": 5}),
     # The WebSocket of fixes: refused before any upgrade; a volunteer's plain GET is not a handshake.

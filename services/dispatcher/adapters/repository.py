@@ -921,6 +921,26 @@ async def lock_free_volunteers(
     return [(volunteer_id, organisation_id, free) for volunteer_id, organisation_id, free in rows.all()]
 
 
+async def offer_sms_contacts(
+    session: AsyncSession, volunteer_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, str]]:
+    """Of these volunteers, those who asked for an SMS on a new offer and have a phone: phone, language."""
+    if not volunteer_ids:
+        return {}
+    rows = await session.execute(
+        select(VolunteerRow.id, VolunteerRow.phone, VolunteerRow.sms_language, VolunteerRow.languages).where(
+            VolunteerRow.id.in_(volunteer_ids),
+            VolunteerRow.sms_on_offer.is_(True),
+            VolunteerRow.phone.is_not(None),
+        )
+    )
+    return {
+        volunteer_id: (phone, language or (languages[0] if languages else "zh"))
+        for volunteer_id, phone, language, languages in rows.all()
+        if phone
+    }
+
+
 async def change_load(
     session: AsyncSession, volunteer_id: uuid.UUID, *, active: int, done: int = 0, today: date | None = None
 ) -> None:

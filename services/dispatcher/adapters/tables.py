@@ -77,6 +77,10 @@ class VolunteerRow(DispatchBase):
     # pending (signed up with an invite code, not yet vetted), approved, or rejected: only approved
     # volunteers get offers or legs by hand (`eligibility.vetted`).
     vetting_status: Mapped[str] = mapped_column(Text, server_default=text("'approved'"))
+    # The volunteer asked for an SMS when a new offer waits (browsers' push services do not reach
+    # mainland China), in this language (the app's when they asked).
+    sms_on_offer: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    sms_language: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # The transaction that last wrote the row, set by a trigger on every update: the matcher's

@@ -45,6 +45,10 @@ class LimitBelowLoad(Conflict):
     """A volunteer's limit may not drop below the legs they carry now."""
 
 
+class NoPhoneOnRecord(Conflict):
+    """An SMS was asked for, but the centre has no phone number for the volunteer."""
+
+
 class TokenNoLongerValid(DomainError):
     """The volunteer acting was deactivated after their token was checked: as if the token were gone."""
 

@@ -16,6 +16,7 @@ from services.dispatcher.domain.errors import (
     DailyCapReached,
     EnrolmentLinkSpent,
     InsuranceLapsed,
+    NoPhoneOnRecord,
     RestOwed,
     TokenNoLongerValid,
     VolunteerNotVetted,
@@ -65,6 +66,7 @@ ERROR_STATUSES: dict[type[DomainError], Answer] = {
     InsuranceLapsed: Answer(409, "Insurance lapsed"),
     VolunteerNotVetted: Answer(409, "Volunteer not vetted"),
     EnrolmentLinkSpent: Answer(410, "Enrolment link spent"),
+    NoPhoneOnRecord: Answer(409, "No phone on record"),
 }
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
+from multidict import CIMultiDict
 from pydantic import Field, TypeAdapter, ValidationError
 
 from services.dispatcher.entrypoints.api import acting_volunteer, api
@@ -100,6 +101,41 @@ class LocationStreams:
 
 
 LOCATION_STREAMS = web.AppKey("location_streams", LocationStreams)
+
+# A browser cannot set `Authorization` on a WebSocket handshake, but it can offer subprotocols: the
+# app offers `["errands.v1", "bearer.<token>"]` and the server picks (echoes) `errands.v1` only, so
+# the token is never sent back, and never in a URL (addresses end up in logs and histories).
+STREAM_PROTOCOL = "errands.v1"
+BEARER_PROTOCOL_PREFIX = "bearer."
+
+
+def _protocol_authorised(request: web.Request) -> web.Request:
+    """The request as `authorize` reads it: a token offered as a subprotocol becomes its bearer header.
+
+    An `Authorization` header, when sent, wins. A token offered without `errands.v1`, or two tokens,
+    is a 401: the browser would fail a handshake whose subprotocol the server does not echo anyway.
+    """
+    if "Authorization" in request.headers:
+        return request
+    offered = [
+        value.strip()
+        for header in request.headers.getall("Sec-WebSocket-Protocol", [])
+        for value in header.split(",")
+    ]
+    tokens = [
+        value[len(BEARER_PROTOCOL_PREFIX) :] for value in offered if value.startswith(BEARER_PROTOCOL_PREFIX)
+    ]
+    if not tokens:
+        return request
+    if len(tokens) > 1 or STREAM_PROTOCOL not in offered:
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            f"Offer the subprotocols `{STREAM_PROTOCOL}` and one `{BEARER_PROTOCOL_PREFIX}<token>`.",
+        )
+    headers = CIMultiDict(request.headers)
+    headers["Authorization"] = f"Bearer {tokens[0]}"
+    return request.clone(headers=headers)
 
 
 class LocationStream:
@@ -264,10 +300,14 @@ class LocationStream:
 async def location_stream(request: web.Request) -> web.StreamResponse:
     """Authorised like every `/v1/me` route before the upgrade; then fixes as messages until closed.
 
+    The token comes in `Authorization`, or, from a browser, as the subprotocol `bearer.<token>`
+    beside `errands.v1` (which the answer names in `Sec-WebSocket-Protocol`).
+
     Each text message is a `LocationIn` object or a non-empty array of them, validated and buffered
     exactly as `POST /v1/me/location` does (see services.dispatcher.service_layer.locations).
     """
-    volunteer_id = await acting_volunteer(request)
+    authorised = _protocol_authorised(request)
+    volunteer_id = await acting_volunteer(authorised)
     streams = request.app[LOCATION_STREAMS]
     ws = web.WebSocketResponse(
         heartbeat=STREAM_HEARTBEAT_S,
@@ -276,6 +316,7 @@ async def location_stream(request: web.Request) -> web.StreamResponse:
         autoclose=False,
         # Fixes are tiny: deflate would cost more CPU per message than it saves bytes.
         compress=False,
+        protocols=(STREAM_PROTOCOL,),
     )
     if not ws.can_prepare(request).ok:
         raise ProblemError(
@@ -297,7 +338,7 @@ async def location_stream(request: web.Request) -> web.StreamResponse:
     )
     streams.opened(stream)
     try:
-        async with token_revocation(request) as revoked:
+        async with token_revocation(authorised) as revoked:
 
             def close_revoked(task: asyncio.Task[None]) -> None:
                 # 1008 (policy violation), after the last acknowledgement of what was taken.

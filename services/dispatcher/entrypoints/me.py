@@ -34,6 +34,8 @@ from services.dispatcher.entrypoints.schemas import (
     OfferDeclinedOut,
     PhotoOut,
     PickedUpIn,
+    PreferencesIn,
+    PreferencesOut,
     ProblemIn,
     VolunteerOut,
     WaitQuery,
@@ -148,6 +150,44 @@ async def put_duty(request: web.Request) -> web.Response:
         )
         view = volunteer_view(row, volunteers.welfare_status(row, limits))
     return respond(VolunteerOut, view)
+
+
+def _preferences(row: Any) -> dict[str, Any]:
+    return {"sms_on_offer": row.sms_on_offer, "sms_language": row.sms_language, "has_phone": bool(row.phone)}
+
+
+@api.route(
+    "GET",
+    "/v1/me/preferences",
+    summary="My settings: whether a new offer also comes by SMS",
+    response=PreferencesOut,
+    roles=("volunteer",),
+)
+async def get_preferences(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    async with request.app[RUNTIME].sessionmaker() as session:
+        row = await volunteers.get_volunteer(session=session, volunteer_id=volunteer_id, organisation_id=None)
+    return respond(PreferencesOut, _preferences(row))
+
+
+@api.route(
+    "PUT",
+    "/v1/me/preferences",
+    summary="Change my settings: an SMS when a new offer waits (browsers' push does not reach everywhere)",
+    body=PreferencesIn,
+    response=PreferencesOut,
+    roles=("volunteer",),
+    errors=(409,),
+)
+async def put_preferences(request: web.Request) -> web.Response:
+    volunteer_id = await acting_volunteer(request)
+    body = await parse_body(request, PreferencesIn)
+    async with request.app[RUNTIME].sessionmaker() as session, session.begin():
+        row = await volunteers.set_preferences(
+            session=session, volunteer_id=volunteer_id, sms_on_offer=body.sms_on_offer, language=body.language
+        )
+        view = _preferences(row)
+    return respond(PreferencesOut, view)
 
 
 @api.route(

@@ -147,6 +147,22 @@ class DutyIn(_Strict):
     on_duty: Boolean
 
 
+class PreferencesIn(_Strict):
+    sms_on_offer: Boolean = Field(
+        description="An SMS to my phone when a new offer waits (at most one per offer, and one per "
+        "OFFER_SMS_MIN_INTERVAL_S); needs a phone number on record."
+    )
+    language: Literal["zh", "en", "ko", "ja"] | None = Field(
+        default=None, description="The SMS's language; unset: the one kept, else my first language."
+    )
+
+
+class PreferencesOut(BaseModel):
+    sms_on_offer: bool
+    sms_language: str | None
+    has_phone: bool
+
+
 class LocationIn(_Strict):
     lat: Number = Field(ge=-90, le=90)
     lon: Number = Field(ge=-180, le=180)

@@ -82,6 +82,7 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                         k=settings.dispatch_candidates_k,
                         limit=settings.dispatch_batch_max_legs,
                         plan=settings.dispatch_routes,
+                        data_key=settings.data_key,
                     )
                     offered = len(changes.events)
                     await changes.flush(session)

@@ -64,8 +64,12 @@ async def offer_batch(
     limit: int = 500,
     k: int = 16,
     plan: bool = True,
+    data_key: bytes | None = None,
 ) -> Changes:
     """One matching round: lock the pending legs, solve their assignment to `pool`, write the offers.
+
+    With `data_key`, an offer to a volunteer who asked for an SMS on a new offer carries their
+    phone and language sealed under it (`LegOffered.sms_sealed`), for the notifier to send it.
 
     With `plan` (the default) the offers are routes (`matching.match_routes`): the legs offered to
     one volunteer in a round share one route, new or the one they accepted before (a leg inserted
@@ -134,6 +138,13 @@ async def offer_batch(
         ],
     )
     await repository.offer_legs(session, [(m.leg_id, route_of.get(m.volunteer_id)) for m in matches], now=now)
+    sms_to: dict[uuid.UUID, str] = {}
+    if data_key is not None:
+        contacts = await repository.offer_sms_contacts(session, list({m.volunteer_id for m in matches}))
+        sms_to = {
+            volunteer_id: crypto.seal(data_key, {"phone": phone, "language": language})
+            for volunteer_id, (phone, language) in contacts.items()
+        }
     for offer_id, m in zip(offer_ids, matches, strict=True):
         changes.add(
             LegOffered(
@@ -144,6 +155,7 @@ async def offer_batch(
                 expires_at=expires_at,
                 distance_m=round(m.distance_m, 1),
                 route_id=route_of.get(m.volunteer_id),
+                sms_sealed=sms_to.get(m.volunteer_id),
             ),
             task_id=task_of[m.leg_id],
             volunteer_id=m.volunteer_id,

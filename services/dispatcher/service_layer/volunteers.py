@@ -17,6 +17,7 @@ from services.dispatcher.domain import eligibility, welfare
 from services.dispatcher.domain.errors import (
     DailyCapReached,
     LimitBelowLoad,
+    NoPhoneOnRecord,
     RestOwed,
     TokenNoLongerValid,
     TokenNotFound,
@@ -152,6 +153,23 @@ def _refuse(refusal: welfare.Refusal, limits: welfare.Limits) -> DomainError:
     return DailyCapReached(
         f"Today's cap of {limits.daily_max_legs} legs is reached. You may go on duty again at {when}."
     )
+
+
+async def set_preferences(
+    *, session: AsyncSession, volunteer_id: uuid.UUID, sms_on_offer: bool, language: str | None
+) -> VolunteerRow:
+    """The volunteer's own settings: whether a new offer also comes by SMS, and in which language."""
+    row = await repository.lock_volunteer(session, volunteer_id)
+    if sms_on_offer and not row.phone:
+        raise NoPhoneOnRecord(
+            "No phone number is on record for you: ask your centre to add it first.",
+            errors=[{"field": "$.sms_on_offer", "message": "needs a phone number on record"}],
+        )
+    row.sms_on_offer = sms_on_offer
+    if language is not None:
+        row.sms_language = language
+    row.updated_at = datetime.now(UTC)
+    return row
 
 
 async def set_duty(

@@ -157,6 +157,11 @@ class Repository:
         await self.session.execute(
             update(LegRow).where(LegRow.task_id == task_id).values(recipient_sealed=None)
         )
+        await self.session.execute(
+            update(RecipientMessageRow)
+            .where(RecipientMessageRow.task_id == task_id, RecipientMessageRow.address_sealed.is_not(None))
+            .values(address_sealed=None)
+        )
         await self.session.execute(delete(ParkedEventRow).where(ParkedEventRow.task_id == task_id))
         finished = select(DeliveryRow.id).where(
             DeliveryRow.task_id == task_id, DeliveryRow.status != "pending"
@@ -343,6 +348,18 @@ class Repository:
     async def add_recipient_messages(self, messages: list[dict[str, object]]) -> None:
         """Messages owed; one per leg, template and channel, whatever is replayed."""
         await self.session.execute(insert(RecipientMessageRow).on_conflict_do_nothing(), messages)
+
+    async def volunteer_messaged_since(self, volunteer_id: uuid.UUID, *, since: datetime) -> bool:
+        """Whether a message to this volunteer was owed since `since`; holds their lock till commit,
+        so two offers consumed at once cannot both pass."""
+        key = int.from_bytes(volunteer_id.bytes[:8], "big", signed=True)
+        await self.session.execute(select(func.pg_advisory_xact_lock(key)))
+        found = await self.session.execute(
+            select(RecipientMessageRow.id)
+            .where(RecipientMessageRow.volunteer_id == volunteer_id, RecipientMessageRow.created_at >= since)
+            .limit(1)
+        )
+        return found.first() is not None
 
     async def claim_due_messages(self, *, now: datetime, limit: int) -> list[RecipientMessageRow]:
         """Due messages, locked; rows another worker holds are skipped, never waited for."""

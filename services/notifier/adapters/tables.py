@@ -175,6 +175,12 @@ class RecipientMessageRow(NotifyBase):
             "leg_id", "template", "channel", "occasion", name="uq_recipient_messages_leg_template_channel"
         ),
         Index("ix_recipient_messages_due", "next_attempt_at", postgresql_where="status = 'pending'"),
+        Index(
+            "ix_recipient_messages_volunteer",
+            "volunteer_id",
+            "created_at",
+            postgresql_where="volunteer_id IS NOT NULL",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -191,6 +197,10 @@ class RecipientMessageRow(NotifyBase):
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # A message to a volunteer (a new offer waits): their contact as the dispatcher sealed it, and
+    # who they are; None for messages to the leg's recipient.
+    address_sealed: Mapped[str | None] = mapped_column(Text)
+    volunteer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 outbox = outbox_table(NotifyBase.metadata)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, cast, get_args
 
-Template = Literal["volunteer_on_way", "eta_on_way", "delayed", "delivery_arrived"]
+Template = Literal["volunteer_on_way", "eta_on_way", "delayed", "delivery_arrived", "offer_waiting"]
 
 DEFAULT_LANGUAGE = "zh"
 
@@ -84,6 +84,23 @@ _TEXTS: dict[Template, dict[str, tuple[str, str]]] = {
         "ja": (
             "お届けが完了しました",
             "お届け物が到着し、確認されました。お待ちいただきありがとうございました。",
+        ),
+    },
+    # To a volunteer who asked for it (browsers' push services do not reach mainland China): a new
+    # offer waits in the app. Nothing about the leg itself: an SMS is no place for an address.
+    "offer_waiting": {
+        "zh": ("有新的任务邀请", "Errands：有一个新的配送任务在等您接受，请尽快打开志愿者应用查看。"),
+        "en": (
+            "A new offer is waiting",
+            "Errands: a new delivery offer is waiting for you. Open the volunteer app soon to answer it.",
+        ),
+        "ko": (
+            "새 배달 제안이 있습니다",
+            "Errands: 새 배달 제안이 기다리고 있습니다. 곧 자원봉사자 앱을 열어 응답해 주세요.",
+        ),
+        "ja": (
+            "新しい依頼が届いています",
+            "Errands：新しい配達の依頼があなたを待っています。早めにボランティアアプリを開いて応答してください。",
         ),
     },
 }

@@ -148,12 +148,14 @@ class DeliveryWorker:
             repository = Repository(session)
             row = await repository.recipient_message(message_id)
             leg = await repository.leg(row.leg_id) if row is not None else None
-        if row is None or leg is None or leg.recipient_sealed is None:
+        # A message to a volunteer carries their sealed contact; one to a recipient, the leg's.
+        if row is None:
+            return
+        sealed = row.address_sealed or (leg.recipient_sealed if leg is not None else None)
+        if sealed is None:
             return
         channel = self._channels.get(row.channel)
-        address = (
-            channel.address_of(unseal(self._settings.data_key, leg.recipient_sealed)) if channel else None
-        )
+        address = channel.address_of(unseal(self._settings.data_key, sealed)) if channel else None
         message = render(template_named(row.template), row.language, minutes=row.minutes)
         error: str | None = None
         if channel is None or address is None:
@@ -187,6 +189,7 @@ class DeliveryWorker:
             }
             if error is None:
                 current.status = "sent"
+                current.address_sealed = None  # a volunteer's phone is kept only while it is needed
                 await self._notifications.emit(
                     repository, task_id=current.task_id, events=[NotificationSent(**common)]
                 )
@@ -207,6 +210,7 @@ class DeliveryWorker:
                 )
             else:
                 current.status = "failed"
+                current.address_sealed = None
                 await self._notifications.emit(
                     repository, task_id=current.task_id, events=[NotificationFailed(**common, error=error)]
                 )

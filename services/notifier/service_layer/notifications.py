@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,7 @@ from shared.events import (
     LegAssigned,
     LegConfirmed,
     LegEtaUpdated,
+    LegOffered,
     build_event,
     parse_data,
 )
@@ -34,11 +35,17 @@ __all__ = ["WAKE_CHANNEL", "Notifications"]
 
 class Notifications:
     def __init__(
-        self, *, data_key: bytes, webhook_max_attempts: int, channels: Mapping[str, Channel]
+        self,
+        *,
+        data_key: bytes,
+        webhook_max_attempts: int,
+        channels: Mapping[str, Channel],
+        offer_sms_min_interval_s: float = 300.0,
     ) -> None:
         self._data_key = data_key
         self._budget = webhook_max_attempts
         self._channels = channels
+        self._offer_sms_interval = timedelta(seconds=offer_sms_min_interval_s)
 
     async def emit(self, repository: Repository, *, task_id: uuid.UUID, events: Sequence[EventData]) -> None:
         """Publish the notifier's own events and deliver them to webhooks, callbacks and recipients."""
@@ -58,6 +65,12 @@ class Notifications:
         """
         await self._forward(Repository(session), event)
 
+    async def on_leg_offered(self, session: AsyncSession, event: CloudEvent) -> None:
+        """An offer: an SMS is owed only to a volunteer who asked for one (`sms_sealed` is set)."""
+        data = parse_data(event)
+        if isinstance(data, LegOffered) and data.sms_sealed and "sms" in self._channels:
+            await self._forward(Repository(session), event)
+
     async def replay_parked(self, repository: Repository, task_id: uuid.UUID) -> None:
         """The task has arrived: handle the events that overtook it, in the order they happened."""
         for event in await repository.take_parked(task_id):
@@ -74,6 +87,40 @@ class Notifications:
             await self.schedule_message(repository, leg_id=data.leg_id, template="volunteer_on_way")
         elif isinstance(data, LegEtaUpdated):
             await self._tell_estimate(repository, data, at=event.time)
+        elif isinstance(data, LegOffered):
+            await self._tell_volunteer_of_offer(repository, data)
+
+    async def _tell_volunteer_of_offer(self, repository: Repository, data: LegOffered) -> None:
+        """One SMS per offer, to a volunteer who asked for it, and none sooner than the interval
+        after their last: a round offering several legs, or offers in quick succession, is one SMS.
+
+        The phone stays sealed as the dispatcher sealed it, opened only by the worker to send.
+        """
+        channel = self._channels.get("sms")
+        if channel is None or not data.sms_sealed:
+            return
+        contact = unseal(self._data_key, data.sms_sealed)
+        if not channel.address_of(contact):
+            return
+        since = datetime.now(UTC) - self._offer_sms_interval
+        if await repository.volunteer_messaged_since(data.volunteer_id, since=since):
+            return
+        await repository.add_recipient_messages(
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "task_id": data.task_id,
+                    "leg_id": data.leg_id,
+                    "template": "offer_waiting",
+                    "channel": "sms",
+                    "language": message_language(contact.get("language")),
+                    "occasion": str(data.offer_id),
+                    "address_sealed": data.sms_sealed,
+                    "volunteer_id": data.volunteer_id,
+                }
+            ]
+        )
+        await repository.wake_worker()
 
     async def _tell_estimate(self, repository: Repository, data: LegEtaUpdated, *, at: datetime) -> None:
         """ "On the way, about N minutes" once per leg, on the estimate made at pickup (the first with

@@ -332,3 +332,55 @@ async def test_stopping_sends_the_last_acknowledgement_then_closes_with_going_aw
         assert len(route.streams) == 0
         async with http.get(route.url, headers={**_upgrade_headers(), **bearer("good")}) as response:
             assert response.status == 503, "a stopping process takes no new streams"
+
+
+def _protocols(*offered: str) -> dict[str, str]:
+    return {**_upgrade_headers(), "Sec-WebSocket-Protocol": ", ".join(offered)}
+
+
+@pytest.mark.e2e
+async def test_a_browser_offers_its_token_as_a_subprotocol_and_only_errands_v1_is_echoed(
+    client: Client, sessionmaker: Maker
+) -> None:
+    """Browsers cannot set `Authorization` on a handshake: the token rides in `Sec-WebSocket-Protocol`."""
+    operator = await client.organisation()
+    place = somewhere()
+    volunteer_id, token = await client.volunteer(operator, place)
+    other_operator = await client.organisation()
+    other_id, other_token = await client.volunteer(other_operator, place)
+    url = client.dispatcher + PATH
+
+    async with client.http.ws_connect(url, protocols=("errands.v1", f"bearer.{token}")) as ws:
+        assert ws.protocol == "errands.v1", "the token is never echoed back"
+        await ws.send_json({"lat": place[0] + 0.02, "lon": place[1]})
+        assert await _next_json(ws) == {"accepted": 1}
+    for _ in range(100):
+        if (await _stored(sessionmaker, volunteer_id)).lat == place[0] + 0.02:
+            break
+        await asyncio.sleep(0.05)
+    assert (await _stored(sessionmaker, volunteer_id)).lat == place[0] + 0.02
+
+    # Another organisation's volunteer moves only themselves; its operator may not open the stream.
+    async with client.http.ws_connect(url, protocols=("errands.v1", f"bearer.{other_token}")) as ws:
+        await ws.send_json({"lat": place[0] - 0.02, "lon": place[1]})
+        assert await _next_json(ws) == {"accepted": 1}
+    for _ in range(100):
+        if (await _stored(sessionmaker, other_id)).lat == place[0] - 0.02:
+            break
+        await asyncio.sleep(0.05)
+    assert (await _stored(sessionmaker, other_id)).lat == place[0] - 0.02
+    assert (await _stored(sessionmaker, volunteer_id)).lat == place[0] + 0.02
+
+    for offered, status in (
+        (("errands.v1", "bearer.erk_vol_nonsense"), 401),
+        ((f"bearer.{token}",), 401),  # without errands.v1
+        (("errands.v1", f"bearer.{token}", f"bearer.{other_token}"), 401),
+        (("errands.v1", f"bearer.{other_operator}"), 403),
+        (("errands.v1",), 401),  # no token at all
+    ):
+        async with client.http.get(url, headers=_protocols(*offered)) as response:
+            assert response.status == status, offered
+            assert (await response.json())["status"] == status
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.http.ws_connect(url, protocols=("errands.v1", "bearer.erk_vol_nonsense"))
+    assert refused.value.status == 401

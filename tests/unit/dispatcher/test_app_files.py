@@ -22,6 +22,7 @@ FIRST_LOAD = (
     "/app/api.js",
     "/app/outbox.js",
     "/app/location.js",
+    "/app/maps.js",
     "/app/i18n/zh.json",
     "/app/manifest.webmanifest",
     "/app/icon-192.png",

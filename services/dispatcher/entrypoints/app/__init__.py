@@ -45,6 +45,9 @@ TYPES = {
 # Written into the files as they are loaded: where the vendored `idb` is, and the shell's version.
 IDB_PLACEHOLDER = "__IDB_URL__"
 VERSION_PLACEHOLDER = "__APP_VERSION__"
+# The maps apps "Navigate" offers (the setting APP_MAP_APPS), written into the page.
+MAP_APPS_PLACEHOLDER = "__MAP_APPS__"
+DEFAULT_MAP_APPS = ("geo", "apple")
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def _entry(body: bytes, content_type: str) -> AppFile:
     )
 
 
-def load_files() -> dict[str, AppFile]:
+def load_files(map_apps: tuple[str, ...] = DEFAULT_MAP_APPS) -> dict[str, AppFile]:
     """Every file of the app by its address under `/app/`; the page itself as `#<language>`."""
     raw: dict[str, bytes] = {
         path.relative_to(STATIC_DIR).as_posix(): path.read_bytes()
@@ -79,6 +82,7 @@ def load_files() -> dict[str, AppFile]:
         ).encode()
     idb = vendor_url("idb", "index.js")
     version = hashlib.sha256(b"".join(name.encode() + body for name, body in sorted(raw.items())))
+    version.update(" ".join(map_apps).encode())  # a changed setting is a new shell too
     files: dict[str, AppFile] = {}
     for name, body in raw.items():
         suffix = Path(name).suffix
@@ -88,6 +92,7 @@ def load_files() -> dict[str, AppFile]:
                 body.decode()
                 .replace(IDB_PLACEHOLDER, idb)
                 .replace(VERSION_PLACEHOLDER, version.hexdigest()[:16])
+                .replace(MAP_APPS_PLACEHOLDER, html.escape(" ".join(map_apps)))
                 .encode()
             )
         if name == "index.html":
@@ -145,9 +150,12 @@ async def _to_app(request: web.Request) -> web.Response:
     raise web.HTTPFound("/app/")
 
 
-def add_app_routes(app: web.Application) -> None:
-    """Serve the volunteer app at `/app/` (the vendored libraries it imports: `add_vendor_routes`)."""
-    app[FILES] = load_files()
+def add_app_routes(app: web.Application, *, map_apps: str = ",".join(DEFAULT_MAP_APPS)) -> None:
+    """Serve the volunteer app at `/app/` (the vendored libraries it imports: `add_vendor_routes`).
+
+    `map_apps` is the setting APP_MAP_APPS: the maps apps "Navigate" offers, comma-separated.
+    """
+    app[FILES] = load_files(tuple(name for name in map_apps.split(",") if name))
     app.router.add_get("/app", _to_app)
     app.router.add_get("/enrol", _to_app)
     app.router.add_get("/app/", _app_file)

@@ -4,6 +4,7 @@ import { t } from "./i18n.js";
 import { ApiError, call, explain, newKey, token } from "./api.js";
 import * as outbox from "./outbox.js";
 import * as whereabouts from "./location.js";
+import { configuredApps, mapLinks } from "./maps.js";
 
 const $ = (id) => document.getElementById(id);
 const CACHE = { me: "errands.me", assignments: "errands.assignments", device: "errands.device" };
@@ -27,6 +28,7 @@ const state = {
   backoffS: 1,
   replayTimer: null,
   wakeLock: null,
+  prefs: null,
 };
 
 // ---------- small helpers
@@ -209,6 +211,8 @@ async function signedOut(message = () => t("problem.unauthorized")) {
   await outbox.clear();
   await refreshQueued();
   state.me = null;
+  state.prefs = null;
+  renderPreferences();
   state.assignments = { offers: [], legs: [] };
   show("welcome");
   notify(message, "info");
@@ -224,6 +228,7 @@ async function refreshMe() {
     state.me = await response.json();
     state.meAt = Date.now();
     saveJSON(CACHE.me, { me: state.me, at: state.meAt });
+    if (!state.prefs) loadPreferences(); // once online and signed in (the switch waits till then)
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return signedOut();
     if (!state.me) {
@@ -245,6 +250,7 @@ function route() {
     return;
   }
   show("work");
+  renderPreferences();
   if (state.me.on_duty) whereabouts.start((error) => {
     if (error.code === error.PERMISSION_DENIED) notify(() => t("location.denied"));
   });
@@ -500,12 +506,21 @@ function renderOffers() {
 
 const legCards = new Map();
 
-function navigateLink(leg, target) {
-  const { lat, lon } = target;
-  const name = encodeURIComponent(stopName(target));
+// One link per map app the dispatcher offers (see maps.js): the first reads "Navigate", the others
+// name their app.
+function navigateLinks(target) {
+  const apps = configuredApps(document.querySelector('meta[name="errands-map-apps"]')?.content);
   const apple = /iPhone|iPad|iPod|Macintosh/.test(navigator.userAgent) && "ontouchend" in document;
-  const href = apple ? `https://maps.apple.com/?daddr=${lat},${lon}` : `geo:${lat},${lon}?q=${lat},${lon}(${name})`;
-  return el("a", { class: "button", href, text: t("leg.navigate"), rel: "noopener" });
+  const links = mapLinks(apps, { lat: target.lat, lon: target.lon, name: stopName(target) }, { apple });
+  return links.map(({ app, href }, index) =>
+    el("a", {
+      class: "button",
+      href,
+      rel: "noopener",
+      "data-map-app": app,
+      text: index === 0 ? t("leg.navigate") : t("leg.navigate_with", { app: t(`maps.${app}`) }),
+    }),
+  );
 }
 
 function localStatus(leg) {
@@ -603,14 +618,14 @@ function legCard(leg, index) {
   if (queued) card.append(el("p", { class: "queued", text: t("sync.this_waits") }));
   card.append(details(leg));
   if (status === "assigned") {
-    card.append(el("div", { class: "actions" }, navigateLink(leg, leg.pickup), el("button", {
+    card.append(el("div", { class: "actions" }, ...navigateLinks(leg.pickup), el("button", {
       type: "button",
       class: "primary",
       text: t("leg.picked_up"),
       onclick: () => act("picked_up", `/v1/me/legs/${leg.id}/picked-up`, { occurred_at: new Date().toISOString() }, { leg_id: leg.id }),
     })));
   } else if (status === "picked_up") {
-    card.append(el("div", { class: "actions" }, navigateLink(leg, leg.dropoff)));
+    card.append(el("div", { class: "actions" }, ...navigateLinks(leg.dropoff)));
     card.append(deliveryForm(leg));
   }
   if (status === "assigned" || status === "picked_up") card.append(problemForm(leg));
@@ -670,6 +685,8 @@ async function changeLanguage(lang) {
   if (state.notice) notify(state.notice.words, state.notice.kind);
   $("offer-announcer").textContent = "";
   if (state.screen === "pending" && state.me) $("pending-text").textContent = t(`pending.${state.me.vetting_status}`);
+  renderPreferences();
+  if (state.prefs?.sms_on_offer) setSms(true); // the texts come in the new language too
   renderAll();
 }
 
@@ -685,6 +702,39 @@ async function setWakeLock(on) {
     $("wake-lock").checked = false;
     notify(() => t("settings.wake_lock_failed"));
   }
+}
+
+// An SMS when a new offer waits: the app cannot be woken by Web Push where push services are out
+// of reach (mainland China), so the volunteer may ask the centre's SMS gateway instead.
+async function loadPreferences() {
+  try {
+    const response = await call("GET", "/v1/me/preferences");
+    state.prefs = await response.json();
+  } catch {
+    return; // offline: the switch shows once the record can be read
+  }
+  renderPreferences();
+}
+
+function renderPreferences() {
+  const prefs = state.prefs;
+  $("sms-row").hidden = !prefs || !token.get() || state.me?.vetting_status !== "approved";
+  if (!prefs) return;
+  const box = $("sms-on-offer");
+  box.checked = prefs.sms_on_offer;
+  box.disabled = !prefs.has_phone;
+  $("sms-hint").textContent = t(prefs.has_phone ? "settings.sms_hint" : "settings.sms_no_phone");
+}
+
+async function setSms(on) {
+  try {
+    const response = await call("PUT", "/v1/me/preferences", { body: { sms_on_offer: on, language: i18n.language } });
+    state.prefs = await response.json();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signedOut();
+    notify(() => explain(error));
+  }
+  renderPreferences();
 }
 
 function installNote() {
@@ -721,6 +771,7 @@ function bind() {
   });
   $("pending-check").addEventListener("click", refreshMe);
   $("duty-switch").addEventListener("click", toggleDuty);
+  $("sms-on-offer").addEventListener("change", (event) => setSms(event.target.checked));
   $("sign-out").addEventListener("click", signOut);
   $("language").addEventListener("change", (event) => changeLanguage(event.target.value));
   $("install-dismiss").addEventListener("click", () => {

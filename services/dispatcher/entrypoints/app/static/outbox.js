@@ -85,6 +85,17 @@ export async function keepFix(fix) {
   for (const key of keys.slice(0, Math.max(0, keys.length - FIX_BACKLOG))) await db.delete("fixes", key);
 }
 
+// The fixes waiting, oldest first, each with its `seq`; and dropping those the server took (or refused).
+export async function pendingFixes() {
+  return (await database).getAll("fixes");
+}
+
+export async function dropFixes(seqs) {
+  const db = await database;
+  const tx = db.transaction("fixes", "readwrite");
+  await Promise.all([...seqs.map((seq) => tx.store.delete(seq)), tx.done]);
+}
+
 export async function sendFixes(post) {
   return exclusively(async () => {
     const db = await database;

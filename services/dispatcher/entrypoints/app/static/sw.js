@@ -11,6 +11,7 @@ const SHELL = [
   "/app/i18n.js",
   "/app/outbox.js",
   "/app/location.js",
+  "/app/maps.js",
   "/app/manifest.webmanifest",
   "/app/icon.svg",
   "/app/icon-192.png",
