@@ -15,7 +15,7 @@ from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, REGISTER, Reg
 from services.intake.service_layer import register, schedules, staff
 from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.personal_data import erase_ended_tasks
-from services.intake.service_layer.progress import apply_progress
+from services.intake.service_layer.progress import PROGRESS_EVENTS, apply_progress
 from services.intake.service_layer.submission import Keys, purge_idempotency_keys
 from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
 from shared import crypto
@@ -26,23 +26,6 @@ from shared.settings import Settings
 from shared.web.pages import setup_pages
 
 log = structlog.get_logger(__name__)
-
-PROGRESS_EVENTS = (
-    "leg.offered",
-    "leg.offer_declined",
-    "leg.offer_expired",
-    "leg.assigned",
-    "leg.picked_up",
-    "leg.delivered",
-    "leg.problem_reported",
-    "leg.decided",
-    "leg.failed",
-    "task.escalated",
-    "leg.eta_updated",
-    "leg.confirmed",
-    "leg.confirmation_failed",
-    "task.completed",
-)
 
 
 def create_app(settings: Settings) -> web.Application:

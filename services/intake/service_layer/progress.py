@@ -109,6 +109,24 @@ def _escalated_leg(event: CloudEvent) -> uuid.UUID | None:
     return uuid.UUID(leg_ids[0]) if len(leg_ids) == 1 else None
 
 
+# The events the task read model follows (each applied by `apply_progress`).
+PROGRESS_EVENTS = (
+    "leg.offered",
+    "leg.offer_declined",
+    "leg.offer_expired",
+    "leg.assigned",
+    "leg.picked_up",
+    "leg.delivered",
+    "leg.problem_reported",
+    "leg.decided",
+    "leg.failed",
+    "task.escalated",
+    "leg.eta_updated",
+    "leg.confirmed",
+    "leg.confirmation_failed",
+    "task.completed",
+)
+
 _EN_ROUTE = ("assigned", "picked_up")
 # The escalation of a delivered leg flagged for too many wrong confirmation codes.
 DELIVERY_FLAGGED = "delivery_flagged"

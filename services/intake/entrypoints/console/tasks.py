@@ -37,6 +37,7 @@ from services.intake.entrypoints.schemas import CancelIn, PlaceListQuery, Recipi
 from services.intake.service_layer import register
 from services.intake.service_layer import staff as staff_service
 from services.intake.service_layer import tasks as tasks_service
+from services.intake.service_layer.progress import PROGRESS_EVENTS
 from shared import audit, crypto
 from shared.auth import Role
 from shared.errors import DomainError, IdempotencyKeyReused
@@ -535,24 +536,7 @@ def _actor_label(
 # Commands on the audit trail that no event of the timeline tells: who submitted the task, who gave a
 # leg to a volunteer by hand, moved it, or released it.
 COMMANDS = ("task.submitted", "leg.assigned_by_hand", "leg.moved", "leg.released")
-EVENT_TYPES = (
-    *COMMANDS,
-    "task.cancelled",
-    "task.escalated",
-    "task.completed",
-    "leg.offered",
-    "leg.offer_declined",
-    "leg.offer_expired",
-    "leg.assigned",
-    "leg.picked_up",
-    "leg.delivered",
-    "leg.problem_reported",
-    "leg.decided",
-    "leg.failed",
-    "leg.eta_updated",
-    "leg.confirmed",
-    "leg.confirmation_failed",
-)
+EVENT_TYPES = (*COMMANDS, "task.cancelled", *PROGRESS_EVENTS)
 
 
 # Why a leg was escalated (the dispatcher's codes, and the read model's own for a flagged delivery).
