@@ -80,17 +80,16 @@ def chromium(
 
 
 async def wait_for(driver: Any, condition: Callable[[Any], Any], *, timeout_s: float = 60.0) -> Any:
-    """Wait, off the event loop, until `condition(driver)` is truthy; elements redrawn meanwhile
-    (a stale reference) are looked up again on the next poll."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """Wait, off the event loop, until `condition(driver)` is truthy.
+
+    A poll that catches the page mid-change (an element redrawn, or a form's answer replacing the
+    document: "node does not belong to the document") is tried again on the next poll; if the
+    condition never holds, the timeout carries the last such error's stack trace.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(
-        driver,
-        timeout_s,
-        poll_frequency=0.2,
-        ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
-    )
+    wait = WebDriverWait(driver, timeout_s, poll_frequency=0.2, ignored_exceptions=(WebDriverException,))
     return await asyncio.to_thread(wait.until, condition)
 
 
