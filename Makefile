@@ -14,11 +14,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Debian packages some tests and benchmarks use: a headless browser for the dashboard test,
-# CJK fonts for its district names, wrk for the load benchmark. Installed when we may (root + apt).
-DEBS := chromium chromium-driver fonts-noto-cjk wrk
+# Debian packages some tests and benchmarks use: a headless browser for the page tests, CJK fonts
+# for their texts, Node to run the volunteer app's modules in unit tests, wrk for the load
+# benchmark. Installed when we may (root + apt).
+DEBS := chromium chromium-driver fonts-noto-cjk nodejs wrk
 system-deps:
-	@missing=""; for cmd in chromium chromedriver wrk; do command -v $$cmd >/dev/null || missing=yes; done; \
+	@missing=""; for cmd in chromium chromedriver node wrk; do command -v $$cmd >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBS) >/dev/null; \
