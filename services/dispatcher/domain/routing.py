@@ -367,15 +367,16 @@ def plan_route(
 
     Cheapest insertion: at each step the leg whose best position adds the least travel goes in
     (earlier legs in `legs` win ties, so pass them in order of precedence); a leg that fits
-    nowhere is left out. Then local search (`_Plan.improve`) until nothing improves. Both stop
-    once `budget_s` of wall-clock time is spent (legs not reached by then are left out; the
-    first always goes in if it fits). None when no leg fits at all.
+    nowhere is left out. Then local search (`_Plan.improve`) until nothing improves or `budget_s`
+    of wall-clock time is spent. The insertion itself is not cut short: on a busy machine a
+    deadline would leave a supply run's later checkpoints to other cars, each driving out to the
+    same depot (callers bound the legs passed, `matching.MAX_ROUTE_LEGS`). None when no leg fits.
     """
     deadline = time.perf_counter() + budget_s
     plan = _Plan(courier, [stop for leg in legs for stop in (leg.pickup, leg.dropoff)])
     seq: list[int] = []
     waiting = list(range(len(legs)))
-    while waiting and len(seq) // 2 < courier.max_legs and (not seq or time.perf_counter() < deadline):
+    while waiting and len(seq) // 2 < courier.max_legs:
         best: tuple[float, int, list[int]] | None = None
         for k in waiting:
             found = plan.best_insertion(seq, 2 * k + 1, 2 * k + 2)

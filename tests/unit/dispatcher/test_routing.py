@@ -283,3 +283,17 @@ def test_no_insertion_or_removal_breaks_a_rule(
 def test_route_is_the_public_type() -> None:
     route = plan_route(courier(), [route_leg("a", pickup=KITCHEN, dropoff=near(0.001, 0.001))])
     assert isinstance(route, Route) and route.leg_ids == ("a",)
+
+
+def test_a_spent_budget_still_routes_every_checkpoint_of_a_supply_run() -> None:
+    # A busy machine may spend the budget before the first insertion: the run still goes whole to
+    # one van instead of its later checkpoints going to other cars, each driving out to the depot.
+    van = courier(vehicle="van", capacity_kg=800.0)
+    checkpoints = [
+        route_leg(i, pickup=KITCHEN, dropoff=near(0.02 * math.cos(i), 0.02 * math.sin(i)), weight_kg=20.0)
+        for i in range(9)
+    ]
+    route = routing.plan_route(van, checkpoints, budget_s=0.0)
+    assert route is not None
+    assert sorted(route.leg_ids) == list(range(9))  # type: ignore[type-var]
+    assert violations(van, route.stops) == []
