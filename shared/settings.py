@@ -198,6 +198,12 @@ class Settings(BaseSettings):
     # Offers are routes: several legs to one volunteer, or a leg inserted into the route they carry
     # (`domain/routing.py`). Off: one leg at a time (only a supply run's legs go together).
     dispatch_routes: bool = True
+    # Priorities across rounds: routine legs leave this share of an organisation's cars and of its
+    # vans on duty idle for urgent and critical legs still to come, until they have waited
+    # `dispatch_reserve_wait_s`; 0 turns the reserve off. An urgent or critical leg taken in starts a
+    # round at once (no sooner than a fifth of a window after the last), not at the next window.
+    dispatch_reserve_share: float = Field(default=0.1, ge=0, le=0.5)
+    dispatch_reserve_wait_s: float = Field(default=600.0, ge=0)
     radius_widen_step_s: float = Field(
         default=60.0, gt=0, description="Every this many seconds a leg waits..."
     )

@@ -9,7 +9,7 @@ from functools import partial
 from aiohttp import web
 
 from services.dispatcher.adapters.photo_store import PhotoStores
-from services.dispatcher.adapters.repository import VOLUNTEER_CHANNEL
+from services.dispatcher.adapters.repository import PRESSING_CHANNEL, VOLUNTEER_CHANNEL
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.entrypoints.app import add_app_routes
@@ -81,7 +81,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(close_photo_stores)
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
-    app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))
+    pressing = asyncio.Event()
+    runtime.listener.subscribe(PRESSING_CHANNEL, lambda _: pressing.set())
+    app.cleanup_ctx.append(
+        background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker, pressing))
+    )
     purge = periodic_job(
         runtime.sessionmaker,
         "volunteer_requests.purged",

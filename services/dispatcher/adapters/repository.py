@@ -52,6 +52,8 @@ from shared.db import snapshot_xmin
 
 # The PostgreSQL channel a volunteer's id is sent on when their offers or legs change.
 VOLUNTEER_CHANNEL = "dispatch_volunteer"
+# Notified when an urgent or critical leg is taken in: every replica's matcher starts a round.
+PRESSING_CHANNEL = "dispatch_pressing_leg"
 
 
 # --- legs
@@ -1019,6 +1021,11 @@ async def notify_volunteers(session: AsyncSession, volunteer_ids: set[uuid.UUID]
             text("SELECT pg_notify(:channel, id) FROM unnest(CAST(:ids AS text[])) AS id"),
             {"channel": VOLUNTEER_CHANNEL, "ids": sorted(str(v) for v in volunteer_ids)},
         )
+
+
+async def notify_pressing(session: AsyncSession) -> None:
+    """Start a matching round in every replica when the transaction commits (`run_matcher`)."""
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": PRESSING_CHANNEL})
 
 
 # --- volunteers' requests sent with an Idempotency-Key

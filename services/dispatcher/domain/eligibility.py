@@ -89,6 +89,10 @@ class Policy:
     widen_max: float = 3.0
     # Where calendar days (an insurance's last day) begin and end.
     local_time_zone: tzinfo = LOCAL_TIME_ZONE
+    # Routine legs leave this share of an organisation's cars and vans on duty idle, for urgent and
+    # critical legs still to come; a routine leg that has waited `reserve_wait_s` may take them too.
+    reserve_share: float = 0.1
+    reserve_wait_s: float = 600.0
 
 
 def local_day(now: datetime, zone: tzinfo) -> date:

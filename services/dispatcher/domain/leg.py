@@ -48,6 +48,8 @@ class LegStatus(StrEnum):
 # Which waiting legs a matching round takes first: by priority in this order, then vulnerable
 # recipients, then the oldest. A priority not listed comes after all of these.
 PRIORITY_ORDER: tuple[str, ...] = ("critical", "urgent", "routine")
+# Priorities that do not wait for the next window: taking one in starts a round at once.
+PRESSING_PRIORITIES = frozenset({"critical", "urgent"})
 
 
 @dataclass(frozen=True)

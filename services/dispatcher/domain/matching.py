@@ -33,7 +33,7 @@ from services.dispatcher.domain.eligibility import (
     is_available,
     suits,
 )
-from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s
+from services.dispatcher.domain.geo import EARTH_RADIUS_M, haversine_m, travel_time_s, vehicle_satisfies
 from services.dispatcher.domain.leg import PRIORITY_ORDER
 from services.dispatcher.domain.welfare import local_day, shift_end
 
@@ -50,13 +50,16 @@ VULNERABLE_BONUS_S = 600.0
 FAIRNESS_PER_LEG = 0.02
 # Deferral under load. When a window has more legs waiting than volunteers free, volunteers are the
 # scarce resource and a long pickup ties one up for that much longer: a far free volunteer is then not
-# sent to a routine or urgent leg (the leg waits for a nearer one to come free), which keeps pickups
-# short and frees capacity, so the queue drains faster than nearest-first. The acceptable pickup
-# distance grows with the leg's wait, so nothing starves; critical legs are never deferred.
+# sent to a routine leg (the leg waits for a nearer one to come free), which keeps pickups short and
+# frees capacity, so the queue drains faster than nearest-first. The acceptable pickup distance grows
+# with the leg's wait, so nothing starves. Urgent and critical legs are never deferred: a pressing
+# leg left waiting for a nearer volunteer while routine ones are offered is priority turned upside
+# down (an urgent supply run, which only the few cars and vans can take, would wait for one to come
+# free within 2 km).
 DEFER_LOAD = 1.0  # deferral applies when legs in the window > DEFER_LOAD x volunteers available
 DEFER_BASE_M = 2_000.0  # pickup distance always acceptable
 DEFER_PER_WAIT_S_M = 3.0  # metres added per second the leg has waited (about 11 km after an hour)
-DEFER_PRIORITIES = frozenset({"routine", "urgent"})
+DEFER_PRIORITIES = frozenset({"routine"})
 
 
 # Routes. Legs whose pickups are this close may share a route; at most this many legs in a route
@@ -70,6 +73,9 @@ INSERT_CANDIDATES = 3
 ROUTING_BUDGET_S = 0.03
 # Critical legs go straight to their drop-off: never bundled with others in a new route.
 UNBUNDLED_PRIORITIES = frozenset({"critical"})
+# The reserve (`Policy.reserve_share`): the scarce vehicles kept idle for urgent and critical legs.
+# Each class counts the volunteers whose vehicle does what it does (a van counts as a car too).
+RESERVED_VEHICLES = ("car", "van")
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,8 @@ def acceptable_pickup_m(leg: Leg) -> float:
     """The farthest pickup worth sending someone on for `leg` while volunteers are scarce.
 
     Beyond it a nearer volunteer coming free is likely worth waiting for; the distance grows with
-    the leg's wait so every leg is eventually offered to whoever is eligible. Critical legs take
-    whoever is eligible at once.
+    the leg's wait so every leg is eventually offered to whoever is eligible. Urgent and critical
+    legs take whoever is eligible at once.
     """
     if leg.priority not in DEFER_PRIORITIES:
         return math.inf
@@ -199,11 +205,20 @@ class Pool:
 
     def __init__(self, volunteers: Iterable[Volunteer], now: datetime, policy: Policy) -> None:
         today = local_day(now, policy.welfare_limits)
-        self.volunteers = [
-            counted_today(v, today)
-            for v in volunteers
-            if v.lat is not None and v.lon is not None and is_available(v, now, policy)
-        ]
+        self.volunteers: list[Volunteer] = []
+        # Per organisation (by the id's integer): its cars and vans on duty, by vehicle, and the pool
+        # indices of those with nothing in hand or offered (`_keep_reserve`).
+        self.motor_on_duty: dict[int, dict[str, int]] = {}
+        self.motor_idle: dict[int, list[int]] = {}
+        for v in volunteers:
+            motor = v.vehicle in RESERVED_VEHICLES and v.on_duty
+            if motor:
+                counts = self.motor_on_duty.setdefault(v.organisation_id.int, {})
+                counts[v.vehicle] = counts.get(v.vehicle, 0) + 1
+            if v.lat is not None and v.lon is not None and is_available(v, now, policy):
+                if motor and v.active_legs == 0 and v.live_offers == 0:
+                    self.motor_idle.setdefault(v.organisation_id.int, []).append(len(self.volunteers))
+                self.volunteers.append(counted_today(v, today))
         # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
         # everyone on duty to group.
         members: dict[int, list[int]] = {}
@@ -392,7 +407,16 @@ def match_batch(
     if pairs is None:
         pairs = candidate_pairs(legs, pool, now, policy, k=k)
     if plan:
-        return match_routes(legs, available, pairs, now, policy, routes or {})
+        matches = match_routes(legs, available, pairs, now, policy, routes or {})
+    else:
+        matches = _match_one_by_one(legs, available, pairs)
+    return _keep_reserve(legs, pool, matches, policy)
+
+
+def _match_one_by_one(
+    legs: list[Leg], available: list[Volunteer], pairs: dict[tuple[int, int], tuple[float, float]]
+) -> list[Match]:
+    """`match_batch` without routes: a supply run's legs together when one volunteer can carry them."""
     bundled: set[int] = set()
     units: list[Unit] = []
     unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
@@ -423,6 +447,56 @@ def match_batch(
         if li in bundled and legs[li].id not in placed and available[vi].id not in busy
     }
     return _before_lower_priority(legs, available, pairs, matches + solve(legs, available, leftover))
+
+
+def _keep_reserve(legs: list[Leg], pool: Pool, matches: list[Match], policy: Policy) -> list[Match]:
+    """`matches` less the routine ones that would leave too few idle cars or vans for pressing legs.
+
+    Within a round an urgent or critical leg already goes first (`pair_cost`'s bonus,
+    `_before_lower_priority`), but the next one may arrive a minute later, when the few cars and
+    vans are all out on routine runs. So each organisation keeps `reserve_share` of its cars (vans
+    included) and of its vans on duty idle for them: a routine leg that would take one of the last
+    ones waits, the legs that waited least first, unless it has waited `reserve_wait_s`. Taking
+    every pressing leg at once and letting routine ones wait for scarce vehicles is the trade made.
+    """
+    if policy.reserve_share <= 0 or not pool.motor_idle or not matches:
+        return matches
+    leg_of = {leg.id: leg for leg in legs}
+    held: dict[uuid.UUID, list[Leg]] = {}
+    for m in matches:
+        held.setdefault(m.volunteer_id, []).append(leg_of[m.leg_id])
+    released: set[uuid.UUID] = set()
+    for organisation, indices in pool.motor_idle.items():
+        on_duty = pool.motor_on_duty.get(organisation, {})
+        need = {
+            c: int(policy.reserve_share * sum(n for v, n in on_duty.items() if vehicle_satisfies(v, c)) + 0.5)
+            for c in RESERVED_VEHICLES
+        }
+        idle = [pool.volunteers[vi] for vi in indices]
+        free = {
+            c: sum(1 for v in idle if v.id not in held and vehicle_satisfies(v.vehicle, c))
+            for c in RESERVED_VEHICLES
+        }
+        if all(free[c] >= need[c] for c in RESERVED_VEHICLES):
+            continue
+        routine_only = [
+            (max(leg.waiting_s for leg in held[v.id]), v)
+            for v in idle
+            if v.id in held
+            and all(leg.priority == "routine" and leg.waiting_s < policy.reserve_wait_s for leg in held[v.id])
+        ]
+        routine_only.sort(key=lambda pair: pair[0])
+        # The scarcest class first: a van held back counts for the cars' reserve too.
+        for c in reversed(RESERVED_VEHICLES):
+            for _, v in routine_only:
+                if free[c] >= need[c]:
+                    break
+                if v.id in released or not vehicle_satisfies(v.vehicle, c):
+                    continue
+                released.add(v.id)
+                for covered in RESERVED_VEHICLES:
+                    free[covered] += vehicle_satisfies(v.vehicle, covered)
+    return [m for m in matches if m.volunteer_id not in released] if released else matches
 
 
 def _rank(leg: Leg) -> int:

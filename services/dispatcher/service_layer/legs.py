@@ -15,7 +15,7 @@ from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.errors import LegNotFound, VolunteerNotFound
 from services.dispatcher.domain.eta import EtaPolicy
-from services.dispatcher.domain.leg import NOT_YET_PICKED_UP, LegStatus
+from services.dispatcher.domain.leg import NOT_YET_PICKED_UP, PRESSING_PRIORITIES, LegStatus
 from services.dispatcher.service_layer import routes
 from services.dispatcher.service_layer.changes import Changes
 from services.dispatcher.service_layer.eta import update_eta_of_holder
@@ -76,6 +76,8 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
         for leg in data.legs
     ]
     await repository.add_legs(session, rows)
+    if data.priority in PRESSING_PRIORITIES and rows:
+        await repository.notify_pressing(session)
 
 
 async def assign_by_hand(

@@ -33,39 +33,82 @@ def policy_from(settings: Settings) -> Policy:
         widen_factor=settings.radius_widen_factor,
         widen_max=settings.radius_widen_max,
         local_time_zone=ZoneInfo(settings.local_time_zone),
+        reserve_share=settings.dispatch_reserve_share,
+        reserve_wait_s=settings.dispatch_reserve_wait_s,
     )
 
 
-async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    """Runs for the life of the process; replicas each run one, row locks keep their batches apart."""
+class RoundClock:
+    """When the matcher's rounds start: every `window`, or at once when a pressing leg comes in.
+
+    Rounds start every window (not a window after the last one ended), so a leg waits at most one
+    window plus one round before it is looked at; a round longer than the window is followed by the
+    next at once. The pool for a round is built `lead` before it starts. `pressing` is set when an
+    urgent or critical leg is taken in: the next round then starts at once, though never sooner
+    than `lead` after the last one started (a stream of them cannot make the matcher a busy loop),
+    and the windows count again from it.
+    """
+
+    def __init__(self, *, window: float, lead: float, pressing: asyncio.Event) -> None:
+        self.window, self.lead, self.pressing = window, lead, pressing
+        self._loop = asyncio.get_running_loop()
+        self._last = self._next = self._loop.time()
+
+    async def until_pool_time(self) -> bool:
+        """Wait until the next round's pool is due; True if a pressing leg came in first."""
+        self._next = max(self._next + self.window, self._loop.time())
+        await asyncio.sleep(max(0.0, self._last + self.lead - self._loop.time()))
+        try:
+            await asyncio.wait_for(self.pressing.wait(), max(0.0, self._next - self.lead - self._loop.time()))
+        except TimeoutError:
+            return self.pressing.is_set()
+        return True
+
+    async def until_round_time(self) -> None:
+        await asyncio.sleep(max(0.0, self._next - self._loop.time()))
+
+    def start(self, *, early: bool) -> None:
+        """A round starts now; an early one restarts the windows from here."""
+        self.pressing.clear()
+        self._last = self._loop.time()
+        if early:
+            self._next = self._last
+
+
+async def run_matcher(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    pressing: asyncio.Event | None = None,
+) -> None:
+    """Runs for the life of the process; replicas each run one, row locks keep their batches apart.
+
+    `pressing` is set when an urgent or critical leg is taken in (`repository.PRESSING_CHANNEL`).
+    """
     window = settings.dispatch_batch_window_ms / 1000
-    # The pool (who is available, and where) is built this long before each round starts: it
-    # grows with everyone on duty, and legs should wait only for the work that grows with them.
-    lead = window / 5
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
     limits = wait_limits(settings)
     roster = Roster()
     frozen = 0
-    loop = asyncio.get_running_loop()
     # Beside the consumer's group join at start-up, not before the service starts: no round runs
     # before a leg is taken in, and none is taken in before the join.
     await asyncio.to_thread(load_solvers)
-    next_round = loop.time()
+    # The pool (who is available, and where) is built a fifth of a window before each round starts:
+    # it grows with everyone on duty, and legs should wait only for the work that grows with them.
+    clock = RoundClock(window=window, lead=window / 5, pressing=pressing or asyncio.Event())
 
     async def pool_for_round() -> Pool | None:
         async with sessionmaker() as session, session.begin():
             return await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
 
     while True:
-        # Rounds start every window (not a window after the last one ended), so a leg waits at
-        # most one window plus one round before it is looked at; a round longer than the window
-        # is followed by the next at once.
-        next_round = max(next_round + window, loop.time())
-        await asyncio.sleep(max(0.0, next_round - lead - loop.time()))
+        early = await clock.until_pool_time()
         try:
-            pool = await pool_for_round()
-            await asyncio.sleep(max(0.0, next_round - loop.time()))
+            pool = None
+            if not early:
+                pool = await pool_for_round()
+                await clock.until_round_time()
+            clock.start(early=early)
             # No leg waited a moment ago: one that came in since is matched now, not a window later.
             pool = pool or await pool_for_round()
             # Offers first: the round's work a waiting leg feels. Offers that expire now are

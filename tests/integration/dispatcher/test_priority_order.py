@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import asyncpg
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.dispatcher.adapters.repository import PRESSING_CHANNEL
 from services.dispatcher.adapters.tables import LegRow, OfferRow
 from services.dispatcher.service_layer.roster import Roster
 from tests.conftest import Stack
@@ -101,3 +105,23 @@ async def test_vulnerable_recipient_goes_first_among_legs_of_equal_priority(
     await round_with_limit(sessionmaker, stack, legs, limit=2)
     # The vulnerable recipient first, then the oldest of the rest.
     assert await offered_legs(sessionmaker, legs) == {vulnerable_leg, oldest}
+
+
+async def test_taking_in_an_urgent_leg_wakes_the_matchers_and_a_routine_one_does_not(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(stack.database_url)
+    await listener.add_listener(PRESSING_CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+    try:
+        async with sessionmaker() as session, session.begin():
+            await submit_task(session, lat=lat, lon=lon)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(heard.get(), timeout=1.0)
+        for priority in ("urgent", "critical"):
+            async with sessionmaker() as session, session.begin():
+                await submit_task(session, lat=lat, lon=lon, priority=priority)
+            await asyncio.wait_for(heard.get(), timeout=30)
+    finally:
+        await listener.close()

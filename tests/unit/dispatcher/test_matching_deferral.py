@@ -91,3 +91,9 @@ def test_legs_done_before_local_midnight_no_longer_weigh_on_fairness() -> None:
     assert [x.volunteer_id for x in match_batch([only], [busy_yesterday, rested], NOW, POLICY)] == [
         busy_yesterday.id
     ], "nearer, and nothing done today"
+
+
+def test_an_urgent_leg_is_never_deferred_either() -> None:
+    legs, vols = _crowded(priority="urgent")
+    assert acceptable_pickup_m(legs[0]) == float("inf")
+    assert [x.leg_id for x in match_batch(legs, vols, NOW, POLICY)] == [legs[0].id]
