@@ -163,7 +163,9 @@ def can_deliver(current: LegStatus | str, *, flagged_at: datetime | None) -> boo
             "Too many wrong confirmation codes were sent for this leg: it takes no more reports until "
             "an operator has looked into it."
         )
-    ensure_transition(current, S.DELIVERED, refusal="The leg is {status}; report the pickup first.")
+    if current == S.ASSIGNED:
+        raise TransitionRefused("The leg is assigned; report the pickup first.")
+    ensure_transition(current, S.DELIVERED, refusal="The leg is {status}; it takes no delivery report.")
     return current != S.DELIVERED
 
 

@@ -97,6 +97,9 @@ def test_a_flagged_leg_takes_no_delivery_report_and_a_delivered_one_may_be_repor
     assert not lifecycle.can_deliver(LegStatus.DELIVERED, flagged_at=None)
     with pytest.raises(TransitionRefused, match="report the pickup first"):
         lifecycle.can_deliver(LegStatus.ASSIGNED, flagged_at=None)
+    # A report arriving after the recipient's code confirmed the leg is not told to report a pickup.
+    with pytest.raises(TransitionRefused, match="The leg is confirmed; it takes no delivery report"):
+        lifecycle.can_deliver(LegStatus.CONFIRMED, flagged_at=None)
 
 
 @pytest.mark.parametrize("status", [LegStatus.OFFERED, LegStatus.DELIVERED, LegStatus.PENDING])
