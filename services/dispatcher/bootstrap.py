@@ -21,6 +21,7 @@ from services.dispatcher.service_layer.eta import eta_policy
 from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
+from services.dispatcher.service_layer.sweeps import run_sweeps
 from shared.auth import RateLimiter
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
 from shared.http import create_base_app
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
     app.cleanup_ctx.append(background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker)))
+    app.cleanup_ctx.append(background_task("sweeps", lambda: run_sweeps(settings, runtime.sessionmaker)))
     purge = periodic_job(
         runtime.sessionmaker,
         "volunteer_requests.purged",

@@ -1,4 +1,4 @@
-"""The matching loop: every window, expire stale offers and offer pending legs in one optimal batch."""
+"""The matching loop: every window, offer pending legs in one optimal batch."""
 
 from __future__ import annotations
 
@@ -12,12 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.matching import Pool, load_solvers
-from services.dispatcher.service_layer.escalation import (
-    escalate_overdue_legs,
-    escalate_waiting_legs,
-    wait_limits,
-)
-from services.dispatcher.service_layer.offers import expire_offers, offer_batch, prepare_pool
+from services.dispatcher.service_layer.offers import offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
 from services.dispatcher.service_layer.volunteers import welfare_limits
 from shared.settings import Settings
@@ -44,7 +39,6 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
     lead = window / 5
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
-    limits = wait_limits(settings)
     roster = Roster()
     frozen = 0
     loop = asyncio.get_running_loop()
@@ -68,8 +62,8 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
             await asyncio.sleep(max(0.0, next_round - loop.time()))
             # No leg waited a moment ago: one that came in since is matched now, not a window later.
             pool = pool or await pool_for_round()
-            # Offers first: the round's work a waiting leg feels. Offers that expire now are
-            # handed back after it and their legs and volunteers join the next round.
+            # Only the offers: lapsed offers and escalations are swept by a task of their own
+            # (`sweeps.run_sweeps`), so a round never waits for them nor they for a round.
             offered = 0
             if pool is not None:
                 async with sessionmaker() as session, session.begin():
@@ -86,25 +80,6 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
                     )
                     offered = len(changes.events)
                     await changes.flush(session)
-            async with sessionmaker() as session, session.begin():
-                changes = await expire_offers(session, now=datetime.now(UTC))
-                await changes.flush(session)
-            async with sessionmaker() as session, session.begin():
-                changes = await escalate_waiting_legs(
-                    session,
-                    now=datetime.now(UTC),
-                    wait_limit_s=settings.escalation_wait_s,
-                    deadline_margin_s=settings.escalation_deadline_margin_s,
-                )
-                await changes.flush(session)
-            async with sessionmaker() as session, session.begin():
-                changes = await escalate_overdue_legs(
-                    session,
-                    now=datetime.now(UTC),
-                    wait_limits_s=limits,
-                    repeat_s=settings.leg_escalation_repeat_s,
-                )
-                await changes.flush(session)
             if offered:
                 log.info("matcher.offered", offers=offered)
             if len(roster) > 2 * frozen + 1000:
