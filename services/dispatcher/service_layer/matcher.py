@@ -31,12 +31,24 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
+def pool_lead(window: float, built_in: float) -> float:
+    """How long before a round its pool starts to be built, given how long the last one took.
+
+    A fifth of the window, or half as long again as the last pool took if that is more, so the
+    pool is ready when the round starts: a round that waits for its pool starts late for all its
+    legs, and while the pool is built (on a worker thread, holding the interpreter most of the
+    time) the legs arriving are taken in slowly, so the sooner it is done the more of them the
+    round finds. Never more than half the window: the pool is then fresh enough for the round.
+    """
+    return min(window / 2, max(window / 5, 1.5 * built_in))
+
+
 async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     """Runs for the life of the process; replicas each run one, row locks keep their batches apart."""
     window = settings.dispatch_batch_window_ms / 1000
-    # The pool (who is available, and where) is built this long before each round starts: it
-    # grows with everyone on duty, and legs should wait only for the work that grows with them.
-    lead = window / 5
+    # The pool (who is available, and where) is built ahead of each round (`pool_lead`): it grows
+    # with everyone on duty, and legs should wait only for the work that grows with them.
+    built_in = 0.0
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
     roster = Roster()
@@ -48,15 +60,20 @@ async def run_matcher(settings: Settings, sessionmaker: async_sessionmaker[Async
     next_round = loop.time()
 
     async def pool_for_round() -> Pool | None:
+        nonlocal built_in
+        started = loop.time()
         async with sessionmaker() as session, session.begin():
-            return await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
+            pool = await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
+        if pool is not None:
+            built_in = loop.time() - started
+        return pool
 
     while True:
         # Rounds start every window (not a window after the last one ended), so a leg waits at
         # most one window plus one round before it is looked at; a round longer than the window
         # is followed by the next at once.
         next_round = max(next_round + window, loop.time())
-        await asyncio.sleep(max(0.0, next_round - lead - loop.time()))
+        await asyncio.sleep(max(0.0, next_round - pool_lead(window, built_in) - loop.time()))
         try:
             pool = await pool_for_round()
             await asyncio.sleep(max(0.0, next_round - loop.time()))
