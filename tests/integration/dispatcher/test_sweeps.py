@@ -34,7 +34,7 @@ async def test_a_sweep_hands_back_lapsed_offers_and_escalates_only_when_asked(
         offered = await submit_task(session, lat=lat, lon=lon, organisation_id=org)
         # Nobody of its organisation is anywhere near: it waits until an operator hears of it.
         unplaced = await submit_task(session, lat=lat, lon=lon, organisation_id=uuid.uuid4())
-    assert await matching_round(sessionmaker, stack, Roster()) == {volunteer.id}
+    assert volunteer.id in await matching_round(sessionmaker, stack, Roster())
     later = FUTURE + max(OFFER_TTL, timedelta(seconds=settings.escalation_wait_s))
 
     async def state() -> tuple[str | None, str | None, bool]:
