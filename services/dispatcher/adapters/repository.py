@@ -11,10 +11,11 @@ import json
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
     case,
     delete,
@@ -58,9 +59,15 @@ VOLUNTEER_CHANNEL = "dispatch_volunteer"
 # --- legs
 
 
+_LEGS = cast(Table, LegRow.__table__)
+
+
 async def add_legs(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """New legs; one already taken in (a replayed event) is left as it is."""
-    await session.execute(insert(LegRow).on_conflict_do_nothing(), rows)
+    """New legs; one already taken in (a replayed event) is left as it is.
+
+    Through the table, not the ORM's bulk insert: legs are taken in one statement per task, 200 a
+    second under load, and the ORM's per-statement work cost a tenth of the dispatcher's time."""
+    await session.execute(insert(_LEGS).on_conflict_do_nothing(), rows)
 
 
 def _waiting(now: datetime) -> ColumnElement[bool]:
