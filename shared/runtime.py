@@ -16,7 +16,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import Principal, RateLimiter, Role, TokenVerifier, require_role
-from shared.consumer import EventConsumer, Handler
+from shared.consumer import BatchHandler, EventConsumer, Handler
 from shared.db import create_engine, create_sessionmaker
 from shared.events import current_actor
 from shared.http import ProblemAppRunner, ReadinessCheck
@@ -88,7 +88,13 @@ class Runtime:
         return relay
 
     def event_consumer(
-        self, *, group_id: str, topics: tuple[str, ...], handlers: Mapping[str, Handler], inbox: Table
+        self,
+        *,
+        group_id: str,
+        topics: tuple[str, ...],
+        handlers: Mapping[str, Handler],
+        inbox: Table,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
     ) -> EventConsumer:
         """A consumer loop of this service, de-duplicating through its inbox."""
         consumer = EventConsumer(
@@ -99,6 +105,7 @@ class Runtime:
             sessionmaker=self.sessionmaker,
             inbox=inbox,
             producer=self.producer,
+            batch_handlers=batch_handlers,
         )
         self.consumers.append(consumer)
         return consumer

@@ -18,9 +18,16 @@ from services.dispatcher.entrypoints.location_stream import LOCATION_STREAMS, LO
 from services.dispatcher.entrypoints.me import PHOTO_DECODING, PHOTO_STORES, WAKEUPS
 from services.dispatcher.service_layer import personal_data, volunteer_requests
 from services.dispatcher.service_layer.eta import eta_policy
-from services.dispatcher.service_layer.legs import cancel_task, confirm_leg, flag_leg, take_in_task
+from services.dispatcher.service_layer.legs import (
+    cancel_task,
+    confirm_leg,
+    flag_leg,
+    take_in_task,
+    take_in_tasks,
+)
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
 from services.dispatcher.service_layer.matcher import run_matcher
+from services.dispatcher.service_layer.sweeps import run_sweeps
 from shared.auth import RateLimiter
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
 from shared.http import create_base_app
@@ -64,6 +71,8 @@ def create_app(settings: Settings) -> web.Application:
             "leg.confirmation_failed": flag_leg,
         },
         inbox=inbox,
+        # A backlog of submissions is taken in one statement per fetched batch, not one per task.
+        batch_handlers={"task.submitted": take_in_tasks},
     )
 
     async def release_polls(_: web.Application) -> None:
@@ -86,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(
         background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker, pressing))
     )
+    app.cleanup_ctx.append(background_task("sweeps", lambda: run_sweeps(settings, runtime.sessionmaker)))
     purge = periodic_job(
         runtime.sessionmaker,
         "volunteer_requests.purged",

@@ -7,13 +7,15 @@ volunteers (and legs by id), so two writers never wait on each other crosswise.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Table,
     and_,
     case,
     delete,
@@ -59,9 +61,15 @@ PRESSING_CHANNEL = "dispatch_pressing_leg"
 # --- legs
 
 
+_LEGS = cast(Table, LegRow.__table__)
+
+
 async def add_legs(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """New legs; one already taken in (a replayed event) is left as it is."""
-    await session.execute(insert(LegRow).on_conflict_do_nothing(), rows)
+    """New legs; one already taken in (a replayed event) is left as it is.
+
+    Through the table, not the ORM's bulk insert: legs are taken in one statement per task, 200 a
+    second under load, and the ORM's per-statement work cost a tenth of the dispatcher's time."""
+    await session.execute(insert(_LEGS).on_conflict_do_nothing(), rows)
 
 
 def _waiting(now: datetime) -> ColumnElement[bool]:
@@ -498,8 +506,69 @@ async def legs_in_hand(session: AsyncSession, *, volunteer_id: uuid.UUID) -> lis
 # --- offers and rejections
 
 
-async def add_offers(session: AsyncSession, offers: list[dict[str, Any]]) -> None:
-    await session.execute(insert(OfferRow), offers)
+# A round's writes in one statement: each data-modifying part sees none of the others' rows, but the
+# foreign keys (a leg's route) are checked when the whole statement is done.
+_OFFER_ROUND_SQL = text(
+    "WITH new_routes AS ("
+    " INSERT INTO dispatch.routes (id, organisation_id, volunteer_id, status, stops)"
+    " SELECT r.id, r.organisation_id, r.volunteer_id, :route_status, CAST(r.stops AS jsonb)"
+    " FROM unnest(CAST(:route_ids AS uuid[]), CAST(:route_organisations AS uuid[]),"
+    " CAST(:route_volunteers AS uuid[]), CAST(:route_stops AS text[]))"
+    " AS r(id, organisation_id, volunteer_id, stops)"
+    "), new_offers AS ("
+    " INSERT INTO dispatch.offers"
+    " (id, leg_id, volunteer_id, status, distance_m, created_at, expires_at, route_id, route_stops)"
+    " SELECT o.id, o.leg_id, o.volunteer_id, :offer_status, o.distance_m, :now, :expires_at, o.route_id,"
+    " CAST(o.stops AS jsonb)"
+    " FROM unnest(CAST(:offer_ids AS uuid[]), CAST(:leg_ids AS uuid[]), CAST(:offer_volunteers AS uuid[]),"
+    " CAST(:distances AS float8[]), CAST(:offer_routes AS uuid[]), CAST(:offer_stops AS text[]))"
+    " AS o(id, leg_id, volunteer_id, distance_m, route_id, stops)"
+    ") "
+    "UPDATE dispatch.legs AS l SET status = :leg_status, route_id = v.route_id, updated_at = :now "
+    "FROM unnest(CAST(:leg_ids AS uuid[]), CAST(:offer_routes AS uuid[])) AS v(id, route_id) "
+    "WHERE l.id = v.id"
+)
+
+
+async def add_round_offers(
+    session: AsyncSession,
+    *,
+    routes: Sequence[dict[str, Any]],
+    offers: Sequence[dict[str, Any]],
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    """A matching round's writes, in one statement: its new routes (`id`, `organisation_id`,
+    `volunteer_id`, `stops`; offered), its live offers (`id`, `leg_id`, `volunteer_id`,
+    `distance_m`, `route_id`, `route_stops`; made `now`, lapsing at `expires_at`), and their legs
+    offered, each in its offer's route.
+
+    One round trip where there were three (routes, offers, legs): every leg of the round waits for
+    these writes before its offer goes out. Stops are stored as the ORM stores them (JSON, `None`
+    as JSON null).
+    """
+    if not offers:
+        return
+    await session.execute(
+        _OFFER_ROUND_SQL,
+        {
+            "route_status": "offered",
+            "route_ids": [route["id"] for route in routes],
+            "route_organisations": [route["organisation_id"] for route in routes],
+            "route_volunteers": [route["volunteer_id"] for route in routes],
+            "route_stops": [json.dumps(route["stops"]) for route in routes],
+            "offer_status": str(OfferStatus.LIVE),
+            "now": now,
+            "expires_at": expires_at,
+            "offer_ids": [offer["id"] for offer in offers],
+            "leg_ids": [offer["leg_id"] for offer in offers],
+            "offer_volunteers": [offer["volunteer_id"] for offer in offers],
+            "distances": [float(offer["distance_m"]) for offer in offers],
+            "offer_routes": [offer["route_id"] for offer in offers],
+            "offer_stops": [json.dumps(offer["route_stops"]) for offer in offers],
+            "leg_status": str(LegStatus.OFFERED),
+        },
+    )
 
 
 async def lock_lapsed_offers(
@@ -611,26 +680,6 @@ async def live_offer_counts(session: AsyncSession) -> dict[uuid.UUID, int]:
 async def add_routes(session: AsyncSession, routes: list[dict[str, Any]]) -> None:
     if routes:
         await session.execute(insert(RouteRow), routes)
-
-
-async def offer_legs(
-    session: AsyncSession, legs: Sequence[tuple[uuid.UUID, uuid.UUID | None]], *, now: datetime
-) -> None:
-    """These legs (id, route id) are offered now, each in its route: one statement for them all."""
-    if legs:
-        await session.execute(
-            text(
-                "UPDATE dispatch.legs AS l SET status = :status, route_id = v.route_id, updated_at = :now "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:routes AS uuid[])) AS v(id, route_id) "
-                "WHERE l.id = v.id"
-            ),
-            {
-                "status": str(LegStatus.OFFERED),
-                "now": now,
-                "ids": [leg_id for leg_id, _ in legs],
-                "routes": [route_id for _, route_id in legs],
-            },
-        )
 
 
 async def return_offered_legs(session: AsyncSession, leg_ids: Sequence[uuid.UUID], *, now: datetime) -> None:
@@ -909,38 +958,32 @@ async def volunteers_page(
 
 async def lock_free_volunteers(
     session: AsyncSession, volunteer_ids: list[uuid.UUID]
-) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
-    """Of these volunteers, those on duty that no other round holds, locked: id, organisation, free slots."""
+) -> list[tuple[uuid.UUID, uuid.UUID, int, tuple[str, str] | None]]:
+    """Of these volunteers, those on duty that no other round holds, locked: id, organisation, free
+    slots, and where an SMS on a new offer goes (phone, language) if they asked for one and have a
+    phone, else None. Read under the lock, in the same statement: no round trip more per round."""
     rows = await session.execute(
         select(
             VolunteerRow.id,
             VolunteerRow.organisation_id,
             VolunteerRow.max_active_legs - VolunteerRow.active_legs - live_offers(),
+            VolunteerRow.sms_on_offer,
+            VolunteerRow.phone,
+            VolunteerRow.sms_language,
+            VolunteerRow.languages,
         )
         .where(VolunteerRow.id.in_(volunteer_ids), VolunteerRow.on_duty.is_(True))
         .with_for_update(of=VolunteerRow, skip_locked=True)
     )
-    return [(volunteer_id, organisation_id, free) for volunteer_id, organisation_id, free in rows.all()]
-
-
-async def offer_sms_contacts(
-    session: AsyncSession, volunteer_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, tuple[str, str]]:
-    """Of these volunteers, those who asked for an SMS on a new offer and have a phone: phone, language."""
-    if not volunteer_ids:
-        return {}
-    rows = await session.execute(
-        select(VolunteerRow.id, VolunteerRow.phone, VolunteerRow.sms_language, VolunteerRow.languages).where(
-            VolunteerRow.id.in_(volunteer_ids),
-            VolunteerRow.sms_on_offer.is_(True),
-            VolunteerRow.phone.is_not(None),
+    return [
+        (
+            volunteer_id,
+            organisation_id,
+            free,
+            (phone, language or (languages[0] if languages else "zh")) if sms_on_offer and phone else None,
         )
-    )
-    return {
-        volunteer_id: (phone, language or (languages[0] if languages else "zh"))
-        for volunteer_id, phone, language, languages in rows.all()
-        if phone
-    }
+        for volunteer_id, organisation_id, free, sms_on_offer, phone, language, languages in rows.all()
+    ]
 
 
 async def change_load(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,12 +37,32 @@ from shared.events import (
 
 async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
     """`task.submitted`: each drop-off becomes a pending leg."""
+    await take_in_tasks(session, [event])
+
+
+async def take_in_tasks(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """`task.submitted` for several tasks fetched together: their legs in one statement.
+
+    What `take_in_task` does for each, in one round trip: taken in on the event loop the matching
+    round shares, 200 tasks a second one statement each fell behind on a busy machine, and every
+    leg taken in after a round starts waits a whole window for the next.
+    """
+    rows = [row for event in events for row in _leg_rows(event)]
+    if rows:
+        await repository.add_legs(session, rows)
+    # An urgent or critical leg does not wait for the next window: every matcher starts a round.
+    if any(row["priority"] in PRESSING_PRIORITIES for row in rows):
+        await repository.notify_pressing(session)
+
+
+def _leg_rows(event: CloudEvent) -> list[dict[str, Any]]:
+    """The pending legs of a `task.submitted`, as rows."""
     data = parse_data(event)
     assert isinstance(data, TaskSubmitted)
     weight = sum(item.weight_kg or 0.0 for item in data.items)
     # A supply run's items are shared out over its drop-offs; any other task carries them all on each leg.
     leg_weight = weight / len(data.legs) if data.kind == "supply_run" and data.legs else weight
-    rows = [
+    return [
         {
             "id": leg.leg_id,
             "task_id": data.task_id,
@@ -75,9 +96,6 @@ async def take_in_task(session: AsyncSession, event: CloudEvent) -> None:
         }
         for leg in data.legs
     ]
-    await repository.add_legs(session, rows)
-    if data.priority in PRESSING_PRIORITIES and rows:
-        await repository.notify_pressing(session)
 
 
 async def assign_by_hand(

@@ -1,4 +1,4 @@
-"""The matching loop: every window, expire stale offers and offer pending legs in one optimal batch."""
+"""The matching loop: every window, offer pending legs in one optimal batch."""
 
 from __future__ import annotations
 
@@ -12,12 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.matching import Pool, load_solvers
-from services.dispatcher.service_layer.escalation import (
-    escalate_overdue_legs,
-    escalate_waiting_legs,
-    wait_limits,
-)
-from services.dispatcher.service_layer.offers import expire_offers, offer_batch, prepare_pool
+from services.dispatcher.service_layer.offers import offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
 from services.dispatcher.service_layer.volunteers import welfare_limits
 from shared.settings import Settings
@@ -38,26 +33,39 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
+def pool_lead(window: float, built_in: float) -> float:
+    """How long before a round its pool starts to be built, given how long the last one took.
+
+    A fifth of the window, or half as long again as the last pool took if that is more, so the
+    pool is ready when the round starts: a round that waits for its pool starts late for all its
+    legs, and while the pool is built (on a worker thread, holding the interpreter most of the
+    time) the legs arriving are taken in slowly, so the sooner it is done the more of them the
+    round finds. Never more than half the window: the pool is then fresh enough for the round.
+    """
+    return min(window / 2, max(window / 5, 1.5 * built_in))
+
+
 class RoundClock:
     """When the matcher's rounds start: every `window`, or at once when a pressing leg comes in.
 
     Rounds start every window (not a window after the last one ended), so a leg waits at most one
     window plus one round before it is looked at; a round longer than the window is followed by the
-    next at once. The pool for a round is built `lead` before it starts. `pressing` is set when an
-    urgent or critical leg is taken in: the next round then starts at once, though never sooner
-    than `lead` after the last one started (a stream of them cannot make the matcher a busy loop),
-    and the windows count again from it.
+    next at once. The pool for a round is built `lead` before it starts (`pool_lead`). `pressing`
+    is set when an urgent or critical leg is taken in: the next round then starts at once, though
+    never sooner than `gap` after the last one started (a stream of them cannot make the matcher a
+    busy loop), and the windows count again from it.
     """
 
-    def __init__(self, *, window: float, lead: float, pressing: asyncio.Event) -> None:
-        self.window, self.lead, self.pressing = window, lead, pressing
+    def __init__(self, *, window: float, gap: float, pressing: asyncio.Event) -> None:
+        self.window, self.gap, self.pressing = window, gap, pressing
+        self.lead = gap
         self._loop = asyncio.get_running_loop()
         self._last = self._next = self._loop.time()
 
     async def until_pool_time(self) -> bool:
         """Wait until the next round's pool is due; True if a pressing leg came in first."""
         self._next = max(self._next + self.window, self._loop.time())
-        await asyncio.sleep(max(0.0, self._last + self.lead - self._loop.time()))
+        await asyncio.sleep(max(0.0, self._last + self.gap - self._loop.time()))
         try:
             await asyncio.wait_for(self.pressing.wait(), max(0.0, self._next - self.lead - self._loop.time()))
         except TimeoutError:
@@ -87,19 +95,23 @@ async def run_matcher(
     window = settings.dispatch_batch_window_ms / 1000
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
-    limits = wait_limits(settings)
     roster = Roster()
     frozen = 0
     # Beside the consumer's group join at start-up, not before the service starts: no round runs
     # before a leg is taken in, and none is taken in before the join.
     await asyncio.to_thread(load_solvers)
-    # The pool (who is available, and where) is built a fifth of a window before each round starts:
-    # it grows with everyone on duty, and legs should wait only for the work that grows with them.
-    clock = RoundClock(window=window, lead=window / 5, pressing=pressing or asyncio.Event())
+    # The pool (who is available, and where) is built ahead of each round (`pool_lead`): it grows
+    # with everyone on duty, and legs should wait only for the work that grows with them.
+    clock = RoundClock(window=window, gap=window / 5, pressing=pressing or asyncio.Event())
+    loop = asyncio.get_running_loop()
 
     async def pool_for_round() -> Pool | None:
+        started = loop.time()
         async with sessionmaker() as session, session.begin():
-            return await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
+            pool = await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
+        if pool is not None:
+            clock.lead = pool_lead(window, loop.time() - started)
+        return pool
 
     while True:
         early = await clock.until_pool_time()
@@ -111,8 +123,8 @@ async def run_matcher(
             clock.start(early=early)
             # No leg waited a moment ago: one that came in since is matched now, not a window later.
             pool = pool or await pool_for_round()
-            # Offers first: the round's work a waiting leg feels. Offers that expire now are
-            # handed back after it and their legs and volunteers join the next round.
+            # Only the offers: lapsed offers and escalations are swept by a task of their own
+            # (`sweeps.run_sweeps`), so a round never waits for them nor they for a round.
             offered = 0
             if pool is not None:
                 async with sessionmaker() as session, session.begin():
@@ -129,25 +141,6 @@ async def run_matcher(
                     )
                     offered = len(changes.events)
                     await changes.flush(session)
-            async with sessionmaker() as session, session.begin():
-                changes = await expire_offers(session, now=datetime.now(UTC))
-                await changes.flush(session)
-            async with sessionmaker() as session, session.begin():
-                changes = await escalate_waiting_legs(
-                    session,
-                    now=datetime.now(UTC),
-                    wait_limit_s=settings.escalation_wait_s,
-                    deadline_margin_s=settings.escalation_deadline_margin_s,
-                )
-                await changes.flush(session)
-            async with sessionmaker() as session, session.begin():
-                changes = await escalate_overdue_legs(
-                    session,
-                    now=datetime.now(UTC),
-                    wait_limits_s=limits,
-                    repeat_s=settings.leg_escalation_repeat_s,
-                )
-                await changes.flush(session)
             if offered:
                 log.info("matcher.offered", offers=offered)
             if len(roster) > 2 * frozen + 1000:

@@ -93,7 +93,7 @@ async def offer_batch(
         match_batch, views, pool, now, policy, k=k, plan=plan, pairs=pairs, routes=accepted
     )
     organisation_of = {leg.id: leg.organisation_id for leg in legs}
-    matches = await _lock_chosen(session, solved, organisation_of=organisation_of)
+    matches, sms_contacts = await _lock_chosen(session, solved, organisation_of=organisation_of)
     if not matches:
         return changes
     expires_at = expiry(offered_at=now, ttl=offer_ttl)
@@ -119,31 +119,30 @@ async def offer_batch(
                 "stops": stops_of[m.volunteer_id],
             }
         )
-    await repository.add_routes(session, new_routes)
-    await repository.add_offers(
+    # The routes, the offers and their legs in one statement: every leg of the round waits for it.
+    await repository.add_round_offers(
         session,
-        [
+        routes=new_routes,
+        offers=[
             {
                 "id": offer_id,
                 "leg_id": m.leg_id,
                 "volunteer_id": m.volunteer_id,
-                "status": OfferStatus.LIVE,
                 "distance_m": m.distance_m,
-                "created_at": now,
-                "expires_at": expires_at,
                 "route_id": route_of.get(m.volunteer_id),
                 "route_stops": stops_of.get(m.volunteer_id),
             }
             for offer_id, m in zip(offer_ids, matches, strict=True)
         ],
+        now=now,
+        expires_at=expires_at,
     )
-    await repository.offer_legs(session, [(m.leg_id, route_of.get(m.volunteer_id)) for m in matches], now=now)
     sms_to: dict[uuid.UUID, str] = {}
     if data_key is not None:
-        contacts = await repository.offer_sms_contacts(session, list({m.volunteer_id for m in matches}))
+        # Read when the volunteers were locked (`_lock_chosen`): no statement more per round.
         sms_to = {
             volunteer_id: crypto.seal(data_key, {"phone": phone, "language": language})
-            for volunteer_id, (phone, language) in contacts.items()
+            for volunteer_id, (phone, language) in sms_contacts.items()
         }
     for offer_id, m in zip(offer_ids, matches, strict=True):
         changes.add(
@@ -165,8 +164,9 @@ async def offer_batch(
 
 async def _lock_chosen(
     session: AsyncSession, matches: list[Match], *, organisation_of: dict[uuid.UUID, uuid.UUID]
-) -> list[Match]:
-    """Keep the matches whose volunteer this round could lock, still on duty with the free slots.
+) -> tuple[list[Match], dict[uuid.UUID, tuple[str, str]]]:
+    """Keep the matches whose volunteer this round could lock, still on duty with the free slots;
+    with the phone and language of those kept who asked for an SMS on a new offer.
 
     A volunteer locked by another replica's round, gone off duty or whose slots filled since they
     were read, is left out: their legs wait for the next round. So is one of another organisation
@@ -174,19 +174,22 @@ async def _lock_chosen(
     lock has the last word before an offer reveals a leg.
     """
     if not matches:
-        return matches
+        return matches, {}
     wanted: dict[uuid.UUID, int] = {}
     for m in matches:
         wanted[m.volunteer_id] = wanted.get(m.volunteer_id, 0) + 1
     locked = await repository.lock_free_volunteers(session, list(wanted))
     fits = {
         volunteer_id: organisation_id
-        for volunteer_id, organisation_id, free in locked
+        for volunteer_id, organisation_id, free, _ in locked
         if free >= wanted[volunteer_id]
     }
-    return [
+    kept = [
         m for m in matches if m.volunteer_id in fits and fits[m.volunteer_id] == organisation_of[m.leg_id]
     ]
+    chosen = {m.volunteer_id for m in kept}
+    sms = {volunteer_id: to for volunteer_id, _, _, to in locked if to is not None and volunteer_id in chosen}
+    return kept, sms
 
 
 async def _hand_back(session: AsyncSession, offer: OfferRow, *, status: OfferStatus, now: datetime) -> None:

@@ -387,6 +387,59 @@ async def test_a_fetched_batch_is_applied_in_few_transactions_and_a_bad_record_f
     assert [CloudEvent.from_bytes(r.value).data["note"] for r in dead] == ["contradiction"]
 
 
+async def test_a_batch_handler_takes_consecutive_fresh_events_of_its_type_together_in_order(
+    stack: Stack, scratch: Scratch
+) -> None:
+    applied: list[str] = []
+    together: list[int] = []
+
+    async def one(session: AsyncSession, event: CloudEvent) -> None:
+        applied.append(event.data["note"])
+        await session.execute(insert(scratch.effects).values(event_id=event.id, note=event.data["note"]))
+
+    async def many(session: AsyncSession, events: list[CloudEvent]) -> None:
+        applied.extend(e.data["note"] for e in events)
+        together.append(len(events))
+        await session.execute(
+            insert(scratch.effects), [{"event_id": e.id, "note": e.data["note"]} for e in events]
+        )
+
+    consumer = EventConsumer(
+        settings=stack.settings(),
+        group_id=f"group-{scratch.schema}",
+        topics=(scratch.topic,),
+        handlers={"test.happened": one, "test.other": one},
+        batch_handlers={"test.happened": many},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    between = CloudEvent(
+        source="/test", type="test.other", subject=str(uuid.uuid4()), data={"note": "between"}
+    )
+    events = [*(_event(f"a{i:02}") for i in range(30)), between, *(_event(f"b{i:02}") for i in range(30))]
+    for event in [*events, events[3]]:  # the last one re-published
+        await scratch.producer.send(scratch.topic, value=event.to_bytes(), key=b"one-task")
+    await scratch.producer.flush()
+
+    async def count() -> int:
+        async with scratch.sessionmaker() as session:
+            return int(await session.scalar(select(func.count()).select_from(scratch.effects)) or 0)
+
+    running = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while await count() < len(events):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # the re-published one, had it been applied again
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, timeout=15)
+    assert applied == [e.data["note"] for e in events], "each once, in the partition's order"
+    assert await count() == len(events)
+    assert max(together) > 1, "a fetched run of them went in one call"
+
+
 async def test_inbox_forgets_only_event_ids_older_than_its_retention(stack: Stack, scratch: Scratch) -> None:
     consumer = EventConsumer(
         settings=stack.settings(inbox_retention_s=3600),
