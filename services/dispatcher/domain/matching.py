@@ -58,6 +58,13 @@ DEFER_LOAD = 1.0  # deferral applies when legs in the window > DEFER_LOAD x volu
 DEFER_BASE_M = 2_000.0  # pickup distance always acceptable
 DEFER_PER_WAIT_S_M = 3.0  # metres added per second the leg has waited (about 11 km after an hour)
 DEFER_PRIORITIES = frozenset({"routine", "urgent"})
+# With routes a volunteer with a free slot is rarely free: most carry a leg or two, so legs hardly
+# ever outnumber the volunteers available and the rule above never applies; a leg then goes at once
+# to whoever has a slot, however far. So with routes a leg is also held back from a far volunteer
+# while the legs waiting outnumber DEFER_IDLE_LOAD x the volunteers with nothing to do (a nearer one
+# passing by or coming free is then likely). Not a leg with a deadline: its window is what waiting
+# would spend (a day of meals loses its p90 with it).
+DEFER_IDLE_LOAD = 0.2
 
 
 # Routes. Legs whose pickups are this close may share a route; at most this many legs in a route
@@ -179,6 +186,8 @@ class Team:
 
     index: cKDTree
     members: list[int]
+    # How many of them have nothing to do: no leg, no offer open.
+    idle: int = 0
 
 
 def counted_today(v: Volunteer, today: date) -> Volunteer:
@@ -208,15 +217,20 @@ class Pool:
         # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
         # everyone on duty to group.
         members: dict[int, list[int]] = {}
+        idle: dict[int, int] = {}
         for vi, organisation in enumerate([v.organisation_id.int for v in self.volunteers]):
             members.setdefault(organisation, []).append(vi)
+        for v in self.volunteers:
+            if not v.active_legs and not v.live_offers:
+                organisation = v.organisation_id.int
+                idle[organisation] = idle.get(organisation, 0) + 1
         from scipy.spatial import cKDTree
 
         points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
         self.teams = {
             # One organisation alone (the usual case) indexes the points as they are, not a copy.
             uuid.UUID(int=organisation): Team(
-                cKDTree(points if len(members) == 1 else points[indices]), indices
+                cKDTree(points if len(members) == 1 else points[indices]), indices, idle.get(organisation, 0)
             )
             for organisation, indices in members.items()
         }
@@ -283,6 +297,29 @@ def _team_pairs(
         for vi, distance in found[:k]:
             if distance <= limit:
                 pairs[(li, vi)] = pair_cost(available[vi], leg, distance_m=distance)
+
+
+def defer_with_routes(
+    legs: list[Leg], pool: Pool, pairs: dict[tuple[int, int], tuple[float, float]]
+) -> dict[tuple[int, int], tuple[float, float]]:
+    """`pairs` without those beyond the leg's `acceptable_pickup_m` while, in its organisation, the
+    legs waiting outnumber `DEFER_IDLE_LOAD` x the volunteers with nothing to do (legs with no
+    deadline only: see `DEFER_IDLE_LOAD`)."""
+    count: dict[uuid.UUID, int] = {}
+    for leg in legs:
+        count[leg.organisation_id] = count.get(leg.organisation_id, 0) + 1
+    crowded = {
+        organisation
+        for organisation, n in count.items()
+        if organisation in pool.teams and n > DEFER_IDLE_LOAD * pool.teams[organisation].idle
+    }
+    if not crowded:
+        return pairs
+    limits = [
+        acceptable_pickup_m(leg) if leg.organisation_id in crowded and math.isinf(leg.due_s) else math.inf
+        for leg in legs
+    ]
+    return {(li, vi): value for (li, vi), value in pairs.items() if value[1] <= limits[li]}
 
 
 Unit = tuple[int, ...]
@@ -393,7 +430,7 @@ def match_batch(
     if pairs is None:
         pairs = candidate_pairs(legs, pool, now, policy, k=k)
     if plan:
-        return match_routes(legs, available, pairs, now, policy, routes or {})
+        return match_routes(legs, available, defer_with_routes(legs, pool, pairs), now, policy, routes or {})
     bundled: set[int] = set()
     units: list[Unit] = []
     unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
@@ -778,6 +815,7 @@ __all__ = [
     "can_carry",
     "candidate_pairs",
     "courier",
+    "defer_with_routes",
     "match_batch",
     "match_routes",
     "pair_cost",
