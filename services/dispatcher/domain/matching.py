@@ -218,11 +218,10 @@ class Pool:
         # everyone on duty to group.
         members: dict[int, list[int]] = {}
         idle: dict[int, int] = {}
-        for vi, organisation in enumerate([v.organisation_id.int for v in self.volunteers]):
+        for vi, v in enumerate(self.volunteers):
+            organisation = v.organisation_id.int
             members.setdefault(organisation, []).append(vi)
-        for v in self.volunteers:
             if not v.active_legs and not v.live_offers:
-                organisation = v.organisation_id.int
                 idle[organisation] = idle.get(organisation, 0) + 1
         from scipy.spatial import cKDTree
 
