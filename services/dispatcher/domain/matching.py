@@ -58,13 +58,6 @@ DEFER_LOAD = 1.0  # deferral applies when legs in the window > DEFER_LOAD x volu
 DEFER_BASE_M = 2_000.0  # pickup distance always acceptable
 DEFER_PER_WAIT_S_M = 3.0  # metres added per second the leg has waited (about 11 km after an hour)
 DEFER_PRIORITIES = frozenset({"routine", "urgent"})
-# With routes a volunteer with a free slot is rarely free: most carry a leg or two, so legs hardly
-# ever outnumber the volunteers available and the rule above never applies; a leg then goes at once
-# to whoever has a slot, however far. So with routes a leg is also held back from a far volunteer
-# while the legs waiting outnumber DEFER_IDLE_LOAD x the volunteers with nothing to do (a nearer one
-# passing by or coming free is then likely). Not a leg with a deadline: its window is what waiting
-# would spend (a day of meals loses its p90 with it).
-DEFER_IDLE_LOAD = 0.2
 
 
 # Routes. Legs whose pickups are this close may share a route; at most this many legs in a route
@@ -76,6 +69,13 @@ MAX_ROUTE_LEGS = 10
 ROUTE_CANDIDATES = 4
 INSERT_CANDIDATES = 3
 ROUTING_BUDGET_S = 0.03
+# Deferral with routes. A volunteer with a free slot is rarely free: most carry a leg or two, so
+# legs hardly ever outnumber the volunteers available and the rule of `DEFER_LOAD` never applies; a
+# leg then goes at once to whoever has a slot, however far. So with routes a leg is also held back
+# from a far volunteer while the legs waiting outnumber DEFER_IDLE_LOAD x the volunteers with
+# nothing to do (a nearer one passing by or coming free is then likely). Not a leg with a deadline:
+# its window is what waiting would spend (a day of meals loses its p90 with it).
+DEFER_IDLE_LOAD = 0.2
 # Critical legs go straight to their drop-off: never bundled with others in a new route.
 UNBUNDLED_PRIORITIES = frozenset({"critical"})
 
