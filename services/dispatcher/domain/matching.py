@@ -5,7 +5,8 @@ several legs at once, as a route (`domain/routing.py`): legs whose pickups lie c
 planned into one route for each of a few candidate volunteers, and the assignment then chooses
 among those routes and single legs. A volunteer already carrying an accepted route is only
 offered a leg that fits into it (`routing.insert_leg`) without any accepted stop missing its
-window, at the cost of the detour it adds. Every route keeps the volunteer's capacity, free
+window, at the cost of the detour it adds (several legs from one pickup at once when they fit
+together). Every route keeps the volunteer's capacity, free
 slots, the legs' windows and the end of their shift. Routing work per round is bounded: a few
 candidates per bundle and per leg, at most `MAX_ROUTE_LEGS` legs per route, and a wall-clock
 budget (`ROUTING_BUDGET_S`) after which the round's remaining legs go one by one.
@@ -52,14 +53,14 @@ FAIRNESS_PER_LEG = 0.02
 # scarce resource and a long pickup ties one up for that much longer: a far free volunteer is then not
 # sent to a routine leg (the leg waits for a nearer one to come free), which keeps pickups short and
 # frees capacity, so the queue drains faster than nearest-first. The acceptable pickup distance grows
-# with the leg's wait, so nothing starves. Urgent and critical legs are never deferred: a pressing
-# leg left waiting for a nearer volunteer while routine ones are offered is priority turned upside
-# down (an urgent supply run, which only the few cars and vans can take, would wait for one to come
-# free within 2 km).
+# with the leg's wait, so nothing starves. Critical legs are never deferred, nor urgent legs that need
+# a car or a van: a nearer one of the few is unlikely to come free soon, and the leg would wait while
+# routine ones are offered (an urgent supply run waited for a car to come free within 2 km). An
+# urgent leg any volunteer can carry is deferred as a routine one is: one nearer soon comes free.
 DEFER_LOAD = 1.0  # deferral applies when legs in the window > DEFER_LOAD x volunteers available
 DEFER_BASE_M = 2_000.0  # pickup distance always acceptable
 DEFER_PER_WAIT_S_M = 3.0  # metres added per second the leg has waited (about 11 km after an hour)
-DEFER_PRIORITIES = frozenset({"routine"})
+DEFER_PRIORITIES = frozenset({"routine", "urgent"})
 
 
 # Routes. Legs whose pickups are this close may share a route; at most this many legs in a route
@@ -71,6 +72,13 @@ MAX_ROUTE_LEGS = 10
 ROUTE_CANDIDATES = 4
 INSERT_CANDIDATES = 3
 ROUTING_BUDGET_S = 0.03
+# Deferral with routes. A volunteer with a free slot is rarely free: most carry a leg or two, so
+# legs hardly ever outnumber the volunteers available and the rule of `DEFER_LOAD` never applies; a
+# leg then goes at once to whoever has a slot, however far. So with routes a leg is also held back
+# from a far volunteer while the legs waiting outnumber DEFER_IDLE_LOAD x the volunteers with
+# nothing to do (a nearer one passing by or coming free is then likely). Not a leg with a deadline:
+# its window is what waiting would spend (a day of meals loses its p90 with it).
+DEFER_IDLE_LOAD = 0.2
 # Critical legs go straight to their drop-off: never bundled with others in a new route.
 UNBUNDLED_PRIORITIES = frozenset({"critical"})
 # The reserve (`Policy.reserve_share`): the scarce vehicles kept idle for urgent and critical legs.
@@ -150,10 +158,12 @@ def acceptable_pickup_m(leg: Leg) -> float:
     """The farthest pickup worth sending someone on for `leg` while volunteers are scarce.
 
     Beyond it a nearer volunteer coming free is likely worth waiting for; the distance grows with
-    the leg's wait so every leg is eventually offered to whoever is eligible. Urgent and critical
-    legs take whoever is eligible at once.
+    the leg's wait so every leg is eventually offered to whoever is eligible. Critical legs, and
+    urgent ones that need a car or a van, take whoever is eligible at once.
     """
-    if leg.priority not in DEFER_PRIORITIES:
+    if leg.priority not in DEFER_PRIORITIES or (
+        leg.priority == "urgent" and leg.vehicle in RESERVED_VEHICLES
+    ):
         return math.inf
     return DEFER_BASE_M + DEFER_PER_WAIT_S_M * leg.waiting_s
 
@@ -184,6 +194,8 @@ class Team:
 
     index: cKDTree
     members: list[int]
+    # How many of them have nothing to do: no leg, no offer open.
+    idle: int = 0
 
 
 def counted_today(v: Volunteer, today: date) -> Volunteer:
@@ -222,15 +234,19 @@ class Pool:
         # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
         # everyone on duty to group.
         members: dict[int, list[int]] = {}
-        for vi, organisation in enumerate([v.organisation_id.int for v in self.volunteers]):
+        idle: dict[int, int] = {}
+        for vi, v in enumerate(self.volunteers):
+            organisation = v.organisation_id.int
             members.setdefault(organisation, []).append(vi)
+            if not v.active_legs and not v.live_offers:
+                idle[organisation] = idle.get(organisation, 0) + 1
         from scipy.spatial import cKDTree
 
         points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
         self.teams = {
             # One organisation alone (the usual case) indexes the points as they are, not a copy.
             uuid.UUID(int=organisation): Team(
-                cKDTree(points if len(members) == 1 else points[indices]), indices
+                cKDTree(points if len(members) == 1 else points[indices]), indices, idle.get(organisation, 0)
             )
             for organisation, indices in members.items()
         }
@@ -297,6 +313,29 @@ def _team_pairs(
         for vi, distance in found[:k]:
             if distance <= limit:
                 pairs[(li, vi)] = pair_cost(available[vi], leg, distance_m=distance)
+
+
+def defer_with_routes(
+    legs: list[Leg], pool: Pool, pairs: dict[tuple[int, int], tuple[float, float]]
+) -> dict[tuple[int, int], tuple[float, float]]:
+    """`pairs` without those beyond the leg's `acceptable_pickup_m` while, in its organisation, the
+    legs waiting outnumber `DEFER_IDLE_LOAD` x the volunteers with nothing to do (legs with no
+    deadline only: see `DEFER_IDLE_LOAD`)."""
+    count: dict[uuid.UUID, int] = {}
+    for leg in legs:
+        count[leg.organisation_id] = count.get(leg.organisation_id, 0) + 1
+    crowded = {
+        organisation
+        for organisation, n in count.items()
+        if organisation in pool.teams and n > DEFER_IDLE_LOAD * pool.teams[organisation].idle
+    }
+    if not crowded:
+        return pairs
+    limits = [
+        acceptable_pickup_m(leg) if leg.organisation_id in crowded and math.isinf(leg.due_s) else math.inf
+        for leg in legs
+    ]
+    return {(li, vi): value for (li, vi), value in pairs.items() if value[1] <= limits[li]}
 
 
 Unit = tuple[int, ...]
@@ -407,7 +446,9 @@ def match_batch(
     if pairs is None:
         pairs = candidate_pairs(legs, pool, now, policy, k=k)
     if plan:
-        matches = match_routes(legs, available, pairs, now, policy, routes or {})
+        matches = match_routes(
+            legs, available, defer_with_routes(legs, pool, pairs), now, policy, routes or {}
+        )
     else:
         matches = _match_one_by_one(legs, available, pairs)
     return _keep_reserve(legs, pool, matches, policy)
@@ -572,9 +613,12 @@ def match_routes(
        it (`routing.insert_leg`), at the cost of the travel it adds beyond the leg's own trip; the
        nearest `INSERT_CANDIDATES` such volunteers are tried per leg.
     2. Legs (not critical) whose pickups lie within `BUNDLE_PICKUP_M` of one another are planned
-       into a route for the nearest candidate able to take two or more of them; the route's legs
-       become one unit, offered to that volunteer or to another candidate who can carry them all,
-       at the cost of the route's travel beyond the legs' own trips (`_unit_cost`).
+       into a route for the nearest candidate able to take two or more of them: a new route, or
+       the volunteer's accepted route with them inserted (its stops kept in their order,
+       `routing.insert_legs`), so that a route under way near the pickup takes a batch's legs
+       together rather than one per round; the route's legs become one unit, offered to that
+       volunteer or to another candidate who can carry them all, at the cost of the travel the
+       legs add beyond their own trips (`_unit_cost`).
     3. Every other leg is a unit of its own; a volunteer is a candidate only if the leg alone keeps
        to the end of their shift. The assignment then chooses, one unit per volunteer; bundles
        nobody took go one by one to the volunteers left, and then to volunteers holding a single
@@ -632,6 +676,7 @@ class _RoutePlanner:
         self._own_service_s = [rl.pickup.service_s + rl.dropoff.service_s for rl in self.route_legs]
         self._accepted: dict[int, AcceptedRoute | None] = {}
         self._shift_ends: dict[int, float] = {}
+        self._base: dict[int, float] = {}
         self.now_s = now.timestamp()
 
     def accepted(self, vi: int) -> AcceptedRoute | None:
@@ -674,7 +719,6 @@ class _RoutePlanner:
         """The pairs a route allows: insertion into an accepted route, or a lone leg within the shift."""
         kept: dict[tuple[int, int], tuple[float, float]] = {}
         tried: dict[int, int] = {}
-        base: dict[int, float] = {}
         for (li, vi), value in pairs.items():  # each leg's candidates come nearest first
             v = self.available[vi]
             accepted = self.accepted(vi)
@@ -692,9 +736,7 @@ class _RoutePlanner:
             grown = routing.insert_leg(c, accepted.stops, self.route_legs[li])
             if grown is None:
                 continue
-            if vi not in base:
-                base[vi] = routing.timeline(c, accepted.stops).travel_s
-            extra = grown.travel_s - base[vi] - travel_time_s(self._own_m[li], v.vehicle)
+            extra = grown.travel_s - self._base_s(vi) - travel_time_s(self._own_m[li], v.vehicle)
             kept[(li, vi)] = (
                 extra * (1.0 + FAIRNESS_PER_LEG * v.legs_done_today) - _bonus(self.legs[li]),
                 value[1],
@@ -705,13 +747,14 @@ class _RoutePlanner:
     def bundles(
         self, pairs: dict[tuple[int, int], tuple[float, float]]
     ) -> tuple[list[Unit], dict[tuple[Unit, int], tuple[float, float]], set[int]]:
-        """Units of two or more legs with close pickups, each with the volunteers who could carry it."""
+        """Units of two or more legs with close pickups, each with the volunteers who could carry it
+        (in a new route, or inserted into the route they accepted)."""
         units: list[Unit] = []
         unit_pairs: dict[tuple[Unit, int], tuple[float, float]] = {}
         bundled: set[int] = set()
-        candidates: dict[int, dict[int, float]] = {}  # leg -> {volunteer: distance}, free volunteers only
+        candidates: dict[int, dict[int, float]] = {}  # leg -> {volunteer: distance}, two slots free or more
         for (li, vi), (_, distance) in pairs.items():
-            if self.accepted(vi) is None and free_slots(self.available[vi]) >= 2:
+            if free_slots(self.available[vi]) >= 2:
                 candidates.setdefault(li, {})[vi] = distance
         for cluster in self._clusters(
             [li for li in candidates if self.legs[li].priority not in UNBUNDLED_PRIORITIES]
@@ -730,14 +773,16 @@ class _RoutePlanner:
                     continue
                 owners += 1
                 route = self._plan(vi, theirs)
-                if route is None or len(route.leg_ids) < 2:
+                if route is None:
                     continue
-                unit = tuple(sorted(self.index_of[leg_id] for leg_id in route.leg_ids))  # type: ignore[index]
+                unit = self._unit_of(route)
+                if len(unit) < 2:
+                    continue
                 units.append(unit)
                 bundled.update(unit)
                 remaining = [li for li in remaining if li not in unit]
                 unit_pairs[(unit, vi)] = self._unit_cost(vi, unit, route)
-                self.planned[(unit, vi)] = (route, None)
+                self.planned[(unit, vi)] = (route, self._route_id(vi))
                 # Others who could carry the very same legs, for the assignment to choose among.
                 tried = 1
                 for wi in sorted(near, key=near.__getitem__):
@@ -747,25 +792,51 @@ class _RoutePlanner:
                         continue
                     tried += 1
                     theirs_too = self._plan(wi, list(unit))
-                    if theirs_too is not None and len(theirs_too.leg_ids) == len(unit):
+                    if theirs_too is not None and self._unit_of(theirs_too) == unit:
                         unit_pairs[(unit, wi)] = self._unit_cost(wi, unit, theirs_too)
-                        self.planned[(unit, wi)] = (theirs_too, None)
+                        self.planned[(unit, wi)] = (theirs_too, self._route_id(wi))
         return units, unit_pairs, bundled
 
     def _plan(self, vi: int, indices: list[int]) -> routing.Route | None:
+        """A new route of these legs for the volunteer, or their accepted route with them inserted."""
         budget = min(routing.PLAN_BUDGET_S, max(0.0, self.deadline - time.perf_counter()))
-        return routing.plan_route(self.courier(vi), [self.route_legs[li] for li in indices], budget_s=budget)
+        legs = [self.route_legs[li] for li in indices]
+        accepted = self.accepted(vi)
+        if accepted is None:
+            return routing.plan_route(self.courier(vi), legs, budget_s=budget)
+        return routing.insert_legs(self.courier(vi), accepted.stops, legs, budget_s=budget)
+
+    def _unit_of(self, route: routing.Route) -> Unit:
+        """The legs of this round in a planned route (not those already accepted)."""
+        return tuple(sorted(self.index_of[leg_id] for leg_id in route.leg_ids if leg_id in self.index_of))  # type: ignore[index]
+
+    def _route_id(self, vi: int) -> uuid.UUID | None:
+        accepted = self.accepted(vi)
+        return None if accepted is None else accepted.id
+
+    def _base_s(self, vi: int) -> float:
+        """The travel time of the volunteer's accepted route from where they are (0 without one)."""
+        found = self._base.get(vi)
+        if found is None:
+            accepted = self.accepted(vi)
+            found = 0.0 if accepted is None else routing.timeline(self.courier(vi), accepted.stops).travel_s
+            self._base[vi] = found
+        return found
 
     def _unit_cost(self, vi: int, unit: Unit, route: routing.Route) -> tuple[float, float]:
-        """The route's travel beyond each leg's own trip from pickup to drop-off, less each leg's bonus.
+        """The travel the legs add to the volunteer's route beyond each leg's own trip from pickup to
+        drop-off, less each leg's bonus.
 
         For one leg that is the trip to its pickup, as `pair_cost` counts it; legs sharing trips
         save travel, legs carried one after another (too heavy together) add it.
         """
-        v, first = self.available[vi], route.stops[0]
+        v = self.available[vi]
         assert v.lat is not None and v.lon is not None
+        first = next(stop for stop in route.stops if self.index_of.get(stop.leg_id) in unit)  # type: ignore[call-overload]
         distance = haversine_m(v.lat, v.lon, first.lat, first.lon)
-        extra = route.travel_s - sum(travel_time_s(self._own_m[li], v.vehicle) for li in unit)
+        extra = (
+            route.travel_s - self._base_s(vi) - sum(travel_time_s(self._own_m[li], v.vehicle) for li in unit)
+        )
         extra *= 1.0 + FAIRNESS_PER_LEG * v.legs_done_today
         return extra - sum(_bonus(self.legs[li]) for li in unit), distance
 
@@ -821,6 +892,7 @@ __all__ = [
     "can_carry",
     "candidate_pairs",
     "courier",
+    "defer_with_routes",
     "match_batch",
     "match_routes",
     "pair_cost",

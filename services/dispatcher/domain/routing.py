@@ -29,6 +29,7 @@ Public API (kept stable: the benchmarks import it)::
     broken_rule(courier, stops) -> str | None       # the first rule an order breaks
     plan_route(courier, legs, *, budget_s=PLAN_BUDGET_S) -> Route | None
     insert_leg(courier, route, leg) -> Route | None
+    insert_legs(courier, route, legs, *, budget_s=PLAN_BUDGET_S) -> Route | None
     remove_leg(courier, route, leg_id, *, budget_s=PLAN_BUDGET_S) -> Route
 
 Why our own insertion and local search, not VROOM or OR-Tools at run time: a round plans a few
@@ -361,7 +362,10 @@ class _Plan:
 
 
 def plan_route(
-    courier: Courier, legs: Sequence[RouteLeg], *, budget_s: float = PLAN_BUDGET_S
+    courier: Courier,
+    legs: Sequence[RouteLeg],
+    *,
+    budget_s: float = PLAN_BUDGET_S,
 ) -> Route | None:
     """The best route found for the courier carrying as many of `legs` as the rules allow.
 
@@ -405,6 +409,45 @@ def insert_leg(courier: Courier, route: Route | Sequence[Stop], leg: RouteLeg) -
     return None if found is None else plan.route(found[1])
 
 
+def insert_legs(
+    courier: Courier,
+    route: Route | Sequence[Stop],
+    legs: Sequence[RouteLeg],
+    *,
+    budget_s: float = PLAN_BUDGET_S,
+) -> Route | None:
+    """The route with as many of `legs` as the rules allow added, the accepted stops kept in their order.
+
+    Cheapest insertion as `plan_route` does it, starting from the accepted stops: at each step the
+    leg whose best position adds the least travel goes in; a leg that fits nowhere is left out.
+    The new legs' stops are then moved while that shortens the route (the accepted ones stay in
+    their order). None when no leg fits.
+    """
+    deadline = time.perf_counter() + budget_s
+    stops = tuple(route.stops if isinstance(route, Route) else route)
+    held = {stop.leg_id for stop in stops}
+    legs = [leg for leg in legs if leg.id not in held]
+    plan = _Plan(courier, [*stops, *(stop for leg in legs for stop in (leg.pickup, leg.dropoff))])
+    base = len(stops)
+    seq = list(range(1, base + 1))
+    waiting = list(range(len(legs)))
+    added: list[int] = []
+    while waiting and (not added or time.perf_counter() < deadline):
+        best: tuple[float, int, list[int]] | None = None
+        for k in waiting:
+            found = plan.best_insertion(seq, base + 2 * k + 1, base + 2 * k + 2)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = (found[0], k, found[1])
+        if best is None:
+            break
+        seq = best[2]
+        waiting.remove(best[1])
+        added.append(best[1])
+    if not added:
+        return None
+    return plan.route(seq)
+
+
 def remove_leg(
     courier: Courier, route: Route | Sequence[Stop], leg_id: Hashable, *, budget_s: float = PLAN_BUDGET_S
 ) -> Route:
@@ -432,6 +475,7 @@ __all__ = [
     "StopKind",
     "broken_rule",
     "insert_leg",
+    "insert_legs",
     "plan_route",
     "remove_leg",
     "route_leg",

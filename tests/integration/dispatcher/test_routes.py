@@ -405,3 +405,32 @@ async def test_two_legs_offered_for_insertion_are_answered_one_by_one(
             inserted[0].leg_id: ("pending", None),
             inserted[1].leg_id: ("assigned", offer.route_id),
         }
+
+
+async def test_two_legs_from_the_kitchen_go_into_the_accepted_route_in_one_round(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        rider = await add_volunteer(session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=3)
+        (first,) = await lunches(session, lat, lon, 1)
+    await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        (offer,) = await live_offers(session, [first])
+    async with sessionmaker() as session, session.begin():
+        await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
+        more = await lunches(session, lat, lon, 2)
+    await matching_round(sessionmaker, stack, ROSTER, at=timedelta(seconds=5))
+    async with sessionmaker() as session:
+        both = await live_offers(session, more)
+    assert len(both) == 2 and {o.route_id for o in both} == {offer.route_id}
+    assert {o.volunteer_id for o in both} == {rider.id}
+    # Offers to insert into an accepted route are answered one by one.
+    for one in both:
+        async with sessionmaker() as session, session.begin():
+            await accept_offer(session, offer_id=one.id, volunteer_id=rider.id)
+    async with sessionmaker() as session:
+        route = await session.get(RouteRow, offer.route_id)
+        assert route is not None and route.status == "active"
+        assert {stop["leg_id"] for stop in route.stops} == {str(first), *(str(leg_id) for leg_id in more)}
+        assert len(route.stops) == 6 and in_order(route.stops)

@@ -383,6 +383,30 @@ def test_a_leg_is_inserted_into_an_accepted_route_only_where_no_accepted_stop_mi
     assert match_batch([away], [busy], NOW, POLICY, plan=True, routes=routes) == []
 
 
+def test_a_route_under_way_near_the_kitchen_takes_the_batchs_legs_together() -> None:
+    kitchen = (29.870, 121.550)
+    # Riding to the kitchen for a lunch due north; two more lunches north come out of the kitchen.
+    busy = volunteer(29.8702, 121.5502, max_active_legs=4, active_legs=1)
+    held = leg(*kitchen, dropoff_lat=29.880, dropoff_lon=121.550, due_s=NOW.timestamp() + 2700)
+    accepted = routing.plan_route(courier(busy, NOW, POLICY, max_legs=4), [route_leg(held)])
+    assert accepted is not None
+    routes = {busy.id: AcceptedRoute(uuid.uuid4(), accepted.stops)}
+    lunches = [
+        leg(*kitchen, dropoff_lat=29.877, dropoff_lon=121.5505, due_s=NOW.timestamp() + 2700),
+        leg(*kitchen, dropoff_lat=29.882, dropoff_lon=121.5495, due_s=NOW.timestamp() + 2700),
+    ]
+    far = volunteer(29.850, 121.530)  # free, but 3 km away
+    matches = match_batch(lunches, [busy, far], NOW, POLICY, plan=True, routes=routes)
+    assert {m.leg_id for m in matches} == {lg.id for lg in lunches}
+    assert {m.volunteer_id for m in matches} == {busy.id}
+    assert {m.route_id for m in matches} == {routes[busy.id].id}
+    route = matches[0].route
+    assert route is not None and all(m.route is route for m in matches)
+    assert set(route.leg_ids) == {held.id, *(lg.id for lg in lunches)}
+    assert [s for s in route.stops if s.leg_id == held.id] == list(accepted.stops)
+    assert routing.broken_rule(courier(busy, NOW, POLICY, max_legs=4), route.stops) is None
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     snapshots(), st.lists(st.tuples(st.floats(-0.02, 0.02), st.floats(-0.02, 0.02)), min_size=25, max_size=25)
@@ -490,8 +514,10 @@ def test_no_route_or_insertion_the_matcher_offers_breaks_a_rule(
                 )
             else:  # a lone leg keeps to the end of the shift (its deadline is not the volunteer's to keep)
                 assert route.end_s <= courier(v, NOW, POLICY, max_legs=1).shift_end_s + 1e-6
-        else:
-            assert route_id == accepted.id and len(leg_ids) == 1
-            assert [s for s in route.stops if s.leg_id != leg_ids[0]] == list(accepted.stops)
-            c = courier(v, NOW, POLICY, max_legs=1 + e.free_slots(v))
+        else:  # one leg or several inserted, the accepted stops kept in their order
+            assert route_id == accepted.id
+            assert set(route.leg_ids) == {s.leg_id for s in accepted.stops} | set(leg_ids)
+            assert [s for s in route.stops if s.leg_id not in leg_ids] == list(accepted.stops)
+            held = len({s.leg_id for s in accepted.stops})
+            c = courier(v, NOW, POLICY, max_legs=held + e.free_slots(v))
             assert routing.broken_rule(c, route.stops) is None

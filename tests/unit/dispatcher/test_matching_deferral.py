@@ -63,6 +63,27 @@ def test_a_near_volunteer_is_sent_even_when_volunteers_are_scarce() -> None:
     ]
 
 
+def test_with_routes_a_far_volunteer_with_a_free_slot_is_not_sent_while_few_have_nothing_to_do() -> None:
+    # Two legs waiting; ten volunteers far away, each already carrying a leg with two slots free:
+    # none of them is scarce as the one-leg rule counts, but nobody has nothing to do.
+    legs = [leg(*PICKUP), leg(29.871, 121.546)]
+    riders = [volunteer(FAR[0], FAR[1] + 0.001 * i, max_active_legs=3, active_legs=1) for i in range(10)]
+    assert match_batch(legs, riders, NOW, POLICY) != []  # one leg at a time: not crowded
+    assert match_batch(legs, riders, NOW, POLICY, plan=True) == []
+    # A leg that waited long enough goes.
+    waited = [replace(lg, waiting_s=(5_600.0 - m.DEFER_BASE_M) / m.DEFER_PER_WAIT_S_M) for lg in legs]
+    assert len(match_batch(waited, riders, NOW, POLICY, plan=True)) == 2
+    # Idle volunteers enough: not held back.
+    idle = [replace(v, active_legs=0) for v in riders]
+    assert len(match_batch(legs, idle, NOW, POLICY, plan=True)) == 2
+    # A leg with a deadline is not held back: its window is what waiting would spend.
+    due = [replace(lg, due_s=NOW.timestamp() + 3_600.0) for lg in legs]
+    assert len(match_batch(due, riders, NOW, POLICY, plan=True)) == 2
+    # Nor a critical one.
+    critical = [replace(lg, priority="critical") for lg in legs]
+    assert len(match_batch(critical, riders, NOW, POLICY, plan=True)) == 2
+
+
 def test_work_goes_to_the_volunteer_who_has_done_less_today_among_equals() -> None:
     only = leg(*PICKUP)
     busy = volunteer(29.875, 121.545, legs_done_today=6)
@@ -93,7 +114,14 @@ def test_legs_done_before_local_midnight_no_longer_weigh_on_fairness() -> None:
     ], "nearer, and nothing done today"
 
 
-def test_an_urgent_leg_is_never_deferred_either() -> None:
-    legs, vols = _crowded(priority="urgent")
+def test_an_urgent_leg_needing_a_car_is_never_deferred() -> None:
+    legs, _ = _crowded(priority="urgent", vehicle="car")
+    car = volunteer(*FAR, vehicle="car", capacity_kg=300.0)
     assert acceptable_pickup_m(legs[0]) == float("inf")
-    assert [x.leg_id for x in match_batch(legs, vols, NOW, POLICY)] == [legs[0].id]
+    assert [x.leg_id for x in match_batch(legs, [car], NOW, POLICY)] == [legs[0].id]
+
+
+def test_an_urgent_leg_any_volunteer_can_carry_waits_for_a_nearer_one() -> None:
+    legs, vols = _crowded(priority="urgent")
+    assert acceptable_pickup_m(legs[0]) == m.DEFER_BASE_M
+    assert match_batch(legs, vols, NOW, POLICY) == []

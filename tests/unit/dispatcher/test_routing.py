@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable, Sequence
 
@@ -169,6 +170,25 @@ def test_insertion_refuses_a_leg_over_capacity_or_count() -> None:
     assert insert_leg(c, grown, third) is None
 
 
+def test_several_legs_go_into_an_accepted_route_in_its_order_as_far_as_the_rules_allow() -> None:
+    c = courier(capacity_kg=10.0, max_legs=3)
+    accepted = plan_route(c, [route_leg("a", pickup=KITCHEN, dropoff=near(0.01, 0.0), due_s=1200.0)])
+    assert accepted is not None
+    new = [
+        route_leg("b", pickup=KITCHEN, dropoff=near(0.008, 0.0), weight_kg=2.0),
+        route_leg("c", pickup=KITCHEN, dropoff=near(0.012, 0.0), weight_kg=2.0),
+        route_leg("d", pickup=KITCHEN, dropoff=near(0.011, 0.0), weight_kg=2.0),  # one too many
+    ]
+    grown = routing.insert_legs(c, accepted, new, budget_s=ENOUGH_S)
+    assert grown is not None and len(grown.leg_ids) == 3 and "a" in grown.leg_ids
+    assert broken_rule(c, grown.stops) is None
+    assert [s for s in grown.stops if s.leg_id == "a"] == list(accepted.stops)
+    # Nothing fits: over capacity, or a deadline that cannot be met.
+    heavy = route_leg("e", pickup=KITCHEN, dropoff=near(0.01, 0.0), weight_kg=11.0)
+    late = route_leg("f", pickup=near(-0.05, 0.0), dropoff=near(-0.06, 0.0), due_s=600.0)
+    assert routing.insert_legs(c, accepted, [heavy, late], budget_s=ENOUGH_S) is None
+
+
 def test_a_leg_in_hand_is_a_lone_dropoff_with_its_load_on_board() -> None:
     c = courier(capacity_kg=10.0)
     in_hand = Stop("held", "dropoff", *near(0.01, 0.0), weight_kg=8.0)
@@ -274,10 +294,22 @@ def test_no_insertion_or_removal_breaks_a_rule(
     if grown is not None:
         assert violations(c, grown.stops) == []
         assert [s for s in grown.stops if s.leg_id != "new"] == list(route.stops)
+    several = routing.insert_legs(
+        c, route, [new, *(replace_id(leg, f"new{i}") for i, leg in enumerate(other[1][1:]))]
+    )
+    if several is not None:
+        assert violations(c, several.stops) == []
+        assert [s for s in several.stops if s.leg_id in route.leg_ids] == list(route.stops)
     for leg_id in route.leg_ids:
         smaller = routing.remove_leg(c, route, leg_id)
         assert violations(c, smaller.stops) == []
         assert leg_id not in smaller.leg_ids
+
+
+def replace_id(leg: RouteLeg, leg_id: Hashable) -> RouteLeg:
+    return RouteLeg(
+        dataclasses.replace(leg.pickup, leg_id=leg_id), dataclasses.replace(leg.dropoff, leg_id=leg_id)
+    )
 
 
 def test_route_is_the_public_type() -> None:
