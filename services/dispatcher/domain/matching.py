@@ -320,14 +320,17 @@ def defer_with_routes(
 ) -> dict[tuple[int, int], tuple[float, float]]:
     """`pairs` without those beyond the leg's `acceptable_pickup_m` while, in its organisation, the
     legs waiting outnumber `DEFER_IDLE_LOAD` x the volunteers with nothing to do (legs with no
-    deadline only: see `DEFER_IDLE_LOAD`)."""
+    deadline only: see `DEFER_IDLE_LOAD`), and someone carrying legs may come by: with everyone
+    free idle, no nearer volunteer is on the way and waiting would gain nothing."""
     count: dict[uuid.UUID, int] = {}
     for leg in legs:
         count[leg.organisation_id] = count.get(leg.organisation_id, 0) + 1
     crowded = {
         organisation
         for organisation, n in count.items()
-        if organisation in pool.teams and n > DEFER_IDLE_LOAD * pool.teams[organisation].idle
+        if organisation in pool.teams
+        and n > DEFER_IDLE_LOAD * pool.teams[organisation].idle
+        and len(pool.teams[organisation].members) > pool.teams[organisation].idle
     }
     if not crowded:
         return pairs

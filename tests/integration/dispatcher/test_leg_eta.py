@@ -97,7 +97,8 @@ async def test_an_accepted_leg_shows_its_estimates_in_the_volunteers_assignments
     lat, lon = place
     settings = stack.settings()
     async with sessionmaker() as session, session.begin():
-        v = await add_volunteer(session, lat=lat - 0.02, lon=lon)
+        # 1.1 km away: within the pickup distance never deferred (other tests' legs wait too).
+        v = await add_volunteer(session, lat=lat - 0.01, lon=lon)
         task = await submit_task(session, lat=lat, lon=lon)
     leg_id = task.legs[0].leg_id
     await matching_round(sessionmaker, stack, ROSTER)
@@ -114,7 +115,7 @@ async def test_an_accepted_leg_shows_its_estimates_in_the_volunteers_assignments
         datetime.fromisoformat(leg["pickup_eta"]),
         datetime.fromisoformat(leg["dropoff_eta"]),
     )
-    to_pickup = minutes_by_bicycle(settings, (lat - 0.02, lon), (lat, lon))
+    to_pickup = minutes_by_bicycle(settings, (lat - 0.01, lon), (lat, lon))
     onwards = minutes_by_bicycle(settings, (lat, lon), (lat + 0.01, lon + 0.01))
     # Not before the goods are ready (the test's tasks are ready half an hour before `FUTURE`).
     expected_pickup = max(before + timedelta(minutes=to_pickup), FUTURE - timedelta(minutes=30))

@@ -84,6 +84,14 @@ def test_with_routes_a_far_volunteer_with_a_free_slot_is_not_sent_while_few_have
     assert len(match_batch(critical, riders, NOW, POLICY, plan=True)) == 2
 
 
+def test_with_routes_a_leg_is_not_held_back_when_everyone_free_is_idle() -> None:
+    # One leg, one volunteer with nothing to do a little beyond 2 km, nobody carrying legs who might
+    # pass nearer: waiting would gain nothing.
+    only = leg(*PICKUP)
+    alone = volunteer(PICKUP[0] - 0.02, PICKUP[1])
+    assert [x.volunteer_id for x in match_batch([only], [alone], NOW, POLICY, plan=True)] == [alone.id]
+
+
 def test_work_goes_to_the_volunteer_who_has_done_less_today_among_equals() -> None:
     only = leg(*PICKUP)
     busy = volunteer(29.875, 121.545, legs_done_today=6)
