@@ -378,21 +378,43 @@ def plan_route(
     """
     deadline = time.perf_counter() + budget_s
     plan = _Plan(courier, [stop for leg in legs for stop in (leg.pickup, leg.dropoff)])
-    seq: list[int] = []
-    waiting = list(range(len(legs)))
-    while waiting and len(seq) // 2 < courier.max_legs:
+    seq, _ = _insert_cheapest(plan, [], 0, len(legs), max_added=courier.max_legs)
+    if not seq:
+        return None
+    return plan.route(plan.improve(seq, deadline))
+
+
+def _insert_cheapest(
+    plan: _Plan,
+    seq: list[int],
+    base: int,
+    count: int,
+    *,
+    max_added: float = math.inf,
+    deadline: float | None = None,
+) -> tuple[list[int], list[int]]:
+    """Cheapest insertion into `seq` of `count` legs whose stops are `plan`'s `base + 2k + 1` and
+    `base + 2k + 2`: at each step the leg whose best position adds the least travel goes in (earlier
+    legs win ties); a leg that fits nowhere is left out. Stops after `max_added` legs, or once
+    `deadline` (wall clock) has passed with one leg in. Returns the order and the legs added."""
+    waiting = list(range(count))
+    added: list[int] = []
+    while (
+        waiting
+        and len(added) < max_added
+        and (deadline is None or not added or time.perf_counter() < deadline)
+    ):
         best: tuple[float, int, list[int]] | None = None
         for k in waiting:
-            found = plan.best_insertion(seq, 2 * k + 1, 2 * k + 2)
+            found = plan.best_insertion(seq, base + 2 * k + 1, base + 2 * k + 2)
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], k, found[1])
         if best is None:
             break
         seq = best[2]
         waiting.remove(best[1])
-    if not seq:
-        return None
-    return plan.route(plan.improve(seq, deadline))
+        added.append(best[1])
+    return seq, added
 
 
 def insert_leg(courier: Courier, route: Route | Sequence[Stop], leg: RouteLeg) -> Route | None:
@@ -420,8 +442,7 @@ def insert_legs(
 
     Cheapest insertion as `plan_route` does it, starting from the accepted stops: at each step the
     leg whose best position adds the least travel goes in; a leg that fits nowhere is left out.
-    The new legs' stops are then moved while that shortens the route (the accepted ones stay in
-    their order). None when no leg fits.
+    The insertion stops once `budget_s` has passed with one leg in. None when no leg fits.
     """
     deadline = time.perf_counter() + budget_s
     stops = tuple(route.stops if isinstance(route, Route) else route)
@@ -429,20 +450,7 @@ def insert_legs(
     legs = [leg for leg in legs if leg.id not in held]
     plan = _Plan(courier, [*stops, *(stop for leg in legs for stop in (leg.pickup, leg.dropoff))])
     base = len(stops)
-    seq = list(range(1, base + 1))
-    waiting = list(range(len(legs)))
-    added: list[int] = []
-    while waiting and (not added or time.perf_counter() < deadline):
-        best: tuple[float, int, list[int]] | None = None
-        for k in waiting:
-            found = plan.best_insertion(seq, base + 2 * k + 1, base + 2 * k + 2)
-            if found is not None and (best is None or found[0] < best[0]):
-                best = (found[0], k, found[1])
-        if best is None:
-            break
-        seq = best[2]
-        waiting.remove(best[1])
-        added.append(best[1])
+    seq, added = _insert_cheapest(plan, list(range(1, base + 1)), base, len(legs), deadline=deadline)
     if not added:
         return None
     return plan.route(seq)
