@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -72,19 +72,33 @@ async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 # SQLSTATEs of a server that is away or not yet back: connection exceptions (class 08), and
 # admin shutdown, crash shutdown and "the database system is starting up" (57P01-57P03).
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+_CONFLICT_SQLSTATES = ("40P01", "40001")  # deadlock detected; serialization failure
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and those it wraps: SQLAlchemy's error around the adapter's, around the
+    driver's, a few links down (`orig`, then the cause or context)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        following = current.orig if isinstance(current, DBAPIError) else None
+        current = following or current.__cause__ or current.__context__
+
+
+def _sqlstate_starts(error: BaseException, prefixes: tuple[str, ...]) -> bool:
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(prefixes)
 
 
 def is_connection_error(exc: BaseException) -> bool:
     """The database went away, cannot be reached yet, or has no connection free for us in time.
 
     As opposed to a query that is wrong: these are worth a 503 and a retry, not a 500. The driver's
-    own exception may sit a few links down the chain (SQLAlchemy wraps the adapter's, which wraps
-    asyncpg's), so the whole chain is looked at.
+    own exception may sit a few links down the chain, so the whole chain is looked at.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, ArgumentDataError):
             return False  # an InterfaceError by class, but about a value, not the connection
         if isinstance(current, PoolTimeoutError | OSError | TimeoutError):
@@ -100,14 +114,18 @@ def is_connection_error(exc: BaseException) -> bool:
             | asyncpg.exceptions.InternalClientError,
         ):
             return True
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        if _sqlstate_starts(current, _UNAVAILABLE_SQLSTATES):
             return True
         if "connection is closed" in str(current):
             return True
-        following = current.orig if isinstance(current, DBAPIError) else None
-        current = following or current.__cause__ or current.__context__
     return False
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """The transaction was rolled back because another one wanted the same rows at the same moment
+    (a deadlock, or a serialization failure): nothing was changed, and the same request a moment
+    later goes through."""
+    return any(_sqlstate_starts(current, _CONFLICT_SQLSTATES) for current in _chain(exc))
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -116,18 +134,10 @@ def is_data_error(exc: BaseException) -> bool:
     PostgreSQL's data exceptions (SQLSTATE class 22), the driver refusing to encode a query argument
     (a date out of its range), or Python's own overflow on such a value, anywhere down the chain.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ArgumentDataError | OverflowError):
-            return True
-        sqlstate = getattr(current, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
-            return True
-        following = current.orig if isinstance(current, DBAPIError) else None
-        current = following or current.__cause__ or current.__context__
-    return False
+    return any(
+        isinstance(current, ArgumentDataError | OverflowError) or _sqlstate_starts(current, ("22",))
+        for current in _chain(exc)
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

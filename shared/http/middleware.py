@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from shared.db import is_connection_error
+from shared.db import is_connection_error, is_transient_conflict
 from shared.errors import COMMON_STATUSES, DomainError, ErrorStatuses, answer_for
 from shared.events import current_actor, current_traceparent
 from shared.http.parsing import MAX_BODY_BYTES
@@ -87,6 +87,19 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
                         503,
                         "Service unavailable",
                         "The database is unreachable for a moment; nothing was changed. Try again.",
+                        headers={"Retry-After": "1"},
+                    )
+                elif is_transient_conflict(exc):
+                    # Rolled back whole; a lock order that lets two requests wait for each other
+                    # is a bug to fix, but the caller loses nothing and may simply send it again.
+                    log.warning(
+                        "request.conflict_rolled_back", method=request.method, route=route, error=repr(exc)
+                    )
+                    response = problem_response(
+                        503,
+                        "Service unavailable",
+                        "Another change to the same records came at the same moment; nothing was changed. "
+                        "Try again.",
                         headers={"Retry-After": "1"},
                     )
                 else:

@@ -5,7 +5,7 @@ from asyncpg.exceptions._base import DataError as ArgumentDataError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from shared.db import is_connection_error, is_data_error
+from shared.db import is_connection_error, is_data_error, is_transient_conflict
 
 
 def _wrapped(driver_error: Exception) -> DBAPIError:
@@ -54,3 +54,15 @@ def test_outages_and_wrong_queries_are_not_data_errors() -> None:
     assert not is_data_error(_wrapped(ConnectionResetError()))
     assert not is_data_error(_wrapped(asyncpg.exceptions.UndefinedColumnError("no such column")))
     assert not is_data_error(RuntimeError("boom"))
+
+
+def test_a_deadlock_or_a_serialization_failure_is_a_transient_conflict_and_nothing_else() -> None:
+    for error in (
+        _wrapped(asyncpg.exceptions.DeadlockDetectedError("deadlock detected")),
+        _wrapped(asyncpg.exceptions.SerializationError("could not serialize access")),
+    ):
+        assert is_transient_conflict(error)
+        assert not is_connection_error(error)
+        assert not is_data_error(error)
+    assert not is_transient_conflict(_wrapped(asyncpg.exceptions.UniqueViolationError("duplicate key")))
+    assert not is_transient_conflict(_wrapped(ConnectionResetError()))

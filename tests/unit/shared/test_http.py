@@ -6,10 +6,12 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 
 from shared.http import (
     PROBLEM_JSON,
@@ -149,3 +151,22 @@ def test_a_raw_body_and_a_raw_answer_are_documented_as_binary_of_their_media_typ
     fetched = document["paths"]["/things/{thing_id}/picture"]["get"]
     assert fetched["responses"]["200"]["content"] == {"image/png": binary}
     assert "requestBody" not in fetched and "415" not in fetched["responses"]
+
+
+async def test_a_transaction_lost_to_a_deadlock_is_a_503_to_send_again_not_a_500(
+    aiohttp_client: MakeClient,
+) -> None:
+    async def contended(request: web.Request) -> web.Response:
+        driver = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        adapter = RuntimeError(str(driver))
+        adapter.__cause__ = driver
+        raise DBAPIError("SELECT 1 FOR UPDATE", {}, adapter)
+
+    app = web.Application(middlewares=[request_middleware])
+    app.router.add_post("/contended", contended)
+    client = await aiohttp_client(app)
+    response = await client.post("/contended")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.content_type == PROBLEM_JSON
+    assert "nothing was changed" in (await response.json())["detail"]
