@@ -654,23 +654,16 @@ async def open_offers(session: AsyncSession, *, volunteer_id: uuid.UUID) -> list
     return [(offer, leg) for offer, leg in rows]
 
 
-def live_offers() -> Any:
-    """Per volunteer row of the enclosing query: how many offers they hold open right now."""
-    return (
-        select(func.count())
-        .where(OfferRow.volunteer_id == VolunteerRow.id, OfferRow.status == OfferStatus.LIVE)
-        .correlate(VolunteerRow)
-        .scalar_subquery()
-    )
-
-
-async def live_offer_counts(session: AsyncSession) -> dict[uuid.UUID, int]:
-    """How many live offers each volunteer holding one holds."""
-    rows = await session.execute(
-        select(OfferRow.volunteer_id, func.count())
-        .where(OfferRow.status == OfferStatus.LIVE)
-        .group_by(OfferRow.volunteer_id)
-    )
+async def live_offer_counts(
+    session: AsyncSession, volunteer_ids: Collection[uuid.UUID] | None = None
+) -> dict[uuid.UUID, int]:
+    """How many live offers each volunteer holding one holds (of `volunteer_ids`, when given)."""
+    query = select(OfferRow.volunteer_id, func.count()).where(OfferRow.status == OfferStatus.LIVE)
+    if volunteer_ids is not None:
+        if not volunteer_ids:
+            return {}
+        query = query.where(OfferRow.volunteer_id.in_(volunteer_ids))
+    rows = await session.execute(query.group_by(OfferRow.volunteer_id))
     return {volunteer_id: count for volunteer_id, count in rows.all()}
 
 
@@ -700,6 +693,17 @@ async def lock_route(session: AsyncSession, route_id: uuid.UUID) -> RouteRow | N
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
+
+
+async def hold_free_routes(session: AsyncSession, route_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these routes, those no other transaction is changing, held against such a change until
+    commit (FOR KEY SHARE, what an offer referring to the route takes anyway); the rest skipped."""
+    rows = await session.execute(
+        select(RouteRow.id)
+        .where(RouteRow.id.in_(route_ids))
+        .with_for_update(key_share=True, skip_locked=True)
+    )
+    return set(rows.scalars())
 
 
 async def lock_active_route(session: AsyncSession, volunteer_id: uuid.UUID) -> RouteRow | None:
@@ -966,7 +970,7 @@ async def lock_free_volunteers(
         select(
             VolunteerRow.id,
             VolunteerRow.organisation_id,
-            VolunteerRow.max_active_legs - VolunteerRow.active_legs - live_offers(),
+            VolunteerRow.max_active_legs - VolunteerRow.active_legs,
             VolunteerRow.sms_on_offer,
             VolunteerRow.phone,
             VolunteerRow.sms_language,
@@ -975,14 +979,19 @@ async def lock_free_volunteers(
         .where(VolunteerRow.id.in_(volunteer_ids), VolunteerRow.on_duty.is_(True))
         .with_for_update(of=VolunteerRow, skip_locked=True)
     )
+    locked = rows.all()
+    # Counted after the lock, in a statement of its own: the one above read the offers as they were
+    # when it began, and a round of another replica may have committed offers to one of these
+    # volunteers between then and the moment its lock came free.
+    offered = await live_offer_counts(session, [row[0] for row in locked])
     return [
         (
             volunteer_id,
             organisation_id,
-            free,
+            free - offered.get(volunteer_id, 0),
             (phone, language or (languages[0] if languages else "zh")) if sms_on_offer and phone else None,
         )
-        for volunteer_id, organisation_id, free, sms_on_offer, phone, language, languages in rows.all()
+        for volunteer_id, organisation_id, free, sms_on_offer, phone, language, languages in locked
     ]
 
 

@@ -175,6 +175,13 @@ async def _lock_chosen(
     """
     if not matches:
         return matches, {}
+    # An offer to join an accepted route refers to it: the route is taken before the volunteer, as
+    # every writer takes them, and one busy elsewhere (its holder reporting a problem) is left for
+    # the next round rather than waited for while this round holds volunteers.
+    joined = {m.route_id for m in matches if m.route_id is not None}
+    if joined:
+        free_routes = await repository.hold_free_routes(session, joined)
+        matches = [m for m in matches if m.route_id is None or m.route_id in free_routes]
     wanted: dict[uuid.UUID, int] = {}
     for m in matches:
         wanted[m.volunteer_id] = wanted.get(m.volunteer_id, 0) + 1
@@ -267,6 +274,13 @@ async def accept_offer(
     when the volunteer's position is known."""
     now = datetime.now(UTC)
     together = await _open_offers(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
+    route_id = together[0][0].route_id
+    if route_id is not None:
+        # Routes before the volunteer, in the order a problem report takes them (leg, route,
+        # volunteer): the volunteer's answer and their report at the same moment wait for each
+        # other instead of deadlocking.
+        await repository.lock_route(session, route_id)
+        await repository.lock_active_route(session, volunteer_id)
     volunteer = await repository.lock_volunteer(session, volunteer_id)
     if any(volunteer.organisation_id != leg.organisation_id for _, leg in together):
         # Matching offers a leg within its own organisation only; an offer that says otherwise
@@ -283,7 +297,6 @@ async def accept_offer(
         await repository.hand_leg(session, leg.id, to=status, holder=volunteer_id, now=now)
         leg.status, leg.volunteer_id, leg.updated_at = status, volunteer_id, now
     await repository.change_load(session, volunteer_id, active=+len(together))
-    route_id = together[0][0].route_id
     if route_id is not None:
         route_id = await routes.take_on(
             session, volunteer=volunteer, route_id=route_id, legs=[leg for _, leg in together], now=now

@@ -9,9 +9,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import LegRow, OfferRow, RejectionRow, RouteRow, VolunteerRow, outbox
 from services.dispatcher.domain import matching, routing
 from services.dispatcher.domain.errors import OfferClosed
@@ -434,3 +435,47 @@ async def test_two_legs_from_the_kitchen_go_into_the_accepted_route_in_one_round
         assert route is not None and route.status == "active"
         assert {stop["leg_id"] for stop in route.stops} == {str(first), *(str(leg_id) for leg_id in more)}
         assert len(route.stops) == 6 and in_order(route.stops)
+
+
+async def test_an_answer_and_a_problem_report_on_one_route_at_once_wait_for_each_other_not_deadlock(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        rider = await add_volunteer(session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=3)
+        (first,) = await lunches(session, lat, lon, 1, deliver_by=FUTURE + timedelta(hours=1))
+    await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        (offer,) = await live_offers(session, [first])
+    async with sessionmaker() as session, session.begin():
+        await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
+    async with sessionmaker() as session, session.begin():
+        (second,) = await lunches(session, lat, lon, 1)
+    await matching_round(sessionmaker, stack, ROSTER, at=timedelta(seconds=5))
+    async with sessionmaker() as session:
+        (inserted,) = await live_offers(session, [second])
+    assert inserted.route_id == offer.route_id is not None
+
+    async def accept() -> None:
+        async with sessionmaker() as session, session.begin():
+            await accept_offer(session, offer_id=inserted.id, volunteer_id=rider.id)
+
+    # A problem report on the first lunch takes its leg, then its route, then the volunteer's count
+    # (`deliveries.report_problem`); here it has the route when the answer to the insertion comes.
+    async with sessionmaker() as report, report.begin():
+        await repository.lock_route(report, inserted.route_id)
+        answering = asyncio.create_task(accept())
+        async with sessionmaker() as probe:
+            for _ in range(200):  # until the answer waits on a lock (a bound, not a speed target)
+                waiting = await probe.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+        assert waiting, "the answer did not wait for the route"
+        await repository.change_load(report, rider.id, active=0)
+    await answering
+    async with sessionmaker() as session:
+        leg = await session.get(LegRow, second)
+        assert leg is not None and (leg.status, leg.volunteer_id) == ("assigned", rider.id)
