@@ -454,7 +454,8 @@ async def test_an_answer_and_a_problem_report_on_one_route_at_once_wait_for_each
     await matching_round(sessionmaker, stack, ROSTER, at=timedelta(seconds=5))
     async with sessionmaker() as session:
         (inserted,) = await live_offers(session, [second])
-    assert inserted.route_id == offer.route_id is not None
+    route_id = inserted.route_id
+    assert route_id is not None and route_id == offer.route_id
 
     async def accept() -> None:
         async with sessionmaker() as session, session.begin():
@@ -463,7 +464,7 @@ async def test_an_answer_and_a_problem_report_on_one_route_at_once_wait_for_each
     # A problem report on the first lunch takes its leg, then its route, then the volunteer's count
     # (`deliveries.report_problem`); here it has the route when the answer to the insertion comes.
     async with sessionmaker() as report, report.begin():
-        await repository.lock_route(report, inserted.route_id)
+        await repository.lock_route(report, route_id)
         answering = asyncio.create_task(accept())
         async with sessionmaker() as probe:
             for _ in range(200):  # until the answer waits on a lock (a bound, not a speed target)
