@@ -327,7 +327,9 @@ class VolunteerApp:
         self._poll_wait_s = poll_wait_s
         self._max_leg_travel_s = max_leg_travel_s
         self._legs: dict[str, InHand] = {}
-        self._delivered: set[str] = set()
+        # Legs this volunteer just delivered or handed back: a poll answered before the server saw
+        # that still lists them in hand, and they must not be taken up again.
+        self._left: set[str] = set()
         self._seen_offers: set[str] = set()
         self._changed = asyncio.Event()
         self._answering: set[asyncio.Task[None]] = set()
@@ -432,8 +434,12 @@ class VolunteerApp:
 
     def _take_in(self, body: dict[str, Any]) -> None:
         current = {leg["id"]: leg for leg in body.get("legs", [])}
-        for leg_id, leg in current.items():
-            if leg_id not in self._legs and leg["status"] in ("assigned", "picked_up"):
+        in_hand = {leg_id for leg_id, leg in current.items() if leg["status"] in ("assigned", "picked_up")}
+        # Once the server shows a leg left out of hand, a later assignment of it is a new one.
+        self._left &= in_hand
+        for leg_id in in_hand - self._left:
+            leg = current[leg_id]
+            if leg_id not in self._legs:
                 # Assigned by an operator, or accepted in an answer we did not see.
                 self._legs[leg_id] = InHand(leg, picked_up=leg["status"] == "picked_up")
         for leg_id, held in list(self._legs.items()):
@@ -527,7 +533,7 @@ class VolunteerApp:
         await asyncio.sleep(min(self._sleep_sim(self._behaviour.lingering_s), 2.0))
         if leg_id not in self._legs:
             return  # withdrawn on the way
-        if aboard and self._rng.random() < self._behaviour.problem and not self._draining.is_set():
+        if aboard and self._rng.random() < self._behaviour.aboard_problem and not self._draining.is_set():
             await self._hand_back_in_hand(leg_id)
         elif aboard:
             await self._deliver(leg_id)
@@ -553,8 +559,9 @@ class VolunteerApp:
 
     async def _pick_up(self, leg_id: str) -> None:
         if self._rng.random() < self._behaviour.problem and not self._draining.is_set():
-            answer = await self._me("POST", f"/legs/{leg_id}/problem", json={"reason": "bike broke down"})
             self._legs.pop(leg_id, None)
+            self._left.add(leg_id)
+            answer = await self._me("POST", f"/legs/{leg_id}/problem", json={"reason": "bike broke down"})
             self._ledger.outcomes["problem reported (leg handed back)"] += 1
             if answer.status != 200:
                 self._ledger.note_error(f"problem {leg_id}: {answer.status} {answer.body}")
@@ -583,8 +590,9 @@ class VolunteerApp:
 
     async def _hand_back_in_hand(self, leg_id: str) -> None:
         """A problem on the way with the goods aboard: the leg waits for the operator's decision."""
-        answer = await self._me("POST", f"/legs/{leg_id}/problem", json={"reason": "van broke down"})
         self._legs.pop(leg_id, None)
+        self._left.add(leg_id)
+        answer = await self._me("POST", f"/legs/{leg_id}/problem", json={"reason": "van broke down"})
         self._changed.set()
         self._ledger.outcomes["problem reported after pickup (operator decides)"] += 1
         if answer.status != 200:
@@ -593,6 +601,7 @@ class VolunteerApp:
     async def _deliver(self, leg_id: str) -> None:
         """Hand over: the recipient reads out the code (sometimes a wrong one first), or a photo."""
         held = self._legs.pop(leg_id)
+        self._left.add(leg_id)
         self._changed.set()
         record = self._ledger.legs.get(leg_id)
         if record is None:
@@ -617,4 +626,3 @@ class VolunteerApp:
                 self._ledger.outcomes[f"delivered refused ({answer.status})"] += 1
                 self._ledger.note_error(f"delivered {leg_id}: {answer.status} {answer.body}")
                 return
-        self._delivered.add(leg_id)

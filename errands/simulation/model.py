@@ -530,17 +530,25 @@ class Behaviour:
     accept: float = 0.85
     decline: float = 0.10  # the rest of the time the offer is left to expire
     wrong_code: float = 0.05
-    problem: float = 0.01
+    problem: float = 0.01  # at the pickup: the leg goes back before anything is aboard
+    # With the goods aboard, at the door: the leg waits for the operator desk. None: as `problem`.
+    problem_aboard: float | None = None
     # Simulated seconds a volunteer takes to look at an offer.
     reaction_s: tuple[float, float] = (20.0, 120.0)
     lingering_s: tuple[float, float] = (60.0, 300.0)  # at a pickup or door
 
     def __post_init__(self) -> None:
-        for name in ("accept", "decline", "wrong_code", "problem"):
-            if not 0 <= getattr(self, name) <= 1:
+        for name in ("accept", "decline", "wrong_code", "problem", "problem_aboard"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a probability")
         if self.accept + self.decline > 1:
             raise ValueError("accept + decline must not exceed 1")
+
+    @property
+    def aboard_problem(self) -> float:
+        """How often a problem comes with the goods aboard."""
+        return self.problem if self.problem_aboard is None else self.problem_aboard
 
 
 OfferAnswer = Literal["accept", "decline", "expire"]

@@ -72,8 +72,8 @@ async def test_legs_handed_back_after_pickup_are_decided_by_the_desk_and_none_is
         intake_url=system.url("intake"),
         dispatcher_url=system.url("dispatcher"),
         operator_token=tokens["operator_token"],
-        # Many problems, so that some come with the goods aboard and wait for the desk's decision.
-        behaviour=Behaviour(accept=0.9, decline=0.1, wrong_code=0.0, problem=0.5),
+        # Problems at pickups, and many with the goods aboard: those wait for the desk's decision.
+        behaviour=Behaviour(accept=0.9, decline=0.1, wrong_code=0.0, problem=0.2, problem_aboard=0.8),
         drain_s=45,
         hand_assign_after_s=8,
         poll_wait_s=5,

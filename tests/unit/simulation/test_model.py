@@ -184,3 +184,10 @@ def test_a_door_photo_is_a_small_jpeg_the_dispatcher_accepts() -> None:
     data = model.door_photo(random.Random(3))
     stored = normalise(data, media_type="image/jpeg", max_side=1600, max_pixels=50_000_000)
     assert len(data) < 10_000 and (stored.width, stored.height) == (96, 128)
+
+
+def test_problems_aboard_happen_as_often_as_at_pickups_unless_told_otherwise() -> None:
+    assert model.Behaviour(problem=0.3).aboard_problem == 0.3
+    assert model.Behaviour(problem=0.1, problem_aboard=0.8).aboard_problem == 0.8
+    with pytest.raises(ValueError, match="problem_aboard"):
+        model.Behaviour(problem_aboard=1.5)
