@@ -695,6 +695,16 @@ async def lock_route(session: AsyncSession, route_id: uuid.UUID) -> RouteRow | N
     ).scalar_one_or_none()
 
 
+async def lock_routes(session: AsyncSession, route_ids: Collection[uuid.UUID | None]) -> None:
+    """Lock these routes, in id order. Writers take legs, then routes, then volunteers: one that
+    will change a leg's route and a volunteer's count takes the route first."""
+    wanted = sorted({route_id for route_id in route_ids if route_id is not None})
+    if wanted:
+        await session.execute(
+            select(RouteRow.id).where(RouteRow.id.in_(wanted)).order_by(RouteRow.id).with_for_update()
+        )
+
+
 async def hold_free_routes(session: AsyncSession, route_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
     """Of these routes, those no other transaction is changing, held against such a change until
     commit (FOR KEY SHARE, what an offer referring to the route takes anyway); the rest skipped."""

@@ -122,6 +122,7 @@ async def assign_by_hand(
     if lifecycle.already_assigned_to(leg.status, holder=leg.volunteer_id, volunteer=volunteer_id):
         return leg
     lifecycle.ensure_not_taken(leg.status)
+    await repository.lock_routes(session, [leg.route_id])
     volunteer = await repository.find_volunteer(
         session, volunteer_id=volunteer_id, organisation_id=organisation_id, lock=True
     )
@@ -225,6 +226,7 @@ async def move_leg(
     lifecycle.ensure_movable(leg.status)
     holder = leg.volunteer_id
     assert holder is not None, "an assigned leg has a holder"
+    await repository.lock_routes(session, [leg.route_id])
     volunteers = await repository.lock_organisations_volunteers(
         session, volunteer_ids={holder, volunteer_id}, organisation_id=organisation_id
     )
@@ -296,7 +298,7 @@ async def release_volunteers_legs(
         is None
     ):
         raise VolunteerNotFound("No such volunteer.")
-    # Legs before volunteers, the order every other writer locks them in.
+    # Legs, then routes, then volunteers: the order every other writer locks them in.
     held = await repository.lock_volunteers_legs(
         session,
         volunteer_id=volunteer_id,
@@ -306,6 +308,7 @@ async def release_volunteers_legs(
     taken = [leg for leg in held if leg.status == LegStatus.ASSIGNED]
     needs_decision = [leg for leg in held if leg.status != LegStatus.ASSIGNED]
     now = now or datetime.now(UTC)
+    await repository.lock_routes(session, [leg.route_id for leg in taken])
     volunteers = await repository.lock_organisations_volunteers(
         session,
         volunteer_ids={volunteer_id} | ({to_volunteer_id} if to_volunteer_id else set()),

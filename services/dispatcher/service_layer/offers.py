@@ -276,9 +276,8 @@ async def accept_offer(
     together = await _open_offers(session, offer_id=offer_id, volunteer_id=volunteer_id, now=now)
     route_id = together[0][0].route_id
     if route_id is not None:
-        # Routes before the volunteer, in the order a problem report takes them (leg, route,
-        # volunteer): the volunteer's answer and their report at the same moment wait for each
-        # other instead of deadlocking.
+        # Legs, then routes, then the volunteer (`repository.lock_routes`): the volunteer's answer
+        # and their problem report at the same moment wait for each other instead of deadlocking.
         await repository.lock_route(session, route_id)
         await repository.lock_active_route(session, volunteer_id)
     volunteer = await repository.lock_volunteer(session, volunteer_id)

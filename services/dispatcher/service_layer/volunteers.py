@@ -361,8 +361,9 @@ async def deactivate_volunteer(
     settles those. Live offers lapse at their expiry (the revoked token cannot accept them).
     """
     await _operated_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
-    # Legs before the volunteer, the order every other writer locks them in.
+    # Legs, then their route, then the volunteer: the order every other writer locks them in.
     in_hand = await repository.lock_assigned_leg_ids(session, volunteer_id=volunteer_id)
+    await repository.lock_active_route(session, volunteer_id)
     row = await _operated_volunteer(session, volunteer_id=volunteer_id, organisation_id=organisation_id)
     if row.deactivated_at is not None:
         return row

@@ -466,14 +466,20 @@ async def test_an_answer_and_a_problem_report_on_one_route_at_once_wait_for_each
     async with sessionmaker() as report, report.begin():
         await repository.lock_route(report, route_id)
         answering = asyncio.create_task(accept())
-        async with sessionmaker() as probe:
-            for _ in range(200):  # until the answer waits on a lock (a bound, not a speed target)
+        for _ in range(200):  # until the answer waits on a lock (a bound, not a speed target)
+            # A transaction of its own each time: pg_stat_activity is read once per transaction.
+            async with sessionmaker() as probe:
                 waiting = await probe.scalar(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%FROM dispatch.routes%FOR UPDATE%'"
+                    )
                 )
-                if waiting:
-                    break
-                await asyncio.sleep(0.05)
+            if waiting or answering.done():
+                break
+            await asyncio.sleep(0.05)
+        if answering.done():
+            answering.result()  # its own error, if it failed
         assert waiting, "the answer did not wait for the route"
         await repository.change_load(report, rider.id, active=0)
     await answering
