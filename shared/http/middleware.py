@@ -39,6 +39,16 @@ def _trace_from(request: web.Request) -> tuple[str, str]:
     return f"00-{trace_id}-{secrets.token_hex(8)}-01", trace_id
 
 
+def _try_again(what_happened: str) -> web.Response:
+    """A 503 for a request that changed nothing and goes through if sent again in a moment."""
+    return problem_response(
+        503,
+        "Service unavailable",
+        f"{what_happened}; nothing was changed. Try again.",
+        headers={"Retry-After": "1"},
+    )
+
+
 @web.middleware
 async def request_middleware(request: web.Request, handler: View) -> web.StreamResponse:
     """One log line and metrics per request; problems for every error; no stack trace ever leaks."""
@@ -83,25 +93,14 @@ async def request_middleware(request: web.Request, handler: View) -> web.StreamR
                     log.warning(
                         "request.database_unavailable", method=request.method, route=route, error=repr(exc)
                     )
-                    response = problem_response(
-                        503,
-                        "Service unavailable",
-                        "The database is unreachable for a moment; nothing was changed. Try again.",
-                        headers={"Retry-After": "1"},
-                    )
+                    response = _try_again("The database is unreachable for a moment")
                 elif is_transient_conflict(exc):
                     # Rolled back whole; a lock order that lets two requests wait for each other
                     # is a bug to fix, but the caller loses nothing and may simply send it again.
                     log.warning(
                         "request.conflict_rolled_back", method=request.method, route=route, error=repr(exc)
                     )
-                    response = problem_response(
-                        503,
-                        "Service unavailable",
-                        "Another change to the same records came at the same moment; nothing was changed. "
-                        "Try again.",
-                        headers={"Retry-After": "1"},
-                    )
+                    response = _try_again("Another change to the same records came at the same moment")
                 else:
                     log.exception("request.failed", method=request.method, route=route)
                     response = problem_response(500, "Internal error", "Something went wrong on our side.")

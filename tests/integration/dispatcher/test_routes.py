@@ -61,6 +61,24 @@ async def lunches(
     return [task.legs[0].leg_id for task in tasks]
 
 
+async def rider_on_a_route(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> tuple[VolunteerRow, uuid.UUID, uuid.UUID]:
+    """A rider at `place` who accepted a route with one lunch from there, due in an hour and more:
+    the rider, the lunch's leg and the route."""
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        rider = await add_volunteer(session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=3)
+        (first,) = await lunches(session, lat, lon, 1, deliver_by=FUTURE + timedelta(hours=1))
+    await matching_round(sessionmaker, stack, ROSTER)
+    async with sessionmaker() as session:
+        (offer,) = await live_offers(session, [first])
+    async with sessionmaker() as session, session.begin():
+        await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
+    assert offer.route_id is not None
+    return rider, first, offer.route_id
+
+
 def in_order(stops: list[dict[str, object]]) -> bool:
     """Every pickup before its drop-off."""
     seen: set[object] = set()
@@ -171,16 +189,7 @@ async def test_a_new_leg_is_inserted_into_the_accepted_route_as_an_offer_of_its_
 ) -> None:
     lat, lon = place
     key = stack.settings().data_key
-    async with sessionmaker() as session, session.begin():
-        rider = await add_volunteer(session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=3)
-        (first,) = await lunches(session, lat, lon, 1, deliver_by=FUTURE + timedelta(hours=1))
-    await matching_round(sessionmaker, stack, ROSTER)
-    async with sessionmaker() as session:
-        (offer,) = await live_offers(session, [first])
-    async with sessionmaker() as session, session.begin():
-        await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
-    route_id = offer.route_id
-    assert route_id is not None
+    rider, first, route_id = await rider_on_a_route(sessionmaker, stack, place)
     # Another lunch from the same kitchen, now.
     async with sessionmaker() as session, session.begin():
         (second,) = await lunches(session, lat, lon, 1)
@@ -441,21 +450,13 @@ async def test_an_answer_and_a_problem_report_on_one_route_at_once_wait_for_each
     sessionmaker: Maker, stack: Stack, place: tuple[float, float]
 ) -> None:
     lat, lon = place
-    async with sessionmaker() as session, session.begin():
-        rider = await add_volunteer(session, lat=lat, lon=lon, vehicle="ebike", max_active_legs=3)
-        (first,) = await lunches(session, lat, lon, 1, deliver_by=FUTURE + timedelta(hours=1))
-    await matching_round(sessionmaker, stack, ROSTER)
-    async with sessionmaker() as session:
-        (offer,) = await live_offers(session, [first])
-    async with sessionmaker() as session, session.begin():
-        await accept_offer(session, offer_id=offer.id, volunteer_id=rider.id)
+    rider, _, route_id = await rider_on_a_route(sessionmaker, stack, place)
     async with sessionmaker() as session, session.begin():
         (second,) = await lunches(session, lat, lon, 1)
     await matching_round(sessionmaker, stack, ROSTER, at=timedelta(seconds=5))
     async with sessionmaker() as session:
         (inserted,) = await live_offers(session, [second])
-    route_id = inserted.route_id
-    assert route_id is not None and route_id == offer.route_id
+    assert inserted.route_id == route_id
 
     async def accept() -> None:
         async with sessionmaker() as session, session.begin():
