@@ -802,12 +802,12 @@ class _RoutePlanner:
 
     def _plan(self, vi: int, indices: list[int]) -> routing.Route | None:
         """A new route of these legs for the volunteer, or their accepted route with them inserted."""
-        budget = min(routing.PLAN_BUDGET_S, max(0.0, self.deadline - time.perf_counter()))
         legs = [self.route_legs[li] for li in indices]
         accepted = self.accepted(vi)
         if accepted is None:
+            budget = min(routing.PLAN_BUDGET_S, max(0.0, self.deadline - time.perf_counter()))
             return routing.plan_route(self.courier(vi), legs, budget_s=budget)
-        return routing.insert_legs(self.courier(vi), accepted.stops, legs, budget_s=budget)
+        return routing.insert_legs(self.courier(vi), accepted.stops, legs)
 
     def _unit_of(self, route: routing.Route) -> Unit:
         """The legs of this round in a planned route (not those already accepted)."""

@@ -29,7 +29,7 @@ Public API (kept stable: the benchmarks import it)::
     broken_rule(courier, stops) -> str | None       # the first rule an order breaks
     plan_route(courier, legs, *, budget_s=PLAN_BUDGET_S) -> Route | None
     insert_leg(courier, route, leg) -> Route | None
-    insert_legs(courier, route, legs, *, budget_s=PLAN_BUDGET_S) -> Route | None
+    insert_legs(courier, route, legs) -> Route | None
     remove_leg(courier, route, leg_id, *, budget_s=PLAN_BUDGET_S) -> Route
 
 Why our own insertion and local search, not VROOM or OR-Tools at run time: a round plans a few
@@ -391,19 +391,14 @@ def _insert_cheapest(
     count: int,
     *,
     max_added: float = math.inf,
-    deadline: float | None = None,
 ) -> tuple[list[int], list[int]]:
     """Cheapest insertion into `seq` of `count` legs whose stops are `plan`'s `base + 2k + 1` and
     `base + 2k + 2`: at each step the leg whose best position adds the least travel goes in (earlier
-    legs win ties); a leg that fits nowhere is left out. Stops after `max_added` legs, or once
-    `deadline` (wall clock) has passed with one leg in. Returns the order and the legs added."""
+    legs win ties); a leg that fits nowhere is left out. Stops after `max_added` legs. Returns the
+    order and the legs added."""
     waiting = list(range(count))
     added: list[int] = []
-    while (
-        waiting
-        and len(added) < max_added
-        and (deadline is None or not added or time.perf_counter() < deadline)
-    ):
+    while waiting and len(added) < max_added:
         best: tuple[float, int, list[int]] | None = None
         for k in waiting:
             found = plan.best_insertion(seq, base + 2 * k + 1, base + 2 * k + 2)
@@ -431,26 +426,20 @@ def insert_leg(courier: Courier, route: Route | Sequence[Stop], leg: RouteLeg) -
     return None if found is None else plan.route(found[1])
 
 
-def insert_legs(
-    courier: Courier,
-    route: Route | Sequence[Stop],
-    legs: Sequence[RouteLeg],
-    *,
-    budget_s: float = PLAN_BUDGET_S,
-) -> Route | None:
+def insert_legs(courier: Courier, route: Route | Sequence[Stop], legs: Sequence[RouteLeg]) -> Route | None:
     """The route with as many of `legs` as the rules allow added, the accepted stops kept in their order.
 
     Cheapest insertion as `plan_route` does it, starting from the accepted stops: at each step the
     leg whose best position adds the least travel goes in; a leg that fits nowhere is left out.
-    The insertion stops once `budget_s` has passed with one leg in. None when no leg fits.
+    Like `plan_route`'s, the insertion is not cut by the clock: on a busy machine a batch would
+    otherwise go to a route under way one leg at a time. None when no leg fits.
     """
-    deadline = time.perf_counter() + budget_s
     stops = tuple(route.stops if isinstance(route, Route) else route)
     held = {stop.leg_id for stop in stops}
     legs = [leg for leg in legs if leg.id not in held]
     plan = _Plan(courier, [*stops, *(stop for leg in legs for stop in (leg.pickup, leg.dropoff))])
     base = len(stops)
-    seq, added = _insert_cheapest(plan, list(range(1, base + 1)), base, len(legs), deadline=deadline)
+    seq, added = _insert_cheapest(plan, list(range(1, base + 1)), base, len(legs))
     if not added:
         return None
     return plan.route(seq)
