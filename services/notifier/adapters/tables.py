@@ -201,6 +201,9 @@ class RecipientMessageRow(NotifyBase):
     # who they are; None for messages to the leg's recipient.
     address_sealed: Mapped[str | None] = mapped_column(Text)
     volunteer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # Worth sending only until then (an offer's SMS, once the offer has closed, tells of nothing):
+    # a message not sent by then ends as "expired", unsent.
+    send_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 outbox = outbox_table(NotifyBase.metadata)

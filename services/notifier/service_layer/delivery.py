@@ -154,6 +154,9 @@ class DeliveryWorker:
         sealed = row.address_sealed or (leg.recipient_sealed if leg is not None else None)
         if sealed is None:
             return
+        if row.send_before is not None and datetime.now(UTC) >= row.send_before:
+            await self._expire_message(message_id)
+            return
         channel = self._channels.get(row.channel)
         address = channel.address_of(unseal(self._settings.data_key, sealed)) if channel else None
         message = render(template_named(row.template), row.language, minutes=row.minutes)
@@ -217,6 +220,24 @@ class DeliveryWorker:
                 outcome = ("recipient.notification_failed", {"error": error, **bound})
         if outcome is not None:
             log.info(outcome[0], **outcome[1])
+
+    async def _expire_message(self, message_id: uuid.UUID) -> None:
+        """Not sent by its `send_before` (the gateway was down, or retries ran past it): it ends
+        unsent, the volunteer's sealed phone forgotten with it."""
+        async with self._sessionmaker() as session, session.begin():
+            current = await Repository(session).recipient_message_for_update(message_id)
+            if current is None or current.status != "pending":
+                return
+            current.status = "expired"
+            current.address_sealed = None
+            log.info(
+                "recipient.message_expired",
+                task_id=str(current.task_id),
+                leg_id=str(current.leg_id),
+                channel=current.channel,
+                template=current.template,
+                attempts=current.attempts,
+            )
 
 
 class AttemptRecords(Protocol):

@@ -93,16 +93,20 @@ class Notifications:
     async def _tell_volunteer_of_offer(self, repository: Repository, data: LegOffered) -> None:
         """One SMS per offer, to a volunteer who asked for it, and none sooner than the interval
         after their last: a round offering several legs, or offers in quick succession, is one SMS.
+        None once the offer has closed, and none sent after (`send_before`, the offer's expiry).
 
         The phone stays sealed as the dispatcher sealed it, opened only by the worker to send.
         """
         channel = self._channels.get("sms")
         if channel is None or not data.sms_sealed:
             return
+        now = datetime.now(UTC)
+        if data.expires_at <= now:
+            return  # read late (the notifier was behind): the offer has closed, nothing to tell
         contact = unseal(self._data_key, data.sms_sealed)
         if not channel.address_of(contact):
             return
-        since = datetime.now(UTC) - self._offer_sms_interval
+        since = now - self._offer_sms_interval
         if await repository.volunteer_messaged_since(data.volunteer_id, since=since):
             return
         await repository.add_recipient_messages(
@@ -117,6 +121,7 @@ class Notifications:
                     "occasion": str(data.offer_id),
                     "address_sealed": data.sms_sealed,
                     "volunteer_id": data.volunteer_id,
+                    "send_before": data.expires_at,
                 }
             ]
         )

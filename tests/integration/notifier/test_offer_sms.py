@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -29,7 +30,7 @@ from services.notifier.adapters.webhook_sender import WebhookSender
 from services.notifier.service_layer.confirmations import Confirmer
 from services.notifier.service_layer.delivery import DeliveryWorker
 from services.notifier.service_layer.notifications import Notifications
-from shared.crypto import unseal
+from shared.crypto import seal, unseal
 from shared.events import DISPATCH_TOPIC, CloudEvent, LegOffered, build_event
 from shared.settings import Settings
 from tests.conftest import Stack
@@ -219,3 +220,45 @@ async def test_a_volunteer_who_asked_gets_one_sms_per_offer_in_their_language_an
     rows = await _send_all(notifier_settings, sessionmaker, channels, eager, scenario.task_id)
     assert [row.status for row in rows] == ["sent", "sent"]
     assert len(receiver.requests) == 2
+
+
+async def test_an_offer_sms_not_sent_before_the_offer_closes_is_never_sent(
+    notifier_settings: Settings,
+    sessionmaker: Maker,
+    channels: dict[str, Channel],  # noqa: F811
+    receiver: Receiver,
+) -> None:
+    notifications = Notifications(
+        data_key=notifier_settings.data_key,
+        webhook_max_attempts=3,
+        channels=channels,
+        offer_sms_min_interval_s=0,
+    )
+    confirmer = Confirmer(max_failures=3, notifications=notifications)
+    scenario = TaskScenario(notifier_settings, uuid.uuid4(), language="en")
+    await consume(sessionmaker, confirmer.on_task_submitted, scenario.submitted())
+    sealed = seal(notifier_settings.data_key, {"phone": PHONE, "language": "en"})
+
+    def offer(expires_at: datetime) -> CloudEvent:
+        data = LegOffered(
+            task_id=scenario.task_id,
+            leg_id=scenario.leg_ids[0],
+            offer_id=uuid.uuid4(),
+            volunteer_id=uuid.uuid4(),
+            expires_at=expires_at,
+            distance_m=300.0,
+            sms_sealed=sealed,
+        )
+        return build_event(data, source="/dispatcher", subject=scenario.task_id)[1]
+
+    # Read only after the offer closed (the notifier was behind): nothing is owed.
+    await consume(sessionmaker, notifications.on_leg_offered, offer(datetime.now(UTC) - timedelta(seconds=1)))
+    assert await _messages(sessionmaker, scenario.task_id) == []
+    # Owed while the offer was open, but the offer closes before the worker gets to it.
+    await consume(sessionmaker, notifications.on_leg_offered, offer(datetime.now(UTC) + timedelta(seconds=1)))
+    (owed,) = await _messages(sessionmaker, scenario.task_id)
+    assert owed.status == "pending" and owed.send_before is not None
+    await asyncio.sleep(max(0.0, (owed.send_before - datetime.now(UTC)).total_seconds()) + 0.1)
+    (row,) = await _send_all(notifier_settings, sessionmaker, channels, notifications, scenario.task_id)
+    assert (row.status, row.attempts, row.address_sealed) == ("expired", 0, None)
+    assert receiver.requests == [], "no SMS about an offer that has closed"
