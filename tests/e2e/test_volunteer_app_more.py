@@ -122,6 +122,39 @@ async def test_the_sms_switch_keeps_the_preference_on_the_server(centre: Centre,
     )
 
 
+async def test_signing_out_offline_revokes_the_token_once_the_phone_is_online_again(
+    centre: Centre, browser: Any
+) -> None:
+    volunteer_id = await centre.volunteer("Vigdis Example")
+    link = await centre.enrolment_link(volunteer_id)
+    place_phone(browser, centre.dispatcher, 69.6492, 18.9553)
+    browser.get(link)
+    await wait_for(browser, shows("Go on duty"))
+    token = browser.execute_script("return localStorage.getItem('errands.token')")
+
+    async def token_answers() -> int:
+        async with centre.http.get(f"{centre.dispatcher}/v1/me", headers=bearer(token)) as response:
+            return response.status
+
+    browser.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
+    await wait_for(browser, shows("Offline", tag="p"))
+    by_text(browser, "Sign out this device", tag="button").click()
+    await wait_for(browser, labelled("Enrolment link"))
+    assert browser.execute_script("return localStorage.getItem('errands.token')") is None
+    assert await token_answers() == 200, "offline, the server has not heard of it yet"
+    # Opened again, still offline: the sign-out waits on the phone, not as a way back in.
+    browser.refresh()
+    await wait_for(browser, labelled("Enrolment link"))
+    assert await token_answers() == 200
+    browser.delete_network_conditions()
+    browser.execute_script("window.dispatchEvent(new Event('online'));")
+    await until(lambda: _is(token_answers(), 401), what="the token revoked", timeout_s=15)
+    await wait_for(
+        browser, lambda d: d.execute_script("return localStorage.getItem('errands.sign_out')") is None
+    )
+    assert axe_violations(browser) == []
+
+
 async def _is(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
 

@@ -18,9 +18,9 @@ export class ApiError extends Error {
   }
 }
 
-export async function call(method, path, { body, headers = {}, signal, raw } = {}) {
+// `bearer`: another token than the device's (a sign-out still to reach the server).
+export async function call(method, path, { body, headers = {}, signal, raw, bearer = token.get() } = {}) {
   const all = { ...headers };
-  const bearer = token.get();
   if (bearer) all.Authorization = `Bearer ${bearer}`;
   let payload;
   if (raw !== undefined) {

@@ -8,6 +8,9 @@ import { configuredApps, mapLinks } from "./maps.js";
 
 const $ = (id) => document.getElementById(id);
 const CACHE = { me: "errands.me", assignments: "errands.assignments", device: "errands.device" };
+// A sign-out the server has not heard of yet (made offline): the device and its token, kept only to
+// revoke that token once the connection is back, so a phone signed out offline is signed out for good.
+const SIGN_OUT = "errands.sign_out";
 const ANNOUNCE_AT_S = [60, 30, 10];
 const REPORT_REASONS = ["cannot_reach_pickup", "recipient_absent", "vehicle_problem", "unsafe", "other"];
 const PHOTO_MAX_SIDE = 1280;
@@ -192,14 +195,33 @@ async function signUp(form) {
 
 async function signOut() {
   const device = localStorage.getItem(CACHE.device);
-  if (device && state.online) {
-    try {
-      await call("DELETE", `/v1/me/devices/${device}`);
-    } catch {
-      // forgotten here either way; an operator can revoke the token too
-    }
+  if (device && token.get()) {
+    localStorage.setItem(SIGN_OUT, JSON.stringify({ device, token: token.get() }));
+    await sendSignOut();
   }
   signedOut(() => t("settings.signed_out"));
+}
+
+// Revoke the token of a sign-out not yet sent; kept for the next time the phone is online if the
+// network fails (or the server does, for a moment). Any other answer ends it: a token the server
+// refuses (401) or a device it does not know (404) is signed out already.
+async function sendSignOut() {
+  let pending = null;
+  try {
+    pending = JSON.parse(localStorage.getItem(SIGN_OUT));
+  } catch {
+    pending = null;
+  }
+  if (!pending?.device || !pending?.token) {
+    localStorage.removeItem(SIGN_OUT);
+    return;
+  }
+  try {
+    await call("DELETE", `/v1/me/devices/${pending.device}`, { bearer: pending.token });
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status >= 500 || error.status === 429) return;
+  }
+  localStorage.removeItem(SIGN_OUT);
 }
 
 async function signedOut(message = () => t("problem.unauthorized")) {
@@ -787,6 +809,7 @@ function bind() {
   }
   window.addEventListener("online", () => {
     setOnline(true);
+    sendSignOut();
     state.backoffS = 1;
     replay();
     restartPoll();
@@ -811,6 +834,7 @@ async function boot() {
   setOnline(navigator.onLine);
   bind();
   installNote();
+  sendSignOut();
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => undefined);
   const linkToken = new URLSearchParams(window.location.hash.slice(1)).get("token");
   if (linkToken) {
