@@ -180,6 +180,10 @@ def runtime_context(runtime: Runtime) -> Callable[[web.Application], AsyncIterat
     return context
 
 
+# How long a cancelled background task may take to end before the stop goes on without it.
+CANCEL_GRACE_S = 5.0
+
+
 def background_task(
     name: str, factory: Callable[[], Coroutine[Any, Any, None]], *, on_stop: Callable[[], None] | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -198,8 +202,13 @@ def background_task(
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(asyncio.shield(task), timeout=10)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # A task stuck in a library call that swallows the cancellation (a Kafka client leaving a
+            # group the broker is rebalancing) must not hold the whole stop: it is left behind.
+            await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
+            if not task.done():
+                log.warning("background.stop_abandoned", task=name)
+            elif not task.cancelled() and task.exception() is not None:
+                log.warning("background.stopped_with_error", task=name, error=repr(task.exception()))
 
     return context
 
