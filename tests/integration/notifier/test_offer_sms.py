@@ -98,6 +98,25 @@ async def _messages(sessionmaker: Maker, task_id: uuid.UUID) -> list[RecipientMe
         return list(rows.scalars())
 
 
+async def _notifier_with_a_task(
+    settings: Settings,
+    sessionmaker: Maker,
+    channels: dict[str, Channel],  # noqa: F811
+    offer_sms_min_interval_s: float,
+) -> tuple[Notifications, TaskScenario]:
+    """The notifier's offer handling, and a task of its own it has taken in."""
+    notifications = Notifications(
+        data_key=settings.data_key,
+        webhook_max_attempts=3,
+        channels=channels,
+        offer_sms_min_interval_s=offer_sms_min_interval_s,
+    )
+    confirmer = Confirmer(max_failures=3, notifications=notifications)
+    scenario = TaskScenario(settings, uuid.uuid4(), language="en")
+    await consume(sessionmaker, confirmer.on_task_submitted, scenario.submitted())
+    return notifications, scenario
+
+
 async def _send_all(
     settings: Settings,
     sessionmaker: Maker,
@@ -178,15 +197,7 @@ async def test_a_volunteer_who_asked_gets_one_sms_per_offer_in_their_language_an
 
     # The notifier: the offer, replayed under another event id, then a second offer within the
     # interval: one SMS. A volunteer's offers without a seal: none.
-    notifications = Notifications(
-        data_key=notifier_settings.data_key,
-        webhook_max_attempts=3,
-        channels=channels,
-        offer_sms_min_interval_s=300,
-    )
-    confirmer = Confirmer(max_failures=3, notifications=notifications)
-    scenario = TaskScenario(notifier_settings, uuid.uuid4(), language="en")
-    await consume(sessionmaker, confirmer.on_task_submitted, scenario.submitted())
+    notifications, scenario = await _notifier_with_a_task(notifier_settings, sessionmaker, channels, 300)
     await consume(sessionmaker, notifications.on_leg_offered, _offer_for(scenario, offered))
     await consume(sessionmaker, notifications.on_leg_offered, _offer_for(scenario, offered))
     await consume(sessionmaker, notifications.on_leg_offered, _offer_for(scenario, quiet))
@@ -228,15 +239,7 @@ async def test_an_offer_sms_not_sent_before_the_offer_closes_is_never_sent(
     channels: dict[str, Channel],  # noqa: F811
     receiver: Receiver,
 ) -> None:
-    notifications = Notifications(
-        data_key=notifier_settings.data_key,
-        webhook_max_attempts=3,
-        channels=channels,
-        offer_sms_min_interval_s=0,
-    )
-    confirmer = Confirmer(max_failures=3, notifications=notifications)
-    scenario = TaskScenario(notifier_settings, uuid.uuid4(), language="en")
-    await consume(sessionmaker, confirmer.on_task_submitted, scenario.submitted())
+    notifications, scenario = await _notifier_with_a_task(notifier_settings, sessionmaker, channels, 0)
     sealed = seal(notifier_settings.data_key, {"phone": PHONE, "language": "en"})
 
     def offer(expires_at: datetime) -> CloudEvent:
