@@ -38,7 +38,42 @@ async def wait_until_every_leg_offered(
         got = await legs_reached_an_offer(rig, wanted)
         return got == len(wanted) or f"{got}/{len(wanted)} legs offered"
 
-    await until(reached, what="every acknowledged leg reached an offer", timeout_s=timeout_s, every_s=1.0)
+    try:
+        await until(reached, what="every acknowledged leg reached an offer", timeout_s=timeout_s, every_s=1.0)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\n{await why_not_offered(rig, wanted)}") from None
+
+
+async def why_not_offered(rig: Rig, leg_ids: list[str]) -> str:
+    """Where the legs that never reached an offer are, and what their organisation's volunteers are doing."""
+    legs = await rig.fetch(
+        """
+        SELECT w.id, l.status, l.route_id, l.organisation_id, l.submitted_at, l.updated_at,
+               l.pickup_lat, l.pickup_lon, l.considered_at, l.ready_at
+        FROM unnest($1::uuid[]) AS w(id) LEFT JOIN dispatch.legs l ON l.id = w.id
+        WHERE l.id IS NULL
+           OR (l.status = 'pending' AND NOT EXISTS (SELECT 1 FROM dispatch.offers o WHERE o.leg_id = l.id))
+        """,
+        _uuids(leg_ids),
+    )
+    lines = [f"{len(legs)} legs never offered (None: not taken in by the dispatcher):"]
+    lines += [str(dict(row)) for row in legs[:10]]
+    organisations = {row["organisation_id"] for row in legs if row["organisation_id"]}
+    for row in await rig.fetch(
+        """
+        SELECT v.id, v.on_duty, v.insured, v.active_legs, v.max_active_legs, v.lat, v.lon,
+               v.rest_until, v.vetting_status,
+               v.location_at,
+               (SELECT count(*) FROM dispatch.offers o WHERE o.volunteer_id = v.id AND o.status = 'live')
+                 AS live_offers,
+               (SELECT array_agg(r.status) FROM dispatch.routes r
+                 WHERE r.volunteer_id = v.id AND r.status IN ('active', 'offered')) AS routes
+        FROM dispatch.volunteers v WHERE v.organisation_id = ANY($1::uuid[])
+        """,
+        list(organisations),
+    ):
+        lines.append(str(dict(row)))
+    return "\n".join(lines)
 
 
 async def outboxes_empty(rig: Rig) -> bool | str:
