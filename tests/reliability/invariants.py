@@ -58,7 +58,23 @@ async def why_not_offered(rig: Rig, leg_ids: list[str]) -> str:
     )
     lines = [f"{len(legs)} legs never offered (None: not taken in by the dispatcher):"]
     lines += [str(dict(row)) for row in legs[:10]]
-    organisations = {row["organisation_id"] for row in legs if row["organisation_id"]}
+    missing = [row["id"] for row in legs]
+    # Their tasks' organisations (from intake: a leg the dispatcher never took in has none there),
+    # and how many of those tasks' events intake has not yet published.
+    organisations = [
+        row["organisation_id"]
+        for row in await rig.fetch(
+            "SELECT DISTINCT t.organisation_id FROM intake.legs l JOIN intake.tasks t ON t.id = l.task_id "
+            "WHERE l.id = ANY($1::uuid[])",
+            missing,
+        )
+    ]
+    unpublished = await rig.fetch(
+        "SELECT count(*) AS events FROM intake.outbox WHERE key IN "
+        "(SELECT task_id::text FROM intake.legs WHERE id = ANY($1::uuid[]))",
+        missing,
+    )
+    lines.append(f"their tasks' events still in intake's outbox: {unpublished[0]['events']}")
     for row in await rig.fetch(
         """
         SELECT v.id, v.on_duty, v.insured, v.active_legs, v.max_active_legs, v.lat, v.lon,
@@ -70,7 +86,7 @@ async def why_not_offered(rig: Rig, leg_ids: list[str]) -> str:
                  WHERE r.volunteer_id = v.id AND r.status IN ('active', 'offered')) AS routes
         FROM dispatch.volunteers v WHERE v.organisation_id = ANY($1::uuid[])
         """,
-        list(organisations),
+        organisations,
     ):
         lines.append(str(dict(row)))
     return "\n".join(lines)
