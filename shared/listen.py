@@ -50,7 +50,12 @@ class PgListener:
 
     def _dispatch(self, channel: str, payload: str) -> None:
         for callback in self._callbacks.get(channel, ()):
-            callback(payload)
+            # One callback's error must not cost the others their notification, nor (raised into
+            # the connection's loop) the connection itself.
+            try:
+                callback(payload)
+            except Exception as exc:
+                log.error("pg_listener.callback_failed", channel=channel, error=repr(exc))
 
     async def _run(self) -> None:
         backoff = Backoff(first=0.2, most=5.0)
