@@ -258,6 +258,21 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"p95 <= {latency['target_p95_ms']} ms",
             )
         )
+        stages = latency.get("stages", {})
+        if "round" in stages:
+            rows.append(
+                (
+                    "  where it goes, p50/p95: relay / to the round / the round",
+                    " · ".join(
+                        f"{stages[name]['p50_ms']:.0f}/{stages[name]['p95_ms']:.0f}"
+                        for name in ("relay", "to_round", "round")
+                    )
+                    + " ms",
+                    f"{stages['rounds']} rounds, full batch {latency['full_batch_legs']} legs",
+                    f"dispatcher CPU {latency['dispatcher_cpu_s']:.1f} s",
+                    "",
+                )
+            )
     for key, consumer in (
         ("propagation", "fetch wait 10 ms"),
         ("propagation_default_fetch", "fetch wait 500 ms"),
