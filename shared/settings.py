@@ -166,6 +166,9 @@ class Settings(BaseSettings):
 
     # Dispatch.
     dispatch_batch_window_ms: int = Field(default=500, ge=10, le=60_000)
+    # A round starts before its window ends once this many legs have been taken in since the last
+    # one started (`matcher.RoundClock`): under load legs wait less. 0: every window only.
+    dispatch_batch_full_legs: int = Field(default=50, ge=0, le=20_000)
     offer_ttl_s: float = Field(default=60.0, gt=0)
     location_max_age_s: float = Field(default=900.0, gt=0)
     shift_max_on_duty_s: float = Field(default=4 * 3600.0, gt=0)

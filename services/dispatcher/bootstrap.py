@@ -9,7 +9,7 @@ from functools import partial
 from aiohttp import web
 
 from services.dispatcher.adapters.photo_store import PhotoStores
-from services.dispatcher.adapters.repository import PRESSING_CHANNEL, VOLUNTEER_CHANNEL
+from services.dispatcher.adapters.repository import LEGS_CHANNEL, PRESSING_CHANNEL, VOLUNTEER_CHANNEL
 from services.dispatcher.adapters.tables import inbox, outbox
 from services.dispatcher.adapters.wakeups import VolunteerWakeups
 from services.dispatcher.entrypoints.app import add_app_routes
@@ -26,7 +26,7 @@ from services.dispatcher.service_layer.legs import (
     take_in_tasks,
 )
 from services.dispatcher.service_layer.locations import LocationBuffer, LocationFlusher
-from services.dispatcher.service_layer.matcher import run_matcher
+from services.dispatcher.service_layer.matcher import round_clock, run_matcher
 from services.dispatcher.service_layer.sweeps import run_sweeps
 from shared.auth import RateLimiter
 from shared.events import CONFIRMATIONS_TOPIC, TASKS_TOPIC
@@ -90,10 +90,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(close_photo_stores)
     app.cleanup_ctx.append(background_task("outbox-relay", relay.run))
     app.cleanup_ctx.append(background_task("consumer", consumer.run, on_stop=consumer.stop))
-    pressing = asyncio.Event()
-    runtime.listener.subscribe(PRESSING_CHANNEL, lambda _: pressing.set())
+    clock = round_clock(settings)
+    runtime.listener.subscribe(PRESSING_CHANNEL, lambda _: clock.press())
+    # An empty payload is the listener's own wake-up after it reconnects: no legs to count.
+    runtime.listener.subscribe(LEGS_CHANNEL, lambda legs: clock.taken_in(int(legs) if legs.isdigit() else 0))
     app.cleanup_ctx.append(
-        background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker, pressing))
+        background_task("matcher", lambda: run_matcher(settings, runtime.sessionmaker, clock))
     )
     app.cleanup_ctx.append(background_task("sweeps", lambda: run_sweeps(settings, runtime.sessionmaker)))
     purge = periodic_job(

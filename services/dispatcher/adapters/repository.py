@@ -56,6 +56,8 @@ from shared.db import snapshot_xmin
 VOLUNTEER_CHANNEL = "dispatch_volunteer"
 # Notified when an urgent or critical leg is taken in: every replica's matcher starts a round.
 PRESSING_CHANNEL = "dispatch_pressing_leg"
+# How many legs a take-in added (the payload): a full batch starts a round before its window ends.
+LEGS_CHANNEL = "dispatch_legs_taken_in"
 
 
 # --- legs
@@ -1085,9 +1087,13 @@ async def notify_volunteers(session: AsyncSession, volunteer_ids: set[uuid.UUID]
         )
 
 
-async def notify_pressing(session: AsyncSession) -> None:
-    """Start a matching round in every replica when the transaction commits (`run_matcher`)."""
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": PRESSING_CHANNEL})
+async def notify_taken_in(session: AsyncSession, *, legs: int, pressing: bool) -> None:
+    """Tell every replica's matcher, when the transaction commits, that `legs` were taken in, and
+    with `pressing` that one of them is urgent or critical (`matcher.RoundClock`): one statement."""
+    statement = "SELECT pg_notify(:legs_channel, :legs)" + (", pg_notify(:channel, '')" if pressing else "")
+    await session.execute(
+        text(statement), {"legs_channel": LEGS_CHANNEL, "legs": str(legs), "channel": PRESSING_CHANNEL}
+    )
 
 
 # --- volunteers' requests sent with an Idempotency-Key

@@ -48,11 +48,13 @@ async def take_in_tasks(session: AsyncSession, events: list[CloudEvent]) -> None
     leg taken in after a round starts waits a whole window for the next.
     """
     rows = [row for event in events for row in _leg_rows(event)]
-    if rows:
-        await repository.add_legs(session, rows)
-    # An urgent or critical leg does not wait for the next window: every matcher starts a round.
-    if any(row["priority"] in PRESSING_PRIORITIES for row in rows):
-        await repository.notify_pressing(session)
+    if not rows:
+        return
+    await repository.add_legs(session, rows)
+    # Every replica's matcher counts them towards a full batch, and an urgent or critical leg does
+    # not wait for the next window: a round starts at once.
+    pressing = any(row["priority"] in PRESSING_PRIORITIES for row in rows)
+    await repository.notify_taken_in(session, legs=len(rows), pressing=pressing)
 
 
 def _leg_rows(event: CloudEvent) -> list[dict[str, Any]]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,6 +36,11 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
+def round_clock(settings: Settings) -> RoundClock:
+    window = settings.dispatch_batch_window_ms / 1000
+    return RoundClock(window=window, gap=window / 5, full=settings.dispatch_batch_full_legs)
+
+
 def pool_lead(window: float, built_in: float) -> float:
     """How long before a round its pool starts to be built, given how long the last one took.
 
@@ -46,51 +54,77 @@ def pool_lead(window: float, built_in: float) -> float:
 
 
 class RoundClock:
-    """When the matcher's rounds start: every `window`, or at once when a pressing leg comes in.
+    """When the matcher's rounds start: every `window`; sooner once `full` legs have been taken in
+    since the last round started; at once when a pressing leg is taken in.
 
     Rounds start every window (not a window after the last one ended), so a leg waits at most one
     window plus one round before it is looked at; a round longer than the window is followed by the
-    next at once. The pool for a round is built `lead` before it starts (`pool_lead`). `pressing`
-    is set when an urgent or critical leg is taken in: the next round then starts at once, though
-    never sooner than `gap` after the last one started (a stream of them cannot make the matcher a
-    busy loop), and the windows count again from it.
+    next at once. The pool for a round is built `lead` before it starts (`pool_lead`).
+
+    Under load the window is not waited out: once `full` legs have come in since the last round
+    started, a round starts with them (its pool built when half of them had come), so a leg's wait
+    for its round shrinks as the rate grows while each round still gets a batch worth solving
+    together; at a few legs a second nothing changes. `full` 0 turns this off.
+
+    `press` (an urgent or critical leg taken in) starts the next round at once, its pool built then.
+    Neither kind of early round starts sooner than `gap` after the last one started (a stream of
+    them cannot make the matcher a busy loop), and the windows count again from an early round.
     """
 
-    def __init__(self, *, window: float, gap: float, pressing: asyncio.Event) -> None:
-        self.window, self.gap, self.pressing = window, gap, pressing
+    def __init__(self, *, window: float, gap: float, full: int = 0) -> None:
+        self.window, self.gap, self.full = window, gap, full
         self.lead = gap
-        self._loop = asyncio.get_running_loop()
-        self._last = self._next = self._loop.time()
+        # The event loop's clock (made before the loop runs: the app's signals are wired first).
+        self._last = self._next = time.monotonic()
+        self._legs = 0
+        self._pressing = False
+        self._changed = asyncio.Event()
+
+    def taken_in(self, legs: int) -> None:
+        """`legs` more were taken in (by any replica)."""
+        self._legs += legs
+        self._changed.set()
+
+    def press(self) -> None:
+        """A pressing leg was taken in: the next round starts at once."""
+        self._pressing = True
+        self._changed.set()
 
     async def until_pool_time(self) -> bool:
         """Wait until the next round's pool is due; True if a pressing leg came in first."""
-        self._next = max(self._next + self.window, self._loop.time())
-        await asyncio.sleep(max(0.0, self._last + self.gap - self._loop.time()))
-        try:
-            await asyncio.wait_for(self.pressing.wait(), max(0.0, self._next - self.lead - self._loop.time()))
-        except TimeoutError:
-            return self.pressing.is_set()
-        return True
+        self._next = max(self._next + self.window, time.monotonic())
+        await asyncio.sleep(max(0.0, self._last + self.gap - time.monotonic()))
+        await self._until(self._next - self.lead, lambda: self._pressing or self._filled(self.full / 2))
+        return self._pressing
 
     async def until_round_time(self) -> None:
-        await asyncio.sleep(max(0.0, self._next - self._loop.time()))
+        """Wait until the round is due, its pool built; a pressing leg or a full batch brings it forward."""
+        await self._until(self._next, lambda: self._pressing or self._filled(self.full))
 
-    def start(self, *, early: bool) -> None:
-        """A round starts now; an early one restarts the windows from here."""
-        self.pressing.clear()
-        self._last = self._loop.time()
-        if early:
-            self._next = self._last
+    def start(self) -> None:
+        """A round starts now; one that starts before its window ends restarts the windows from here."""
+        self._last = time.monotonic()
+        self._next = min(self._next, self._last)
+        self._legs = 0
+        self._pressing = False
+
+    def _filled(self, legs: float) -> bool:
+        return self.full > 0 and self._legs >= legs
+
+    async def _until(self, deadline: float, ready: Callable[[], bool]) -> None:
+        """Wait until `deadline`, or until `ready()` after a leg came in."""
+        while not ready() and (left := deadline - time.monotonic()) > 0:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
 
 
 async def run_matcher(
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    pressing: asyncio.Event | None = None,
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: RoundClock
 ) -> None:
     """Runs for the life of the process; replicas each run one, row locks keep their batches apart.
 
-    `pressing` is set when an urgent or critical leg is taken in (`repository.PRESSING_CHANNEL`).
+    `clock` (`round_clock`) is told of the legs every replica takes in (`repository.LEGS_CHANNEL`).
     """
     window = settings.dispatch_batch_window_ms / 1000
     policy = policy_from(settings)
@@ -102,7 +136,6 @@ async def run_matcher(
     await asyncio.to_thread(load_solvers)
     # The pool (who is available, and where) is built ahead of each round (`pool_lead`): it grows
     # with everyone on duty, and legs should wait only for the work that grows with them.
-    clock = RoundClock(window=window, gap=window / 5, pressing=pressing or asyncio.Event())
     loop = asyncio.get_running_loop()
 
     async def pool_for_round() -> Pool | None:
@@ -120,7 +153,7 @@ async def run_matcher(
             if not early:
                 pool = await pool_for_round()
                 await clock.until_round_time()
-            clock.start(early=early)
+            clock.start()
             # No leg waited a moment ago: one that came in since is matched now, not a window later.
             pool = pool or await pool_for_round()
             # Only the offers: lapsed offers and escalations are swept by a task of their own

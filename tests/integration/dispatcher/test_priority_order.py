@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.dispatcher.adapters.repository import PRESSING_CHANNEL
+from services.dispatcher.adapters.repository import LEGS_CHANNEL, PRESSING_CHANNEL
 from services.dispatcher.adapters.tables import LegRow, OfferRow
 from services.dispatcher.service_layer.roster import Roster
 from tests.conftest import Stack
@@ -112,16 +112,21 @@ async def test_taking_in_an_urgent_leg_wakes_the_matchers_and_a_routine_one_does
 ) -> None:
     lat, lon = place
     heard: asyncio.Queue[str] = asyncio.Queue()
+    counted: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(stack.database_url)
     await listener.add_listener(PRESSING_CHANNEL, lambda *args: heard.put_nowait(args[-1]))
+    await listener.add_listener(LEGS_CHANNEL, lambda *args: counted.put_nowait(args[-1]))
     try:
         async with sessionmaker() as session, session.begin():
-            await submit_task(session, lat=lat, lon=lon)
+            await submit_task(session, lat=lat, lon=lon, legs=3)
+        # Every take-in tells the matchers how many legs it added, towards a full batch.
+        assert await asyncio.wait_for(counted.get(), timeout=30) == "3"
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(heard.get(), timeout=1.0)
         for priority in ("urgent", "critical"):
             async with sessionmaker() as session, session.begin():
                 await submit_task(session, lat=lat, lon=lon, priority=priority)
             await asyncio.wait_for(heard.get(), timeout=30)
+            assert await asyncio.wait_for(counted.get(), timeout=30) == "1"
     finally:
         await listener.close()
