@@ -59,12 +59,15 @@ class RoundClock:
 
     Rounds start every window (not a window after the last one ended), so a leg waits at most one
     window plus one round before it is looked at; a round longer than the window is followed by the
-    next at once. The pool for a round is built `lead` before it starts (`pool_lead`).
+    next at once. The pool for a round is built `lead` before it starts (`pool_took`).
 
     Under load the window is not waited out: once `full` legs have come in since the last round
     started, a round starts with them (its pool built when half of them had come), so a leg's wait
     for its round shrinks as the rate grows while each round still gets a batch worth solving
-    together; at a few legs a second nothing changes. `full` 0 turns this off.
+    together; at a few legs a second nothing changes. Such a round waits until twice as long as the
+    last pool and round took has passed since the last round started: the rounds take at most half
+    the matcher's time, and the rest is left to taking legs in, which on a slow or busy machine
+    would otherwise fall behind and cost more than the early round saves. `full` 0 turns this off.
 
     `press` (an urgent or critical leg taken in) starts the next round at once, its pool built then.
     Neither kind of early round starts sooner than `gap` after the last one started (a stream of
@@ -76,6 +79,7 @@ class RoundClock:
         self.lead = gap
         # The event loop's clock (made before the loop runs: the app's signals are wired first).
         self._last = self._next = time.monotonic()
+        self._pool_s = self._busy_s = 0.0
         self._legs = 0
         self._pressing = False
         self._changed = asyncio.Event()
@@ -90,16 +94,21 @@ class RoundClock:
         self._pressing = True
         self._changed.set()
 
+    def pool_took(self, seconds: float) -> None:
+        """The last pool took this long to build: the next is started ahead by `pool_lead`."""
+        self._pool_s = seconds
+        self.lead = pool_lead(self.window, seconds)
+
     async def until_pool_time(self) -> bool:
         """Wait until the next round's pool is due; True if a pressing leg came in first."""
         self._next = max(self._next + self.window, time.monotonic())
         await asyncio.sleep(max(0.0, self._last + self.gap - time.monotonic()))
-        await self._until(self._next - self.lead, lambda: self._pressing or self._filled(self.full / 2))
+        await self._until(self._pool_due)
         return self._pressing
 
     async def until_round_time(self) -> None:
         """Wait until the round is due, its pool built; a pressing leg or a full batch brings it forward."""
-        await self._until(self._next, lambda: self._pressing or self._filled(self.full))
+        await self._until(self._round_due)
 
     def start(self) -> None:
         """A round starts now; one that starts before its window ends restarts the windows from here."""
@@ -108,12 +117,25 @@ class RoundClock:
         self._legs = 0
         self._pressing = False
 
-    def _filled(self, legs: float) -> bool:
-        return self.full > 0 and self._legs >= legs
+    def finish(self) -> None:
+        """The round started last has ended."""
+        self._busy_s = self._pool_s + time.monotonic() - self._last
 
-    async def _until(self, deadline: float, ready: Callable[[], bool]) -> None:
-        """Wait until `deadline`, or until `ready()` after a leg came in."""
-        while not ready() and (left := deadline - time.monotonic()) > 0:
+    def _pool_due(self) -> float:
+        if self._pressing:
+            return 0.0
+        return self._round_due(self.full / 2) - self.lead
+
+    def _round_due(self, legs: float | None = None) -> float:
+        if self._pressing:
+            return 0.0
+        if self.full > 0 and self._legs >= (self.full if legs is None else legs):
+            return min(self._next, self._last + 2 * self._busy_s)
+        return self._next
+
+    async def _until(self, due: Callable[[], float]) -> None:
+        """Wait until `due()`, worked out again whenever a leg comes in."""
+        while (left := due() - time.monotonic()) > 0:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
@@ -126,7 +148,6 @@ async def run_matcher(
 
     `clock` (`round_clock`) is told of the legs every replica takes in (`repository.LEGS_CHANNEL`).
     """
-    window = settings.dispatch_batch_window_ms / 1000
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
     roster = Roster()
@@ -143,7 +164,7 @@ async def run_matcher(
         async with sessionmaker() as session, session.begin():
             pool = await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
         if pool is not None:
-            clock.lead = pool_lead(window, loop.time() - started)
+            clock.pool_took(loop.time() - started)
         return pool
 
     while True:
@@ -174,6 +195,7 @@ async def run_matcher(
                     )
                     offered = len(changes.events)
                     await changes.flush(session)
+            clock.finish()
             if offered:
                 log.info("matcher.offered", offers=offered)
             if len(roster) > 2 * frozen + 1000:

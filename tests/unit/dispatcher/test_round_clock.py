@@ -111,3 +111,17 @@ async def test_with_full_batches_off_any_number_of_legs_waits_for_the_window() -
     assert await clock.until_pool_time() is False
     await clock.until_round_time()
     assert loop.time() - began >= 0.3 - SLACK_S
+
+
+async def test_a_full_batch_leaves_the_matcher_half_its_time_after_a_long_pool_and_round() -> None:
+    loop = asyncio.get_running_loop()
+    clock = RoundClock(window=60.0, gap=0.01, full=10)
+    clock.pool_took(0.1)
+    clock.start()
+    began = loop.time()
+    await asyncio.sleep(0.05)
+    clock.finish()  # a pool of 0.1 s and a round of 0.05 s: no early round before 0.3 s
+    clock.taken_in(10)
+    await asyncio.wait_for(clock.until_pool_time(), timeout=20)
+    await asyncio.wait_for(clock.until_round_time(), timeout=20)
+    assert loop.time() - began >= 0.3 - SLACK_S
