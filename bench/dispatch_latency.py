@@ -24,7 +24,6 @@ import bisect
 import collections
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer
 
 from bench.dispatch_quality import CAPACITY_KG, _around
+from bench.location_fleet import cpu_s
 from errands import admin
 from errands.launcher import ServiceProcesses, prepare, service_env
 from errands.stack import EmbeddedStack
@@ -207,12 +207,6 @@ async def read_times(
     return submitted, sent, offered
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def round_starts(dsn: str) -> dict[str, datetime]:
     """task id -> when the round that first offered its leg started (`offer_batch`'s `now`)."""
     conn = await asyncpg.connect(dsn)
@@ -378,7 +372,7 @@ async def measure_async(
             )
         samples: list[dict[str, Any]] = []
         dispatcher_pid = services.processes["dispatcher"].pid
-        cpu_before = cpu_seconds(dispatcher_pid)
+        cpu_before = cpu_s(dispatcher_pid)
         sampling = asyncio.create_task(sample_pipeline(settings.asyncpg_dsn, samples))
         accepted, failed, achieved, lateness = await submit_load(
             services.url("intake"), tokens["operator_token"], rate=rate, seconds=seconds, seed=seed
@@ -386,7 +380,7 @@ async def measure_async(
         submitted, sent, offered = await read_times(
             stack.kafka_bootstrap, want_offers=accepted + 1, timeout_s=60 + seconds
         )
-        dispatcher_cpu_s = cpu_seconds(dispatcher_pid) - cpu_before
+        dispatcher_cpu_s = cpu_s(dispatcher_pid) - cpu_before
         sampling.cancel()
         await asyncio.gather(sampling, return_exceptions=True)
         submitted.pop(warm_up, None)

@@ -102,15 +102,18 @@ class Roster:
         # The oldest transaction running when the rows were read (same statement, same snapshot):
         # every older one had committed or aborted, so its writes are in this read; younger ones
         # are read next time. With no rows changed, the previous bound still holds.
-        rows = await repository.matchable_volunteers(session, changed_since=self._since)
-        if rows:
-            self._since = rows[0].since
-        for row in rows:
-            if row.on_duty and row.insured and row.lat is not None and row.lon is not None:
-                self._put(self._view(row))
-            else:
-                self._drop(row.id)
-        return [row.id for row in rows]
+        read: list[uuid.UUID] = []
+        since = self._since
+        async for rows in repository.matchable_volunteers(session, changed_since=self._since):
+            since = rows[0].since
+            for row in rows:
+                if row.on_duty and row.insured and row.lat is not None and row.lon is not None:
+                    self._put(self._view(row))
+                else:
+                    self._drop(row.id)
+                read.append(row.id)
+        self._since = since
+        return read
 
     def _put(self, view: eligibility.Volunteer) -> None:
         slot = self._slot.get(view.id)

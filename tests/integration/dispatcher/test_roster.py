@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
 from services.dispatcher.domain.eligibility import Volunteer
 from services.dispatcher.service_layer.matcher import policy_from
@@ -80,6 +82,23 @@ async def test_the_first_read_takes_everyone_on_duty_and_later_reads_only_the_ch
         )
     assert await ids_near(sessionmaker, roster, place) == set(), "moved away"
     assert await ids_near(sessionmaker, roster, (lat + 2, lon + 2)) == {off.id}
+
+
+async def test_a_read_in_several_batches_takes_every_row_and_one_bound_for_the_next(
+    sessionmaker: Maker, place: tuple[float, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read comes in batches from one cursor: every row of it counts, and the next read starts
+    from the bound of that one statement."""
+    monkeypatch.setattr(repository, "MATCHABLE_BATCH", 2)
+    lat, lon = place
+    async with sessionmaker() as session, session.begin():
+        five = [await add_volunteer(session, lat=lat, lon=lon) for _ in range(5)]
+    roster = Roster()
+    assert await ids_near(sessionmaker, roster, place) == {v.id for v in five}
+    await until_not_reread(sessionmaker, roster, {v.id for v in five})
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(VolunteerRow).where(VolunteerRow.id == five[0].id).values(on_duty=False))
+    assert await ids_near(sessionmaker, roster, place) == {v.id for v in five[1:]}
 
 
 async def test_a_transaction_that_commits_after_a_read_is_read_next_time(
