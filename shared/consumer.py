@@ -25,8 +25,8 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
-# The same work as a `Handler` for several fresh events of one type in a row, in order: see
-# `EventConsumer`'s `batch_handlers`.
+# The same work as a `Handler` for several fresh events in a row, in order, of the types given this
+# handler: see `EventConsumer`'s `batch_handlers`.
 BatchHandler = Callable[[AsyncSession, list[CloudEvent]], Awaitable[None]]
 
 
@@ -361,7 +361,7 @@ class EventConsumer:
         One transaction per record made a busy service take in only a few events a second: each
         paid its own round trips and waited its turn on the event loop for every one of them. Here
         the inbox ids are inserted together and each fresh event's handler runs in order, with a
-        clean identity map, as it would in its own session; consecutive fresh events of a type with
+        clean identity map, as it would in its own session; consecutive fresh events whose types share
         a batch handler go to it in one call (one statement for many rows while a backlog is caught
         up with). Anything unusual (a malformed record, a failing handler, the database away) rolls
         the whole batch back and returns False: the records are then taken one at a time, with the
@@ -388,7 +388,7 @@ class EventConsumer:
                             .returning(self._inbox.c.event_id)
                         )
                     )
-                together: list[CloudEvent] = []  # consecutive fresh events of one batch handler's type
+                together: list[CloudEvent] = []  # consecutive fresh events of one batch handler
 
                 async def apply_together() -> None:
                     if together:
@@ -402,9 +402,10 @@ class EventConsumer:
                         outcomes.append((record, event, "duplicate"))
                         continue
                     fresh.discard(event.id)  # the same event twice in one batch applies once
-                    if together and together[0].type != event.type:
+                    batch_handler = self._batch_handlers.get(event.type)
+                    if together and self._batch_handlers[together[0].type] is not batch_handler:
                         await apply_together()
-                    if event.type in self._batch_handlers:
+                    if batch_handler is not None:
                         together.append(event)
                         outcomes.append((record, event, "applied"))
                         continue

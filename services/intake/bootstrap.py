@@ -15,7 +15,7 @@ from services.intake.entrypoints.http import ERROR_STATUSES, KEYS, REGISTER, Reg
 from services.intake.service_layer import register, schedules, staff
 from services.intake.service_layer.dashboard import DashboardFeed
 from services.intake.service_layer.personal_data import erase_ended_tasks
-from services.intake.service_layer.progress import PROGRESS_EVENTS, apply_progress
+from services.intake.service_layer.progress import PROGRESS_EVENTS, apply_progress, apply_progress_batch
 from services.intake.service_layer.submission import Keys, purge_idempotency_keys
 from services.intake.service_layer.volunteers import VOLUNTEER_HANDLERS
 from shared import crypto
@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> web.Application:
         group_id="intake-read-model",
         topics=(DISPATCH_TOPIC, CONFIRMATIONS_TOPIC),
         handlers=dict.fromkeys(PROGRESS_EVENTS, apply_progress),
+        batch_handlers=dict.fromkeys(PROGRESS_EVENTS, apply_progress_batch),
         inbox=inbox,
     )
     # Its own group, not the read model's: location reports are the busiest stream in the system and

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import Row, delete, exists, false, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -232,6 +232,15 @@ async def purge_idempotency_records(session: AsyncSession, *, retention_s: float
 # --- tasks, their legs and timeline ----------------------------------------------------------------
 
 
+class TimelineEntry(NamedTuple):
+    """An event for a task's timeline, with what the timeline keeps of its data."""
+
+    event: CloudEvent
+    task_id: uuid.UUID
+    leg_id: uuid.UUID | None
+    data: dict[str, Any]
+
+
 class Tasks(Protocol):
     async def get(self, task_id: uuid.UUID, *, organisation_id: uuid.UUID | None) -> TaskRow | None: ...
 
@@ -289,14 +298,28 @@ class SqlTasks:
         ).scalar_one_or_none()
         return found
 
-    async def legs(self, task_id: uuid.UUID) -> list[LegRow]:
-        return list(
-            (
-                await self._session.execute(
-                    select(LegRow).where(LegRow.task_id == task_id).order_by(LegRow.index)
-                )
-            ).scalars()
+    async def lock_all(self, task_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, TaskRow]:
+        """Those of the tasks that exist, locked until the transaction ends, in one statement.
+
+        Taken in id order: two transactions locking overlapping sets wait for each other, never deadlock.
+        """
+        rows = await self._session.scalars(
+            select(TaskRow).where(TaskRow.id.in_(task_ids)).order_by(TaskRow.id).with_for_update()
         )
+        return {row.id: row for row in rows}
+
+    async def legs(self, task_id: uuid.UUID) -> list[LegRow]:
+        return (await self.legs_of([task_id])).get(task_id, [])
+
+    async def legs_of(self, task_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[LegRow]]:
+        """Each task's legs in order, for all the tasks in one statement."""
+        found: dict[uuid.UUID, list[LegRow]] = {}
+        rows = await self._session.scalars(
+            select(LegRow).where(LegRow.task_id.in_(task_ids)).order_by(LegRow.task_id, LegRow.index)
+        )
+        for row in rows:
+            found.setdefault(row.task_id, []).append(row)
+        return found
 
     async def timeline(self, task_id: uuid.UUID) -> list[TimelineRow]:
         return list(
@@ -321,21 +344,29 @@ class SqlTasks:
         leg_id: uuid.UUID | None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        """The event on the task's timeline, once however often it arrives, with what the read model
-        keeps of its data (`data`: none of the personal data, only what the task's view shows) and who
-        caused it (the event's `actor`, `person:<id>` or `volunteer:<id>`; none for the system)."""
-        kept = {**(data or {}), **({"actor": event.actor} if event.actor else {})}
+        """The event on the task's timeline (`add_timelines` with one entry)."""
+        await self.add_timelines([TimelineEntry(event, task_id, leg_id, data or {})])
+
+    async def add_timelines(self, entries: Sequence[TimelineEntry]) -> None:
+        """Events on their tasks' timelines, in one statement, each once however often it arrives, with
+        what the read model keeps of its data (`data`: none of the personal data, only what the task's
+        view shows) and who caused it (the event's `actor`, `person:<id>` or `volunteer:<id>`; none for
+        the system)."""
+        if not entries:
+            return
         await self._session.execute(
-            insert(TimelineRow)
-            .values(
-                event_id=event.id,
-                task_id=task_id,
-                type=event.type,
-                time=event.time,
-                leg_id=leg_id,
-                data=kept,
-            )
-            .on_conflict_do_nothing()
+            insert(TimelineRow).on_conflict_do_nothing(),
+            [
+                {
+                    "event_id": entry.event.id,
+                    "task_id": entry.task_id,
+                    "type": entry.event.type,
+                    "time": entry.event.time,
+                    "leg_id": entry.leg_id,
+                    "data": {**entry.data, **({"actor": entry.event.actor} if entry.event.actor else {})},
+                }
+                for entry in entries
+            ],
         )
 
     async def add_events(self, events: Sequence[tuple[str, CloudEvent]]) -> None:

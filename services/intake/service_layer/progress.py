@@ -10,8 +10,8 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from services.intake.adapters.repository import SqlTasks
-from services.intake.adapters.tables import LegRow
+from services.intake.adapters.repository import SqlTasks, TimelineEntry
+from services.intake.adapters.tables import LegRow, TaskRow
 from services.intake.domain.model import (
     escalation_moves_task,
     history_after,
@@ -27,26 +27,48 @@ from shared.metrics import DISPATCH_TIMINGS
 
 
 async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
-    """Fold a dispatch or confirmation event into the task's read model and timeline."""
-    task_id = uuid.UUID(event.subject)
+    """Fold one dispatch or confirmation event into its task's read model and timeline."""
+    await apply_progress_batch(session, [event])
+
+
+async def apply_progress_batch(session: AsyncSession, events: list[CloudEvent]) -> None:
+    """Fold events, in their order, into their tasks' read models and timelines.
+
+    Each event is folded as it would be alone, onto what the events before it left; the statements
+    are the batch's, not each event's: its tasks locked in one, their legs read in one, the timeline
+    written in one, and the rows changed written together when the session flushes. At two hundred
+    tasks a second, one event at a time took about half of intake's CPU.
+    """
     tasks = SqlTasks(session)
-    task = await tasks.lock(task_id, organisation_id=None)
-    if task is None:
-        raise PermanentError(f"unknown task {task_id}")
-    leg_id_raw = event.data.get("leg_id")
-    leg_id = uuid.UUID(leg_id_raw) if isinstance(leg_id_raw, str) else _escalated_leg(event)
+    task_ids = [uuid.UUID(event.subject) for event in events]
+    found = await tasks.lock_all(set(task_ids))
+    legs_of = await tasks.legs_of(found.keys())
+    timeline: list[TimelineEntry] = []
+    for task_id, event in zip(task_ids, events, strict=True):
+        task = found.get(task_id)
+        if task is None:
+            raise PermanentError(f"unknown task {task_id}")
+        leg_id_raw = event.data.get("leg_id")
+        leg_id = uuid.UUID(leg_id_raw) if isinstance(leg_id_raw, str) else _escalated_leg(event)
+        if event.type != "leg.eta_updated" or event.data.get("slipped"):
+            # Estimates come every few minutes while a leg is under way; the timeline keeps the slips.
+            timeline.append(TimelineEntry(event, task_id, leg_id, kept_data(event)))
+        _fold(session, task, legs_of.get(task_id, []), event, leg_id)
+    await tasks.add_timelines(timeline)
+
+
+def _fold(
+    session: AsyncSession, task: TaskRow, legs: list[LegRow], event: CloudEvent, leg_id: uuid.UUID | None
+) -> None:
+    """One event onto its task and legs as loaded (changed in place, written when the session flushes)."""
     moment = event.time.isoformat()
-    if event.type != "leg.eta_updated" or event.data.get("slipped"):
-        # Estimates come every few minutes while a leg is under way; the timeline keeps the slips.
-        await tasks.add_timeline(event, task_id=task_id, leg_id=leg_id, data=kept_data(event))
-    legs = await tasks.legs(task_id)
     escalates_task = event.type != "task.escalated" or escalation_moves_task(
         [leg.status for leg in legs if str(leg.id) in event.data.get("leg_ids", [])]
     )
     if leg_id is not None:
         leg = next((leg for leg in legs if leg.id == leg_id), None)
         if leg is None:
-            raise PermanentError(f"leg {leg_id} is not part of task {task_id}")
+            raise PermanentError(f"leg {leg_id} is not part of task {task.id}")
         decided = event.data.get("status") if event.type == "leg.decided" else None
         status = leg_status_after(
             leg.status, event.type, decided=decided if isinstance(decided, str) else None
@@ -70,7 +92,6 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
             values["transitions"] = history
         if status != leg.status:
             values |= {"status": status, "updated_at": event.time}
-            leg.status = status
         if event.type == "leg.assigned" and status != "cancelled":
             values["volunteer_id"] = uuid.UUID(event.data["volunteer_id"])
             values["volunteer_name"] = event.data.get("volunteer_name") or event.data.get(
@@ -85,20 +106,17 @@ async def apply_progress(session: AsyncSession, event: CloudEvent) -> None:
         elif event.type == "leg.confirmation_failed" and event.data.get("flagged"):
             # A delivery flagged for too many wrong codes waits for a coordinator's decision.
             values |= {"escalation_reason": DELIVERY_FLAGGED, "escalated_at": event.time}
-        if values:
-            await tasks.update_leg(leg_id, **values)
+        for column, value in values.items():
+            setattr(leg, column, value)
     task_status = task_status_after(
         task.status, [leg.status for leg in legs], event.type, escalates_task=escalates_task
     )
     stage = task_stage_of(event.type) if escalates_task else None
     history = history_after(task.transitions, before=task.status, after=task_status, stage=stage, at=moment)
-    task_values: dict[str, Any] = {}
     if history != task.transitions:
-        task_values["transitions"] = history
+        task.transitions = history
     if task_status != task.status:
-        task_values |= {"status": task_status, "updated_at": event.time}
-    if task_values:
-        await tasks.update_task(task_id, **task_values)
+        task.status, task.updated_at = task_status, event.time
 
 
 def _escalated_leg(event: CloudEvent) -> uuid.UUID | None:

@@ -14,7 +14,7 @@ from services.intake.adapters.tables import IdempotencyRow
 from services.intake.domain.model import ListPosition
 from services.intake.entrypoints.http import ERROR_STATUSES
 from services.intake.entrypoints.schemas import TaskIn, TaskListQuery
-from services.intake.service_layer.progress import apply_progress
+from services.intake.service_layer.progress import apply_progress, apply_progress_batch
 from services.intake.service_layer.submission import Keys, purge_idempotency_keys, submit_task
 from services.intake.service_layer.tasks import get_task, list_tasks
 from shared.consumer import PermanentError
@@ -238,3 +238,81 @@ async def test_an_event_for_an_unknown_task_or_leg_is_permanent(
             task["id"],
             LegPickedUp(task_id=task["id"], leg_id=uuid.uuid4(), volunteer_id=uuid.uuid4()),
         )
+
+
+def _read_model(view: dict[str, Any]) -> Any:
+    """What the read model says of a task, without the moments it was said at."""
+    return (
+        view["status"],
+        sorted(view["transitions"]),
+        [(leg["status"], sorted(leg["transitions"]), leg.get("volunteer")) for leg in view["legs"]],
+        [entry["type"] for entry in view["timeline"]],
+    )
+
+
+async def test_a_batch_of_events_folds_as_one_event_at_a_time_does(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = uuid.uuid4()
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    expires = datetime.now(UTC) + timedelta(minutes=1)
+
+    def story(task: dict[str, Any]) -> list[EventData]:
+        """Several events of one task, some of them on the same leg one after another."""
+        tid, (leg0, leg1) = task["id"], (task["legs"][0]["id"], task["legs"][1]["id"])
+        offer = uuid.uuid4()
+        return [
+            LegOffered(task_id=tid, leg_id=leg0, offer_id=offer, volunteer_id=bob, expires_at=expires),
+            LegOfferExpired(task_id=tid, leg_id=leg0, offer_id=offer, volunteer_id=bob),
+            LegAssigned(task_id=tid, leg_id=leg0, volunteer_id=alice, volunteer_name="Alice"),
+            LegAssigned(task_id=tid, leg_id=leg1, volunteer_id=bob, volunteer_name="Bob"),
+            LegPickedUp(task_id=tid, leg_id=leg0, volunteer_id=alice),
+            LegConfirmed(task_id=tid, leg_id=leg0, volunteer_id=alice, method="code"),
+            LegConfirmed(task_id=tid, leg_id=leg1, volunteer_id=bob, method="photo"),
+            TaskCompleted(task_id=tid, leg_ids=[leg0, leg1]),
+        ]
+
+    alone = [await submit(sessionmaker, org) for _ in range(3)]
+    together = [await submit(sessionmaker, org) for _ in range(3)]
+    stories_alone = [story(task) for task in alone]
+    stories_together = [story(task) for task in together]
+    # The tasks' events interleaved (a partition carries many tasks), the last task's cut short.
+    order = [(t, i) for i in range(8) for t in range(3) if t < 2 or i < 4]
+    for t, i in order:
+        await progress(sessionmaker, alone[t]["id"], stories_alone[t][i])
+    batch = [
+        build_event(stories_together[t][i], source="/dispatcher", subject=together[t]["id"])[1]
+        for t, i in order
+    ]
+    async with sessionmaker() as session, session.begin():
+        await apply_progress_batch(session, batch)
+
+    async def view(task: dict[str, Any]) -> Any:
+        async with sessionmaker() as session:
+            return await get_task(session=session, task_id=uuid.UUID(task["id"]), organisation_id=org)
+
+    for one, other in zip(alone, together, strict=True):
+        assert _read_model(await view(other)) == _read_model(await view(one))
+    assert (await view(together[0]))["status"] == "completed"
+    assert (await view(together[2]))["status"] == "in_progress", "the task whose story was cut short"
+
+
+async def test_a_batch_with_an_event_of_an_unknown_task_is_refused_whole(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = uuid.uuid4()
+    task = await submit(sessionmaker, org)
+    known = LegAssigned(task_id=task["id"], leg_id=task["legs"][0]["id"], volunteer_id=uuid.uuid4())
+    unknown = uuid.uuid4()
+    batch = [
+        build_event(known, source="/dispatcher", subject=task["id"])[1],
+        build_event(TaskCompleted(task_id=unknown, leg_ids=[]), source="/dispatcher", subject=str(unknown))[
+            1
+        ],
+    ]
+    with pytest.raises(PermanentError):
+        async with sessionmaker() as session, session.begin():
+            await apply_progress_batch(session, batch)
+    async with sessionmaker() as session:
+        view = await get_task(session=session, task_id=uuid.UUID(task["id"]), organisation_id=org)
+    assert view["legs"][0]["status"] == "pending" and view["timeline"] == [], "nothing of the batch stays"

@@ -418,7 +418,51 @@ async def test_a_batch_handler_takes_consecutive_fresh_events_of_its_type_togeth
         source="/test", type="test.other", subject=str(uuid.uuid4()), data={"note": "between"}
     )
     events = [*(_event(f"a{i:02}") for i in range(30)), between, *(_event(f"b{i:02}") for i in range(30))]
-    for event in [*events, events[3]]:  # the last one re-published
+    await _consume_all(scratch, consumer, events, again=events[3])
+    assert applied == [e.data["note"] for e in events], "each once, in the partition's order"
+    assert max(together) > 1, "a fetched run of them went in one call"
+
+
+async def test_events_of_types_sharing_a_batch_handler_go_to_it_together(
+    stack: Stack, scratch: Scratch
+) -> None:
+    calls: list[list[str]] = []
+
+    async def one(session: AsyncSession, event: CloudEvent) -> None:
+        await many(session, [event])
+
+    async def many(session: AsyncSession, events: list[CloudEvent]) -> None:
+        calls.append([e.type for e in events])
+        await session.execute(
+            insert(scratch.effects), [{"event_id": e.id, "note": e.data["note"]} for e in events]
+        )
+
+    consumer = EventConsumer(
+        settings=stack.settings(),
+        group_id=f"group-{scratch.schema}",
+        topics=(scratch.topic,),
+        handlers={"test.happened": one, "test.other": one},
+        batch_handlers={"test.happened": many, "test.other": many},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    events = [
+        CloudEvent(source="/test", type=kind, subject=str(uuid.uuid4()), data={"note": f"{i:02}"})
+        for i in range(40)
+        for kind in ("test.happened", "test.other")
+    ]
+    await _consume_all(scratch, consumer, events, again=events[5])
+    assert [kind for call in calls for kind in call] == [e.type for e in events], "each once, in order"
+    assert any(set(call) == {"test.happened", "test.other"} for call in calls), "both types in one call"
+
+
+async def _consume_all(
+    scratch: Scratch, consumer: EventConsumer, events: list[CloudEvent], *, again: CloudEvent
+) -> None:
+    """Publish `events` (then `again` a second time) on one partition and run `consumer` until each
+    has left its effect, and a moment more; exactly one effect each."""
+    for event in [*events, again]:
         await scratch.producer.send(scratch.topic, value=event.to_bytes(), key=b"one-task")
     await scratch.producer.flush()
 
@@ -435,9 +479,7 @@ async def test_a_batch_handler_takes_consecutive_fresh_events_of_its_type_togeth
     finally:
         consumer.stop()
         await asyncio.wait_for(running, timeout=15)
-    assert applied == [e.data["note"] for e in events], "each once, in the partition's order"
     assert await count() == len(events)
-    assert max(together) > 1, "a fetched run of them went in one call"
 
 
 async def test_inbox_forgets_only_event_ids_older_than_its_retention(stack: Stack, scratch: Scratch) -> None:
