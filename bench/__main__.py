@@ -22,6 +22,7 @@ from bench import (
     intake_throughput,
     location_reports,
     long_poll,
+    progress_fold,
     propagation,
     route_round,
     routes,
@@ -328,6 +329,27 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"<= {start['target_restart_offer_s']:.0f} s",
             )
         )
+    fold = results.get("progress_fold")
+    if fold:
+        batched, alone = fold["batched"], fold["one_at_a_time"]
+        rows.append(
+            (
+                f"intake read model, events/s in batches of {fold['batch']} vs one at a time",
+                f"{batched['events_per_s']:.0f}/s",
+                f"{alone['events_per_s']:.0f}/s",
+                f"{fold['ratio_events_per_s']:.1f}x",
+                "same read model" if fold["same_read_model"] else "READ MODELS DIFFER",
+            )
+        )
+        rows.append(
+            (
+                "intake read model, CPU per event (intake / database)",
+                f"{batched['cpu_ms_per_event']:.2f} / {batched['database_cpu_ms_per_event']:.2f} ms",
+                f"{alone['cpu_ms_per_event']:.2f} / {alone['database_cpu_ms_per_event']:.2f} ms",
+                f"{fold['ratio_cpu_per_event']:.2f}x / {fold['ratio_database_cpu_per_event']:.2f}x",
+                "",
+            )
+        )
     export = results.get("export_memory")
     if export:
         streamed = export["streamed"]
@@ -417,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     events = 600 if args.quick else 2000
     results["propagation"] = propagation.measure(events=events, fetch_max_wait_ms=10)
     results["propagation_default_fetch"] = propagation.measure(events=events)
+    print("== intake's read model: events folded in batches vs one at a time")
+    results["progress_fold"] = progress_fold.measure(tasks=300 if args.quick else 1000)
     print("== CSV export memory (100,000 tasks vs 10,000)")
     results["export_memory"] = export_memory.measure()
     print("== volunteer app load (Lighthouse, throttled phone)")

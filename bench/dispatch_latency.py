@@ -13,7 +13,8 @@ from Kafka after the run. The baseline is the batch window itself: a leg arrivin
 round waits up to one window before it is even looked at.
 
 Run: `.venv/bin/python -m bench.dispatch_latency [--rate 200] [--seconds 20] [--volunteers 20000]
-[--profile PATH]` (py-spy samples the dispatcher during the load when --profile is given).
+[--profile PATH] [--cores N]` (py-spy samples the dispatcher during the load when --profile is given;
+--cores confines the whole run to N CPUs' worth of time, a slower machine, `bench.slower`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.dispatch_quality import CAPACITY_KG, _around
 from bench.location_fleet import cpu_s
+from bench.slower import confine, machine_busy_s
 from errands import admin
 from errands.launcher import ServiceProcesses, prepare, service_env
 from errands.stack import EmbeddedStack
@@ -322,6 +324,7 @@ async def measure_async(
     seed: int,
     profile: Path | None,
     log_dir: Path | None = None,
+    cores: float | None = None,
 ) -> dict[str, Any]:
     stack = EmbeddedStack()
     stack.start()
@@ -372,7 +375,10 @@ async def measure_async(
             )
         samples: list[dict[str, Any]] = []
         dispatcher_pid = services.processes["dispatcher"].pid
+        intake_pid = services.processes["intake"].pid
         cpu_before = cpu_s(dispatcher_pid)
+        intake_cpu_before = cpu_s(intake_pid)
+        machine_before = machine_busy_s()
         sampling = asyncio.create_task(sample_pipeline(settings.asyncpg_dsn, samples))
         accepted, failed, achieved, lateness = await submit_load(
             services.url("intake"), tokens["operator_token"], rate=rate, seconds=seconds, seed=seed
@@ -381,6 +387,8 @@ async def measure_async(
             stack.kafka_bootstrap, want_offers=accepted + 1, timeout_s=60 + seconds
         )
         dispatcher_cpu_s = cpu_s(dispatcher_pid) - cpu_before
+        intake_cpu_s = cpu_s(intake_pid) - intake_cpu_before
+        machine_cpu_s = machine_busy_s() - machine_before
         sampling.cancel()
         await asyncio.gather(sampling, return_exceptions=True)
         submitted.pop(warm_up, None)
@@ -410,6 +418,10 @@ async def measure_async(
         "full_batch_legs": Settings().dispatch_batch_full_legs,
         # The load's seconds and the read-back after them (a quiet dispatcher takes ~2 % of a core).
         "dispatcher_cpu_s": round(dispatcher_cpu_s, 1),
+        "intake_cpu_s": round(intake_cpu_s, 1),
+        # Every process on the machine (the stack, both services, the generator, the read-back).
+        "machine_cpu_s": round(machine_cpu_s, 1),
+        "confined_to_cores": cores,
         "pipeline_every_5s": samples[::5],
         "target_p95_ms": WINDOW_MS + 100,
     }
@@ -437,9 +449,15 @@ def measure(
     volunteers: int = 20_000,
     seed: int = 11,
     profile: Path | None = None,
+    cores: float | None = None,
 ) -> dict[str, Any]:
+    """With `cores`, the whole run is confined to that many CPUs' worth of time (`slower.confine`)."""
+    if cores is not None:
+        confine(cores)
     return asyncio.run(
-        measure_async(rate=rate, seconds=seconds, volunteers=volunteers, seed=seed, profile=profile)
+        measure_async(
+            rate=rate, seconds=seconds, volunteers=volunteers, seed=seed, profile=profile, cores=cores
+        )
     )
 
 
@@ -452,9 +470,19 @@ def main() -> None:
     parser.add_argument("--volunteers", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--profile", type=Path, help="py-spy raw profile of the dispatcher written here")
+    parser.add_argument(
+        "--cores",
+        type=float,
+        help="confine the whole run to this many CPUs (a slower machine; root, cgroups)",
+    )
     args = parser.parse_args()
     figures = measure(
-        rate=args.rate, seconds=args.seconds, volunteers=args.volunteers, seed=args.seed, profile=args.profile
+        rate=args.rate,
+        seconds=args.seconds,
+        volunteers=args.volunteers,
+        seed=args.seed,
+        profile=args.profile,
+        cores=args.cores,
     )
     print(json.dumps(figures, indent=2, default=str))
 
