@@ -240,6 +240,14 @@ class EventConsumer:
         while not self._stopping.is_set():
             # While a partition retries aside, come back often to resume it as soon as it is done.
             batches = await consumer.getmany(timeout_ms=50 if self._retrying else 500, max_records=200)
+            if len(batches) > 1 and await self._handle_batch(
+                [r for records in batches.values() for r in records]
+            ):
+                # Every partition's records of this fetch in one transaction: at a steady trickle
+                # most fetches bring a record or two from each partition.
+                for tp, records in batches.items():
+                    self._processed[tp] = records[-1].offset + 1
+                batches = {}
             for tp, records in batches.items():
                 if self._stopping.is_set():
                     break
@@ -356,7 +364,8 @@ class EventConsumer:
             log.warning("consumer.commit_failed", group=self.group_id, error=str(exc))
 
     async def _handle_batch(self, records: list[Any]) -> bool:
-        """Apply one partition's fetched records in ONE transaction; False leaves them to `_handle_record`.
+        """Apply fetched records in ONE transaction, each partition's in order; False leaves them to
+        `_handle_partition` (several partitions' records) or `_handle_record` (one partition's).
 
         One transaction per record made a busy service take in only a few events a second: each
         paid its own round trips and waited its turn on the event loop for every one of them. Here

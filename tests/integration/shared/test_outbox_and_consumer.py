@@ -387,6 +387,62 @@ async def test_a_fetched_batch_is_applied_in_few_transactions_and_a_bad_record_f
     assert [CloudEvent.from_bytes(r.value).data["note"] for r in dead] == ["contradiction"]
 
 
+async def test_one_fetch_of_several_partitions_is_applied_in_one_transaction_each_partition_in_order(
+    stack: Stack, scratch: Scratch
+) -> None:
+    transaction_of: dict[str, int] = {}
+    transactions: list[int] = []
+
+    async def handler(session: AsyncSession, event: CloudEvent) -> None:
+        if "n" not in session.info:
+            session.info["n"] = len(transactions)
+            transactions.append(session.info["n"])
+        transaction_of[event.data["note"]] = session.info["n"]
+        await session.execute(insert(scratch.effects).values(event_id=event.id, note=event.data["note"]))
+
+    consumer = EventConsumer(
+        settings=stack.settings(),
+        group_id=f"group-{scratch.schema}",
+        topics=(scratch.topic,),
+        handlers={"test.happened": handler},
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
+    # Two tasks' events on the topic's two partitions, published before the consumer starts.
+    partition_of: dict[str, int] = {}
+    order: dict[int, list[str]] = {}
+    for i in range(40):
+        note = f"e{i:02}"
+        await scratch.producer.send_and_wait(
+            scratch.topic, value=_event(note).to_bytes(), key=b"task-%d" % (i % 2), partition=i % 2
+        )
+        partition_of[note] = i % 2
+        order.setdefault(i % 2, []).append(note)
+    applied: list[str] = []
+
+    async def effects() -> list[str]:
+        async with scratch.sessionmaker() as session:
+            return list((await session.execute(select(scratch.effects.c.note))).scalars().all())
+
+    running = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while len(applied := await effects()) < 40:
+                await asyncio.sleep(0.1)
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, timeout=15)
+    assert sorted(applied) == sorted(partition_of)
+    together: dict[int, set[int]] = {}
+    for note, n in transaction_of.items():
+        together.setdefault(n, set()).add(partition_of[note])
+    assert any(len(partitions) == 2 for partitions in together.values()), "both partitions in one transaction"
+    for notes in order.values():
+        taken = [transaction_of[note] for note in notes]
+        assert taken == sorted(taken), "a partition's events never go before an earlier one's"
+
+
 async def test_a_batch_handler_takes_consecutive_fresh_events_of_its_type_together_in_order(
     stack: Stack, scratch: Scratch
 ) -> None:
