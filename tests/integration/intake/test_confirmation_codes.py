@@ -52,7 +52,10 @@ async def topic_payloads(bootstrap: str, task_ids: set[str]) -> dict[str, bytes]
         while set(found) < task_ids and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=300)).values():
                 for record in records:
-                    event = CloudEvent.from_bytes(record.value)
+                    try:
+                        event = CloudEvent.from_bytes(record.value)
+                    except ValueError:
+                        continue  # another suite's malformed record (the poison tests share the topic)
                     if event.subject in task_ids and event.type == "task.submitted":
                         found[event.subject] = record.value
     finally:
