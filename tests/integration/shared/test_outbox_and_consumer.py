@@ -23,12 +23,13 @@ from sqlalchemy import Column, MetaData, Table, Text, func, insert, select, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from shared.consumer import EventConsumer, NotReady, PermanentError, inbox_table
+from shared.consumer import BatchHandler, EventConsumer, Handler, NotReady, PermanentError, inbox_table
 from shared.db import create_engine, create_sessionmaker, schema_metadata
 from shared.events import DEADLETTER_TOPIC, CloudEvent
 from shared.kafka import create_producer
 from shared.listen import PgListener
 from shared.outbox import OutboxRelay, add_events, outbox_table, resend_retained
+from shared.settings import Settings
 from tests.conftest import Stack
 
 
@@ -84,6 +85,27 @@ async def scratch(stack: Stack) -> AsyncIterator[Scratch]:
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         await engine.dispose()
+
+
+def _consumer(
+    scratch: Scratch,
+    *,
+    settings: Settings,
+    group_id: str,
+    handlers: dict[str, Handler],
+    batch_handlers: dict[str, BatchHandler] | None = None,
+) -> EventConsumer:
+    """A consumer of the scratch topic, with the scratch schema's inbox and producer."""
+    return EventConsumer(
+        settings=settings,
+        group_id=group_id,
+        topics=(scratch.topic,),
+        handlers=handlers,
+        batch_handlers=batch_handlers,
+        sessionmaker=scratch.sessionmaker,
+        inbox=scratch.inbox,
+        producer=scratch.producer,
+    )
 
 
 def _event(note: str = "x") -> CloudEvent:
@@ -270,14 +292,11 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
         await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
 
     group = f"group-{scratch.schema}"
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(consumer_max_attempts=3, consumer_retry_backoff_s=0.01),
         group_id=group,
-        topics=(scratch.topic,),
         handlers={"test.happened": handler},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     same_key = b"one-task"
     good = _event("good")
@@ -344,14 +363,11 @@ async def test_a_fetched_batch_is_applied_in_few_transactions_and_a_bad_record_f
             raise PermanentError("refers to an unknown task")
         await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
 
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(consumer_max_attempts=3, consumer_retry_backoff_s=0.01),
         group_id=f"group-{scratch.schema}",
-        topics=(scratch.topic,),
         handlers={"test.happened": handler},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     many = [_event(f"e{i}") for i in range(60)]
     for event in [*many, many[7]]:  # the last one re-published
@@ -400,14 +416,11 @@ async def test_one_fetch_of_several_partitions_is_applied_in_one_transaction_eac
         transaction_of[event.data["note"]] = session.info["n"]
         await session.execute(insert(scratch.effects).values(event_id=event.id, note=event.data["note"]))
 
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(),
         group_id=f"group-{scratch.schema}",
-        topics=(scratch.topic,),
         handlers={"test.happened": handler},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     # Two tasks' events on the topic's two partitions, published before the consumer starts.
     partition_of: dict[str, int] = {}
@@ -460,15 +473,12 @@ async def test_a_batch_handler_takes_consecutive_fresh_events_of_its_type_togeth
             insert(scratch.effects), [{"event_id": e.id, "note": e.data["note"]} for e in events]
         )
 
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(),
         group_id=f"group-{scratch.schema}",
-        topics=(scratch.topic,),
         handlers={"test.happened": one, "test.other": one},
         batch_handlers={"test.happened": many},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     between = CloudEvent(
         source="/test", type="test.other", subject=str(uuid.uuid4()), data={"note": "between"}
@@ -493,15 +503,12 @@ async def test_events_of_types_sharing_a_batch_handler_go_to_it_together(
             insert(scratch.effects), [{"event_id": e.id, "note": e.data["note"]} for e in events]
         )
 
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(),
         group_id=f"group-{scratch.schema}",
-        topics=(scratch.topic,),
         handlers={"test.happened": one, "test.other": one},
         batch_handlers={"test.happened": many, "test.other": many},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     events = [
         CloudEvent(source="/test", type=kind, subject=str(uuid.uuid4()), data={"note": f"{i:02}"})
@@ -539,14 +546,11 @@ async def _consume_all(
 
 
 async def test_inbox_forgets_only_event_ids_older_than_its_retention(stack: Stack, scratch: Scratch) -> None:
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(inbox_retention_s=3600),
         group_id="purging",
-        topics=(scratch.topic,),
         handlers={},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     old, recent, other_group = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     now = datetime.now(UTC)
@@ -577,14 +581,11 @@ async def test_a_record_the_database_refuses_as_data_is_dead_lettered_at_once(
             await session.execute(text("SELECT make_date(0, 1, 1)"))
         await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
 
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(consumer_max_attempts=5, consumer_retry_backoff_s=10.0),
         group_id=f"group-{scratch.schema}",
-        topics=(scratch.topic,),
         handlers={"test.happened": handler},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     for note in ("year 0", "after"):
         await scratch.producer.send_and_wait(scratch.topic, value=_event(note).to_bytes(), partition=0)
@@ -619,14 +620,11 @@ async def test_a_record_retrying_on_one_partition_holds_back_only_its_own_partit
         await session.execute(insert(scratch.effects).values(event_id=event.id, note=note))
 
     group = f"group-{scratch.schema}"
-    consumer = EventConsumer(
-        settings=stack.settings(consumer_max_attempts=3, consumer_retry_backoff_s=2.0),  # 2 s, then 4 s
+    consumer = _consumer(
+        scratch,
+        settings=stack.settings(consumer_max_attempts=3, consumer_retry_backoff_s=2.0),
         group_id=group,
-        topics=(scratch.topic,),
-        handlers={"test.happened": handler},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
+        handlers={"test.happened": handler},  # 2 s, then 4 s
     )
 
     async def notes() -> list[str]:
@@ -677,14 +675,11 @@ async def test_a_consumer_is_ready_only_once_it_owns_its_partitions_and_has_caug
     for event in [_event(f"waiting {i}") for i in range(5)]:
         await scratch.producer.send(scratch.topic, value=event.to_bytes(), key=b"one-task")
     await scratch.producer.flush()
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=stack.settings(),
         group_id=f"ready-{scratch.schema}",
-        topics=(scratch.topic,),
         handlers={"test.happened": slow_handler},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     with pytest.raises(NotReady, match="no partitions assigned yet"):
         await consumer.readiness()
@@ -751,14 +746,11 @@ async def test_a_stopped_consumer_leaves_its_group_even_in_the_first_generation(
     group = f"leave-{scratch.schema}"
     # A session long enough that only leaving, not timing out, can take the member out here.
     settings = stack.settings(consumer_session_timeout_ms=8_000, consumer_heartbeat_interval_ms=500)
-    consumer = EventConsumer(
+    consumer = _consumer(
+        scratch,
         settings=settings,
         group_id=group,
-        topics=(scratch.topic,),
         handlers={},
-        sessionmaker=scratch.sessionmaker,
-        inbox=scratch.inbox,
-        producer=scratch.producer,
     )
     running = asyncio.create_task(consumer.run())
     try:
