@@ -90,6 +90,14 @@ def _offer_for(scenario: TaskScenario, template: CloudEvent, **changes: Any) -> 
     return build_event(LegOffered.model_validate(data), source="/dispatcher", subject=scenario.task_id)[1]
 
 
+def _sms_to_this_phone(receiver: Receiver) -> list[dict[str, Any]]:
+    """The SMS the gateway received for this test's volunteer. The worker here sends whatever is due
+    in the notifier's database, which the suite's other tests share: a message another test left due
+    may go out through this test's gateway too."""
+    sms = [json.loads(r.body) for r in receiver.requests]
+    return [s for s in sms if s["to"] == PHONE]
+
+
 async def _messages(sessionmaker: Maker, task_id: uuid.UUID) -> list[RecipientMessageRow]:
     async with sessionmaker() as session:
         rows = await session.execute(
@@ -209,8 +217,8 @@ async def test_a_volunteer_who_asked_gets_one_sms_per_offer_in_their_language_an
         ("offer_waiting", "sms", "ko", "sent")
     ]
     assert rows[0].address_sealed is None, "the sealed phone is forgotten once sent"
-    sms = [json.loads(r.body) for r in receiver.requests]
-    assert [(s["to"], s["language"]) for s in sms] == [(PHONE, "ko")]
+    sms = _sms_to_this_phone(receiver)
+    assert [s["language"] for s in sms] == ["ko"]
     assert "새 배달 제안" in sms[0]["text"]
     assert "Hill" not in sms[0]["text"] and "Wang" not in sms[0]["text"], "nothing about the leg"
     async with sessionmaker() as session:
@@ -230,7 +238,7 @@ async def test_a_volunteer_who_asked_gets_one_sms_per_offer_in_their_language_an
     await consume(sessionmaker, eager.on_leg_offered, _offer_for(scenario, offered, offer_id=uuid.uuid4()))
     rows = await _send_all(notifier_settings, sessionmaker, channels, eager, scenario.task_id)
     assert [row.status for row in rows] == ["sent", "sent"]
-    assert len(receiver.requests) == 2
+    assert len(_sms_to_this_phone(receiver)) == 2
 
 
 async def test_an_offer_sms_not_sent_before_the_offer_closes_is_never_sent(
