@@ -210,8 +210,34 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 "",
             )
         )
+        posted = day.get("ahead")
+        if posted:
+            ahead = f"{posted['known_ahead_s'] / 60:.0f} min"
+            rows.append(
+                (
+                    f"day of meals posted {ahead} ahead: volunteer-km/meal, planned vs one leg",
+                    f"{posted['km_per_meal']:.2f} km",
+                    f"{one_leg['km_per_meal']:.2f} km",
+                    f"{posted['km_ratio_vs_one_leg']:.2f}x",
+                    "<= 0.5x",
+                )
+            )
+            rows.append(
+                (
+                    f"day of meals posted {ahead} ahead: volunteer-km/meal, planned vs VROOM (offline)",
+                    f"{posted['km_per_meal']:.2f} km",
+                    f"{vroom['km_per_meal']:.2f} km",
+                    f"{posted['km_ratio_vs_vroom']:.2f}x",
+                    "<= 1.2x",
+                )
+            )
         window_s = day["model"]["meal_window_s"]
-        for name, figures in (("routes", by_route), ("one leg", one_leg), ("VROOM", vroom)):
+        for name, figures in (
+            ("routes", by_route),
+            ("one leg", one_leg),
+            ("VROOM", vroom),
+            ("posted ahead, planned", posted),
+        ):
             if figures:
                 p90 = figures["p90_ready_to_delivered_s"]
                 rows.append(
@@ -220,7 +246,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                         f"{p90 / 60:.0f} min",
                         f"window {window_s / 60:.0f} min",
                         f"{p90 / window_s:.2f}x",
-                        "<= 1.0x" if name == "routes" else "",
+                        "<= 1.0x" if name in ("routes", "posted ahead, planned") else "",
                     )
                 )
     supply = results.get("routes", {}).get("supply_run")

@@ -12,12 +12,16 @@ A day of meals (offline discrete-event simulation, seeded, no services):
   centres (weighted by population) and work one four-hour shift each (the welfare rules' cap):
   a quarter at breakfast (from 06:45), half at lunch (from 10:30), a quarter at dinner (from
   16:15). That is about the team with which one leg at a time keeps the p90 within the window.
-- A leg becomes known to the online matchers when its batch is ready. Every `ROUND_S` a round
-  looks at the legs waiting and the volunteers on shift:
+- A leg becomes known to the online matchers when its batch is ready, unless the kitchens post
+  their meals `AHEAD_S` before they are ready (as the dispatcher's `pickup.ready_at` lets them).
+  Every `ROUND_S` a round looks at the legs known and the volunteers on shift:
   one-leg: the production `match_batch`, one leg per volunteer who has nothing to do (today);
   routes:  the route matcher, which may give a volunteer several legs as a route and add legs to
            a route already under way (`match_batch(..., plan=True)`, `route_round`);
-  vroom:   VROOM's plan of the whole day, every order known in advance (`bench.vroom_reference`).
+  ahead:   the meals posted ahead: the dispatcher's planner (`planning.plan_ahead`, `ahead_round`)
+           plans every leg known and not yet given out, and gives a volunteer their planned trip
+           when it is time to set off; the route matcher takes what is still waiting later;
+  vroom:   VROOM's plan of the whole day, every order known in advance (`planning.solve`).
   A volunteer rides from stop to stop at their vehicle's speed (`travel_time_s`, streets' detour
   included), waits at a pickup until the batch is ready, spends `SERVICE_S` at each stop, and
   stays at their last drop-off when the route is done. A changed route that no longer starts
@@ -52,14 +56,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from bench import vroom_reference
 from bench.dispatch_quality import CANDIDATES_K, CAPACITY_KG, ORGANISATION
-from bench.vroom_reference import Courier, Point, Shipment, path_m, street_m
-from services.dispatcher.domain import routing
+from services.dispatcher.domain import planning, routing
 from services.dispatcher.domain.eligibility import Leg, Policy, Volunteer
 from services.dispatcher.domain.geo import haversine_m, travel_time_s
-from services.dispatcher.domain.matching import AcceptedRoute, match_batch
+from services.dispatcher.domain.matching import AcceptedRoute, Match, Pool, match_batch
 from services.dispatcher.domain.matching import route_leg as matching_route_leg
+from services.dispatcher.domain.planning import Courier, Point, Shipment, path_m, street_m
 from shared.ningbo import DISTRICTS
 
 MEAL_DISTRICTS = ("Haishu", "Jiangbei", "Yinzhou")
@@ -82,6 +85,8 @@ SHIFT_S = 4 * 3600
 SHIFT_STARTS = (6 * 3600 + 2700, 10 * 3600 + 1800, 10 * 3600 + 1800, 16 * 3600 + 900)
 ROUTE_MAX_LEGS = 6  # `max_active_legs` of the meal volunteers: a bag of lunches (the default is 3)
 ROUND_S = 15
+# With the meals posted ahead: how long before a batch is ready its meals are posted.
+AHEAD_S = 40 * 60
 EPOCH = datetime(2026, 12, 1, tzinfo=ZoneInfo("Asia/Shanghai"))  # the day's local midnight
 POLICY = Policy()
 TARGETS = {
@@ -315,6 +320,40 @@ def one_leg_round(now: float, waiting: list[Delivery], riders: list[RiderState])
     }
 
 
+def _as_team(
+    riders: list[RiderState], waiting: list[Delivery], now: float, max_legs: int
+) -> tuple[
+    list[Volunteer], dict[uuid.UUID, AcceptedRoute], dict[uuid.UUID, Rider], dict[uuid.UUID, Delivery]
+]:
+    """The volunteers with a slot free as the matcher reads them, their accepted routes, and who and
+    which leg each id is."""
+    by_leg = {uuid.UUID(int=leg.id): leg for leg in waiting}
+    volunteers, accepted, by_volunteer = [], {}, {}
+    for r in riders:
+        if len(r.active_legs) >= max_legs:
+            continue
+        v = _as_volunteer(r, now, max_legs=max_legs)
+        volunteers.append(v)
+        by_volunteer[v.id] = r.rider
+        for stop in r.stops:
+            by_leg[uuid.UUID(int=stop.leg.id)] = stop.leg
+        if r.stops:
+            accepted[v.id] = AcceptedRoute(v.id, tuple(_route_stop(stop) for stop in r.stops))
+    return volunteers, accepted, by_volunteer, by_leg
+
+
+def _plans(
+    matches: list[Match], by_volunteer: dict[uuid.UUID, Rider], by_leg: dict[uuid.UUID, Delivery]
+) -> dict[int, list[Stop]]:
+    """Each volunteer's stops as the matches' routes have them."""
+    plans: dict[int, list[Stop]] = {}
+    for m in matches:
+        assert m.route is not None
+        rider = by_volunteer[m.volunteer_id]
+        plans[rider.id] = [Stop(by_leg[stop.leg_id], stop.kind) for stop in m.route.stops]  # type: ignore[index]
+    return plans
+
+
 def route_round(max_legs: int) -> RoundPolicy:
     """The route matcher (`match_batch(..., plan=True)`): new routes, and legs inserted into routes under way.
 
@@ -325,18 +364,7 @@ def route_round(max_legs: int) -> RoundPolicy:
     def round_(now: float, waiting: list[Delivery], riders: list[RiderState]) -> dict[int, list[Stop]]:
         if not waiting:
             return {}
-        by_leg = {uuid.UUID(int=leg.id): leg for leg in waiting}
-        volunteers, accepted, by_volunteer = [], {}, {}
-        for r in riders:
-            if len(r.active_legs) >= max_legs:
-                continue
-            v = _as_volunteer(r, now, max_legs=max_legs)
-            volunteers.append(v)
-            by_volunteer[v.id] = r.rider
-            for stop in r.stops:
-                by_leg[uuid.UUID(int=stop.leg.id)] = stop.leg
-            if r.stops:
-                accepted[v.id] = AcceptedRoute(v.id, tuple(_route_stop(stop) for stop in r.stops))
+        volunteers, accepted, by_volunteer, by_leg = _as_team(riders, waiting, now, max_legs)
         if not volunteers:
             return {}
         matches = match_batch(
@@ -348,11 +376,37 @@ def route_round(max_legs: int) -> RoundPolicy:
             plan=True,
             routes=accepted,
         )
+        return _plans(matches, by_volunteer, by_leg)
+
+    return round_
+
+
+def ahead_round(max_legs: int, solve_s: list[float], *, hold_s: float = planning.PLAN_HOLD_S) -> RoundPolicy:
+    """The dispatcher with legs posted ahead: the planner (`planning.plan_ahead`) plans every leg
+    known and not yet given out, until `hold_s` after it is ready, for the volunteers on shift,
+    and gives a volunteer their first planned trip once it is time to set off for it; a leg still
+    waiting after that goes to the round (`route_round`), as in the dispatcher. Each plan's
+    seconds go to `solve_s`."""
+    rounds = route_round(max_legs)
+
+    def round_(now: float, waiting: list[Delivery], riders: list[RiderState]) -> dict[int, list[Stop]]:
+        ahead = [leg for leg in waiting if leg.ready_s > now - hold_s]
         plans: dict[int, list[Stop]] = {}
-        for m in matches:
-            assert m.route is not None
-            rider = by_volunteer[m.volunteer_id]
-            plans[rider.id] = [Stop(by_leg[stop.leg_id], stop.kind) for stop in m.route.stops]  # type: ignore[index]
+        if ahead:
+            volunteers, accepted, by_volunteer, by_leg = _as_team(riders, ahead, now, max_legs)
+            started = time.perf_counter()
+            matches = planning.plan_ahead(
+                [_as_leg(leg, now) for leg in ahead],
+                Pool(volunteers, EPOCH + timedelta(seconds=now), POLICY),
+                EPOCH + timedelta(seconds=now),
+                POLICY,
+                accepted,
+            )
+            solve_s.append(time.perf_counter() - started)
+            plans = _plans(matches, by_volunteer, by_leg)
+        rest = [leg for leg in waiting if leg.ready_s <= now - hold_s]
+        if rest:
+            plans |= rounds(now, rest, [r for r in riders if r.rider.id not in plans])
         return plans
 
     return round_
@@ -437,13 +491,16 @@ def simulate(
     end_s: float = 23 * 3600,
     service_s: float = SERVICE_S,
     announce_s: float = 0.0,
+    every_round: bool = False,
 ) -> Outcome:
     """Play the legs through one matcher: a round every `round_s` when something changed.
 
-    Legs come in `announce_s` before they are ready (0: when ready); a pickup waits for `ready_s`.
+        Legs come in `announce_s` before they are ready (0: when ready); a pickup waits for `ready_s`.
+    With `every_round`, a round is played every `round_s` while a leg waits (a planner that gives out
+    a trip when it is time to set off needs each one).
 
-    Something changed: a leg came in, a volunteer served a stop, a round gave legs out, or a
-    leg has waited another `Policy.widen_step_s` (its search radius widens).
+        Something changed: a leg came in, a volunteer served a stop, a round gave legs out, or a
+        leg has waited another `Policy.widen_step_s` (its search radius widens).
     """
     outcome = Outcome()
     states = [RiderState(r, r.home, r.shift_from_s, service_s=service_s) for r in riders]
@@ -464,7 +521,7 @@ def simulate(
             waiting.append(legs[released])
             released += 1
             changed = True
-        if waiting and t - last_round >= POLICY.widen_step_s:
+        if waiting and (every_round or t - last_round >= POLICY.widen_step_s):
             changed = True
         on_shift = [s for s in states if s.rider.shift_from_s <= t < s.rider.shift_until_s]
         if changed and waiting and on_shift:
@@ -496,12 +553,14 @@ def simulate(
     return outcome
 
 
-def simulate_day(day: MealDay, round_policy: RoundPolicy, *, announce_s: float = 0.0) -> Outcome:
+def simulate_day(
+    day: MealDay, round_policy: RoundPolicy, *, announce_s: float = 0.0, every_round: bool = False
+) -> Outcome:
     """Play the day of meals through one matcher."""
-    return simulate(day.legs, day.riders, round_policy, announce_s=announce_s)
+    return simulate(day.legs, day.riders, round_policy, announce_s=announce_s, every_round=every_round)
 
 
-def vroom_day(day: MealDay, *, timeout_s: float | None = None) -> tuple[Outcome, vroom_reference.Plan]:
+def vroom_day(day: MealDay, *, timeout_s: float | None = None) -> tuple[Outcome, planning.Plan]:
     """VROOM's plan of the whole day, every leg known in advance, the same volunteers and rules."""
     shipments = [
         Shipment(
@@ -515,7 +574,7 @@ def vroom_day(day: MealDay, *, timeout_s: float | None = None) -> tuple[Outcome,
         )
         for r in day.riders
     ]
-    plan = vroom_reference.solve(shipments, couriers, timeout_s=timeout_s)
+    plan = planning.solve(shipments, couriers, timeout_s=timeout_s)
     outcome = Outcome(km=plan.total_m / 1000.0, matcher_s=plan.solve_s)
     homes = {r.id: r.home for r in day.riders}
     for rid, visits in plan.routes.items():
@@ -563,7 +622,10 @@ def measure_meal_day(
     seed: int = 11,
     vroom_timeout_s: float | None = None,
     repeats: int = 3,
+    ahead_s: float = 0.0,
 ) -> dict[str, Any]:
+    """The day through one leg at a time, the route matcher and VROOM's offline plan; with `ahead_s`, also
+    the dispatcher with the meals posted that long before they are ready (`measure_ahead`)."""
     day = make_meal_day(meals=meals, riders=riders, seed=seed)
     results: dict[str, Any] = {
         "model": {
@@ -601,13 +663,77 @@ def measure_meal_day(
     results["routes"] = routes
     results["km_ratio_vs_one_leg"] = round(routes["km_per_meal"] / one_leg["km_per_meal"], 4)
     results["km_ratio_vs_vroom"] = round(routes["km_per_meal"] / vroom["km_per_meal"], 4)
-    results["met"] = (
-        results["km_ratio_vs_one_leg"] <= TARGETS["km_vs_one_leg"]
-        and results["km_ratio_vs_vroom"] <= TARGETS["km_vs_vroom"]
-        and routes["p90_ready_to_delivered_s"] is not None
-        and routes["p90_ready_to_delivered_s"] <= MEAL_WINDOW_S
-    )
+    results["met"] = _met(routes, one_leg, vroom)
+    if ahead_s:
+        posted = results["ahead"] = measure_ahead(day, ahead_s)
+        posted["km_ratio_vs_one_leg"] = round(posted["km_per_meal"] / one_leg["km_per_meal"], 4)
+        posted["km_ratio_vs_vroom"] = round(posted["km_per_meal"] / vroom["km_per_meal"], 4)
+        posted["met"] = _met(posted, one_leg, vroom)
     return results
+
+
+def _met(figures: dict[str, Any], one_leg: dict[str, Any], vroom: dict[str, Any]) -> bool:
+    """Whether a matcher's day meets the issue's targets for km per meal and the p90."""
+    p90 = figures["p90_ready_to_delivered_s"]
+    return (
+        figures["km_per_meal"] <= TARGETS["km_vs_one_leg"] * one_leg["km_per_meal"]
+        and figures["km_per_meal"] <= TARGETS["km_vs_vroom"] * vroom["km_per_meal"]
+        and p90 is not None
+        and p90 <= MEAL_WINDOW_S
+    )
+
+
+def measure_ahead(day: MealDay, ahead_s: float) -> dict[str, Any]:
+    """The day through `ahead_round`, every meal posted `ahead_s` before it is ready: the summary,
+    and how long each plan took."""
+    solve_s: list[float] = []
+    summary = _day_summary(
+        day, simulate_day(day, ahead_round(ROUTE_MAX_LEGS, solve_s), announce_s=ahead_s, every_round=True)
+    )
+    solve_s.sort()
+    summary["known_ahead_s"] = ahead_s
+    summary["solves"] = len(solve_s)
+    if solve_s:
+        summary["solve_ms_p50_p95_max"] = [
+            round(1000 * solve_s[len(solve_s) // 2], 1),
+            round(1000 * solve_s[int(0.95 * (len(solve_s) - 1))], 1),
+            round(1000 * solve_s[-1], 1),
+        ]
+    return summary
+
+
+def sweep_known_ahead(seeds: list[int], leads_s: list[float]) -> list[dict[str, Any]]:
+    """Km per meal with the meals posted ahead, against one leg at a time and VROOM, per day and per lead."""
+    rows = []
+    for seed in seeds:
+        day = make_meal_day(seed=seed)
+        one_leg = _day_summary(day, simulate_day(day, one_leg_round))["km_per_meal"]
+        vroom = _day_summary(day, vroom_day(day)[0])["km_per_meal"]
+        routed = _day_summary(day, simulate_day(day, route_round(ROUTE_MAX_LEGS)))["km_per_meal"]
+        rows.append(
+            {
+                "seed": seed,
+                "plan": "route matcher",
+                "vs_one_leg": routed / one_leg,
+                "vs_vroom": routed / vroom,
+            }
+        )
+        for lead in leads_s:
+            plan = measure_ahead(day, lead)
+            rows.append(
+                {
+                    "seed": seed,
+                    "plan": f"posted {lead / 60:.0f} min ahead",
+                    "vs_one_leg": plan["km_per_meal"] / one_leg,
+                    "vs_vroom": plan["km_per_meal"] / vroom,
+                    "p90_s": plan["p90_ready_to_delivered_s"],
+                    "late": plan["meals_late"],
+                    "not_delivered": plan["meals_not_delivered"],
+                    "solve_ms_p50_p95_max": plan.get("solve_ms_p50_p95_max"),
+                }
+            )
+        print(json.dumps(rows[-len(leads_s) - 1 :]), flush=True)
+    return rows
 
 
 # --- the supply run ---------------------------------------------------------------------------
@@ -675,7 +801,7 @@ def vroom_supply_run(depot: Point, checkpoints: list[Point]) -> float:
         for i, c in enumerate(checkpoints)
     ]
     courier = Courier(0, "van", depot, 8 * 3600, 20 * 3600, VAN_KG, len(checkpoints))
-    plan = vroom_reference.solve(shipments, [courier])
+    plan = planning.solve(shipments, [courier])
     assert not plan.unassigned, plan.unassigned
     return plan.total_m
 
@@ -716,7 +842,9 @@ def measure_supply_run(*, instances: int = 10, seed: int = 100) -> dict[str, Any
 
 def measure(*, quick: bool = False) -> dict[str, Any]:
     return {
-        "meal_day": measure_meal_day(vroom_timeout_s=30.0 if quick else None, repeats=1 if quick else 3),
+        "meal_day": measure_meal_day(
+            vroom_timeout_s=30.0 if quick else None, repeats=1 if quick else 3, ahead_s=AHEAD_S
+        ),
         "supply_run": measure_supply_run(instances=4 if quick else 10),
         "targets": TARGETS,
     }
@@ -730,7 +858,22 @@ def main() -> None:
     parser.add_argument("--meals", type=int, default=300)
     parser.add_argument("--volunteers", type=int, default=60)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--ahead",
+        action="store_true",
+        help="six days (seeds 11-16) with the meals posted 0-60 minutes ahead",
+    )
     args = parser.parse_args()
+    if args.ahead:
+        rows = sweep_known_ahead(list(range(11, 17)), [0.0, 600.0, 1200.0, 1800.0, 2400.0, 3600.0])
+        for plan in dict.fromkeys(row["plan"] for row in rows):
+            mine = [row for row in rows if row["plan"] == plan]
+            print(
+                f"{plan}: km per meal {statistics.fmean(r['vs_one_leg'] for r in mine):.3f}x one leg, "
+                f"{statistics.fmean(r['vs_vroom'] for r in mine):.3f}x VROOM "
+                f"(worst day {max(r['vs_vroom'] for r in mine):.3f}x)"
+            )
+        return
     if args.meals != 300 or args.volunteers != 60 or args.seed != 11:
         print(
             json.dumps(measure_meal_day(meals=args.meals, riders=args.volunteers, seed=args.seed), indent=2)

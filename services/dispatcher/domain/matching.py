@@ -179,8 +179,7 @@ def load_solvers() -> None:
     import time). The functions below import them where they use them, so that a starting dispatcher
     does not wait for them before it joins its consumer group: the matcher calls this at start-up,
     in a thread, while the group join (which waits on the broker) goes on."""
-    import scipy.sparse.csgraph
-    import scipy.spatial  # noqa: F401
+    import vroom  # noqa: F401  (the planner's, `planning`)
 
 
 def _arc_m(chord: float) -> float:
@@ -253,7 +252,7 @@ class Pool:
 
 
 def candidate_pairs(
-    legs: list[Leg], pool: Pool, now: datetime, policy: Policy, *, k: int = 16
+    legs: list[Leg], pool: Pool, now: datetime, policy: Policy, *, k: int = 16, defer: bool = True
 ) -> dict[tuple[int, int], tuple[float, float]]:
     """The k nearest eligible volunteers of each leg, as {(leg index, pool index): (cost, distance)}.
 
@@ -261,7 +260,7 @@ def candidate_pairs(
     pass the volunteer-only rules; the pairing rules are checked on the nearest few of each leg,
     asking the index for more when too few of those qualify. When more of an organisation's legs
     wait than it has volunteers free, pairs beyond the leg's `acceptable_pickup_m` are left out
-    (deferred to a later window).
+    (deferred to a later window), unless `defer` is off.
     """
     legs_of: dict[uuid.UUID, list[int]] = {}
     for li, leg in enumerate(legs):
@@ -270,7 +269,7 @@ def candidate_pairs(
     for organisation, leg_indices in legs_of.items():
         team = pool.teams.get(organisation)
         if team is not None:
-            _team_pairs(legs, leg_indices, pool.volunteers, team, now, policy, k, pairs)
+            _team_pairs(legs, leg_indices, pool.volunteers, team, now, policy, k, pairs, defer=defer)
     return pairs
 
 
@@ -283,6 +282,8 @@ def _team_pairs(
     policy: Policy,
     k: int,
     pairs: dict[tuple[int, int], tuple[float, float]],
+    *,
+    defer: bool = True,
 ) -> None:
     """Add to `pairs` the k nearest eligible volunteers of `team` for each of these legs (all theirs)."""
     tree, members, size = team.index, team.members, len(team.members)
@@ -292,7 +293,7 @@ def _team_pairs(
     # Plain lists: iterating numpy scalars one by one is several times slower.
     chords = chords.reshape(len(leg_indices), want).tolist()
     indices = indices.reshape(len(leg_indices), want).tolist()
-    crowded = len(leg_indices) > DEFER_LOAD * size  # volunteers are scarce: far pickups wait
+    crowded = defer and len(leg_indices) > DEFER_LOAD * size  # volunteers are scarce: far pickups wait
     for row, li in enumerate(leg_indices):
         leg = legs[li]
         row_chords, row_indices, asked, seen = chords[row], indices[row], want, 0

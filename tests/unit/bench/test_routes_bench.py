@@ -1,4 +1,4 @@
-"""The route benchmarks' scenarios, simulation and VROOM adapter (bench.routes, bench.vroom_reference)."""
+"""The route benchmarks' scenarios, simulation and VROOM adapter (bench.routes, domain.planning.solve)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from bench import dispatch_stream, route_round, routes
 from bench.dispatch_quality import CAPACITY_KG
-from bench.vroom_reference import Courier, Shipment, path_m, solve, street_m
 from services.dispatcher.domain.geo import haversine_m, travel_time_s
+from services.dispatcher.domain.planning import Courier, Shipment, path_m, solve, street_m
 from shared.ningbo import DISTRICTS
 
 CENTRE = (29.87, 121.50)
@@ -143,3 +143,36 @@ def test_the_round_cost_snapshots_hold_legs_with_drop_offs_and_routes_that_match
         assert route.stops[0].kind == "dropoff"  # the first leg is on board already
     figures = route_round.measure(rounds=1, volunteers=400, carrying=0.5, repeats=1)
     assert figures["offers_per_round"]["routes"] > 0 and figures["routes_ms"]["p50"] > 0
+
+
+def test_meals_posted_ahead_are_planned_to_set_off_in_time_and_carry_two_batches_in_one_trip() -> None:
+    kitchen = east(0)
+    legs = [
+        routes.Delivery(
+            i,
+            kitchen,
+            east(2.0 + 0.3 * i),
+            11 * 3600.0 + 600 * (i // 2),  # two batches, ten minutes apart
+            11 * 3600.0 + 600 * (i // 2) + routes.MEAL_WINDOW_S,
+            0.6,
+            meals=1,
+        )
+        for i in range(4)
+    ]
+    rider = routes.Rider(0, "bicycle", east(-1.0), 10.5 * 3600, 14.5 * 3600, 15.0)
+    solves: list[float] = []
+    ahead = routes.simulate(
+        legs, [rider], routes.ahead_round(6, solves), announce_s=40 * 60, every_round=True
+    )
+    when_ready = routes.simulate(legs, [rider], routes.route_round(6))
+    assert set(ahead.delivered_s) == {0, 1, 2, 3} and solves
+    assert ahead.trips == 1  # waits at the kitchen for the second batch
+    # Known only when ready, the second batch turns the volunteer round on their way out.
+    assert ahead.km < when_ready.km
+    ride_s = travel_time_s(haversine_m(*rider.home, *kitchen), "bicycle")
+    for leg in legs:
+        assert leg.ready_s + routes.SERVICE_S <= ahead.delivered_s[leg.id] <= leg.due_s
+    # Given out together when it was time to set off for them, not when they became known (40
+    # minutes before the first batch was ready).
+    assert len(set(ahead.assigned_s.values())) == 1
+    assert ahead.assigned_s[0] >= legs[0].ready_s - ride_s - routes.ROUND_S
