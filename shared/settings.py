@@ -201,6 +201,14 @@ class Settings(BaseSettings):
     # Offers are routes: several legs to one volunteer, or a leg inserted into the route they carry
     # (`domain/routing.py`). Off: one leg at a time (only a supply run's legs go together).
     dispatch_routes: bool = True
+    # Legs posted ahead (a pickup `ready_at` later than the task's submission) whose pickup is ready
+    # within this many seconds are planned together every `dispatch_plan_every_s`, VROOM choosing
+    # who carries which in what order, and a volunteer is offered their planned trip when it is
+    # time to set off for it (`domain/planning.py`); such a leg is the round's once it has been
+    # ready for `dispatch_plan_hold_s`. 0: no planning ahead, every leg waits for a round once ready.
+    dispatch_plan_ahead_s: float = Field(default=7200.0, ge=0, le=7 * 24 * 3600)
+    dispatch_plan_every_s: float = Field(default=15.0, gt=0, le=3600)
+    dispatch_plan_hold_s: float = Field(default=1800.0, ge=0, le=24 * 3600)
     # Priorities across rounds: routine legs leave this share of an organisation's cars and of its
     # vans on duty idle for urgent and critical legs still to come, until they have waited
     # `dispatch_reserve_wait_s`; 0 turns the reserve off. An urgent or critical leg taken in starts a

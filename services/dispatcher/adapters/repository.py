@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, cast
@@ -74,13 +75,57 @@ async def add_legs(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     await session.execute(insert(_LEGS).on_conflict_do_nothing(), rows)
 
 
-def _waiting(now: datetime) -> ColumnElement[bool]:
-    """Legs a round at `now` may offer: pending, and ready for pickup."""
-    return and_(LegRow.status == LegStatus.PENDING, (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now))
+def _waiting(now: datetime, planned_for: timedelta = timedelta(0)) -> ColumnElement[bool]:
+    """Legs a round at `now` may offer: pending, and ready for pickup; one posted ahead (ready after
+    it was submitted) only once it has been ready for `planned_for` (until then it is the planner's,
+    `planned_legs`)."""
+    ready: ColumnElement[bool] = (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now)
+    if planned_for > timedelta(0):
+        ready = or_(
+            LegRow.ready_at.is_(None),
+            and_(LegRow.ready_at <= LegRow.submitted_at, LegRow.ready_at <= now),
+            LegRow.ready_at <= now - planned_for,
+        )
+    return and_(LegRow.status == LegStatus.PENDING, ready)
+
+
+async def planned_legs(
+    session: AsyncSession, *, now: datetime, ahead: timedelta, planned_for: timedelta, limit: int
+) -> list[tuple[LegRow, list[uuid.UUID] | None]]:
+    """Lock the legs the planner plans at `now`: pending, posted ahead (ready after they were
+    submitted), ready within `ahead` and not ready for `planned_for` yet; soonest ready first, at
+    most `limit`, with who turned each down. Legs another transaction holds are skipped."""
+    rejected_by = (
+        select(func.array_agg(RejectionRow.volunteer_id))
+        .where(RejectionRow.leg_id == LegRow.id)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(LegRow, rejected_by)
+        .where(
+            LegRow.status == LegStatus.PENDING,
+            LegRow.ready_at > LegRow.submitted_at,
+            LegRow.ready_at <= now + ahead,
+            LegRow.ready_at > now - planned_for,
+        )
+        .order_by(LegRow.ready_at, LegRow.submitted_at)
+        .limit(limit)
+        .with_for_update(of=LegRow, skip_locked=True)
+    )
+    return [(leg, ids) for leg, ids in rows.all()]
+
+
+# One replica plans the legs posted ahead at a time (`offers.plan_batch`).
+PLANNER_LOCK_KEY = zlib.crc32(b"errands-dispatcher:planner")
+
+
+async def try_lock_planner(session: AsyncSession) -> bool:
+    """Whether this transaction now holds the planner's lock (it ends with the transaction)."""
+    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(PLANNER_LOCK_KEY))))
 
 
 async def waiting_pickups(
-    session: AsyncSession, *, now: datetime
+    session: AsyncSession, *, now: datetime, planned_for: timedelta = timedelta(0)
 ) -> tuple[tuple[float, float, float, float], list[uuid.UUID]] | None:
     """The box around the pickups of the legs waiting now (lat_min, lat_max, lon_min, lon_max), and
     their organisations; None while no leg waits."""
@@ -92,7 +137,7 @@ async def waiting_pickups(
                 func.min(LegRow.pickup_lon),
                 func.max(LegRow.pickup_lon),
                 func.array_agg(LegRow.organisation_id.distinct()),
-            ).where(_waiting(now))
+            ).where(_waiting(now, planned_for))
         )
     ).one()
     if lat_min is None:
@@ -101,7 +146,7 @@ async def waiting_pickups(
 
 
 async def take_waiting_legs(
-    session: AsyncSession, *, now: datetime, limit: int
+    session: AsyncSession, *, now: datetime, limit: int, planned_for: timedelta = timedelta(0)
 ) -> list[tuple[LegRow, list[uuid.UUID] | None]]:
     """Lock up to `limit` waiting legs for a round, stamped as considered now, with who turned each down.
 
@@ -113,7 +158,7 @@ async def take_waiting_legs(
     """
     picked = (
         select(LegRow.id)
-        .where(_waiting(now))
+        .where(_waiting(now, planned_for))
         .order_by(
             literal_column(PRIORITY_RANK_SQL),
             LegRow.vulnerable.desc(),
@@ -318,10 +363,16 @@ async def unescalated_waiting_legs(
     session: AsyncSession, *, now: datetime, limit: int
 ) -> list[tuple[uuid.UUID, uuid.UUID, datetime, datetime | None]]:
     """Legs ready and still waiting for a volunteer whose task has not been escalated, oldest first:
-    id, task id, submission time and deadline."""
+    id, task id, since when it has waited (its submission, or when it became ready if later: a leg
+    posted ahead waits from then) and deadline."""
     rows = (
         await session.execute(
-            select(LegRow.id, LegRow.task_id, LegRow.submitted_at, LegRow.deliver_by)
+            select(
+                LegRow.id,
+                LegRow.task_id,
+                func.greatest(LegRow.submitted_at, func.coalesce(LegRow.ready_at, LegRow.submitted_at)),
+                LegRow.deliver_by,
+            )
             .where(
                 LegRow.status.in_(sorted(WAITING)),
                 (LegRow.ready_at.is_(None)) | (LegRow.ready_at <= now),
@@ -331,7 +382,7 @@ async def unescalated_waiting_legs(
             .limit(limit)
         )
     ).all()
-    return [(leg_id, task_id, submitted_at, deliver_by) for leg_id, task_id, submitted_at, deliver_by in rows]
+    return [(leg_id, task_id, since, deliver_by) for leg_id, task_id, since, deliver_by in rows]
 
 
 async def record_escalation(session: AsyncSession, *, task_id: uuid.UUID, reason: str, at: datetime) -> bool:

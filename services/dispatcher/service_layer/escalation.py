@@ -42,11 +42,11 @@ async def escalate_waiting_legs(
     """Tasks with a leg nobody took in time raise `task.escalated`, once; the legs stay dispatchable."""
     changes = Changes()
     due: dict[uuid.UUID, tuple[str, list[uuid.UUID]]] = {}
-    for leg_id, task_id, submitted_at, deliver_by in await repository.unescalated_waiting_legs(
+    for leg_id, task_id, waiting_since, deliver_by in await repository.unescalated_waiting_legs(
         session, now=now, limit=limit
     ):
         reason = eligibility.escalation_reason(
-            waiting_s=(now - submitted_at).total_seconds(),
+            waiting_s=(now - waiting_since).total_seconds(),
             deliver_by=deliver_by,
             now=now,
             wait_limit_s=wait_limit_s,

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher.domain.eligibility import Policy
 from services.dispatcher.domain.matching import Pool, load_solvers
-from services.dispatcher.service_layer.offers import offer_batch, prepare_pool
+from services.dispatcher.service_layer.offers import offer_batch, plan_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Roster
 from services.dispatcher.service_layer.volunteers import welfare_limits
 from shared.settings import Settings
@@ -150,6 +150,9 @@ async def run_matcher(
     """
     policy = policy_from(settings)
     ttl = timedelta(seconds=settings.offer_ttl_s)
+    ahead = timedelta(seconds=settings.dispatch_plan_ahead_s)
+    # Legs posted ahead are the planner's until they have been ready this long (none without it).
+    planned_for = timedelta(seconds=settings.dispatch_plan_hold_s) if ahead else timedelta(0)
     roster = Roster()
     frozen = 0
     # Beside the consumer's group join at start-up, not before the service starts: no round runs
@@ -162,10 +165,31 @@ async def run_matcher(
     async def pool_for_round() -> Pool | None:
         started = loop.time()
         async with sessionmaker() as session, session.begin():
-            pool = await prepare_pool(session, roster, now=datetime.now(UTC), policy=policy)
+            pool = await prepare_pool(
+                session, roster, now=datetime.now(UTC), policy=policy, planned_for=planned_for
+            )
         if pool is not None:
             clock.pool_took(loop.time() - started)
         return pool
+
+    async def plan() -> int:
+        """Plan the legs posted ahead (one replica at a time); the number of offers made."""
+        async with sessionmaker() as session, session.begin():
+            changes = await plan_batch(
+                session,
+                roster,
+                now=datetime.now(UTC),
+                policy=policy,
+                offer_ttl=ttl,
+                ahead=ahead,
+                planned_for=planned_for,
+                limit=settings.dispatch_batch_max_legs,
+                data_key=settings.data_key,
+            )
+            await changes.flush(session)
+        return len(changes.events)
+
+    next_plan = loop.time()
 
     while True:
         early = await clock.until_pool_time()
@@ -192,12 +216,20 @@ async def run_matcher(
                         limit=settings.dispatch_batch_max_legs,
                         plan=settings.dispatch_routes,
                         data_key=settings.data_key,
+                        planned_for=planned_for,
                     )
                     offered = len(changes.events)
                     await changes.flush(session)
             clock.finish()
             if offered:
                 log.info("matcher.offered", offers=offered)
+            # Between rounds, on the same roster: a plan is a few hundred milliseconds at most,
+            # every `dispatch_plan_every_s`, and a statement when nothing is posted ahead.
+            if ahead and loop.time() >= next_plan:
+                next_plan = loop.time() + settings.dispatch_plan_every_s
+                planned = await plan()
+                if planned:
+                    log.info("matcher.planned", offers=planned)
             if len(roster) > 2 * frozen + 1000:
                 # The roster is the process's largest long-lived heap; left to the cyclic garbage
                 # collector, every full collection walks all of it again (over 100 ms with 20,000

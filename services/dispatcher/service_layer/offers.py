@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import LegRow, OfferRow
-from services.dispatcher.domain import eligibility
+from services.dispatcher.domain import eligibility, planning
 from services.dispatcher.domain import leg as lifecycle
 from services.dispatcher.domain.errors import OfferNotFound
 from services.dispatcher.domain.eta import EtaPolicy
@@ -30,7 +30,12 @@ from shared.events import LegAssigned, LegOfferDeclined, LegOffered, LegOfferExp
 
 
 async def prepare_pool(
-    session: AsyncSession, roster: Roster, *, now: datetime, policy: eligibility.Policy
+    session: AsyncSession,
+    roster: Roster,
+    *,
+    now: datetime,
+    policy: eligibility.Policy,
+    planned_for: timedelta = timedelta(0),
 ) -> Pool | None:
     """Who the next round may offer legs to: the roster brought up to date, then who is available.
 
@@ -42,14 +47,28 @@ async def prepare_pool(
     Read without locks; only the volunteers the solver picks are locked (`offer_batch`), so
     replicas and concurrent accepts contend for the few rows a round really changes, not for
     everyone on duty. The pool is CPU work in proportion to everyone on duty: it is built on a
-    worker thread, so the event loop keeps serving polls meanwhile.
+    worker thread, so the event loop keeps serving polls meanwhile. A leg posted ahead waits for a
+    round only once it has been ready for `planned_for` (`repository.take_waiting_legs`).
     """
-    waiting = await repository.waiting_pickups(session, now=now)
+    waiting = await repository.waiting_pickups(session, now=now, planned_for=planned_for)
     if waiting is None:
         return None
-    (lat_min, lat_max, lon_min, lon_max), organisations = waiting
+    box, organisations = waiting
+    return await _pool_around(session, roster, Box(*box), organisations, now=now, policy=policy)
+
+
+async def _pool_around(
+    session: AsyncSession,
+    roster: Roster,
+    pickups: Box,
+    organisations: list[uuid.UUID],
+    *,
+    now: datetime,
+    policy: eligibility.Policy,
+) -> Pool:
+    """The volunteers of `organisations` available at `now` within reach of `pickups`."""
     await roster.refresh(session)
-    reach = pickups_reach(Box(lat_min, lat_max, lon_min, lon_max), policy)
+    reach = pickups_reach(pickups, policy)
     within = await roster.volunteers_within(session, reach, organisations=organisations)
     return await asyncio.to_thread(Pool, within, now, policy)
 
@@ -65,6 +84,7 @@ async def offer_batch(
     k: int = 16,
     plan: bool = True,
     data_key: bytes | None = None,
+    planned_for: timedelta = timedelta(0),
 ) -> Changes:
     """One matching round: lock the pending legs, solve their assignment to `pool`, write the offers.
 
@@ -76,13 +96,11 @@ async def offer_batch(
     into it). Whoever in the pool has since gone off duty or filled their slots is left out when
     the chosen volunteers are locked.
     """
-    changes = Changes()
-    picked = await repository.take_waiting_legs(session, now=now, limit=limit)
+    picked = await repository.take_waiting_legs(session, now=now, limit=limit, planned_for=planned_for)
     legs = [leg for leg, _ in picked]
     if not legs or not pool.volunteers:
-        return changes
+        return Changes()
     views = [routes.matching_leg(leg, rejected_by=ids, now=now) for leg, ids in picked]
-    task_of = {leg.id: leg.task_id for leg in legs}
     # The solve is pure CPU; on a worker thread the event loop keeps serving polls meanwhile.
     pairs = await asyncio.to_thread(candidate_pairs, views, pool, now, policy, k=k)
     accepted: dict[uuid.UUID, AcceptedRoute] = {}
@@ -92,6 +110,65 @@ async def offer_batch(
     solved = await asyncio.to_thread(
         match_batch, views, pool, now, policy, k=k, plan=plan, pairs=pairs, routes=accepted
     )
+    return await _offer(session, solved, legs, now=now, offer_ttl=offer_ttl, data_key=data_key)
+
+
+async def plan_batch(
+    session: AsyncSession,
+    roster: Roster,
+    *,
+    now: datetime,
+    policy: eligibility.Policy,
+    offer_ttl: timedelta,
+    ahead: timedelta,
+    planned_for: timedelta,
+    limit: int = 500,
+    k: int = planning.PLAN_CANDIDATES,
+    data_key: bytes | None = None,
+) -> Changes:
+    """One plan of the legs posted ahead (`repository.planned_legs`): lock them, plan them all for the
+    volunteers around their pickups (`planning.plan_ahead`), and offer each volunteer whose time to
+    set off has come the trip planned for them, as a route; the other legs stay pending for the
+    next plan. Offers are written as a round writes them. One replica plans at a time: while
+    another holds the planner's lock this plans nothing (two plans would each lock some of the legs
+    and plan the rest without them)."""
+    if not await repository.try_lock_planner(session):
+        return Changes()
+    picked = await repository.planned_legs(
+        session, now=now, ahead=ahead, planned_for=planned_for, limit=limit
+    )
+    legs = [leg for leg, _ in picked]
+    if not legs:
+        return Changes()
+    pickups = Box(
+        min(leg.pickup_lat for leg in legs),
+        max(leg.pickup_lat for leg in legs),
+        min(leg.pickup_lon for leg in legs),
+        max(leg.pickup_lon for leg in legs),
+    )
+    organisations = sorted({leg.organisation_id for leg in legs})
+    pool = await _pool_around(session, roster, pickups, organisations, now=now, policy=policy)
+    if not pool.volunteers:
+        return Changes()
+    views = [routes.matching_leg(leg, rejected_by=ids, now=now) for leg, ids in picked]
+    holders = {v.id for v in pool.volunteers if v.active_legs > 0}
+    accepted = await routes.accepted_routes(session, holders)
+    solved = await asyncio.to_thread(planning.plan_ahead, views, pool, now, policy, accepted, k=k)
+    return await _offer(session, solved, legs, now=now, offer_ttl=offer_ttl, data_key=data_key)
+
+
+async def _offer(
+    session: AsyncSession,
+    solved: list[Match],
+    legs: list[LegRow],
+    *,
+    now: datetime,
+    offer_ttl: timedelta,
+    data_key: bytes | None,
+) -> Changes:
+    """Write the offers of a round or a plan, for the volunteers it can lock (`_lock_chosen`)."""
+    changes = Changes()
+    task_of = {leg.id: leg.task_id for leg in legs}
     organisation_of = {leg.id: leg.organisation_id for leg in legs}
     matches, sms_contacts = await _lock_chosen(session, solved, organisation_of=organisation_of)
     if not matches:

@@ -106,6 +106,7 @@ async def submit_task(
     vehicle: str | None = None,
     priority: str = "routine",
     vulnerable: bool = False,
+    ready_at: datetime | None = None,
 ) -> TaskSubmitted:
     data = TaskSubmitted.model_validate(
         {
@@ -113,7 +114,11 @@ async def submit_task(
             "organisation_id": organisation_id or ORGANISATION,
             "kind": kind,
             "priority": priority,
-            "pickup": {"lat": lat, "lon": lon, "ready_at": (FUTURE - timedelta(minutes=30)).isoformat()},
+            "pickup": {
+                "lat": lat,
+                "lon": lon,
+                "ready_at": (ready_at or FUTURE - timedelta(minutes=30)).isoformat(),
+            },
             "legs": [
                 {
                     "leg_id": uuid.uuid4(),
@@ -154,18 +159,21 @@ async def matching_round(
     *,
     at: timedelta = timedelta(0),
     limit: int | None = None,
+    planned_for: timedelta = timedelta(0),
 ) -> set[uuid.UUID]:
     """One matching round at `FUTURE + at` through `roster`, as the matcher runs it: the pool, then
     the offers (`OFFER_TTL` to answer) for at most `limit` legs (default: the offer handler's).
     Returns the volunteers offered a leg."""
     now, policy = FUTURE + at, policy_from(stack.settings())
     async with sessionmaker() as session, session.begin():
-        pool = await prepare_pool(session, roster, now=now, policy=policy)
+        pool = await prepare_pool(session, roster, now=now, policy=policy, planned_for=planned_for)
     if pool is None:
         return set()
     async with sessionmaker() as session, session.begin():
         limits: dict[str, Any] = {} if limit is None else {"limit": limit}
-        changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool, **limits)
+        changes = await offer_batch(
+            session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool, planned_for=planned_for, **limits
+        )
         offered = set(changes.volunteers)
         await changes.flush(session)
     return offered
