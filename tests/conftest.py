@@ -105,6 +105,8 @@ def system(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                 "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
                 "LOG_FORMAT": "json",
                 "DISPATCH_BATCH_WINDOW_MS": "200",
+                # Legs posted ahead are planned every second, not every 15: their test waits less.
+                "DISPATCH_PLAN_EVERY_S": "1",
                 # Load tests send thousands of requests on one token; the limiter has unit tests.
                 "RATE_LIMIT_PER_S": "5000",
                 "RATE_LIMIT_BURST": "5000",
