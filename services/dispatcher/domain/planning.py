@@ -265,7 +265,7 @@ def plan_ahead(
             last = accepted.stops[-1]
             start, free_s = (last.lat, last.lon), max(now_s, routing.timeline(here, accepted.stops).end_s)
         until_s = min(here.shift_end_s, horizon_s)
-        if slots <= 0 or free_s >= until_s:
+        if slots <= 0 or until_s - free_s < 60:
             continue
         couriers.append(
             Courier(
@@ -281,23 +281,29 @@ def plan_ahead(
         )
         planned_from[vi] = (here, accepted, start)
     # Whole seconds for VROOM; a minute's margin on each deadline covers the rounding of its
-    # travel times, so that the plan keeps every window as the routes count it.
-    shipments = [
-        Shipment(
-            li,
-            (leg.pickup_lat, leg.pickup_lon),
-            (leg.dropoff_lat, leg.dropoff_lon)
-            if leg.dropoff_lat is not None and leg.dropoff_lon is not None
-            else (leg.pickup_lat, leg.pickup_lon),
-            leg.weight_kg,
-            math.ceil(max(leg.ready_s, now_s) - origin),
-            math.floor(min(leg.due_s, horizon_s) - origin) - 60,
-            int(routing.SERVICE_S),
-            skill=li,
-        )
-        for li, leg in enumerate(legs)
-        if any(li in theirs for theirs in eligible.values())
-    ]
+    # travel times, so that the plan keeps every window as the routes count it. A leg nobody may
+    # carry, or whose deadline leaves no time, is not planned (the round takes it once it has
+    # been ready a while; escalation tells a person).
+    planned = {li for theirs in eligible.values() for li in theirs}
+    shipments = []
+    for li, leg in enumerate(legs):
+        ready_s = math.ceil(max(leg.ready_s, now_s) - origin)
+        due_s = math.floor(min(leg.due_s, horizon_s) - origin) - 60
+        if li in planned and due_s > ready_s:
+            shipments.append(
+                Shipment(
+                    li,
+                    (leg.pickup_lat, leg.pickup_lon),
+                    (leg.dropoff_lat, leg.dropoff_lon)
+                    if leg.dropoff_lat is not None and leg.dropoff_lon is not None
+                    else (leg.pickup_lat, leg.pickup_lon),
+                    leg.weight_kg,
+                    ready_s,
+                    due_s,
+                    int(routing.SERVICE_S),
+                    skill=li,
+                )
+            )
     if not couriers or not shipments:
         return []
     plan = solve(shipments, couriers, timeout_s=timeout_s)

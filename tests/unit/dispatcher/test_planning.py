@@ -202,6 +202,8 @@ def snapshots(draw: st.DrawFn) -> tuple[list[e.Leg], list[e.Volunteer]]:
             weight_kg=draw(st.sampled_from([0.6, 3.0, 9.0])),
             vehicle=draw(st.sampled_from([None, "ebike", "car"])),
             languages=frozenset({draw(st.sampled_from(["zh", "en"]))}),
+            # Most within the window; some due any minute, some overdue.
+            due_s=NOW.timestamp() + 60 * draw(st.sampled_from([75, 90, 110, 5, 1, -5])),
         )
         for _ in range(draw(st.integers(0, 12)))
     ]
