@@ -86,7 +86,7 @@ SHIFT_STARTS = (6 * 3600 + 2700, 10 * 3600 + 1800, 10 * 3600 + 1800, 16 * 3600 +
 ROUTE_MAX_LEGS = 6  # `max_active_legs` of the meal volunteers: a bag of lunches (the default is 3)
 ROUND_S = 15
 # With the meals posted ahead: how long before a batch is ready its meals are posted.
-AHEAD_S = 40 * 60
+AHEAD_S = 60 * 60
 EPOCH = datetime(2026, 12, 1, tzinfo=ZoneInfo("Asia/Shanghai"))  # the day's local midnight
 POLICY = Policy()
 TARGETS = {
@@ -861,11 +861,11 @@ def main() -> None:
     parser.add_argument(
         "--ahead",
         action="store_true",
-        help="six days (seeds 11-16) with the meals posted 0-60 minutes ahead",
+        help="six days (seeds 11-16) with the meals posted 10-60 minutes ahead",
     )
     args = parser.parse_args()
     if args.ahead:
-        rows = sweep_known_ahead(list(range(11, 17)), [0.0, 600.0, 1200.0, 1800.0, 2400.0, 3600.0])
+        rows = sweep_known_ahead(list(range(11, 17)), [600.0, 1200.0, 2400.0, 3600.0])
         for plan in dict.fromkeys(row["plan"] for row in rows):
             mine = [row for row in rows if row["plan"] == plan]
             print(
