@@ -13,7 +13,6 @@ import pytest
 from errands import admin
 from errands.launcher import ServiceProcesses
 from services.dispatcher.domain.geo import haversine_m, travel_time_s
-from services.dispatcher.domain.planning import SET_OFF_WITHIN_S
 from tests.client import bearer, until
 from tests.conftest import Stack
 
@@ -88,9 +87,9 @@ async def test_a_meal_posted_ahead_is_offered_when_it_is_time_to_set_off(
         offered_at = time.time()
     ride_s = travel_time_s(haversine_m(*HOME, *KITCHEN), "ebike")
     set_off = ready.timestamp() - ride_s
-    # Not when it was posted: once the volunteer had to set off within the planner's horizon for it
-    # (`SET_OFF_WITHIN_S`; the planner runs every second here), over 20 seconds after it was posted.
-    assert offered_at >= set_off - SET_OFF_WITHIN_S - 1, (offered_at - posted.timestamp(), ride_s)
+    # Not when it was posted: when the volunteer had to set off, give or take the planner's pass
+    # (every second here) and rounding, over 30 seconds after it was posted.
+    assert offered_at >= set_off - 5, (offered_at - posted.timestamp(), ride_s)
     (offer,) = offered
     assert offer["leg"]["id"] == task["legs"][0]["id"]  # type: ignore[index]
     pickup = offer["route"]["stops"][0]  # type: ignore[index]

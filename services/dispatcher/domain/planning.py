@@ -52,12 +52,16 @@ EXPLORATION_LEVEL = 5
 # A leg posted ahead is the planner's until this long after it is ready; then the round's, like any
 # other leg (the dispatcher's `DISPATCH_PLAN_HOLD_S`).
 PLAN_HOLD_S = 30 * 60
-# A planned trip is offered once its volunteer must set off for it within this (about a pass).
+# A planned trip is offered once its volunteer must set off for it within this: before the next
+# plan (the dispatcher's `DISPATCH_PLAN_EVERY_S`).
 SET_OFF_WITHIN_S = 15.0
 # Candidates per leg given to the plan (the nearest eligible volunteers).
 PLAN_CANDIDATES = 16
-# The plan's wall-clock limit; VROOM returns its best plan so far then.
+# The plan's wall-clock limit; VROOM returns its best plan so far then. And how hard it searches:
+# a plan every pass at level 3 takes about half the time of the reference's level 5 and rides
+# about 1 % more on the day of meals (`docs/performance.md`).
 PLAN_TIMEOUT_S = 2.0
+PLAN_EXPLORATION = 3
 
 
 @dataclass(frozen=True)
@@ -306,7 +310,7 @@ def plan_ahead(
             )
     if not couriers or not shipments:
         return []
-    plan = solve(shipments, couriers, timeout_s=timeout_s)
+    plan = solve(shipments, couriers, exploration_level=PLAN_EXPLORATION, timeout_s=timeout_s)
     matches: list[Match] = []
     for vi, visits in plan.routes.items():
         if not visits:

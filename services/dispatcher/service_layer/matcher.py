@@ -184,6 +184,7 @@ async def run_matcher(
                 ahead=ahead,
                 planned_for=planned_for,
                 limit=settings.dispatch_batch_max_legs,
+                every=timedelta(seconds=settings.dispatch_plan_every_s),
                 data_key=settings.data_key,
             )
             await changes.flush(session)

@@ -124,14 +124,15 @@ async def plan_batch(
     planned_for: timedelta,
     limit: int = 500,
     k: int = planning.PLAN_CANDIDATES,
+    every: timedelta = timedelta(seconds=planning.SET_OFF_WITHIN_S),
     data_key: bytes | None = None,
 ) -> Changes:
     """One plan of the legs posted ahead (`repository.planned_legs`): lock them, plan them all for the
-    volunteers around their pickups (`planning.plan_ahead`), and offer each volunteer whose time to
-    set off has come the trip planned for them, as a route; the other legs stay pending for the
-    next plan. Offers are written as a round writes them. One replica plans at a time: while
-    another holds the planner's lock this plans nothing (two plans would each lock some of the legs
-    and plan the rest without them)."""
+    volunteers around their pickups (`planning.plan_ahead`), and offer each volunteer who must set
+    off before the next plan (`every` from now) the trip planned for them, as a route; the other
+    legs stay pending for the next plan. Offers are written as a round writes them. One replica
+    plans at a time: while another holds the planner's lock this plans nothing (two plans would
+    each lock some of the legs and plan the rest without them)."""
     if not await repository.try_lock_planner(session):
         return Changes()
     picked = await repository.planned_legs(
@@ -153,7 +154,9 @@ async def plan_batch(
     views = [routes.matching_leg(leg, rejected_by=ids, now=now) for leg, ids in picked]
     holders = {v.id for v in pool.volunteers if v.active_legs > 0}
     accepted = await routes.accepted_routes(session, holders)
-    solved = await asyncio.to_thread(planning.plan_ahead, views, pool, now, policy, accepted, k=k)
+    solved = await asyncio.to_thread(
+        planning.plan_ahead, views, pool, now, policy, accepted, k=k, set_off_within_s=every.total_seconds()
+    )
     return await _offer(session, solved, legs, now=now, offer_ttl=offer_ttl, data_key=data_key)
 
 
