@@ -313,6 +313,30 @@ def is_available(v: Volunteer, now: datetime, policy: Policy) -> bool:
     return True
 
 
+def available_until(v: Volunteer, now: datetime, policy: Policy) -> datetime | None:
+    """Until when the volunteer-only rules hold if nothing about the volunteer changes; None when
+    they do not hold at `now`.
+
+    The earliest moment a rule could stop holding with time alone: the shift cap or the day's duty
+    cap reached (`welfare.shift_end`), the location growing stale, or local midnight (the day's
+    counts and insurance's last day turn over then); they hold at every moment before it. Every
+    other rule depends on the volunteer's record alone, so the answer stands until the record
+    changes (`matching.Pool` asks again only then).
+    """
+    if not is_available(v, now, policy):
+        return None
+    assert v.location_at is not None  # `fresh_location` holds
+    limits = policy.welfare_limits
+    until = min(
+        welfare.shift_end(duty_record(v), now, limits),
+        v.location_at + policy.location_max_age,
+        welfare.next_midnight(now, limits.time_zone),
+    )
+    if v.insured_until is not None:
+        until = min(until, welfare.next_midnight(now, policy.local_time_zone))
+    return until
+
+
 def suits(v: Volunteer, leg: Leg, now: datetime, policy: Policy) -> bool:
     """The pairing rules hold, for a volunteer already known to be available."""
     for rule in PAIR_RULES:  # noqa: SIM110 - see above

@@ -29,6 +29,7 @@ from services.dispatcher.domain.eligibility import (
     Leg,
     Policy,
     Volunteer,
+    available_until,
     duty_record,
     free_slots,
     is_available,
@@ -214,31 +215,60 @@ class Pool:
     a leg is looked up among its own organisation's volunteers, and others nearby cost nothing.
     """
 
-    def __init__(self, volunteers: Iterable[Volunteer], now: datetime, policy: Policy) -> None:
+    def __init__(
+        self,
+        volunteers: Iterable[Volunteer],
+        now: datetime,
+        policy: Policy,
+        *,
+        known_until: Sequence[float] | None = None,
+    ) -> None:
+        """With `known_until` (one timestamp per volunteer, as `available_until` of an earlier pool
+        left it for the same view), a volunteer known available past `now` is not asked the rules
+        again, and `available_until` is kept for the next pool: the rules change with time only in
+        ways `eligibility.available_until` foresees, and a view is replaced whenever its record or
+        open offers change. Most of everyone on duty is then a lookup, not a round of rules.
+        """
         today = local_day(now, policy.welfare_limits)
+        now_s = now.timestamp()
         self.volunteers: list[Volunteer] = []
+        # Per volunteer given, with `known_until`: the timestamp until which they pass the
+        # volunteer-only rules (-inf when they do not now).
+        self.available_until: list[float] = []
         # Per organisation (by the id's integer): its cars and vans on duty, by vehicle, and the pool
         # indices of those with nothing in hand or offered (`_keep_reserve`).
         self.motor_on_duty: dict[int, dict[str, int]] = {}
         self.motor_idle: dict[int, list[int]] = {}
-        for v in volunteers:
-            motor = v.vehicle in RESERVED_VEHICLES and v.on_duty
-            if motor:
-                counts = self.motor_on_duty.setdefault(v.organisation_id.int, {})
-                counts[v.vehicle] = counts.get(v.vehicle, 0) + 1
-            if v.lat is not None and v.lon is not None and is_available(v, now, policy):
-                if motor and v.active_legs == 0 and v.live_offers == 0:
-                    self.motor_idle.setdefault(v.organisation_id.int, []).append(len(self.volunteers))
-                self.volunteers.append(counted_today(v, today))
         # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
         # everyone on duty to group.
         members: dict[int, list[int]] = {}
         idle: dict[int, int] = {}
-        for vi, v in enumerate(self.volunteers):
+        for i, v in enumerate(volunteers):
             organisation = v.organisation_id.int
-            members.setdefault(organisation, []).append(vi)
-            if not v.active_legs and not v.live_offers:
+            motor = v.vehicle in RESERVED_VEHICLES and v.on_duty
+            if motor:
+                counts = self.motor_on_duty.setdefault(organisation, {})
+                counts[v.vehicle] = counts.get(v.vehicle, 0) + 1
+            if v.lat is None or v.lon is None:
+                available, until_s = False, -math.inf
+            elif known_until is None:
+                available, until_s = is_available(v, now, policy), -math.inf
+            elif known_until[i] > now_s:
+                available, until_s = True, known_until[i]
+            else:
+                until = available_until(v, now, policy)
+                available, until_s = until is not None, -math.inf if until is None else until.timestamp()
+            if known_until is not None:
+                self.available_until.append(until_s)
+            if not available:
+                continue
+            free = v.active_legs == 0 and v.live_offers == 0
+            if motor and free:
+                self.motor_idle.setdefault(organisation, []).append(len(self.volunteers))
+            members.setdefault(organisation, []).append(len(self.volunteers))
+            if free:
                 idle[organisation] = idle.get(organisation, 0) + 1
+            self.volunteers.append(counted_today(v, today))
         from scipy.spatial import cKDTree
 
         points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]

@@ -8,7 +8,7 @@ the clock. Daily caps (hours on duty, legs delivered) count per local day, reset
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -56,16 +56,23 @@ def local_day(now: datetime, limits: Limits) -> date:
 
 
 def next_local_midnight(now: datetime, limits: Limits) -> datetime:
-    """The start of the next local day, as an aware time."""
-    tomorrow = local_day(now, limits) + timedelta(days=1)
-    return datetime.combine(tomorrow, time(0), tzinfo=limits.time_zone)
+    """The start of the next local day, as an aware time (in UTC)."""
+    return next_midnight(now, limits.time_zone)
 
 
-# A matching round asks this of every volunteer on duty with one `now`: worked out once per round.
+# A matching round asks these of every volunteer on duty with one `now`: worked out once per round.
 @lru_cache(maxsize=64)
-def _local_day_start(now: datetime, time_zone: ZoneInfo) -> tuple[date, datetime]:
+def _local_day_start(now: datetime, time_zone: tzinfo) -> tuple[date, datetime]:
     day = now.astimezone(time_zone).date()
     return day, datetime.combine(day, time(0), tzinfo=time_zone)
+
+
+@lru_cache(maxsize=64)
+def next_midnight(now: datetime, time_zone: tzinfo) -> datetime:
+    """The start of the day after `now`'s in `time_zone`, in UTC (aware times in one zone compare
+    several times faster than across zones)."""
+    tomorrow = _local_day_start(now, time_zone)[0] + timedelta(days=1)
+    return datetime.combine(tomorrow, time(0), tzinfo=time_zone).astimezone(UTC)
 
 
 def _carried_shift(record: DutyRecord, now: datetime, limits: Limits) -> timedelta:

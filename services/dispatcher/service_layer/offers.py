@@ -69,8 +69,7 @@ async def _pool_around(
     """The volunteers of `organisations` available at `now` within reach of `pickups`."""
     await roster.refresh(session)
     reach = pickups_reach(pickups, policy)
-    within = await roster.volunteers_within(session, reach, organisations=organisations)
-    return await asyncio.to_thread(Pool, within, now, policy)
+    return await roster.pool(session, reach, organisations=organisations, now=now, policy=policy)
 
 
 async def offer_batch(

@@ -11,10 +11,12 @@ chosen pair into an offer, as it was when rounds read the table directly.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatcher.adapters import repository
 from services.dispatcher.domain import eligibility
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M
+from services.dispatcher.domain.matching import Pool
 from services.dispatcher.service_layer.volunteers import duty_record
 
 
@@ -84,6 +87,10 @@ class Roster:
         self._lat = np.empty(0)
         self._lon = np.empty(0)
         self._org = np.empty(0, dtype=np.int64)
+        # Per slot: until when its view passes the volunteer-only rules, as the last pool found
+        # (`matching.Pool`'s `available_until`); -inf once the view is replaced, until a pool asks.
+        self._until = np.empty(0)
+        self._replaced = 0  # views replaced so far: a pool built meanwhile is not remembered
         self._team: dict[uuid.UUID, int] = {}
         self._sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._since: int | None = None
@@ -121,6 +128,8 @@ class Roster:
             slot = self._free.pop() if self._free else self._new_slot()
             self._slot[view.id] = slot
         self._views[slot] = view
+        self._until[slot] = -math.inf
+        self._replaced += 1
         self._lat[slot], self._lon[slot] = view.lat, view.lon
         self._org[slot] = self._team.setdefault(view.organisation_id, len(self._team))
 
@@ -128,6 +137,8 @@ class Roster:
         slot = self._slot.pop(volunteer_id, None)
         if slot is not None:
             self._views[slot] = None
+            self._until[slot] = -math.inf
+            self._replaced += 1
             self._lat[slot] = self._lon[slot] = np.nan
             self._org[slot] = -1
             self._free.append(slot)
@@ -138,6 +149,7 @@ class Roster:
         if slot == len(self._lat):  # full: double the arrays
             room = np.full(max(1024, slot), np.nan)
             self._lat, self._lon = np.concatenate((self._lat, room)), np.concatenate((self._lon, room))
+            self._until = np.concatenate((self._until, np.full(len(room), -math.inf)))
             self._org = np.concatenate((self._org, np.full(len(room), -1, dtype=np.int64)))
         return slot
 
@@ -145,10 +157,42 @@ class Roster:
         self, session: AsyncSession, box: Box, *, organisations: Collection[uuid.UUID]
     ) -> list[eligibility.Volunteer]:
         """Everyone on the roster inside `box` and of one of `organisations`, with their open offers."""
+        return [self._views[slot] for slot in await self._slots_within(session, box, organisations)]  # type: ignore[misc]
+
+    async def pool(
+        self,
+        session: AsyncSession,
+        box: Box,
+        *,
+        organisations: Collection[uuid.UUID],
+        now: datetime,
+        policy: eligibility.Policy,
+    ) -> Pool:
+        """The available among `volunteers_within` at `now`, built on a worker thread.
+
+        Only the views replaced since the last pool, or whose time found then is up, are asked the
+        volunteer-only rules (`Pool`'s `known_until`). One caller at a time: the matcher's task.
+        """
+        slots = await self._slots_within(session, box, organisations)
+        replaced = self._replaced
+        pool = await asyncio.to_thread(
+            Pool,
+            [self._views[slot] for slot in slots],  # type: ignore[misc]
+            now,
+            policy,
+            known_until=self._until[slots].tolist(),
+        )
+        if self._replaced == replaced:
+            self._until[slots] = pool.available_until
+        return pool
+
+    async def _slots_within(
+        self, session: AsyncSession, box: Box, organisations: Collection[uuid.UUID]
+    ) -> list[int]:
         used = len(self._views)
         teams = [self._team[o] for o in organisations if o in self._team]
         inside = box.mask(self._lat[:used], self._lon[:used]) & np.isin(self._org[:used], teams)
-        slots = np.flatnonzero(inside).tolist()
+        slots: list[int] = np.flatnonzero(inside).tolist()
         if not slots:
             return []
         offers = await repository.live_offer_counts(session)
@@ -158,12 +202,14 @@ class Roster:
             if self._offers.get(volunteer_id) != count:
                 self._count_offers(volunteer_id, count)
         self._offers = offers
-        return [self._views[slot] for slot in slots]  # type: ignore[misc]
+        return slots
 
     def _count_offers(self, volunteer_id: uuid.UUID, count: int) -> None:
         slot = self._slot.get(volunteer_id)  # None: not on the roster now; the count waits for them
         if slot is not None:
             self._views[slot] = replace(self._views[slot], live_offers=count)  # type: ignore[type-var]
+            self._until[slot] = -math.inf
+            self._replaced += 1
 
     def _set(self, values: list[str]) -> frozenset[str]:
         key = tuple(sorted(values))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
@@ -175,3 +176,46 @@ async def test_a_volunteer_who_left_after_the_pool_was_built_gets_no_offer(
     async with sessionmaker() as session, session.begin():
         changes = await offer_batch(session, now=now, policy=policy, offer_ttl=OFFER_TTL, pool=pool)
     assert v.id not in changes.volunteers, "off duty since: checked again under the lock"
+
+
+async def test_a_pool_asks_the_rules_again_of_a_changed_volunteer_and_of_one_whose_time_is_up(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    """The roster remembers until when each view was available (`Roster.pool`); a view replaced
+    (its row or its open offers changed) or past that time is asked the rules again."""
+    lat, lon = place
+    policy = policy_from(stack.settings())
+    async with sessionmaker() as session, session.begin():
+        leaving = await add_volunteer(session, lat=lat, lon=lon)
+        offered = await add_volunteer(session, lat=lat, lon=lon, max_active_legs=1)
+        staying = await add_volunteer(session, lat=lat, lon=lon, location_at=FUTURE)
+    roster = Roster()
+
+    async def pooled(at: timedelta = timedelta(0)) -> set[uuid.UUID]:
+        async with sessionmaker() as session, session.begin():
+            await roster.refresh(session)
+            pool = await roster.pool(
+                session, around(place), organisations=[ORGANISATION], now=FUTURE + at, policy=policy
+            )
+        return {v.id for v in pool.volunteers} & {leaving.id, offered.id, staying.id}
+
+    assert await pooled() == {leaving.id, offered.id, staying.id}
+    assert await pooled() == {leaving.id, offered.id, staying.id}, "remembered: the same answer"
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(VolunteerRow).where(VolunteerRow.id == leaving.id).values(on_duty=False))
+        await submit_task(session, lat=lat, lon=lon)
+    assert await matching_round(sessionmaker, stack, roster) & {offered.id, staying.id}
+    async with sessionmaker() as session, session.begin():  # whichever of the two it went to
+        await session.execute(
+            update(OfferRow)
+            .where(OfferRow.volunteer_id.in_([offered.id, staying.id]))
+            .values(volunteer_id=offered.id)
+        )
+    assert await pooled() == {staying.id}, "off duty, and an open offer filling the only slot"
+    # `offered`'s location was a minute older than `staying`'s: stale first, with nothing changed.
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(OfferRow).where(OfferRow.volunteer_id == offered.id).values(status="declined")
+        )
+    assert await pooled(policy.location_max_age - timedelta(seconds=30)) == {staying.id}
+    assert await pooled(policy.location_max_age + timedelta(seconds=30)) == set()

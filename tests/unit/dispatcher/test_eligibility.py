@@ -8,8 +8,11 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.dispatcher.domain import eligibility as e
+from services.dispatcher.domain import welfare as w
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -127,6 +130,57 @@ def test_stale_or_missing_location_is_not_offered_work() -> None:
     stale = volunteer(location_at=NOW - POLICY.location_max_age - timedelta(seconds=1))
     assert e.broken_rules(stale, leg(), NOW, POLICY) == ["fresh_location"]
     assert "fresh_location" in e.broken_rules(volunteer(location_at=None), leg(), NOW, POLICY)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    hour=st.integers(0, 23),
+    started_min=st.one_of(st.none(), st.integers(0, 600)),
+    shift_min=st.integers(0, 300),
+    today_min=st.integers(0, 700),
+    legs=st.integers(0, 35),
+    rest_min=st.one_of(st.none(), st.integers(-60, 60)),
+    located_min=st.integers(0, 20),
+    insured_days=st.one_of(st.none(), st.integers(-1, 2)),
+    later=st.floats(0.0, 1.0),
+)
+def test_the_volunteer_only_rules_hold_until_the_time_available_until_gives(
+    hour: int,
+    started_min: int | None,
+    shift_min: int,
+    today_min: int,
+    legs: int,
+    rest_min: int | None,
+    located_min: int,
+    insured_days: int | None,
+    later: float,
+) -> None:
+    now = NOW.replace(hour=hour, minute=37)
+    day = e.local_day(now, POLICY.local_time_zone)
+    record = w.DutyRecord(
+        duty_started_at=None if started_min is None else now - timedelta(minutes=started_min),
+        shift_duty=timedelta(minutes=shift_min),
+        rest_until=None if rest_min is None else now + timedelta(minutes=rest_min),
+        duty_day=day,
+        duty_today=timedelta(minutes=today_min),
+        legs_day=day,
+        legs_done=legs,
+    )
+    v = volunteer(
+        on_duty=started_min is not None,
+        duty=record,
+        duty_started_at=record.duty_started_at,
+        rest_until=record.rest_until,
+        location_at=now - timedelta(minutes=located_min),
+        insured_until=None if insured_days is None else day + timedelta(days=insured_days),
+    )
+    until = e.available_until(v, now, POLICY)
+    assert (until is None) is not e.is_available(v, now, POLICY)
+    if until is not None:
+        assert until >= now
+        for t in (now + (until - now) * later, until - timedelta(microseconds=1)):
+            if now <= t < until:
+                assert e.is_available(v, t, POLICY), t
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from services.dispatcher.domain import eligibility as e
 from services.dispatcher.domain import matching, routing
+from services.dispatcher.domain import welfare as w
 from services.dispatcher.domain.matching import AcceptedRoute, Pool, courier, match_batch, route_leg
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -84,6 +85,44 @@ def test_a_pool_built_ahead_holds_the_available_only_and_matches_as_the_list_doe
     assert match_batch(legs, pool, NOW, POLICY) == match_batch(legs, everyone, NOW, POLICY)
     assert Pool([resting], NOW, POLICY).teams == {}
     assert match_batch(legs, Pool([resting], NOW, POLICY), NOW, POLICY) == []
+
+
+def test_a_pool_that_remembers_who_was_available_takes_the_same_volunteers_as_one_that_asks_all() -> None:
+    """Through the edges the rules move on with time alone: the shift cap, a stale location, the
+    end of a rest, insurance ending at local midnight (16:00 UTC) and the day's duty cap."""
+    here = (29.87, 121.55)
+    cap = POLICY.welfare_limits.shift_max_on_duty
+    start = datetime(2026, 12, 1, 15, 50, tzinfo=UTC)  # 23:50 in Shanghai
+    today = e.local_day(start, POLICY.local_time_zone)
+    everyone = [
+        volunteer(*here, location_at=start),
+        volunteer(*here, location_at=start, duty_started_at=start - cap + timedelta(minutes=3)),
+        volunteer(*here, location_at=start - POLICY.location_max_age + timedelta(minutes=4)),
+        volunteer(*here, location_at=start + timedelta(minutes=20), rest_until=start + timedelta(minutes=5)),
+        volunteer(*here, location_at=start, insured_until=today),
+        volunteer(
+            *here,
+            location_at=start,
+            duty_started_at=start - timedelta(hours=1),
+            duty=w.DutyRecord(
+                duty_started_at=start - timedelta(hours=1),
+                duty_day=today,
+                duty_today=POLICY.welfare_limits.daily_max_on_duty - timedelta(hours=1, minutes=6),
+            ),
+        ),
+        volunteer(*here, location_at=start, on_duty=False),
+    ]
+    known = [-math.inf] * len(everyone)
+    seen = []
+    for minute in range(0, 16):
+        now = start + timedelta(minutes=minute, seconds=30)
+        remembering = Pool(everyone, now, POLICY, known_until=known)
+        asking = Pool(everyone, now, POLICY)
+        assert [v.id for v in remembering.volunteers] == [v.id for v in asking.volunteers], minute
+        known = remembering.available_until
+        seen.append(len(asking.volunteers))
+    assert seen[0] == 5 and seen[-1] == 1  # every edge was crossed on the way
+    assert now.timestamp() < known[3] < math.inf and known[-1] == -math.inf
 
 
 def test_a_leg_goes_only_to_a_volunteer_of_its_own_organisation() -> None:
