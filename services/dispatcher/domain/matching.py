@@ -221,20 +221,19 @@ class Pool:
         now: datetime,
         policy: Policy,
         *,
-        known_until: Sequence[float] | None = None,
+        known: Sequence[bool] | None = None,
     ) -> None:
-        """With `known_until` (one timestamp per volunteer, as `available_until` of an earlier pool
-        left it for the same view), a volunteer known available past `now` is not asked the rules
-        again, and `available_until` is kept for the next pool: the rules change with time only in
-        ways `eligibility.available_until` foresees, and a view is replaced whenever its record or
-        open offers change. Most of everyone on duty is then a lookup, not a round of rules.
+        """With `known` (one flag per volunteer: found available by an earlier pool until past
+        `now`, and unchanged since), a known volunteer is not asked the rules again, and each one
+        asked is given in `found_until` with the time `eligibility.available_until` found, for the
+        next pool: the rules change with time only in ways it foresees, and a view is replaced
+        whenever its record or open offers change. Most of everyone on duty is then a lookup.
         """
         today = local_day(now, policy.welfare_limits)
-        now_s = now.timestamp()
         self.volunteers: list[Volunteer] = []
-        # Per volunteer given, with `known_until`: the timestamp until which they pass the
-        # volunteer-only rules (-inf when they do not now).
-        self.available_until: list[float] = []
+        # With `known`: for each volunteer asked (by their index in `volunteers` as given), the
+        # timestamp until which they pass the volunteer-only rules; -inf when they do not now.
+        self.found_until: dict[int, float] = {}
         # Per organisation (by the id's integer): its cars and vans on duty, by vehicle, and the pool
         # indices of those with nothing in hand or offered (`_keep_reserve`).
         self.motor_on_duty: dict[int, dict[str, int]] = {}
@@ -250,18 +249,15 @@ class Pool:
                 counts = self.motor_on_duty.setdefault(organisation, {})
                 counts[v.vehicle] = counts.get(v.vehicle, 0) + 1
             if v.lat is None or v.lon is None:
-                available, until_s = False, -math.inf
-            elif known_until is None:
-                available, until_s = is_available(v, now, policy), -math.inf
-            elif known_until[i] > now_s:
-                available, until_s = True, known_until[i]
-            else:
-                until = available_until(v, now, policy)
-                available, until_s = until is not None, -math.inf if until is None else until.timestamp()
-            if known_until is not None:
-                self.available_until.append(until_s)
-            if not available:
                 continue
+            if known is None:
+                if not is_available(v, now, policy):
+                    continue
+            elif not known[i]:
+                until = available_until(v, now, policy)
+                self.found_until[i] = -math.inf if until is None else until.timestamp()
+                if until is None:
+                    continue
             free = v.active_legs == 0 and v.live_offers == 0
             if motor and free:
                 self.motor_idle.setdefault(organisation, []).append(len(self.volunteers))

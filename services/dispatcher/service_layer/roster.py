@@ -87,8 +87,8 @@ class Roster:
         self._lat = np.empty(0)
         self._lon = np.empty(0)
         self._org = np.empty(0, dtype=np.int64)
-        # Per slot: until when its view passes the volunteer-only rules, as the last pool found
-        # (`matching.Pool`'s `available_until`); -inf once the view is replaced, until a pool asks.
+        # Per slot: until when its view passes the volunteer-only rules, as a pool found
+        # (`matching.Pool`'s `found_until`); -inf once the view is replaced, until a pool asks.
         self._until = np.empty(0)
         self._replaced = 0  # views replaced so far: a pool built meanwhile is not remembered
         self._team: dict[uuid.UUID, int] = {}
@@ -170,8 +170,9 @@ class Roster:
     ) -> Pool:
         """The available among `volunteers_within` at `now`, built on a worker thread.
 
-        Only the views replaced since the last pool, or whose time found then is up, are asked the
-        volunteer-only rules (`Pool`'s `known_until`). One caller at a time: the matcher's task.
+        Only the views replaced since a pool found them available, or whose time found then is up,
+        are asked the volunteer-only rules (`Pool`'s `known`). One caller at a time: the matcher's
+        task.
         """
         slots = await self._slots_within(session, box, organisations)
         replaced = self._replaced
@@ -180,10 +181,11 @@ class Roster:
             [self._views[slot] for slot in slots],  # type: ignore[misc]
             now,
             policy,
-            known_until=self._until[slots].tolist(),
+            known=(self._until[slots] > now.timestamp()).tolist(),
         )
         if self._replaced == replaced:
-            self._until[slots] = pool.available_until
+            for i, until in pool.found_until.items():
+                self._until[slots[i]] = until
         return pool
 
     async def _slots_within(

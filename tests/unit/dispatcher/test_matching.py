@@ -112,17 +112,19 @@ def test_a_pool_that_remembers_who_was_available_takes_the_same_volunteers_as_on
         ),
         volunteer(*here, location_at=start, on_duty=False),
     ]
-    known = [-math.inf] * len(everyone)
-    seen = []
+    until = [-math.inf] * len(everyone)  # as the roster keeps it
+    seen, asked = [], []
     for minute in range(0, 16):
         now = start + timedelta(minutes=minute, seconds=30)
-        remembering = Pool(everyone, now, POLICY, known_until=known)
+        remembering = Pool(everyone, now, POLICY, known=[u > now.timestamp() for u in until])
         asking = Pool(everyone, now, POLICY)
         assert [v.id for v in remembering.volunteers] == [v.id for v in asking.volunteers], minute
-        known = remembering.available_until
+        for i, found in remembering.found_until.items():
+            until[i] = found
         seen.append(len(asking.volunteers))
+        asked.append(len(remembering.found_until))
     assert seen[0] == 5 and seen[-1] == 1  # every edge was crossed on the way
-    assert now.timestamp() < known[3] < math.inf and known[-1] == -math.inf
+    assert asked[0] == len(everyone) and min(asked) == 2  # the two unavailable, and those whose time was up
 
 
 def test_a_leg_goes_only_to_a_volunteer_of_its_own_organisation() -> None:
