@@ -55,11 +55,6 @@ def local_day(now: datetime, limits: Limits) -> date:
     return _local_day_start(now, limits.time_zone)[0]
 
 
-def next_local_midnight(now: datetime, limits: Limits) -> datetime:
-    """The start of the next local day, as an aware time (in UTC)."""
-    return next_midnight(now, limits.time_zone)
-
-
 # A matching round asks these of every volunteer on duty with one `now`: worked out once per round.
 @lru_cache(maxsize=64)
 def _local_day_start(now: datetime, time_zone: tzinfo) -> tuple[date, datetime]:
@@ -158,7 +153,7 @@ def refusal(record: DutyRecord, now: datetime, limits: Limits) -> Refusal | None
     if owed is not None:
         return Refusal("rest_owed", owed)
     cap = daily_cap_reached(record, now, limits)
-    return None if cap is None else Refusal(cap, next_local_midnight(now, limits))
+    return None if cap is None else Refusal(cap, next_midnight(now, limits.time_zone))
 
 
 def daily_cap_reached(record: DutyRecord, now: datetime, limits: Limits) -> Reason | None:
