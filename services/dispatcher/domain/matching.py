@@ -169,10 +169,17 @@ def acceptable_pickup_m(leg: Leg) -> float:
     return DEFER_BASE_M + DEFER_PER_WAIT_S_M * leg.waiting_s
 
 
-def _xyz(degrees: list[tuple[float, float]]) -> np.ndarray:
-    """Unit-sphere points for (lat, lon) pairs, where chord length orders points as distance does."""
-    la, lo = np.radians(np.array(degrees, dtype=float).reshape(-1, 2)).T
+def unit_sphere(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Unit-sphere points (one row each) for latitudes and longitudes in degrees, where chord length
+    orders points as distance does."""
+    la, lo = np.radians(lat), np.radians(lon)
     return np.column_stack((np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)))
+
+
+def _xyz(degrees: list[tuple[float, float]]) -> np.ndarray:
+    """`unit_sphere` for (lat, lon) pairs."""
+    lat, lon = np.array(degrees, dtype=float).reshape(-1, 2).T
+    return unit_sphere(lat, lon)
 
 
 def load_solvers() -> None:
@@ -222,8 +229,12 @@ class Pool:
         policy: Policy,
         *,
         known: Sequence[bool] | None = None,
+        points: np.ndarray | None = None,
     ) -> None:
-        """With `known` (one flag per volunteer: found available by an earlier pool until past
+        """`points`, when the caller holds them, are the volunteers' `unit_sphere` points, row for row
+        (the roster keeps them as positions change; worked out here otherwise).
+
+        With `known` (one flag per volunteer: found available by an earlier pool until past
         `now`, and unchanged since), a known volunteer is not asked the rules again, and each one
         asked is given in `found_until` with the time `eligibility.available_until` found, for the
         next pool: the rules change with time only in ways it foresees, and a view is replaced
@@ -234,14 +245,17 @@ class Pool:
         # With `known`: for each volunteer asked (by their index in `volunteers` as given), the
         # timestamp until which they pass the volunteer-only rules; -inf when they do not now.
         self.found_until: dict[int, float] = {}
-        # Per organisation (by the id's integer): its cars and vans on duty, by vehicle, and the pool
-        # indices of those with nothing in hand or offered (`_keep_reserve`).
+        # Per organisation (by the id's integer), for `_keep_reserve`: its cars and vans on duty, by
+        # vehicle; those available with nothing in hand or offered, by vehicle; and the pool index
+        # of each of those by their id's integer (a round asks of the few it matched, not of all).
         self.motor_on_duty: dict[int, dict[str, int]] = {}
-        self.motor_idle: dict[int, list[int]] = {}
+        self.motor_idle_count: dict[int, dict[str, int]] = {}
+        self.motor_idle: dict[int, dict[int, int]] = {}
         # Grouped by the ids' integers: a UUID hashes in Python code, several times slower with
         # everyone on duty to group.
         members: dict[int, list[int]] = {}
         idle: dict[int, int] = {}
+        rows: list[int] = []  # of the volunteers kept, their places in `volunteers` as given
         for i, v in enumerate(volunteers):
             organisation = v.organisation_id.int
             motor = v.vehicle in RESERVED_VEHICLES and v.on_duty
@@ -260,14 +274,20 @@ class Pool:
                     continue
             free = v.active_legs == 0 and v.live_offers == 0
             if motor and free:
-                self.motor_idle.setdefault(organisation, []).append(len(self.volunteers))
+                self.motor_idle.setdefault(organisation, {})[v.id.int] = len(self.volunteers)
+                counts = self.motor_idle_count.setdefault(organisation, {})
+                counts[v.vehicle] = counts.get(v.vehicle, 0) + 1
             members.setdefault(organisation, []).append(len(self.volunteers))
             if free:
                 idle[organisation] = idle.get(organisation, 0) + 1
             self.volunteers.append(counted_today(v, today))
+            rows.append(i)
         from scipy.spatial import cKDTree
 
-        points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
+        if points is None:
+            points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
+        else:
+            points = points[rows].reshape(-1, 3)
         self.teams = {
             # One organisation alone (the usual case) indexes the points as they are, not a copy.
             uuid.UUID(int=organisation): Team(
@@ -537,24 +557,27 @@ def _keep_reserve(legs: list[Leg], pool: Pool, matches: list[Match], policy: Pol
     for m in matches:
         held.setdefault(m.volunteer_id, []).append(leg_of[m.leg_id])
     released: set[uuid.UUID] = set()
-    for organisation, indices in pool.motor_idle.items():
+    for organisation, idle in pool.motor_idle.items():
         on_duty = pool.motor_on_duty.get(organisation, {})
+        idle_count = pool.motor_idle_count.get(organisation, {})
         need = {
             c: int(policy.reserve_share * sum(n for v, n in on_duty.items() if vehicle_satisfies(v, c)) + 0.5)
             for c in RESERVED_VEHICLES
         }
-        idle = [pool.volunteers[vi] for vi in indices]
+        # The idle cars and vans this round would take, in pool order; the others stay free.
+        rows = sorted(idle[h.int] for h in held if h.int in idle)
+        taken = [pool.volunteers[vi] for vi in rows]
         free = {
-            c: sum(1 for v in idle if v.id not in held and vehicle_satisfies(v.vehicle, c))
+            c: sum(n for v, n in idle_count.items() if vehicle_satisfies(v, c))
+            - sum(1 for v in taken if vehicle_satisfies(v.vehicle, c))
             for c in RESERVED_VEHICLES
         }
         if all(free[c] >= need[c] for c in RESERVED_VEHICLES):
             continue
         routine_only = [
             (max(leg.waiting_s for leg in held[v.id]), v)
-            for v in idle
-            if v.id in held
-            and all(leg.priority == "routine" and leg.waiting_s < policy.reserve_wait_s for leg in held[v.id])
+            for v in taken
+            if all(leg.priority == "routine" and leg.waiting_s < policy.reserve_wait_s for leg in held[v.id])
         ]
         routine_only.sort(key=lambda pair: pair[0])
         # The scarcest class first: a van held back counts for the cars' reserve too.

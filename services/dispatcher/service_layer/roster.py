@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.dispatcher.adapters import repository
 from services.dispatcher.domain import eligibility
 from services.dispatcher.domain.geo import SEARCH_RADIUS_M
-from services.dispatcher.domain.matching import Pool
+from services.dispatcher.domain.matching import Pool, unit_sphere
 from services.dispatcher.service_layer.volunteers import duty_record
 
 
@@ -86,6 +86,8 @@ class Roster:
         self._free: list[int] = []
         self._lat = np.empty(0)
         self._lon = np.empty(0)
+        # The same positions as `unit_sphere` points, which a pool's index is built from.
+        self._xyz = np.empty((0, 3))
         self._org = np.empty(0, dtype=np.int64)
         # Per slot: until when its view passes the volunteer-only rules, as a pool found
         # (`matching.Pool`'s `found_until`); -inf once the view is replaced, until a pool asks.
@@ -110,19 +112,23 @@ class Roster:
         # every older one had committed or aborted, so its writes are in this read; younger ones
         # are read next time. With no rows changed, the previous bound still holds.
         read: list[uuid.UUID] = []
+        placed: list[int] = []
         since = self._since
         async for rows in repository.matchable_volunteers(session, changed_since=self._since):
             since = rows[0].since
             for row in rows:
                 if row.on_duty and row.insured and row.lat is not None and row.lon is not None:
-                    self._put(self._view(row))
+                    placed.append(self._put(self._view(row)))
                 else:
                     self._drop(row.id)
                 read.append(row.id)
+        if placed:
+            self._xyz[placed] = unit_sphere(self._lat[placed], self._lon[placed])
         self._since = since
         return read
 
-    def _put(self, view: eligibility.Volunteer) -> None:
+    def _put(self, view: eligibility.Volunteer) -> int:
+        """The view in its slot (the volunteer's own, or a free one); the slot."""
         slot = self._slot.get(view.id)
         if slot is None:
             slot = self._free.pop() if self._free else self._new_slot()
@@ -132,6 +138,7 @@ class Roster:
         self._replaced += 1
         self._lat[slot], self._lon[slot] = view.lat, view.lon
         self._org[slot] = self._team.setdefault(view.organisation_id, len(self._team))
+        return slot
 
     def _drop(self, volunteer_id: uuid.UUID) -> None:
         slot = self._slot.pop(volunteer_id, None)
@@ -149,6 +156,7 @@ class Roster:
         if slot == len(self._lat):  # full: double the arrays
             room = np.full(max(1024, slot), np.nan)
             self._lat, self._lon = np.concatenate((self._lat, room)), np.concatenate((self._lon, room))
+            self._xyz = np.concatenate((self._xyz, np.full((len(room), 3), np.nan)))
             self._until = np.concatenate((self._until, np.full(len(room), -math.inf)))
             self._org = np.concatenate((self._org, np.full(len(room), -1, dtype=np.int64)))
         return slot
@@ -182,6 +190,7 @@ class Roster:
             now,
             policy,
             known=(self._until[slots] > now.timestamp()).tolist(),
+            points=self._xyz[slots],
         )
         if self._replaced == replaced:
             for i, until in pool.found_until.items():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.dispatcher.adapters import repository
 from services.dispatcher.adapters.tables import OfferRow, VolunteerRow
 from services.dispatcher.domain.eligibility import Volunteer
+from services.dispatcher.domain.matching import unit_sphere
 from services.dispatcher.service_layer.matcher import policy_from
 from services.dispatcher.service_layer.offers import offer_batch, prepare_pool
 from services.dispatcher.service_layer.roster import Box, Roster
@@ -219,3 +222,43 @@ async def test_a_pool_asks_the_rules_again_of_a_changed_volunteer_and_of_one_who
         )
     assert await pooled(policy.location_max_age - timedelta(seconds=30)) == {staying.id}
     assert await pooled(policy.location_max_age + timedelta(seconds=30)) == set()
+
+
+async def test_a_pool_indexes_each_volunteer_where_their_row_last_put_them(
+    sessionmaker: Maker, stack: Stack, place: tuple[float, float]
+) -> None:
+    """The roster keeps everyone's point for the pool's index as their position changes; a slot
+    freed by one volunteer and taken by the next holds the newcomer's point."""
+    lat, lon = place
+    policy = policy_from(stack.settings())
+    async with sessionmaker() as session, session.begin():
+        moving = await add_volunteer(session, lat=lat, lon=lon)
+        leaving = await add_volunteer(session, lat=lat + 0.01, lon=lon)
+    roster = Roster()
+
+    async def points() -> dict[uuid.UUID, tuple[float, ...]]:
+        async with sessionmaker() as session, session.begin():
+            await roster.refresh(session)
+            pool = await roster.pool(
+                session, around(place), organisations=[ORGANISATION], now=FUTURE, policy=policy
+            )
+        team = pool.teams[ORGANISATION]
+        return {
+            pool.volunteers[member].id: tuple(team.index.data[row]) for row, member in enumerate(team.members)
+        }
+
+    def point(at_lat: float, at_lon: float) -> Any:
+        return pytest.approx(tuple(unit_sphere(np.array([at_lat]), np.array([at_lon]))[0]), rel=0, abs=1e-12)
+
+    first = await points()
+    assert first[moving.id] == point(lat, lon) and first[leaving.id] == point(lat + 0.01, lon)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(VolunteerRow).where(VolunteerRow.id == moving.id).values(lat=lat - 0.02, lon=lon + 0.03)
+        )
+        await session.execute(update(VolunteerRow).where(VolunteerRow.id == leaving.id).values(on_duty=False))
+    moved = await points()
+    assert moved[moving.id] == point(lat - 0.02, lon + 0.03) and leaving.id not in moved
+    async with sessionmaker() as session, session.begin():
+        arriving = await add_volunteer(session, lat=lat + 0.04, lon=lon - 0.01)
+    assert (await points())[arriving.id] == point(lat + 0.04, lon - 0.01)

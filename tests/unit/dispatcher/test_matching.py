@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,14 @@ from hypothesis import strategies as st
 from services.dispatcher.domain import eligibility as e
 from services.dispatcher.domain import matching, routing
 from services.dispatcher.domain import welfare as w
-from services.dispatcher.domain.matching import AcceptedRoute, Pool, courier, match_batch, route_leg
+from services.dispatcher.domain.matching import (
+    AcceptedRoute,
+    Pool,
+    courier,
+    match_batch,
+    route_leg,
+    unit_sphere,
+)
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -85,6 +93,31 @@ def test_a_pool_built_ahead_holds_the_available_only_and_matches_as_the_list_doe
     assert match_batch(legs, pool, NOW, POLICY) == match_batch(legs, everyone, NOW, POLICY)
     assert Pool([resting], NOW, POLICY).teams == {}
     assert match_batch(legs, Pool([resting], NOW, POLICY), NOW, POLICY) == []
+
+
+def test_a_pool_given_the_points_indexes_each_volunteer_where_one_working_them_out_does() -> None:
+    """The roster hands the pool its points row for row (`points`): those left out (resting, stale)
+    must not shift anyone else's row, in either organisation's index."""
+    here = (29.87, 121.55)
+    other = uuid.UUID(int=2)
+    everyone = [
+        volunteer(here[0] + 0.01, here[1]),
+        volunteer(*here, rest_until=NOW + timedelta(minutes=5)),
+        volunteer(here[0], here[1] + 0.02, organisation_id=other),
+        volunteer(*here, location_at=NOW - POLICY.location_max_age - timedelta(seconds=1)),
+        volunteer(here[0] - 0.03, here[1]),
+        volunteer(here[0], here[1] - 0.04, organisation_id=other),
+    ]
+    lat, lon = np.array([(v.lat, v.lon) for v in everyone]).T
+    given = Pool(everyone, NOW, POLICY, points=unit_sphere(lat, lon))
+    worked_out = Pool(everyone, NOW, POLICY)
+    assert [v.id for v in given.volunteers] == [v.id for v in worked_out.volunteers]
+    assert given.teams.keys() == worked_out.teams.keys() == {ORGANISATION, other}
+    for organisation, team in given.teams.items():
+        assert team.members == worked_out.teams[organisation].members
+        np.testing.assert_array_equal(team.index.data, worked_out.teams[organisation].index.data)
+    legs = [leg(*here), leg(here[0] - 0.02, here[1])]
+    assert match_batch(legs, given, NOW, POLICY) == match_batch(legs, worked_out, NOW, POLICY)
 
 
 def test_a_pool_that_remembers_who_was_available_takes_the_same_volunteers_as_one_that_asks_all() -> None:
