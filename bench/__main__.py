@@ -10,6 +10,8 @@ import json
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -435,43 +437,71 @@ def main(argv: list[str] | None = None) -> int:
         "measured_at": datetime.now(UTC).isoformat(),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
     }
-    print("== dispatch quality (fixed snapshots)")
-    results["dispatch_quality"] = dispatch_quality.run()
+    took: dict[str, float] = {}
+    results["took_s"] = took
+
+    def run(key: str, title: str, measure: Callable[[], Any]) -> None:
+        """One benchmark, its title before and the minutes it took after (where `make bench`'s
+        time goes)."""
+        print(f"== {title}", flush=True)
+        started = time.perf_counter()
+        results[key] = measure()
+        took[key] = round(time.perf_counter() - started, 1)
+        print(f"   {took[key] / 60:.1f} min", flush=True)
+
+    run("dispatch_quality", "dispatch quality (fixed snapshots)", dispatch_quality.run)
     if not args.skip_intake:
-        print("== intake throughput (wrk)")
-        results["intake"] = intake_throughput.measure(duration_s=args.duration, connections=args.connections)
-    print("== long polls (idle cost, wake-up)")
-    results["long_poll"] = long_poll.measure(polls=args.polls)
-    print("== location reports (wrk) and dispatcher memory")
-    results["location_reports"] = location_reports.measure()
-    print("== dispatch under a stream (simulation)")
-    if args.quick:
-        results["dispatch_stream"] = dispatch_stream.measure(volunteers=300, duration_s=7200, warmup_s=1800)
-    else:
-        results["dispatch_stream"] = dispatch_stream.measure()
-    print("== routes: a day of meals and a supply run against VROOM (simulation)")
-    results["routes"] = routes.measure(quick=args.quick)
-    print("== the matcher round with routes vs one leg at a time (same snapshots)")
-    results["route_round"] = route_round.measure(rounds=8 if args.quick else 20)
-    print("== submission -> offer latency (real services)")
-    results["dispatch_latency"] = dispatch_latency.measure(
-        rate=200.0, seconds=10.0 if args.quick else 20.0, volunteers=20_000
+        run(
+            "intake",
+            "intake throughput (wrk)",
+            lambda: intake_throughput.measure(duration_s=args.duration, connections=args.connections),
+        )
+    run("long_poll", "long polls (idle cost, wake-up)", lambda: long_poll.measure(polls=args.polls))
+    run("location_reports", "location reports (wrk) and dispatcher memory", location_reports.measure)
+    run(
+        "dispatch_stream",
+        "dispatch under a stream (simulation)",
+        (lambda: dispatch_stream.measure(volunteers=300, duration_s=7200, warmup_s=1800))
+        if args.quick
+        else dispatch_stream.measure,
     )
-    print("== start-up and restart (real services)")
-    results["startup"] = startup.measure()
-    print("== event propagation (outbox vs broker)")
+    run(
+        "routes",
+        "routes: a day of meals and a supply run against VROOM (simulation)",
+        lambda: routes.measure(quick=args.quick),
+    )
+    run(
+        "route_round",
+        "the matcher round with routes vs one leg at a time (same snapshots)",
+        lambda: route_round.measure(rounds=8 if args.quick else 20),
+    )
+    run(
+        "dispatch_latency",
+        "submission -> offer latency (real services)",
+        lambda: dispatch_latency.measure(rate=200.0, seconds=10.0 if args.quick else 20.0, volunteers=20_000),
+    )
+    run("startup", "start-up and restart (real services)", startup.measure)
     # A short fetch wait shows the pipeline's own cost; with aiokafka's default (what the services
     # use) the consumer's fetch cadence dominates both paths alike.
     events = 600 if args.quick else 2000
-    results["propagation"] = propagation.measure(events=events, fetch_max_wait_ms=10)
-    results["propagation_default_fetch"] = propagation.measure(events=events)
-    print("== intake's read model: events folded in batches vs one at a time")
-    results["progress_fold"] = progress_fold.measure(tasks=300 if args.quick else 1000)
-    print("== CSV export memory (100,000 tasks vs 10,000)")
-    results["export_memory"] = export_memory.measure()
-    print("== volunteer app load (Lighthouse, throttled phone)")
+    run(
+        "propagation",
+        "event propagation (outbox vs broker)",
+        lambda: propagation.measure(events=events, fetch_max_wait_ms=10),
+    )
+    run(
+        "propagation_default_fetch",
+        "event propagation, the consumers' default fetch wait",
+        lambda: propagation.measure(events=events),
+    )
+    run(
+        "progress_fold",
+        "intake's read model: events folded in batches vs one at a time",
+        lambda: progress_fold.measure(tasks=300 if args.quick else 1000),
+    )
+    run("export_memory", "CSV export memory (100,000 tasks vs 10,000)", export_memory.measure)
     try:
-        results["volunteer_app"] = volunteer_app.measure()
+        run("volunteer_app", "volunteer app load (Lighthouse, throttled phone)", volunteer_app.measure)
     except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:  # no npm registry, no Chromium
         results["volunteer_app"] = {"error": repr(exc)}
         print(f"   skipped: {exc!r}")
@@ -484,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {RESULTS}")
+    print(f"\nwritten to {RESULTS}; {sum(took.values()) / 60:.1f} min in all")
     return 0
 
 
