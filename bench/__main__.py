@@ -142,9 +142,10 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         for label, goal in (("95", "<= 0.35x dist, <= 0.25x wait"), ("50", "<= 1.02x dist")):
             point = stream[f"util_{label}"]
             batch, greedy = point["batch"], point["greedy"]
+            at = f"stream at {label}% util (greedy's: {100 * greedy['utilisation']:.1f}%)"
             rows.append(
                 (
-                    f"stream at {label}% (greedy) util: batch vs greedy pickup",
+                    f"{at}: batch vs greedy pickup",
                     f"{batch['mean_pickup_m']:.0f} m",
                     f"{greedy['mean_pickup_m']:.0f} m",
                     f"{point['distance_ratio']:.2f}x",
@@ -153,7 +154,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             )
             rows.append(
                 (
-                    f"stream at {label}% (greedy) util: batch vs greedy wait",
+                    f"{at}: batch vs greedy wait",
                     f"{batch['mean_wait_s']:.1f} s",
                     f"{greedy['mean_wait_s']:.1f} s",
                     f"{point['wait_ratio']:.2f}x",
@@ -165,7 +166,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 legs = by_route["max_active_legs"]
                 rows.append(
                     (
-                        f"stream at {label}% (greedy) util: routes (<= {legs} legs) vs greedy pickup",
+                        f"{at}: routes (<= {legs} legs) vs greedy pickup",
                         f"{by_route['mean_pickup_m']:.0f} m",
                         f"{greedy['mean_pickup_m']:.0f} m",
                         f"{point['routes_distance_ratio']:.2f}x",
@@ -174,7 +175,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 )
                 rows.append(
                     (
-                        f"stream at {label}% (greedy) util: routes (<= {legs} legs) vs greedy wait",
+                        f"{at}: routes (<= {legs} legs) vs greedy wait",
                         f"{by_route['mean_wait_s']:.1f} s",
                         f"{greedy['mean_wait_s']:.1f} s",
                         f"{point['routes_wait_ratio']:.2f}x",

@@ -38,9 +38,11 @@ import dataclasses
 import heapq
 import json
 import math
+import multiprocessing
 import statistics
 import time
 import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,6 +69,8 @@ POLICY = Policy()
 # Legs a volunteer may carry at once in the route case: `max_active_legs`' default for a new volunteer.
 ROUTE_MAX_LEGS = 3
 TARGETS = {"95": {"distance": 0.35, "wait": 0.25}, "50": {"distance": 1.02}}
+LOAD_POINTS = {"50": 0.50, "95": 0.95}  # greedy's utilisation at each, lowest first
+WORKERS = 2  # processes for the simulations (the machine's cores)
 
 
 @dataclass(frozen=True)
@@ -327,16 +331,29 @@ def simulate_routes(
 
 
 def _calibrate(
-    target: float, pool: list[Volunteer], *, duration_s: float, warmup_s: float, seed: int
+    target: float,
+    pool: list[Volunteer],
+    *,
+    duration_s: float,
+    warmup_s: float,
+    seed: int,
+    below: tuple[float, float] | None = None,
 ) -> tuple[float, Outcome]:
     """The arrival rate at which greedy runs at `target` utilisation, and greedy's outcome at it.
 
-    Utilisation grows with the rate: proportional steps until the target is bracketed, then
-    secant steps inside the bracket; the closest rate tried wins.
+    Utilisation grows with the rate: proportional steps until the target is bracketed (from
+    `below`, a (rate, utilisation) under the target, when one is known), then secant steps inside
+    the bracket; the closest rate tried wins. Towards saturation utilisation flattens, so from
+    above a step is at least a quarter of the rate, and when one end of the bracket is kept
+    twice its distance from the target counts half (the Illinois rule): a step from the
+    saturated side otherwise barely moves.
     """
-    rate = target * len(pool) / 1_000.0  # a first guess: service times of about 1,000 s
-    below: tuple[float, float] | None = None
-    above: tuple[float, float] | None = None
+    # (rate, utilisation - target) at each end of the bracket, as far as known
+    low = (below[0], below[1] - target) if below is not None and below[1] < target else None
+    high: tuple[float, float] | None = None
+    # A first guess: in proportion from below, or for service times of about 1,000 s.
+    rate = target * len(pool) / 1_000.0 if low is None else low[0] * target / (low[1] + target)
+    kept: str | None = None  # the end the last step moved
     best: tuple[float, float, Outcome] | None = None
     for _ in range(10):
         outcome = simulate(
@@ -346,20 +363,26 @@ def _calibrate(
             duration_s=duration_s,
             warmup_s=warmup_s,
         )
-        error = abs(outcome.utilisation - target)
-        if best is None or error < best[0]:
-            best = (error, rate, outcome)
-        if error <= 0.01:
+        off = outcome.utilisation - target
+        if best is None or abs(off) < best[0]:
+            best = (abs(off), rate, outcome)
+        if abs(off) <= 0.01:
             break
-        if outcome.utilisation < target:
-            below = (rate, outcome.utilisation)
+        moved = "high" if off > 0 else "low"
+        if moved == "low":
+            low = (rate, off)
         else:
-            above = (rate, outcome.utilisation)
-        if below and above:
-            (r1, u1), (r2, u2) = below, above
-            rate = r1 + (target - u1) * (r2 - r1) / (u2 - u1)
-        else:
-            rate *= min(2.0, max(0.5, target / max(outcome.utilisation, 1e-3)))
+            high = (rate, off)
+        if low and high:
+            if moved == kept:  # the other end kept twice: it counts half
+                low, high = (low, (high[0], high[1] / 2)) if moved == "low" else ((low[0], low[1] / 2), high)
+            (r1, f1), (r2, f2) = low, high
+            rate = r1 - f1 * (r2 - r1) / (f2 - f1)
+        elif high is None:
+            rate *= min(2.0, target / max(outcome.utilisation, 1e-3))
+        else:  # over the target, nothing under it yet: saturated, the run says little of how far
+            rate *= max(0.5, min(0.75, target / outcome.utilisation))
+        kept = moved
     assert best is not None
     return best[1], best[2]
 
@@ -394,42 +417,85 @@ def measure(
             "calibrated_on": "greedy utilisation",
         }
     }
-    for label, target in (("50", 0.50), ("95", 0.95)):
-        rate, greedy = _calibrate(target, pool, duration_s=duration_s, warmup_s=warmup_s, seed=seed + 1)
-        arrivals = make_arrivals(rate, duration_s, seed=seed + 1)
-        batch = simulate("batch", pool, arrivals, duration_s=duration_s, warmup_s=warmup_s)
-        g, b = _summary(greedy), _summary(batch)
-        point: dict[str, Any] = {
-            "target_utilisation": target,
-            "arrivals_per_s": round(rate, 4),
-            "arrivals": len(arrivals),
-            "greedy": g,
-            "batch": b,
-            "distance_ratio": round(b["mean_pickup_m"] / g["mean_pickup_m"], 4),
-            "wait_ratio": round(b["mean_wait_s"] / max(g["mean_wait_s"], 1e-9), 4),
-        }
-        goals = TARGETS[label]
-        point["targets"] = goals
-        point["met"] = point["distance_ratio"] <= goals["distance"] and (
-            "wait" not in goals or point["wait_ratio"] <= goals["wait"]
-        )
-        if label == "95":
+    # The simulations are independent once each load point's rate is found: they run on worker
+    # processes, one per core, as they become possible (their figures do not depend on the
+    # machine's speed; the route matcher's wall-clock budgets see a core each). Each load point's
+    # search starts from the one below it, which brackets it from below.
+    with ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn")) as workers:
+        runs: dict[str, tuple[float, int, Outcome, Future[Outcome], Future[Outcome] | None]] = {}
+        found: tuple[float, float] | None = None
+        for label, target in LOAD_POINTS.items():
+            rate, greedy = workers.submit(
+                _calibrate, target, pool, duration_s=duration_s, warmup_s=warmup_s, seed=seed + 1, below=found
+            ).result()
+            found = (rate, greedy.utilisation)
+            arrivals = make_arrivals(rate, duration_s, seed=seed + 1)
+            batch = workers.submit(
+                simulate, "batch", pool, arrivals, duration_s=duration_s, warmup_s=warmup_s
+            )
             # Near saturation, volunteers who may carry several legs (the product's default limit).
-            r = _summary(
-                simulate_routes(
-                    pool, arrivals, duration_s=duration_s, warmup_s=warmup_s, max_legs=ROUTE_MAX_LEGS
+            with_routes = (
+                workers.submit(
+                    simulate_routes,
+                    pool,
+                    arrivals,
+                    duration_s=duration_s,
+                    warmup_s=warmup_s,
+                    max_legs=ROUTE_MAX_LEGS,
                 )
+                if label == "95"
+                else None
             )
-            r["max_active_legs"] = ROUTE_MAX_LEGS
-            point["routes"] = r
-            point["routes_distance_ratio"] = round(r["mean_pickup_m"] / g["mean_pickup_m"], 4)
-            point["routes_wait_ratio"] = round(r["mean_wait_s"] / max(g["mean_wait_s"], 1e-9), 4)
-            point["routes_met"] = (
-                point["routes_distance_ratio"] <= goals["distance"]
-                and point["routes_wait_ratio"] <= goals["wait"]
+            runs[label] = (rate, len(arrivals), greedy, batch, with_routes)
+        for label, (rate, count, greedy, batch, with_routes) in runs.items():
+            results[f"util_{label}"] = _load_point(
+                label,
+                LOAD_POINTS[label],
+                rate,
+                count,
+                greedy,
+                batch.result(),
+                None if with_routes is None else with_routes.result(),
             )
-        results[f"util_{label}"] = point
     return results
+
+
+def _load_point(
+    label: str,
+    target: float,
+    rate: float,
+    arrivals: int,
+    greedy: Outcome,
+    batch: Outcome,
+    with_routes: Outcome | None,
+) -> dict[str, Any]:
+    """One load point's figures per policy, the ratios to greedy's, and whether the targets are met."""
+    g, b = _summary(greedy), _summary(batch)
+    point: dict[str, Any] = {
+        "target_utilisation": target,
+        "arrivals_per_s": round(rate, 4),
+        "arrivals": arrivals,
+        "greedy": g,
+        "batch": b,
+        "distance_ratio": round(b["mean_pickup_m"] / g["mean_pickup_m"], 4),
+        "wait_ratio": round(b["mean_wait_s"] / max(g["mean_wait_s"], 1e-9), 4),
+    }
+    goals = TARGETS[label]
+    point["targets"] = goals
+    point["met"] = point["distance_ratio"] <= goals["distance"] and (
+        "wait" not in goals or point["wait_ratio"] <= goals["wait"]
+    )
+    if with_routes is not None:
+        r = _summary(with_routes)
+        r["max_active_legs"] = ROUTE_MAX_LEGS
+        point["routes"] = r
+        point["routes_distance_ratio"] = round(r["mean_pickup_m"] / g["mean_pickup_m"], 4)
+        point["routes_wait_ratio"] = round(r["mean_wait_s"] / max(g["mean_wait_s"], 1e-9), 4)
+        point["routes_met"] = (
+            point["routes_distance_ratio"] <= goals["distance"]
+            and point["routes_wait_ratio"] <= goals["wait"]
+        )
+    return point
 
 
 def main() -> None:
