@@ -287,7 +287,7 @@ class Pool:
         if points is None:
             points = _xyz([(v.lat, v.lon) for v in self.volunteers])  # type: ignore[misc]
         else:
-            points = points[rows].reshape(-1, 3)
+            points = points[rows]
         self.teams = {
             # One organisation alone (the usual case) indexes the points as they are, not a copy.
             uuid.UUID(int=organisation): Team(
