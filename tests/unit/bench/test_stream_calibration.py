@@ -35,14 +35,14 @@ def rates_tried(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return tried
 
 
-POOL = [object()] * 200  # only its size is read: the first guess
+POOL: list[Any] = [object()] * 200  # only its size is read: the first guess
 
 
 @pytest.mark.parametrize("target", [0.5, 0.8, 0.95])
 def test_each_load_point_is_found_within_its_tolerance_from_a_saturated_first_guess(
     rates_tried: list[float], target: float
 ) -> None:
-    rate, greedy = dispatch_stream._calibrate(target, POOL, duration_s=1.0, warmup_s=0.0, seed=1)  # type: ignore[arg-type]
+    rate, greedy = dispatch_stream._calibrate(target, POOL, duration_s=1.0, warmup_s=0.0, seed=1)
     assert abs(greedy.utilisation - target) <= 0.01
     assert greedy.utilisation == saturating(rate)
     assert len(rates_tried) < 10  # found, not the closest of the tries allowed
@@ -51,7 +51,12 @@ def test_each_load_point_is_found_within_its_tolerance_from_a_saturated_first_gu
 def test_the_higher_load_point_starts_from_the_one_found_below_it(rates_tried: list[float]) -> None:
     below = 0.0497
     _, greedy = dispatch_stream._calibrate(
-        0.95, POOL, duration_s=1.0, warmup_s=0.0, seed=1, below=(below, saturating(below))  # type: ignore[arg-type]
+        0.95,
+        POOL,
+        duration_s=1.0,
+        warmup_s=0.0,
+        seed=1,
+        below=(below, saturating(below)),
     )
     assert abs(greedy.utilisation - 0.95) <= 0.01
     assert rates_tried[0] == pytest.approx(below * 0.95 / saturating(below))
