@@ -39,6 +39,7 @@ import heapq
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import time
 import uuid
@@ -70,7 +71,9 @@ POLICY = Policy()
 ROUTE_MAX_LEGS = 3
 TARGETS = {"95": {"distance": 0.35, "wait": 0.25}, "50": {"distance": 1.02}}
 LOAD_POINTS = {"50": 0.50, "95": 0.95}  # greedy's utilisation at each, lowest first
-WORKERS = 2  # processes for the simulations (the machine's cores)
+# Processes for the simulations: a core each where there are two (the route matcher's wall-clock
+# budgets must not share one).
+WORKERS = min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -353,7 +356,7 @@ def _calibrate(
     high: tuple[float, float] | None = None
     # A first guess: in proportion from below, or for service times of about 1,000 s.
     rate = target * len(pool) / 1_000.0 if low is None else low[0] * target / (low[1] + target)
-    kept: str | None = None  # the end the last step moved
+    last_over: bool | None = None  # whether the last run was over the target
     best: tuple[float, float, Outcome] | None = None
     for _ in range(10):
         outcome = simulate(
@@ -368,21 +371,24 @@ def _calibrate(
             best = (abs(off), rate, outcome)
         if abs(off) <= 0.01:
             break
-        moved = "high" if off > 0 else "low"
-        if moved == "low":
-            low = (rate, off)
-        else:
+        over = off > 0
+        if over:
             high = (rate, off)
+        else:
+            low = (rate, off)
         if low and high:
-            if moved == kept:  # the other end kept twice: it counts half
-                low, high = (low, (high[0], high[1] / 2)) if moved == "low" else ((low[0], low[1] / 2), high)
+            if over == last_over:  # the other end kept twice: it counts half
+                if over:
+                    low = (low[0], low[1] / 2)
+                else:
+                    high = (high[0], high[1] / 2)
             (r1, f1), (r2, f2) = low, high
             rate = r1 - f1 * (r2 - r1) / (f2 - f1)
         elif high is None:
             rate *= min(2.0, target / max(outcome.utilisation, 1e-3))
         else:  # over the target, nothing under it yet: saturated, the run says little of how far
             rate *= max(0.5, min(0.75, target / outcome.utilisation))
-        kept = moved
+        last_over = over
     assert best is not None
     return best[1], best[2]
 
@@ -420,7 +426,8 @@ def measure(
     # The simulations are independent once each load point's rate is found: they run on worker
     # processes, one per core, as they become possible (their figures do not depend on the
     # machine's speed; the route matcher's wall-clock budgets see a core each). Each load point's
-    # search starts from the one below it, which brackets it from below.
+    # search starts from the one below it, which brackets it from below. Spawned, not forked: by
+    # now `make bench` has run event loops and threads in this process.
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn")) as workers:
         runs: dict[str, tuple[float, int, Outcome, Future[Outcome], Future[Outcome] | None]] = {}
         found: tuple[float, float] | None = None
